@@ -1,0 +1,132 @@
+//! Engine benchmarks: no-op reruns (in process and as a whole process), a
+//! synthetic 200-stage chain, and generate + label of 4096 triangles.
+//!
+//! Run with `cargo bench --bench engine`.
+
+use std::path::Path;
+use std::process::Command;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use scoreflow::cache::Cache;
+use scoreflow::executor::{RunOptions, run};
+use scoreflow::progress::Silent;
+use scoreflow::spec;
+
+fn smeme_spec() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/smeme.yaml")).unwrap()
+}
+
+/// generate → label → label → … (199 labels), each with its own `tol` so every key differs.
+fn chain_spec(stages: usize) -> String {
+    let mut s = String::from(
+        "name: chain200\nseed: 1\nstages:\n  s0:\n    kind: generate\n    params: { dataset: triangles, n_samples: 64 }\n",
+    );
+    for i in 1..stages {
+        let input = if i == 1 {
+            "s0".to_string()
+        } else {
+            format!("s{}.labels", i - 1)
+        };
+        s.push_str(&format!(
+            "  s{i}:\n    kind: label\n    inputs: {{ data: {input} }}\n    params: {{ tol: {} }}\n",
+            0.01 + i as f64 * 1e-5
+        ));
+    }
+    s
+}
+
+fn prepared(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    let spec = spec::load(&path).unwrap();
+    let report = run(
+        &spec,
+        &Cache::new(dir.join("artifacts")),
+        &RunOptions::default(),
+        &Silent,
+    )
+    .unwrap();
+    assert!(report.ok());
+    path
+}
+
+fn noop_reruns(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let smeme = prepared(dir.path(), "smeme.yaml", &smeme_spec());
+    let chain = prepared(dir.path(), "chain.yaml", &chain_spec(200));
+    let cache = Cache::new(dir.path().join("artifacts"));
+    let mut g = c.benchmark_group("noop");
+    g.bench_function("smeme_in_process", |b| {
+        b.iter(|| {
+            let spec = spec::load(&smeme).unwrap();
+            run(&spec, &cache, &RunOptions::default(), &Silent).unwrap()
+        })
+    });
+    g.bench_function("chain200_in_process", |b| {
+        b.iter(|| {
+            let spec = spec::load(&chain).unwrap();
+            run(&spec, &cache, &RunOptions::default(), &Silent).unwrap()
+        })
+    });
+    let bin = env!("CARGO_BIN_EXE_scoreflow");
+    for (name, path) in [("smeme_process", &smeme), ("chain200_process", &chain)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let out = Command::new(bin)
+                    .args([
+                        "run",
+                        path.to_str().unwrap(),
+                        "--artifacts",
+                        dir.path().join("artifacts").to_str().unwrap(),
+                    ])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success());
+            })
+        });
+    }
+    g.bench_function("smeme_status_process", |b| {
+        b.iter(|| {
+            let out = Command::new(bin)
+                .args([
+                    "status",
+                    smeme.to_str().unwrap(),
+                    "--artifacts",
+                    dir.path().join("artifacts").to_str().unwrap(),
+                ])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+        })
+    });
+    g.finish();
+}
+
+fn generate_and_label(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("smeme.yaml");
+    std::fs::write(&path, smeme_spec()).unwrap();
+    let spec = spec::load(&path).unwrap();
+    c.bench_function("stages/generate_label_4096_cold", |b| {
+        b.iter_batched(
+            || tempfile::tempdir().unwrap(),
+            |cache_dir| {
+                run(
+                    &spec,
+                    &Cache::new(cache_dir.path()),
+                    &RunOptions::default(),
+                    &Silent,
+                )
+                .unwrap()
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = noop_reruns, generate_and_label
+}
+criterion_main!(benches);

@@ -1,0 +1,385 @@
+//! Command-line interface: argument definitions (clap) and one function per
+//! command. Commands print to stdout; warnings and errors go to stderr.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::cache::Cache;
+use crate::dag::Dag;
+use crate::error::{EXIT_FAILURE, Error};
+use crate::executor::{self, Outcome, RunOptions};
+use crate::inspect::{self, InspectOptions};
+use crate::progress::{Human, Json, Reporter};
+use crate::spec::{self, Spec};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scoreflow",
+    version,
+    about = "Declarative, cached pipelines for diffusion-model experiments"
+)]
+pub struct Cli {
+    /// Artifact cache directory [default: `artifacts/` beside the `pipelines/`
+    /// folder holding the spec, else beside the spec; for gc: ./artifacts].
+    #[arg(long, global = true, env = "SCOREFLOW_ARTIFACTS", value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
+    /// burn CPU backend for training: `flex` or `ndarray`. Not part of any cache
+    /// key (both agree within float tolerance).
+    #[arg(long, global = true, env = "SCOREFLOW_DEVICE", default_value = "flex", value_parser = ["flex", "ndarray"])]
+    pub device: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline: reuse every stage whose key is cached, run the rest, say why.
+    Run {
+        /// The pipeline spec (YAML).
+        file: PathBuf,
+        /// Run only these stages and what they need.
+        #[arg(long, num_args = 1.., value_name = "STAGE")]
+        only: Vec<String>,
+        /// Recompute these stages even when cached.
+        #[arg(long, num_args = 1.., value_name = "STAGE")]
+        force: Vec<String>,
+        /// Print one JSON object per event instead of progress lines.
+        #[arg(long)]
+        json: bool,
+        /// Most stages computed at once [default: number of CPUs].
+        #[arg(long, short, default_value_t = 0)]
+        jobs: usize,
+    },
+    /// Show each stage as fresh or dirty, and why. Runs nothing.
+    Status {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the stage graph (text, or Graphviz with --dot).
+    Dag {
+        file: PathBuf,
+        #[arg(long)]
+        dot: bool,
+    },
+    /// Show an artifact: `STAGE[.OUTPUT] --pipeline FILE`, or a Parquet file path.
+    Inspect {
+        /// `STAGE`, `STAGE.OUTPUT` or `PATH.parquet`.
+        target: String,
+        /// The pipeline that defines STAGE.
+        #[arg(long, short)]
+        pipeline: Option<PathBuf>,
+        /// Rows to show.
+        #[arg(long, short = 'n', default_value_t = 10)]
+        head: usize,
+        /// A polars SQL query over the table, registered as `t`.
+        #[arg(long)]
+        sql: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove cached results that no pipeline's latest run uses.
+    Gc {
+        /// Report what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Validate a spec: every error at once, with file:line:column. Runs nothing.
+    Check { file: PathBuf },
+}
+
+/// Parse `args` and run the command.
+pub fn main_with_args<I, T>(args: I) -> Result<ExitCode, Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return Ok(ExitCode::from(if e.use_stderr() {
+                crate::error::EXIT_BAD_INPUT
+            } else {
+                0
+            }));
+        }
+    };
+    run(cli)
+}
+
+/// `artifacts/` beside the `pipelines/` folder that holds the spec (the repository
+/// layout), else beside the spec itself.
+pub fn default_artifacts(spec: &Path) -> PathBuf {
+    let dir = spec
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if dir.file_name().is_some_and(|n| n == "pipelines") {
+        dir.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join("artifacts")
+    } else {
+        dir.join("artifacts")
+    }
+}
+
+fn cache_for(cli_dir: &Option<PathBuf>, spec: &Path) -> Cache {
+    Cache::new(cli_dir.clone().unwrap_or_else(|| default_artifacts(spec)))
+}
+
+fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes());
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode, Error> {
+    crate::model::set_backend(
+        crate::model::Backend::parse(&cli.device).expect("clap checked the value"),
+    );
+    match &cli.command {
+        Command::Check { file } => {
+            let spec = spec::load(file)?;
+            out(&format!(
+                "{}: ok, {} stages\n",
+                file.display(),
+                spec.stages.len()
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dag { file, dot } => {
+            let spec = spec::load(file)?;
+            let dag = Dag::new(&spec);
+            out(&if *dot {
+                dag.to_dot(&spec)
+            } else {
+                dag.to_text(&spec)
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { file, json } => {
+            let spec = spec::load(file)?;
+            let cache = cache_for(&cli.artifacts, file);
+            let statuses = executor::status(&spec, &cache)?;
+            if *json {
+                let v: Vec<_> = statuses
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({
+                            "stage": s.name,
+                            "fresh": s.fresh,
+                            "key": s.key.map(|k| k.hex()),
+                            "reasons": s.reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                out(&(serde_json::to_string_pretty(&v).expect("json") + "\n"));
+            } else {
+                let w = width(&spec);
+                let mut text = String::new();
+                for s in &statuses {
+                    let state = if s.fresh { "fresh" } else { "dirty" };
+                    let detail = if s.fresh {
+                        s.key.map(|k| k.short()).unwrap_or_default()
+                    } else {
+                        s.reasons
+                            .iter()
+                            .map(|r| r.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    };
+                    text.push_str(&format!("{:w$}  {state}  {detail}\n", s.name));
+                }
+                out(&text);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            file,
+            only,
+            force,
+            json,
+            jobs,
+        } => {
+            let spec = spec::load(file)?;
+            let cache = cache_for(&cli.artifacts, file);
+            let opts = RunOptions {
+                only: only.clone(),
+                force: force.clone(),
+                jobs: *jobs,
+            };
+            let human;
+            let reporter: &dyn Reporter = if *json {
+                &Json
+            } else {
+                human = Human::new(width(&spec));
+                &human
+            };
+            let report = executor::run(&spec, &cache, &opts, reporter)?;
+            let count =
+                |f: fn(&Outcome) -> bool| report.outcomes.iter().filter(|(_, o)| f(o)).count();
+            let ran = count(|o| matches!(o, Outcome::Ran));
+            let fresh = count(|o| matches!(o, Outcome::Fresh));
+            let failed = count(|o| matches!(o, Outcome::Failed(_)));
+            let skipped = count(|o| matches!(o, Outcome::Skipped(_)));
+            let secs = (report.manifest.finished_ms - report.manifest.started_ms) as f64 / 1000.0;
+            if !*json {
+                let mut text = String::new();
+                for (stage, summary) in &report.summaries {
+                    text.push_str(&format!("\n[{stage}]\n{summary}\n"));
+                }
+                text.push_str(&format!(
+                    "\n{}: {} stages — {ran} ran, {fresh} fresh{}{} in {secs:.2}s\nmanifest: {}\n",
+                    spec.name,
+                    report.outcomes.len(),
+                    if failed > 0 {
+                        format!(", {failed} failed")
+                    } else {
+                        String::new()
+                    },
+                    if skipped > 0 {
+                        format!(", {skipped} skipped")
+                    } else {
+                        String::new()
+                    },
+                    report.manifest_path.display()
+                ));
+                out(&text);
+            } else {
+                out(&(serde_json::json!({"event": "run_finished", "ok": report.ok(), "ran": ran, "fresh": fresh, "failed": failed, "skipped": skipped, "seconds": secs, "manifest": report.manifest_path.display().to_string()}).to_string() + "\n"));
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            })
+        }
+        Command::Inspect {
+            target,
+            pipeline,
+            head,
+            sql,
+            json,
+        } => {
+            let opts = InspectOptions {
+                head: *head,
+                sql: sql.clone(),
+                json: *json,
+            };
+            let (path, warning) =
+                resolve_inspect_target(&cli.artifacts, target, pipeline.as_deref())?;
+            if let Some(w) = warning {
+                eprintln!("warning: {w}");
+            }
+            let metadata = std::fs::read(&path)
+                .ok()
+                .and_then(|b| crate::frame::Table::from_parquet(b).ok())
+                .map(|(_, m)| m)
+                .unwrap_or_default();
+            out(&inspect::render(&path, &metadata, &opts)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gc { dry_run } => {
+            let cache = Cache::new(
+                cli.artifacts
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("artifacts")),
+            );
+            let r = cache.gc(*dry_run)?;
+            let verb = if *dry_run { "would remove" } else { "removed" };
+            out(&format!(
+                "{verb} {} records, {} objects, {} temporary files: {} freed; kept {} records, {} objects\n",
+                r.records,
+                r.objects,
+                r.temp_files,
+                human_bytes(r.bytes),
+                r.kept_records,
+                r.kept_objects
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn width(spec: &Spec) -> usize {
+    spec.stages.iter().map(|s| s.name.len()).max().unwrap_or(0)
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        b if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.2} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.2} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+/// A Parquet path, or `STAGE[.OUTPUT]` resolved through the pipeline's current
+/// (fresh) result. Returns the path and a warning if the object fails verification.
+fn resolve_inspect_target(
+    artifacts: &Option<PathBuf>,
+    target: &str,
+    pipeline: Option<&Path>,
+) -> Result<(PathBuf, Option<String>), Error> {
+    if target.ends_with(".parquet") || Path::new(target).is_file() {
+        let path = PathBuf::from(target);
+        if !path.is_file() {
+            return Err(Error::BadInput(format!("no such file: {target}")));
+        }
+        return Ok((path, None));
+    }
+    let Some(file) = pipeline else {
+        return Err(Error::BadInput(format!(
+            "`{target}` is not a Parquet file; to name a stage, add --pipeline FILE"
+        )));
+    };
+    let spec = spec::load(file)?;
+    let cache = cache_for(artifacts, file);
+    let (stage_name, output) = match target.split_once('.') {
+        Some((s, o)) => (s, Some(o)),
+        None => (target, None),
+    };
+    let stage = spec.stage(stage_name).ok_or_else(|| {
+        Error::BadInput(format!(
+            "pipeline {} has no stage `{stage_name}`",
+            spec.name
+        ))
+    })?;
+    let outputs: Vec<&str> = stage.imp.outputs().iter().map(|o| o.name).collect();
+    let output = output.unwrap_or(outputs[0]);
+    let def = crate::stages::output_def(stage.imp, output).ok_or_else(|| {
+        Error::BadInput(format!(
+            "stage `{stage_name}` has no output `{output}`; its outputs are: {}",
+            outputs.join(", ")
+        ))
+    })?;
+    if def.format != crate::stages::Format::Table {
+        return Err(Error::BadInput(format!(
+            "{stage_name}.{output} is a {} (model weights), not a table",
+            def.format.name()
+        )));
+    }
+    let Some((_, record)) = executor::current_record(&spec, &cache, stage_name)? else {
+        return Err(Error::BadInput(format!(
+            "stage `{stage_name}` has no current result; run `scoreflow run {}` first",
+            file.display()
+        )));
+    };
+    let entry = &record.outputs[output];
+    let hash = entry
+        .content_hash()
+        .ok_or_else(|| Error::BadInput("record names a malformed hash".into()))?;
+    let warning = match cache.read(&hash, def.format) {
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "{stage_name}.{output} failed verification ({e}); the next run will recompute it"
+        )),
+    };
+    Ok((cache.root().join(&entry.file), warning))
+}

@@ -1,0 +1,38 @@
+//! The library's top-level error and the exit codes it maps to.
+//!
+//! Exit codes: 0 success; 1 a stage failed (or an internal error);
+//! 2 bad input (a spec error, an unknown stage name, a bad path or query).
+
+use crate::cache::CacheError;
+use crate::executor::ExecError;
+use crate::inspect::InspectError;
+use crate::spec::SpecErrors;
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Spec(#[from] SpecErrors),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    /// A command-line argument that names something that is not there.
+    #[error("{0}")]
+    BadInput(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Spec(_) | Error::BadInput(_) | Error::Inspect(_) => EXIT_BAD_INPUT,
+            Error::Exec(ExecError::UnknownStage(_)) => EXIT_BAD_INPUT,
+            Error::Exec(_) | Error::Cache(_) => EXIT_FAILURE,
+        }
+    }
+}

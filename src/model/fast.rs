@@ -1,0 +1,324 @@
+//! An inference-only forward pass of the score MLP, for the sampler's hot loop.
+//!
+//! burn's CPU backends evaluate this small network well below what the hardware
+//! can do (each op allocates and dispatches); sampling calls it 2·N times on the
+//! same weights. [`FastMlp`] copies the trained weights out of the burn module once
+//! and evaluates `x ↦ s(x, t)` with
+//!
+//! * the time embedding folded into a per-call bias: every row of a sampler call
+//!   shares `t`, so `emb(t)·W₁[emb rows] + b₁` is computed once per call and the
+//!   first layer costs `dim` multiply-adds per unit and row;
+//! * the hidden layers on the `gemm` crate (the kernel burn-flex itself uses),
+//!   single-threaded per chunk — the sampler parallelises over chunks of rows;
+//! * bias + SiLU fused in one pass with a vectorisable `exp` (Cody–Waite range
+//!   reduction, degree-6 polynomial, relative error < 5·10⁻⁷), compiled for AVX-512
+//!   and AVX2 and picked at run time;
+//! * the narrow output layer as dot products with 16 independent accumulators.
+//!
+//! No floating-point contraction or reassociation depends on the CPU features
+//! chosen, so results are identical on every x86-64 code path; they agree with
+//! burn's forward to about 1e-6 (tested to 1e-5).
+
+use super::{ScoreNetWeights, time_embedding_into};
+use crate::sde::sampler::ScoreModel;
+
+/// A dense layer with row-major weights `[input × output]`.
+#[derive(Debug, Clone)]
+struct Dense {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    input: usize,
+    output: usize,
+}
+
+/// The score MLP, ready for fast batched evaluation.
+#[derive(Debug, Clone)]
+pub struct FastMlp {
+    dim: usize,
+    freqs: Vec<f32>,
+    /// First layer, rows 0..dim of its weight (the `x` part).
+    first_x: Dense,
+    /// First layer, rows dim.. (the embedding part), and its bias.
+    first_emb: Dense,
+    hidden: Vec<Dense>,
+    /// Output layer stored transposed: `[output × input]`.
+    out_t: Vec<f32>,
+    out_b: Vec<f32>,
+    width: usize,
+}
+
+/// Working memory for one chunk of rows.
+pub struct Scratch {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    bias: Vec<f32>,
+    emb: Vec<f32>,
+}
+
+impl FastMlp {
+    pub fn new(w: &ScoreNetWeights) -> FastMlp {
+        let dim = w.dim;
+        let (w0, b0, in0, out0) = &w.layers[0];
+        let emb_dim = in0 - dim;
+        let first_x = Dense {
+            w: w0[..dim * out0].to_vec(),
+            b: vec![0.0; *out0],
+            input: dim,
+            output: *out0,
+        };
+        let first_emb = Dense {
+            w: w0[dim * out0..].to_vec(),
+            b: b0.clone(),
+            input: emb_dim,
+            output: *out0,
+        };
+        let last = w.layers.len() - 1;
+        let hidden = w.layers[1..last]
+            .iter()
+            .map(|(w, b, i, o)| Dense {
+                w: w.clone(),
+                b: b.clone(),
+                input: *i,
+                output: *o,
+            })
+            .collect();
+        let (wl, bl, il, ol) = &w.layers[last];
+        let mut out_t = vec![0f32; il * ol];
+        for i in 0..*il {
+            for o in 0..*ol {
+                out_t[o * il + i] = wl[i * ol + o];
+            }
+        }
+        FastMlp {
+            dim,
+            freqs: w.freqs.clone(),
+            first_x,
+            first_emb,
+            hidden,
+            out_t,
+            out_b: bl.clone(),
+            width: *out0,
+        }
+    }
+
+    /// Evaluate into `out`; `x` and `out` are row-major with `dim` columns.
+    pub fn forward(&self, x: &[f32], t: f32, out: &mut [f32], s: &mut Scratch) {
+        let rows = x.len() / self.dim;
+        let w = self.width;
+        // Per-call bias of the first layer: emb(t)·W_emb + b.
+        time_embedding_into(t, &self.freqs, &mut s.emb);
+        s.bias.copy_from_slice(&self.first_emb.b);
+        for (k, e) in s.emb.iter().enumerate() {
+            let row = &self.first_emb.w[k * w..(k + 1) * w];
+            for (b, wv) in s.bias.iter_mut().zip(row) {
+                *b += e * wv;
+            }
+        }
+        // First layer: bias + x·W_x, then SiLU.
+        let h = &mut s.a[..rows * w];
+        for r in 0..rows {
+            let hr = &mut h[r * w..(r + 1) * w];
+            hr.copy_from_slice(&s.bias);
+            for j in 0..self.dim {
+                let xv = x[r * self.dim + j];
+                let wr = &self.first_x.w[j * w..(j + 1) * w];
+                for (hv, wv) in hr.iter_mut().zip(wr) {
+                    *hv += xv * wv;
+                }
+            }
+        }
+        silu_bias(h, &[]);
+        // Hidden layers.
+        let mut cur_is_a = true;
+        for layer in &self.hidden {
+            let (src, dst) = if cur_is_a {
+                (&s.a, &mut s.b)
+            } else {
+                (&s.b, &mut s.a)
+            };
+            let dst = &mut dst[..rows * layer.output];
+            // SAFETY: the pointers cover `rows × input` and `input × output` and
+            // `rows × output` f32 values, row-major, as the strides say.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    layer.output,
+                    layer.input,
+                    dst.as_mut_ptr(),
+                    1,
+                    layer.output as isize,
+                    false,
+                    src.as_ptr(),
+                    1,
+                    layer.input as isize,
+                    layer.w.as_ptr(),
+                    1,
+                    layer.output as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            silu_bias(dst, &layer.b);
+            cur_is_a = !cur_is_a;
+        }
+        let h = if cur_is_a {
+            &s.a[..rows * w]
+        } else {
+            &s.b[..rows * w]
+        };
+        // Output layer.
+        let last_in = self.out_t.len() / self.out_b.len();
+        for r in 0..rows {
+            let hr = &h[r * last_in..(r + 1) * last_in];
+            for (o, b) in self.out_b.iter().enumerate() {
+                out[r * self.dim + o] = b + dot(hr, &self.out_t[o * last_in..(o + 1) * last_in]);
+            }
+        }
+    }
+}
+
+impl ScoreModel for FastMlp {
+    type Scratch = Scratch;
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn scratch(&self, rows: usize) -> Scratch {
+        let widest = self
+            .hidden
+            .iter()
+            .map(|l| l.output)
+            .chain([self.width])
+            .max()
+            .unwrap_or(self.width);
+        Scratch {
+            a: vec![0.0; rows * widest],
+            b: vec![0.0; rows * widest],
+            bias: vec![0.0; self.width],
+            emb: vec![0.0; 2 * self.freqs.len()],
+        }
+    }
+    fn eval(&self, x: &[f32], t: f32, out: &mut [f32], scratch: &mut Scratch) {
+        self.forward(x, t, out, scratch)
+    }
+}
+
+/// Dot product with 16 independent partial sums (fixed order on every CPU).
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = a.len() / 16;
+    for c in 0..chunks {
+        for l in 0..16 {
+            acc[l] += a[c * 16 + l] * b[c * 16 + l];
+        }
+    }
+    let mut sum = 0f32;
+    for i in chunks * 16..a.len() {
+        sum += a[i] * b[i];
+    }
+    // Pairwise fold of the lanes, fixed order.
+    let mut w = 16;
+    while w > 1 {
+        w /= 2;
+        for l in 0..w {
+            acc[l] += acc[l + w];
+        }
+    }
+    acc[0] + sum
+}
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+
+/// `e^x` for f32: `n = round(x·log₂e)`, `r = x − n·ln2` (Cody–Waite, ln2 split in
+/// two so `r` is exact to f32 precision), `e^x = 2ⁿ·e^r` with the degree-6 Taylor
+/// polynomial of `e^r` on `|r| ≤ ln2/2`. Inputs are clamped to [−87, 88].
+#[inline(always)]
+fn exp_fast(x: f32) -> f32 {
+    let x = x.max(-87.0).min(88.0);
+    // Round to nearest without a libm call (vectorises).
+    let n = (x * LOG2E + 12_582_912.0) - 12_582_912.0;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    const C2: f32 = 1.0 / 2.0;
+    const C3: f32 = 1.0 / 6.0;
+    const C4: f32 = 1.0 / 24.0;
+    const C5: f32 = 1.0 / 120.0;
+    const C6: f32 = 1.0 / 720.0;
+    let p = 1.0 + r * (1.0 + r * (C2 + r * (C3 + r * (C4 + r * (C5 + r * C6)))));
+    let bits = ((n as i32 + 127) as u32) << 23;
+    p * f32::from_bits(bits)
+}
+
+#[inline(always)]
+fn silu_bias_body(h: &mut [f32], bias: &[f32]) {
+    if bias.is_empty() {
+        for v in h.iter_mut() {
+            *v = *v / (1.0 + exp_fast(-*v));
+        }
+    } else {
+        for row in h.chunks_exact_mut(bias.len()) {
+            for (v, b) in row.iter_mut().zip(bias) {
+                let z = *v + b;
+                *v = z / (1.0 + exp_fast(-z));
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn silu_bias_avx512(h: &mut [f32], bias: &[f32]) {
+    silu_bias_body(h, bias)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn silu_bias_avx2(h: &mut [f32], bias: &[f32]) {
+    silu_bias_body(h, bias)
+}
+
+/// `h ← silu(h + bias)` row-wise (`bias` empty: no bias).
+fn silu_bias(h: &mut [f32], bias: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked above).
+            return unsafe { silu_bias_avx512(h, bias) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above).
+            return unsafe { silu_bias_avx2(h, bias) };
+        }
+    }
+    silu_bias_body(h, bias)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        let mut worst = 0f64;
+        let mut x = -80.0f32;
+        while x < 80.0 {
+            let rel = ((exp_fast(x) as f64) / (x as f64).exp() - 1.0).abs();
+            worst = worst.max(rel);
+            x += 0.0137;
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+    }
+
+    #[test]
+    fn dot_matches_naive() {
+        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.01).collect();
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-4);
+    }
+}

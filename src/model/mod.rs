@@ -1,0 +1,450 @@
+//! The score network, as a burn module, and the one place the compute device is chosen.
+//!
+//! [`ScoreNet`] is the seed's `SimpleScoreNet(input_dimension=3, layer_count=2,
+//! hidden_dim=256)`: `x` concatenated with a sinusoidal time embedding (32
+//! geometric frequencies from 1 to 1000, sines then cosines: 64 values) →
+//! Linear(67, 256) → SiLU → Linear(256, 256) → SiLU → Linear(256, 3). Width, depth
+//! and the embedding are configurable ([`ScoreNetConfig`]).
+//!
+//! **Initialisation** is PyTorch's default for `nn.Linear` — weight and bias
+//! `U(−1/√fan_in, 1/√fan_in)` (the same bound as burn's default Kaiming-uniform) —
+//! drawn from the stage's seeded stream, so a model is a deterministic function of
+//! its seed; the output layer starts at zero. Parameter ids are assigned in layer
+//! order, so the serialised record is deterministic too.
+//!
+//! **Serialisation** ([`ScoreNetWeights::to_bytes`]): the magic `SFNET001`, a
+//! little-endian u32 length, the JSON of the config and training metadata, then the
+//! module in burn's record format (burnpack, [`burn::module::Module::into_record`]).
+//!
+//! **Device**: training runs on burn's autodiff over a CPU backend chosen at run
+//! time by [`set_backend`] (`--device`, `SCOREFLOW_DEVICE`): `flex` (default) or
+//! `ndarray` (deprecated by burn 0.22, kept as the design names it). The device is
+//! not part of any cache key: both give the same results within float tolerance.
+//! Inference in the sampler uses [`fast::FastMlp`] over the trained weights.
+
+pub mod fast;
+
+use std::sync::OnceLock;
+
+use burn::module::{Module, Param, ParamId};
+use burn::nn::Linear;
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// A CPU backend for burn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Flex,
+    NdArray,
+}
+
+impl Backend {
+    pub fn parse(s: &str) -> Option<Backend> {
+        match s {
+            "flex" => Some(Backend::Flex),
+            "ndarray" => Some(Backend::NdArray),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Flex => "flex",
+            Backend::NdArray => "ndarray",
+        }
+    }
+}
+
+static BACKEND: OnceLock<Backend> = OnceLock::new();
+
+/// Choose the backend for this process (first call wins; default flex).
+pub fn set_backend(b: Backend) {
+    let _ = BACKEND.set(b);
+}
+
+/// The plain (inference) device of the chosen backend.
+pub fn device() -> Device {
+    match BACKEND.get().copied().unwrap_or(Backend::Flex) {
+        Backend::Flex => Device::from(burn::backend::flex::FlexDevice),
+        #[allow(deprecated)]
+        Backend::NdArray => Device::from(burn::backend::ndarray::NdArrayDevice::Cpu),
+    }
+}
+
+/// The autodiff device of the chosen backend.
+pub fn train_device() -> Device {
+    device().autodiff()
+}
+
+/// Architecture of the score network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreNetConfig {
+    pub dim: usize,
+    pub hidden: usize,
+    /// Number of hidden layers (the seed's `layer_count`): depth 2 means
+    /// Linear(in, h) → SiLU → Linear(h, h) → SiLU → Linear(h, dim).
+    pub depth: usize,
+    pub n_freqs: usize,
+    pub f_min: f64,
+    pub f_max: f64,
+}
+
+impl ScoreNetConfig {
+    pub fn seed_default() -> ScoreNetConfig {
+        ScoreNetConfig {
+            dim: 3,
+            hidden: 256,
+            depth: 2,
+            n_freqs: 32,
+            f_min: 1.0,
+            f_max: 1000.0,
+        }
+    }
+    /// Geometric frequencies `f_min·(f_max/f_min)^(k/(n−1))`.
+    pub fn frequencies(&self) -> Vec<f32> {
+        let n = self.n_freqs;
+        (0..n)
+            .map(|k| {
+                let e = if n > 1 {
+                    k as f64 / (n - 1) as f64
+                } else {
+                    0.0
+                };
+                (self.f_min * (self.f_max / self.f_min).powf(e)) as f32
+            })
+            .collect()
+    }
+    /// (input, output) sizes of every layer.
+    pub fn shapes(&self) -> Vec<(usize, usize)> {
+        let mut v = vec![(self.dim + 2 * self.n_freqs, self.hidden)];
+        for _ in 1..self.depth {
+            v.push((self.hidden, self.hidden));
+        }
+        v.push((self.hidden, self.dim));
+        v
+    }
+}
+
+/// `[sin(t·f₀) … sin(t·fₙ₋₁), cos(t·f₀) … cos(t·fₙ₋₁)]`.
+pub fn time_embedding_into(t: f32, freqs: &[f32], out: &mut [f32]) {
+    let n = freqs.len();
+    for (k, f) in freqs.iter().enumerate() {
+        let a = t * f;
+        out[k] = a.sin();
+        out[n + k] = a.cos();
+    }
+}
+
+/// The burn module.
+#[derive(Module, Debug)]
+pub struct ScoreNet {
+    pub layers: Vec<Linear>,
+    pub dim: usize,
+    pub n_freqs: usize,
+    pub f_min: f64,
+    pub f_max: f64,
+}
+
+impl ScoreNet {
+    /// `s(x, t)` for `x: [B, dim]`, `t: [B]`.
+    pub fn forward(&self, x: Tensor<2>, t: Tensor<1>) -> Tensor<2> {
+        let [b, _] = x.dims();
+        let device = x.device();
+        let cfg = ScoreNetConfig {
+            dim: self.dim,
+            hidden: 0,
+            depth: 0,
+            n_freqs: self.n_freqs,
+            f_min: self.f_min,
+            f_max: self.f_max,
+        };
+        let freqs = Tensor::<2>::from_data(
+            TensorData::new(cfg.frequencies(), [1, self.n_freqs]),
+            &device,
+        );
+        let arg = t.reshape([b, 1]).mul(freqs);
+        let emb = Tensor::cat(vec![arg.clone().sin(), arg.cos()], 1);
+        let mut h = Tensor::cat(vec![x, emb], 1);
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(h);
+            if i < last {
+                h = silu(h);
+            }
+        }
+        h
+    }
+
+    /// Build the module from plain weights on `device`.
+    pub fn from_weights(w: &ScoreNetWeights, device: &Device) -> ScoreNet {
+        let grad = device.is_autodiff();
+        fn param<const D: usize>(
+            v: Vec<f32>,
+            shape: [usize; D],
+            device: &Device,
+            grad: bool,
+        ) -> Tensor<D> {
+            let t = Tensor::from_data(TensorData::new(v, shape), device);
+            if grad { t.require_grad() } else { t }
+        }
+        let layers = w
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, (wv, bv, input, output))| Linear {
+                weight: Param::initialized(
+                    ParamId::from(2 * i as u64),
+                    param(wv.clone(), [*input, *output], device, grad),
+                ),
+                bias: Some(Param::initialized(
+                    ParamId::from(2 * i as u64 + 1),
+                    param(bv.clone(), [*output], device, grad),
+                )),
+            })
+            .collect();
+        ScoreNet {
+            layers,
+            dim: w.dim,
+            n_freqs: w.freqs.len(),
+            f_min: w.config.f_min,
+            f_max: w.config.f_max,
+        }
+    }
+}
+
+/// Training-side facts a sampler needs to use a model the way it was trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    /// OU drift coefficient λ.
+    pub lambda: f64,
+    /// OU diffusion coefficient σ.
+    pub sigma: f64,
+    pub t_max: f64,
+    /// Data scaling applied before training: x_scaled = scale·x + shift.
+    pub scale: f64,
+    pub shift: f64,
+}
+
+/// The network's weights as plain vectors (row-major `[input × output]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreNetWeights {
+    pub config: ScoreNetConfig,
+    pub meta: ModelMeta,
+    pub dim: usize,
+    pub freqs: Vec<f32>,
+    /// (weight, bias, input, output) per layer.
+    pub layers: Vec<(Vec<f32>, Vec<f32>, usize, usize)>,
+}
+
+/// Errors decoding a model blob.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("not a scoreflow model: {0}")]
+    Format(String),
+}
+
+const MAGIC: &[u8; 8] = b"SFNET001";
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    config: ScoreNetConfig,
+    meta: ModelMeta,
+}
+
+impl ScoreNetWeights {
+    /// PyTorch-default initialisation from `rng`, output layer zero.
+    pub fn init(config: ScoreNetConfig, meta: ModelMeta, rng: &mut impl Rng) -> ScoreNetWeights {
+        let shapes = config.shapes();
+        let last = shapes.len() - 1;
+        let layers = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, &(input, output))| {
+                if i == last {
+                    return (vec![0.0; input * output], vec![0.0; output], input, output);
+                }
+                let k = 1.0 / (input as f64).sqrt();
+                let mut draw = |n: usize| {
+                    (0..n)
+                        .map(|_| rng.random_range(-k..k) as f32)
+                        .collect::<Vec<f32>>()
+                };
+                let w = draw(input * output);
+                let b = draw(output);
+                (w, b, input, output)
+            })
+            .collect();
+        ScoreNetWeights {
+            dim: config.dim,
+            freqs: config.frequencies(),
+            config,
+            meta,
+            layers,
+        }
+    }
+
+    /// Read the weights back out of a (trained) module.
+    pub fn from_module(net: &ScoreNet, config: ScoreNetConfig, meta: ModelMeta) -> ScoreNetWeights {
+        let layers = net
+            .layers
+            .iter()
+            .map(|l| {
+                let [input, output] = l.weight.val().dims();
+                let w = l
+                    .weight
+                    .val()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .expect("f32 weights");
+                let b = l
+                    .bias
+                    .as_ref()
+                    .expect("bias")
+                    .val()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .expect("f32 bias");
+                (w, b, input, output)
+            })
+            .collect();
+        ScoreNetWeights {
+            dim: config.dim,
+            freqs: config.frequencies(),
+            config,
+            meta,
+            layers,
+        }
+    }
+
+    /// Serialise: header + burn record (see the module docs).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let header = serde_json::to_vec(&Header {
+            config: self.config.clone(),
+            meta: self.meta.clone(),
+        })
+        .expect("json");
+        let net = ScoreNet::from_weights(self, &device());
+        let record = net
+            .into_record()
+            .into_bytes()
+            .expect("burnpack encoding of an in-memory module");
+        let mut out = Vec::with_capacity(12 + header.len() + record.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&record);
+        out
+    }
+
+    /// Inverse of [`ScoreNetWeights::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<ScoreNetWeights, ModelError> {
+        if bytes.len() < 12 || &bytes[..8] != MAGIC {
+            return Err(ModelError::Format("missing SFNET001 header".into()));
+        }
+        let n = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+        let header: Header = serde_json::from_slice(
+            bytes
+                .get(12..12 + n)
+                .ok_or_else(|| ModelError::Format("truncated header".into()))?,
+        )
+        .map_err(|e| ModelError::Format(e.to_string()))?;
+        let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_elems(
+            bytes[12 + n..].to_vec(),
+        ))
+        .map_err(|e| ModelError::Format(e.to_string()))?;
+        let skeleton = ScoreNetWeights::init(
+            header.config.clone(),
+            header.meta.clone(),
+            &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0),
+        );
+        let net = ScoreNet::from_weights(&skeleton, &device()).load_record(record);
+        Ok(ScoreNetWeights::from_module(
+            &net,
+            header.config,
+            header.meta,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sde::sampler::ScoreModel;
+    use rand::SeedableRng;
+
+    fn meta() -> ModelMeta {
+        ModelMeta {
+            lambda: 0.3,
+            sigma: 0.5,
+            t_max: 1.0,
+            scale: 2.0,
+            shift: -1.0,
+        }
+    }
+
+    fn random_weights(seed: u64) -> ScoreNetWeights {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut w = ScoreNetWeights::init(ScoreNetConfig::seed_default(), meta(), &mut rng);
+        // Give the output layer values too, so the forward pass is not trivially 0.
+        let last = w.layers.len() - 1;
+        let (wl, bl, _, _) = &mut w.layers[last];
+        for v in wl.iter_mut().chain(bl.iter_mut()) {
+            *v = rng.random_range(-0.1..0.1);
+        }
+        w
+    }
+
+    #[test]
+    fn shapes_and_zero_initialised_output() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let w = ScoreNetWeights::init(ScoreNetConfig::seed_default(), meta(), &mut rng);
+        let shapes: Vec<_> = w.layers.iter().map(|l| (l.2, l.3)).collect();
+        assert_eq!(shapes, [(67, 256), (256, 256), (256, 3)]);
+        let net = ScoreNet::from_weights(&w, &device());
+        let x = Tensor::<2>::from_data(TensorData::new(vec![0.1f32; 5 * 3], [5, 3]), &device());
+        let t = Tensor::<1>::from_data(TensorData::new(vec![0.5f32; 5], [5]), &device());
+        let out = net.forward(x, t);
+        assert_eq!(out.dims(), [5, 3]);
+        assert!(
+            out.into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .all(|v| *v == 0.0)
+        );
+    }
+
+    #[test]
+    fn serialisation_round_trips_and_is_deterministic() {
+        let w = random_weights(2);
+        let bytes = w.to_bytes();
+        assert_eq!(bytes, random_weights(2).to_bytes());
+        assert_eq!(ScoreNetWeights::from_bytes(&bytes).unwrap(), w);
+        assert!(ScoreNetWeights::from_bytes(&bytes[..20]).is_err());
+    }
+
+    #[test]
+    fn fast_forward_matches_burn() {
+        let w = random_weights(3);
+        let net = ScoreNet::from_weights(&w, &device());
+        let fast = fast::FastMlp::new(&w);
+        let rows = 300;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let x: Vec<f32> = (0..rows * 3).map(|_| rng.random_range(-1.5..1.5)).collect();
+        for t in [0.001f32, 0.37, 1.0] {
+            let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, 3]), &device());
+            let tt = Tensor::<1>::from_data(TensorData::new(vec![t; rows], [rows]), &device());
+            let want = net.forward(xt, tt).into_data().try_to_vec::<f32>().unwrap();
+            let mut got = vec![0f32; rows * 3];
+            let mut scratch = fast.scratch(rows);
+            fast.eval(&x, t, &mut got, &mut scratch);
+            for (a, b) in want.iter().zip(&got) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
+                    "t={t}: burn {a} vs fast {b}"
+                );
+            }
+        }
+    }
+}

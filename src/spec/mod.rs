@@ -1,0 +1,705 @@
+//! Pipeline specs: YAML in, a validated [`Spec`] out, or every error at once.
+//!
+//! Loading has three steps, each its own type: [`yaml::parse`] turns text into a
+//! positioned tree; [`validate`] checks it against the stage registry and builds a
+//! [`Spec`] (typed, canonical params with defaults filled in, resolved input
+//! references); [`crate::dag::Dag`] orders it. Validation never stops at the first
+//! problem: it collects a [`Diagnostic`] for every unknown key, unknown kind or
+//! method, unknown or ill-typed parameter, missing input, dangling reference,
+//! duplicate stage name and cycle, each with `file:line:column` and a sentence.
+//!
+//! ```yaml
+//! name: smeme            # pipeline name: groups run manifests under artifacts/runs/
+//! seed: 42               # default seed of every stage
+//! stages:
+//!   triangles:           # stage name: letters, digits, `_` and `-`
+//!     kind: generate     # one of the seven kinds
+//!     seed: 7            # optional: overrides the pipeline seed for this stage
+//!     params: { dataset: triangles, n_samples: 4096 }
+//!   labelled:
+//!     kind: label
+//!     inputs: { data: triangles }   # `stage` (its first output) or `stage.output`
+//!     params: { scheme: triangle_types, tol: 0.01 }
+//! ```
+
+pub mod yaml;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::params::{Default as ParamDefault, Params, Raw, Value, suggest};
+use crate::stages::{self, Kind, Stage};
+use yaml::{Node, NodeValue, Pos};
+
+/// One problem in a spec, with its position.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Diagnostic {
+    pub file: String,
+    pub pos: Pos,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.pos.line, self.pos.col, self.message
+        )
+    }
+}
+
+/// All problems found in a spec, sorted by position.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct SpecErrors {
+    pub file: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.diagnostics {
+            writeln!(f, "error: {d}")?;
+        }
+        let n = self.diagnostics.len();
+        write!(
+            f,
+            "{n} error{} in {}; nothing was run",
+            if n == 1 { "" } else { "s" },
+            self.file
+        )
+    }
+}
+
+/// A reference from a stage input to another stage's output.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct InputRef {
+    pub stage: String,
+    pub output: String,
+}
+
+impl fmt::Display for InputRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.stage, self.output)
+    }
+}
+
+/// A validated stage.
+#[derive(Clone)]
+pub struct StageSpec {
+    pub name: String,
+    pub imp: &'static dyn Stage,
+    /// Canonical parameters: typed, sorted, defaults filled in.
+    pub params: Params,
+    /// The effective seed: the stage's own, else the pipeline's.
+    pub seed: u64,
+    pub inputs: BTreeMap<String, InputRef>,
+    pub pos: Pos,
+}
+
+impl fmt::Debug for StageSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StageSpec")
+            .field("name", &self.name)
+            .field("kind", &self.imp.kind())
+            .field("method", &self.imp.method())
+            .field("params", &self.params)
+            .field("seed", &self.seed)
+            .field("inputs", &self.inputs)
+            .finish()
+    }
+}
+
+/// A validated pipeline.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub path: PathBuf,
+    pub name: String,
+    pub seed: u64,
+    /// Stages in file order.
+    pub stages: Vec<StageSpec>,
+}
+
+impl Spec {
+    pub fn stage(&self, name: &str) -> Option<&StageSpec> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s.name == name)
+    }
+}
+
+/// Read and validate a spec file. An unreadable file is reported as a diagnostic
+/// at 1:1 so that every spec problem has the same shape.
+pub fn load(path: &Path) -> Result<Spec, SpecErrors> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => validate(path, &text),
+        Err(e) => Err(SpecErrors {
+            file: file.clone(),
+            diagnostics: vec![Diagnostic {
+                file,
+                pos: Pos { line: 1, col: 1 },
+                message: format!("cannot read the spec: {e}"),
+            }],
+        }),
+    }
+}
+
+struct Collector {
+    file: String,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Collector {
+    fn err(&mut self, pos: Pos, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic {
+            file: self.file.clone(),
+            pos,
+            message: message.into(),
+        });
+    }
+}
+
+const TOP_KEYS: &[&str] = &["name", "seed", "description", "stages"];
+const STAGE_KEYS: &[&str] = &["kind", "params", "inputs", "seed", "description"];
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn entries(node: &Node) -> Option<&[(Node, Node)]> {
+    match &node.value {
+        NodeValue::Map(e) => Some(e),
+        _ => None,
+    }
+}
+
+fn parse_seed(c: &mut Collector, node: &Node, what: &str) -> Option<u64> {
+    match node.to_raw() {
+        Raw::Int(i) if i >= 0 => Some(i as u64),
+        _ => {
+            c.err(
+                node.pos,
+                format!(
+                    "{what} must be a non-negative integer, found {}",
+                    node.describe()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A stage as parsed, before references are resolved.
+struct Draft {
+    name: String,
+    pos: Pos,
+    imp: Option<&'static dyn Stage>,
+    params: Params,
+    seed: Option<u64>,
+    /// input name → (reference text, its position)
+    inputs: Vec<(String, String, Pos)>,
+}
+
+/// Validate spec text. `path` is used in messages and kept in the spec.
+pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
+    let file = path.display().to_string();
+    let mut c = Collector {
+        file: file.clone(),
+        diagnostics: Vec::new(),
+    };
+    let fail = |c: Collector| {
+        let mut diagnostics = c.diagnostics;
+        diagnostics.sort();
+        diagnostics.dedup();
+        Err(SpecErrors {
+            file: file.clone(),
+            diagnostics,
+        })
+    };
+
+    let root = match yaml::parse(text) {
+        Ok(Some(root)) => root,
+        Ok(None) => {
+            c.err(
+                Pos { line: 1, col: 1 },
+                "the spec is empty; expected a mapping with `name` and `stages`",
+            );
+            return fail(c);
+        }
+        Err(e) => {
+            c.err(e.pos, format!("this is not valid YAML: {}", e.message));
+            return fail(c);
+        }
+    };
+    let Some(top) = entries(&root) else {
+        c.err(
+            root.pos,
+            format!(
+                "expected a mapping with `name` and `stages`, found {}",
+                root.describe()
+            ),
+        );
+        return fail(c);
+    };
+
+    let (mut name, mut seed, mut stages_node) = (None, 0u64, None);
+    let mut seen_top: HashMap<String, Pos> = HashMap::new();
+    for (k, v) in top {
+        let key = k.as_str().unwrap_or_default();
+        if let Some(first) = seen_top.insert(key.to_string(), k.pos) {
+            c.err(
+                k.pos,
+                format!("`{key}` is given twice (first at line {})", first.line),
+            );
+            continue;
+        }
+        match key {
+            "name" => match v.as_str() {
+                Some(s) if valid_name(s) => name = Some(s.to_string()),
+                _ => c.err(
+                    v.pos,
+                    format!(
+                        "the pipeline name must be letters, digits, `_` or `-`, found {}",
+                        v.describe()
+                    ),
+                ),
+            },
+            "seed" => seed = parse_seed(&mut c, v, "the pipeline seed").unwrap_or(0),
+            "description" => {}
+            "stages" => stages_node = Some(v),
+            other => c.err(
+                k.pos,
+                format!(
+                    "unknown key `{other}`; expected one of: {}{}",
+                    TOP_KEYS.join(", "),
+                    suggest(other, TOP_KEYS)
+                ),
+            ),
+        }
+    }
+    if name.is_none() && !seen_top.contains_key("name") {
+        c.err(
+            Pos { line: 1, col: 1 },
+            "missing `name`: give the pipeline a name, e.g. `name: smeme`",
+        );
+    }
+    let mut drafts = Vec::new();
+    match stages_node {
+        None => c.err(
+            Pos { line: 1, col: 1 },
+            "missing `stages`: a pipeline needs at least one stage",
+        ),
+        Some(node) => match entries(node) {
+            Some(list) if !list.is_empty() => {
+                let mut seen: HashMap<String, Pos> = HashMap::new();
+                for (k, v) in list {
+                    let stage_name = k.as_str().unwrap_or_default().to_string();
+                    if !valid_name(&stage_name) {
+                        c.err(
+                            k.pos,
+                            format!("stage name `{stage_name}` must be letters, digits, `_` or `-` (a dot separates a stage from its output in references)"),
+                        );
+                    }
+                    if let Some(first) = seen.get(&stage_name) {
+                        c.err(
+                            k.pos,
+                            format!("duplicate stage name `{stage_name}` (first defined at line {}); stage names must be unique", first.line),
+                        );
+                        continue;
+                    }
+                    seen.insert(stage_name.clone(), k.pos);
+                    drafts.push(parse_stage(&mut c, stage_name, k.pos, v));
+                }
+            }
+            _ => c.err(
+                node.pos,
+                format!(
+                    "`stages` must be a non-empty mapping from stage names to stages, found {}",
+                    node.describe()
+                ),
+            ),
+        },
+    }
+
+    // Resolve references now that every stage is known.
+    let by_name: HashMap<&str, &Draft> = drafts.iter().map(|d| (d.name.as_str(), d)).collect();
+    let mut stages = Vec::new();
+    for d in &drafts {
+        let mut inputs = BTreeMap::new();
+        for (input, text, pos) in &d.inputs {
+            let (stage_name, output) = match text.split_once('.') {
+                Some((s, o)) => (s, Some(o)),
+                None => (text.as_str(), None),
+            };
+            let Some(target) = by_name.get(stage_name) else {
+                let names: Vec<&str> = drafts.iter().map(|d| d.name.as_str()).collect();
+                c.err(
+                    *pos,
+                    format!("input `{input}` of stage `{}` refers to stage `{stage_name}`, which does not exist{}", d.name, suggest(stage_name, &names)),
+                );
+                continue;
+            };
+            if target.name == d.name {
+                c.err(
+                    *pos,
+                    format!(
+                        "stage `{}` cannot take its own output as input `{input}`",
+                        d.name
+                    ),
+                );
+                continue;
+            }
+            let Some(target_imp) = target.imp else {
+                continue;
+            };
+            let outputs: Vec<&str> = target_imp.outputs().iter().map(|o| o.name).collect();
+            let output = match output {
+                None => outputs[0],
+                Some(o) if outputs.contains(&o) => o,
+                Some(o) => {
+                    c.err(
+                        *pos,
+                        format!("stage `{stage_name}` ({} {}) has no output `{o}`; its outputs are: {}{}", target_imp.kind(), target_imp.method(), outputs.join(", "), suggest(o, &outputs)),
+                    );
+                    continue;
+                }
+            };
+            if let Some(imp) = d.imp
+                && let Some(def) = imp.inputs().iter().find(|i| i.name == input)
+            {
+                let found = stages::output_def(target_imp, output)
+                    .expect("listed above")
+                    .format;
+                if def.format != found {
+                    c.err(
+                        *pos,
+                        format!(
+                            "input `{input}` expects a {}, but `{stage_name}.{output}` is a {}",
+                            def.format.name(),
+                            found.name()
+                        ),
+                    );
+                    continue;
+                }
+            }
+            inputs.insert(
+                input.clone(),
+                InputRef {
+                    stage: stage_name.to_string(),
+                    output: output.to_string(),
+                },
+            );
+        }
+        if let Some(imp) = d.imp {
+            stages.push(StageSpec {
+                name: d.name.clone(),
+                imp,
+                params: d.params.clone(),
+                seed: d.seed.unwrap_or(seed),
+                inputs,
+                pos: d.pos,
+            });
+        }
+    }
+
+    let spec = Spec {
+        path: path.to_path_buf(),
+        name: name.unwrap_or_default(),
+        seed,
+        stages,
+    };
+    if let Some(cycle) = crate::dag::find_cycle(&spec) {
+        let first = spec.stage(&cycle[0]).expect("cycle names stages");
+        c.err(
+            first.pos,
+            format!("the stages form a cycle: {}", cycle.join(" → ")),
+        );
+    }
+    if c.diagnostics.is_empty() {
+        Ok(spec)
+    } else {
+        fail(c)
+    }
+}
+
+fn parse_stage(c: &mut Collector, name: String, pos: Pos, node: &Node) -> Draft {
+    let mut draft = Draft {
+        name: name.clone(),
+        pos,
+        imp: None,
+        params: Params::new(),
+        seed: None,
+        inputs: Vec::new(),
+    };
+    let Some(fields) = entries(node) else {
+        c.err(
+            node.pos,
+            format!(
+                "stage `{name}` must be a mapping with `kind` and `params`, found {}",
+                node.describe()
+            ),
+        );
+        return draft;
+    };
+    let (mut kind_node, mut params_node, mut inputs_node) = (None, None, None);
+    let mut seen: HashMap<&str, Pos> = HashMap::new();
+    for (k, v) in fields {
+        let key = k.as_str().unwrap_or_default();
+        if let Some(first) = seen.insert(key, k.pos) {
+            c.err(
+                k.pos,
+                format!(
+                    "`{key}` is given twice in stage `{name}` (first at line {})",
+                    first.line
+                ),
+            );
+            continue;
+        }
+        match key {
+            "kind" => kind_node = Some(v),
+            "params" => params_node = Some(v),
+            "inputs" => inputs_node = Some(v),
+            "seed" => draft.seed = parse_seed(c, v, "a stage seed"),
+            "description" => {}
+            other => c.err(
+                k.pos,
+                format!(
+                    "unknown key `{other}` in stage `{name}`; expected one of: {}{}",
+                    STAGE_KEYS.join(", "),
+                    suggest(other, STAGE_KEYS)
+                ),
+            ),
+        }
+    }
+
+    let kind_names: Vec<&str> = Kind::PUBLIC.iter().map(|k| k.name()).collect();
+    let kind = match kind_node {
+        None => {
+            c.err(
+                pos,
+                format!(
+                    "stage `{name}` has no `kind`; expected one of: {}",
+                    kind_names.join(", ")
+                ),
+            );
+            None
+        }
+        Some(k) => match k.as_str().and_then(Kind::parse) {
+            Some(kind) => Some(kind),
+            None => {
+                let found = k.as_str().unwrap_or_default();
+                c.err(
+                    k.pos,
+                    format!(
+                        "unknown stage kind {}; expected one of: {}{}",
+                        k.describe(),
+                        kind_names.join(", "),
+                        suggest(found, &kind_names)
+                    ),
+                );
+                None
+            }
+        },
+    };
+
+    // Params: find the selector first, then check the rest against its schema.
+    let param_entries: &[(Node, Node)] = match params_node {
+        None => &[],
+        Some(p) => match entries(p) {
+            Some(e) => e,
+            None => {
+                c.err(
+                    p.pos,
+                    format!(
+                        "`params` of stage `{name}` must be a mapping, found {}",
+                        p.describe()
+                    ),
+                );
+                &[]
+            }
+        },
+    };
+    if let Some(kind) = kind {
+        let selector = kind.selector();
+        let methods = stages::methods(kind);
+        let method_names: Vec<&str> = methods.iter().map(|m| m.method()).collect();
+        let chosen = param_entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(selector));
+        let imp = match chosen {
+            Some((_, v)) => {
+                let m = v.as_str().unwrap_or_default();
+                match stages::find(kind, m) {
+                    Some(imp) => Some(imp),
+                    None if method_names.is_empty() => {
+                        c.err(
+                            v.pos,
+                            format!("stage kind `{kind}` has no implementations in this build"),
+                        );
+                        None
+                    }
+                    None => {
+                        c.err(
+                            v.pos,
+                            format!(
+                                "unknown {selector} {} for a {kind} stage; expected one of: {}{}",
+                                v.describe(),
+                                method_names.join(", "),
+                                suggest(m, &method_names)
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+            None if methods.len() == 1 => Some(methods[0]),
+            None if methods.is_empty() => {
+                c.err(
+                    kind_node.map_or(pos, |k| k.pos),
+                    format!("stage kind `{kind}` has no implementations in this build"),
+                );
+                None
+            }
+            None => {
+                c.err(
+                    params_node.map_or(pos, |p| p.pos),
+                    format!(
+                        "stage `{name}` must choose `{selector}` in its params: one of {}",
+                        method_names.join(", ")
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(imp) = imp {
+            draft.params = check_params(
+                c,
+                &name,
+                imp,
+                params_node.map_or(pos, |p| p.pos),
+                param_entries,
+            );
+            draft.inputs = check_inputs(c, &name, imp, pos, inputs_node);
+            draft.imp = Some(imp);
+        }
+    }
+    draft
+}
+
+fn check_params(
+    c: &mut Collector,
+    stage: &str,
+    imp: &'static dyn Stage,
+    at: Pos,
+    given: &[(Node, Node)],
+) -> Params {
+    let selector = imp.kind().selector();
+    let defs = imp.params();
+    let names: Vec<&str> = std::iter::once(selector)
+        .chain(defs.iter().map(|d| d.name))
+        .collect();
+    let mut params = Params::new();
+    params.insert(selector.to_string(), Value::Str(imp.method().to_string()));
+    let mut seen: HashMap<&str, Pos> = HashMap::new();
+    for (k, v) in given {
+        let key = k.as_str().unwrap_or_default();
+        if let Some(first) = seen.insert(key, k.pos) {
+            c.err(
+                k.pos,
+                format!(
+                    "parameter `{key}` is given twice in stage `{stage}` (first at line {})",
+                    first.line
+                ),
+            );
+            continue;
+        }
+        if key == selector {
+            continue;
+        }
+        let Some(def) = defs.iter().find(|d| d.name == key) else {
+            c.err(
+                k.pos,
+                format!("unknown parameter `{key}` for a {} stage ({selector}: {}); expected one of: {}{}", imp.kind(), imp.method(), names.join(", "), suggest(key, &names)),
+            );
+            continue;
+        };
+        match def.ty.coerce(&v.to_raw()) {
+            Ok(value) => {
+                params.insert(key.to_string(), value);
+            }
+            Err(why) => c.err(
+                v.pos,
+                format!("parameter `{key}` of stage `{stage}`: {why}"),
+            ),
+        }
+    }
+    for def in defs {
+        if params.contains_key(def.name) || seen.contains_key(def.name) {
+            continue;
+        }
+        match def.default {
+            ParamDefault::Required => c.err(
+                at,
+                format!(
+                    "stage `{stage}` is missing required parameter `{}`: {}",
+                    def.name, def.doc
+                ),
+            ),
+            d => {
+                if let Some(v) = d.value() {
+                    params.insert(def.name.to_string(), v);
+                }
+            }
+        }
+    }
+    params
+}
+
+fn check_inputs(
+    c: &mut Collector,
+    stage: &str,
+    imp: &'static dyn Stage,
+    at: Pos,
+    node: Option<&Node>,
+) -> Vec<(String, String, Pos)> {
+    let defs = imp.inputs();
+    let names: Vec<&str> = defs.iter().map(|d| d.name).collect();
+    let mut out = Vec::new();
+    if let Some(node) = node {
+        match entries(node) {
+            None => c.err(node.pos, format!("`inputs` of stage `{stage}` must be a mapping from input names to stages, found {}", node.describe())),
+            Some(list) => {
+                for (k, v) in list {
+                    let key = k.as_str().unwrap_or_default();
+                    if out.iter().any(|(n, _, _): &(String, String, Pos)| n == key) {
+                        c.err(k.pos, format!("input `{key}` is given twice in stage `{stage}`"));
+                        continue;
+                    }
+                    if !names.contains(&key) {
+                        let expected = if names.is_empty() { "it takes no inputs".to_string() } else { format!("expected one of: {}", names.join(", ")) };
+                        c.err(k.pos, format!("unknown input `{key}` for a {} stage ({}); {expected}{}", imp.kind(), imp.method(), suggest(key, &names)));
+                        continue;
+                    }
+                    match v.as_str() {
+                        Some(r) if !r.is_empty() => out.push((key.to_string(), r.to_string(), v.pos)),
+                        _ => c.err(v.pos, format!("input `{key}` must name a stage or `stage.output`, found {}", v.describe())),
+                    }
+                }
+            }
+        }
+    }
+    for def in defs {
+        if def.required && !out.iter().any(|(n, _, _)| n == def.name) {
+            c.err(
+                node.map_or(at, |n| n.pos),
+                format!("stage `{stage}` is missing required input `{}` ({}); add `inputs: {{ {}: <stage> }}`", def.name, def.doc, def.name),
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,107 @@
+//! Test-only `debug` stage (feature `test-stages`): sleeps, fails or echoes on
+//! demand, so integration tests can exercise crash safety, concurrency and early
+//! cutoff without depending on the numerics of real stages.
+
+use super::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::frame::{ColumnData, Table};
+use crate::params::{Default, ParamDef, ParamType, ParamsExt};
+
+pub struct Debug;
+
+static PARAMS: &[ParamDef] = &[
+    ParamDef {
+        name: "value",
+        ty: ParamType::Int {
+            min: i64::MIN,
+            max: i64::MAX,
+        },
+        default: Default::Int(0),
+        doc: "added to the input's values",
+    },
+    ParamDef {
+        name: "sleep_ms",
+        ty: ParamType::Int {
+            min: 0,
+            max: 600_000,
+        },
+        default: Default::Int(0),
+        doc: "sleep before returning (does not change the output)",
+    },
+    ParamDef {
+        name: "fail",
+        ty: ParamType::Bool,
+        default: Default::Bool(false),
+        doc: "fail after sleeping",
+    },
+    ParamDef {
+        name: "nan",
+        ty: ParamType::Bool,
+        default: Default::Bool(false),
+        doc: "report a non-finite loss",
+    },
+];
+static INPUTS: &[InputDef] = &[InputDef {
+    name: "data",
+    format: Format::Table,
+    required: false,
+    doc: "a table with an i64 column `value`",
+}];
+static OUTPUTS: &[OutputDef] = &[OutputDef {
+    name: "table",
+    format: Format::Table,
+    doc: "one i64 column `value`",
+}];
+
+impl Stage for Debug {
+    fn kind(&self) -> Kind {
+        Kind::Debug
+    }
+    fn method(&self) -> &'static str {
+        "echo"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> &'static [ParamDef] {
+        PARAMS
+    }
+    fn inputs(&self) -> &'static [InputDef] {
+        INPUTS
+    }
+    fn outputs(&self) -> &'static [OutputDef] {
+        OUTPUTS
+    }
+    fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
+        let sleep = ctx.params.i64("sleep_ms") as u64;
+        let steps = 10;
+        for i in 0..steps {
+            std::thread::sleep(std::time::Duration::from_millis(sleep / steps));
+            (ctx.progress)((i + 1) as f64 / steps as f64);
+        }
+        if ctx.params.bool("fail") {
+            return Err(StageError::Failed("debug stage asked to fail".into()));
+        }
+        if ctx.params.bool("nan") {
+            return Err(StageError::NonFinite {
+                step: 3,
+                value: f64::NAN,
+            });
+        }
+        let base = ctx.params.i64("value");
+        let values = match ctx.inputs.get("data") {
+            Some(_) => ctx
+                .table("data")?
+                .i64s("value")?
+                .iter()
+                .map(|v| v + base)
+                .collect(),
+            None => vec![base],
+        };
+        Ok([(
+            "table".to_string(),
+            Artifact::Table(Table::new().with("value", ColumnData::I64(values))),
+        )]
+        .into_iter()
+        .collect())
+    }
+}

@@ -1,0 +1,150 @@
+//! `label` stages: annotate samples.
+//!
+//! `scheme: triangle_types` adds the seed's side type (equilateral / isosceles /
+//! scalene) and angle type (right / acute / obtuse) to every triangle, with the
+//! seed's `tol`, and counts them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::frame::{ColumnData, Table};
+use crate::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::triangle::{AngleType, SideType, classify_angles, classify_sides};
+
+pub struct TriangleTypes;
+
+static PARAMS: &[ParamDef] = &[ParamDef {
+    name: "tol",
+    ty: ParamType::Float { min: 0.0, max: 1.0 },
+    default: Default::Float(0.01),
+    doc: "absolute tolerance for equal sides; tol·90° for right angles",
+}];
+static INPUTS: &[InputDef] = &[InputDef {
+    name: "data",
+    format: Format::Table,
+    required: true,
+    doc: "a table with columns a, b, c",
+}];
+static OUTPUTS: &[OutputDef] = &[
+    OutputDef {
+        name: "labels",
+        format: Format::Table,
+        doc: "a, b, c, side_type, angle_type",
+    },
+    OutputDef {
+        name: "counts",
+        format: Format::Table,
+        doc: "family, type, count, fraction",
+    },
+];
+
+/// Side and angle types of every row of (a, b, c).
+pub fn classify_all(a: &[f64], b: &[f64], c: &[f64], tol: f64) -> (Vec<SideType>, Vec<AngleType>) {
+    let sides = (0..a.len())
+        .map(|i| classify_sides(a[i], b[i], c[i], tol))
+        .collect();
+    let angles = (0..a.len())
+        .map(|i| classify_angles(a[i], b[i], c[i], tol))
+        .collect();
+    (sides, angles)
+}
+
+/// The `counts` table: one row per side type and per angle type, fixed order,
+/// zero counts included.
+pub fn type_counts(sides: &[SideType], angles: &[AngleType]) -> Table {
+    let n = sides.len().max(1) as f64;
+    let mut family = Vec::new();
+    let mut ty = Vec::new();
+    let mut count = Vec::new();
+    for t in SideType::ALL {
+        family.push("side".to_string());
+        ty.push(t.name().to_string());
+        count.push(sides.iter().filter(|s| **s == t).count() as i64);
+    }
+    for t in AngleType::ALL {
+        family.push("angle".to_string());
+        ty.push(t.name().to_string());
+        count.push(angles.iter().filter(|s| **s == t).count() as i64);
+    }
+    let fraction = count.iter().map(|c| *c as f64 / n).collect();
+    Table::new()
+        .with("family", ColumnData::Str(family))
+        .with("type", ColumnData::Str(ty))
+        .with("count", ColumnData::I64(count))
+        .with("fraction", ColumnData::F64(fraction))
+}
+
+/// "side: equilateral 0 (0.0%), … | angle: …" from a counts table.
+pub fn format_counts(counts: &Table) -> Option<String> {
+    let family = counts.strs("family").ok()?;
+    let ty = counts.strs("type").ok()?;
+    let count = counts.i64s("count").ok()?;
+    let fraction = counts.f64s("fraction").ok()?;
+    let part = |fam: &str| {
+        (0..ty.len())
+            .filter(|i| family[*i] == fam)
+            .map(|i| format!("{} {} ({:.1}%)", ty[i], count[i], 100.0 * fraction[i]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(format!(
+        "sides: {} | angles: {}",
+        part("side"),
+        part("angle")
+    ))
+}
+
+impl Stage for TriangleTypes {
+    fn kind(&self) -> Kind {
+        Kind::Label
+    }
+    fn method(&self) -> &'static str {
+        "triangle_types"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> &'static [ParamDef] {
+        PARAMS
+    }
+    fn inputs(&self) -> &'static [InputDef] {
+        INPUTS
+    }
+    fn outputs(&self) -> &'static [OutputDef] {
+        OUTPUTS
+    }
+    fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
+        let data = ctx.table("data")?;
+        let (a, b, c) = (data.f64s("a")?, data.f64s("b")?, data.f64s("c")?);
+        let (sides, angles) = classify_all(&a, &b, &c, ctx.params.f64("tol"));
+        let counts = type_counts(&sides, &angles);
+        let labels = Table::new()
+            .with("a", ColumnData::F64(a))
+            .with("b", ColumnData::F64(b))
+            .with("c", ColumnData::F64(c))
+            .with(
+                "side_type",
+                ColumnData::Str(sides.iter().map(|s| s.name().to_string()).collect()),
+            )
+            .with(
+                "angle_type",
+                ColumnData::Str(angles.iter().map(|s| s.name().to_string()).collect()),
+            );
+        Ok([
+            ("labels".to_string(), Artifact::Table(labels)),
+            ("counts".to_string(), Artifact::Table(counts)),
+        ]
+        .into_iter()
+        .collect())
+    }
+    fn summary(&self, outputs: &BTreeMap<String, Arc<Artifact>>) -> Option<String> {
+        match outputs.get("counts")?.as_ref() {
+            Artifact::Table(t) => {
+                let rows: i64 = t.i64s("count").ok()?[..3].iter().sum();
+                format_counts(t).map(|s| format!("{rows} rows; {s}"))
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The stage contract and the registry of stage implementations.
+//!
+//! A stage is a pure function of (canonical params, seed, input artifacts) to
+//! named output artifacts. It does no file I/O, reads no clock and spawns no
+//! processes of its own: the executor loads its inputs, calls [`Stage::run`] and
+//! stores what it returns. Stages may use rayon for data parallelism, provided the
+//! result does not depend on the number of threads.
+//!
+//! Each of the seven [`Kind`]s has a *selector* parameter that picks the
+//! implementation (`generate` → `dataset`, `label` → `scheme`, …). An implementation
+//! declares its parameters, inputs, outputs and an implementation version; bump the
+//! version whenever the output for the same inputs changes, which invalidates every
+//! cached result of that implementation and says so (`implementation version 1 → 2`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::frame::{FrameError, Table};
+use crate::params::{ParamDef, Params};
+
+#[cfg(feature = "test-stages")]
+pub mod debug;
+pub mod generate;
+pub mod label;
+pub mod sample;
+pub mod train;
+pub mod validate;
+
+/// The kinds of stage a spec may declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Generate,
+    Label,
+    Train,
+    Sample,
+    Validate,
+    Tune,
+    Report,
+    /// Test-only: sleeps, fails or echoes on demand (feature `test-stages`).
+    #[cfg(feature = "test-stages")]
+    Debug,
+}
+
+impl Kind {
+    pub const ALL: &'static [Kind] = &[
+        Kind::Generate,
+        Kind::Label,
+        Kind::Train,
+        Kind::Sample,
+        Kind::Validate,
+        Kind::Tune,
+        Kind::Report,
+        #[cfg(feature = "test-stages")]
+        Kind::Debug,
+    ];
+
+    /// The kinds a spec author is told about (test-only kinds are left out).
+    pub const PUBLIC: &'static [Kind] = &[
+        Kind::Generate,
+        Kind::Label,
+        Kind::Train,
+        Kind::Sample,
+        Kind::Validate,
+        Kind::Tune,
+        Kind::Report,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Generate => "generate",
+            Kind::Label => "label",
+            Kind::Train => "train",
+            Kind::Sample => "sample",
+            Kind::Validate => "validate",
+            Kind::Tune => "tune",
+            Kind::Report => "report",
+            #[cfg(feature = "test-stages")]
+            Kind::Debug => "debug",
+        }
+    }
+
+    /// The parameter that selects the implementation of this kind.
+    pub fn selector(self) -> &'static str {
+        match self {
+            Kind::Generate => "dataset",
+            Kind::Label => "scheme",
+            Kind::Train => "objective",
+            Kind::Sample => "sampler",
+            Kind::Validate => "checks",
+            Kind::Tune => "method",
+            Kind::Report => "layout",
+            #[cfg(feature = "test-stages")]
+            Kind::Debug => "mode",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.iter().copied().find(|k| k.name() == name)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What an output (or the output an input expects) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A table, stored as Parquet.
+    Table,
+    /// Opaque bytes (model weights), stored as they are.
+    Blob,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Blob => "blob",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct InputDef {
+    pub name: &'static str,
+    pub format: Format,
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct OutputDef {
+    pub name: &'static str,
+    pub format: Format,
+    pub doc: &'static str,
+}
+
+/// A value passed between stages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Artifact {
+    Table(Table),
+    Blob(Vec<u8>),
+}
+
+impl Artifact {
+    pub fn format(&self) -> Format {
+        match self {
+            Artifact::Table(_) => Format::Table,
+            Artifact::Blob(_) => Format::Blob,
+        }
+    }
+}
+
+/// Everything a stage may look at.
+pub struct StageCtx<'a> {
+    pub params: &'a Params,
+    pub seed: u64,
+    pub inputs: BTreeMap<String, Arc<Artifact>>,
+    /// Report progress as a fraction in [0, 1]; cheap, call it freely.
+    pub progress: &'a (dyn Fn(f64) + Sync),
+}
+
+impl StageCtx<'_> {
+    /// The table bound to input `name` (presence and format were checked by the
+    /// validator; a mismatch here is a bug).
+    pub fn table(&self, name: &str) -> Result<&Table, StageError> {
+        match self.inputs.get(name).map(|a| a.as_ref()) {
+            Some(Artifact::Table(t)) => Ok(t),
+            Some(Artifact::Blob(_)) => {
+                Err(StageError::Failed(format!("input `{name}` is not a table")))
+            }
+            None => Err(StageError::Failed(format!("input `{name}` is missing"))),
+        }
+    }
+
+    pub fn blob(&self, name: &str) -> Result<&[u8], StageError> {
+        match self.inputs.get(name).map(|a| a.as_ref()) {
+            Some(Artifact::Blob(b)) => Ok(b),
+            Some(Artifact::Table(_)) => {
+                Err(StageError::Failed(format!("input `{name}` is not a blob")))
+            }
+            None => Err(StageError::Failed(format!("input `{name}` is missing"))),
+        }
+    }
+}
+
+pub type Outputs = BTreeMap<String, Artifact>;
+
+/// Why a stage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("non-finite loss {value} at step {step}; nothing was cached")]
+    NonFinite { step: usize, value: f64 },
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// One implementation of a stage kind.
+pub trait Stage: Sync {
+    fn kind(&self) -> Kind;
+    /// The selector value that picks this implementation.
+    fn method(&self) -> &'static str;
+    /// Bump when the output for identical inputs changes.
+    fn version(&self) -> u32;
+    fn params(&self) -> &'static [ParamDef];
+    fn inputs(&self) -> &'static [InputDef];
+    fn outputs(&self) -> &'static [OutputDef];
+    fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError>;
+    /// Lines worth printing at the end of `scoreflow run` (e.g. a validity summary),
+    /// derived from this stage's outputs.
+    fn summary(&self, _outputs: &BTreeMap<String, Arc<Artifact>>) -> Option<String> {
+        None
+    }
+}
+
+/// Every registered implementation.
+pub fn registry() -> &'static [&'static dyn Stage] {
+    &[
+        &generate::Triangles,
+        &label::TriangleTypes,
+        &train::DsmOu,
+        &sample::Pc,
+        &validate::TriangleChecks,
+        #[cfg(feature = "test-stages")]
+        &debug::Debug,
+    ]
+}
+
+/// The implementations of one kind.
+pub fn methods(kind: Kind) -> Vec<&'static dyn Stage> {
+    registry()
+        .iter()
+        .copied()
+        .filter(|s| s.kind() == kind)
+        .collect()
+}
+
+/// The implementation of `kind` selected by `method`.
+pub fn find(kind: Kind, method: &str) -> Option<&'static dyn Stage> {
+    registry()
+        .iter()
+        .copied()
+        .find(|s| s.kind() == kind && s.method() == method)
+}
+
+/// Look up an output definition of an implementation.
+pub fn output_def(stage: &dyn Stage, name: &str) -> Option<OutputDef> {
+    stage.outputs().iter().copied().find(|o| o.name == name)
+}
+
+/// A stage's random stream `stream`, derived from its seed.
+///
+/// Every independent random draw of a stage (the candidates, each quota's
+/// subsample, the final shuffle, …) gets its own ChaCha8 stream seeded by
+/// blake3(seed ‖ stream name), the way the seed's pandas code reseeds with
+/// `random_state=seed` at each call. Results are reproducible from the seed but
+/// not bit-compatible with numpy's Mersenne Twister.
+pub fn rng(seed: u64, stream: &str) -> rand_chacha::ChaCha8Rng {
+    use rand::SeedableRng;
+    let mut c = crate::hash::Canon::new("scoreflow/rng/v1");
+    c.u64(seed).bytes(stream.as_bytes());
+    rand_chacha::ChaCha8Rng::from_seed(c.finish().0)
+}

@@ -1,0 +1,196 @@
+//! `validate` stages: check samples.
+//!
+//! `checks: triangle` is the seed's `triangle_validity_numpy(x, eps=1e-3)`: every
+//! side within `[−eps, 1 + eps]` and the sorted sides satisfy `c ≤ a + b − eps`.
+//! It reports the valid fraction, the count of each rejection reason (a sample can
+//! have several), margin statistics (`a + b − c` of the valid samples), and the
+//! side/angle type distribution of the valid samples (the label stage's
+//! classification, reused).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::label::{classify_all, format_counts, type_counts};
+use super::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::frame::{ColumnData, Table};
+use crate::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::triangle::Validity;
+
+pub struct TriangleChecks;
+
+static PARAMS: &[ParamDef] = &[
+    ParamDef {
+        name: "eps",
+        ty: ParamType::Float { min: 0.0, max: 1.0 },
+        default: Default::Float(1e-3),
+        doc: "range slack and triangle-inequality margin",
+    },
+    ParamDef {
+        name: "tol",
+        ty: ParamType::Float { min: 0.0, max: 1.0 },
+        default: Default::Float(0.01),
+        doc: "type classification tolerance",
+    },
+];
+static INPUTS: &[InputDef] = &[InputDef {
+    name: "samples",
+    format: Format::Table,
+    required: true,
+    doc: "a table with columns a, b, c",
+}];
+static OUTPUTS: &[OutputDef] = &[
+    OutputDef {
+        name: "summary",
+        format: Format::Table,
+        doc: "metric, value",
+    },
+    OutputDef {
+        name: "flags",
+        format: Format::Table,
+        doc: "per sample: a, b, c, valid, negative, over_one, inequality_ok, margin",
+    },
+    OutputDef {
+        name: "types",
+        format: Format::Table,
+        doc: "type distribution of the valid samples",
+    },
+];
+
+/// Validity of every sample.
+pub fn check_all(a: &[f64], b: &[f64], c: &[f64], eps: f64) -> Vec<Validity> {
+    (0..a.len())
+        .map(|i| Validity::check([a[i], b[i], c[i]], eps))
+        .collect()
+}
+
+/// The summary rows (metric, value) of a set of validity checks.
+pub fn summarize(v: &[Validity]) -> (Vec<String>, Vec<f64>) {
+    let n = v.len() as f64;
+    let count = |f: &dyn Fn(&Validity) -> bool| v.iter().filter(|x| f(x)).count() as f64;
+    let valid = count(&|x| x.valid());
+    let margins: Vec<f64> = v.iter().filter(|x| x.valid()).map(|x| x.margin).collect();
+    let mean_margin = if margins.is_empty() {
+        f64::NAN
+    } else {
+        margins.iter().sum::<f64>() / margins.len() as f64
+    };
+    let min_margin = margins.iter().copied().fold(f64::NAN, f64::min);
+    let rows = [
+        ("n", n),
+        ("valid", valid),
+        ("valid_fraction", valid / n.max(1.0)),
+        ("invalid", n - valid),
+        ("negative", count(&|x| x.negative)),
+        ("over_one", count(&|x| x.over_one)),
+        ("triangle_violations", count(&|x| !x.inequality_ok)),
+        ("mean_margin", mean_margin),
+        ("min_margin", min_margin),
+    ];
+    (
+        rows.iter().map(|r| r.0.to_string()).collect(),
+        rows.iter().map(|r| r.1).collect(),
+    )
+}
+
+impl Stage for TriangleChecks {
+    fn kind(&self) -> Kind {
+        Kind::Validate
+    }
+    fn method(&self) -> &'static str {
+        "triangle"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> &'static [ParamDef] {
+        PARAMS
+    }
+    fn inputs(&self) -> &'static [InputDef] {
+        INPUTS
+    }
+    fn outputs(&self) -> &'static [OutputDef] {
+        OUTPUTS
+    }
+    fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
+        let t = ctx.table("samples")?;
+        let (a, b, c) = (t.f64s("a")?, t.f64s("b")?, t.f64s("c")?);
+        let checks = check_all(&a, &b, &c, ctx.params.f64("eps"));
+        let (metric, value) = summarize(&checks);
+        let keep: Vec<usize> = (0..a.len()).filter(|i| checks[*i].valid()).collect();
+        let pick = |v: &[f64]| keep.iter().map(|i| v[*i]).collect::<Vec<f64>>();
+        let (sides, angles) = classify_all(&pick(&a), &pick(&b), &pick(&c), ctx.params.f64("tol"));
+        let flags = Table::new()
+            .with("a", ColumnData::F64(a.clone()))
+            .with("b", ColumnData::F64(b.clone()))
+            .with("c", ColumnData::F64(c.clone()))
+            .with(
+                "valid",
+                ColumnData::Bool(checks.iter().map(|x| x.valid()).collect()),
+            )
+            .with(
+                "negative",
+                ColumnData::Bool(checks.iter().map(|x| x.negative).collect()),
+            )
+            .with(
+                "over_one",
+                ColumnData::Bool(checks.iter().map(|x| x.over_one).collect()),
+            )
+            .with(
+                "inequality_ok",
+                ColumnData::Bool(checks.iter().map(|x| x.inequality_ok).collect()),
+            )
+            .with(
+                "margin",
+                ColumnData::F64(checks.iter().map(|x| x.margin).collect()),
+            );
+        let summary = Table::new()
+            .with("metric", ColumnData::Str(metric))
+            .with("value", ColumnData::F64(value));
+        Ok([
+            ("summary".to_string(), Artifact::Table(summary)),
+            ("flags".to_string(), Artifact::Table(flags)),
+            (
+                "types".to_string(),
+                Artifact::Table(type_counts(&sides, &angles)),
+            ),
+        ]
+        .into_iter()
+        .collect())
+    }
+    fn summary(&self, outputs: &BTreeMap<String, Arc<Artifact>>) -> Option<String> {
+        let Artifact::Table(s) = outputs.get("summary")?.as_ref() else {
+            return None;
+        };
+        let (m, v) = (s.strs("metric").ok()?, s.f64s("value").ok()?);
+        let get = |k: &str| {
+            m.iter()
+                .position(|x| x == k)
+                .map(|i| v[i])
+                .unwrap_or(f64::NAN)
+        };
+        let n = get("n").max(1.0);
+        let pct = |x: f64| 100.0 * x / n;
+        let mut text = format!(
+            "Total: {}\nValid: {} ({:.2}%)\nInvalid: {} ({:.2}%)\nRejection reason counts:\n  Negative <0: {} ({:.2}%)\n  >1: {} ({:.2}%)\n  Triangle inequality fail: {} ({:.2}%)\nMargin of valid samples: mean {:.4}, min {:.4}",
+            get("n"),
+            get("valid"),
+            pct(get("valid")),
+            get("invalid"),
+            pct(get("invalid")),
+            get("negative"),
+            pct(get("negative")),
+            get("over_one"),
+            pct(get("over_one")),
+            get("triangle_violations"),
+            pct(get("triangle_violations")),
+            get("mean_margin"),
+            get("min_margin"),
+        );
+        if let Some(Artifact::Table(types)) = outputs.get("types").map(|a| a.as_ref())
+            && let Some(line) = format_counts(types)
+        {
+            text.push_str(&format!("\nTypes of valid samples: {line}"));
+        }
+        Some(text)
+    }
+}

@@ -1,0 +1,86 @@
+//! Helpers shared by the integration tests: run the real binary on temp dirs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn artifacts(&self) -> PathBuf {
+        self.path().join("artifacts")
+    }
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).expect("write spec");
+        p
+    }
+    /// `scoreflow ARGS` in this workspace, with the cache in `./artifacts`.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("scoreflow").expect("binary");
+        c.current_dir(self.path())
+            .env_remove("SCOREFLOW_ARTIFACTS")
+            .args(args);
+        c
+    }
+    pub fn run_json(&self, spec: &str, extra: &[&str]) -> (Output, Vec<serde_json::Value>) {
+        let mut args = vec!["run", spec, "--json"];
+        args.extend_from_slice(extra);
+        let out = self.cmd(&args).output().expect("run");
+        let events = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (out, events)
+    }
+    /// Stage names that ran (not fresh) in a `--json` run.
+    pub fn ran(events: &[serde_json::Value]) -> Vec<String> {
+        let mut v: Vec<String> = events
+            .iter()
+            .filter(|e| e["event"] == "finished" && e["fresh"] == false)
+            .map(|e| e["stage"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+    pub fn latest_manifest(&self, pipeline: &str) -> serde_json::Value {
+        let p = self
+            .artifacts()
+            .join("runs")
+            .join(pipeline)
+            .join("latest.json");
+        serde_json::from_slice(&std::fs::read(p).expect("manifest")).expect("json")
+    }
+    /// All files under a directory, relative, sorted.
+    pub fn files_under(&self, rel: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let root = self.path().join(rel);
+        fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+            if let Ok(rd) = std::fs::read_dir(dir) {
+                for e in rd.flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk(&p, root, out);
+                    } else {
+                        out.push(p.strip_prefix(root).unwrap().display().to_string());
+                    }
+                }
+            }
+        }
+        walk(&root, &root, &mut out);
+        out.sort();
+        out
+    }
+}

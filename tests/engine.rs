@@ -1,0 +1,318 @@
+//! Engine behaviour with the test-only `debug` stage: caching, reasons, early
+//! cutoff, renames, crash safety, corruption, concurrency and parallelism.
+#![cfg(feature = "test-stages")]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use common::Workspace;
+
+fn chain(a_value: i64, a_sleep: i64, b_value: i64) -> String {
+    format!(
+        "name: chain\nseed: 1\nstages:\n  a:\n    kind: debug\n    params: {{ value: {a_value}, sleep_ms: {a_sleep} }}\n  b:\n    kind: debug\n    inputs: {{ data: a }}\n    params: {{ value: {b_value} }}\n  c:\n    kind: debug\n    inputs: {{ data: b }}\n  d:\n    kind: debug\n    params: {{ value: 100 }}\n"
+    )
+}
+
+#[test]
+fn first_run_runs_all_second_runs_none() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 0, 2));
+    let (out, ev) = ws.run_json("p.yaml", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(Workspace::ran(&ev), ["a", "b", "c", "d"]);
+    let (out, ev) = ws.run_json("p.yaml", &[]);
+    assert!(out.status.success());
+    assert!(Workspace::ran(&ev).is_empty());
+    assert_eq!(ev.iter().filter(|e| e["event"] == "fresh").count(), 4);
+}
+
+#[test]
+fn changed_param_reruns_the_stage_and_its_dependents_only_and_says_why() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 0, 2));
+    ws.run_json("p.yaml", &[]);
+    ws.write("p.yaml", &chain(1, 0, 3));
+    let status = ws.cmd(&["status", "p.yaml"]).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("param value changed 2 → 3"), "{text}");
+    assert!(text.contains("waits for b"), "{text}");
+    let (_, ev) = ws.run_json("p.yaml", &[]);
+    assert_eq!(Workspace::ran(&ev), ["b", "c"]);
+    let started: Vec<_> = ev.iter().filter(|e| e["event"] == "started").collect();
+    assert_eq!(started[0]["reasons"][0], "param value changed 2 → 3");
+    assert_eq!(started[1]["reasons"][0], "input b changed (as `data`)");
+    // Reverting finds the earlier result (run cache): nothing runs.
+    ws.write("p.yaml", &chain(1, 0, 2));
+    let (_, ev) = ws.run_json("p.yaml", &[]);
+    assert!(Workspace::ran(&ev).is_empty());
+}
+
+#[test]
+fn early_cutoff_keeps_dependents_fresh() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 0, 2));
+    ws.run_json("p.yaml", &[]);
+    // sleep_ms changes a's key but not its output.
+    ws.write("p.yaml", &chain(1, 5, 2));
+    let (_, ev) = ws.run_json("p.yaml", &[]);
+    assert_eq!(Workspace::ran(&ev), ["a"]);
+}
+
+#[test]
+fn renamed_stage_reuses_its_cache() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 0, 2));
+    ws.run_json("p.yaml", &[]);
+    ws.write("p.yaml", &chain(1, 0, 2).replace("  d:\n", "  renamed:\n"));
+    let (out, ev) = ws.run_json("p.yaml", &[]);
+    assert!(out.status.success());
+    assert!(Workspace::ran(&ev).is_empty(), "{ev:?}");
+}
+
+#[test]
+fn writing_a_default_explicitly_changes_nothing() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 0, 2));
+    ws.run_json("p.yaml", &[]);
+    ws.write(
+        "p.yaml",
+        &chain(1, 0, 2).replace(
+            "params: { value: 100 }",
+            "params: { value: 100, fail: false, mode: echo }",
+        ),
+    );
+    let (_, ev) = ws.run_json("p.yaml", &[]);
+    assert!(Workspace::ran(&ev).is_empty());
+}
+
+#[test]
+fn forced_stage_reruns_and_only_and_force_are_checked() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 0, 2));
+    let (_, ev) = ws.run_json("p.yaml", &["--only", "b"]);
+    assert_eq!(Workspace::ran(&ev), ["a", "b"]);
+    let (_, ev) = ws.run_json("p.yaml", &["--force", "a"]);
+    assert_eq!(Workspace::ran(&ev), ["a", "c", "d"]);
+    let out = ws
+        .cmd(&["run", "p.yaml", "--only", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_failing_stage_exits_1_leaves_no_record_and_skips_dependents() {
+    let ws = Workspace::new();
+    ws.write(
+        "p.yaml",
+        &chain(1, 0, 2).replace("params: { value: 2 }", "params: { value: 2, fail: true }"),
+    );
+    let (out, ev) = ws.run_json("p.yaml", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "failed" && e["stage"] == "b")
+    );
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "skipped" && e["stage"] == "c")
+    );
+    // Only a and d have records.
+    assert_eq!(ws.files_under("artifacts/records").len(), 2);
+    let m = ws.latest_manifest("chain");
+    assert_eq!(m["ok"], false);
+}
+
+#[test]
+fn a_nan_is_an_error_never_a_cached_result() {
+    let ws = Workspace::new();
+    ws.write(
+        "p.yaml",
+        "name: n\nstages:\n  a:\n    kind: debug\n    params: { nan: true }\n",
+    );
+    let (out, ev) = ws.run_json("p.yaml", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let failed = ev.iter().find(|e| e["event"] == "failed").unwrap();
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("non-finite loss NaN at step 3")
+    );
+    assert!(ws.files_under("artifacts/records").is_empty());
+    assert!(ws.files_under("artifacts/objects").is_empty());
+}
+
+#[test]
+fn kill_9_mid_stage_leaves_a_consistent_cache() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 3000, 2));
+    let bin = assert_cmd::cargo::cargo_bin("scoreflow");
+    let mut child = std::process::Command::new(bin)
+        .current_dir(ws.path())
+        .args(["run", "p.yaml", "--json", "--jobs", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    // Wait until stage `a` is running and has reported progress.
+    loop {
+        let line = lines.next().expect("event").unwrap();
+        if line.contains("\"progress\"") && line.contains("\"a\"") {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // d may have completed (it has no sleep); a must not have a record.
+    let status = ws.cmd(&["status", "p.yaml", "--json"]).output().unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(st[0]["stage"], "a");
+    assert_eq!(st[0]["fresh"], false);
+    // A later run of the same spec completes and computes a.
+    let (out, ev) = ws.run_json("p.yaml", &[]);
+    assert!(out.status.success());
+    assert!(Workspace::ran(&ev).contains(&"a".to_string()));
+}
+
+#[test]
+fn a_corrupted_cache_file_is_detected_recomputed_and_warned_about() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 0, 2));
+    ws.run_json("p.yaml", &[]);
+    // Find a's output object via the manifest and overwrite it with same-size garbage.
+    let m = ws.latest_manifest("chain");
+    let hash = m["stages"][0]["outputs"]["table"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = ws
+        .artifacts()
+        .join("objects")
+        .join(&hash[..2])
+        .join(format!("{hash}.parquet"));
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    std::fs::write(&path, vec![b'x'; len]).unwrap();
+    // b must rerun to read a's output: change b.
+    ws.write("p.yaml", &chain(1, 0, 5));
+    let (out, ev) = ws.run_json("p.yaml", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        ev.iter().any(|e| e["event"] == "warning"
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("a.table is corrupt")),
+        "{ev:?}"
+    );
+    let ran = Workspace::ran(&ev);
+    assert!(
+        ran.contains(&"a".to_string()) && ran.contains(&"b".to_string()),
+        "{ran:?}"
+    );
+    let started_a = ev
+        .iter()
+        .find(|e| e["event"] == "started" && e["stage"] == "a")
+        .unwrap();
+    assert_eq!(started_a["reasons"][0], "cached output table was corrupt");
+    // Truncation is caught without reading: the size check makes a's record stale.
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len / 2).unwrap();
+    let (_, ev) = ws.run_json("p.yaml", &[]);
+    let started_a = ev
+        .iter()
+        .find(|e| e["event"] == "started" && e["stage"] == "a")
+        .unwrap();
+    assert_eq!(
+        started_a["reasons"][0],
+        "output table missing from the cache"
+    );
+}
+
+#[test]
+fn two_concurrent_runs_both_succeed_and_compute_each_stage_once() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 1500, 2));
+    let bin = assert_cmd::cargo::cargo_bin("scoreflow");
+    let spawn = || {
+        std::process::Command::new(&bin)
+            .current_dir(ws.path())
+            .args(["run", "p.yaml", "--json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (c1, c2) = (spawn(), spawn());
+    let (o1, o2) = (
+        c1.wait_with_output().unwrap(),
+        c2.wait_with_output().unwrap(),
+    );
+    assert!(o1.status.success() && o2.status.success());
+    let ran = |o: &std::process::Output| -> Vec<String> {
+        let ev: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        Workspace::ran(&ev)
+    };
+    let mut all = ran(&o1);
+    all.extend(ran(&o2));
+    all.sort();
+    assert_eq!(
+        all,
+        ["a", "b", "c", "d"],
+        "each stage computed exactly once"
+    );
+    // And the cache is whole: a third run is all fresh.
+    let (_, ev) = ws.run_json("p.yaml", &[]);
+    assert!(Workspace::ran(&ev).is_empty());
+}
+
+#[test]
+fn independent_branches_run_in_parallel() {
+    let ws = Workspace::new();
+    ws.write(
+        "p.yaml",
+        "name: par\nstages:\n  x:\n    kind: debug\n    params: { value: 1, sleep_ms: 800 }\n  y:\n    kind: debug\n    params: { value: 2, sleep_ms: 800 }\n",
+    );
+    let (out, _) = ws.run_json("p.yaml", &["--jobs", "2"]);
+    assert!(out.status.success());
+    let m = ws.latest_manifest("par");
+    let (x, y) = (&m["stages"][0], &m["stages"][1]);
+    let overlap = x["started_ms"].as_u64().unwrap() < y["finished_ms"].as_u64().unwrap()
+        && y["started_ms"].as_u64().unwrap() < x["finished_ms"].as_u64().unwrap();
+    assert!(overlap, "intervals should overlap: {x} {y}");
+}
+
+#[test]
+fn gc_removes_unreachable_results() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 0, 2));
+    ws.run_json("p.yaml", &[]);
+    ws.write("p.yaml", &chain(1, 0, 3));
+    ws.run_json("p.yaml", &[]);
+    let before = ws.files_under("artifacts/records").len();
+    let out = ws.cmd(&["gc", "--dry-run"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("would remove 2 records"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(ws.files_under("artifacts/records").len(), before);
+    ws.cmd(&["gc"]).assert().success();
+    assert_eq!(ws.files_under("artifacts/records").len(), before - 2);
+    let (_, ev) = ws.run_json("p.yaml", &[]);
+    assert!(Workspace::ran(&ev).is_empty());
+}

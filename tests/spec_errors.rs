@@ -1,0 +1,121 @@
+//! Every kind of spec error, its message pinned by a snapshot; all errors of a
+//! spec are reported at once, with exit code 2, and nothing is written.
+
+mod common;
+
+use std::path::Path;
+
+use common::Workspace;
+use scoreflow::spec::validate;
+
+fn errors(text: &str) -> String {
+    match validate(Path::new("spec.yaml"), text) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const GOOD_GEN: &str =
+    "  triangles:\n    kind: generate\n    params: { dataset: triangles, n_samples: 100 }\n";
+
+#[test]
+fn yaml_syntax_error() {
+    insta::assert_snapshot!(errors("name: x\nstages: [a, b\n"));
+}
+
+#[test]
+fn not_a_mapping_and_empty() {
+    insta::assert_snapshot!("top_level_list", errors("- a\n- b\n"));
+    insta::assert_snapshot!("empty", errors(""));
+}
+
+#[test]
+fn unknown_top_level_and_stage_keys() {
+    insta::assert_snapshot!(errors(&format!(
+        "name: x\nseeds: 3\nstages:\n{GOOD_GEN}    input: {{ a: b }}\n"
+    )));
+}
+
+#[test]
+fn missing_name_and_stages() {
+    insta::assert_snapshot!(errors("seed: 1\n"));
+}
+
+#[test]
+fn unknown_kind() {
+    insta::assert_snapshot!(errors("name: x\nstages:\n  a:\n    kind: genrate\n"));
+}
+
+#[test]
+fn unknown_method() {
+    insta::assert_snapshot!(errors(
+        "name: x\nstages:\n  a:\n    kind: generate\n    params: { dataset: circles }\n"
+    ));
+}
+
+#[test]
+fn unknown_and_ill_typed_params() {
+    insta::assert_snapshot!(errors(
+        "name: x\nstages:\n  a:\n    kind: generate\n    params:\n      dataset: triangles\n      n_sample: 10\n      sort_sides: maybe\n      tol: -1\n      side_bias: { isoceles: 0.5, scalene: lots }\n"
+    ));
+}
+
+#[test]
+fn missing_input_and_dangling_references() {
+    insta::assert_snapshot!(errors(&format!(
+        "name: x\nstages:\n{GOOD_GEN}  l1:\n    kind: label\n  l2:\n    kind: label\n    inputs: {{ data: triangle }}\n  l3:\n    kind: label\n    inputs: {{ data: triangles.sample, extra: triangles }}\n"
+    )));
+}
+
+#[test]
+fn duplicate_stage_name() {
+    insta::assert_snapshot!(errors(&format!("name: x\nstages:\n{GOOD_GEN}{GOOD_GEN}")));
+}
+
+#[test]
+fn cycle_names_its_path() {
+    insta::assert_snapshot!(errors(
+        "name: x\nstages:\n  a:\n    kind: label\n    inputs: { data: c.labels }\n  b:\n    kind: label\n    inputs: { data: a.labels }\n  c:\n    kind: label\n    inputs: { data: b.labels }\n"
+    ));
+}
+
+#[test]
+fn bad_seed_and_names() {
+    insta::assert_snapshot!(errors(
+        "name: my pipeline\nseed: -3\nstages:\n  bad.name:\n    kind: generate\n    seed: x\n"
+    ));
+}
+
+#[test]
+fn the_binary_reports_every_error_at_once_exits_2_and_writes_nothing() {
+    let ws = Workspace::new();
+    ws.write(
+        "bad.yaml",
+        "name: x\nstages:\n  a:\n    kind: genrate\n  b:\n    kind: label\n    inputs: { data: nowhere }\n",
+    );
+    for cmd in [
+        ["check", "bad.yaml"],
+        ["run", "bad.yaml"],
+        ["status", "bad.yaml"],
+    ] {
+        let out = ws.cmd(&cmd).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("bad.yaml:4:11: unknown stage kind `genrate`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("bad.yaml:7:21: input `data` of stage `b` refers to stage `nowhere`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("2 errors in bad.yaml; nothing was run"),
+            "{err}"
+        );
+    }
+    assert!(
+        !ws.artifacts().exists(),
+        "nothing may be written for a bad spec"
+    );
+}
