@@ -22,11 +22,7 @@ fn chain_spec(stages: usize) -> String {
         "name: chain200\nseed: 1\nstages:\n  s0:\n    kind: generate\n    params: { dataset: triangles, n_samples: 64 }\n",
     );
     for i in 1..stages {
-        let input = if i == 1 {
-            "s0".to_string()
-        } else {
-            format!("s{}.labels", i - 1)
-        };
+        let input = if i == 1 { "s0".to_string() } else { format!("s{}.labels", i - 1) };
         s.push_str(&format!(
             "  s{i}:\n    kind: label\n    inputs: {{ data: {input} }}\n    params: {{ tol: {} }}\n",
             0.01 + i as f64 * 1e-5
@@ -39,13 +35,7 @@ fn prepared(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     let spec = spec::load(&path).unwrap();
-    let report = run(
-        &spec,
-        &Cache::new(dir.join("artifacts")),
-        &RunOptions::default(),
-        &Silent,
-    )
-    .unwrap();
+    let report = run(&spec, &Cache::new(dir.join("artifacts")), &RunOptions::default(), &Silent).unwrap();
     assert!(report.ok());
     path
 }
@@ -110,15 +100,7 @@ fn generate_and_label(c: &mut Criterion) {
     c.bench_function("stages/generate_label_4096_cold", |b| {
         b.iter_batched(
             || tempfile::tempdir().unwrap(),
-            |cache_dir| {
-                run(
-                    &spec,
-                    &Cache::new(cache_dir.path()),
-                    &RunOptions::default(),
-                    &Silent,
-                )
-                .unwrap()
-            },
+            |cache_dir| run(&spec, &Cache::new(cache_dir.path()), &RunOptions::default(), &Silent).unwrap(),
             criterion::BatchSize::PerIteration,
         )
     });

@@ -41,21 +41,13 @@ use crate::stages::{Artifact, Format};
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    Io { action: &'static str, path: PathBuf, source: io::Error },
     #[error("cannot encode {what}: {why}")]
     Encode { what: String, why: String },
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CacheError + 'a {
-    move |source| CacheError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| CacheError::Io { action, path: path.to_path_buf(), source }
 }
 
 /// Why a stored object could not be used.
@@ -88,11 +80,7 @@ impl OutputEntry {
         self.hash.parse().ok()
     }
     pub fn format(&self) -> Format {
-        if self.format == "blob" {
-            Format::Blob
-        } else {
-            Format::Table
-        }
+        if self.format == "blob" { Format::Blob } else { Format::Table }
     }
 }
 
@@ -177,10 +165,7 @@ pub struct Cache {
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Cache {
@@ -193,10 +178,7 @@ impl Cache {
     }
 
     fn sharded(&self, dir: &str, hex: &str, ext: &str) -> PathBuf {
-        self.root
-            .join(dir)
-            .join(&hex[..2])
-            .join(format!("{hex}.{ext}"))
+        self.root.join(dir).join(&hex[..2]).join(format!("{hex}.{ext}"))
     }
 
     pub fn record_path(&self, key: &Hash) -> PathBuf {
@@ -239,16 +221,10 @@ impl Cache {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
-                return Err(CacheError::Io {
-                    action: "read",
-                    path,
-                    source: e,
-                });
+                return Err(CacheError::Io { action: "read", path, source: e });
             }
         };
-        Ok(serde_json::from_slice::<Record>(&bytes)
-            .ok()
-            .filter(|r| r.format == RECORD_FORMAT && r.key == key.hex()))
+        Ok(serde_json::from_slice::<Record>(&bytes).ok().filter(|r| r.format == RECORD_FORMAT && r.key == key.hex()))
     }
 
     /// The first output of `record` whose object is missing or has the wrong size
@@ -257,23 +233,14 @@ impl Cache {
         record
             .outputs
             .iter()
-            .find(|(_, o)| {
-                fs::metadata(self.root.join(&o.file))
-                    .map(|m| m.len() != o.bytes)
-                    .unwrap_or(true)
-            })
+            .find(|(_, o)| fs::metadata(self.root.join(&o.file)).map(|m| m.len() != o.bytes).unwrap_or(true))
             .map(|(name, _)| name.clone())
     }
 
     pub fn write_record(&self, record: &Record) -> Result<(), CacheError> {
-        let key: Hash = record.key.parse().map_err(|why| CacheError::Encode {
-            what: "record key".into(),
-            why,
-        })?;
-        let bytes = serde_json::to_vec_pretty(record).map_err(|e| CacheError::Encode {
-            what: "record".into(),
-            why: e.to_string(),
-        })?;
+        let key: Hash = record.key.parse().map_err(|why| CacheError::Encode { what: "record key".into(), why })?;
+        let bytes = serde_json::to_vec_pretty(record)
+            .map_err(|e| CacheError::Encode { what: "record".into(), why: e.to_string() })?;
         self.write_atomic(&self.record_path(&key), &bytes)
     }
 
@@ -284,11 +251,7 @@ impl Cache {
 
     /// Store an artifact under its content hash (no-op when already present).
     /// `metadata` goes into Parquet key-value metadata. Returns its entry.
-    pub fn store(
-        &self,
-        artifact: &Artifact,
-        metadata: &[(String, String)],
-    ) -> Result<OutputEntry, CacheError> {
+    pub fn store(&self, artifact: &Artifact, metadata: &[(String, String)]) -> Result<OutputEntry, CacheError> {
         let (hash, format, rows) = match artifact {
             Artifact::Table(t) => (t.content_hash(), Format::Table, Some(t.num_rows() as u64)),
             Artifact::Blob(b) => (blob_hash(b), Format::Blob, None),
@@ -302,10 +265,8 @@ impl Cache {
                     Artifact::Table(t) => {
                         let mut meta = metadata.to_vec();
                         meta.push(("scoreflow.content_hash".into(), hash.hex()));
-                        t.to_parquet(&meta).map_err(|e| CacheError::Encode {
-                            what: "table".into(),
-                            why: e.to_string(),
-                        })?
+                        t.to_parquet(&meta)
+                            .map_err(|e| CacheError::Encode { what: "table".into(), why: e.to_string() })?
                     }
                     Artifact::Blob(b) => b.clone(),
                 };
@@ -313,13 +274,7 @@ impl Cache {
                 encoded.len() as u64
             }
         };
-        Ok(OutputEntry {
-            hash: hash.hex(),
-            format: format.name().into(),
-            file: rel,
-            bytes,
-            rows,
-        })
+        Ok(OutputEntry { hash: hash.hex(), format: format.name().into(), file: rel, bytes, rows })
     }
 
     /// Read an object and verify it against its content hash.
@@ -329,18 +284,12 @@ impl Cache {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ObjectError::Missing),
             Err(e) => {
-                return Err(CacheError::Io {
-                    action: "read",
-                    path,
-                    source: e,
-                }
-                .into());
+                return Err(CacheError::Io { action: "read", path, source: e }.into());
             }
         };
         let (artifact, found) = match format {
             Format::Table => {
-                let (t, _) =
-                    Table::from_parquet(bytes).map_err(|e| ObjectError::Corrupt(e.to_string()))?;
+                let (t, _) = Table::from_parquet(bytes).map_err(|e| ObjectError::Corrupt(e.to_string()))?;
                 let h = t.content_hash();
                 (Artifact::Table(t), h)
             }
@@ -350,11 +299,7 @@ impl Cache {
             }
         };
         if found != *hash {
-            return Err(ObjectError::Corrupt(format!(
-                "content hash is {}, expected {}",
-                found.short(),
-                hash.short()
-            )));
+            return Err(ObjectError::Corrupt(format!("content hash is {}, expected {}", found.short(), hash.short())));
         }
         Ok(artifact)
     }
@@ -370,12 +315,8 @@ impl Cache {
         let dir = self.root.join("locks");
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         let path = dir.join(format!("{}.lock", key.hex()));
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("open", &path))?;
+        let file =
+            File::options().create(true).truncate(false).write(true).open(&path).map_err(io_err("open", &path))?;
         file.lock().map_err(io_err("lock", &path))?;
         Ok(KeyLock { _file: file })
     }
@@ -386,10 +327,8 @@ impl Cache {
 
     /// Write a run's manifest and make it the pipeline's latest.
     pub fn write_manifest(&self, manifest: &Manifest) -> Result<PathBuf, CacheError> {
-        let bytes = serde_json::to_vec_pretty(manifest).map_err(|e| CacheError::Encode {
-            what: "manifest".into(),
-            why: e.to_string(),
-        })?;
+        let bytes = serde_json::to_vec_pretty(manifest)
+            .map_err(|e| CacheError::Encode { what: "manifest".into(), why: e.to_string() })?;
         let dir = self.runs_dir(&manifest.pipeline);
         let path = dir.join(format!("{}.json", manifest.run_id));
         self.write_atomic(&path, &bytes)?;
@@ -430,15 +369,14 @@ impl Cache {
             }
         }
         let mut report = GcReport::default();
-        let remove =
-            |path: &Path, counter: &mut usize, bytes: &mut u64| -> Result<(), CacheError> {
-                *bytes += fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-                *counter += 1;
-                if !dry_run {
-                    fs::remove_file(path).map_err(io_err("remove", path))?;
-                }
-                Ok(())
-            };
+        let remove = |path: &Path, counter: &mut usize, bytes: &mut u64| -> Result<(), CacheError> {
+            *bytes += fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            *counter += 1;
+            if !dry_run {
+                fs::remove_file(path).map_err(io_err("remove", path))?;
+            }
+            Ok(())
+        };
         for shard in read_dir(&self.root.join("records"))? {
             for file in read_dir(&shard)? {
                 if keep_records.contains(&file) {
@@ -482,11 +420,7 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
             Ok(v)
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(CacheError::Io {
-            action: "list",
-            path: dir.to_path_buf(),
-            source: e,
-        }),
+        Err(e) => Err(CacheError::Io { action: "list", path: dir.to_path_buf(), source: e }),
     }
 }
 
@@ -512,10 +446,7 @@ mod tests {
         let mid = bytes.len() / 2;
         bytes.truncate(mid);
         fs::write(&path, &bytes).unwrap();
-        assert!(matches!(
-            cache.read(&hash, Format::Table),
-            Err(ObjectError::Corrupt(_))
-        ));
+        assert!(matches!(cache.read(&hash, Format::Table), Err(ObjectError::Corrupt(_))));
     }
 
     #[test]

@@ -17,11 +17,7 @@ use crate::progress::{Human, Json, Reporter};
 use crate::spec::{self, Spec};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "scoreflow",
-    version,
-    about = "Declarative, cached pipelines for diffusion-model experiments"
-)]
+#[command(name = "scoreflow", version, about = "Declarative, cached pipelines for diffusion-model experiments")]
 pub struct Cli {
     /// Artifact cache directory [default: `artifacts/` beside the `pipelines/`
     /// folder holding the spec, else beside the spec; for gc: ./artifacts].
@@ -102,11 +98,7 @@ where
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return Ok(ExitCode::from(if e.use_stderr() {
-                crate::error::EXIT_BAD_INPUT
-            } else {
-                0
-            }));
+            return Ok(ExitCode::from(if e.use_stderr() { crate::error::EXIT_BAD_INPUT } else { 0 }));
         }
     };
     run(cli)
@@ -115,15 +107,9 @@ where
 /// `artifacts/` beside the `pipelines/` folder that holds the spec (the repository
 /// layout), else beside the spec itself.
 pub fn default_artifacts(spec: &Path) -> PathBuf {
-    let dir = spec
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = spec.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if dir.file_name().is_some_and(|n| n == "pipelines") {
-        dir.parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .join("artifacts")
+        dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).join("artifacts")
     } else {
         dir.join("artifacts")
     }
@@ -140,27 +126,17 @@ fn out(text: &str) {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
-    crate::model::set_backend(
-        crate::model::Backend::parse(&cli.device).expect("clap checked the value"),
-    );
+    crate::model::set_backend(crate::model::Backend::parse(&cli.device).expect("clap checked the value"));
     match &cli.command {
         Command::Check { file } => {
             let spec = spec::load(file)?;
-            out(&format!(
-                "{}: ok, {} stages\n",
-                file.display(),
-                spec.stages.len()
-            ));
+            out(&format!("{}: ok, {} stages\n", file.display(), spec.stages.len()));
             Ok(ExitCode::SUCCESS)
         }
         Command::Dag { file, dot } => {
             let spec = spec::load(file)?;
             let dag = Dag::new(&spec);
-            out(&if *dot {
-                dag.to_dot(&spec)
-            } else {
-                dag.to_text(&spec)
-            });
+            out(&if *dot { dag.to_dot(&spec) } else { dag.to_text(&spec) });
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { file, json } => {
@@ -188,11 +164,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                     let detail = if s.fresh {
                         s.key.map(|k| k.short()).unwrap_or_default()
                     } else {
-                        s.reasons
-                            .iter()
-                            .map(|r| r.to_string())
-                            .collect::<Vec<_>>()
-                            .join("; ")
+                        s.reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ")
                     };
                     text.push_str(&format!("{:w$}  {state}  {detail}\n", s.name));
                 }
@@ -200,20 +172,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run {
-            file,
-            only,
-            force,
-            json,
-            jobs,
-        } => {
+        Command::Run { file, only, force, json, jobs } => {
             let spec = spec::load(file)?;
             let cache = cache_for(&cli.artifacts, file);
-            let opts = RunOptions {
-                only: only.clone(),
-                force: force.clone(),
-                jobs: *jobs,
-            };
+            let opts = RunOptions { only: only.clone(), force: force.clone(), jobs: *jobs };
             let human;
             let reporter: &dyn Reporter = if *json {
                 &Json
@@ -222,8 +184,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 &human
             };
             let report = executor::run(&spec, &cache, &opts, reporter)?;
-            let count =
-                |f: fn(&Outcome) -> bool| report.outcomes.iter().filter(|(_, o)| f(o)).count();
+            let count = |f: fn(&Outcome) -> bool| report.outcomes.iter().filter(|(_, o)| f(o)).count();
             let ran = count(|o| matches!(o, Outcome::Ran));
             let fresh = count(|o| matches!(o, Outcome::Fresh));
             let failed = count(|o| matches!(o, Outcome::Failed(_)));
@@ -238,42 +199,19 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                     "\n{}: {} stages — {ran} ran, {fresh} fresh{}{} in {secs:.2}s\nmanifest: {}\n",
                     spec.name,
                     report.outcomes.len(),
-                    if failed > 0 {
-                        format!(", {failed} failed")
-                    } else {
-                        String::new()
-                    },
-                    if skipped > 0 {
-                        format!(", {skipped} skipped")
-                    } else {
-                        String::new()
-                    },
+                    if failed > 0 { format!(", {failed} failed") } else { String::new() },
+                    if skipped > 0 { format!(", {skipped} skipped") } else { String::new() },
                     report.manifest_path.display()
                 ));
                 out(&text);
             } else {
                 out(&(serde_json::json!({"event": "run_finished", "ok": report.ok(), "ran": ran, "fresh": fresh, "failed": failed, "skipped": skipped, "seconds": secs, "manifest": report.manifest_path.display().to_string()}).to_string() + "\n"));
             }
-            Ok(if report.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_FAILURE)
-            })
+            Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) })
         }
-        Command::Inspect {
-            target,
-            pipeline,
-            head,
-            sql,
-            json,
-        } => {
-            let opts = InspectOptions {
-                head: *head,
-                sql: sql.clone(),
-                json: *json,
-            };
-            let (path, warning) =
-                resolve_inspect_target(&cli.artifacts, target, pipeline.as_deref())?;
+        Command::Inspect { target, pipeline, head, sql, json } => {
+            let opts = InspectOptions { head: *head, sql: sql.clone(), json: *json };
+            let (path, warning) = resolve_inspect_target(&cli.artifacts, target, pipeline.as_deref())?;
             if let Some(w) = warning {
                 eprintln!("warning: {w}");
             }
@@ -286,11 +224,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Gc { dry_run } => {
-            let cache = Cache::new(
-                cli.artifacts
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("artifacts")),
-            );
+            let cache = Cache::new(cli.artifacts.clone().unwrap_or_else(|| PathBuf::from("artifacts")));
             let r = cache.gc(*dry_run)?;
             let verb = if *dry_run { "would remove" } else { "removed" };
             out(&format!(
@@ -335,9 +269,7 @@ fn resolve_inspect_target(
         return Ok((path, None));
     }
     let Some(file) = pipeline else {
-        return Err(Error::BadInput(format!(
-            "`{target}` is not a Parquet file; to name a stage, add --pipeline FILE"
-        )));
+        return Err(Error::BadInput(format!("`{target}` is not a Parquet file; to name a stage, add --pipeline FILE")));
     };
     let spec = spec::load(file)?;
     let cache = cache_for(artifacts, file);
@@ -345,12 +277,9 @@ fn resolve_inspect_target(
         Some((s, o)) => (s, Some(o)),
         None => (target, None),
     };
-    let stage = spec.stage(stage_name).ok_or_else(|| {
-        Error::BadInput(format!(
-            "pipeline {} has no stage `{stage_name}`",
-            spec.name
-        ))
-    })?;
+    let stage = spec
+        .stage(stage_name)
+        .ok_or_else(|| Error::BadInput(format!("pipeline {} has no stage `{stage_name}`", spec.name)))?;
     let outputs: Vec<&str> = stage.imp.outputs().iter().map(|o| o.name).collect();
     let output = output.unwrap_or(outputs[0]);
     let def = crate::stages::output_def(stage.imp, output).ok_or_else(|| {
@@ -372,14 +301,10 @@ fn resolve_inspect_target(
         )));
     };
     let entry = &record.outputs[output];
-    let hash = entry
-        .content_hash()
-        .ok_or_else(|| Error::BadInput("record names a malformed hash".into()))?;
+    let hash = entry.content_hash().ok_or_else(|| Error::BadInput("record names a malformed hash".into()))?;
     let warning = match cache.read(&hash, def.format) {
         Ok(_) => None,
-        Err(e) => Some(format!(
-            "{stage_name}.{output} failed verification ({e}); the next run will recompute it"
-        )),
+        Err(e) => Some(format!("{stage_name}.{output} failed verification ({e}); the next run will recompute it")),
     };
     Ok((cache.root().join(&entry.file), warning))
 }

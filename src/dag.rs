@@ -26,11 +26,7 @@ fn build_graph(spec: &Spec) -> DiGraph<usize, ()> {
     let mut graph = DiGraph::new();
     let nodes: Vec<NodeIndex> = (0..spec.stages.len()).map(|i| graph.add_node(i)).collect();
     for (i, stage) in spec.stages.iter().enumerate() {
-        let ups: BTreeSet<usize> = stage
-            .inputs
-            .values()
-            .filter_map(|r| spec.index(&r.stage))
-            .collect();
+        let ups: BTreeSet<usize> = stage.inputs.values().filter_map(|r| spec.index(&r.stage)).collect();
         for up in ups {
             graph.add_edge(nodes[up], nodes[i], ());
         }
@@ -42,10 +38,7 @@ fn build_graph(spec: &Spec) -> DiGraph<usize, ()> {
 /// (`a → b → a`), or `None` when the graph is acyclic.
 pub fn find_cycle(spec: &Spec) -> Option<Vec<String>> {
     let graph = build_graph(spec);
-    let mut sccs: Vec<Vec<NodeIndex>> = tarjan_scc(&graph)
-        .into_iter()
-        .filter(|scc| scc.len() > 1)
-        .collect();
+    let mut sccs: Vec<Vec<NodeIndex>> = tarjan_scc(&graph).into_iter().filter(|scc| scc.len() > 1).collect();
     // Deterministic choice: the cycle containing the earliest stage in the file.
     sccs.sort_by_key(|scc| scc.iter().map(|n| graph[*n]).min());
     let scc = sccs.first()?;
@@ -62,10 +55,7 @@ pub fn find_cycle(spec: &Spec) -> Option<Vec<String>> {
             .min_by_key(|t| graph[*t])
             .expect("a node of a strongly connected component has a successor inside it");
         if let Some(pos) = path.iter().position(|n| *n == next) {
-            let mut cycle: Vec<String> = path[pos..]
-                .iter()
-                .map(|n| spec.stages[graph[*n]].name.clone())
-                .collect();
+            let mut cycle: Vec<String> = path[pos..].iter().map(|n| spec.stages[graph[*n]].name.clone()).collect();
             cycle.push(spec.stages[graph[next]].name.clone());
             return Some(cycle);
         }
@@ -78,19 +68,11 @@ impl Dag {
     /// Build the DAG of a validated (hence acyclic) spec.
     pub fn new(spec: &Spec) -> Dag {
         let graph = build_graph(spec);
-        debug_assert!(
-            toposort(&graph, None).is_ok(),
-            "validated specs are acyclic"
-        );
+        debug_assert!(toposort(&graph, None).is_ok(), "validated specs are acyclic");
         // Kahn's algorithm, always taking the ready stage that comes first in the file.
         let n = graph.node_count();
-        let mut indegree: Vec<usize> = (0..n)
-            .map(|i| {
-                graph
-                    .edges_directed(NodeIndex::new(i), petgraph::Direction::Incoming)
-                    .count()
-            })
-            .collect();
+        let mut indegree: Vec<usize> =
+            (0..n).map(|i| graph.edges_directed(NodeIndex::new(i), petgraph::Direction::Incoming).count()).collect();
         let mut ready: BTreeSet<usize> = (0..n).filter(|i| indegree[*i] == 0).collect();
         let mut order = Vec::with_capacity(n);
         while let Some(i) = ready.pop_first() {
@@ -119,11 +101,7 @@ impl Dag {
 
     /// Indices of the stages that read from `stage`.
     pub fn downstream(&self, stage: usize) -> Vec<usize> {
-        let mut v: Vec<usize> = self
-            .graph
-            .edges(NodeIndex::new(stage))
-            .map(|e| self.graph[e.target()])
-            .collect();
+        let mut v: Vec<usize> = self.graph.edges(NodeIndex::new(stage)).map(|e| self.graph[e.target()]).collect();
         v.sort();
         v
     }
@@ -142,29 +120,16 @@ impl Dag {
 
     /// Graphviz DOT.
     pub fn to_dot(&self, spec: &Spec) -> String {
-        let mut out = format!(
-            "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n",
-            spec.name
-        );
+        let mut out =
+            format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n", spec.name);
         for &i in &self.order {
             let s = &spec.stages[i];
-            let _ = writeln!(
-                out,
-                "  \"{}\" [label=\"{}\\n{} ({})\"];",
-                s.name,
-                s.name,
-                s.imp.kind(),
-                s.imp.method()
-            );
+            let _ = writeln!(out, "  \"{}\" [label=\"{}\\n{} ({})\"];", s.name, s.name, s.imp.kind(), s.imp.method());
         }
         for &i in &self.order {
             let s = &spec.stages[i];
             for (input, r) in &s.inputs {
-                let _ = writeln!(
-                    out,
-                    "  \"{}\" -> \"{}\" [label=\"{} → {}\"];",
-                    r.stage, s.name, r.output, input
-                );
+                let _ = writeln!(out, "  \"{}\" -> \"{}\" [label=\"{} → {}\"];", r.stage, s.name, r.output, input);
             }
         }
         out.push_str("}\n");
@@ -184,11 +149,7 @@ impl Dag {
                 s.name,
                 s.imp.kind(),
                 s.imp.method(),
-                if ins.is_empty() {
-                    String::new()
-                } else {
-                    format!("  [{}]", ins.join(", "))
-                },
+                if ins.is_empty() { String::new() } else { format!("  [{}]", ins.join(", ")) },
             );
         }
         out

@@ -28,8 +28,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use crate::cache::{
-    Cache, CacheError, Manifest, ManifestStage, ObjectError, OutputEntry, RECORD_FORMAT, Record,
-    now_ms,
+    Cache, CacheError, Manifest, ManifestStage, ObjectError, OutputEntry, RECORD_FORMAT, Record, now_ms,
 };
 use crate::dag::Dag;
 use crate::hash::{Hash, KeyInputs};
@@ -121,60 +120,35 @@ impl fmt::Display for Reason {
 
 /// Compare the hash inputs of the previous key with the current ones.
 /// `sources` maps input names to the stage names they come from.
-pub fn explain(
-    prev: &KeyInputs,
-    cur: &KeyInputs,
-    sources: &BTreeMap<String, String>,
-) -> Vec<Reason> {
+pub fn explain(prev: &KeyInputs, cur: &KeyInputs, sources: &BTreeMap<String, String>) -> Vec<Reason> {
     let mut reasons = Vec::new();
     if prev.kind != cur.kind {
-        reasons.push(Reason::KindChanged {
-            old: prev.kind.clone(),
-            new: cur.kind.clone(),
-        });
+        reasons.push(Reason::KindChanged { old: prev.kind.clone(), new: cur.kind.clone() });
     }
     if prev.version != cur.version && prev.kind == cur.kind && prev.method == cur.method {
-        reasons.push(Reason::VersionChanged {
-            old: prev.version,
-            new: cur.version,
-        });
+        reasons.push(Reason::VersionChanged { old: prev.version, new: cur.version });
     }
     let keys: BTreeSet<&String> = prev.params.keys().chain(cur.params.keys()).collect();
     for k in keys {
         let (old, new) = (prev.params.get(k), cur.params.get(k));
         if old != new {
-            reasons.push(Reason::ParamChanged {
-                key: k.clone(),
-                old: old.cloned(),
-                new: new.cloned(),
-            });
+            reasons.push(Reason::ParamChanged { key: k.clone(), old: old.cloned(), new: new.cloned() });
         }
     }
     if prev.seed != cur.seed {
-        reasons.push(Reason::SeedChanged {
-            old: prev.seed,
-            new: cur.seed,
-        });
+        reasons.push(Reason::SeedChanged { old: prev.seed, new: cur.seed });
     }
     let source = |input: &String| sources.get(input).cloned().unwrap_or_else(|| input.clone());
     for (input, hash) in &cur.inputs {
         match prev.inputs.get(input) {
-            None => reasons.push(Reason::InputAdded {
-                input: input.clone(),
-                stage: source(input),
-            }),
-            Some(h) if h != hash => reasons.push(Reason::InputChanged {
-                input: input.clone(),
-                stage: source(input),
-            }),
+            None => reasons.push(Reason::InputAdded { input: input.clone(), stage: source(input) }),
+            Some(h) if h != hash => reasons.push(Reason::InputChanged { input: input.clone(), stage: source(input) }),
             _ => {}
         }
     }
     for input in prev.inputs.keys() {
         if !cur.inputs.contains_key(input) {
-            reasons.push(Reason::InputRemoved {
-                input: input.clone(),
-            });
+            reasons.push(Reason::InputRemoved { input: input.clone() });
         }
     }
     if reasons.is_empty() {
@@ -235,11 +209,7 @@ impl RunReport {
 type OutputMap = BTreeMap<String, (Hash, Format)>;
 
 fn outputs_of(record: &Record) -> Option<OutputMap> {
-    record
-        .outputs
-        .iter()
-        .map(|(k, o)| Some((k.clone(), (o.content_hash()?, o.format()))))
-        .collect()
+    record.outputs.iter().map(|(k, o)| Some((k.clone(), (o.content_hash()?, o.format())))).collect()
 }
 
 /// Hash inputs of a stage given its upstream outputs.
@@ -293,22 +263,14 @@ fn assess(
                 .and_then(|s| s.key.as_ref())
                 .and_then(|k| k.parse::<Hash>().ok());
             match prev_key {
-                None if previous.and_then(|m| m.stage(&stage.name)).is_none() => {
-                    reasons.push(Reason::NewStage)
-                }
+                None if previous.and_then(|m| m.stage(&stage.name)).is_none() => reasons.push(Reason::NewStage),
                 None => reasons.push(Reason::NoCachedResult),
                 Some(pk) if pk == key => reasons.push(Reason::NoCachedResult),
                 Some(pk) => {
-                    let prev_inputs = cache
-                        .load_record(&pk)?
-                        .and_then(|r| KeyInputs::from_json(&r.hash_inputs));
+                    let prev_inputs = cache.load_record(&pk)?.and_then(|r| KeyInputs::from_json(&r.hash_inputs));
                     match prev_inputs {
                         Some(prev) => {
-                            let sources = stage
-                                .inputs
-                                .iter()
-                                .map(|(k, r)| (k.clone(), r.stage.clone()))
-                                .collect();
+                            let sources = stage.inputs.iter().map(|(k, r)| (k.clone(), r.stage.clone())).collect();
                             reasons.extend(explain(&prev, &ki, &sources));
                         }
                         None => reasons.push(Reason::NoCachedResult),
@@ -322,12 +284,7 @@ fn assess(
         reasons.insert(0, Reason::Forced);
     }
     let record = if forced { None } else { record };
-    Ok(Assessment {
-        key,
-        key_inputs: ki,
-        record,
-        reasons,
-    })
+    Ok(Assessment { key, key_inputs: ki, record, reasons })
 }
 
 /// Status of one stage without running anything.
@@ -379,22 +336,12 @@ pub fn status(spec: &Spec, cache: &Cache) -> Result<Vec<StageStatus>, ExecError>
         };
         by_name.insert(stage.name.clone(), st);
     }
-    Ok(spec
-        .stages
-        .iter()
-        .map(|s| by_name.remove(&s.name).expect("every stage assessed"))
-        .collect())
+    Ok(spec.stages.iter().map(|s| by_name.remove(&s.name).expect("every stage assessed")).collect())
 }
 
 /// The current result of a stage, if it is fresh: its key and record.
-pub fn current_record(
-    spec: &Spec,
-    cache: &Cache,
-    stage_name: &str,
-) -> Result<Option<(Hash, Record)>, ExecError> {
-    let idx = spec
-        .index(stage_name)
-        .ok_or_else(|| ExecError::UnknownStage(stage_name.to_string()))?;
+pub fn current_record(spec: &Spec, cache: &Cache, stage_name: &str) -> Result<Option<(Hash, Record)>, ExecError> {
+    let idx = spec.index(stage_name).ok_or_else(|| ExecError::UnknownStage(stage_name.to_string()))?;
     let dag = Dag::new(spec);
     let needed = dag.ancestors_of(&[idx]);
     let mut done: HashMap<String, OutputMap> = HashMap::new();
@@ -404,10 +351,7 @@ pub fn current_record(
             return Ok(None);
         };
         let key = ki.key();
-        let Some(rec) = cache
-            .load_record(&key)?
-            .filter(|r| cache.missing_output(r).is_none())
-        else {
+        let Some(rec) = cache.load_record(&key)?.filter(|r| cache.missing_output(r).is_none()) else {
             return Ok(None);
         };
         if i == idx {
@@ -458,29 +402,15 @@ impl Shared<'_> {
             return Ok(a.clone());
         }
         let a = Arc::new(self.cache.read(&hash, format)?);
-        self.memo
-            .lock()
-            .expect("not poisoned")
-            .insert(hash, a.clone());
+        self.memo.lock().expect("not poisoned").insert(hash, a.clone());
         Ok(a)
     }
 
     /// The worker: lock, re-check, load inputs, compute, store, record.
-    fn work(
-        &self,
-        idx: usize,
-        a: Assessment,
-        forced: bool,
-        done: &HashMap<String, OutputMap>,
-    ) -> Msg {
+    fn work(&self, idx: usize, a: Assessment, forced: bool, done: &HashMap<String, OutputMap>) -> Msg {
         let stage = &self.spec.stages[idx];
         let started_ms = now_ms();
-        let fail = |error: String| Msg::Failed {
-            idx,
-            error,
-            started_ms,
-            finished_ms: now_ms(),
-        };
+        let fail = |error: String| Msg::Failed { idx, error, started_ms, finished_ms: now_ms() };
         let _lock = match self.cache.lock(&a.key) {
             Ok(l) => l,
             Err(e) => return fail(e.to_string()),
@@ -512,11 +442,7 @@ impl Shared<'_> {
                 }
                 Err(ObjectError::Missing) | Err(ObjectError::Corrupt(_)) => {
                     self.cache.remove_object(&hash, format);
-                    return Msg::InputCorrupt {
-                        idx,
-                        producer: r.stage.clone(),
-                        output: r.output.clone(),
-                    };
+                    return Msg::InputCorrupt { idx, producer: r.stage.clone(), output: r.output.clone() };
                 }
                 Err(ObjectError::Cache(e)) => return fail(e.to_string()),
             }
@@ -527,18 +453,10 @@ impl Shared<'_> {
             let mut last = last.lock().expect("not poisoned");
             if pct != *last {
                 *last = pct;
-                self.reporter.event(&Event::Progress {
-                    stage: stage.name.clone(),
-                    fraction,
-                });
+                self.reporter.event(&Event::Progress { stage: stage.name.clone(), fraction });
             }
         };
-        let ctx = StageCtx {
-            params: &stage.params,
-            seed: stage.seed,
-            inputs,
-            progress: &progress,
-        };
+        let ctx = StageCtx { params: &stage.params, seed: stage.seed, inputs, progress: &progress };
         let outputs = match stage.imp.run(&ctx) {
             Ok(o) => o,
             Err(e) => return fail(e.to_string()),
@@ -550,28 +468,16 @@ impl Shared<'_> {
         let mut produced = BTreeMap::new();
         for def in stage.imp.outputs() {
             let Some(artifact) = outputs.get(def.name) else {
-                return fail(format!(
-                    "stage implementation did not produce output `{}`",
-                    def.name
-                ));
+                return fail(format!("stage implementation did not produce output `{}`", def.name));
             };
             let meta = vec![
-                (
-                    "scoreflow.stage_kind".to_string(),
-                    stage.imp.kind().name().to_string(),
-                ),
-                (
-                    "scoreflow.method".to_string(),
-                    stage.imp.method().to_string(),
-                ),
+                ("scoreflow.stage_kind".to_string(), stage.imp.kind().name().to_string()),
+                ("scoreflow.method".to_string(), stage.imp.method().to_string()),
                 ("scoreflow.stage_key".to_string(), a.key.hex()),
                 ("scoreflow.output".to_string(), def.name.to_string()),
                 ("scoreflow.params".to_string(), params_json.clone()),
                 ("scoreflow.seed".to_string(), stage.seed.to_string()),
-                (
-                    "scoreflow.version".to_string(),
-                    env!("CARGO_PKG_VERSION").to_string(),
-                ),
+                ("scoreflow.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
             ];
             let entry: OutputEntry = match self.cache.store(artifact, &meta) {
                 Ok(e) => e,
@@ -580,10 +486,7 @@ impl Shared<'_> {
             let hash = entry.content_hash().expect("just computed");
             hashes.insert(def.name.to_string(), (hash, def.format));
             produced.insert(def.name.to_string(), Arc::new(artifact.clone()));
-            self.memo
-                .lock()
-                .expect("not poisoned")
-                .insert(hash, produced[def.name].clone());
+            self.memo.lock().expect("not poisoned").insert(hash, produced[def.name].clone());
             entries.insert(def.name.to_string(), entry);
         }
         let finished_ms = now_ms();
@@ -601,24 +504,12 @@ impl Shared<'_> {
             return fail(e.to_string());
         }
         let summary = stage.imp.summary(&produced);
-        Msg::Done {
-            idx,
-            outputs: hashes,
-            fresh: false,
-            started_ms,
-            finished_ms,
-            summary,
-        }
+        Msg::Done { idx, outputs: hashes, fresh: false, started_ms, finished_ms, summary }
     }
 }
 
 /// Run a pipeline.
-pub fn run(
-    spec: &Spec,
-    cache: &Cache,
-    opts: &RunOptions,
-    reporter: &dyn Reporter,
-) -> Result<RunReport, ExecError> {
+pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporter) -> Result<RunReport, ExecError> {
     for name in opts.only.iter().chain(&opts.force) {
         if spec.index(name).is_none() {
             return Err(ExecError::UnknownStage(name.clone()));
@@ -633,20 +524,11 @@ pub fn run(
         dag.ancestors_of(&roots)
     };
     let forced: BTreeSet<usize> = opts.force.iter().filter_map(|s| spec.index(s)).collect();
-    let jobs = if opts.jobs == 0 {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    } else {
-        opts.jobs
-    };
+    let jobs = if opts.jobs == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { opts.jobs };
     let previous = cache.latest_manifest(&spec.name);
     let run_started = now_ms();
 
-    let shared = Shared {
-        spec,
-        cache,
-        reporter,
-        memo: Mutex::new(HashMap::new()),
-    };
+    let shared = Shared { spec, cache, reporter, memo: Mutex::new(HashMap::new()) };
     let mut done: HashMap<String, OutputMap> = HashMap::new();
     let mut lines: Vec<Option<ManifestStage>> = vec![None; n];
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
@@ -681,9 +563,7 @@ pub fn run(
             started_ms: t.0,
             finished_ms: t.1,
             duration_ms: t.1.saturating_sub(t.0),
-            outputs: outputs
-                .map(|o| o.iter().map(|(k, (h, _))| (k.clone(), h.hex())).collect())
-                .unwrap_or_default(),
+            outputs: outputs.map(|o| o.iter().map(|(k, (h, _))| (k.clone(), h.hex())).collect()).unwrap_or_default(),
             error,
         }
     };
@@ -703,18 +583,12 @@ pub fn run(
                     }
                     let stage = &spec.stages[i];
                     let ups = dag.upstream(i);
-                    if let Some(&bad) = ups.iter().find(|u| {
-                        matches!(
-                            outcomes[**u],
-                            Some(Outcome::Failed(_)) | Some(Outcome::Skipped(_))
-                        )
-                    }) {
-                        let because =
-                            format!("upstream stage {} did not complete", spec.stages[bad].name);
-                        reporter.event(&Event::Skipped {
-                            stage: stage.name.clone(),
-                            because: because.clone(),
-                        });
+                    if let Some(&bad) = ups
+                        .iter()
+                        .find(|u| matches!(outcomes[**u], Some(Outcome::Failed(_)) | Some(Outcome::Skipped(_))))
+                    {
+                        let because = format!("upstream stage {} did not complete", spec.stages[bad].name);
+                        reporter.event(&Event::Skipped { stage: stage.name.clone(), because: because.clone() });
                         lines[i] = Some(manifest_line(
                             i,
                             "skipped",
@@ -734,29 +608,16 @@ pub fn run(
                     let is_forced = forced.contains(&i) || recompute.contains_key(&i);
                     let mut a = assess(cache, stage, ki, previous.as_ref(), is_forced)?;
                     if let Some(output) = recompute.get(&i) {
-                        a.reasons = vec![Reason::OutputCorrupt {
-                            output: output.clone(),
-                        }];
+                        a.reasons = vec![Reason::OutputCorrupt { output: output.clone() }];
                     }
                     keys[i] = Some(a.key);
                     progressed = true;
                     if let Some(rec) = &a.record
                         && let Some(outs) = outputs_of(rec)
                     {
-                        reporter.event(&Event::Fresh {
-                            stage: stage.name.clone(),
-                            key: a.key.hex(),
-                        });
+                        reporter.event(&Event::Fresh { stage: stage.name.clone(), key: a.key.hex() });
                         let t = now_ms();
-                        lines[i] = Some(manifest_line(
-                            i,
-                            "fresh",
-                            Some(a.key),
-                            &[],
-                            (t, t),
-                            Some(&outs),
-                            None,
-                        ));
+                        lines[i] = Some(manifest_line(i, "fresh", Some(a.key), &[], (t, t), Some(&outs), None));
                         done.insert(stage.name.clone(), outs);
                         outcomes[i] = Some(Outcome::Fresh);
                         continue;
@@ -778,11 +639,8 @@ pub fn run(
                 });
                 let tx = tx.clone();
                 let shared = &shared;
-                let snapshot: HashMap<String, OutputMap> = stage
-                    .inputs
-                    .values()
-                    .map(|r| (r.stage.clone(), done[&r.stage].clone()))
-                    .collect();
+                let snapshot: HashMap<String, OutputMap> =
+                    stage.inputs.values().map(|r| (r.stage.clone(), done[&r.stage].clone())).collect();
                 let is_forced = forced.contains(&i) || recompute.contains_key(&i);
                 running += 1;
                 scope.spawn(move || {
@@ -796,14 +654,7 @@ pub fn run(
             let msg = rx.recv().expect("a worker is running");
             running -= 1;
             match msg {
-                Msg::Done {
-                    idx,
-                    outputs,
-                    fresh,
-                    started_ms,
-                    finished_ms,
-                    summary,
-                } => {
+                Msg::Done { idx, outputs, fresh, started_ms, finished_ms, summary } => {
                     let stage = &spec.stages[idx];
                     let seconds = (finished_ms.saturating_sub(started_ms)) as f64 / 1000.0;
                     reporter.event(&Event::Finished {
@@ -813,11 +664,7 @@ pub fn run(
                         fresh,
                     });
                     let status = if fresh { "fresh" } else { "ran" };
-                    let reasons = if fresh {
-                        Vec::new()
-                    } else {
-                        reasons_of[idx].clone()
-                    };
+                    let reasons = if fresh { Vec::new() } else { reasons_of[idx].clone() };
                     lines[idx] = Some(manifest_line(
                         idx,
                         status,
@@ -833,17 +680,9 @@ pub fn run(
                     done.insert(stage.name.clone(), outputs);
                     outcomes[idx] = Some(if fresh { Outcome::Fresh } else { Outcome::Ran });
                 }
-                Msg::Failed {
-                    idx,
-                    error,
-                    started_ms,
-                    finished_ms,
-                } => {
+                Msg::Failed { idx, error, started_ms, finished_ms } => {
                     let stage = &spec.stages[idx];
-                    reporter.event(&Event::Failed {
-                        stage: stage.name.clone(),
-                        error: error.clone(),
-                    });
+                    reporter.event(&Event::Failed { stage: stage.name.clone(), error: error.clone() });
                     lines[idx] = Some(manifest_line(
                         idx,
                         "failed",
@@ -855,23 +694,14 @@ pub fn run(
                     ));
                     outcomes[idx] = Some(Outcome::Failed(error));
                 }
-                Msg::InputCorrupt {
-                    idx,
-                    producer,
-                    output,
-                } => {
+                Msg::InputCorrupt { idx, producer, output } => {
                     let p = spec.index(&producer).expect("validated reference");
                     let tries = corrupt_retries.entry(p).or_insert(0);
                     *tries += 1;
                     let stage = &spec.stages[idx];
                     if *tries > 2 {
-                        let error = format!(
-                            "input {producer}.{output} is corrupt again after recomputing it"
-                        );
-                        reporter.event(&Event::Failed {
-                            stage: stage.name.clone(),
-                            error: error.clone(),
-                        });
+                        let error = format!("input {producer}.{output} is corrupt again after recomputing it");
+                        reporter.event(&Event::Failed { stage: stage.name.clone(), error: error.clone() });
                         lines[idx] = Some(manifest_line(
                             idx,
                             "failed",
@@ -907,28 +737,16 @@ pub fn run(
     for i in 0..n {
         if outcomes[i].is_none() {
             outcomes[i] = Some(Outcome::Skipped("not reached".into()));
-            lines[i] = Some(manifest_line(
-                i,
-                "skipped",
-                None,
-                &[],
-                (now_ms(), now_ms()),
-                None,
-                Some("not reached".into()),
-            ));
+            lines[i] =
+                Some(manifest_line(i, "skipped", None, &[], (now_ms(), now_ms()), None, Some("not reached".into())));
         }
     }
-    let ok = outcomes
-        .iter()
-        .all(|o| !matches!(o, Some(Outcome::Failed(_)) | Some(Outcome::Skipped(_))));
+    let ok = outcomes.iter().all(|o| !matches!(o, Some(Outcome::Failed(_)) | Some(Outcome::Skipped(_))));
     let stages = (0..n)
         .filter_map(|i| match &outcomes[i] {
             Some(Outcome::NotSelected) => {
                 // Keep the previous run's line so `gc` does not drop unselected results.
-                previous
-                    .as_ref()
-                    .and_then(|m| m.stage(&spec.stages[i].name))
-                    .cloned()
+                previous.as_ref().and_then(|m| m.stage(&spec.stages[i].name)).cloned()
             }
             _ => lines[i].clone(),
         })
@@ -944,18 +762,8 @@ pub fn run(
     };
     let manifest_path = cache.write_manifest(&manifest)?;
     reporter.finish();
-    let outcomes = spec
-        .stages
-        .iter()
-        .zip(outcomes)
-        .map(|(s, o)| (s.name.clone(), o.expect("settled")))
-        .collect();
-    Ok(RunReport {
-        manifest,
-        manifest_path,
-        outcomes,
-        summaries,
-    })
+    let outcomes = spec.stages.iter().zip(outcomes).map(|(s, o)| (s.name.clone(), o.expect("settled"))).collect();
+    Ok(RunReport { manifest, manifest_path, outcomes, summaries })
 }
 
 #[cfg(test)]
@@ -967,9 +775,7 @@ mod tests {
             kind: "generate".into(),
             method: "triangles".into(),
             version: 1,
-            params: [("n_samples".to_string(), Value::Int(4096))]
-                .into_iter()
-                .collect(),
+            params: [("n_samples".to_string(), Value::Int(4096))].into_iter().collect(),
             seed: 42,
             inputs: BTreeMap::new(),
         }
@@ -984,10 +790,7 @@ mod tests {
         assert_eq!(r[0].to_string(), "param n_samples changed 4096 → 2048");
         let mut cur = ki();
         cur.version = 2;
-        assert_eq!(
-            explain(&ki(), &cur, &BTreeMap::new())[0].to_string(),
-            "implementation version 1 → 2"
-        );
+        assert_eq!(explain(&ki(), &cur, &BTreeMap::new())[0].to_string(), "implementation version 1 → 2");
     }
 
     #[test]
@@ -996,12 +799,7 @@ mod tests {
         prev.inputs.insert("data".into(), Hash::of(b"a"));
         let mut cur = prev.clone();
         cur.inputs.insert("data".into(), Hash::of(b"b"));
-        let sources = [("data".to_string(), "triangles".to_string())]
-            .into_iter()
-            .collect();
-        assert_eq!(
-            explain(&prev, &cur, &sources)[0].to_string(),
-            "input triangles changed (as `data`)"
-        );
+        let sources = [("data".to_string(), "triangles".to_string())].into_iter().collect();
+        assert_eq!(explain(&prev, &cur, &sources)[0].to_string(), "input triangles changed (as `data`)");
     }
 }

@@ -15,9 +15,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int64Array, StringArray,
-};
+use arrow::array::{Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -75,17 +73,9 @@ pub enum FrameError {
     #[error("column `{0}` not found")]
     MissingColumn(String),
     #[error("column `{name}` has type {found}, expected {expected}")]
-    ColumnType {
-        name: String,
-        expected: &'static str,
-        found: String,
-    },
+    ColumnType { name: String, expected: &'static str, found: String },
     #[error("column `{name}` has {found} rows, expected {expected}")]
-    Length {
-        name: String,
-        expected: usize,
-        found: usize,
-    },
+    Length { name: String, expected: usize, found: usize },
     #[error("not a readable Parquet table: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
@@ -111,17 +101,9 @@ impl Table {
     /// table's (a stage bug, not a user error).
     pub fn with(mut self, name: &str, data: ColumnData) -> Table {
         if let Some(first) = self.columns.first() {
-            assert_eq!(
-                first.data.len(),
-                data.len(),
-                "column `{name}` length differs from `{}`",
-                first.name
-            );
+            assert_eq!(first.data.len(), data.len(), "column `{name}` length differs from `{}`", first.name);
         }
-        self.columns.push(Column {
-            name: name.to_string(),
-            data,
-        });
+        self.columns.push(Column { name: name.to_string(), data });
         self
     }
 
@@ -142,33 +124,27 @@ impl Table {
         match self.column(name)? {
             ColumnData::F64(v) => Ok(v.clone()),
             ColumnData::F32(v) => Ok(v.iter().map(|x| *x as f64).collect()),
-            other => Err(FrameError::ColumnType {
-                name: name.into(),
-                expected: "float",
-                found: other.type_name().into(),
-            }),
+            other => {
+                Err(FrameError::ColumnType { name: name.into(), expected: "float", found: other.type_name().into() })
+            }
         }
     }
 
     pub fn strs(&self, name: &str) -> Result<&[String], FrameError> {
         match self.column(name)? {
             ColumnData::Str(v) => Ok(v),
-            other => Err(FrameError::ColumnType {
-                name: name.into(),
-                expected: "str",
-                found: other.type_name().into(),
-            }),
+            other => {
+                Err(FrameError::ColumnType { name: name.into(), expected: "str", found: other.type_name().into() })
+            }
         }
     }
 
     pub fn i64s(&self, name: &str) -> Result<&[i64], FrameError> {
         match self.column(name)? {
             ColumnData::I64(v) => Ok(v),
-            other => Err(FrameError::ColumnType {
-                name: name.into(),
-                expected: "i64",
-                found: other.type_name().into(),
-            }),
+            other => {
+                Err(FrameError::ColumnType { name: name.into(), expected: "i64", found: other.type_name().into() })
+            }
         }
     }
 
@@ -224,10 +200,7 @@ impl Table {
     }
 
     /// Concatenate record batches (as read from Parquet) into a table.
-    pub fn from_record_batches(
-        schema: &Schema,
-        batches: &[RecordBatch],
-    ) -> Result<Table, FrameError> {
+    pub fn from_record_batches(schema: &Schema, batches: &[RecordBatch]) -> Result<Table, FrameError> {
         let mut table = Table::new();
         for (i, field) in schema.fields().iter().enumerate() {
             let name = field.name().clone();
@@ -239,10 +212,7 @@ impl Table {
                 ($arr:ty, $variant:ident, $map:expr) => {{
                     let mut out = Vec::new();
                     for a in &arrays {
-                        let a = a
-                            .as_any()
-                            .downcast_ref::<$arr>()
-                            .expect("type checked by schema");
+                        let a = a.as_any().downcast_ref::<$arr>().expect("type checked by schema");
                         out.extend(a.iter().map(|x| $map(x.expect("no nulls"))));
                     }
                     ColumnData::$variant(out)
@@ -255,10 +225,7 @@ impl Table {
                 DataType::Boolean => collect!(BooleanArray, Bool, |x| x),
                 DataType::Utf8 => collect!(StringArray, Str, |x: &str| x.to_string()),
                 other => {
-                    return Err(FrameError::Unsupported {
-                        name,
-                        ty: other.to_string(),
-                    });
+                    return Err(FrameError::Unsupported { name, ty: other.to_string() });
                 }
             };
             table.columns.push(Column { name, data });
@@ -272,12 +239,7 @@ impl Table {
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_created_by(format!("scoreflow {}", env!("CARGO_PKG_VERSION")))
-            .set_key_value_metadata(Some(
-                metadata
-                    .iter()
-                    .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-                    .collect(),
-            ))
+            .set_key_value_metadata(Some(metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect()))
             .build();
         let mut buf = Vec::new();
         let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
@@ -315,10 +277,7 @@ mod tests {
         Table::new()
             .with("a", ColumnData::F64(vec![0.1, 0.2, 0.3]))
             .with("n", ColumnData::I64(vec![1, 2, 3]))
-            .with(
-                "s",
-                ColumnData::Str(vec!["x".into(), "y".into(), "".into()]),
-            )
+            .with("s", ColumnData::Str(vec!["x".into(), "y".into(), "".into()]))
             .with("b", ColumnData::Bool(vec![true, false, true]))
             .with("f", ColumnData::F32(vec![1.5, 2.5, 3.5]))
     }

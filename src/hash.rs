@@ -72,8 +72,7 @@ impl FromStr for Hash {
         }
         let mut out = [0u8; 32];
         for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
-                .map_err(|e| format!("bad hash `{s}`: {e}"))?;
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| format!("bad hash `{s}`: {e}"))?;
         }
         Ok(Hash(out))
     }
@@ -86,9 +85,7 @@ pub struct Canon {
 
 impl Canon {
     pub fn new(domain: &str) -> Canon {
-        let mut c = Canon {
-            hasher: blake3::Hasher::new(),
-        };
+        let mut c = Canon { hasher: blake3::Hasher::new() };
         c.bytes(domain.as_bytes());
         c
     }
@@ -202,9 +199,7 @@ mod tests {
             kind: "generate".into(),
             method: "triangles".into(),
             version: 1,
-            params: [("n_samples".to_string(), Value::Int(4096))]
-                .into_iter()
-                .collect(),
+            params: [("n_samples".to_string(), Value::Int(4096))].into_iter().collect(),
             seed: 42,
             inputs: BTreeMap::new(),
         }

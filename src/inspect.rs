@@ -16,10 +16,7 @@ use polars::sql::SQLContext;
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
     #[error("cannot open {path}: {source}")]
-    Open {
-        path: String,
-        source: std::io::Error,
-    },
+    Open { path: String, source: std::io::Error },
     #[error("polars could not read {path}: {source}")]
     Polars { path: String, source: PolarsError },
     #[error("{0}")]
@@ -35,38 +32,22 @@ pub struct InspectOptions {
 }
 
 fn describe(df: &DataFrame) -> PolarsResult<DataFrame> {
-    let numeric: Vec<String> = df
-        .columns()
-        .iter()
-        .filter(|c| c.dtype().is_primitive_numeric())
-        .map(|c| c.name().to_string())
-        .collect();
+    let numeric: Vec<String> =
+        df.columns().iter().filter(|c| c.dtype().is_primitive_numeric()).map(|c| c.name().to_string()).collect();
     let stats: [(&str, fn(Expr) -> Expr); 9] = [
         ("count", |e| e.count().cast(DataType::Float64)),
         ("null_count", |e| e.null_count().cast(DataType::Float64)),
         ("mean", |e| e.cast(DataType::Float64).mean()),
         ("std", |e| e.cast(DataType::Float64).std(1)),
         ("min", |e| e.cast(DataType::Float64).min()),
-        ("25%", |e| {
-            e.cast(DataType::Float64)
-                .quantile(lit(0.25), QuantileMethod::Linear)
-        }),
-        ("50%", |e| {
-            e.cast(DataType::Float64)
-                .quantile(lit(0.5), QuantileMethod::Linear)
-        }),
-        ("75%", |e| {
-            e.cast(DataType::Float64)
-                .quantile(lit(0.75), QuantileMethod::Linear)
-        }),
+        ("25%", |e| e.cast(DataType::Float64).quantile(lit(0.25), QuantileMethod::Linear)),
+        ("50%", |e| e.cast(DataType::Float64).quantile(lit(0.5), QuantileMethod::Linear)),
+        ("75%", |e| e.cast(DataType::Float64).quantile(lit(0.75), QuantileMethod::Linear)),
         ("max", |e| e.cast(DataType::Float64).max()),
     ];
     let mut rows = Vec::new();
     for (name, f) in stats {
-        let exprs: Vec<Expr> = numeric
-            .iter()
-            .map(|c| f(col(c.as_str())).alias(c.as_str()))
-            .collect();
+        let exprs: Vec<Expr> = numeric.iter().map(|c| f(col(c.as_str())).alias(c.as_str())).collect();
         let row = df.clone().lazy().select(exprs).collect()?;
         let label = DataFrame::new_infer_height(vec![Column::new("statistic".into(), [name])])?;
         rows.push(label.hstack(row.columns())?);
@@ -88,12 +69,8 @@ fn any_to_json(v: AnyValue) -> serde_json::Value {
         AnyValue::Int32(i) => i.into(),
         AnyValue::UInt32(i) => i.into(),
         AnyValue::UInt64(i) => i.into(),
-        AnyValue::Float64(f) => {
-            serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)
-        }
-        AnyValue::Float32(f) => {
-            serde_json::Number::from_f64(f as f64).map_or(serde_json::Value::Null, Into::into)
-        }
+        AnyValue::Float64(f) => serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into),
+        AnyValue::Float32(f) => serde_json::Number::from_f64(f as f64).map_or(serde_json::Value::Null, Into::into),
         other => other.to_string().into(),
     }
 }
@@ -103,10 +80,7 @@ fn rows_json(df: &DataFrame) -> serde_json::Value {
     for i in 0..df.height() {
         let mut obj = serde_json::Map::new();
         for c in df.columns() {
-            obj.insert(
-                c.name().to_string(),
-                c.get(i).map(any_to_json).unwrap_or(serde_json::Value::Null),
-            );
+            obj.insert(c.name().to_string(), c.get(i).map(any_to_json).unwrap_or(serde_json::Value::Null));
         }
         rows.push(serde_json::Value::Object(obj));
     }
@@ -115,22 +89,11 @@ fn rows_json(df: &DataFrame) -> serde_json::Value {
 
 /// Render a Parquet file. `metadata` is its key-value metadata (read separately
 /// so that scoreflow's own keys can be shown first), `warning` a verification note.
-pub fn render(
-    path: &Path,
-    metadata: &[(String, String)],
-    opts: &InspectOptions,
-) -> Result<String, InspectError> {
+pub fn render(path: &Path, metadata: &[(String, String)], opts: &InspectOptions) -> Result<String, InspectError> {
     let shown = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| InspectError::Open {
-        path: shown.clone(),
-        source,
-    })?;
-    let df = ParquetReader::new(file)
-        .finish()
-        .map_err(|source| InspectError::Polars {
-            path: shown.clone(),
-            source,
-        })?;
+    let file = std::fs::File::open(path).map_err(|source| InspectError::Open { path: shown.clone(), source })?;
+    let df =
+        ParquetReader::new(file).finish().map_err(|source| InspectError::Polars { path: shown.clone(), source })?;
     let df = match &opts.sql {
         None => df,
         Some(q) => {

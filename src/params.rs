@@ -79,16 +79,12 @@ impl Value {
         match self {
             Value::Bool(b) => serde_json::Value::Bool(*b),
             Value::Int(i) => serde_json::Value::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f)
-                .map(serde_json::Value::Number)
-                .unwrap_or(serde_json::Value::Null),
-            Value::Str(s) => serde_json::Value::String(s.clone()),
-            Value::List(items) => {
-                serde_json::Value::Array(items.iter().map(Value::to_json).collect())
+            Value::Float(f) => {
+                serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null)
             }
-            Value::Map(map) => serde_json::Value::Object(
-                map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
-            ),
+            Value::Str(s) => serde_json::Value::String(s.clone()),
+            Value::List(items) => serde_json::Value::Array(items.iter().map(Value::to_json).collect()),
+            Value::Map(map) => serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
         }
     }
 
@@ -98,24 +94,17 @@ impl Value {
         Some(match json {
             serde_json::Value::Bool(b) => Value::Bool(*b),
             serde_json::Value::Number(n) => {
-                if let Some(i) = n
-                    .as_i64()
-                    .filter(|_| !n.to_string().contains(['.', 'e', 'E']))
-                {
+                if let Some(i) = n.as_i64().filter(|_| !n.to_string().contains(['.', 'e', 'E'])) {
                     Value::Int(i)
                 } else {
                     Value::Float(n.as_f64()?)
                 }
             }
             serde_json::Value::String(s) => Value::Str(s.clone()),
-            serde_json::Value::Array(items) => {
-                Value::List(items.iter().map(Value::from_json).collect::<Option<_>>()?)
+            serde_json::Value::Array(items) => Value::List(items.iter().map(Value::from_json).collect::<Option<_>>()?),
+            serde_json::Value::Object(map) => {
+                Value::Map(map.iter().map(|(k, v)| Some((k.clone(), Value::from_json(v)?))).collect::<Option<_>>()?)
             }
-            serde_json::Value::Object(map) => Value::Map(
-                map.iter()
-                    .map(|(k, v)| Some((k.clone(), Value::from_json(v)?)))
-                    .collect::<Option<_>>()?,
-            ),
             serde_json::Value::Null => return None,
         })
     }
@@ -229,10 +218,9 @@ impl ParamType {
             }
             ParamType::Str { choices } if choices.is_empty() => "a string".into(),
             ParamType::Str { choices } => format!("one of: {}", choices.join(", ")),
-            ParamType::FloatMap { keys, min, max } => format!(
-                "a mapping with keys among {} and numbers from {min} to {max}",
-                keys.join(", ")
-            ),
+            ParamType::FloatMap { keys, min, max } => {
+                format!("a mapping with keys among {} and numbers from {min} to {max}", keys.join(", "))
+            }
             ParamType::StrList { choices } => format!("a list of: {}", choices.join(", ")),
         }
     }
@@ -263,15 +251,10 @@ impl Default {
             Default::Int(i) => Value::Int(*i),
             Default::Float(f) => Value::Float(*f),
             Default::Str(s) => Value::Str((*s).into()),
-            Default::FloatMap(pairs) => Value::Map(
-                pairs
-                    .iter()
-                    .map(|(k, v)| ((*k).to_string(), Value::Float(*v)))
-                    .collect(),
-            ),
-            Default::StrList(items) => {
-                Value::List(items.iter().map(|s| Value::Str((*s).into())).collect())
+            Default::FloatMap(pairs) => {
+                Value::Map(pairs.iter().map(|(k, v)| ((*k).to_string(), Value::Float(*v))).collect())
             }
+            Default::StrList(items) => Value::List(items.iter().map(|s| Value::Str((*s).into())).collect()),
         })
     }
 }
@@ -341,18 +324,12 @@ impl ParamType {
                 if choices.is_empty() || choices.contains(&s.as_str()) {
                     Ok(Value::Str(s.clone()))
                 } else {
-                    Err(format!(
-                        "expected one of: {}, found `{s}`{}",
-                        choices.join(", "),
-                        suggest(s, choices)
-                    ))
+                    Err(format!("expected one of: {}, found `{s}`{}", choices.join(", "), suggest(s, choices)))
                 }
             }
             (ParamType::FloatMap { keys, min, max }, Raw::Map(entries)) => {
-                let mut map: BTreeMap<String, Value> = keys
-                    .iter()
-                    .map(|k| ((*k).to_string(), Value::Float(0.0)))
-                    .collect();
+                let mut map: BTreeMap<String, Value> =
+                    keys.iter().map(|k| ((*k).to_string(), Value::Float(0.0))).collect();
                 let mut errors = Vec::new();
                 for (k, v) in entries {
                     if !keys.contains(&k.as_str()) {
@@ -363,31 +340,20 @@ impl ParamType {
                         ));
                         continue;
                     }
-                    match (ParamType::Float {
-                        min: *min,
-                        max: *max,
-                    })
-                    .coerce(v)
-                    {
+                    match (ParamType::Float { min: *min, max: *max }).coerce(v) {
                         Ok(x) => {
                             map.insert(k.clone(), x);
                         }
                         Err(e) => errors.push(format!("`{k}`: {e}")),
                     }
                 }
-                if errors.is_empty() {
-                    Ok(Value::Map(map))
-                } else {
-                    Err(errors.join("; "))
-                }
+                if errors.is_empty() { Ok(Value::Map(map)) } else { Err(errors.join("; ")) }
             }
             (ParamType::StrList { choices }, Raw::List(items)) => {
                 let mut out = Vec::new();
                 for item in items {
                     match item {
-                        Raw::Str(s) if choices.contains(&s.as_str()) => {
-                            out.push(Value::Str(s.clone()))
-                        }
+                        Raw::Str(s) if choices.contains(&s.as_str()) => out.push(Value::Str(s.clone())),
                         _ => {
                             return Err(format!(
                                 "expected a list of: {}, found {}",
@@ -517,10 +483,7 @@ mod tests {
 
     #[test]
     fn float_param_accepts_integers() {
-        let ty = ParamType::Float {
-            min: 0.0,
-            max: 10.0,
-        };
+        let ty = ParamType::Float { min: 0.0, max: 10.0 };
         assert_eq!(ty.coerce(&Raw::Int(4)).unwrap(), Value::Float(4.0));
         assert!(ty.coerce(&Raw::Float(11.0)).is_err());
         assert!(ty.coerce(&Raw::Str("x".into())).is_err());
@@ -528,41 +491,23 @@ mod tests {
 
     #[test]
     fn float_map_fills_missing_keys() {
-        let ty = ParamType::FloatMap {
-            keys: &["a", "b"],
-            min: 0.0,
-            max: 1.0,
-        };
-        let v = ty
-            .coerce(&Raw::Map(vec![("a".into(), Raw::Float(0.5))]))
-            .unwrap();
+        let ty = ParamType::FloatMap { keys: &["a", "b"], min: 0.0, max: 1.0 };
+        let v = ty.coerce(&Raw::Map(vec![("a".into(), Raw::Float(0.5))])).unwrap();
         let Value::Map(m) = v else { panic!() };
         assert_eq!(m["b"], Value::Float(0.0));
-        assert!(
-            ty.coerce(&Raw::Map(vec![("c".into(), Raw::Float(0.5))]))
-                .is_err()
-        );
+        assert!(ty.coerce(&Raw::Map(vec![("c".into(), Raw::Float(0.5))])).is_err());
     }
 
     #[test]
     fn json_round_trip_keeps_types() {
-        let v = Value::Map(
-            [
-                ("f".to_string(), Value::Float(4.0)),
-                ("i".to_string(), Value::Int(4)),
-            ]
-            .into_iter()
-            .collect(),
-        );
+        let v =
+            Value::Map([("f".to_string(), Value::Float(4.0)), ("i".to_string(), Value::Int(4))].into_iter().collect());
         assert_eq!(Value::from_json(&v.to_json()).unwrap(), v);
     }
 
     #[test]
     fn suggestion_finds_typos() {
-        assert_eq!(
-            suggest("n_sample", &["n_samples", "tol"]),
-            "; did you mean `n_samples`?"
-        );
+        assert_eq!(suggest("n_sample", &["n_samples", "tol"]), "; did you mean `n_samples`?");
         assert_eq!(suggest("zzz", &["n_samples"]), "");
     }
 }

@@ -15,40 +15,14 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// Something that happened during a run.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Fresh {
-        stage: String,
-        key: String,
-    },
-    Started {
-        stage: String,
-        key: String,
-        reasons: Vec<String>,
-    },
-    Progress {
-        stage: String,
-        fraction: f64,
-    },
-    Finished {
-        stage: String,
-        key: String,
-        seconds: f64,
-        fresh: bool,
-    },
-    Failed {
-        stage: String,
-        error: String,
-    },
-    Skipped {
-        stage: String,
-        because: String,
-    },
-    Warning {
-        message: String,
-    },
-    Summary {
-        stage: String,
-        text: String,
-    },
+    Fresh { stage: String, key: String },
+    Started { stage: String, key: String, reasons: Vec<String> },
+    Progress { stage: String, fraction: f64 },
+    Finished { stage: String, key: String, seconds: f64, fresh: bool },
+    Failed { stage: String, error: String },
+    Skipped { stage: String, because: String },
+    Warning { message: String },
+    Summary { stage: String, text: String },
 }
 
 pub trait Reporter: Sync {
@@ -69,11 +43,7 @@ impl Human {
     pub fn new(width: usize) -> Human {
         let tty = std::io::stdout().is_terminal();
         let multi = tty.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout()));
-        Human {
-            multi,
-            bars: Mutex::new(HashMap::new()),
-            width,
-        }
+        Human { multi, bars: Mutex::new(HashMap::new()), width }
     }
 
     fn line(&self, text: String) {
@@ -93,14 +63,9 @@ impl Reporter for Human {
     fn event(&self, event: &Event) {
         let w = self.width;
         match event {
-            Event::Fresh { stage, key } => {
-                self.line(format!("{stage:w$}  fresh    {}", &key[..12]))
-            }
+            Event::Fresh { stage, key } => self.line(format!("{stage:w$}  fresh    {}", &key[..12])),
             Event::Started { stage, reasons, .. } => {
-                self.line(format!(
-                    "{stage:w$}  running  because {}",
-                    reasons.join("; ")
-                ));
+                self.line(format!("{stage:w$}  running  because {}", reasons.join("; ")));
                 if let Some(m) = &self.multi {
                     let bar = m.add(ProgressBar::new(1000));
                     bar.set_style(
@@ -109,10 +74,7 @@ impl Reporter for Human {
                     );
                     bar.set_prefix(format!("{stage:w$}"));
                     bar.enable_steady_tick(Duration::from_millis(200));
-                    self.bars
-                        .lock()
-                        .expect("not poisoned")
-                        .insert(stage.clone(), bar);
+                    self.bars.lock().expect("not poisoned").insert(stage.clone(), bar);
                 }
             }
             Event::Progress { stage, fraction } => {
@@ -120,20 +82,11 @@ impl Reporter for Human {
                     bar.set_position((fraction.clamp(0.0, 1.0) * 1000.0) as u64);
                 }
             }
-            Event::Finished {
-                stage,
-                seconds,
-                fresh,
-                ..
-            } => {
+            Event::Finished { stage, seconds, fresh, .. } => {
                 if let Some(bar) = self.bars.lock().expect("not poisoned").remove(stage) {
                     bar.finish_and_clear();
                 }
-                let what = if *fresh {
-                    "fresh    (computed by a concurrent run)"
-                } else {
-                    "done    "
-                };
+                let what = if *fresh { "fresh    (computed by a concurrent run)" } else { "done    " };
                 self.line(format!("{stage:w$}  {what} {seconds:.3}s"));
             }
             Event::Failed { stage, error } => {
@@ -142,14 +95,9 @@ impl Reporter for Human {
                 }
                 self.line(format!("{stage:w$}  FAILED   {error}"));
             }
-            Event::Skipped { stage, because } => {
-                self.line(format!("{stage:w$}  skipped  {because}"))
-            }
+            Event::Skipped { stage, because } => self.line(format!("{stage:w$}  skipped  {because}")),
             Event::Warning { message } => {
-                let _ = self
-                    .multi
-                    .as_ref()
-                    .map(|m| m.suspend(|| eprintln!("warning: {message}")));
+                let _ = self.multi.as_ref().map(|m| m.suspend(|| eprintln!("warning: {message}")));
                 if self.multi.is_none() {
                     eprintln!("warning: {message}");
                 }
@@ -168,22 +116,13 @@ impl Reporter for Json {
             Event::Fresh { stage, key } => {
                 serde_json::json!({"event": "fresh", "stage": stage, "key": key})
             }
-            Event::Started {
-                stage,
-                key,
-                reasons,
-            } => {
+            Event::Started { stage, key, reasons } => {
                 serde_json::json!({"event": "started", "stage": stage, "key": key, "reasons": reasons})
             }
             Event::Progress { stage, fraction } => {
                 serde_json::json!({"event": "progress", "stage": stage, "fraction": fraction})
             }
-            Event::Finished {
-                stage,
-                key,
-                seconds,
-                fresh,
-            } => {
+            Event::Finished { stage, key, seconds, fresh } => {
                 serde_json::json!({"event": "finished", "stage": stage, "key": key, "seconds": seconds, "fresh": fresh})
             }
             Event::Failed { stage, error } => {

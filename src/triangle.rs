@@ -35,11 +35,7 @@ pub enum AngleType {
 }
 
 impl SideType {
-    pub const ALL: [SideType; 3] = [
-        SideType::Equilateral,
-        SideType::Isosceles,
-        SideType::Scalene,
-    ];
+    pub const ALL: [SideType; 3] = [SideType::Equilateral, SideType::Isosceles, SideType::Scalene];
     pub fn name(self) -> &'static str {
         match self {
             SideType::Equilateral => "equilateral",
@@ -102,11 +98,7 @@ pub fn sample_valid_sides(n: usize, rng: &mut impl Rng, sort_sides: bool) -> Vec
     while out.len() < n {
         let (a, b, c): (f64, f64, f64) = (rng.random(), rng.random(), rng.random());
         if a + b > c && b + c > a && c + a > b {
-            out.push(if sort_sides {
-                sorted3(a, b, c)
-            } else {
-                [a, b, c]
-            });
+            out.push(if sort_sides { sorted3(a, b, c) } else { [a, b, c] });
         }
     }
     out
@@ -117,6 +109,9 @@ pub fn sample_valid_sides(n: usize, rng: &mut impl Rng, sort_sides: bool) -> Vec
 /// sides satisfy `c ≤ a + b − eps`. The margin is `a + b − c`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Validity {
+    /// Every coordinate is finite (a diverged sampler particle is not; it fails
+    /// every check, as NaN does in the seed's numpy code).
+    pub finite: bool,
     pub negative: bool,
     pub over_one: bool,
     pub inequality_ok: bool,
@@ -128,15 +123,11 @@ impl Validity {
         let negative = x.iter().any(|v| *v < -eps);
         let over_one = x.iter().any(|v| *v > 1.0 + eps);
         let [a, b, c] = sorted3(x[0], x[1], x[2]);
-        Validity {
-            negative,
-            over_one,
-            inequality_ok: c <= a + b - eps,
-            margin: a + b - c,
-        }
+        let finite = x.iter().all(|v| v.is_finite());
+        Validity { finite, negative, over_one, inequality_ok: c <= a + b - eps, margin: a + b - c }
     }
     pub fn valid(&self) -> bool {
-        !self.negative && !self.over_one && self.inequality_ok
+        self.finite && !self.negative && !self.over_one && self.inequality_ok
     }
 }
 
@@ -158,8 +149,7 @@ mod tests {
         assert_eq!(classify_angles(0.5, 0.5, 0.5, 0.01), AngleType::Acute);
         assert_eq!(classify_angles(0.2, 0.3, 0.45, 0.01), AngleType::Obtuse);
         // 89.5° is within tol·90 = 0.9° of a right angle.
-        let c =
-            (0.3f64.powi(2) + 0.4f64.powi(2) - 2.0 * 0.3 * 0.4 * 89.5f64.to_radians().cos()).sqrt();
+        let c = (0.3f64.powi(2) + 0.4f64.powi(2) - 2.0 * 0.3 * 0.4 * 89.5f64.to_radians().cos()).sqrt();
         assert_eq!(classify_angles(0.3, 0.4, c, 0.01), AngleType::Right);
         // Degenerate: numpy gives NaN → obtuse.
         assert_eq!(classify_angles(0.0, 0.4, 0.4, 0.01), AngleType::Obtuse);

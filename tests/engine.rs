@@ -20,11 +20,7 @@ fn first_run_runs_all_second_runs_none() {
     let ws = Workspace::new();
     ws.write("p.yaml", &chain(1, 0, 2));
     let (out, ev) = ws.run_json("p.yaml", &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(Workspace::ran(&ev), ["a", "b", "c", "d"]);
     let (out, ev) = ws.run_json("p.yaml", &[]);
     assert!(out.status.success());
@@ -82,10 +78,7 @@ fn writing_a_default_explicitly_changes_nothing() {
     ws.run_json("p.yaml", &[]);
     ws.write(
         "p.yaml",
-        &chain(1, 0, 2).replace(
-            "params: { value: 100 }",
-            "params: { value: 100, fail: false, mode: echo }",
-        ),
+        &chain(1, 0, 2).replace("params: { value: 100 }", "params: { value: 100, fail: false, mode: echo }"),
     );
     let (_, ev) = ws.run_json("p.yaml", &[]);
     assert!(Workspace::ran(&ev).is_empty());
@@ -99,30 +92,18 @@ fn forced_stage_reruns_and_only_and_force_are_checked() {
     assert_eq!(Workspace::ran(&ev), ["a", "b"]);
     let (_, ev) = ws.run_json("p.yaml", &["--force", "a"]);
     assert_eq!(Workspace::ran(&ev), ["a", "c", "d"]);
-    let out = ws
-        .cmd(&["run", "p.yaml", "--only", "nope"])
-        .output()
-        .unwrap();
+    let out = ws.cmd(&["run", "p.yaml", "--only", "nope"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
 fn a_failing_stage_exits_1_leaves_no_record_and_skips_dependents() {
     let ws = Workspace::new();
-    ws.write(
-        "p.yaml",
-        &chain(1, 0, 2).replace("params: { value: 2 }", "params: { value: 2, fail: true }"),
-    );
+    ws.write("p.yaml", &chain(1, 0, 2).replace("params: { value: 2 }", "params: { value: 2, fail: true }"));
     let (out, ev) = ws.run_json("p.yaml", &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        ev.iter()
-            .any(|e| e["event"] == "failed" && e["stage"] == "b")
-    );
-    assert!(
-        ev.iter()
-            .any(|e| e["event"] == "skipped" && e["stage"] == "c")
-    );
+    assert!(ev.iter().any(|e| e["event"] == "failed" && e["stage"] == "b"));
+    assert!(ev.iter().any(|e| e["event"] == "skipped" && e["stage"] == "c"));
     // Only a and d have records.
     assert_eq!(ws.files_under("artifacts/records").len(), 2);
     let m = ws.latest_manifest("chain");
@@ -132,19 +113,11 @@ fn a_failing_stage_exits_1_leaves_no_record_and_skips_dependents() {
 #[test]
 fn a_nan_is_an_error_never_a_cached_result() {
     let ws = Workspace::new();
-    ws.write(
-        "p.yaml",
-        "name: n\nstages:\n  a:\n    kind: debug\n    params: { nan: true }\n",
-    );
+    ws.write("p.yaml", "name: n\nstages:\n  a:\n    kind: debug\n    params: { nan: true }\n");
     let (out, ev) = ws.run_json("p.yaml", &[]);
     assert_eq!(out.status.code(), Some(1));
     let failed = ev.iter().find(|e| e["event"] == "failed").unwrap();
-    assert!(
-        failed["error"]
-            .as_str()
-            .unwrap()
-            .contains("non-finite loss NaN at step 3")
-    );
+    assert!(failed["error"].as_str().unwrap().contains("non-finite loss NaN at step 3"));
     assert!(ws.files_under("artifacts/records").is_empty());
     assert!(ws.files_under("artifacts/objects").is_empty());
 }
@@ -189,56 +162,29 @@ fn a_corrupted_cache_file_is_detected_recomputed_and_warned_about() {
     ws.run_json("p.yaml", &[]);
     // Find a's output object via the manifest and overwrite it with same-size garbage.
     let m = ws.latest_manifest("chain");
-    let hash = m["stages"][0]["outputs"]["table"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let path = ws
-        .artifacts()
-        .join("objects")
-        .join(&hash[..2])
-        .join(format!("{hash}.parquet"));
+    let hash = m["stages"][0]["outputs"]["table"].as_str().unwrap().to_string();
+    let path = ws.artifacts().join("objects").join(&hash[..2]).join(format!("{hash}.parquet"));
     let len = std::fs::metadata(&path).unwrap().len() as usize;
     std::fs::write(&path, vec![b'x'; len]).unwrap();
     // b must rerun to read a's output: change b.
     ws.write("p.yaml", &chain(1, 0, 5));
     let (out, ev) = ws.run_json("p.yaml", &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        ev.iter().any(|e| e["event"] == "warning"
-            && e["message"]
-                .as_str()
-                .unwrap()
-                .contains("a.table is corrupt")),
+        ev.iter().any(|e| e["event"] == "warning" && e["message"].as_str().unwrap().contains("a.table is corrupt")),
         "{ev:?}"
     );
     let ran = Workspace::ran(&ev);
-    assert!(
-        ran.contains(&"a".to_string()) && ran.contains(&"b".to_string()),
-        "{ran:?}"
-    );
-    let started_a = ev
-        .iter()
-        .find(|e| e["event"] == "started" && e["stage"] == "a")
-        .unwrap();
+    assert!(ran.contains(&"a".to_string()) && ran.contains(&"b".to_string()), "{ran:?}");
+    let started_a = ev.iter().find(|e| e["event"] == "started" && e["stage"] == "a").unwrap();
     assert_eq!(started_a["reasons"][0], "cached output table was corrupt");
     // Truncation is caught without reading: the size check makes a's record stale.
     let len = std::fs::metadata(&path).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.set_len(len / 2).unwrap();
     let (_, ev) = ws.run_json("p.yaml", &[]);
-    let started_a = ev
-        .iter()
-        .find(|e| e["event"] == "started" && e["stage"] == "a")
-        .unwrap();
-    assert_eq!(
-        started_a["reasons"][0],
-        "output table missing from the cache"
-    );
+    let started_a = ev.iter().find(|e| e["event"] == "started" && e["stage"] == "a").unwrap();
+    assert_eq!(started_a["reasons"][0], "output table missing from the cache");
 }
 
 #[test]
@@ -255,26 +201,17 @@ fn two_concurrent_runs_both_succeed_and_compute_each_stage_once() {
             .unwrap()
     };
     let (c1, c2) = (spawn(), spawn());
-    let (o1, o2) = (
-        c1.wait_with_output().unwrap(),
-        c2.wait_with_output().unwrap(),
-    );
+    let (o1, o2) = (c1.wait_with_output().unwrap(), c2.wait_with_output().unwrap());
     assert!(o1.status.success() && o2.status.success());
     let ran = |o: &std::process::Output| -> Vec<String> {
-        let ev: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+        let ev: Vec<serde_json::Value> =
+            String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
         Workspace::ran(&ev)
     };
     let mut all = ran(&o1);
     all.extend(ran(&o2));
     all.sort();
-    assert_eq!(
-        all,
-        ["a", "b", "c", "d"],
-        "each stage computed exactly once"
-    );
+    assert_eq!(all, ["a", "b", "c", "d"], "each stage computed exactly once");
     // And the cache is whole: a third run is all fresh.
     let (_, ev) = ws.run_json("p.yaml", &[]);
     assert!(Workspace::ran(&ev).is_empty());

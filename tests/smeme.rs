@@ -8,9 +8,7 @@ use common::Workspace;
 /// The flagship spec's data stages (generate, label): the diffusion stages are
 /// exercised with small settings in `tests/diffusion.rs`.
 fn smeme() -> String {
-    let full =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/smeme.yaml"))
-            .unwrap();
+    let full = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/smeme.yaml")).unwrap();
     full[..full.find("  pretrain:").expect("pretrain stage")].to_string()
 }
 
@@ -19,16 +17,9 @@ fn smeme_runs_and_reruns_nothing() {
     let ws = Workspace::new();
     ws.write("smeme.yaml", &smeme());
     let out = ws.cmd(&["run", "smeme.yaml"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("triangles  running  because new stage, no cached result"),
-        "{text}"
-    );
+    assert!(text.contains("triangles  running  because new stage, no cached result"), "{text}");
     let (_, ev) = ws.run_json("smeme.yaml", &[]);
     assert!(Workspace::ran(&ev).is_empty());
 }
@@ -38,34 +29,12 @@ fn labels_follow_the_seed_quotas() {
     let ws = Workspace::new();
     ws.write("smeme.yaml", &smeme());
     ws.cmd(&["run", "smeme.yaml"]).assert().success();
-    let out = ws
-        .cmd(&[
-            "inspect",
-            "labelled.counts",
-            "--pipeline",
-            "smeme.yaml",
-            "--json",
-            "-n",
-            "6",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        ws.cmd(&["inspect", "labelled.counts", "--pipeline", "smeme.yaml", "--json", "-n", "6"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let count = |ty: &str| {
-        v["head"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["type"] == ty)
-            .unwrap()["count"]
-            .as_i64()
-            .unwrap()
-    };
+    let count =
+        |ty: &str| v["head"].as_array().unwrap().iter().find(|r| r["type"] == ty).unwrap()["count"].as_i64().unwrap();
     // Quotas: int(4096·0.05) = 204 isosceles, int(4096·0.9) = 3686 scalene (at most),
     // then int(4096·0.7) = 2867 acute and int(4096·0.3) = 1228 obtuse (at most).
     assert_eq!(count("equilateral"), 0);
@@ -84,20 +53,11 @@ fn status_names_the_changed_param() {
     let ws = Workspace::new();
     ws.write("smeme.yaml", &smeme());
     ws.cmd(&["run", "smeme.yaml"]).assert().success();
-    ws.write(
-        "smeme.yaml",
-        &smeme().replace("n_samples: 4096", "n_samples: 2048"),
-    );
+    ws.write("smeme.yaml", &smeme().replace("n_samples: 4096", "n_samples: 2048"));
     let out = ws.cmd(&["status", "smeme.yaml"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("triangles  dirty  param n_samples changed 4096 → 2048"),
-        "{text}"
-    );
-    assert!(
-        text.contains("labelled   dirty  waits for triangles"),
-        "{text}"
-    );
+    assert!(text.contains("triangles  dirty  param n_samples changed 4096 → 2048"), "{text}");
+    assert!(text.contains("labelled   dirty  waits for triangles"), "{text}");
 }
 
 #[test]
@@ -111,10 +71,7 @@ fn same_spec_and_seed_give_identical_bytes() {
     assert_eq!(objects, b.files_under("artifacts/objects"));
     for f in &objects {
         let p = format!("artifacts/objects/{f}");
-        assert_eq!(
-            std::fs::read(a.path().join(&p)).unwrap(),
-            std::fs::read(b.path().join(&p)).unwrap()
-        );
+        assert_eq!(std::fs::read(a.path().join(&p)).unwrap(), std::fs::read(b.path().join(&p)).unwrap());
     }
     // A different seed changes the data.
     let c = Workspace::new();
@@ -140,22 +97,12 @@ fn inspect_sql_dag_and_check() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains("isosceles") && text.contains("describe:"),
-        "{text}"
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("isosceles") && text.contains("describe:"), "{text}");
     let dot = ws.cmd(&["dag", "smeme.yaml", "--dot"]).output().unwrap();
     assert!(String::from_utf8_lossy(&dot.stdout).contains("\"triangles\" -> \"labelled\""));
     ws.cmd(&["check", "smeme.yaml"]).assert().success();
-    let out = ws
-        .cmd(&["inspect", "nosuch", "--pipeline", "smeme.yaml"])
-        .output()
-        .unwrap();
+    let out = ws.cmd(&["inspect", "nosuch", "--pipeline", "smeme.yaml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -166,9 +113,6 @@ fn artifacts_dir_defaults_beside_pipelines_and_env_overrides() {
     ws.write("pipelines/smeme.yaml", &smeme());
     ws.cmd(&["run", "pipelines/smeme.yaml"]).assert().success();
     assert!(ws.path().join("artifacts/runs/smeme/latest.json").exists());
-    ws.cmd(&["run", "pipelines/smeme.yaml"])
-        .env("SCOREFLOW_ARTIFACTS", ws.path().join("elsewhere"))
-        .assert()
-        .success();
+    ws.cmd(&["run", "pipelines/smeme.yaml"]).env("SCOREFLOW_ARTIFACTS", ws.path().join("elsewhere")).assert().success();
     assert!(ws.path().join("elsewhere/runs/smeme/latest.json").exists());
 }

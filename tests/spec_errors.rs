@@ -15,8 +15,7 @@ fn errors(text: &str) -> String {
     }
 }
 
-const GOOD_GEN: &str =
-    "  triangles:\n    kind: generate\n    params: { dataset: triangles, n_samples: 100 }\n";
+const GOOD_GEN: &str = "  triangles:\n    kind: generate\n    params: { dataset: triangles, n_samples: 100 }\n";
 
 #[test]
 fn yaml_syntax_error() {
@@ -31,9 +30,7 @@ fn not_a_mapping_and_empty() {
 
 #[test]
 fn unknown_top_level_and_stage_keys() {
-    insta::assert_snapshot!(errors(&format!(
-        "name: x\nseeds: 3\nstages:\n{GOOD_GEN}    input: {{ a: b }}\n"
-    )));
+    insta::assert_snapshot!(errors(&format!("name: x\nseeds: 3\nstages:\n{GOOD_GEN}    input: {{ a: b }}\n")));
 }
 
 #[test]
@@ -48,9 +45,7 @@ fn unknown_kind() {
 
 #[test]
 fn unknown_method() {
-    insta::assert_snapshot!(errors(
-        "name: x\nstages:\n  a:\n    kind: generate\n    params: { dataset: circles }\n"
-    ));
+    insta::assert_snapshot!(errors("name: x\nstages:\n  a:\n    kind: generate\n    params: { dataset: circles }\n"));
 }
 
 #[test]
@@ -93,29 +88,13 @@ fn the_binary_reports_every_error_at_once_exits_2_and_writes_nothing() {
         "bad.yaml",
         "name: x\nstages:\n  a:\n    kind: genrate\n  b:\n    kind: label\n    inputs: { data: nowhere }\n",
     );
-    for cmd in [
-        ["check", "bad.yaml"],
-        ["run", "bad.yaml"],
-        ["status", "bad.yaml"],
-    ] {
+    for cmd in [["check", "bad.yaml"], ["run", "bad.yaml"], ["status", "bad.yaml"]] {
         let out = ws.cmd(&cmd).output().unwrap();
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("bad.yaml:4:11: unknown stage kind `genrate`"),
-            "{err}"
-        );
-        assert!(
-            err.contains("bad.yaml:7:21: input `data` of stage `b` refers to stage `nowhere`"),
-            "{err}"
-        );
-        assert!(
-            err.contains("2 errors in bad.yaml; nothing was run"),
-            "{err}"
-        );
+        assert!(err.contains("bad.yaml:4:11: unknown stage kind `genrate`"), "{err}");
+        assert!(err.contains("bad.yaml:7:21: input `data` of stage `b` refers to stage `nowhere`"), "{err}");
+        assert!(err.contains("2 errors in bad.yaml; nothing was run"), "{err}");
     }
-    assert!(
-        !ws.artifacts().exists(),
-        "nothing may be written for a bad spec"
-    );
+    assert!(!ws.artifacts().exists(), "nothing may be written for a bad spec");
 }

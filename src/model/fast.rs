@@ -60,27 +60,12 @@ impl FastMlp {
         let dim = w.dim;
         let (w0, b0, in0, out0) = &w.layers[0];
         let emb_dim = in0 - dim;
-        let first_x = Dense {
-            w: w0[..dim * out0].to_vec(),
-            b: vec![0.0; *out0],
-            input: dim,
-            output: *out0,
-        };
-        let first_emb = Dense {
-            w: w0[dim * out0..].to_vec(),
-            b: b0.clone(),
-            input: emb_dim,
-            output: *out0,
-        };
+        let first_x = Dense { w: w0[..dim * out0].to_vec(), b: vec![0.0; *out0], input: dim, output: *out0 };
+        let first_emb = Dense { w: w0[dim * out0..].to_vec(), b: b0.clone(), input: emb_dim, output: *out0 };
         let last = w.layers.len() - 1;
         let hidden = w.layers[1..last]
             .iter()
-            .map(|(w, b, i, o)| Dense {
-                w: w.clone(),
-                b: b.clone(),
-                input: *i,
-                output: *o,
-            })
+            .map(|(w, b, i, o)| Dense { w: w.clone(), b: b.clone(), input: *i, output: *o })
             .collect();
         let (wl, bl, il, ol) = &w.layers[last];
         let mut out_t = vec![0f32; il * ol];
@@ -89,16 +74,7 @@ impl FastMlp {
                 out_t[o * il + i] = wl[i * ol + o];
             }
         }
-        FastMlp {
-            dim,
-            freqs: w.freqs.clone(),
-            first_x,
-            first_emb,
-            hidden,
-            out_t,
-            out_b: bl.clone(),
-            width: *out0,
-        }
+        FastMlp { dim, freqs: w.freqs.clone(), first_x, first_emb, hidden, out_t, out_b: bl.clone(), width: *out0 }
     }
 
     /// Evaluate into `out`; `x` and `out` are row-major with `dim` columns.
@@ -131,11 +107,7 @@ impl FastMlp {
         // Hidden layers.
         let mut cur_is_a = true;
         for layer in &self.hidden {
-            let (src, dst) = if cur_is_a {
-                (&s.a, &mut s.b)
-            } else {
-                (&s.b, &mut s.a)
-            };
+            let (src, dst) = if cur_is_a { (&s.a, &mut s.b) } else { (&s.b, &mut s.a) };
             let dst = &mut dst[..rows * layer.output];
             // SAFETY: the pointers cover `rows × input` and `input × output` and
             // `rows × output` f32 values, row-major, as the strides say.
@@ -165,11 +137,7 @@ impl FastMlp {
             silu_bias(dst, &layer.b);
             cur_is_a = !cur_is_a;
         }
-        let h = if cur_is_a {
-            &s.a[..rows * w]
-        } else {
-            &s.b[..rows * w]
-        };
+        let h = if cur_is_a { &s.a[..rows * w] } else { &s.b[..rows * w] };
         // Output layer.
         let last_in = self.out_t.len() / self.out_b.len();
         for r in 0..rows {
@@ -187,13 +155,7 @@ impl ScoreModel for FastMlp {
         self.dim
     }
     fn scratch(&self, rows: usize) -> Scratch {
-        let widest = self
-            .hidden
-            .iter()
-            .map(|l| l.output)
-            .chain([self.width])
-            .max()
-            .unwrap_or(self.width);
+        let widest = self.hidden.iter().map(|l| l.output).chain([self.width]).max().unwrap_or(self.width);
         Scratch {
             a: vec![0.0; rows * widest],
             b: vec![0.0; rows * widest],

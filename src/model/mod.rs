@@ -63,13 +63,18 @@ pub fn set_backend(b: Backend) {
     let _ = BACKEND.set(b);
 }
 
-/// The plain (inference) device of the chosen backend.
-pub fn device() -> Device {
-    match BACKEND.get().copied().unwrap_or(Backend::Flex) {
+/// The plain device of a backend.
+pub fn backend_device(b: Backend) -> Device {
+    match b {
         Backend::Flex => Device::from(burn::backend::flex::FlexDevice),
         #[allow(deprecated)]
         Backend::NdArray => Device::from(burn::backend::ndarray::NdArrayDevice::Cpu),
     }
+}
+
+/// The plain (inference) device of the chosen backend.
+pub fn device() -> Device {
+    backend_device(BACKEND.get().copied().unwrap_or(Backend::Flex))
 }
 
 /// The autodiff device of the chosen backend.
@@ -92,25 +97,14 @@ pub struct ScoreNetConfig {
 
 impl ScoreNetConfig {
     pub fn seed_default() -> ScoreNetConfig {
-        ScoreNetConfig {
-            dim: 3,
-            hidden: 256,
-            depth: 2,
-            n_freqs: 32,
-            f_min: 1.0,
-            f_max: 1000.0,
-        }
+        ScoreNetConfig { dim: 3, hidden: 256, depth: 2, n_freqs: 32, f_min: 1.0, f_max: 1000.0 }
     }
     /// Geometric frequencies `f_min·(f_max/f_min)^(k/(n−1))`.
     pub fn frequencies(&self) -> Vec<f32> {
         let n = self.n_freqs;
         (0..n)
             .map(|k| {
-                let e = if n > 1 {
-                    k as f64 / (n - 1) as f64
-                } else {
-                    0.0
-                };
+                let e = if n > 1 { k as f64 / (n - 1) as f64 } else { 0.0 };
                 (self.f_min * (self.f_max / self.f_min).powf(e)) as f32
             })
             .collect()
@@ -159,10 +153,7 @@ impl ScoreNet {
             f_min: self.f_min,
             f_max: self.f_max,
         };
-        let freqs = Tensor::<2>::from_data(
-            TensorData::new(cfg.frequencies(), [1, self.n_freqs]),
-            &device,
-        );
+        let freqs = Tensor::<2>::from_data(TensorData::new(cfg.frequencies(), [1, self.n_freqs]), &device);
         let arg = t.reshape([b, 1]).mul(freqs);
         let emb = Tensor::cat(vec![arg.clone().sin(), arg.cos()], 1);
         let mut h = Tensor::cat(vec![x, emb], 1);
@@ -179,12 +170,7 @@ impl ScoreNet {
     /// Build the module from plain weights on `device`.
     pub fn from_weights(w: &ScoreNetWeights, device: &Device) -> ScoreNet {
         let grad = device.is_autodiff();
-        fn param<const D: usize>(
-            v: Vec<f32>,
-            shape: [usize; D],
-            device: &Device,
-            grad: bool,
-        ) -> Tensor<D> {
+        fn param<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device, grad: bool) -> Tensor<D> {
             let t = Tensor::from_data(TensorData::new(v, shape), device);
             if grad { t.require_grad() } else { t }
         }
@@ -203,13 +189,7 @@ impl ScoreNet {
                 )),
             })
             .collect();
-        ScoreNet {
-            layers,
-            dim: w.dim,
-            n_freqs: w.freqs.len(),
-            f_min: w.config.f_min,
-            f_max: w.config.f_max,
-        }
+        ScoreNet { layers, dim: w.dim, n_freqs: w.freqs.len(), f_min: w.config.f_min, f_max: w.config.f_max }
     }
 }
 
@@ -265,23 +245,13 @@ impl ScoreNetWeights {
                     return (vec![0.0; input * output], vec![0.0; output], input, output);
                 }
                 let k = 1.0 / (input as f64).sqrt();
-                let mut draw = |n: usize| {
-                    (0..n)
-                        .map(|_| rng.random_range(-k..k) as f32)
-                        .collect::<Vec<f32>>()
-                };
+                let mut draw = |n: usize| (0..n).map(|_| rng.random_range(-k..k) as f32).collect::<Vec<f32>>();
                 let w = draw(input * output);
                 let b = draw(output);
                 (w, b, input, output)
             })
             .collect();
-        ScoreNetWeights {
-            dim: config.dim,
-            freqs: config.frequencies(),
-            config,
-            meta,
-            layers,
-        }
+        ScoreNetWeights { dim: config.dim, freqs: config.frequencies(), config, meta, layers }
     }
 
     /// Read the weights back out of a (trained) module.
@@ -291,44 +261,20 @@ impl ScoreNetWeights {
             .iter()
             .map(|l| {
                 let [input, output] = l.weight.val().dims();
-                let w = l
-                    .weight
-                    .val()
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .expect("f32 weights");
-                let b = l
-                    .bias
-                    .as_ref()
-                    .expect("bias")
-                    .val()
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .expect("f32 bias");
+                let w = l.weight.val().into_data().try_to_vec::<f32>().expect("f32 weights");
+                let b = l.bias.as_ref().expect("bias").val().into_data().try_to_vec::<f32>().expect("f32 bias");
                 (w, b, input, output)
             })
             .collect();
-        ScoreNetWeights {
-            dim: config.dim,
-            freqs: config.frequencies(),
-            config,
-            meta,
-            layers,
-        }
+        ScoreNetWeights { dim: config.dim, freqs: config.frequencies(), config, meta, layers }
     }
 
     /// Serialise: header + burn record (see the module docs).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let header = serde_json::to_vec(&Header {
-            config: self.config.clone(),
-            meta: self.meta.clone(),
-        })
-        .expect("json");
+        let header =
+            serde_json::to_vec(&Header { config: self.config.clone(), meta: self.meta.clone() }).expect("json");
         let net = ScoreNet::from_weights(self, &device());
-        let record = net
-            .into_record()
-            .into_bytes()
-            .expect("burnpack encoding of an in-memory module");
+        let record = net.into_record().into_bytes().expect("burnpack encoding of an in-memory module");
         let mut out = Vec::with_capacity(12 + header.len() + record.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(header.len() as u32).to_le_bytes());
@@ -343,27 +289,18 @@ impl ScoreNetWeights {
             return Err(ModelError::Format("missing SFNET001 header".into()));
         }
         let n = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
-        let header: Header = serde_json::from_slice(
-            bytes
-                .get(12..12 + n)
-                .ok_or_else(|| ModelError::Format("truncated header".into()))?,
-        )
-        .map_err(|e| ModelError::Format(e.to_string()))?;
-        let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_elems(
-            bytes[12 + n..].to_vec(),
-        ))
-        .map_err(|e| ModelError::Format(e.to_string()))?;
+        let header: Header =
+            serde_json::from_slice(bytes.get(12..12 + n).ok_or_else(|| ModelError::Format("truncated header".into()))?)
+                .map_err(|e| ModelError::Format(e.to_string()))?;
+        let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_elems(bytes[12 + n..].to_vec()))
+            .map_err(|e| ModelError::Format(e.to_string()))?;
         let skeleton = ScoreNetWeights::init(
             header.config.clone(),
             header.meta.clone(),
             &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0),
         );
         let net = ScoreNet::from_weights(&skeleton, &device()).load_record(record);
-        Ok(ScoreNetWeights::from_module(
-            &net,
-            header.config,
-            header.meta,
-        ))
+        Ok(ScoreNetWeights::from_module(&net, header.config, header.meta))
     }
 }
 
@@ -374,13 +311,7 @@ mod tests {
     use rand::SeedableRng;
 
     fn meta() -> ModelMeta {
-        ModelMeta {
-            lambda: 0.3,
-            sigma: 0.5,
-            t_max: 1.0,
-            scale: 2.0,
-            shift: -1.0,
-        }
+        ModelMeta { lambda: 0.3, sigma: 0.5, t_max: 1.0, scale: 2.0, shift: -1.0 }
     }
 
     fn random_weights(seed: u64) -> ScoreNetWeights {
@@ -406,13 +337,7 @@ mod tests {
         let t = Tensor::<1>::from_data(TensorData::new(vec![0.5f32; 5], [5]), &device());
         let out = net.forward(x, t);
         assert_eq!(out.dims(), [5, 3]);
-        assert!(
-            out.into_data()
-                .try_to_vec::<f32>()
-                .unwrap()
-                .iter()
-                .all(|v| *v == 0.0)
-        );
+        assert!(out.into_data().try_to_vec::<f32>().unwrap().iter().all(|v| *v == 0.0));
     }
 
     #[test]
@@ -440,10 +365,7 @@ mod tests {
             let mut scratch = fast.scratch(rows);
             fast.eval(&x, t, &mut got, &mut scratch);
             for (a, b) in want.iter().zip(&got) {
-                assert!(
-                    (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
-                    "t={t}: burn {a} vs fast {b}"
-                );
+                assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "t={t}: burn {a} vs fast {b}");
             }
         }
     }

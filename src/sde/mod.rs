@@ -30,10 +30,7 @@ pub struct Ou {
 
 impl Ou {
     /// The seed's coefficients.
-    pub const SEED: Ou = Ou {
-        lambda: 0.3,
-        sigma: 0.5,
-    };
+    pub const SEED: Ou = Ou { lambda: 0.3, sigma: 0.5 };
 
     /// Drift `f(x, t) = −λx` (per coordinate).
     pub fn drift(&self, x: f64) -> f64 {
@@ -67,14 +64,7 @@ pub struct Pairs {
 }
 
 /// Draw `batch` training pairs from `pool` (row-major, `dim` columns).
-pub fn ou_pairs(
-    pool: &[f32],
-    dim: usize,
-    batch: usize,
-    ou: Ou,
-    t_max: f64,
-    rng: &mut impl Rng,
-) -> Pairs {
+pub fn ou_pairs(pool: &[f32], dim: usize, batch: usize, ou: Ou, t_max: f64, rng: &mut impl Rng) -> Pairs {
     let n = pool.len() / dim;
     assert!(n > 0, "empty training pool");
     let mut p = Pairs {
@@ -130,10 +120,7 @@ mod tests {
         let mean = xs.iter().sum::<f64>() / n as f64;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
         let (m, v) = (x0 * ou.mean_coeff(t), ou.var(t));
-        assert!(
-            (mean - m).abs() < 4.0 * (v / n as f64).sqrt(),
-            "mean {mean} vs {m}"
-        );
+        assert!((mean - m).abs() < 4.0 * (v / n as f64).sqrt(), "mean {mean} vs {m}");
         assert!((var / v - 1.0).abs() < 0.04, "var {var} vs {v}");
     }
 
@@ -147,16 +134,11 @@ mod tests {
             let v = p.var[r] as f64;
             for j in 0..3 {
                 let (x, m) = (p.xt[3 * r + j] as f64, p.mean[3 * r + j] as f64);
-                let logp = |x: f64| {
-                    -(x - m).powi(2) / (2.0 * v) - 0.5 * (2.0 * std::f64::consts::PI * v).ln()
-                };
+                let logp = |x: f64| -(x - m).powi(2) / (2.0 * v) - 0.5 * (2.0 * std::f64::consts::PI * v).ln();
                 let h = 1e-5 * v.sqrt();
                 let fd = (logp(x + h) - logp(x - h)) / (2.0 * h);
                 let s = p.score[3 * r + j] as f64;
-                assert!(
-                    (fd - s).abs() <= 1e-3 * s.abs().max(1.0),
-                    "fd {fd} vs score {s}"
-                );
+                assert!((fd - s).abs() <= 1e-3 * s.abs().max(1.0), "fd {fd} vs score {s}");
             }
             assert!(p.t[r] > 0.0 && p.t[r] <= 1.0);
         }

@@ -124,9 +124,7 @@ pub fn pc_sample<M: ScoreModel>(
         .map(|(ci, xs)| {
             let rows = xs.len() / dim;
             let first = ci * chunk;
-            let mut rngs: Vec<ChaCha8Rng> = (0..rows)
-                .map(|r| particle_rng(seed, "pc", first + r))
-                .collect();
+            let mut rngs: Vec<ChaCha8Rng> = (0..rows).map(|r| particle_rng(seed, "pc", first + r)).collect();
             let mut scratch = model.scratch(rows);
             let mut s = vec![0f32; xs.len()];
             let mut traj = Trajectories::default();
@@ -176,14 +174,7 @@ pub fn pc_sample<M: ScoreModel>(
     let mut rows: Vec<(i64, i64, f32, &[f32])> = parts
         .iter()
         .flat_map(|p| {
-            (0..p.particle.len()).map(move |i| {
-                (
-                    p.particle[i],
-                    p.step[i],
-                    p.t[i],
-                    &p.x[i * dim..(i + 1) * dim],
-                )
-            })
+            (0..p.particle.len()).map(move |i| (p.particle[i], p.step[i], p.t[i], &p.x[i * dim..(i + 1) * dim]))
         })
         .collect();
     rows.sort_by_key(|r| (r.0, r.1));
@@ -227,11 +218,7 @@ mod tests {
     #[test]
     fn sampler_recovers_a_gaussian_target() {
         let ou = Ou::SEED;
-        let model = GaussianScore {
-            ou,
-            mu: 0.5,
-            s0: 0.2,
-        };
+        let model = GaussianScore { ou, mu: 0.5, s0: 0.2 };
         let t_max = 1.0;
         // Start from the exact marginal at T so only the sampler's error remains.
         let n = 8000;
@@ -239,12 +226,7 @@ mod tests {
         let sd_t = (0.04 * (c * c) as f64 + ou.var(t_max)).sqrt() as f32;
         let mut x = prior_draw(n, 2, Prior::Standard, ou, t_max, 9);
         x.iter_mut().for_each(|v| *v = 0.5 * c + sd_t * *v);
-        let cfg = PcConfig {
-            steps: 500,
-            snr: 0.15,
-            t_max,
-            chunk: 1000,
-        };
+        let cfg = PcConfig { steps: 500, snr: 0.15, t_max, chunk: 1000 };
         pc_sample(&model, ou, &mut x, cfg, 11, 0, 1, &|_| {});
         let mean = x.iter().map(|v| *v as f64).sum::<f64>() / x.len() as f64;
         let var = x.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / (x.len() - 1) as f64;
@@ -255,20 +237,11 @@ mod tests {
     #[test]
     fn result_does_not_depend_on_chunking() {
         let ou = Ou::SEED;
-        let model = GaussianScore {
-            ou,
-            mu: 0.0,
-            s0: 0.3,
-        };
+        let model = GaussianScore { ou, mu: 0.0, s0: 0.3 };
         let x0 = prior_draw(37, 2, Prior::Standard, ou, 1.0, 1);
         let run = |chunk| {
             let mut x = x0.clone();
-            let cfg = PcConfig {
-                steps: 20,
-                snr: 0.15,
-                t_max: 1.0,
-                chunk,
-            };
+            let cfg = PcConfig { steps: 20, snr: 0.15, t_max: 1.0, chunk };
             let tr = pc_sample(&model, ou, &mut x, cfg, 2, 3, 5, &|_| {});
             (x, tr)
         };

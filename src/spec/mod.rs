@@ -42,11 +42,7 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.pos.line, self.pos.col, self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file, self.pos.line, self.pos.col, self.message)
     }
 }
 
@@ -63,12 +59,7 @@ impl fmt::Display for SpecErrors {
             writeln!(f, "error: {d}")?;
         }
         let n = self.diagnostics.len();
-        write!(
-            f,
-            "{n} error{} in {}; nothing was run",
-            if n == 1 { "" } else { "s" },
-            self.file
-        )
+        write!(f, "{n} error{} in {}; nothing was run", if n == 1 { "" } else { "s" }, self.file)
     }
 }
 
@@ -154,11 +145,7 @@ struct Collector {
 
 impl Collector {
     fn err(&mut self, pos: Pos, message: impl Into<String>) {
-        self.diagnostics.push(Diagnostic {
-            file: self.file.clone(),
-            pos,
-            message: message.into(),
-        });
+        self.diagnostics.push(Diagnostic { file: self.file.clone(), pos, message: message.into() });
     }
 }
 
@@ -166,9 +153,7 @@ const TOP_KEYS: &[&str] = &["name", "seed", "description", "stages"];
 const STAGE_KEYS: &[&str] = &["kind", "params", "inputs", "seed", "description"];
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn entries(node: &Node) -> Option<&[(Node, Node)]> {
@@ -182,13 +167,7 @@ fn parse_seed(c: &mut Collector, node: &Node, what: &str) -> Option<u64> {
     match node.to_raw() {
         Raw::Int(i) if i >= 0 => Some(i as u64),
         _ => {
-            c.err(
-                node.pos,
-                format!(
-                    "{what} must be a non-negative integer, found {}",
-                    node.describe()
-                ),
-            );
+            c.err(node.pos, format!("{what} must be a non-negative integer, found {}", node.describe()));
             None
         }
     }
@@ -208,27 +187,18 @@ struct Draft {
 /// Validate spec text. `path` is used in messages and kept in the spec.
 pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
     let file = path.display().to_string();
-    let mut c = Collector {
-        file: file.clone(),
-        diagnostics: Vec::new(),
-    };
+    let mut c = Collector { file: file.clone(), diagnostics: Vec::new() };
     let fail = |c: Collector| {
         let mut diagnostics = c.diagnostics;
         diagnostics.sort();
         diagnostics.dedup();
-        Err(SpecErrors {
-            file: file.clone(),
-            diagnostics,
-        })
+        Err(SpecErrors { file: file.clone(), diagnostics })
     };
 
     let root = match yaml::parse(text) {
         Ok(Some(root)) => root,
         Ok(None) => {
-            c.err(
-                Pos { line: 1, col: 1 },
-                "the spec is empty; expected a mapping with `name` and `stages`",
-            );
+            c.err(Pos { line: 1, col: 1 }, "the spec is empty; expected a mapping with `name` and `stages`");
             return fail(c);
         }
         Err(e) => {
@@ -237,13 +207,7 @@ pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
         }
     };
     let Some(top) = entries(&root) else {
-        c.err(
-            root.pos,
-            format!(
-                "expected a mapping with `name` and `stages`, found {}",
-                root.describe()
-            ),
-        );
+        c.err(root.pos, format!("expected a mapping with `name` and `stages`, found {}", root.describe()));
         return fail(c);
     };
 
@@ -252,10 +216,7 @@ pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
     for (k, v) in top {
         let key = k.as_str().unwrap_or_default();
         if let Some(first) = seen_top.insert(key.to_string(), k.pos) {
-            c.err(
-                k.pos,
-                format!("`{key}` is given twice (first at line {})", first.line),
-            );
+            c.err(k.pos, format!("`{key}` is given twice (first at line {})", first.line));
             continue;
         }
         match key {
@@ -263,10 +224,7 @@ pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
                 Some(s) if valid_name(s) => name = Some(s.to_string()),
                 _ => c.err(
                     v.pos,
-                    format!(
-                        "the pipeline name must be letters, digits, `_` or `-`, found {}",
-                        v.describe()
-                    ),
+                    format!("the pipeline name must be letters, digits, `_` or `-`, found {}", v.describe()),
                 ),
             },
             "seed" => seed = parse_seed(&mut c, v, "the pipeline seed").unwrap_or(0),
@@ -274,26 +232,16 @@ pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
             "stages" => stages_node = Some(v),
             other => c.err(
                 k.pos,
-                format!(
-                    "unknown key `{other}`; expected one of: {}{}",
-                    TOP_KEYS.join(", "),
-                    suggest(other, TOP_KEYS)
-                ),
+                format!("unknown key `{other}`; expected one of: {}{}", TOP_KEYS.join(", "), suggest(other, TOP_KEYS)),
             ),
         }
     }
     if name.is_none() && !seen_top.contains_key("name") {
-        c.err(
-            Pos { line: 1, col: 1 },
-            "missing `name`: give the pipeline a name, e.g. `name: smeme`",
-        );
+        c.err(Pos { line: 1, col: 1 }, "missing `name`: give the pipeline a name, e.g. `name: smeme`");
     }
     let mut drafts = Vec::new();
     match stages_node {
-        None => c.err(
-            Pos { line: 1, col: 1 },
-            "missing `stages`: a pipeline needs at least one stage",
-        ),
+        None => c.err(Pos { line: 1, col: 1 }, "missing `stages`: a pipeline needs at least one stage"),
         Some(node) => match entries(node) {
             Some(list) if !list.is_empty() => {
                 let mut seen: HashMap<String, Pos> = HashMap::new();
@@ -318,10 +266,7 @@ pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
             }
             _ => c.err(
                 node.pos,
-                format!(
-                    "`stages` must be a non-empty mapping from stage names to stages, found {}",
-                    node.describe()
-                ),
+                format!("`stages` must be a non-empty mapping from stage names to stages, found {}", node.describe()),
             ),
         },
     }
@@ -340,18 +285,16 @@ pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
                 let names: Vec<&str> = drafts.iter().map(|d| d.name.as_str()).collect();
                 c.err(
                     *pos,
-                    format!("input `{input}` of stage `{}` refers to stage `{stage_name}`, which does not exist{}", d.name, suggest(stage_name, &names)),
+                    format!(
+                        "input `{input}` of stage `{}` refers to stage `{stage_name}`, which does not exist{}",
+                        d.name,
+                        suggest(stage_name, &names)
+                    ),
                 );
                 continue;
             };
             if target.name == d.name {
-                c.err(
-                    *pos,
-                    format!(
-                        "stage `{}` cannot take its own output as input `{input}`",
-                        d.name
-                    ),
-                );
+                c.err(*pos, format!("stage `{}` cannot take its own output as input `{input}`", d.name));
                 continue;
             }
             let Some(target_imp) = target.imp else {
@@ -364,7 +307,13 @@ pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
                 Some(o) => {
                     c.err(
                         *pos,
-                        format!("stage `{stage_name}` ({} {}) has no output `{o}`; its outputs are: {}{}", target_imp.kind(), target_imp.method(), outputs.join(", "), suggest(o, &outputs)),
+                        format!(
+                            "stage `{stage_name}` ({} {}) has no output `{o}`; its outputs are: {}{}",
+                            target_imp.kind(),
+                            target_imp.method(),
+                            outputs.join(", "),
+                            suggest(o, &outputs)
+                        ),
                     );
                     continue;
                 }
@@ -372,9 +321,7 @@ pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
             if let Some(imp) = d.imp
                 && let Some(def) = imp.inputs().iter().find(|i| i.name == input)
             {
-                let found = stages::output_def(target_imp, output)
-                    .expect("listed above")
-                    .format;
+                let found = stages::output_def(target_imp, output).expect("listed above").format;
                 if def.format != found {
                     c.err(
                         *pos,
@@ -387,13 +334,7 @@ pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
                     continue;
                 }
             }
-            inputs.insert(
-                input.clone(),
-                InputRef {
-                    stage: stage_name.to_string(),
-                    output: output.to_string(),
-                },
-            );
+            inputs.insert(input.clone(), InputRef { stage: stage_name.to_string(), output: output.to_string() });
         }
         if let Some(imp) = d.imp {
             stages.push(StageSpec {
@@ -407,42 +348,20 @@ pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
         }
     }
 
-    let spec = Spec {
-        path: path.to_path_buf(),
-        name: name.unwrap_or_default(),
-        seed,
-        stages,
-    };
+    let spec = Spec { path: path.to_path_buf(), name: name.unwrap_or_default(), seed, stages };
     if let Some(cycle) = crate::dag::find_cycle(&spec) {
         let first = spec.stage(&cycle[0]).expect("cycle names stages");
-        c.err(
-            first.pos,
-            format!("the stages form a cycle: {}", cycle.join(" → ")),
-        );
+        c.err(first.pos, format!("the stages form a cycle: {}", cycle.join(" → ")));
     }
-    if c.diagnostics.is_empty() {
-        Ok(spec)
-    } else {
-        fail(c)
-    }
+    if c.diagnostics.is_empty() { Ok(spec) } else { fail(c) }
 }
 
 fn parse_stage(c: &mut Collector, name: String, pos: Pos, node: &Node) -> Draft {
-    let mut draft = Draft {
-        name: name.clone(),
-        pos,
-        imp: None,
-        params: Params::new(),
-        seed: None,
-        inputs: Vec::new(),
-    };
+    let mut draft = Draft { name: name.clone(), pos, imp: None, params: Params::new(), seed: None, inputs: Vec::new() };
     let Some(fields) = entries(node) else {
         c.err(
             node.pos,
-            format!(
-                "stage `{name}` must be a mapping with `kind` and `params`, found {}",
-                node.describe()
-            ),
+            format!("stage `{name}` must be a mapping with `kind` and `params`, found {}", node.describe()),
         );
         return draft;
     };
@@ -451,13 +370,7 @@ fn parse_stage(c: &mut Collector, name: String, pos: Pos, node: &Node) -> Draft 
     for (k, v) in fields {
         let key = k.as_str().unwrap_or_default();
         if let Some(first) = seen.insert(key, k.pos) {
-            c.err(
-                k.pos,
-                format!(
-                    "`{key}` is given twice in stage `{name}` (first at line {})",
-                    first.line
-                ),
-            );
+            c.err(k.pos, format!("`{key}` is given twice in stage `{name}` (first at line {})", first.line));
             continue;
         }
         match key {
@@ -480,13 +393,7 @@ fn parse_stage(c: &mut Collector, name: String, pos: Pos, node: &Node) -> Draft 
     let kind_names: Vec<&str> = Kind::PUBLIC.iter().map(|k| k.name()).collect();
     let kind = match kind_node {
         None => {
-            c.err(
-                pos,
-                format!(
-                    "stage `{name}` has no `kind`; expected one of: {}",
-                    kind_names.join(", ")
-                ),
-            );
+            c.err(pos, format!("stage `{name}` has no `kind`; expected one of: {}", kind_names.join(", ")));
             None
         }
         Some(k) => match k.as_str().and_then(Kind::parse) {
@@ -513,13 +420,7 @@ fn parse_stage(c: &mut Collector, name: String, pos: Pos, node: &Node) -> Draft 
         Some(p) => match entries(p) {
             Some(e) => e,
             None => {
-                c.err(
-                    p.pos,
-                    format!(
-                        "`params` of stage `{name}` must be a mapping, found {}",
-                        p.describe()
-                    ),
-                );
+                c.err(p.pos, format!("`params` of stage `{name}` must be a mapping, found {}", p.describe()));
                 &[]
             }
         },
@@ -528,19 +429,14 @@ fn parse_stage(c: &mut Collector, name: String, pos: Pos, node: &Node) -> Draft 
         let selector = kind.selector();
         let methods = stages::methods(kind);
         let method_names: Vec<&str> = methods.iter().map(|m| m.method()).collect();
-        let chosen = param_entries
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(selector));
+        let chosen = param_entries.iter().find(|(k, _)| k.as_str() == Some(selector));
         let imp = match chosen {
             Some((_, v)) => {
                 let m = v.as_str().unwrap_or_default();
                 match stages::find(kind, m) {
                     Some(imp) => Some(imp),
                     None if method_names.is_empty() => {
-                        c.err(
-                            v.pos,
-                            format!("stage kind `{kind}` has no implementations in this build"),
-                        );
+                        c.err(v.pos, format!("stage kind `{kind}` has no implementations in this build"));
                         None
                     }
                     None => {
@@ -577,13 +473,7 @@ fn parse_stage(c: &mut Collector, name: String, pos: Pos, node: &Node) -> Draft 
             }
         };
         if let Some(imp) = imp {
-            draft.params = check_params(
-                c,
-                &name,
-                imp,
-                params_node.map_or(pos, |p| p.pos),
-                param_entries,
-            );
+            draft.params = check_params(c, &name, imp, params_node.map_or(pos, |p| p.pos), param_entries);
             draft.inputs = check_inputs(c, &name, imp, pos, inputs_node);
             draft.imp = Some(imp);
         }
@@ -591,31 +481,17 @@ fn parse_stage(c: &mut Collector, name: String, pos: Pos, node: &Node) -> Draft 
     draft
 }
 
-fn check_params(
-    c: &mut Collector,
-    stage: &str,
-    imp: &'static dyn Stage,
-    at: Pos,
-    given: &[(Node, Node)],
-) -> Params {
+fn check_params(c: &mut Collector, stage: &str, imp: &'static dyn Stage, at: Pos, given: &[(Node, Node)]) -> Params {
     let selector = imp.kind().selector();
     let defs = imp.params();
-    let names: Vec<&str> = std::iter::once(selector)
-        .chain(defs.iter().map(|d| d.name))
-        .collect();
+    let names: Vec<&str> = std::iter::once(selector).chain(defs.iter().map(|d| d.name)).collect();
     let mut params = Params::new();
     params.insert(selector.to_string(), Value::Str(imp.method().to_string()));
     let mut seen: HashMap<&str, Pos> = HashMap::new();
     for (k, v) in given {
         let key = k.as_str().unwrap_or_default();
         if let Some(first) = seen.insert(key, k.pos) {
-            c.err(
-                k.pos,
-                format!(
-                    "parameter `{key}` is given twice in stage `{stage}` (first at line {})",
-                    first.line
-                ),
-            );
+            c.err(k.pos, format!("parameter `{key}` is given twice in stage `{stage}` (first at line {})", first.line));
             continue;
         }
         if key == selector {
@@ -624,7 +500,13 @@ fn check_params(
         let Some(def) = defs.iter().find(|d| d.name == key) else {
             c.err(
                 k.pos,
-                format!("unknown parameter `{key}` for a {} stage ({selector}: {}); expected one of: {}{}", imp.kind(), imp.method(), names.join(", "), suggest(key, &names)),
+                format!(
+                    "unknown parameter `{key}` for a {} stage ({selector}: {}); expected one of: {}{}",
+                    imp.kind(),
+                    imp.method(),
+                    names.join(", "),
+                    suggest(key, &names)
+                ),
             );
             continue;
         };
@@ -632,10 +514,7 @@ fn check_params(
             Ok(value) => {
                 params.insert(key.to_string(), value);
             }
-            Err(why) => c.err(
-                v.pos,
-                format!("parameter `{key}` of stage `{stage}`: {why}"),
-            ),
+            Err(why) => c.err(v.pos, format!("parameter `{key}` of stage `{stage}`: {why}")),
         }
     }
     for def in defs {
@@ -643,13 +522,9 @@ fn check_params(
             continue;
         }
         match def.default {
-            ParamDefault::Required => c.err(
-                at,
-                format!(
-                    "stage `{stage}` is missing required parameter `{}`: {}",
-                    def.name, def.doc
-                ),
-            ),
+            ParamDefault::Required => {
+                c.err(at, format!("stage `{stage}` is missing required parameter `{}`: {}", def.name, def.doc))
+            }
             d => {
                 if let Some(v) = d.value() {
                     params.insert(def.name.to_string(), v);
@@ -672,7 +547,13 @@ fn check_inputs(
     let mut out = Vec::new();
     if let Some(node) = node {
         match entries(node) {
-            None => c.err(node.pos, format!("`inputs` of stage `{stage}` must be a mapping from input names to stages, found {}", node.describe())),
+            None => c.err(
+                node.pos,
+                format!(
+                    "`inputs` of stage `{stage}` must be a mapping from input names to stages, found {}",
+                    node.describe()
+                ),
+            ),
             Some(list) => {
                 for (k, v) in list {
                     let key = k.as_str().unwrap_or_default();
@@ -681,13 +562,28 @@ fn check_inputs(
                         continue;
                     }
                     if !names.contains(&key) {
-                        let expected = if names.is_empty() { "it takes no inputs".to_string() } else { format!("expected one of: {}", names.join(", ")) };
-                        c.err(k.pos, format!("unknown input `{key}` for a {} stage ({}); {expected}{}", imp.kind(), imp.method(), suggest(key, &names)));
+                        let expected = if names.is_empty() {
+                            "it takes no inputs".to_string()
+                        } else {
+                            format!("expected one of: {}", names.join(", "))
+                        };
+                        c.err(
+                            k.pos,
+                            format!(
+                                "unknown input `{key}` for a {} stage ({}); {expected}{}",
+                                imp.kind(),
+                                imp.method(),
+                                suggest(key, &names)
+                            ),
+                        );
                         continue;
                     }
                     match v.as_str() {
                         Some(r) if !r.is_empty() => out.push((key.to_string(), r.to_string(), v.pos)),
-                        _ => c.err(v.pos, format!("input `{key}` must name a stage or `stage.output`, found {}", v.describe())),
+                        _ => c.err(
+                            v.pos,
+                            format!("input `{key}` must name a stage or `stage.output`, found {}", v.describe()),
+                        ),
                     }
                 }
             }
@@ -697,7 +593,10 @@ fn check_inputs(
         if def.required && !out.iter().any(|(n, _, _)| n == def.name) {
             c.err(
                 node.map_or(at, |n| n.pos),
-                format!("stage `{stage}` is missing required input `{}` ({}); add `inputs: {{ {}: <stage> }}`", def.name, def.doc, def.name),
+                format!(
+                    "stage `{stage}` is missing required input `{}` ({}); add `inputs: {{ {}: <stage> }}`",
+                    def.name, def.doc, def.name
+                ),
             );
         }
     }

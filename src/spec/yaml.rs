@@ -68,10 +68,7 @@ impl Node {
             NodeValue::Scalar { text, plain: true } => resolve_plain(text),
             NodeValue::Seq(items) => Raw::List(items.iter().map(Node::to_raw).collect()),
             NodeValue::Map(entries) => Raw::Map(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), v.to_raw()))
-                    .collect(),
+                entries.iter().map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), v.to_raw())).collect(),
             ),
             NodeValue::Alias => Raw::Null,
         }
@@ -93,13 +90,8 @@ fn resolve_plain(text: &str) -> Raw {
     if let Ok(i) = text.parse::<i64>() {
         return Raw::Int(i);
     }
-    let looks_numeric = text
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_digit() || "+-.".contains(c))
-        && text
-            .chars()
-            .all(|c| c.is_ascii_digit() || "+-.eE".contains(c));
+    let looks_numeric = text.chars().next().is_some_and(|c| c.is_ascii_digit() || "+-.".contains(c))
+        && text.chars().all(|c| c.is_ascii_digit() || "+-.eE".contains(c));
     if looks_numeric && let Ok(f) = text.parse::<f64>() {
         return Raw::Float(f);
     }
@@ -124,10 +116,7 @@ enum Frame {
 }
 
 fn pos(m: Marker) -> Pos {
-    Pos {
-        line: m.line(),
-        col: m.col() + 1,
-    }
+    Pos { line: m.line(), col: m.col() + 1 }
 }
 
 impl Builder {
@@ -152,31 +141,19 @@ impl MarkedEventReceiver for Builder {
         match ev {
             Event::Scalar(text, style, _, _) => {
                 let plain = matches!(style, TScalarStyle::Plain);
-                self.push(Node {
-                    pos: pos(mark),
-                    value: NodeValue::Scalar { text, plain },
-                });
+                self.push(Node { pos: pos(mark), value: NodeValue::Scalar { text, plain } });
             }
             Event::SequenceStart(..) => self.stack.push(Frame::Seq(pos(mark), Vec::new())),
             Event::MappingStart(..) => self.stack.push(Frame::Map(pos(mark), Vec::new(), None)),
             Event::SequenceEnd | Event::MappingEnd => {
                 let node = match self.stack.pop() {
-                    Some(Frame::Seq(p, items)) => Node {
-                        pos: p,
-                        value: NodeValue::Seq(items),
-                    },
-                    Some(Frame::Map(p, entries, _)) => Node {
-                        pos: p,
-                        value: NodeValue::Map(entries),
-                    },
+                    Some(Frame::Seq(p, items)) => Node { pos: p, value: NodeValue::Seq(items) },
+                    Some(Frame::Map(p, entries, _)) => Node { pos: p, value: NodeValue::Map(entries) },
                     None => return,
                 };
                 self.push(node);
             }
-            Event::Alias(_) => self.push(Node {
-                pos: pos(mark),
-                value: NodeValue::Alias,
-            }),
+            Event::Alias(_) => self.push(Node { pos: pos(mark), value: NodeValue::Alias }),
             _ => {}
         }
     }
@@ -184,15 +161,11 @@ impl MarkedEventReceiver for Builder {
 
 /// Parse YAML text into a positioned tree (the first document only).
 pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
-    let mut builder = Builder {
-        stack: Vec::new(),
-        root: None,
-    };
+    let mut builder = Builder { stack: Vec::new(), root: None };
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| SyntaxError {
-        pos: pos(*e.marker()),
-        message: e.info().to_string(),
-    })?;
+    parser
+        .load(&mut builder, false)
+        .map_err(|e| SyntaxError { pos: pos(*e.marker()), message: e.info().to_string() })?;
     Ok(builder.root)
 }
 
@@ -203,23 +176,17 @@ mod tests {
     #[test]
     fn positions_are_one_based() {
         let root = parse("a: 1\nb:\n  c: x\n").unwrap().unwrap();
-        let NodeValue::Map(entries) = &root.value else {
-            panic!()
-        };
+        let NodeValue::Map(entries) = &root.value else { panic!() };
         assert_eq!(entries[0].0.pos, Pos { line: 1, col: 1 });
         assert_eq!(entries[0].1.pos, Pos { line: 1, col: 4 });
-        let NodeValue::Map(inner) = &entries[1].1.value else {
-            panic!()
-        };
+        let NodeValue::Map(inner) = &entries[1].1.value else { panic!() };
         assert_eq!(inner[0].0.pos, Pos { line: 3, col: 3 });
     }
 
     #[test]
     fn duplicates_are_kept() {
         let root = parse("a: 1\na: 2\n").unwrap().unwrap();
-        let NodeValue::Map(entries) = &root.value else {
-            panic!()
-        };
+        let NodeValue::Map(entries) = &root.value else { panic!() };
         assert_eq!(entries.len(), 2);
     }
 
@@ -232,9 +199,7 @@ mod tests {
         assert_eq!(resolve_plain("triangles"), Raw::Str("triangles".into()));
         assert_eq!(resolve_plain("e5"), Raw::Str("e5".into()));
         let root = parse("a: '12'\n").unwrap().unwrap();
-        let NodeValue::Map(entries) = &root.value else {
-            panic!()
-        };
+        let NodeValue::Map(entries) = &root.value else { panic!() };
         assert_eq!(entries[0].1.to_raw(), Raw::Str("12".into()));
     }
 

@@ -11,46 +11,22 @@ pub struct Debug;
 static PARAMS: &[ParamDef] = &[
     ParamDef {
         name: "value",
-        ty: ParamType::Int {
-            min: i64::MIN,
-            max: i64::MAX,
-        },
+        ty: ParamType::Int { min: i64::MIN, max: i64::MAX },
         default: Default::Int(0),
         doc: "added to the input's values",
     },
     ParamDef {
         name: "sleep_ms",
-        ty: ParamType::Int {
-            min: 0,
-            max: 600_000,
-        },
+        ty: ParamType::Int { min: 0, max: 600_000 },
         default: Default::Int(0),
         doc: "sleep before returning (does not change the output)",
     },
-    ParamDef {
-        name: "fail",
-        ty: ParamType::Bool,
-        default: Default::Bool(false),
-        doc: "fail after sleeping",
-    },
-    ParamDef {
-        name: "nan",
-        ty: ParamType::Bool,
-        default: Default::Bool(false),
-        doc: "report a non-finite loss",
-    },
+    ParamDef { name: "fail", ty: ParamType::Bool, default: Default::Bool(false), doc: "fail after sleeping" },
+    ParamDef { name: "nan", ty: ParamType::Bool, default: Default::Bool(false), doc: "report a non-finite loss" },
 ];
-static INPUTS: &[InputDef] = &[InputDef {
-    name: "data",
-    format: Format::Table,
-    required: false,
-    doc: "a table with an i64 column `value`",
-}];
-static OUTPUTS: &[OutputDef] = &[OutputDef {
-    name: "table",
-    format: Format::Table,
-    doc: "one i64 column `value`",
-}];
+static INPUTS: &[InputDef] =
+    &[InputDef { name: "data", format: Format::Table, required: false, doc: "a table with an i64 column `value`" }];
+static OUTPUTS: &[OutputDef] = &[OutputDef { name: "table", format: Format::Table, doc: "one i64 column `value`" }];
 
 impl Stage for Debug {
     fn kind(&self) -> Kind {
@@ -82,26 +58,15 @@ impl Stage for Debug {
             return Err(StageError::Failed("debug stage asked to fail".into()));
         }
         if ctx.params.bool("nan") {
-            return Err(StageError::NonFinite {
-                step: 3,
-                value: f64::NAN,
-            });
+            return Err(StageError::NonFinite { step: 3, value: f64::NAN });
         }
         let base = ctx.params.i64("value");
         let values = match ctx.inputs.get("data") {
-            Some(_) => ctx
-                .table("data")?
-                .i64s("value")?
-                .iter()
-                .map(|v| v + base)
-                .collect(),
+            Some(_) => ctx.table("data")?.i64s("value")?.iter().map(|v| v + base).collect(),
             None => vec![base],
         };
-        Ok([(
-            "table".to_string(),
-            Artifact::Table(Table::new().with("value", ColumnData::I64(values))),
-        )]
-        .into_iter()
-        .collect())
+        Ok([("table".to_string(), Artifact::Table(Table::new().with("value", ColumnData::I64(values))))]
+            .into_iter()
+            .collect())
     }
 }

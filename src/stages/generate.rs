@@ -9,9 +9,7 @@
 
 use rand::seq::{SliceRandom, index};
 
-use super::{
-    Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError, rng,
-};
+use super::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::frame::{ColumnData, Table};
 use crate::params::{Default, ParamDef, ParamType, ParamsExt};
 use crate::triangle::{AngleType, SideType, classify_angles, classify_sides, sample_valid_sides};
@@ -24,30 +22,19 @@ const ANGLE_KEYS: &[&str] = &["right", "acute", "obtuse"];
 static PARAMS: &[ParamDef] = &[
     ParamDef {
         name: "n_samples",
-        ty: ParamType::Int {
-            min: 1,
-            max: 100_000_000,
-        },
+        ty: ParamType::Int { min: 1, max: 100_000_000 },
         default: Default::Int(4096),
         doc: "target size; 5× as many candidates are drawn",
     },
     ParamDef {
         name: "side_bias",
-        ty: ParamType::FloatMap {
-            keys: SIDE_KEYS,
-            min: 0.0,
-            max: 1.0,
-        },
+        ty: ParamType::FloatMap { keys: SIDE_KEYS, min: 0.0, max: 1.0 },
         default: Default::Optional,
         doc: "fraction of n_samples to keep per side type",
     },
     ParamDef {
         name: "angle_bias",
-        ty: ParamType::FloatMap {
-            keys: ANGLE_KEYS,
-            min: 0.0,
-            max: 1.0,
-        },
+        ty: ParamType::FloatMap { keys: ANGLE_KEYS, min: 0.0, max: 1.0 },
         default: Default::Optional,
         doc: "fraction of n_samples to keep per angle type",
     },
@@ -65,11 +52,7 @@ static PARAMS: &[ParamDef] = &[
     },
 ];
 
-static OUTPUTS: &[OutputDef] = &[OutputDef {
-    name: "samples",
-    format: Format::Table,
-    doc: "side lengths a, b, c",
-}];
+static OUTPUTS: &[OutputDef] = &[OutputDef { name: "samples", format: Format::Table, doc: "side lengths a, b, c" }];
 
 /// Keep `floor(n·ratio)` rows (or all) of each class, in the given class order;
 /// each class subsample uses its own random stream.
@@ -83,20 +66,12 @@ fn apply_quota<T: Copy + PartialEq>(
 ) -> Vec<usize> {
     let mut kept = Vec::new();
     for (class, name, ratio) in quotas {
-        let subset: Vec<usize> = rows
-            .iter()
-            .copied()
-            .filter(|r| class_of(*r) == *class)
-            .collect();
+        let subset: Vec<usize> = rows.iter().copied().filter(|r| class_of(*r) == *class).collect();
         // Python's int(n * ratio) truncates the float product.
         let target = ((n as f64) * ratio) as usize;
         let k = target.min(subset.len());
         let mut r = rng(seed, &format!("{family}/{name}"));
-        kept.extend(
-            index::sample(&mut r, subset.len(), k)
-                .into_iter()
-                .map(|i| subset[i]),
-        );
+        kept.extend(index::sample(&mut r, subset.len(), k).into_iter().map(|i| subset[i]));
     }
     kept
 }
@@ -124,45 +99,24 @@ impl Stage for Triangles {
         let p = ctx.params;
         let n = p.usize("n_samples");
         let tol = p.f64("tol");
-        let candidates = sample_valid_sides(
-            n * 5,
-            &mut rng(ctx.seed, "candidates"),
-            p.bool("sort_sides"),
-        );
-        let sides: Vec<SideType> = candidates
-            .iter()
-            .map(|[a, b, c]| classify_sides(*a, *b, *c, tol))
-            .collect();
-        let angles: Vec<AngleType> = candidates
-            .iter()
-            .map(|[a, b, c]| classify_angles(*a, *b, *c, tol))
-            .collect();
+        let candidates = sample_valid_sides(n * 5, &mut rng(ctx.seed, "candidates"), p.bool("sort_sides"));
+        let sides: Vec<SideType> = candidates.iter().map(|[a, b, c]| classify_sides(*a, *b, *c, tol)).collect();
+        let angles: Vec<AngleType> = candidates.iter().map(|[a, b, c]| classify_angles(*a, *b, *c, tol)).collect();
         (ctx.progress)(0.5);
 
         let mut rows: Vec<usize> = (0..candidates.len()).collect();
         if let Some(bias) = p.float_map("side_bias") {
-            let quotas: Vec<_> = SideType::ALL
-                .iter()
-                .map(|t| (*t, t.name(), bias[t.name()]))
-                .collect();
+            let quotas: Vec<_> = SideType::ALL.iter().map(|t| (*t, t.name(), bias[t.name()])).collect();
             rows = apply_quota(&rows, |r| sides[r], &quotas, n, ctx.seed, "side");
         }
         if let Some(bias) = p.float_map("angle_bias") {
-            let quotas: Vec<_> = AngleType::ALL
-                .iter()
-                .map(|t| (*t, t.name(), bias[t.name()]))
-                .collect();
+            let quotas: Vec<_> = AngleType::ALL.iter().map(|t| (*t, t.name(), bias[t.name()])).collect();
             rows = apply_quota(&rows, |r| angles[r], &quotas, n, ctx.seed, "angle");
         }
         rows.shuffle(&mut rng(ctx.seed, "shuffle"));
 
         let col = |j: usize| ColumnData::F64(rows.iter().map(|r| candidates[*r][j]).collect());
-        let table = Table::new()
-            .with("a", col(0))
-            .with("b", col(1))
-            .with("c", col(2));
-        Ok([("samples".to_string(), Artifact::Table(table))]
-            .into_iter()
-            .collect())
+        let table = Table::new().with("a", col(0)).with("b", col(1)).with("c", col(2));
+        Ok([("samples".to_string(), Artifact::Table(table))].into_iter().collect())
     }
 }

@@ -20,33 +20,17 @@ static PARAMS: &[ParamDef] = &[ParamDef {
     default: Default::Float(0.01),
     doc: "absolute tolerance for equal sides; tol·90° for right angles",
 }];
-static INPUTS: &[InputDef] = &[InputDef {
-    name: "data",
-    format: Format::Table,
-    required: true,
-    doc: "a table with columns a, b, c",
-}];
+static INPUTS: &[InputDef] =
+    &[InputDef { name: "data", format: Format::Table, required: true, doc: "a table with columns a, b, c" }];
 static OUTPUTS: &[OutputDef] = &[
-    OutputDef {
-        name: "labels",
-        format: Format::Table,
-        doc: "a, b, c, side_type, angle_type",
-    },
-    OutputDef {
-        name: "counts",
-        format: Format::Table,
-        doc: "family, type, count, fraction",
-    },
+    OutputDef { name: "labels", format: Format::Table, doc: "a, b, c, side_type, angle_type" },
+    OutputDef { name: "counts", format: Format::Table, doc: "family, type, count, fraction" },
 ];
 
 /// Side and angle types of every row of (a, b, c).
 pub fn classify_all(a: &[f64], b: &[f64], c: &[f64], tol: f64) -> (Vec<SideType>, Vec<AngleType>) {
-    let sides = (0..a.len())
-        .map(|i| classify_sides(a[i], b[i], c[i], tol))
-        .collect();
-    let angles = (0..a.len())
-        .map(|i| classify_angles(a[i], b[i], c[i], tol))
-        .collect();
+    let sides = (0..a.len()).map(|i| classify_sides(a[i], b[i], c[i], tol)).collect();
+    let angles = (0..a.len()).map(|i| classify_angles(a[i], b[i], c[i], tol)).collect();
     (sides, angles)
 }
 
@@ -88,11 +72,7 @@ pub fn format_counts(counts: &Table) -> Option<String> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    Some(format!(
-        "sides: {} | angles: {}",
-        part("side"),
-        part("angle")
-    ))
+    Some(format!("sides: {} | angles: {}", part("side"), part("angle")))
 }
 
 impl Stage for TriangleTypes {
@@ -123,20 +103,11 @@ impl Stage for TriangleTypes {
             .with("a", ColumnData::F64(a))
             .with("b", ColumnData::F64(b))
             .with("c", ColumnData::F64(c))
-            .with(
-                "side_type",
-                ColumnData::Str(sides.iter().map(|s| s.name().to_string()).collect()),
-            )
-            .with(
-                "angle_type",
-                ColumnData::Str(angles.iter().map(|s| s.name().to_string()).collect()),
-            );
-        Ok([
-            ("labels".to_string(), Artifact::Table(labels)),
-            ("counts".to_string(), Artifact::Table(counts)),
-        ]
-        .into_iter()
-        .collect())
+            .with("side_type", ColumnData::Str(sides.iter().map(|s| s.name().to_string()).collect()))
+            .with("angle_type", ColumnData::Str(angles.iter().map(|s| s.name().to_string()).collect()));
+        Ok([("labels".to_string(), Artifact::Table(labels)), ("counts".to_string(), Artifact::Table(counts))]
+            .into_iter()
+            .collect())
     }
     fn summary(&self, outputs: &BTreeMap<String, Arc<Artifact>>) -> Option<String> {
         match outputs.get("counts")?.as_ref() {

@@ -56,15 +56,8 @@ impl Kind {
     ];
 
     /// The kinds a spec author is told about (test-only kinds are left out).
-    pub const PUBLIC: &'static [Kind] = &[
-        Kind::Generate,
-        Kind::Label,
-        Kind::Train,
-        Kind::Sample,
-        Kind::Validate,
-        Kind::Tune,
-        Kind::Report,
-    ];
+    pub const PUBLIC: &'static [Kind] =
+        &[Kind::Generate, Kind::Label, Kind::Train, Kind::Sample, Kind::Validate, Kind::Tune, Kind::Report];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -170,9 +163,7 @@ impl StageCtx<'_> {
     pub fn table(&self, name: &str) -> Result<&Table, StageError> {
         match self.inputs.get(name).map(|a| a.as_ref()) {
             Some(Artifact::Table(t)) => Ok(t),
-            Some(Artifact::Blob(_)) => {
-                Err(StageError::Failed(format!("input `{name}` is not a table")))
-            }
+            Some(Artifact::Blob(_)) => Err(StageError::Failed(format!("input `{name}` is not a table"))),
             None => Err(StageError::Failed(format!("input `{name}` is missing"))),
         }
     }
@@ -180,9 +171,7 @@ impl StageCtx<'_> {
     pub fn blob(&self, name: &str) -> Result<&[u8], StageError> {
         match self.inputs.get(name).map(|a| a.as_ref()) {
             Some(Artifact::Blob(b)) => Ok(b),
-            Some(Artifact::Table(_)) => {
-                Err(StageError::Failed(format!("input `{name}` is not a blob")))
-            }
+            Some(Artifact::Table(_)) => Err(StageError::Failed(format!("input `{name}` is not a blob"))),
             None => Err(StageError::Failed(format!("input `{name}` is missing"))),
         }
     }
@@ -234,19 +223,12 @@ pub fn registry() -> &'static [&'static dyn Stage] {
 
 /// The implementations of one kind.
 pub fn methods(kind: Kind) -> Vec<&'static dyn Stage> {
-    registry()
-        .iter()
-        .copied()
-        .filter(|s| s.kind() == kind)
-        .collect()
+    registry().iter().copied().filter(|s| s.kind() == kind).collect()
 }
 
 /// The implementation of `kind` selected by `method`.
 pub fn find(kind: Kind, method: &str) -> Option<&'static dyn Stage> {
-    registry()
-        .iter()
-        .copied()
-        .find(|s| s.kind() == kind && s.method() == method)
+    registry().iter().copied().find(|s| s.kind() == kind && s.method() == method)
 }
 
 /// Look up an output definition of an implementation.

@@ -32,35 +32,21 @@ static PARAMS: &[ParamDef] = &[
         doc: "type classification tolerance",
     },
 ];
-static INPUTS: &[InputDef] = &[InputDef {
-    name: "samples",
-    format: Format::Table,
-    required: true,
-    doc: "a table with columns a, b, c",
-}];
+static INPUTS: &[InputDef] =
+    &[InputDef { name: "samples", format: Format::Table, required: true, doc: "a table with columns a, b, c" }];
 static OUTPUTS: &[OutputDef] = &[
-    OutputDef {
-        name: "summary",
-        format: Format::Table,
-        doc: "metric, value",
-    },
+    OutputDef { name: "summary", format: Format::Table, doc: "metric, value" },
     OutputDef {
         name: "flags",
         format: Format::Table,
         doc: "per sample: a, b, c, valid, negative, over_one, inequality_ok, margin",
     },
-    OutputDef {
-        name: "types",
-        format: Format::Table,
-        doc: "type distribution of the valid samples",
-    },
+    OutputDef { name: "types", format: Format::Table, doc: "type distribution of the valid samples" },
 ];
 
 /// Validity of every sample.
 pub fn check_all(a: &[f64], b: &[f64], c: &[f64], eps: f64) -> Vec<Validity> {
-    (0..a.len())
-        .map(|i| Validity::check([a[i], b[i], c[i]], eps))
-        .collect()
+    (0..a.len()).map(|i| Validity::check([a[i], b[i], c[i]], eps)).collect()
 }
 
 /// The summary rows (metric, value) of a set of validity checks.
@@ -69,11 +55,7 @@ pub fn summarize(v: &[Validity]) -> (Vec<String>, Vec<f64>) {
     let count = |f: &dyn Fn(&Validity) -> bool| v.iter().filter(|x| f(x)).count() as f64;
     let valid = count(&|x| x.valid());
     let margins: Vec<f64> = v.iter().filter(|x| x.valid()).map(|x| x.margin).collect();
-    let mean_margin = if margins.is_empty() {
-        f64::NAN
-    } else {
-        margins.iter().sum::<f64>() / margins.len() as f64
-    };
+    let mean_margin = if margins.is_empty() { f64::NAN } else { margins.iter().sum::<f64>() / margins.len() as f64 };
     let min_margin = margins.iter().copied().fold(f64::NAN, f64::min);
     let rows = [
         ("n", n),
@@ -83,13 +65,11 @@ pub fn summarize(v: &[Validity]) -> (Vec<String>, Vec<f64>) {
         ("negative", count(&|x| x.negative)),
         ("over_one", count(&|x| x.over_one)),
         ("triangle_violations", count(&|x| !x.inequality_ok)),
+        ("non_finite", count(&|x| !x.finite)),
         ("mean_margin", mean_margin),
         ("min_margin", min_margin),
     ];
-    (
-        rows.iter().map(|r| r.0.to_string()).collect(),
-        rows.iter().map(|r| r.1).collect(),
-    )
+    (rows.iter().map(|r| r.0.to_string()).collect(), rows.iter().map(|r| r.1).collect())
 }
 
 impl Stage for TriangleChecks {
@@ -123,36 +103,16 @@ impl Stage for TriangleChecks {
             .with("a", ColumnData::F64(a.clone()))
             .with("b", ColumnData::F64(b.clone()))
             .with("c", ColumnData::F64(c.clone()))
-            .with(
-                "valid",
-                ColumnData::Bool(checks.iter().map(|x| x.valid()).collect()),
-            )
-            .with(
-                "negative",
-                ColumnData::Bool(checks.iter().map(|x| x.negative).collect()),
-            )
-            .with(
-                "over_one",
-                ColumnData::Bool(checks.iter().map(|x| x.over_one).collect()),
-            )
-            .with(
-                "inequality_ok",
-                ColumnData::Bool(checks.iter().map(|x| x.inequality_ok).collect()),
-            )
-            .with(
-                "margin",
-                ColumnData::F64(checks.iter().map(|x| x.margin).collect()),
-            );
-        let summary = Table::new()
-            .with("metric", ColumnData::Str(metric))
-            .with("value", ColumnData::F64(value));
+            .with("valid", ColumnData::Bool(checks.iter().map(|x| x.valid()).collect()))
+            .with("negative", ColumnData::Bool(checks.iter().map(|x| x.negative).collect()))
+            .with("over_one", ColumnData::Bool(checks.iter().map(|x| x.over_one).collect()))
+            .with("inequality_ok", ColumnData::Bool(checks.iter().map(|x| x.inequality_ok).collect()))
+            .with("margin", ColumnData::F64(checks.iter().map(|x| x.margin).collect()));
+        let summary = Table::new().with("metric", ColumnData::Str(metric)).with("value", ColumnData::F64(value));
         Ok([
             ("summary".to_string(), Artifact::Table(summary)),
             ("flags".to_string(), Artifact::Table(flags)),
-            (
-                "types".to_string(),
-                Artifact::Table(type_counts(&sides, &angles)),
-            ),
+            ("types".to_string(), Artifact::Table(type_counts(&sides, &angles))),
         ]
         .into_iter()
         .collect())
@@ -162,16 +122,11 @@ impl Stage for TriangleChecks {
             return None;
         };
         let (m, v) = (s.strs("metric").ok()?, s.f64s("value").ok()?);
-        let get = |k: &str| {
-            m.iter()
-                .position(|x| x == k)
-                .map(|i| v[i])
-                .unwrap_or(f64::NAN)
-        };
+        let get = |k: &str| m.iter().position(|x| x == k).map(|i| v[i]).unwrap_or(f64::NAN);
         let n = get("n").max(1.0);
         let pct = |x: f64| 100.0 * x / n;
         let mut text = format!(
-            "Total: {}\nValid: {} ({:.2}%)\nInvalid: {} ({:.2}%)\nRejection reason counts:\n  Negative <0: {} ({:.2}%)\n  >1: {} ({:.2}%)\n  Triangle inequality fail: {} ({:.2}%)\nMargin of valid samples: mean {:.4}, min {:.4}",
+            "Total: {}\nValid: {} ({:.2}%)\nInvalid: {} ({:.2}%)\nRejection reason counts:\n  Negative <0: {} ({:.2}%)\n  >1: {} ({:.2}%)\n  Triangle inequality fail: {} ({:.2}%)\n  Not finite (diverged): {} ({:.2}%)\nMargin of valid samples: mean {:.4}, min {:.4}",
             get("n"),
             get("valid"),
             pct(get("valid")),
@@ -183,6 +138,8 @@ impl Stage for TriangleChecks {
             pct(get("over_one")),
             get("triangle_violations"),
             pct(get("triangle_violations")),
+            get("non_finite"),
+            pct(get("non_finite")),
             get("mean_margin"),
             get("min_margin"),
         );

@@ -12,9 +12,7 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new() -> Workspace {
-        Workspace {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
+        Workspace { dir: tempfile::tempdir().expect("temp dir") }
     }
     pub fn path(&self) -> &Path {
         self.dir.path()
@@ -30,19 +28,15 @@ impl Workspace {
     /// `scoreflow ARGS` in this workspace, with the cache in `./artifacts`.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::cargo_bin("scoreflow").expect("binary");
-        c.current_dir(self.path())
-            .env_remove("SCOREFLOW_ARTIFACTS")
-            .args(args);
+        c.current_dir(self.path()).env_remove("SCOREFLOW_ARTIFACTS").args(args);
         c
     }
     pub fn run_json(&self, spec: &str, extra: &[&str]) -> (Output, Vec<serde_json::Value>) {
         let mut args = vec!["run", spec, "--json"];
         args.extend_from_slice(extra);
         let out = self.cmd(&args).output().expect("run");
-        let events = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+        let events =
+            String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
         (out, events)
     }
     /// Stage names that ran (not fresh) in a `--json` run.
@@ -56,11 +50,7 @@ impl Workspace {
         v
     }
     pub fn latest_manifest(&self, pipeline: &str) -> serde_json::Value {
-        let p = self
-            .artifacts()
-            .join("runs")
-            .join(pipeline)
-            .join("latest.json");
+        let p = self.artifacts().join("runs").join(pipeline).join("latest.json");
         serde_json::from_slice(&std::fs::read(p).expect("manifest")).expect("json")
     }
     /// All files under a directory, relative, sorted.
