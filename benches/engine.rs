@@ -16,6 +16,12 @@ fn smeme_spec() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/smeme.yaml")).unwrap()
 }
 
+/// The flagship's data stages only (generate, label).
+fn data_stages() -> String {
+    let full = smeme_spec();
+    full[..full.find("  pretrain:").expect("pretrain stage")].to_string()
+}
+
 /// generate → label → label → … (199 labels), each with its own `tol` so every key differs.
 fn chain_spec(stages: usize) -> String {
     let mut s = String::from(
@@ -95,7 +101,7 @@ fn noop_reruns(c: &mut Criterion) {
 fn generate_and_label(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("smeme.yaml");
-    std::fs::write(&path, smeme_spec()).unwrap();
+    std::fs::write(&path, data_stages()).unwrap();
     let spec = spec::load(&path).unwrap();
     c.bench_function("stages/generate_label_4096_cold", |b| {
         b.iter_batched(

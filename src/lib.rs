@@ -17,6 +17,7 @@ pub mod executor;
 pub mod frame;
 pub mod hash;
 pub mod inspect;
+pub mod metrics;
 pub mod model;
 pub mod params;
 pub mod progress;

@@ -12,6 +12,10 @@ fn small_smeme() -> String {
         .replace("epochs: 16", "epochs: 2")
         .replace("batches_per_epoch: 100", "batches_per_epoch: 20")
         .replace("n_samples: 4096, steps: 1000", "n_samples: 300, steps: 40")
+        .replace("outer_epochs: 5", "outer_epochs: 2")
+        .replace("inner_epochs: 10", "inner_epochs: 2")
+        .replace("dataset_size: 1024", "dataset_size: 256")
+        .replace("steps: 1000\n", "steps: 40\n")
 }
 
 #[test]
@@ -22,13 +26,16 @@ fn pipeline_runs_through_validation_and_snr_reruns_only_sampling() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("[validity]") && text.contains("Total: 300") && text.contains("Valid: "), "{text}");
+    assert!(text.contains("[tuned]") && text.contains("[outer 1] valid"), "{text}");
+    assert!(text.contains("Exploration (reference → samples, change):"), "{text}");
     assert!(text.contains("mean loss per epoch: "), "{text}");
     let (_, ev) = ws.run_json("smeme.yaml", &[]);
     assert!(Workspace::ran(&ev).is_empty());
-    ws.write("smeme.yaml", &small_smeme().replace("snr: 0.15", "snr: 0.2"));
+    // Only the first sample stage's snr: it, its validation and the comparison rerun.
+    ws.write("smeme.yaml", &small_smeme().replacen("snr: 0.15, prior", "snr: 0.2, prior", 1));
     let (out, ev) = ws.run_json("smeme.yaml", &[]);
     assert!(out.status.success());
-    assert_eq!(Workspace::ran(&ev), ["samples", "validity"]);
+    assert_eq!(Workspace::ran(&ev), ["samples", "validity", "validity_tuned"]);
     let started = ev.iter().find(|e| e["event"] == "started" && e["stage"] == "samples").unwrap();
     assert_eq!(started["reasons"][0], "param snr changed 0.15 → 0.2");
     // The validity table and per-sample flags are inspectable.
@@ -61,4 +68,18 @@ fn the_ndarray_device_runs_the_same_pipeline() {
     ws.write("smeme.yaml", &small_smeme());
     let out = ws.cmd(&["run", "smeme.yaml", "--device", "ndarray", "--only", "pretrain"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn changing_beta_reruns_only_tune_and_what_follows() {
+    let ws = Workspace::new();
+    ws.write("smeme.yaml", &small_smeme());
+    ws.cmd(&["run", "smeme.yaml"]).assert().success();
+    ws.write("smeme.yaml", &small_smeme().replace("beta: 0.9", "beta: 2.0"));
+    let (out, ev) = ws.run_json("smeme.yaml", &[]);
+    assert!(out.status.success());
+    assert_eq!(Workspace::ran(&ev), ["samples_tuned", "tuned", "validity_tuned"]);
+    let m = ws.latest_manifest("smeme");
+    let tuned = m["stages"].as_array().unwrap().iter().find(|s| s["name"] == "tuned").unwrap();
+    assert_eq!(tuned["reasons"][0], "param beta changed 0.9 → 2.0");
 }

@@ -19,7 +19,7 @@
 //! chosen, so results are identical on every x86-64 code path; they agree with
 //! burn's forward to about 1e-6 (tested to 1e-5).
 
-use super::{ScoreNetWeights, time_embedding_into};
+use super::{Layers, ScoreNetWeights, time_embedding_into};
 use crate::sde::sampler::ScoreModel;
 
 /// A dense layer with row-major weights `[input × output]`.
@@ -31,15 +31,15 @@ struct Dense {
     output: usize,
 }
 
-/// The score MLP, ready for fast batched evaluation.
+/// One MLP whose first layer reads `[x, features]`, where the features are the
+/// same for every row of a call (the time embedding, or `t` itself).
 #[derive(Debug, Clone)]
-pub struct FastMlp {
+struct FastNet {
     dim: usize,
-    freqs: Vec<f32>,
     /// First layer, rows 0..dim of its weight (the `x` part).
     first_x: Dense,
-    /// First layer, rows dim.. (the embedding part), and its bias.
-    first_emb: Dense,
+    /// First layer, the feature rows, and its bias.
+    first_feat: Dense,
     hidden: Vec<Dense>,
     /// Output layer stored transposed: `[output × input]`.
     out_t: Vec<f32>,
@@ -52,49 +52,52 @@ pub struct Scratch {
     a: Vec<f32>,
     b: Vec<f32>,
     bias: Vec<f32>,
-    emb: Vec<f32>,
+    feat: Vec<f32>,
+    delta_out: Vec<f32>,
 }
 
-impl FastMlp {
-    pub fn new(w: &ScoreNetWeights) -> FastMlp {
-        let dim = w.dim;
-        let (w0, b0, in0, out0) = &w.layers[0];
-        let emb_dim = in0 - dim;
+impl FastNet {
+    fn new(dim: usize, layers: &Layers) -> FastNet {
+        let (w0, b0, in0, out0) = &layers[0];
         let first_x = Dense { w: w0[..dim * out0].to_vec(), b: vec![0.0; *out0], input: dim, output: *out0 };
-        let first_emb = Dense { w: w0[dim * out0..].to_vec(), b: b0.clone(), input: emb_dim, output: *out0 };
-        let last = w.layers.len() - 1;
-        let hidden = w.layers[1..last]
+        let first_feat = Dense { w: w0[dim * out0..].to_vec(), b: b0.clone(), input: in0 - dim, output: *out0 };
+        let last = layers.len() - 1;
+        let hidden = layers[1..last]
             .iter()
             .map(|(w, b, i, o)| Dense { w: w.clone(), b: b.clone(), input: *i, output: *o })
             .collect();
-        let (wl, bl, il, ol) = &w.layers[last];
+        let (wl, bl, il, ol) = &layers[last];
         let mut out_t = vec![0f32; il * ol];
         for i in 0..*il {
             for o in 0..*ol {
                 out_t[o * il + i] = wl[i * ol + o];
             }
         }
-        FastMlp { dim, freqs: w.freqs.clone(), first_x, first_emb, hidden, out_t, out_b: bl.clone(), width: *out0 }
+        FastNet { dim, first_x, first_feat, hidden, out_t, out_b: bl.clone(), width: *out0 }
     }
 
-    /// Evaluate into `out`; `x` and `out` are row-major with `dim` columns.
-    pub fn forward(&self, x: &[f32], t: f32, out: &mut [f32], s: &mut Scratch) {
+    fn widest(&self) -> usize {
+        self.hidden.iter().map(|l| l.output).chain([self.width]).max().unwrap_or(self.width)
+    }
+
+    /// Evaluate into `out` (`rows × dim`), with per-call features `feat`.
+    fn forward(&self, x: &[f32], feat: &[f32], out: &mut [f32], a: &mut [f32], b: &mut [f32], bias: &mut [f32]) {
         let rows = x.len() / self.dim;
         let w = self.width;
-        // Per-call bias of the first layer: emb(t)·W_emb + b.
-        time_embedding_into(t, &self.freqs, &mut s.emb);
-        s.bias.copy_from_slice(&self.first_emb.b);
-        for (k, e) in s.emb.iter().enumerate() {
-            let row = &self.first_emb.w[k * w..(k + 1) * w];
-            for (b, wv) in s.bias.iter_mut().zip(row) {
-                *b += e * wv;
+        // Per-call bias of the first layer: feat·W_feat + b.
+        let bias = &mut bias[..w];
+        bias.copy_from_slice(&self.first_feat.b);
+        for (k, e) in feat.iter().enumerate() {
+            let row = &self.first_feat.w[k * w..(k + 1) * w];
+            for (bv, wv) in bias.iter_mut().zip(row) {
+                *bv += e * wv;
             }
         }
         // First layer: bias + x·W_x, then SiLU.
-        let h = &mut s.a[..rows * w];
+        let h = &mut a[..rows * w];
         for r in 0..rows {
             let hr = &mut h[r * w..(r + 1) * w];
-            hr.copy_from_slice(&s.bias);
+            hr.copy_from_slice(bias);
             for j in 0..self.dim {
                 let xv = x[r * self.dim + j];
                 let wr = &self.first_x.w[j * w..(j + 1) * w];
@@ -107,7 +110,7 @@ impl FastMlp {
         // Hidden layers.
         let mut cur_is_a = true;
         for layer in &self.hidden {
-            let (src, dst) = if cur_is_a { (&s.a, &mut s.b) } else { (&s.b, &mut s.a) };
+            let (src, dst): (&[f32], &mut [f32]) = if cur_is_a { (a, b) } else { (b, a) };
             let dst = &mut dst[..rows * layer.output];
             // SAFETY: the pointers cover `rows × input` and `input × output` and
             // `rows × output` f32 values, row-major, as the strides say.
@@ -137,13 +140,52 @@ impl FastMlp {
             silu_bias(dst, &layer.b);
             cur_is_a = !cur_is_a;
         }
-        let h = if cur_is_a { &s.a[..rows * w] } else { &s.b[..rows * w] };
-        // Output layer.
         let last_in = self.out_t.len() / self.out_b.len();
+        let h = if cur_is_a { &a[..rows * last_in] } else { &b[..rows * last_in] };
+        // Output layer.
         for r in 0..rows {
             let hr = &h[r * last_in..(r + 1) * last_in];
-            for (o, b) in self.out_b.iter().enumerate() {
-                out[r * self.dim + o] = b + dot(hr, &self.out_t[o * last_in..(o + 1) * last_in]);
+            for (o, bv) in self.out_b.iter().enumerate() {
+                out[r * self.dim + o] = bv + dot(hr, &self.out_t[o * last_in..(o + 1) * last_in]);
+            }
+        }
+    }
+}
+
+/// The score model — the network, plus the S-MEME delta network when tuned —
+/// ready for fast batched evaluation at a shared `t`.
+#[derive(Debug, Clone)]
+pub struct FastMlp {
+    dim: usize,
+    freqs: Vec<f32>,
+    base: FastNet,
+    delta: Option<FastNet>,
+}
+
+impl FastMlp {
+    pub fn new(w: &ScoreNetWeights) -> FastMlp {
+        FastMlp {
+            dim: w.dim,
+            freqs: w.freqs.clone(),
+            base: FastNet::new(w.dim, &w.layers),
+            delta: (!w.delta.is_empty()).then(|| FastNet::new(w.dim, &w.delta)),
+        }
+    }
+
+    /// The pre-trained part alone (the teacher of a tuned model).
+    pub fn without_delta(&self) -> FastMlp {
+        FastMlp { delta: None, ..self.clone() }
+    }
+
+    /// Evaluate into `out`; `x` and `out` are row-major with `dim` columns.
+    pub fn forward(&self, x: &[f32], t: f32, out: &mut [f32], s: &mut Scratch) {
+        time_embedding_into(t, &self.freqs, &mut s.feat);
+        self.base.forward(x, &s.feat, out, &mut s.a, &mut s.b, &mut s.bias);
+        if let Some(delta) = &self.delta {
+            let n = x.len();
+            delta.forward(x, &[t], &mut s.delta_out[..n], &mut s.a, &mut s.b, &mut s.bias);
+            for (o, d) in out.iter_mut().zip(&s.delta_out[..n]) {
+                *o += d;
             }
         }
     }
@@ -155,12 +197,13 @@ impl ScoreModel for FastMlp {
         self.dim
     }
     fn scratch(&self, rows: usize) -> Scratch {
-        let widest = self.hidden.iter().map(|l| l.output).chain([self.width]).max().unwrap_or(self.width);
+        let widest = self.base.widest().max(self.delta.as_ref().map_or(0, |d| d.widest()));
         Scratch {
             a: vec![0.0; rows * widest],
             b: vec![0.0; rows * widest],
-            bias: vec![0.0; self.width],
-            emb: vec![0.0; 2 * self.freqs.len()],
+            bias: vec![0.0; widest],
+            feat: vec![0.0; 2 * self.freqs.len()],
+            delta_out: vec![0.0; if self.delta.is_some() { rows * self.dim } else { 0 }],
         }
     }
     fn eval(&self, x: &[f32], t: f32, out: &mut [f32], scratch: &mut Scratch) {

@@ -169,27 +169,95 @@ impl ScoreNet {
 
     /// Build the module from plain weights on `device`.
     pub fn from_weights(w: &ScoreNetWeights, device: &Device) -> ScoreNet {
-        let grad = device.is_autodiff();
-        fn param<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device, grad: bool) -> Tensor<D> {
-            let t = Tensor::from_data(TensorData::new(v, shape), device);
-            if grad { t.require_grad() } else { t }
+        ScoreNet {
+            layers: linears(&w.layers, device, 0),
+            dim: w.dim,
+            n_freqs: w.freqs.len(),
+            f_min: w.config.f_min,
+            f_max: w.config.f_max,
         }
-        let layers = w
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, (wv, bv, input, output))| Linear {
-                weight: Param::initialized(
-                    ParamId::from(2 * i as u64),
-                    param(wv.clone(), [*input, *output], device, grad),
-                ),
-                bias: Some(Param::initialized(
-                    ParamId::from(2 * i as u64 + 1),
-                    param(bv.clone(), [*output], device, grad),
-                )),
-            })
-            .collect();
-        ScoreNet { layers, dim: w.dim, n_freqs: w.freqs.len(), f_min: w.config.f_min, f_max: w.config.f_max }
+    }
+}
+
+/// Plain layers: (weight `[input × output]` row-major, bias, input, output).
+pub type Layers = Vec<(Vec<f32>, Vec<f32>, usize, usize)>;
+
+/// burn `Linear`s from plain layers; parameter ids count from `first_id` in layer
+/// order, so records are deterministic. Gradients are tracked on autodiff devices.
+pub fn linears(layers: &Layers, device: &Device, first_id: u64) -> Vec<Linear> {
+    fn param<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
+        let t = Tensor::from_data(TensorData::new(v, shape), device);
+        if device.is_autodiff() { t.require_grad() } else { t }
+    }
+    layers
+        .iter()
+        .enumerate()
+        .map(|(i, (wv, bv, input, output))| Linear {
+            weight: Param::initialized(
+                ParamId::from(first_id + 2 * i as u64),
+                param(wv.clone(), [*input, *output], device),
+            ),
+            bias: Some(Param::initialized(
+                ParamId::from(first_id + 2 * i as u64 + 1),
+                param(bv.clone(), [*output], device),
+            )),
+        })
+        .collect()
+}
+
+/// Plain layers read back from burn `Linear`s.
+pub fn layers_of(linears: &[Linear]) -> Layers {
+    linears
+        .iter()
+        .map(|l| {
+            let [input, output] = l.weight.val().dims();
+            let w = l.weight.val().into_data().try_to_vec::<f32>().expect("f32 weights");
+            let b = l.bias.as_ref().expect("bias").val().into_data().try_to_vec::<f32>().expect("f32 bias");
+            (w, b, input, output)
+        })
+        .collect()
+}
+
+/// PyTorch's default `nn.Linear` initialisation, `U(−1/√in, 1/√in)`, for layers of
+/// the given shapes; `zero_last` zeroes the output layer.
+pub fn init_layers(shapes: &[(usize, usize)], zero_last: bool, rng: &mut impl Rng) -> Layers {
+    let last = shapes.len() - 1;
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(i, &(input, output))| {
+            if zero_last && i == last {
+                return (vec![0.0; input * output], vec![0.0; output], input, output);
+            }
+            let k = 1.0 / (input as f64).sqrt();
+            let mut draw = |n: usize| (0..n).map(|_| rng.random_range(-k..k) as f32).collect::<Vec<f32>>();
+            let w = draw(input * output);
+            let b = draw(output);
+            (w, b, input, output)
+        })
+        .collect()
+}
+
+/// The S-MEME delta network `Δ(x, t)`: `[x, t]` → Linear(dim + 1, h) → SiLU →
+/// Linear(h, h) → SiLU → Linear(h, dim) (the seed's `build_teacher_student(…,
+/// hidden_size=64)`). The tuned score is `s_pre(x, t) + Δ(x, t)`.
+#[derive(Module, Debug)]
+pub struct DeltaNet {
+    pub layers: Vec<Linear>,
+}
+
+impl DeltaNet {
+    pub fn forward(&self, x: Tensor<2>, t: Tensor<1>) -> Tensor<2> {
+        let [b, _] = x.dims();
+        let mut h = Tensor::cat(vec![x, t.reshape([b, 1])], 1);
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(h);
+            if i < last {
+                h = silu(h);
+            }
+        }
+        h
     }
 }
 
@@ -214,7 +282,9 @@ pub struct ScoreNetWeights {
     pub dim: usize,
     pub freqs: Vec<f32>,
     /// (weight, bias, input, output) per layer.
-    pub layers: Vec<(Vec<f32>, Vec<f32>, usize, usize)>,
+    pub layers: Layers,
+    /// The S-MEME delta network's layers; empty for a plain model.
+    pub delta: Layers,
 }
 
 /// Errors decoding a model blob.
@@ -230,77 +300,88 @@ const MAGIC: &[u8; 8] = b"SFNET001";
 struct Header {
     config: ScoreNetConfig,
     meta: ModelMeta,
+    /// Shapes of the delta network's layers (empty: none).
+    #[serde(default)]
+    delta: Vec<(usize, usize)>,
+    /// Length of the base network's record; the delta's record follows it.
+    base_len: u64,
 }
 
 impl ScoreNetWeights {
     /// PyTorch-default initialisation from `rng`, output layer zero.
     pub fn init(config: ScoreNetConfig, meta: ModelMeta, rng: &mut impl Rng) -> ScoreNetWeights {
-        let shapes = config.shapes();
-        let last = shapes.len() - 1;
-        let layers = shapes
-            .iter()
-            .enumerate()
-            .map(|(i, &(input, output))| {
-                if i == last {
-                    return (vec![0.0; input * output], vec![0.0; output], input, output);
-                }
-                let k = 1.0 / (input as f64).sqrt();
-                let mut draw = |n: usize| (0..n).map(|_| rng.random_range(-k..k) as f32).collect::<Vec<f32>>();
-                let w = draw(input * output);
-                let b = draw(output);
-                (w, b, input, output)
-            })
-            .collect();
-        ScoreNetWeights { dim: config.dim, freqs: config.frequencies(), config, meta, layers }
+        let layers = init_layers(&config.shapes(), true, rng);
+        ScoreNetWeights { dim: config.dim, freqs: config.frequencies(), config, meta, layers, delta: Vec::new() }
     }
 
     /// Read the weights back out of a (trained) module.
     pub fn from_module(net: &ScoreNet, config: ScoreNetConfig, meta: ModelMeta) -> ScoreNetWeights {
-        let layers = net
-            .layers
-            .iter()
-            .map(|l| {
-                let [input, output] = l.weight.val().dims();
-                let w = l.weight.val().into_data().try_to_vec::<f32>().expect("f32 weights");
-                let b = l.bias.as_ref().expect("bias").val().into_data().try_to_vec::<f32>().expect("f32 bias");
-                (w, b, input, output)
-            })
-            .collect();
-        ScoreNetWeights { dim: config.dim, freqs: config.frequencies(), config, meta, layers }
+        ScoreNetWeights {
+            dim: config.dim,
+            freqs: config.frequencies(),
+            config,
+            meta,
+            layers: layers_of(&net.layers),
+            delta: Vec::new(),
+        }
     }
 
-    /// Serialise: header + burn record (see the module docs).
+    /// Serialise: header + burn records (see the module docs).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let header =
-            serde_json::to_vec(&Header { config: self.config.clone(), meta: self.meta.clone() }).expect("json");
-        let net = ScoreNet::from_weights(self, &device());
-        let record = net.into_record().into_bytes().expect("burnpack encoding of an in-memory module");
-        let mut out = Vec::with_capacity(12 + header.len() + record.len());
+        let record = |layers: &Layers| {
+            ScoreNet { layers: linears(layers, &device(), 0), dim: 0, n_freqs: 0, f_min: 0.0, f_max: 0.0 }
+                .into_record()
+                .into_bytes()
+                .expect("burnpack encoding of an in-memory module")
+        };
+        let base = record(&self.layers);
+        let delta = if self.delta.is_empty() { Vec::new() } else { record(&self.delta).to_vec() };
+        let header = serde_json::to_vec(&Header {
+            config: self.config.clone(),
+            meta: self.meta.clone(),
+            delta: self.delta.iter().map(|l| (l.2, l.3)).collect(),
+            base_len: base.len() as u64,
+        })
+        .expect("json");
+        let mut out = Vec::with_capacity(12 + header.len() + base.len() + delta.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(header.len() as u32).to_le_bytes());
         out.extend_from_slice(&header);
-        out.extend_from_slice(&record);
+        out.extend_from_slice(&base);
+        out.extend_from_slice(&delta);
         out
     }
 
     /// Inverse of [`ScoreNetWeights::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<ScoreNetWeights, ModelError> {
+        let bad = |why: &str| ModelError::Format(why.to_string());
         if bytes.len() < 12 || &bytes[..8] != MAGIC {
-            return Err(ModelError::Format("missing SFNET001 header".into()));
+            return Err(bad("missing SFNET001 header"));
         }
         let n = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
-        let header: Header =
-            serde_json::from_slice(bytes.get(12..12 + n).ok_or_else(|| ModelError::Format("truncated header".into()))?)
-                .map_err(|e| ModelError::Format(e.to_string()))?;
-        let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_elems(bytes[12 + n..].to_vec()))
+        let header: Header = serde_json::from_slice(bytes.get(12..12 + n).ok_or_else(|| bad("truncated header"))?)
             .map_err(|e| ModelError::Format(e.to_string()))?;
-        let skeleton = ScoreNetWeights::init(
-            header.config.clone(),
-            header.meta.clone(),
-            &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0),
-        );
-        let net = ScoreNet::from_weights(&skeleton, &device()).load_record(record);
-        Ok(ScoreNetWeights::from_module(&net, header.config, header.meta))
+        let base_end = 12 + n + header.base_len as usize;
+        let base = bytes.get(12 + n..base_end).ok_or_else(|| bad("truncated record"))?;
+        let load = |record: &[u8], shapes: &[(usize, usize)]| -> Result<Layers, ModelError> {
+            let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_elems(record.to_vec()))
+                .map_err(|e| ModelError::Format(e.to_string()))?;
+            let skeleton =
+                init_layers(shapes, false, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0));
+            let net = ScoreNet { layers: linears(&skeleton, &device(), 0), dim: 0, n_freqs: 0, f_min: 0.0, f_max: 0.0 }
+                .load_record(record);
+            Ok(layers_of(&net.layers))
+        };
+        let layers = load(base, &header.config.shapes())?;
+        let delta = if header.delta.is_empty() { Vec::new() } else { load(&bytes[base_end..], &header.delta)? };
+        Ok(ScoreNetWeights {
+            dim: header.config.dim,
+            freqs: header.config.frequencies(),
+            config: header.config,
+            meta: header.meta,
+            layers,
+            delta,
+        })
     }
 }
 

@@ -25,6 +25,7 @@ pub mod generate;
 pub mod label;
 pub mod sample;
 pub mod train;
+pub mod tune;
 pub mod validate;
 
 /// The kinds of stage a spec may declare.
@@ -216,6 +217,7 @@ pub fn registry() -> &'static [&'static dyn Stage] {
         &train::DsmOu,
         &sample::Pc,
         &validate::TriangleChecks,
+        &tune::Smeme,
         #[cfg(feature = "test-stages")]
         &debug::Debug,
     ]

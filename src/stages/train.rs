@@ -204,7 +204,7 @@ impl Stage for DsmOu {
         "dsm_ou"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn params(&self) -> &'static [ParamDef] {
         PARAMS

@@ -20,6 +20,18 @@ pub struct TriangleChecks;
 
 static PARAMS: &[ParamDef] = &[
     ParamDef {
+        name: "bins",
+        ty: ParamType::Int { min: 1, max: 10_000 },
+        default: Default::Int(50),
+        doc: "bins per axis of the (u, v) = (a/c, b/c) histogram",
+    },
+    ParamDef {
+        name: "uv_max",
+        ty: ParamType::Float { min: 1e-6, max: 1e6 },
+        default: Default::Float(2.0),
+        doc: "the histogram covers [0, uv_max)²",
+    },
+    ParamDef {
         name: "eps",
         ty: ParamType::Float { min: 0.0, max: 1.0 },
         default: Default::Float(1e-3),
@@ -32,8 +44,15 @@ static PARAMS: &[ParamDef] = &[
         doc: "type classification tolerance",
     },
 ];
-static INPUTS: &[InputDef] =
-    &[InputDef { name: "samples", format: Format::Table, required: true, doc: "a table with columns a, b, c" }];
+static INPUTS: &[InputDef] = &[
+    InputDef { name: "samples", format: Format::Table, required: true, doc: "a table with columns a, b, c" },
+    InputDef {
+        name: "reference",
+        format: Format::Table,
+        required: false,
+        doc: "samples to compare with (e.g. the pre-trained model's, drawn from the same x_T)",
+    },
+];
 static OUTPUTS: &[OutputDef] = &[
     OutputDef { name: "summary", format: Format::Table, doc: "metric, value" },
     OutputDef {
@@ -42,6 +61,11 @@ static OUTPUTS: &[OutputDef] = &[
         doc: "per sample: a, b, c, valid, negative, over_one, inequality_ok, margin",
     },
     OutputDef { name: "types", format: Format::Table, doc: "type distribution of the valid samples" },
+    OutputDef {
+        name: "exploration",
+        format: Format::Table,
+        doc: "metric, reference, samples, change: validity, type masses, (u, v) entropy",
+    },
 ];
 
 /// Validity of every sample.
@@ -109,7 +133,22 @@ impl Stage for TriangleChecks {
             .with("inequality_ok", ColumnData::Bool(checks.iter().map(|x| x.inequality_ok).collect()))
             .with("margin", ColumnData::F64(checks.iter().map(|x| x.margin).collect()));
         let summary = Table::new().with("metric", ColumnData::Str(metric)).with("value", ColumnData::F64(value));
+        let mine = exploration(&a, &b, &c, ctx.params);
+        let reference = match ctx.inputs.get("reference") {
+            Some(_) => {
+                let r = ctx.table("reference")?;
+                Some(exploration(&r.f64s("a")?, &r.f64s("b")?, &r.f64s("c")?, ctx.params))
+            }
+            None => None,
+        };
+        let refv = |i: usize| reference.as_ref().map_or(f64::NAN, |r| r[i].1);
+        let exploration = Table::new()
+            .with("metric", ColumnData::Str(mine.iter().map(|m| m.0.to_string()).collect()))
+            .with("reference", ColumnData::F64((0..mine.len()).map(refv).collect()))
+            .with("samples", ColumnData::F64(mine.iter().map(|m| m.1).collect()))
+            .with("change", ColumnData::F64((0..mine.len()).map(|i| mine[i].1 - refv(i)).collect()));
         Ok([
+            ("exploration".to_string(), Artifact::Table(exploration)),
             ("summary".to_string(), Artifact::Table(summary)),
             ("flags".to_string(), Artifact::Table(flags)),
             ("types".to_string(), Artifact::Table(type_counts(&sides, &angles))),
@@ -148,6 +187,50 @@ impl Stage for TriangleChecks {
         {
             text.push_str(&format!("\nTypes of valid samples: {line}"));
         }
+        if let Some(Artifact::Table(e)) = outputs.get("exploration").map(|a| a.as_ref())
+            && let (Ok(m), Ok(r), Ok(v), Ok(d)) =
+                (e.strs("metric"), e.f64s("reference"), e.f64s("samples"), e.f64s("change"))
+            && r.iter().any(|x| !x.is_nan())
+        {
+            text.push_str("\nExploration (reference → samples, change):");
+            for i in 0..m.len() {
+                text.push_str(&format!("\n  {:<22} {:>8.4} → {:>8.4}  {:+.4}", m[i], r[i], v[i], d[i]));
+            }
+        }
         Some(text)
     }
+}
+
+/// Exploration metrics of one sample set: validity, the type distribution of its
+/// valid samples, the mass of the rare types (a valid triangle that is isosceles,
+/// equilateral or right — counted once), and the entropy and occupied-bin fraction
+/// of the seed's shape map `(u, v) = (a/c, b/c)` over the valid samples.
+pub fn exploration(a: &[f64], b: &[f64], c: &[f64], p: &crate::params::Params) -> Vec<(&'static str, f64)> {
+    use crate::triangle::{AngleType, SideType};
+    let checks = check_all(a, b, c, p.f64("eps"));
+    let keep: Vec<usize> = (0..a.len()).filter(|i| checks[*i].valid()).collect();
+    let pick = |v: &[f64]| keep.iter().map(|i| v[*i]).collect::<Vec<f64>>();
+    let (va, vb, vc) = (pick(a), pick(b), pick(c));
+    let (sides, angles) = classify_all(&va, &vb, &vc, p.f64("tol"));
+    let n = keep.len().max(1) as f64;
+    let frac_side = |t: SideType| sides.iter().filter(|s| **s == t).count() as f64 / n;
+    let frac_angle = |t: AngleType| angles.iter().filter(|s| **s == t).count() as f64 / n;
+    let rare = (0..keep.len()).filter(|i| sides[*i] != SideType::Scalene || angles[*i] == AngleType::Right).count();
+    let u: Vec<f64> = va.iter().zip(&vc).map(|(a, c)| a / c).collect();
+    let v: Vec<f64> = vb.iter().zip(&vc).map(|(b, c)| b / c).collect();
+    let bins = p.usize("bins");
+    let (entropy, occupied) = crate::metrics::hist2d_entropy(&u, &v, bins, 0.0, p.f64("uv_max"));
+    vec![
+        ("valid_fraction", keep.len() as f64 / a.len().max(1) as f64),
+        ("rare_type_mass", rare as f64 / n),
+        ("equilateral", frac_side(SideType::Equilateral)),
+        ("isosceles", frac_side(SideType::Isosceles)),
+        ("scalene", frac_side(SideType::Scalene)),
+        ("right", frac_angle(AngleType::Right)),
+        ("acute", frac_angle(AngleType::Acute)),
+        ("obtuse", frac_angle(AngleType::Obtuse)),
+        ("uv_entropy", entropy),
+        ("uv_entropy_max", ((bins * bins) as f64).ln()),
+        ("uv_occupied_fraction", occupied),
+    ]
 }
