@@ -321,6 +321,17 @@ impl Cache {
         Ok(KeyLock { _file: file })
     }
 
+    /// Write a report's files under `reports/<pipeline>/<stage>/` (replacing what
+    /// was there) and return the directory. Reports are views of cached objects,
+    /// rewritten by every run; nothing reads them back.
+    pub fn publish(&self, pipeline: &str, stage: &str, files: &[(String, Vec<u8>)]) -> Result<PathBuf, CacheError> {
+        let dir = self.root.join("reports").join(pipeline).join(stage);
+        for (name, bytes) in files {
+            self.write_atomic(&dir.join(name), bytes)?;
+        }
+        Ok(dir)
+    }
+
     fn runs_dir(&self, pipeline: &str) -> PathBuf {
         self.root.join("runs").join(pipeline)
     }

@@ -184,6 +184,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 &human
             };
             let report = executor::run(&spec, &cache, &opts, reporter)?;
+            let published = publish_reports(&spec, &cache, &report.manifest)?;
             let count = |f: fn(&Outcome) -> bool| report.outcomes.iter().filter(|(_, o)| f(o)).count();
             let ran = count(|o| matches!(o, Outcome::Ran));
             let fresh = count(|o| matches!(o, Outcome::Fresh));
@@ -203,6 +204,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                     if skipped > 0 { format!(", {skipped} skipped") } else { String::new() },
                     report.manifest_path.display()
                 ));
+                for path in &published {
+                    text.push_str(&format!("report: {}\n", path.display()));
+                }
                 out(&text);
             } else {
                 out(&(serde_json::json!({"event": "run_finished", "ok": report.ok(), "ran": ran, "fresh": fresh, "failed": failed, "skipped": skipped, "seconds": secs, "manifest": report.manifest_path.display().to_string()}).to_string() + "\n"));
@@ -239,6 +243,59 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Publish every report stage of the run under `artifacts/reports/`, adding the
+/// run's stage list (keys, status, timings) to its page. Returns the pages' paths.
+fn publish_reports(spec: &Spec, cache: &Cache, manifest: &crate::cache::Manifest) -> Result<Vec<PathBuf>, Error> {
+    use crate::stages::{Format, Kind};
+    let mut pages = Vec::new();
+    for stage in spec.stages.iter().filter(|s| s.imp.kind() == Kind::Report) {
+        let Some(line) = manifest.stage(&stage.name).filter(|l| l.status == "ran" || l.status == "fresh") else {
+            continue;
+        };
+        let mut files = Vec::new();
+        for (name, hash) in &line.outputs {
+            let Ok(hash) = hash.parse() else { continue };
+            let Ok(crate::stages::Artifact::Blob(bytes)) = cache.read(&hash, Format::Blob) else {
+                return Err(Error::BadInput(format!(
+                    "report output {}.{name} is missing or corrupt; rerun",
+                    stage.name
+                )));
+            };
+            if name == "html" {
+                let html = String::from_utf8_lossy(&bytes)
+                    .replace(crate::stages::report::STAGES_MARKER, &stage_list_html(manifest));
+                files.push(("index.html".to_string(), html.into_bytes()));
+            } else {
+                files.push((format!("{name}.png"), bytes));
+            }
+        }
+        let dir = cache.publish(&spec.name, &stage.name, &files)?;
+        pages.push(dir.join("index.html"));
+    }
+    Ok(pages)
+}
+
+fn stage_list_html(m: &crate::cache::Manifest) -> String {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let mut s = String::from(
+        "<table><caption>Pipeline stages (this run)</caption><thead><tr><th>stage</th><th>kind</th><th>method</th><th>status</th><th>key</th><th>seconds</th><th>why it ran</th></tr></thead><tbody>",
+    );
+    for st in &m.stages {
+        s.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{:.3}</td><td style=\"text-align:left\">{}</td></tr>",
+            esc(&st.name),
+            esc(&st.kind),
+            esc(&st.method),
+            esc(&st.status),
+            st.key.as_deref().map_or("", |k| &k[..12]),
+            st.duration_ms as f64 / 1000.0,
+            esc(&st.reasons.join("; ")),
+        ));
+    }
+    s.push_str("</tbody></table>\n");
+    s
 }
 
 fn width(spec: &Spec) -> usize {

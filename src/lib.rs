@@ -20,6 +20,7 @@ pub mod inspect;
 pub mod metrics;
 pub mod model;
 pub mod params;
+pub mod plot;
 pub mod progress;
 pub mod sde;
 pub mod spec;

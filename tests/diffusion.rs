@@ -35,7 +35,7 @@ fn pipeline_runs_through_validation_and_snr_reruns_only_sampling() {
     ws.write("smeme.yaml", &small_smeme().replacen("snr: 0.15, prior", "snr: 0.2, prior", 1));
     let (out, ev) = ws.run_json("smeme.yaml", &[]);
     assert!(out.status.success());
-    assert_eq!(Workspace::ran(&ev), ["samples", "validity", "validity_tuned"]);
+    assert_eq!(Workspace::ran(&ev), ["report", "samples", "validity", "validity_tuned"]);
     let started = ev.iter().find(|e| e["event"] == "started" && e["stage"] == "samples").unwrap();
     assert_eq!(started["reasons"][0], "param snr changed 0.15 → 0.2");
     // The validity table and per-sample flags are inspectable.
@@ -78,8 +78,32 @@ fn changing_beta_reruns_only_tune_and_what_follows() {
     ws.write("smeme.yaml", &small_smeme().replace("beta: 0.9", "beta: 2.0"));
     let (out, ev) = ws.run_json("smeme.yaml", &[]);
     assert!(out.status.success());
-    assert_eq!(Workspace::ran(&ev), ["samples_tuned", "tuned", "validity_tuned"]);
+    assert_eq!(Workspace::ran(&ev), ["report", "samples_tuned", "tuned", "validity_tuned"]);
     let m = ws.latest_manifest("smeme");
     let tuned = m["stages"].as_array().unwrap().iter().find(|s| s["name"] == "tuned").unwrap();
     assert_eq!(tuned["reasons"][0], "param beta changed 0.9 → 2.0");
+}
+
+#[test]
+fn the_report_references_only_files_that_exist_and_its_pngs_are_not_blank() {
+    let ws = Workspace::new();
+    ws.write("smeme.yaml", &small_smeme());
+    let out = ws.cmd(&["run", "smeme.yaml"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let page = ws.path().join("artifacts/reports/smeme/report/index.html");
+    assert!(text.contains("report: ") && text.contains("reports/smeme/report/index.html"), "{text}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("Pipeline stages (this run)") && html.contains("Exploration"), "{html}");
+    let dir = page.parent().unwrap();
+    let srcs: Vec<&str> = html.split("src=\"").skip(1).map(|s| &s[..s.find('"').unwrap()]).collect();
+    assert_eq!(srcs.len(), 5, "{srcs:?}");
+    for src in srcs {
+        let bytes = std::fs::read(dir.join(src)).unwrap_or_else(|e| panic!("{src}: {e}"));
+        let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        reader.next_frame(&mut buf).unwrap();
+        let coloured = buf.chunks(3).filter(|p| p != &[255, 255, 255]).count();
+        assert!(coloured > 2000, "{src} looks blank");
+    }
 }

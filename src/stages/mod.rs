@@ -23,6 +23,7 @@ use crate::params::{ParamDef, Params};
 pub mod debug;
 pub mod generate;
 pub mod label;
+pub mod report;
 pub mod sample;
 pub mod train;
 pub mod tune;
@@ -218,6 +219,7 @@ pub fn registry() -> &'static [&'static dyn Stage] {
         &sample::Pc,
         &validate::TriangleChecks,
         &tune::Smeme,
+        &report::Smeme,
         #[cfg(feature = "test-stages")]
         &debug::Debug,
     ]

@@ -1,0 +1,358 @@
+//! Figures for reports, drawn with plotters into PNG bytes (no files, no clock).
+//!
+//! Text uses DejaVu Sans, embedded in the binary (`assets/`, Bitstream Vera
+//! licence), so figures render the same on every machine without system fonts.
+//! Every function returns PNG bytes or a [`PlotError`].
+
+use std::sync::Once;
+
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+
+/// A figure could not be drawn.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot draw {figure}: {why}")]
+pub struct PlotError {
+    pub figure: &'static str,
+    pub why: String,
+}
+
+const FONT: &str = "sans-serif";
+static FONT_INIT: Once = Once::new();
+
+fn init_font() {
+    FONT_INIT.call_once(|| {
+        let _ = register_font(FONT, FontStyle::Normal, include_bytes!("../assets/DejaVuSans.ttf"));
+    });
+}
+
+/// Two series' colours: pre-trained (blue) and tuned (orange).
+pub const PRE: RGBColor = RGBColor(31, 119, 180);
+pub const POST: RGBColor = RGBColor(255, 127, 14);
+
+/// Render with `draw` on a `w × h` white canvas and encode as PNG.
+fn render<F>(figure: &'static str, w: u32, h: u32, draw: F) -> Result<Vec<u8>, PlotError>
+where
+    F: FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<(), String>,
+{
+    init_font();
+    let err = |why: String| PlotError { figure, why };
+    let mut rgb = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        draw(&root).map_err(err)?;
+        root.present().map_err(|e| err(e.to_string()))?;
+    }
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header().map_err(|e| err(e.to_string()))?;
+        writer.write_image_data(&rgb).map_err(|e| err(e.to_string()))?;
+    }
+    Ok(out)
+}
+
+fn e2s<E: std::fmt::Debug>(e: E) -> String {
+    format!("{e:?}")
+}
+
+/// Scatter of two point sets on `[0, lim]²` (the seed's (u, v) figure).
+pub fn scatter_two(
+    title: &str,
+    (xl, yl): (&str, &str),
+    lim: f64,
+    a: (&str, &[(f64, f64)]),
+    b: (&str, &[(f64, f64)]),
+) -> Result<Vec<u8>, PlotError> {
+    render("scatter", 800, 760, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 24))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..lim, 0f64..lim)
+            .map_err(e2s)?;
+        chart.configure_mesh().x_desc(xl).y_desc(yl).label_style((FONT, 15)).draw().map_err(e2s)?;
+        for ((name, pts), color) in [(a, PRE), (b, POST)] {
+            chart
+                .draw_series(
+                    pts.iter()
+                        .filter(|(x, y)| x.is_finite() && y.is_finite() && *x < lim && *y < lim)
+                        .map(|(x, y)| Cross::new((*x, *y), 3, color.mix(0.45))),
+                )
+                .map_err(e2s)?
+                .label(format!("{name} ({})", pts.len()))
+                .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 16))
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(e2s)
+    })
+}
+
+/// Triangles drawn in the plane as the seed's `plot_triangle`: A = (0, 0),
+/// B = (c, 0), C from the law of cosines (clipped). Two panels: valid, invalid.
+pub fn triangles(valid: &[[f64; 3]], invalid: &[[f64; 3]]) -> Result<Vec<u8>, PlotError> {
+    render("triangles", 1200, 560, |root| {
+        let panels = root.split_evenly((1, 2));
+        let palette =
+            [PRE, POST, RGBColor(44, 160, 44), RGBColor(214, 39, 40), RGBColor(148, 103, 189), RGBColor(140, 86, 75)];
+        for (area, (title, tris)) in panels.iter().zip([("valid samples", valid), ("invalid samples", invalid)]) {
+            let mut chart = ChartBuilder::on(area)
+                .caption(format!("{title} ({} shown)", tris.len()), (FONT, 22))
+                .margin(14)
+                .x_label_area_size(36)
+                .y_label_area_size(44)
+                .build_cartesian_2d(-0.6f64..1.4, -0.6f64..1.4)
+                .map_err(e2s)?;
+            chart.configure_mesh().label_style((FONT, 13)).draw().map_err(e2s)?;
+            for (i, [a, b, c]) in tris.iter().enumerate() {
+                let cos = ((a * a + c * c - b * b) / (2.0 * a * c)).clamp(-1.0, 1.0);
+                let ang = cos.acos();
+                let pts = [(0.0, 0.0), (*c, 0.0), (a * ang.cos(), a * ang.sin()), (0.0, 0.0)];
+                if pts.iter().any(|(x, y)| !x.is_finite() || !y.is_finite()) {
+                    continue;
+                }
+                let color = palette[i % palette.len()];
+                chart
+                    .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+                    .map_err(e2s)?
+                    .label(format!("({a:.2}, {b:.2}, {c:.2})"))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+                chart.draw_series(pts[..3].iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(e2s)?;
+            }
+            chart
+                .configure_series_labels()
+                .label_font((FONT, 13))
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.9))
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()
+                .map_err(e2s)?;
+        }
+        Ok(())
+    })
+}
+
+/// A panel of line series over a shared x axis.
+pub struct Lines<'a> {
+    pub title: &'a str,
+    pub x_desc: &'a str,
+    pub y_desc: &'a str,
+    pub series: Vec<(&'a str, Vec<(f64, f64)>)>,
+}
+
+/// Several line panels side by side.
+pub fn line_panels(panels: &[Lines]) -> Result<Vec<u8>, PlotError> {
+    let w = 560 * panels.len() as u32;
+    render("lines", w, 460, |root| {
+        let areas = root.split_evenly((1, panels.len()));
+        let colors = [PRE, POST, RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
+        for (area, panel) in areas.iter().zip(panels) {
+            let pts = panel.series.iter().flat_map(|s| s.1.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
+            let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+            for (x, y) in pts {
+                (x0, x1, y0, y1) = (x0.min(*x), x1.max(*x), y0.min(*y), y1.max(*y));
+            }
+            if x0 > x1 {
+                (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+            }
+            let pad = ((y1 - y0) * 0.08).max(1e-9);
+            let mut chart = ChartBuilder::on(area)
+                .caption(panel.title, (FONT, 20))
+                .margin(14)
+                .x_label_area_size(42)
+                .y_label_area_size(60)
+                .build_cartesian_2d(x0..x1.max(x0 + 1e-9), (y0 - pad)..(y1 + pad))
+                .map_err(e2s)?;
+            chart
+                .configure_mesh()
+                .x_desc(panel.x_desc)
+                .y_desc(panel.y_desc)
+                .label_style((FONT, 13))
+                .draw()
+                .map_err(e2s)?;
+            for (i, (name, s)) in panel.series.iter().enumerate() {
+                let color = colors[i % colors.len()];
+                chart
+                    .draw_series(LineSeries::new(s.iter().copied(), color.stroke_width(2)))
+                    .map_err(e2s)?
+                    .label(*name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            }
+            chart
+                .configure_series_labels()
+                .label_font((FONT, 13))
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.9))
+                .draw()
+                .map_err(e2s)?;
+        }
+        Ok(())
+    })
+}
+
+/// Grouped bars: for each category, one bar per series.
+pub fn grouped_bars(
+    title: &str,
+    y_desc: &str,
+    categories: &[&str],
+    series: &[(&str, Vec<f64>)],
+) -> Result<Vec<u8>, PlotError> {
+    render("bars", 1000, 520, |root| {
+        let ymax = series.iter().flat_map(|s| s.1.iter()).copied().fold(0.0, f64::max).max(1e-9) * 1.12;
+        let n = categories.len();
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 22))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..n as f64, 0f64..ymax)
+            .map_err(e2s)?;
+        let cats: Vec<String> = categories.iter().map(|c| c.to_string()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - x.floor() - 0.5).abs() < 1e-6 && i < cats.len() { cats[i].clone() } else { String::new() }
+            })
+            .y_desc(y_desc)
+            .label_style((FONT, 14))
+            .draw()
+            .map_err(e2s)?;
+        let k = series.len() as f64;
+        for (j, (name, values)) in series.iter().enumerate() {
+            let color = [PRE, POST][j % 2];
+            chart
+                .draw_series(values.iter().enumerate().map(|(i, v)| {
+                    let x0 = i as f64 + 0.1 + 0.8 * j as f64 / k;
+                    Rectangle::new([(x0, 0.0), (x0 + 0.8 / k, *v)], color.filled())
+                }))
+                .map_err(e2s)?
+                .label(*name)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 14))
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .draw()
+            .map_err(e2s)
+    })
+}
+
+/// A vector field on a grid: `(x, y, dx, dy)` arrows, one panel per field,
+/// arrows scaled by the largest magnitude across panels.
+pub fn quiver(
+    title: &str,
+    (xl, yl): (&str, &str),
+    range: (f64, f64),
+    fields: &[(&str, Vec<(f64, f64, f64, f64)>)],
+) -> Result<Vec<u8>, PlotError> {
+    render("quiver", 560 * fields.len() as u32, 560, |root| {
+        let areas = root.split_evenly((1, fields.len()));
+        let max = fields
+            .iter()
+            .flat_map(|f| f.1.iter())
+            .map(|(_, _, dx, dy)| (dx * dx + dy * dy).sqrt())
+            .filter(|m| m.is_finite())
+            .fold(0.0, f64::max)
+            .max(1e-12);
+        let n = (fields.first().map_or(1, |f| f.1.len()) as f64).sqrt().max(1.0);
+        let cell = (range.1 - range.0) / n;
+        for ((area, (name, field)), color) in areas.iter().zip(fields).zip([PRE, POST].into_iter().cycle()) {
+            let mut chart = ChartBuilder::on(area)
+                .caption(format!("{title}: {name}"), (FONT, 19))
+                .margin(14)
+                .x_label_area_size(40)
+                .y_label_area_size(50)
+                .build_cartesian_2d(range.0..range.1, range.0..range.1)
+                .map_err(e2s)?;
+            chart.configure_mesh().x_desc(xl).y_desc(yl).label_style((FONT, 13)).draw().map_err(e2s)?;
+            for (x, y, dx, dy) in field {
+                if !(dx.is_finite() && dy.is_finite()) {
+                    continue;
+                }
+                let s = 0.9 * cell / max;
+                let (ex, ey) = (x + dx * s, y + dy * s);
+                let len = ((ex - x).powi(2) + (ey - y).powi(2)).sqrt();
+                let style = color.stroke_width(2);
+                chart.draw_series(std::iter::once(PathElement::new(vec![(*x, *y), (ex, ey)], style))).map_err(e2s)?;
+                if len > 1e-9 {
+                    // Arrowhead: two short strokes at ±25° from the shaft.
+                    let (ux, uy) = ((x - ex) / len, (y - ey) / len);
+                    let h = len.min(cell * 0.35) * 0.45;
+                    for a in [0.44f64, -0.44] {
+                        let (c, sn) = (a.cos(), a.sin());
+                        let (hx, hy) = (ux * c - uy * sn, ux * sn + uy * c);
+                        chart
+                            .draw_series(std::iter::once(PathElement::new(
+                                vec![(ex, ey), (ex + hx * h, ey + hy * h)],
+                                style,
+                            )))
+                            .map_err(e2s)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+        let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        (info.width, info.height, buf)
+    }
+
+    #[test]
+    fn figures_decode_and_are_not_blank() {
+        let pts: Vec<(f64, f64)> = (0..50).map(|i| (i as f64 / 30.0, 1.0 - i as f64 / 80.0)).collect();
+        let figs = [
+            scatter_two("uv", ("u", "v"), 2.0, ("pre", &pts), ("post", &pts[..10])).unwrap(),
+            triangles(&[[0.3, 0.4, 0.5]], &[[0.1, 0.2, 0.6]]).unwrap(),
+            line_panels(&[Lines {
+                title: "loss",
+                x_desc: "step",
+                y_desc: "loss",
+                series: vec![("loss", pts.clone())],
+            }])
+            .unwrap(),
+            grouped_bars("types", "fraction", &["a", "b"], &[("pre", vec![0.2, 0.5]), ("post", vec![0.3, 0.4])])
+                .unwrap(),
+            quiver("field", ("a", "b"), (-1.0, 1.0), &[("pre", vec![(0.0, 0.0, 1.0, 0.5), (0.5, 0.5, -1.0, 0.0)])])
+                .unwrap(),
+        ];
+        for f in figs {
+            let (w, h, px) = decode(&f);
+            assert!(w > 100 && h > 100);
+            let non_white = px.chunks(3).filter(|p| p != &[255, 255, 255]).count();
+            assert!(non_white > 1000, "figure is blank: {non_white} coloured pixels");
+        }
+    }
+
+    #[test]
+    fn rendering_is_deterministic() {
+        let pts = [(0.5, 0.5), (1.0, 1.5)];
+        let a = scatter_two("uv", ("u", "v"), 2.0, ("pre", &pts), ("post", &pts)).unwrap();
+        let b = scatter_two("uv", ("u", "v"), 2.0, ("pre", &pts), ("post", &pts)).unwrap();
+        assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,358 @@
+//! `report` stages: figures and tables a researcher reads at a glance.
+//!
+//! `layout: smeme` draws, with plotters:
+//! 1. `uv_scatter` — valid samples of the pre-trained and the tuned model in the
+//!    seed's shape space `(u, v) = (a/c, b/c)`;
+//! 2. `triangles` — a few valid and invalid tuned samples drawn in the plane (the
+//!    seed's `visualize_sample_triangles`);
+//! 3. `training` — the pre-training loss, and the tuning tracker (valid fraction
+//!    per outer epoch, Δ/teach and cos(−teacher, Δ) per inner epoch);
+//! 4. `types` — side/angle type distribution of the valid samples, pre vs tuned;
+//! 5. `score_field` — both models' scores on the (a, b) plane at fixed c and small t;
+//!
+//! and writes `html`, a page that shows them with the exploration and tracker
+//! tables. Everything is a pure function of the inputs: the page names its images
+//! by file name, and `scoreflow run` publishes the page and the PNGs together
+//! under `artifacts/reports/<pipeline>/<stage>/`, adding the run's stage list.
+
+use std::fmt::Write as _;
+
+use super::label::classify_all;
+use super::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::frame::Table;
+use crate::model::ScoreNetWeights;
+use crate::model::fast::FastMlp;
+use crate::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::plot::{self, Lines};
+use crate::sde::sampler::ScoreModel;
+use crate::triangle::{AngleType, SideType};
+
+pub struct Smeme;
+
+/// The marker that `scoreflow run` replaces with the run's stage list.
+pub const STAGES_MARKER: &str = "<!-- scoreflow:stages -->";
+
+static PARAMS: &[ParamDef] = &[
+    ParamDef {
+        name: "tol",
+        ty: ParamType::Float { min: 0.0, max: 1.0 },
+        default: Default::Float(0.01),
+        doc: "type tolerance",
+    },
+    ParamDef {
+        name: "n_triangles",
+        ty: ParamType::Int { min: 1, max: 20 },
+        default: Default::Int(6),
+        doc: "triangles drawn per panel",
+    },
+    ParamDef {
+        name: "field_t",
+        ty: ParamType::Float { min: 1e-6, max: 1e6 },
+        default: Default::Float(0.05),
+        doc: "time of the score-field slice",
+    },
+    ParamDef {
+        name: "field_c",
+        ty: ParamType::Float { min: 0.0, max: 1.0 },
+        default: Default::Float(0.75),
+        doc: "side c (side units) of the slice",
+    },
+    ParamDef {
+        name: "grid",
+        ty: ParamType::Int { min: 2, max: 60 },
+        default: Default::Int(15),
+        doc: "arrows per axis",
+    },
+];
+static INPUTS: &[InputDef] = &[
+    InputDef { name: "loss", format: Format::Table, required: true, doc: "pre-training loss (train.loss)" },
+    InputDef {
+        name: "pre",
+        format: Format::Table,
+        required: true,
+        doc: "validity flags of the pre-trained model's samples",
+    },
+    InputDef {
+        name: "post",
+        format: Format::Table,
+        required: true,
+        doc: "validity flags of the tuned model's samples",
+    },
+    InputDef { name: "tracker", format: Format::Table, required: true, doc: "tune.tracker" },
+    InputDef {
+        name: "exploration",
+        format: Format::Table,
+        required: true,
+        doc: "validate.exploration (tuned vs pre-trained)",
+    },
+    InputDef { name: "pre_model", format: Format::Blob, required: true, doc: "the pre-trained model" },
+    InputDef { name: "post_model", format: Format::Blob, required: true, doc: "the tuned model" },
+];
+static OUTPUTS: &[OutputDef] = &[
+    OutputDef { name: "html", format: Format::Blob, doc: "the report page (index.html)" },
+    OutputDef { name: "uv_scatter", format: Format::Blob, doc: "PNG" },
+    OutputDef { name: "triangles", format: Format::Blob, doc: "PNG" },
+    OutputDef { name: "training", format: Format::Blob, doc: "PNG" },
+    OutputDef { name: "types", format: Format::Blob, doc: "PNG" },
+    OutputDef { name: "score_field", format: Format::Blob, doc: "PNG" },
+];
+
+/// The figures of a report, in page order: (output name, caption).
+pub const FIGURES: &[(&str, &str)] = &[
+    ("uv_scatter", "Valid samples in the shape space (u, v) = (a/c, b/c): pre-trained vs tuned, from the same x_T."),
+    ("types", "Side and angle types of the valid samples."),
+    (
+        "training",
+        "Pre-training loss; tuning tracker: valid fraction of each round's samples, Δ/teach and cos(−teacher, Δ).",
+    ),
+    ("triangles", "Tuned samples drawn in the plane (A = (0, 0), B = (c, 0))."),
+    ("score_field", "Score field (a, b components) on a slice at fixed c and small t."),
+];
+
+fn plot_err(e: plot::PlotError) -> StageError {
+    StageError::Failed(e.to_string())
+}
+
+fn valid_rows(t: &Table) -> Result<(Vec<[f64; 3]>, Vec<[f64; 3]>), StageError> {
+    let (a, b, c) = (t.f64s("a")?, t.f64s("b")?, t.f64s("c")?);
+    let valid = match t.column("valid")? {
+        crate::frame::ColumnData::Bool(v) => v.clone(),
+        _ => return Err(StageError::Failed("`valid` must be a boolean column".into())),
+    };
+    let (mut ok, mut bad) = (Vec::new(), Vec::new());
+    for i in 0..a.len() {
+        if valid[i] { ok.push([a[i], b[i], c[i]]) } else { bad.push([a[i], b[i], c[i]]) }
+    }
+    Ok((ok, bad))
+}
+
+fn type_fractions(rows: &[[f64; 3]], tol: f64) -> Vec<f64> {
+    let col = |j: usize| rows.iter().map(|r| r[j]).collect::<Vec<f64>>();
+    let (sides, angles) = classify_all(&col(0), &col(1), &col(2), tol);
+    let n = rows.len().max(1) as f64;
+    let mut v: Vec<f64> = SideType::ALL.iter().map(|t| sides.iter().filter(|s| *s == t).count() as f64 / n).collect();
+    v.extend(AngleType::ALL.iter().map(|t| angles.iter().filter(|s| *s == t).count() as f64 / n));
+    v
+}
+
+/// `(a, b, s_a, s_b)` on a grid of the (a, b) plane (side units) at fixed c and t.
+fn field(w: &ScoreNetWeights, grid: usize, c: f64, t: f64) -> Vec<(f64, f64, f64, f64)> {
+    let m = &w.meta;
+    let model = FastMlp::new(w);
+    let mut x = Vec::new();
+    let mut at = Vec::new();
+    for i in 0..grid {
+        for j in 0..grid {
+            let (a, b) = ((i as f64 + 0.5) / grid as f64, (j as f64 + 0.5) / grid as f64);
+            at.push((a, b));
+            x.extend([a, b, c].map(|v| (m.scale * v + m.shift) as f32));
+        }
+    }
+    let mut out = vec![0f32; x.len()];
+    let mut scratch = model.scratch(at.len());
+    model.eval(&x, t as f32, &mut out, &mut scratch);
+    at.iter().enumerate().map(|(k, (a, b))| (*a, *b, out[3 * k] as f64, out[3 * k + 1] as f64)).collect()
+}
+
+/// Trailing mean over `window` steps (shorter at the start).
+fn moving_mean(steps: &[i64], values: &[f64], window: usize) -> Vec<(f64, f64)> {
+    let mut sum = 0.0;
+    (0..values.len())
+        .map(|i| {
+            sum += values[i];
+            if i >= window {
+                sum -= values[i - window];
+            }
+            (steps[i] as f64, sum / (i + 1).min(window) as f64)
+        })
+        .collect()
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// An HTML table of a scoreflow table (numbers to 4 significant decimals).
+pub fn html_table(t: &Table, caption: &str) -> String {
+    use crate::frame::ColumnData;
+    let mut s = format!("<table><caption>{}</caption><thead><tr>", esc(caption));
+    for c in &t.columns {
+        let _ = write!(s, "<th>{}</th>", esc(&c.name));
+    }
+    s.push_str("</tr></thead><tbody>");
+    for i in 0..t.num_rows() {
+        s.push_str("<tr>");
+        for c in &t.columns {
+            let cell = match &c.data {
+                ColumnData::F64(v) => format!("{:.4}", v[i]),
+                ColumnData::F32(v) => format!("{:.4}", v[i]),
+                ColumnData::I64(v) => v[i].to_string(),
+                ColumnData::Bool(v) => v[i].to_string(),
+                ColumnData::Str(v) => esc(&v[i]),
+            };
+            let _ = write!(s, "<td>{cell}</td>");
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</tbody></table>\n");
+    s
+}
+
+/// The page shell shared by report layouts.
+pub fn page(title: &str, intro: &str, figures: &[(&str, &str)], tables: &str) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>\
+body{{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1240px;color:#222}}\
+figure{{margin:1.5em 0}}img{{max-width:100%;border:1px solid #ddd}}figcaption{{color:#555;font-size:.95em}}\
+table{{border-collapse:collapse;margin:1em 0;font-size:.9em}}td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}\
+th{{background:#f3f3f3}}caption{{text-align:left;font-weight:bold;margin-bottom:.3em}}\
+</style></head><body>\n<h1>{t}</h1>\n<p>{intro}</p>\n",
+        t = esc(title),
+    );
+    for (name, caption) in figures {
+        let _ = write!(
+            s,
+            "<figure><img src=\"{name}.png\" alt=\"{c}\"><figcaption>{c}</figcaption></figure>\n",
+            c = esc(caption)
+        );
+    }
+    s.push_str(tables);
+    s.push_str(STAGES_MARKER);
+    s.push_str("\n</body></html>\n");
+    s
+}
+
+impl Stage for Smeme {
+    fn kind(&self) -> Kind {
+        Kind::Report
+    }
+    fn method(&self) -> &'static str {
+        "smeme"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> &'static [ParamDef] {
+        PARAMS
+    }
+    fn inputs(&self) -> &'static [InputDef] {
+        INPUTS
+    }
+    fn outputs(&self) -> &'static [OutputDef] {
+        OUTPUTS
+    }
+    fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
+        let p = ctx.params;
+        let tol = p.f64("tol");
+        let (pre_ok, _) = valid_rows(ctx.table("pre")?)?;
+        let (post_ok, post_bad) = valid_rows(ctx.table("post")?)?;
+        let uv = |rows: &[[f64; 3]]| rows.iter().map(|r| (r[0] / r[2], r[1] / r[2])).collect::<Vec<_>>();
+        let uv_png = plot::scatter_two(
+            "Valid samples in shape space",
+            ("u = a / c", "v = b / c"),
+            2.0,
+            ("pre-trained", &uv(&pre_ok)),
+            ("tuned", &uv(&post_ok)),
+        )
+        .map_err(plot_err)?;
+        (ctx.progress)(0.2);
+
+        let k = p.usize("n_triangles");
+        let tri_png =
+            plot::triangles(&post_ok[..k.min(post_ok.len())], &post_bad[..k.min(post_bad.len())]).map_err(plot_err)?;
+
+        let loss = ctx.table("loss")?;
+        let (steps, values) = (loss.i64s("step")?, loss.f64s("loss")?);
+        let tracker = ctx.table("tracker")?;
+        let (outer, inner) = (tracker.i64s("outer")?, tracker.i64s("inner")?);
+        let per = inner.iter().max().map_or(1, |m| m + 1);
+        let idx = |i: usize| outer[i] as f64 + (inner[i] as f64 + 1.0) / per as f64;
+        let series = |name: &str| -> Result<Vec<(f64, f64)>, StageError> {
+            let v = tracker.f64s(name)?;
+            Ok((0..v.len()).map(|i| (idx(i), v[i])).collect())
+        };
+        let vf = tracker.f64s("valid_fraction")?;
+        let valid_per_outer: Vec<(f64, f64)> =
+            (0..vf.len()).filter(|i| inner[*i] == 0).map(|i| (outer[i] as f64, vf[i])).collect();
+        let train_png = plot::line_panels(&[
+            Lines {
+                title: "Pre-training loss",
+                x_desc: "step",
+                y_desc: "variance-weighted DSM loss",
+                series: vec![("mean of the last 100 steps", moving_mean(steps, &values, 100))],
+            },
+            Lines {
+                title: "Tuning: valid fraction",
+                x_desc: "outer epoch",
+                y_desc: "valid fraction",
+                series: vec![("valid", valid_per_outer)],
+            },
+            Lines {
+                title: "Tuning: Δ/teach and cos(−T, Δ)",
+                x_desc: "outer epoch (inner epochs between)",
+                y_desc: "value",
+                series: vec![("Δ/teach", series("delta_ratio")?), ("cos(−T, Δ)", series("cos")?)],
+            },
+        ])
+        .map_err(plot_err)?;
+        (ctx.progress)(0.5);
+
+        let cats = ["equilateral", "isosceles", "scalene", "right", "acute", "obtuse"];
+        let types_png = plot::grouped_bars(
+            "Types of valid samples",
+            "fraction of valid samples",
+            &cats,
+            &[("pre-trained", type_fractions(&pre_ok, tol)), ("tuned", type_fractions(&post_ok, tol))],
+        )
+        .map_err(plot_err)?;
+
+        let load =
+            |name: &str| ScoreNetWeights::from_bytes(ctx.blob(name)?).map_err(|e| StageError::Failed(e.to_string()));
+        let (pre_w, post_w) = (load("pre_model")?, load("post_model")?);
+        let (grid, fc, ft) = (p.usize("grid"), p.f64("field_c"), p.f64("field_t"));
+        let field_png = plot::quiver(
+            &format!("score at t = {ft}, c = {fc}"),
+            ("a", "b"),
+            (0.0, 1.0),
+            &[("pre-trained", field(&pre_w, grid, fc, ft)), ("tuned", field(&post_w, grid, fc, ft))],
+        )
+        .map_err(plot_err)?;
+        (ctx.progress)(0.9);
+
+        let mut tables =
+            html_table(ctx.table("exploration")?, "Exploration: pre-trained (reference) vs tuned (samples)");
+        let last_inner: Vec<usize> = (0..outer.len()).filter(|i| inner[*i] == per - 1).collect();
+        let mut summary = Table::new();
+        for col in &tracker.columns {
+            let data = match &col.data {
+                crate::frame::ColumnData::F64(v) => {
+                    crate::frame::ColumnData::F64(last_inner.iter().map(|i| v[*i]).collect())
+                }
+                crate::frame::ColumnData::I64(v) => {
+                    crate::frame::ColumnData::I64(last_inner.iter().map(|i| v[*i]).collect())
+                }
+                other => other.clone(),
+            };
+            summary = summary.with(&col.name, data);
+        }
+        tables.push_str(&html_table(&summary, "Tuning tracker (last inner epoch of each outer epoch)"));
+        let intro = format!(
+            "S-MEME maximum-entropy manifold exploration on triangles. {} valid pre-trained samples and {} valid tuned samples (paired: same x_T).",
+            pre_ok.len(),
+            post_ok.len()
+        );
+        let html = page("S-MEME report", &intro, FIGURES, &tables);
+        Ok([
+            ("html".to_string(), Artifact::Blob(html.into_bytes())),
+            ("uv_scatter".to_string(), Artifact::Blob(uv_png)),
+            ("triangles".to_string(), Artifact::Blob(tri_png)),
+            ("training".to_string(), Artifact::Blob(train_png)),
+            ("types".to_string(), Artifact::Blob(types_png)),
+            ("score_field".to_string(), Artifact::Blob(field_png)),
+        ]
+        .into_iter()
+        .collect())
+    }
+}
