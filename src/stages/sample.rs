@@ -76,7 +76,7 @@ static OUTPUTS: &[OutputDef] = &[
 
 /// Particles per sampler chunk: large enough for gemm to be efficient, small
 /// enough for a chunk's activations to stay in L2.
-pub const CHUNK: usize = 256;
+pub const CHUNK: usize = 512;
 
 impl Stage for Pc {
     fn kind(&self) -> Kind {
