@@ -29,24 +29,7 @@ static INPUTS: &[InputDef] =
 static OUTPUTS: &[OutputDef] = &[OutputDef { name: "table", format: Format::Table, doc: "one i64 column `value`" }];
 
 impl Stage for Debug {
-    fn kind(&self) -> Kind {
-        Kind::Debug
-    }
-    fn method(&self) -> &'static str {
-        "echo"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn params(&self) -> &'static [ParamDef] {
-        PARAMS
-    }
-    fn inputs(&self) -> &'static [InputDef] {
-        INPUTS
-    }
-    fn outputs(&self) -> &'static [OutputDef] {
-        OUTPUTS
-    }
+    describe!(Kind::Debug, "echo", version 1, PARAMS, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let sleep = ctx.params.i64("sleep_ms") as u64;
         let steps = 10;

@@ -9,7 +9,7 @@
 
 use rand::seq::{SliceRandom, index};
 
-use super::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
+use super::{Artifact, Format, Kind, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::frame::{ColumnData, Table};
 use crate::params::{Default, ParamDef, ParamType, ParamsExt};
 use crate::triangle::{AngleType, SideType, classify_angles, classify_sides, sample_valid_sides};
@@ -77,24 +77,7 @@ fn apply_quota<T: Copy + PartialEq>(
 }
 
 impl Stage for Triangles {
-    fn kind(&self) -> Kind {
-        Kind::Generate
-    }
-    fn method(&self) -> &'static str {
-        "triangles"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn params(&self) -> &'static [ParamDef] {
-        PARAMS
-    }
-    fn inputs(&self) -> &'static [InputDef] {
-        &[]
-    }
-    fn outputs(&self) -> &'static [OutputDef] {
-        OUTPUTS
-    }
+    describe!(Kind::Generate, "triangles", version 1, PARAMS, &[], OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
         let n = p.usize("n_samples");

@@ -76,24 +76,7 @@ pub fn format_counts(counts: &Table) -> Option<String> {
 }
 
 impl Stage for TriangleTypes {
-    fn kind(&self) -> Kind {
-        Kind::Label
-    }
-    fn method(&self) -> &'static str {
-        "triangle_types"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn params(&self) -> &'static [ParamDef] {
-        PARAMS
-    }
-    fn inputs(&self) -> &'static [InputDef] {
-        INPUTS
-    }
-    fn outputs(&self) -> &'static [OutputDef] {
-        OUTPUTS
-    }
+    describe!(Kind::Label, "triangle_types", version 1, PARAMS, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let data = ctx.table("data")?;
         let (a, b, c) = (data.f64s("a")?, data.f64s("b")?, data.f64s("c")?);

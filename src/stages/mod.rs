@@ -19,6 +19,31 @@ use std::sync::Arc;
 use crate::frame::{FrameError, Table};
 use crate::params::{ParamDef, Params};
 
+/// Implements the six descriptive methods of [`Stage`] in one line:
+/// `describe!(Kind::Train, "dsm_ou", version 2, PARAMS, INPUTS, OUTPUTS);`
+macro_rules! describe {
+    ($kind:expr, $method:literal, version $version:literal, $params:expr, $inputs:expr, $outputs:expr) => {
+        fn kind(&self) -> $crate::stages::Kind {
+            $kind
+        }
+        fn method(&self) -> &'static str {
+            $method
+        }
+        fn version(&self) -> u32 {
+            $version
+        }
+        fn params(&self) -> &'static [$crate::params::ParamDef] {
+            $params
+        }
+        fn inputs(&self) -> &'static [$crate::stages::InputDef] {
+            $inputs
+        }
+        fn outputs(&self) -> &'static [$crate::stages::OutputDef] {
+            $outputs
+        }
+    };
+}
+
 #[cfg(feature = "test-stages")]
 pub mod debug;
 pub mod generate;

@@ -225,24 +225,7 @@ th{{background:#f3f3f3}}caption{{text-align:left;font-weight:bold;margin-bottom:
 }
 
 impl Stage for Smeme {
-    fn kind(&self) -> Kind {
-        Kind::Report
-    }
-    fn method(&self) -> &'static str {
-        "smeme"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn params(&self) -> &'static [ParamDef] {
-        PARAMS
-    }
-    fn inputs(&self) -> &'static [InputDef] {
-        INPUTS
-    }
-    fn outputs(&self) -> &'static [OutputDef] {
-        OUTPUTS
-    }
+    describe!(Kind::Report, "smeme", version 1, PARAMS, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
         let tol = p.f64("tol");

@@ -79,24 +79,7 @@ static OUTPUTS: &[OutputDef] = &[
 pub const CHUNK: usize = 512;
 
 impl Stage for Pc {
-    fn kind(&self) -> Kind {
-        Kind::Sample
-    }
-    fn method(&self) -> &'static str {
-        "pc"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn params(&self) -> &'static [ParamDef] {
-        PARAMS
-    }
-    fn inputs(&self) -> &'static [InputDef] {
-        INPUTS
-    }
-    fn outputs(&self) -> &'static [OutputDef] {
-        OUTPUTS
-    }
+    describe!(Kind::Sample, "pc", version 1, PARAMS, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
         let weights = ScoreNetWeights::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;

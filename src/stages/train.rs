@@ -197,24 +197,7 @@ impl DsmConfig {
 }
 
 impl Stage for DsmOu {
-    fn kind(&self) -> Kind {
-        Kind::Train
-    }
-    fn method(&self) -> &'static str {
-        "dsm_ou"
-    }
-    fn version(&self) -> u32 {
-        2
-    }
-    fn params(&self) -> &'static [ParamDef] {
-        PARAMS
-    }
-    fn inputs(&self) -> &'static [InputDef] {
-        INPUTS
-    }
-    fn outputs(&self) -> &'static [OutputDef] {
-        OUTPUTS
-    }
+    describe!(Kind::Train, "dsm_ou", version 2, PARAMS, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let cfg = DsmConfig::from_params(ctx.params);
         let pool = scaled_pool(ctx.table("data")?, &cfg.meta)?;

@@ -154,24 +154,7 @@ fn scalar(t: Tensor<1>) -> f64 {
 }
 
 impl Stage for Smeme {
-    fn kind(&self) -> Kind {
-        Kind::Tune
-    }
-    fn method(&self) -> &'static str {
-        "smeme"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn params(&self) -> &'static [ParamDef] {
-        PARAMS
-    }
-    fn inputs(&self) -> &'static [InputDef] {
-        INPUTS
-    }
-    fn outputs(&self) -> &'static [OutputDef] {
-        OUTPUTS
-    }
+    describe!(Kind::Tune, "smeme", version 1, PARAMS, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
         let base = ScoreNetWeights::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;

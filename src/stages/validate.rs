@@ -97,24 +97,7 @@ pub fn summarize(v: &[Validity]) -> (Vec<String>, Vec<f64>) {
 }
 
 impl Stage for TriangleChecks {
-    fn kind(&self) -> Kind {
-        Kind::Validate
-    }
-    fn method(&self) -> &'static str {
-        "triangle"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn params(&self) -> &'static [ParamDef] {
-        PARAMS
-    }
-    fn inputs(&self) -> &'static [InputDef] {
-        INPUTS
-    }
-    fn outputs(&self) -> &'static [OutputDef] {
-        OUTPUTS
-    }
+    describe!(Kind::Validate, "triangle", version 1, PARAMS, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let t = ctx.table("samples")?;
         let (a, b, c) = (t.f64s("a")?, t.f64s("b")?, t.f64s("c")?);
