@@ -99,13 +99,6 @@ impl Dag {
         v
     }
 
-    /// Indices of the stages that read from `stage`.
-    pub fn downstream(&self, stage: usize) -> Vec<usize> {
-        let mut v: Vec<usize> = self.graph.edges(NodeIndex::new(stage)).map(|e| self.graph[e.target()]).collect();
-        v.sort();
-        v
-    }
-
     /// `stage` and everything upstream of it.
     pub fn ancestors_of(&self, roots: &[usize]) -> BTreeSet<usize> {
         let mut seen = BTreeSet::new();

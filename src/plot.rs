@@ -6,6 +6,7 @@
 
 use std::sync::Once;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
@@ -55,6 +56,23 @@ where
     Ok(out)
 }
 
+/// Draw a chart's legend in the house style: boxed, on a translucent white
+/// background, with `size`-point text at `position`.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    size: u32,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .label_font((FONT, size))
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.9))
+        .position(position)
+        .draw()
+        .map_err(e2s)
+}
+
 fn e2s<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
@@ -87,14 +105,7 @@ pub fn scatter_two(
                 .label(format!("{name} ({})", pts.len()))
                 .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 16))
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.9))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(e2s)
+        legend(&mut chart, 16, SeriesLabelPosition::UpperRight)
     })
 }
 
@@ -129,14 +140,7 @@ pub fn triangles(valid: &[[f64; 3]], invalid: &[[f64; 3]]) -> Result<Vec<u8>, Pl
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
                 chart.draw_series(pts[..3].iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(e2s)?;
             }
-            chart
-                .configure_series_labels()
-                .label_font((FONT, 13))
-                .border_style(BLACK)
-                .background_style(WHITE.mix(0.9))
-                .position(SeriesLabelPosition::UpperLeft)
-                .draw()
-                .map_err(e2s)?;
+            legend(&mut chart, 13, SeriesLabelPosition::UpperLeft)?;
         }
         Ok(())
     })
@@ -188,13 +192,7 @@ pub fn line_panels(panels: &[Lines]) -> Result<Vec<u8>, PlotError> {
                     .label(*name)
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
             }
-            chart
-                .configure_series_labels()
-                .label_font((FONT, 13))
-                .border_style(BLACK)
-                .background_style(WHITE.mix(0.9))
-                .draw()
-                .map_err(e2s)?;
+            legend(&mut chart, 13, SeriesLabelPosition::MiddleRight)?;
         }
         Ok(())
     })
@@ -242,13 +240,7 @@ pub fn grouped_bars(
                 .label(*name)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 14))
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.9))
-            .draw()
-            .map_err(e2s)
+        legend(&mut chart, 14, SeriesLabelPosition::MiddleRight)
     })
 }
 

@@ -174,11 +174,6 @@ impl FastMlp {
         }
     }
 
-    /// The pre-trained part alone (the teacher of a tuned model).
-    pub fn without_delta(&self) -> FastMlp {
-        FastMlp { delta: None, ..self.clone() }
-    }
-
     /// Evaluate into `out`; `x` and `out` are row-major with `dim` columns.
     pub fn forward(&self, x: &[f32], t: f32, out: &mut [f32], s: &mut Scratch) {
         time_embedding_into(t, &self.freqs, &mut s.feat);

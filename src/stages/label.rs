@@ -34,29 +34,35 @@ pub fn classify_all(a: &[f64], b: &[f64], c: &[f64], tol: f64) -> (Vec<SideType>
     (sides, angles)
 }
 
+/// Counts of each side type, then each angle type, in the fixed order of
+/// `SideType::ALL` and `AngleType::ALL`.
+pub fn type_tally(sides: &[SideType], angles: &[AngleType]) -> Vec<i64> {
+    let side = SideType::ALL.iter().map(|t| sides.iter().filter(|s| *s == t).count() as i64);
+    let angle = AngleType::ALL.iter().map(|t| angles.iter().filter(|s| *s == t).count() as i64);
+    side.chain(angle).collect()
+}
+
+/// [`type_tally`] as fractions of the number of rows (0 for no rows).
+pub fn type_fractions(sides: &[SideType], angles: &[AngleType]) -> Vec<f64> {
+    let n = sides.len().max(1) as f64;
+    type_tally(sides, angles).iter().map(|c| *c as f64 / n).collect()
+}
+
 /// The `counts` table: one row per side type and per angle type, fixed order,
 /// zero counts included.
 pub fn type_counts(sides: &[SideType], angles: &[AngleType]) -> Table {
-    let n = sides.len().max(1) as f64;
-    let mut family = Vec::new();
-    let mut ty = Vec::new();
-    let mut count = Vec::new();
-    for t in SideType::ALL {
-        family.push("side".to_string());
-        ty.push(t.name().to_string());
-        count.push(sides.iter().filter(|s| **s == t).count() as i64);
-    }
-    for t in AngleType::ALL {
-        family.push("angle".to_string());
-        ty.push(t.name().to_string());
-        count.push(angles.iter().filter(|s| **s == t).count() as i64);
-    }
-    let fraction = count.iter().map(|c| *c as f64 / n).collect();
+    let family = ["side"; 3].into_iter().chain(["angle"; 3]).map(String::from).collect();
+    let ty = SideType::ALL
+        .iter()
+        .map(|t| t.name())
+        .chain(AngleType::ALL.iter().map(|t| t.name()))
+        .map(String::from)
+        .collect();
     Table::new()
         .with("family", ColumnData::Str(family))
         .with("type", ColumnData::Str(ty))
-        .with("count", ColumnData::I64(count))
-        .with("fraction", ColumnData::F64(fraction))
+        .with("count", ColumnData::I64(type_tally(sides, angles)))
+        .with("fraction", ColumnData::F64(type_fractions(sides, angles)))
 }
 
 /// "side: equilateral 0 (0.0%), … | angle: …" from a counts table.

@@ -17,7 +17,7 @@
 
 use std::fmt::Write as _;
 
-use super::label::classify_all;
+use super::label::{classify_all, type_fractions};
 use super::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::frame::Table;
 use crate::model::ScoreNetWeights;
@@ -25,7 +25,6 @@ use crate::model::fast::FastMlp;
 use crate::params::{Default, ParamDef, ParamType, ParamsExt};
 use crate::plot::{self, Lines};
 use crate::sde::sampler::ScoreModel;
-use crate::triangle::{AngleType, SideType};
 
 pub struct Smeme;
 
@@ -126,13 +125,10 @@ fn valid_rows(t: &Table) -> Result<(Vec<[f64; 3]>, Vec<[f64; 3]>), StageError> {
     Ok((ok, bad))
 }
 
-fn type_fractions(rows: &[[f64; 3]], tol: f64) -> Vec<f64> {
+fn row_type_fractions(rows: &[[f64; 3]], tol: f64) -> Vec<f64> {
     let col = |j: usize| rows.iter().map(|r| r[j]).collect::<Vec<f64>>();
     let (sides, angles) = classify_all(&col(0), &col(1), &col(2), tol);
-    let n = rows.len().max(1) as f64;
-    let mut v: Vec<f64> = SideType::ALL.iter().map(|t| sides.iter().filter(|s| *s == t).count() as f64 / n).collect();
-    v.extend(AngleType::ALL.iter().map(|t| angles.iter().filter(|s| *s == t).count() as f64 / n));
-    v
+    type_fractions(&sides, &angles)
 }
 
 /// `(a, b, s_a, s_b)` on a grid of the (a, b) plane (side units) at fixed c and t.
@@ -287,7 +283,7 @@ impl Stage for Smeme {
             "Types of valid samples",
             "fraction of valid samples",
             &cats,
-            &[("pre-trained", type_fractions(&pre_ok, tol)), ("tuned", type_fractions(&post_ok, tol))],
+            &[("pre-trained", row_type_fractions(&pre_ok, tol)), ("tuned", row_type_fractions(&post_ok, tol))],
         )
         .map_err(plot_err)?;
 

@@ -10,11 +10,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::label::{classify_all, format_counts, type_counts};
+use super::label::{classify_all, format_counts, type_counts, type_fractions};
 use super::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::frame::{ColumnData, Table};
 use crate::params::{Default, ParamDef, ParamType, ParamsExt};
-use crate::triangle::Validity;
+use crate::triangle::{AngleType, SideType, Validity};
 
 pub struct TriangleChecks;
 
@@ -101,11 +101,9 @@ impl Stage for TriangleChecks {
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let t = ctx.table("samples")?;
         let (a, b, c) = (t.f64s("a")?, t.f64s("b")?, t.f64s("c")?);
-        let checks = check_all(&a, &b, &c, ctx.params.f64("eps"));
-        let (metric, value) = summarize(&checks);
-        let keep: Vec<usize> = (0..a.len()).filter(|i| checks[*i].valid()).collect();
-        let pick = |v: &[f64]| keep.iter().map(|i| v[*i]).collect::<Vec<f64>>();
-        let (sides, angles) = classify_all(&pick(&a), &pick(&b), &pick(&c), ctx.params.f64("tol"));
+        let mine = ValidSet::new(&a, &b, &c, ctx.params);
+        let checks = &mine.checks;
+        let (metric, value) = summarize(checks);
         let flags = Table::new()
             .with("a", ColumnData::F64(a.clone()))
             .with("b", ColumnData::F64(b.clone()))
@@ -116,11 +114,12 @@ impl Stage for TriangleChecks {
             .with("inequality_ok", ColumnData::Bool(checks.iter().map(|x| x.inequality_ok).collect()))
             .with("margin", ColumnData::F64(checks.iter().map(|x| x.margin).collect()));
         let summary = Table::new().with("metric", ColumnData::Str(metric)).with("value", ColumnData::F64(value));
-        let mine = exploration(&a, &b, &c, ctx.params);
+        let types = type_counts(&mine.sides, &mine.angles);
+        let mine = exploration(&mine, ctx.params);
         let reference = match ctx.inputs.get("reference") {
             Some(_) => {
                 let r = ctx.table("reference")?;
-                Some(exploration(&r.f64s("a")?, &r.f64s("b")?, &r.f64s("c")?, ctx.params))
+                Some(exploration(&ValidSet::new(&r.f64s("a")?, &r.f64s("b")?, &r.f64s("c")?, ctx.params), ctx.params))
             }
             None => None,
         };
@@ -134,7 +133,7 @@ impl Stage for TriangleChecks {
             ("exploration".to_string(), Artifact::Table(exploration)),
             ("summary".to_string(), Artifact::Table(summary)),
             ("flags".to_string(), Artifact::Table(flags)),
-            ("types".to_string(), Artifact::Table(type_counts(&sides, &angles))),
+            ("types".to_string(), Artifact::Table(types)),
         ]
         .into_iter()
         .collect())
@@ -184,34 +183,49 @@ impl Stage for TriangleChecks {
     }
 }
 
+/// A sample set's validity checks and the types of its valid samples.
+pub struct ValidSet {
+    pub checks: Vec<Validity>,
+    /// (a, b, c) of the valid samples.
+    pub valid: [Vec<f64>; 3],
+    pub sides: Vec<SideType>,
+    pub angles: Vec<AngleType>,
+}
+
+impl ValidSet {
+    pub fn new(a: &[f64], b: &[f64], c: &[f64], p: &crate::params::Params) -> ValidSet {
+        let checks = check_all(a, b, c, p.f64("eps"));
+        let keep: Vec<usize> = (0..a.len()).filter(|i| checks[*i].valid()).collect();
+        let pick = |v: &[f64]| keep.iter().map(|i| v[*i]).collect::<Vec<f64>>();
+        let valid = [pick(a), pick(b), pick(c)];
+        let (sides, angles) = classify_all(&valid[0], &valid[1], &valid[2], p.f64("tol"));
+        ValidSet { checks, valid, sides, angles }
+    }
+}
+
 /// Exploration metrics of one sample set: validity, the type distribution of its
 /// valid samples, the mass of the rare types (a valid triangle that is isosceles,
 /// equilateral or right — counted once), and the entropy and occupied-bin fraction
 /// of the seed's shape map `(u, v) = (a/c, b/c)` over the valid samples.
-pub fn exploration(a: &[f64], b: &[f64], c: &[f64], p: &crate::params::Params) -> Vec<(&'static str, f64)> {
-    use crate::triangle::{AngleType, SideType};
-    let checks = check_all(a, b, c, p.f64("eps"));
-    let keep: Vec<usize> = (0..a.len()).filter(|i| checks[*i].valid()).collect();
-    let pick = |v: &[f64]| keep.iter().map(|i| v[*i]).collect::<Vec<f64>>();
-    let (va, vb, vc) = (pick(a), pick(b), pick(c));
-    let (sides, angles) = classify_all(&va, &vb, &vc, p.f64("tol"));
-    let n = keep.len().max(1) as f64;
-    let frac_side = |t: SideType| sides.iter().filter(|s| **s == t).count() as f64 / n;
-    let frac_angle = |t: AngleType| angles.iter().filter(|s| **s == t).count() as f64 / n;
-    let rare = (0..keep.len()).filter(|i| sides[*i] != SideType::Scalene || angles[*i] == AngleType::Right).count();
-    let u: Vec<f64> = va.iter().zip(&vc).map(|(a, c)| a / c).collect();
-    let v: Vec<f64> = vb.iter().zip(&vc).map(|(b, c)| b / c).collect();
+pub fn exploration(set: &ValidSet, p: &crate::params::Params) -> Vec<(&'static str, f64)> {
+    let [va, vb, vc] = &set.valid;
+    let n_valid = va.len();
+    let rare =
+        (0..n_valid).filter(|i| set.sides[*i] != SideType::Scalene || set.angles[*i] == AngleType::Right).count();
+    let u: Vec<f64> = va.iter().zip(vc).map(|(a, c)| a / c).collect();
+    let v: Vec<f64> = vb.iter().zip(vc).map(|(b, c)| b / c).collect();
     let bins = p.usize("bins");
     let (entropy, occupied) = crate::metrics::hist2d_entropy(&u, &v, bins, 0.0, p.f64("uv_max"));
+    let f = type_fractions(&set.sides, &set.angles);
     vec![
-        ("valid_fraction", keep.len() as f64 / a.len().max(1) as f64),
-        ("rare_type_mass", rare as f64 / n),
-        ("equilateral", frac_side(SideType::Equilateral)),
-        ("isosceles", frac_side(SideType::Isosceles)),
-        ("scalene", frac_side(SideType::Scalene)),
-        ("right", frac_angle(AngleType::Right)),
-        ("acute", frac_angle(AngleType::Acute)),
-        ("obtuse", frac_angle(AngleType::Obtuse)),
+        ("valid_fraction", n_valid as f64 / set.checks.len().max(1) as f64),
+        ("rare_type_mass", rare as f64 / n_valid.max(1) as f64),
+        ("equilateral", f[0]),
+        ("isosceles", f[1]),
+        ("scalene", f[2]),
+        ("right", f[3]),
+        ("acute", f[4]),
+        ("obtuse", f[5]),
         ("uv_entropy", entropy),
         ("uv_entropy_max", ((bins * bins) as f64).ln()),
         ("uv_occupied_fraction", occupied),
