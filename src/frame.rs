@@ -130,6 +130,22 @@ impl Table {
         }
     }
 
+    /// Names of the float (f64 or f32) columns, in table order.
+    pub fn float_columns(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .filter(|c| matches!(c.data, ColumnData::F64(_) | ColumnData::F32(_)))
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// The named float columns as one row-major f64 matrix.
+    pub fn rows_f64(&self, names: &[String]) -> Result<Vec<f64>, FrameError> {
+        let cols = names.iter().map(|n| self.f64s(n)).collect::<Result<Vec<_>, _>>()?;
+        let n = self.num_rows();
+        Ok((0..n).flat_map(|i| cols.iter().map(move |c| c[i])).collect())
+    }
+
     pub fn strs(&self, name: &str) -> Result<&[String], FrameError> {
         match self.column(name)? {
             ColumnData::Str(v) => Ok(v),

@@ -77,30 +77,30 @@ fn e2s<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
 
-/// Scatter of two point sets on `[0, lim]²` (the seed's (u, v) figure).
-pub fn scatter_two(
+/// Scatter of one or more point sets (colours in order: blue, orange) on the
+/// rectangle `x × y`; points outside it are left out, the legend counts all.
+pub fn scatter(
     title: &str,
     (xl, yl): (&str, &str),
-    lim: f64,
-    a: (&str, &[(f64, f64)]),
-    b: (&str, &[(f64, f64)]),
+    x: (f64, f64),
+    y: (f64, f64),
+    sets: &[(&str, &[(f64, f64)])],
 ) -> Result<Vec<u8>, PlotError> {
-    render("scatter", 800, 760, |root| {
+    let side = |r: (f64, f64)| r.1 - r.0;
+    let h = (740.0 * side(y) / side(x)).clamp(400.0, 900.0) as u32 + 20;
+    render("scatter", 800, h, |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, (FONT, 24))
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(56)
-            .build_cartesian_2d(0f64..lim, 0f64..lim)
+            .build_cartesian_2d(x.0..x.1, y.0..y.1)
             .map_err(e2s)?;
         chart.configure_mesh().x_desc(xl).y_desc(yl).label_style((FONT, 15)).draw().map_err(e2s)?;
-        for ((name, pts), color) in [(a, PRE), (b, POST)] {
+        let inside = |(a, b): &(f64, f64)| *a >= x.0 && *a < x.1 && *b >= y.0 && *b < y.1;
+        for ((name, pts), color) in sets.iter().zip([PRE, POST]) {
             chart
-                .draw_series(
-                    pts.iter()
-                        .filter(|(x, y)| x.is_finite() && y.is_finite() && *x < lim && *y < lim)
-                        .map(|(x, y)| Cross::new((*x, *y), 3, color.mix(0.45))),
-                )
+                .draw_series(pts.iter().filter(|p| inside(p)).map(|(a, b)| Cross::new((*a, *b), 3, color.mix(0.45))))
                 .map_err(e2s)?
                 .label(format!("{name} ({})", pts.len()))
                 .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
@@ -169,7 +169,9 @@ pub fn line_panels(panels: &[Lines]) -> Result<Vec<u8>, PlotError> {
             if x0 > x1 {
                 (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
             }
-            let pad = ((y1 - y0) * 0.08).max(1e-9);
+            // A flat series (a constant learning rate) still gets a readable range.
+            let flat = y1 - y0 <= 1e-6 * y1.abs().max(y0.abs());
+            let pad = if flat { y1.abs().max(y0.abs()) * 0.05 } else { (y1 - y0) * 0.08 }.max(1e-9);
             let mut chart = ChartBuilder::on(area)
                 .caption(panel.title, (FONT, 20))
                 .margin(14)
@@ -318,7 +320,7 @@ mod tests {
     fn figures_decode_and_are_not_blank() {
         let pts: Vec<(f64, f64)> = (0..50).map(|i| (i as f64 / 30.0, 1.0 - i as f64 / 80.0)).collect();
         let figs = [
-            scatter_two("uv", ("u", "v"), 2.0, ("pre", &pts), ("post", &pts[..10])).unwrap(),
+            scatter("uv", ("u", "v"), (0.0, 2.0), (0.0, 2.0), &[("pre", &pts), ("post", &pts[..10])]).unwrap(),
             triangles(&[[0.3, 0.4, 0.5]], &[[0.1, 0.2, 0.6]]).unwrap(),
             line_panels(&[Lines {
                 title: "loss",
@@ -343,8 +345,8 @@ mod tests {
     #[test]
     fn rendering_is_deterministic() {
         let pts = [(0.5, 0.5), (1.0, 1.5)];
-        let a = scatter_two("uv", ("u", "v"), 2.0, ("pre", &pts), ("post", &pts)).unwrap();
-        let b = scatter_two("uv", ("u", "v"), 2.0, ("pre", &pts), ("post", &pts)).unwrap();
+        let a = scatter("uv", ("u", "v"), (0.0, 2.0), (0.0, 2.0), &[("pre", &pts), ("post", &pts)]).unwrap();
+        let b = scatter("uv", ("u", "v"), (0.0, 2.0), (0.0, 2.0), &[("pre", &pts), ("post", &pts)]).unwrap();
         assert_eq!(a, b);
     }
 }

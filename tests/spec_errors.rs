@@ -77,7 +77,7 @@ fn cycle_names_its_path() {
 #[test]
 fn bad_seed_and_names() {
     insta::assert_snapshot!(errors(
-        "name: my pipeline\nseed: -3\nstages:\n  bad.name:\n    kind: generate\n    seed: x\n"
+        "name: my pipeline\nseed: -3\nstages:\n  bad.name:\n    kind: generate\n    seed: x\n    params: { dataset: triangles }\n"
     ));
 }
 

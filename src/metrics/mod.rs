@@ -5,6 +5,8 @@
 //! are occupied. A uniform spread over all `n²` bins gives `ln(n²)`; a point mass
 //! gives 0.
 
+pub mod distance;
+
 /// Entropy (nats) and occupied-bin fraction of the histogram of `(x, y)` points on
 /// `bins × bins` equal cells over `[lo, hi)²`. Points outside (and non-finite
 /// points) are ignored; with no point inside, both are 0.

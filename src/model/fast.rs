@@ -84,7 +84,6 @@ impl FastNet {
 
     /// Evaluate into `out` (`rows × dim`), with per-call features `feat`.
     fn forward(&self, x: &[f32], feat: &[f32], out: &mut [f32], a: &mut [f32], b: &mut [f32], bias: &mut [f32]) {
-        let rows = x.len() / self.dim;
         let w = self.width;
         // Per-call bias of the first layer: feat·W_feat + b.
         let bias = &mut bias[..w];
@@ -95,6 +94,13 @@ impl FastNet {
                 *bv += e * wv;
             }
         }
+        self.forward_biased(x, bias, out, a, b)
+    }
+
+    /// Evaluate into `out` with the first layer's complete per-call bias given.
+    fn forward_biased(&self, x: &[f32], bias: &[f32], out: &mut [f32], a: &mut [f32], b: &mut [f32]) {
+        let rows = x.len() / self.dim;
+        let w = self.width;
         // First layer: bias + x·W_x, then SiLU.
         let h = &mut a[..rows * w];
         for r in 0..rows {
@@ -208,6 +214,74 @@ impl ScoreModel for FastMlp {
     }
 }
 
+/// The two-moons ε-network ([`super::eps`]) for sampling: every row of a call
+/// shares the timestep, so the embedding MLP runs once per call on one row and
+/// its output joins the trunk's first-layer bias; the trunk is a [`FastNet`].
+#[derive(Debug, Clone)]
+pub struct FastEps {
+    freqs: Vec<f32>,
+    /// The embedding MLP: (weight `[in × out]`, bias) per layer.
+    temb: Vec<(Vec<f32>, Vec<f32>, usize, usize)>,
+    trunk: FastNet,
+}
+
+impl FastEps {
+    pub fn new(config: &super::eps::EpsNetConfig, layers: &super::eps::EpsLayers) -> FastEps {
+        FastEps {
+            freqs: config.frequencies(),
+            temb: layers.temb.clone(),
+            trunk: FastNet::new(config.dim, &layers.trunk),
+        }
+    }
+
+    /// `bt₀ + TimestepEmbedding(Timesteps(t))`: the trunk's first-layer bias at `t`.
+    fn bias_at(&self, t: f32, s: &mut Scratch) {
+        super::eps::timestep_embedding_into(t, &self.freqs, &mut s.feat);
+        let mut input = std::mem::take(&mut s.feat);
+        for (i, (w, b, n_in, n_out)) in self.temb.iter().enumerate() {
+            let mut out = b.clone();
+            for (k, e) in input.iter().enumerate().take(*n_in) {
+                let row = &w[k * n_out..(k + 1) * n_out];
+                for (o, wv) in out.iter_mut().zip(row) {
+                    *o += e * wv;
+                }
+            }
+            if i + 1 < self.temb.len() {
+                silu_bias(&mut out, &[]);
+            }
+            input = out;
+        }
+        for (o, b) in input.iter_mut().zip(&self.trunk.first_feat.b) {
+            *o += b;
+        }
+        s.bias[..input.len()].copy_from_slice(&input);
+        s.feat = vec![0.0; 2 * self.freqs.len()];
+    }
+}
+
+impl crate::sde::ddpm::EpsModel for FastEps {
+    type Scratch = Scratch;
+    fn dim(&self) -> usize {
+        self.trunk.dim
+    }
+    fn scratch(&self, rows: usize) -> Scratch {
+        let widest = self.trunk.widest();
+        Scratch {
+            a: vec![0.0; rows * widest],
+            b: vec![0.0; rows * widest],
+            bias: vec![0.0; widest],
+            feat: vec![0.0; 2 * self.freqs.len()],
+            delta_out: Vec::new(),
+        }
+    }
+    fn eval(&self, x: &[f32], t: f32, out: &mut [f32], s: &mut Scratch) {
+        self.bias_at(t, s);
+        let bias = std::mem::take(&mut s.bias);
+        self.trunk.forward_biased(x, &bias[..self.trunk.width], out, &mut s.a, &mut s.b);
+        s.bias = bias;
+    }
+}
+
 /// Dot product with 16 independent partial sums (fixed order on every CPU).
 #[inline]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -239,7 +313,7 @@ const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// two so `r` is exact to f32 precision), `e^x = 2ⁿ·e^r` with the degree-6 Taylor
 /// polynomial of `e^r` on `|r| ≤ ln2/2`. Inputs are clamped to [−87, 88].
 #[inline(always)]
-fn exp_fast(x: f32) -> f32 {
+pub(crate) fn exp_fast(x: f32) -> f32 {
     let x = x.max(-87.0).min(88.0);
     // Round to nearest without a libm call (vectorises).
     let n = (x * LOG2E + 12_582_912.0) - 12_582_912.0;

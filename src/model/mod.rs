@@ -22,6 +22,8 @@
 //! not part of any cache key: both give the same results within float tolerance.
 //! Inference in the sampler uses [`fast::FastMlp`] over the trained weights.
 
+pub mod backprop;
+pub mod eps;
 pub mod fast;
 
 use std::sync::OnceLock;

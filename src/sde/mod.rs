@@ -16,6 +16,7 @@
 //! (`v/mean(v)·(score − s)²`, i.e. `z²/mean(v)` at the target) keeps bounded, so
 //! no clamp is needed. Nothing here does I/O; the sampler lives in [`sampler`].
 
+pub mod ddpm;
 pub mod sampler;
 
 use rand::Rng;

@@ -74,12 +74,19 @@ pub fn prior_draw(n: usize, dim: usize, prior: Prior, ou: Ou, t_max: f64, seed: 
         Prior::Standard => 1.0,
         Prior::OuMarginal => ou.var(t_max).sqrt(),
     } as f32;
+    let mut x = normal_rows(n, dim, seed, "prior");
+    x.iter_mut().for_each(|v| *v *= scale);
+    x
+}
+
+/// `n` rows of `dim` standard normal values; row `p` is drawn from its own stream
+/// (seed, `stream`, p), so it does not depend on `n` or on the thread count.
+pub fn normal_rows(n: usize, dim: usize, seed: u64, stream: &str) -> Vec<f32> {
     let mut x = vec![0f32; n * dim];
     x.par_chunks_mut(dim).enumerate().for_each(|(p, row)| {
-        let mut rng = particle_rng(seed, "prior", p);
+        let mut rng = particle_rng(seed, stream, p);
         for v in row {
-            let z: f32 = StandardNormal.sample(&mut rng);
-            *v = scale * z;
+            *v = StandardNormal.sample(&mut rng);
         }
     });
     x

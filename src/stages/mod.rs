@@ -239,12 +239,17 @@ pub trait Stage: Sync {
 pub fn registry() -> &'static [&'static dyn Stage] {
     &[
         &generate::Triangles,
+        &generate::TwoMoons,
         &label::TriangleTypes,
         &train::DsmOu,
+        &train::DdpmEps,
         &sample::Pc,
+        &sample::EulerDiscrete,
         &validate::TriangleChecks,
+        &validate::Distribution,
         &tune::Smeme,
         &report::Smeme,
+        &report::TwoMoons,
         #[cfg(feature = "test-stages")]
         &debug::Debug,
     ]

@@ -168,8 +168,13 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// An HTML table of a scoreflow table (numbers to 4 significant decimals).
+/// An HTML table of a scoreflow table (numbers to 4 decimals).
 pub fn html_table(t: &Table, caption: &str) -> String {
+    html_table_with(t, caption, 4)
+}
+
+/// An HTML table of a scoreflow table, numbers to `decimals` decimals.
+pub fn html_table_with(t: &Table, caption: &str, decimals: usize) -> String {
     use crate::frame::ColumnData;
     let mut s = format!("<table><caption>{}</caption><thead><tr>", esc(caption));
     for c in &t.columns {
@@ -180,8 +185,8 @@ pub fn html_table(t: &Table, caption: &str) -> String {
         s.push_str("<tr>");
         for c in &t.columns {
             let cell = match &c.data {
-                ColumnData::F64(v) => format!("{:.4}", v[i]),
-                ColumnData::F32(v) => format!("{:.4}", v[i]),
+                ColumnData::F64(v) => format!("{:.*}", decimals, v[i]),
+                ColumnData::F32(v) => format!("{:.*}", decimals, v[i]),
                 ColumnData::I64(v) => v[i].to_string(),
                 ColumnData::Bool(v) => v[i].to_string(),
                 ColumnData::Str(v) => esc(&v[i]),
@@ -228,12 +233,12 @@ impl Stage for Smeme {
         let (pre_ok, _) = valid_rows(ctx.table("pre")?)?;
         let (post_ok, post_bad) = valid_rows(ctx.table("post")?)?;
         let uv = |rows: &[[f64; 3]]| rows.iter().map(|r| (r[0] / r[2], r[1] / r[2])).collect::<Vec<_>>();
-        let uv_png = plot::scatter_two(
+        let uv_png = plot::scatter(
             "Valid samples in shape space",
             ("u = a / c", "v = b / c"),
-            2.0,
-            ("pre-trained", &uv(&pre_ok)),
-            ("tuned", &uv(&post_ok)),
+            (0.0, 2.0),
+            (0.0, 2.0),
+            &[("pre-trained", &uv(&pre_ok)), ("tuned", &uv(&post_ok))],
         )
         .map_err(plot_err)?;
         (ctx.progress)(0.2);
@@ -330,6 +335,112 @@ impl Stage for Smeme {
             ("training".to_string(), Artifact::Blob(train_png)),
             ("types".to_string(), Artifact::Blob(types_png)),
             ("score_field".to_string(), Artifact::Blob(field_png)),
+        ]
+        .into_iter()
+        .collect())
+    }
+}
+
+/// `layout: two_moons`: the DDPM baseline's report (seed 002) — target vs
+/// generated scatter, generated-only scatter, the training curves, and the
+/// distance table with its floor. Same page shell and plot helpers as `smeme`.
+pub struct TwoMoons;
+
+static MOONS_PARAMS: &[ParamDef] = &[ParamDef {
+    name: "loss_window",
+    ty: ParamType::Int { min: 1, max: 1_000_000 },
+    default: Default::Int(100),
+    doc: "steps in the loss curve's moving mean",
+}];
+static MOONS_INPUTS: &[InputDef] = &[
+    InputDef { name: "target", format: Format::Table, required: true, doc: "an independent draw of the target" },
+    InputDef { name: "samples", format: Format::Table, required: true, doc: "generated points" },
+    InputDef { name: "loss", format: Format::Table, required: true, doc: "train.loss (step, loss, lr, grad_norm)" },
+    InputDef { name: "metrics", format: Format::Table, required: true, doc: "validate.metrics" },
+];
+static MOONS_OUTPUTS: &[OutputDef] = &[
+    OutputDef { name: "html", format: Format::Blob, doc: "the report page (index.html)" },
+    OutputDef { name: "comparison", format: Format::Blob, doc: "PNG" },
+    OutputDef { name: "generated", format: Format::Blob, doc: "PNG" },
+    OutputDef { name: "training", format: Format::Blob, doc: "PNG" },
+];
+
+/// The two-moons report's figures, in page order.
+pub const MOONS_FIGURES: &[(&str, &str)] = &[
+    ("comparison", "Target (an independent draw) and generated samples, in the standardised coordinates."),
+    ("generated", "Generated samples only."),
+    ("training", "Training: ε-MSE (moving mean), learning rate, and the gradient norm before clipping."),
+];
+
+/// The first two float columns of a table as points.
+fn points2(t: &Table) -> Result<Vec<(f64, f64)>, StageError> {
+    let cols = t.float_columns();
+    if cols.len() < 2 {
+        return Err(StageError::Failed(format!("need two float columns to plot, found {}", cols.len())));
+    }
+    let (x, y) = (t.f64s(&cols[0])?, t.f64s(&cols[1])?);
+    Ok(x.into_iter().zip(y).collect())
+}
+
+impl Stage for TwoMoons {
+    describe!(Kind::Report, "two_moons", version 1, MOONS_PARAMS, MOONS_INPUTS, MOONS_OUTPUTS);
+    fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
+        let target = points2(ctx.table("target")?)?;
+        let samples = points2(ctx.table("samples")?)?;
+        // The frame: the target's extent plus a margin of a quarter of its span.
+        let extent = |f: fn(&(f64, f64)) -> f64| {
+            let (lo, hi) = target.iter().map(f).fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+            let pad = 0.25 * (hi - lo).max(1e-9);
+            (lo - pad, hi + pad)
+        };
+        let (xr, yr) = (extent(|p| p.0), extent(|p| p.1));
+        let labels = ("x (standardised)", "y (standardised)");
+        let comparison =
+            plot::scatter("Target vs generated", labels, xr, yr, &[("target", &target), ("generated", &samples)])
+                .map_err(plot_err)?;
+        let generated = plot::scatter("Generated", labels, xr, yr, &[("generated", &samples)]).map_err(plot_err)?;
+        (ctx.progress)(0.5);
+
+        let loss = ctx.table("loss")?;
+        let steps = loss.i64s("step")?;
+        let window = ctx.params.usize("loss_window");
+        let series = |name: &str| -> Result<Vec<(f64, f64)>, StageError> {
+            let v = loss.f64s(name)?;
+            Ok(steps.iter().zip(&v).map(|(s, v)| (*s as f64, *v)).collect())
+        };
+        let training = plot::line_panels(&[
+            Lines {
+                title: "Loss",
+                x_desc: "step",
+                y_desc: "MSE(ε̂, ε)",
+                series: vec![("moving mean", moving_mean(steps, &loss.f64s("loss")?, window))],
+            },
+            Lines { title: "Learning rate", x_desc: "step", y_desc: "lr", series: vec![("lr", series("lr")?)] },
+            Lines {
+                title: "Gradient norm",
+                x_desc: "step",
+                y_desc: "‖g‖ (before clipping)",
+                series: vec![("moving mean", moving_mean(steps, &loss.f64s("grad_norm")?, window))],
+            },
+        ])
+        .map_err(plot_err)?;
+        let tables = html_table_with(
+            ctx.table("metrics")?,
+            "Distances to an independent target draw (value) and between two independent target draws (floor)",
+            6,
+        );
+        let intro = format!(
+            "Two-moons DDPM baseline: {} generated points against {} target points, after {} training steps.",
+            samples.len(),
+            target.len(),
+            steps.len()
+        );
+        let html = page("Two-moons DDPM report", &intro, MOONS_FIGURES, &tables);
+        Ok([
+            ("html".to_string(), Artifact::Blob(html.into_bytes())),
+            ("comparison".to_string(), Artifact::Blob(comparison)),
+            ("generated".to_string(), Artifact::Blob(generated)),
+            ("training".to_string(), Artifact::Blob(training)),
         ]
         .into_iter()
         .collect())

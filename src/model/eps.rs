@@ -1,0 +1,288 @@
+//! The ε-prediction network of the two-moons DDPM (seed 002), as a burn module.
+//!
+//! The seed's `ScoreNet` is "a small MLP conditioned on time via sinusoidal
+//! embeddings (diffusers `Timesteps` + `TimestepEmbedding`)"; its code is not
+//! shown, so it is rebuilt here from the diffusers classes it names:
+//!
+//! * `Timesteps(time_channels, flip_sin_to_cos=True, downscale_freq_shift=0)`:
+//!   frequencies `f_k = exp(−ln(10000)·k/half)`, `k < half = time_channels/2`,
+//!   embedding `[cos(t·f), sin(t·f)]` of the *raw* timestep `t` (0…999, fractional
+//!   at sampling), as diffusers passes timesteps: no `t/999` normalisation;
+//! * `TimestepEmbedding(time_channels, hidden)`: Linear → SiLU → Linear;
+//! * the trunk: `h = SiLU(Linear(x) + temb)`, then `depth − 1` × (Linear(h, h) →
+//!   SiLU), then Linear(hidden, dim), zero-initialised (so training starts from
+//!   ε̂ = 0). Defaults: hidden 128, depth 3, 32 time channels.
+//!
+//! Initialisation is PyTorch's `nn.Linear` default (see [`super::init_layers`]).
+//! The module serves as the reference implementation: training uses the
+//! hand-written forward/backward of [`super::backprop`] (checked against this
+//! module's autodiff gradients), sampling the fused [`super::fast::FastEps`].
+//!
+//! **Serialisation**: the magic `SFEPS001`, a little-endian u32 length, a JSON
+//! header (config, DDPM schedule, data columns, whether EMA weights follow), then
+//! the raw weights and, if present, the EMA weights, each in burn's record format.
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{Layers, ModelError, device, init_layers, layers_of, linears};
+
+/// Architecture of the ε-network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpsNetConfig {
+    pub dim: usize,
+    pub hidden: usize,
+    /// Trunk layers with a SiLU after them (the first reads `x`).
+    pub depth: usize,
+    /// Width of the sinusoidal timestep embedding (even).
+    pub time_channels: usize,
+}
+
+impl EpsNetConfig {
+    pub fn seed_default(dim: usize) -> EpsNetConfig {
+        EpsNetConfig { dim, hidden: 128, depth: 3, time_channels: 32 }
+    }
+    /// `(input, output)` of the timestep-embedding MLP's layers.
+    pub fn temb_shapes(&self) -> Vec<(usize, usize)> {
+        vec![(self.time_channels, self.hidden), (self.hidden, self.hidden)]
+    }
+    /// `(input, output)` of the trunk's layers.
+    pub fn trunk_shapes(&self) -> Vec<(usize, usize)> {
+        let mut v = vec![(self.dim, self.hidden)];
+        for _ in 1..self.depth {
+            v.push((self.hidden, self.hidden));
+        }
+        v.push((self.hidden, self.dim));
+        v
+    }
+    /// diffusers' timestep frequencies `exp(−ln(10000)·k/half)`.
+    pub fn frequencies(&self) -> Vec<f32> {
+        let half = self.time_channels / 2;
+        (0..half).map(|k| (-(10000f64.ln()) * k as f64 / half as f64).exp() as f32).collect()
+    }
+}
+
+/// `[cos(t·f₀) … cos(t·fₙ₋₁), sin(t·f₀) … sin(t·fₙ₋₁)]` (flip_sin_to_cos).
+pub fn timestep_embedding_into(t: f32, freqs: &[f32], out: &mut [f32]) {
+    let n = freqs.len();
+    for (k, f) in freqs.iter().enumerate() {
+        let a = t * f;
+        out[k] = a.cos();
+        out[n + k] = a.sin();
+    }
+}
+
+/// The DDPM training schedule a model was trained under (the sampler rebuilds
+/// its tables from it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleMeta {
+    pub beta_start: f64,
+    pub beta_end: f64,
+    pub train_timesteps: usize,
+}
+
+/// The burn module.
+#[derive(Module, Debug)]
+pub struct EpsNet {
+    pub temb: Vec<Linear>,
+    pub trunk: Vec<Linear>,
+    pub time_channels: usize,
+}
+
+impl EpsNet {
+    /// `ε̂(x, t)` for `x: [B, dim]`, `t: [B]` (raw timesteps).
+    pub fn forward(&self, x: Tensor<2>, t: Tensor<1>) -> Tensor<2> {
+        let [b, _] = x.dims();
+        let device = x.device();
+        let cfg = EpsNetConfig { dim: 0, hidden: 0, depth: 0, time_channels: self.time_channels };
+        let half = self.time_channels / 2;
+        let freqs = Tensor::<2>::from_data(TensorData::new(cfg.frequencies(), [1, half]), &device);
+        let arg = t.reshape([b, 1]).mul(freqs);
+        let e = Tensor::cat(vec![arg.clone().cos(), arg.sin()], 1);
+        let temb = self.temb[1].forward(silu(self.temb[0].forward(e)));
+        let mut h = silu(self.trunk[0].forward(x) + temb);
+        let last = self.trunk.len() - 1;
+        for layer in &self.trunk[1..last] {
+            h = silu(layer.forward(h));
+        }
+        self.trunk[last].forward(h)
+    }
+
+    pub fn from_layers(w: &EpsLayers, time_channels: usize, device: &Device) -> EpsNet {
+        EpsNet {
+            temb: linears(&w.temb, device, 0),
+            trunk: linears(&w.trunk, device, 2 * w.temb.len() as u64),
+            time_channels,
+        }
+    }
+}
+
+/// One set of the network's weights as plain layers (row-major `[in × out]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpsLayers {
+    pub temb: Layers,
+    pub trunk: Layers,
+}
+
+impl EpsLayers {
+    /// PyTorch-default initialisation, output layer zero.
+    pub fn init(config: &EpsNetConfig, rng: &mut impl Rng) -> EpsLayers {
+        EpsLayers {
+            temb: init_layers(&config.temb_shapes(), false, rng),
+            trunk: init_layers(&config.trunk_shapes(), true, rng),
+        }
+    }
+
+    /// All layers in order: the embedding MLP's, then the trunk's.
+    pub fn all(&self) -> impl Iterator<Item = &(Vec<f32>, Vec<f32>, usize, usize)> {
+        self.temb.iter().chain(self.trunk.iter())
+    }
+
+    /// Parameters flattened layer by layer (weight, then bias).
+    pub fn flatten(&self) -> Vec<f32> {
+        self.all().flat_map(|(w, b, _, _)| w.iter().chain(b.iter()).copied()).collect()
+    }
+
+    /// Inverse of [`EpsLayers::flatten`] for the shapes of `config`.
+    pub fn unflatten(config: &EpsNetConfig, flat: &[f32]) -> EpsLayers {
+        let mut at = 0;
+        let mut take = |shapes: Vec<(usize, usize)>| -> Layers {
+            shapes
+                .into_iter()
+                .map(|(i, o)| {
+                    let w = flat[at..at + i * o].to_vec();
+                    let b = flat[at + i * o..at + i * o + o].to_vec();
+                    at += i * o + o;
+                    (w, b, i, o)
+                })
+                .collect()
+        };
+        let temb = take(config.temb_shapes());
+        let trunk = take(config.trunk_shapes());
+        EpsLayers { temb, trunk }
+    }
+}
+
+/// A trained ε-model: architecture, schedule, data columns, raw and EMA weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpsModelWeights {
+    pub config: EpsNetConfig,
+    pub schedule: ScheduleMeta,
+    /// Names of the data columns the model was trained on, in order.
+    pub columns: Vec<String>,
+    pub raw: EpsLayers,
+    pub ema: Option<EpsLayers>,
+}
+
+const MAGIC: &[u8; 8] = b"SFEPS001";
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    config: EpsNetConfig,
+    schedule: ScheduleMeta,
+    columns: Vec<String>,
+    raw_len: u64,
+    ema: bool,
+}
+
+impl EpsModelWeights {
+    /// Serialise: header + burn records (see the module docs).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let record = |l: &EpsLayers| {
+            EpsNet::from_layers(l, self.config.time_channels, &device())
+                .into_record()
+                .into_bytes()
+                .expect("burnpack encoding of an in-memory module")
+                .to_vec()
+        };
+        let raw = record(&self.raw);
+        let ema = self.ema.as_ref().map(record).unwrap_or_default();
+        let header = serde_json::to_vec(&Header {
+            config: self.config.clone(),
+            schedule: self.schedule.clone(),
+            columns: self.columns.clone(),
+            raw_len: raw.len() as u64,
+            ema: self.ema.is_some(),
+        })
+        .expect("json");
+        let mut out = Vec::with_capacity(12 + header.len() + raw.len() + ema.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&raw);
+        out.extend_from_slice(&ema);
+        out
+    }
+
+    /// Inverse of [`EpsModelWeights::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<EpsModelWeights, ModelError> {
+        let bad = |why: &str| ModelError::Format(why.to_string());
+        if bytes.len() < 12 || &bytes[..8] != MAGIC {
+            return Err(bad("missing SFEPS001 header (not an ε-prediction model)"));
+        }
+        let n = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+        let header: Header = serde_json::from_slice(bytes.get(12..12 + n).ok_or_else(|| bad("truncated header"))?)
+            .map_err(|e| ModelError::Format(e.to_string()))?;
+        let raw_end = 12 + n + header.raw_len as usize;
+        let load = |record: &[u8]| -> Result<EpsLayers, ModelError> {
+            let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_elems(record.to_vec()))
+                .map_err(|e| ModelError::Format(e.to_string()))?;
+            let skeleton =
+                EpsLayers::init(&header.config, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0));
+            let net = EpsNet::from_layers(&skeleton, header.config.time_channels, &device()).load_record(record);
+            Ok(EpsLayers { temb: layers_of(&net.temb), trunk: layers_of(&net.trunk) })
+        };
+        let raw = load(bytes.get(12 + n..raw_end).ok_or_else(|| bad("truncated record"))?)?;
+        let ema = if header.ema { Some(load(&bytes[raw_end..])?) } else { None };
+        Ok(EpsModelWeights { config: header.config, schedule: header.schedule, columns: header.columns, raw, ema })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn embedding_is_diffusers_flip_sin_to_cos() {
+        let cfg = EpsNetConfig::seed_default(2);
+        let f = cfg.frequencies();
+        assert_eq!(f.len(), 16);
+        assert_eq!(f[0], 1.0);
+        assert!((f[8] as f64 - 0.01).abs() < 1e-9, "10000^(-1/2) = 0.01, got {}", f[8]);
+        let mut e = vec![0f32; 32];
+        timestep_embedding_into(3.0, &f, &mut e);
+        assert!((e[0] - 3f32.cos()).abs() < 1e-6 && (e[16] - 3f32.sin()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn shapes_zero_output_and_round_trip() {
+        let cfg = EpsNetConfig::seed_default(2);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let raw = EpsLayers::init(&cfg, &mut rng);
+        let shapes: Vec<_> = raw.all().map(|l| (l.2, l.3)).collect();
+        assert_eq!(shapes, [(32, 128), (128, 128), (2, 128), (128, 128), (128, 128), (128, 2)]);
+        let net = EpsNet::from_layers(&raw, 32, &device());
+        let x = Tensor::<2>::from_data(TensorData::new(vec![0.3f32; 8], [4, 2]), &device());
+        let t = Tensor::<1>::from_data(TensorData::new(vec![0.0f32, 10.0, 500.5, 999.0], [4]), &device());
+        let out = net.forward(x, t).into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(out, vec![0.0; 8]);
+        assert_eq!(EpsLayers::unflatten(&cfg, &raw.flatten()), raw);
+        let mut ema = raw.clone();
+        ema.trunk[0].1[0] = 0.5;
+        let w = EpsModelWeights {
+            config: cfg,
+            schedule: ScheduleMeta { beta_start: 1e-4, beta_end: 0.02, train_timesteps: 1000 },
+            columns: vec!["x".into(), "y".into()],
+            raw,
+            ema: Some(ema),
+        };
+        let bytes = w.to_bytes();
+        assert_eq!(EpsModelWeights::from_bytes(&bytes).unwrap(), w);
+        assert!(EpsModelWeights::from_bytes(&bytes[..30]).is_err());
+    }
+}
