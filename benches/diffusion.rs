@@ -1,9 +1,16 @@
-//! Diffusion-core benchmarks: the score network's forward pass (burn and the fast
+//! Diffusion-core benchmarks.
+//!
+//! S-MEME (seed 000): the score network's forward pass (burn and the fast
 //! inference path) at batch 4096, one training step at batch 16 and 256, and the
 //! full predictor–corrector sampler at the seed's settings (4096 × 1000 steps).
 //!
-//! Run with `cargo bench --bench diffusion` (the sampler group alone takes a few
-//! minutes; `cargo bench --bench diffusion -- forward` runs only the forward pass).
+//! Two-moons DDPM (seed 002): one ε-network training step at batch 512 (forward,
+//! backward, clipping, AdamW, EMA) and 1000 such steps (×40 is the 40k run), the
+//! Euler-discrete sampler at 5000 × 1000 steps, and each distance on 5000 vs 5000.
+//!
+//! Run with `cargo bench --bench diffusion` (the sampler groups alone take a few
+//! minutes; `cargo bench --bench diffusion -- forward` runs only the forward pass,
+//! `-- ddpm` only the two-moons group).
 
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Tensor, TensorData};
@@ -93,9 +100,103 @@ fn sampler(c: &mut Criterion) {
     g.finish();
 }
 
+fn ddpm(c: &mut Criterion) {
+    use scoreflow::metrics::distance::{Points, directions, energy_distance, mmd, sliced_w1};
+    use scoreflow::model::backprop::{AdamW, EpsBackprop, clip_grad_norm, ema_update};
+    use scoreflow::model::eps::{EpsLayers, EpsNetConfig, ScheduleMeta};
+    use scoreflow::model::fast::FastEps;
+    use scoreflow::sde::ddpm::{DdpmSchedule, EulerDiscrete, euler_sample};
+    use scoreflow::stages::train::{DdpmConfig, train_ddpm};
+
+    let cfg = EpsNetConfig::seed_default(2);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut layers = EpsLayers::init(&cfg, &mut rng);
+    let last = layers.trunk.len() - 1;
+    layers.trunk[last].0.iter_mut().for_each(|v| *v = rng.random_range(-0.05..0.05));
+    let (moons, _) = scoreflow::stages::generate::make_moons(50_000, 0.05, 1, 0);
+    let data: Vec<f32> = moons.iter().map(|v| *v as f32).collect();
+    let mut g = c.benchmark_group("ddpm");
+
+    let b = 512;
+    let xt: Vec<f32> = data[..2 * b].to_vec();
+    let t: Vec<f32> = (0..b).map(|i| (i * 37 % 1000) as f32).collect();
+    let eps: Vec<f32> = (0..2 * b).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let mut bp = EpsBackprop::new(&cfg);
+    let mut params = layers.flatten();
+    let mut ema = params.clone();
+    let mut opt = AdamW::new(params.len(), 0.01);
+    let mut grad = vec![0f32; params.len()];
+    g.bench_function("train_step_512", |bench| {
+        bench.iter(|| {
+            let loss = bp.loss_and_grad(&params, &xt, &t, &eps, &mut grad);
+            clip_grad_norm(&mut grad, 1.0);
+            opt.step(&mut params, &grad, 1e-4);
+            ema_update(&mut ema, &params, 0.999);
+            loss
+        })
+    });
+
+    // The same step on burn's autodiff (flex), for comparison.
+    {
+        use scoreflow::model::eps::EpsNet;
+        let device = backend_device(Backend::Flex).autodiff();
+        let mut model = EpsNet::from_layers(&layers, cfg.time_channels, &device);
+        let mut optim = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(0.01).init();
+        g.bench_function("burn_train_step_512", |bench| {
+            bench.iter(|| {
+                let x = Tensor::<2>::from_data(TensorData::new(xt.clone(), [b, 2]), &device);
+                let tt = Tensor::<1>::from_data(TensorData::new(t.clone(), [b]), &device);
+                let e = Tensor::<2>::from_data(TensorData::new(eps.clone(), [b, 2]), &device);
+                let loss = (model.forward(x, tt) - e).powi_scalar(2).mean();
+                let v: f32 = loss.clone().into_scalar();
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(1e-4, model.clone(), grads);
+                v
+            })
+        });
+    }
+
+    g.sample_size(10);
+    let steps_cfg = DdpmConfig {
+        net: cfg.clone(),
+        schedule: ScheduleMeta { beta_start: 1e-4, beta_end: 0.02, train_timesteps: 1000 },
+        steps: 1000,
+        batch_size: 512,
+        lr: 1e-3,
+        cosine: false,
+        warmup: 0,
+        weight_decay: 0.01,
+        grad_clip: 1.0,
+        ema: Some(0.999),
+    };
+    g.bench_function("train_1000_steps_512", |bench| {
+        bench.iter(|| train_ddpm(&steps_cfg, &data, vec!["x".into(), "y".into()], 1, &|_| {}).unwrap().loss.len())
+    });
+
+    let fast = FastEps::new(&cfg, &layers);
+    let sched = EulerDiscrete::new(&DdpmSchedule::linear(1e-4, 0.02, 1000), 1000);
+    g.bench_function("euler_5000x1000", |bench| {
+        bench.iter(|| {
+            let mut x = scoreflow::sde::sampler::normal_rows(5000, 2, 3, "x_T");
+            x.iter_mut().for_each(|v| *v *= sched.init_noise_sigma);
+            euler_sample(&fast, &sched, &mut x, scoreflow::stages::sample::EULER_CHUNK, &|_| {});
+            x
+        })
+    });
+
+    let (a, _) = scoreflow::stages::generate::make_moons(5000, 0.05, 1, 1);
+    let (bb, _) = scoreflow::stages::generate::make_moons(5000, 0.05, 1, 2);
+    let (x, y) = (Points::new(&a, 2), Points::new(&bb, 2));
+    let dirs = directions(256, 2, &mut rng);
+    g.bench_function("mmd_5000", |bench| bench.iter(|| mmd(x, y)));
+    g.bench_function("energy_distance_5000", |bench| bench.iter(|| energy_distance(x, y)));
+    g.bench_function("sliced_w1_5000_L256", |bench| bench.iter(|| sliced_w1(x, y, &dirs)));
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = forward, train_step, sampler
+    targets = forward, train_step, sampler, ddpm
 }
 criterion_main!(benches);

@@ -45,7 +45,7 @@ fn both_pipelines_run_and_share_the_data_stages() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = v["head"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["metric"].as_str().unwrap()).collect();
-    assert_eq!(names, ["mmd2_unbiased", "mmd", "energy_distance", "sliced_w1"]);
+    assert_eq!(names, ["mmd2_unbiased", "mmd", "mmd_biased", "energy_distance", "sliced_w1"]);
     for r in &rows[1..] {
         let (value, floor) = (r["value"].as_f64().unwrap(), r["floor"].as_f64().unwrap());
         assert!(value >= 0.0 && floor >= 0.0 && value.is_finite(), "{r}");

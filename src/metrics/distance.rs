@@ -44,7 +44,7 @@ pub struct Points<'a> {
 
 impl<'a> Points<'a> {
     pub fn new(data: &'a [f64], dim: usize) -> Points<'a> {
-        assert!(dim > 0 && data.len() % dim == 0);
+        assert!(dim > 0 && data.len().is_multiple_of(dim));
         Points { data, dim }
     }
     pub fn len(&self) -> usize {
@@ -177,9 +177,25 @@ pub fn median_sq_distance(x: Points, y: Points) -> f64 {
     (vals[0] + vals[1]) / 2.0
 }
 
-/// `MMD²ᵤ` (signed: it is unbiased, so it can fall below 0) with the
-/// five-bandwidth mixture kernel around `γ₀`.
-pub fn mmd2_with(x: Points, y: Points, gamma0: f64) -> f64 {
+/// The two MMD² estimates with the five-bandwidth mixture kernel around `γ₀`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Mmd2 {
+    /// The unbiased U-statistic (signed: it falls below 0 when the sets are
+    /// closer than independent draws would be).
+    pub unbiased: f64,
+    /// The biased V-statistic (`i = j` terms included; ≥ 0), for comparison with
+    /// implementations that report it.
+    pub biased: f64,
+}
+
+impl Mmd2 {
+    /// The reported MMD: `√max(MMD²ᵤ, 0)`.
+    pub fn mmd(&self) -> f64 {
+        self.unbiased.max(0.0).sqrt()
+    }
+}
+
+pub fn mmd2_with(x: Points, y: Points, gamma0: f64) -> Mmd2 {
     let (n, m) = (x.len() as f64, y.len() as f64);
     let g = gamma0 / 4.0;
     let kernel = |acc: &mut f64, d: f64| {
@@ -190,18 +206,22 @@ pub fn mmd2_with(x: Points, y: Points, gamma0: f64) -> f64 {
         *acc += (e1 + e2 + e4 + e8 + e8 * e8) / 5.0;
     };
     let [xx, yy, xy] = all_pairs(x, y, || 0.0, kernel).map(|v| v.iter().sum::<f64>());
-    // Σ_{i<j} counts each unordered pair once: mean over i ≠ j is 2·Σ/(n(n−1)).
-    2.0 * xx / (n * (n - 1.0)) + 2.0 * yy / (m * (m - 1.0)) - 2.0 * xy / (n * m)
+    // Σ_{i<j} counts each unordered pair once: mean over i ≠ j is 2·Σ/(n(n−1));
+    // the V-statistic adds the n diagonal terms k(x, x) = 1.
+    Mmd2 {
+        unbiased: 2.0 * xx / (n * (n - 1.0)) + 2.0 * yy / (m * (m - 1.0)) - 2.0 * xy / (n * m),
+        biased: (2.0 * xx + n) / (n * n) + (2.0 * yy + m) / (m * m) - 2.0 * xy / (n * m),
+    }
 }
 
-/// `MMD²ᵤ` with `γ₀` from the median heuristic.
-pub fn mmd2(x: Points, y: Points) -> f64 {
+/// Both MMD² estimates with `γ₀` from the median heuristic.
+pub fn mmd2(x: Points, y: Points) -> Mmd2 {
     mmd2_with(x, y, 1.0 / (2.0 * median_sq_distance(x, y)))
 }
 
 /// The reported MMD: `√max(MMD²ᵤ, 0)`, `γ₀` from the median heuristic.
 pub fn mmd(x: Points, y: Points) -> f64 {
-    mmd2(x, y).max(0.0).sqrt()
+    mmd2(x, y).mmd()
 }
 
 /// `√(2E|X − Y| − E|X − X'| − E|Y − Y'|)` (V-statistics, scipy's convention).
@@ -285,6 +305,9 @@ mod tests {
         let want = (k(1.0) + k(1.0) - 2.0 * (k(4.0) + k(9.0) + k(1.0) + k(4.0)) / 4.0).sqrt();
         let got = mmd(pts(&x, 1), pts(&y, 1));
         assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        // The V-statistic adds the diagonal: (2k(1) + 2)/4 twice.
+        let biased = 2.0 * (2.0 * k(1.0) + 2.0) / 4.0 - 2.0 * (k(4.0) + k(9.0) + k(1.0) + k(4.0)) / 4.0;
+        assert!((mmd2(pts(&x, 1), pts(&y, 1)).biased - biased).abs() < 1e-12);
     }
 
     #[test]

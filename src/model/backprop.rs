@@ -305,50 +305,29 @@ impl EpsBackprop {
             mm(r, hid, hid, &mut u[l][..r * hid], (1, hid), &lo[l - 1][..r * hid], (1, hid), w(&sl[l]), (1, hid));
             act_forward(&mut u[l][..r * hid], &mut s[l][..r * hid], &mut hi[0][..r * hid], bias(&sl[l]));
         }
-        // Output layer (narrow): ε̂ = h·W + b; the error and its gradient.
+        // Output layer: ε̂ = h·W + b; the error and its gradient.
         let (wo, bo) = (w(&sl[last]), bias(&sl[last]));
-        let hl = &h[last - 1];
+        let hl = &h[last - 1][..r * hid];
+        mm(r, dim, hid, &mut out[..r * dim], (1, dim), hl, (1, hid), wo, (1, dim));
         let mut sq = 0f64;
-        for i in 0..r {
-            let hr = &hl[i * hid..(i + 1) * hid];
-            for o in 0..dim {
-                let mut acc = bo[o];
-                for (k, hv) in hr.iter().enumerate() {
-                    acc += hv * wo[k * dim + o];
-                }
-                let d = acc - eps[i * dim + o];
+        for (orow, erow) in out[..r * dim].chunks_exact_mut(dim).zip(eps.chunks_exact(dim)) {
+            for ((o, e), b) in orow.iter_mut().zip(erow).zip(bo) {
+                let d = *o + b - e;
                 sq += (d as f64) * (d as f64);
-                out[i * dim + o] = d * norm;
+                *o = d * norm;
             }
         }
         *loss = sq;
 
         // ---- backward ----
         let gslot = |s: &Slot| (s.w..s.w + s.input * s.output, s.b..s.b + s.output);
-        // Output layer.
+        // Output layer: dW = hᵀ·g, db = Σ g, g1 = g·Wᵀ.
         {
+            let gout = &out[..r * dim];
             let (wr, br) = gslot(&sl[last]);
-            let gw = &mut grad[wr];
-            gw.iter_mut().for_each(|v| *v = 0.0);
-            for i in 0..r {
-                for k in 0..hid {
-                    let hv = hl[i * hid + k];
-                    for o in 0..dim {
-                        gw[k * dim + o] += hv * out[i * dim + o];
-                    }
-                }
-            }
-            bias_grad(&mut grad[br], &out[..r * dim]);
-            // g1 = gout·Woᵀ.
-            for i in 0..r {
-                for k in 0..hid {
-                    let mut acc = 0.0;
-                    for o in 0..dim {
-                        acc += out[i * dim + o] * wo[k * dim + o];
-                    }
-                    g1[i * hid + k] = acc;
-                }
-            }
+            mm(hid, dim, r, &mut grad[wr], (1, dim), hl, (hid, 1), gout, (1, dim));
+            bias_grad(&mut grad[br], gout);
+            mm(r, hid, dim, &mut g1[..r * hid], (1, hid), gout, (1, dim), wo, (dim, 1));
         }
         // Hidden trunk layers, last to second.
         for l in (k0 + 1..last).rev() {

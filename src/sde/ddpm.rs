@@ -170,7 +170,7 @@ pub fn euler_sample<M: EpsModel>(
             model.eval(&input, sched.timesteps[i], &mut eps, &mut scratch);
             sched.step(i, xs, &eps);
             let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if d % 50 == 0 {
+            if d.is_multiple_of(50) {
                 progress(d as f64 / total as f64);
             }
         }

@@ -234,7 +234,8 @@ pub fn exploration(set: &ValidSet, p: &crate::params::Params) -> Vec<(&'static s
 
 /// `checks: distribution`: how far samples are from the target distribution,
 /// by the seed 002 metrics ([`crate::metrics::distance`]): MMD (five-bandwidth
-/// RBF around the median heuristic, unbiased, square root), energy distance
+/// RBF around the median heuristic, unbiased, square root; the signed `MMD²ᵤ`
+/// and the biased `√MMD²_b` are reported beside it), energy distance
 /// (scipy's form, square root) and sliced Wasserstein-1 over `directions`
 /// random directions (drawn from the stage seed; the same directions serve the
 /// floor). `target` is an independent draw of the data distribution, of the
@@ -274,7 +275,7 @@ static DIST_OUTPUTS: &[OutputDef] = &[OutputDef {
 impl Stage for Distribution {
     describe!(Kind::Validate, "distribution", version 1, DIST_PARAMS, DIST_INPUTS, DIST_OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
-        use crate::metrics::distance::{Points, directions, energy_distance, mmd2, sliced_w1};
+        use crate::metrics::distance::{Mmd2, Points, directions, energy_distance, mmd2, sliced_w1};
         let samples = ctx.table("samples")?;
         let cols = samples.float_columns();
         if cols.is_empty() {
@@ -300,24 +301,31 @@ impl Stage for Distribution {
             match name {
                 "mmd" => {
                     let m2 = mmd2(x, y);
-                    (m2.max(0.0).sqrt(), m2)
+                    (m2.mmd(), Some(m2))
                 }
-                "energy_distance" => (energy_distance(x, y), f64::NAN),
-                _ => (sliced_w1(x, y, &dirs), f64::NAN),
+                "energy_distance" => (energy_distance(x, y), None),
+                _ => (sliced_w1(x, y, &dirs), None),
             }
         };
         let (mut names, mut values, mut floors) = (Vec::new(), Vec::new(), Vec::new());
         for (i, name) in wanted.iter().enumerate() {
             let (v, f) = (metric(name, &s, &target), floor.as_ref().map(|f| metric(name, &target, f)));
+            // With MMD, the signed estimate (√max(·, 0) reads 0 whenever MMD²ᵤ < 0)
+            // and the biased form √MMD²_b beside it.
+            let m2 = |r: &(f64, Option<Mmd2>)| r.1.expect("mmd has both estimates");
             if name == "mmd" {
-                // The signed estimate too: √max(·, 0) reads 0 whenever MMD²ᵤ < 0.
                 names.push("mmd2_unbiased".to_string());
-                values.push(v.1);
-                floors.push(f.map_or(f64::NAN, |f| f.1));
+                values.push(m2(&v).unbiased);
+                floors.push(f.as_ref().map_or(f64::NAN, |f| m2(f).unbiased));
             }
             names.push(name.clone());
             values.push(v.0);
-            floors.push(f.map_or(f64::NAN, |f| f.0));
+            floors.push(f.as_ref().map_or(f64::NAN, |f| f.0));
+            if name == "mmd" {
+                names.push("mmd_biased".to_string());
+                values.push(m2(&v).biased.sqrt());
+                floors.push(f.as_ref().map_or(f64::NAN, |f| m2(f).biased.sqrt()));
+            }
             (ctx.progress)((i + 1) as f64 / wanted.len() as f64);
         }
         let table = Table::new()
