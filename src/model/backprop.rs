@@ -29,60 +29,10 @@
 use rayon::prelude::*;
 
 use super::eps::{EpsNetConfig, timestep_embedding_into};
-use super::fast::exp_fast;
+use super::fast::{exp_fast, mm};
 
 /// Rows per chunk of the batch (a fixed property of the computation).
 pub const CHUNK: usize = 128;
-
-/// `dst[m×n] = lhs[m×k]·rhs[k×n]`; each operand given with its (column, row)
-/// strides, so transposed views cost nothing.
-#[allow(clippy::too_many_arguments)]
-fn mm(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    (dcs, drs): (usize, usize),
-    lhs: &[f32],
-    (lcs, lrs): (usize, usize),
-    rhs: &[f32],
-    (rcs, rrs): (usize, usize),
-) {
-    let last = |cs: usize, rs: usize, r: usize, c: usize| (r - 1) * rs + (c - 1) * cs;
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(dst.len() > last(dcs, drs, m, n));
-    if k == 0 {
-        dst.iter_mut().for_each(|v| *v = 0.0);
-        return;
-    }
-    assert!(lhs.len() > last(lcs, lrs, m, k) && rhs.len() > last(rcs, rrs, k, n));
-    // SAFETY: the asserts above bound every element the strides address.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            dcs as isize,
-            drs as isize,
-            false,
-            lhs.as_ptr(),
-            lcs as isize,
-            lrs as isize,
-            rhs.as_ptr(),
-            rcs as isize,
-            rrs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
 
 #[inline(always)]
 fn act_forward_body(u: &mut [f32], s: &mut [f32], h: &mut [f32], bias: &[f32]) {

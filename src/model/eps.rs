@@ -29,7 +29,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Layers, ModelError, device, init_layers, layers_of, linears};
+use super::{
+    Layers, ModelError, device, frame_blob, init_layers, layers_of, linears, load_record, record_bytes,
+    skeleton_layers, unframe_blob,
+};
 
 /// Architecture of the ε-network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,52 +195,32 @@ struct Header {
 impl EpsModelWeights {
     /// Serialise: header + burn records (see the module docs).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let record = |l: &EpsLayers| {
-            EpsNet::from_layers(l, self.config.time_channels, &device())
-                .into_record()
-                .into_bytes()
-                .expect("burnpack encoding of an in-memory module")
-                .to_vec()
-        };
+        let record = |l: &EpsLayers| record_bytes(EpsNet::from_layers(l, self.config.time_channels, &device()));
         let raw = record(&self.raw);
         let ema = self.ema.as_ref().map(record).unwrap_or_default();
-        let header = serde_json::to_vec(&Header {
+        let header = Header {
             config: self.config.clone(),
             schedule: self.schedule.clone(),
             columns: self.columns.clone(),
             raw_len: raw.len() as u64,
             ema: self.ema.is_some(),
-        })
-        .expect("json");
-        let mut out = Vec::with_capacity(12 + header.len() + raw.len() + ema.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&raw);
-        out.extend_from_slice(&ema);
-        out
+        };
+        frame_blob(MAGIC, &header, &[&raw, &ema])
     }
 
     /// Inverse of [`EpsModelWeights::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<EpsModelWeights, ModelError> {
-        let bad = |why: &str| ModelError::Format(why.to_string());
-        if bytes.len() < 12 || &bytes[..8] != MAGIC {
-            return Err(bad("missing SFEPS001 header (not an ε-prediction model)"));
-        }
-        let n = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
-        let header: Header = serde_json::from_slice(bytes.get(12..12 + n).ok_or_else(|| bad("truncated header"))?)
-            .map_err(|e| ModelError::Format(e.to_string()))?;
-        let raw_end = 12 + n + header.raw_len as usize;
+        let (header, body): (Header, _) = unframe_blob(bytes, MAGIC, "not an ε-prediction model")?;
+        let raw_len = header.raw_len as usize;
+        let cfg = &header.config;
         let load = |record: &[u8]| -> Result<EpsLayers, ModelError> {
-            let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_elems(record.to_vec()))
-                .map_err(|e| ModelError::Format(e.to_string()))?;
             let skeleton =
-                EpsLayers::init(&header.config, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0));
-            let net = EpsNet::from_layers(&skeleton, header.config.time_channels, &device()).load_record(record);
+                EpsLayers { temb: skeleton_layers(&cfg.temb_shapes()), trunk: skeleton_layers(&cfg.trunk_shapes()) };
+            let net = load_record(EpsNet::from_layers(&skeleton, cfg.time_channels, &device()), record)?;
             Ok(EpsLayers { temb: layers_of(&net.temb), trunk: layers_of(&net.trunk) })
         };
-        let raw = load(bytes.get(12 + n..raw_end).ok_or_else(|| bad("truncated record"))?)?;
-        let ema = if header.ema { Some(load(&bytes[raw_end..])?) } else { None };
+        let raw = load(body.get(..raw_len).ok_or_else(|| ModelError::Format("truncated record".into()))?)?;
+        let ema = if header.ema { Some(load(&body[raw_len..])?) } else { None };
         Ok(EpsModelWeights { config: header.config, schedule: header.schedule, columns: header.columns, raw, ema })
     }
 }

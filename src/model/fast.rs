@@ -120,31 +120,17 @@ impl FastNet {
         for layer in &self.hidden {
             let (src, dst): (&[f32], &mut [f32]) = if cur_is_a { (a, b) } else { (b, a) };
             let dst = &mut dst[..rows * layer.output];
-            // SAFETY: the pointers cover `rows × input` and `input × output` and
-            // `rows × output` f32 values, row-major, as the strides say.
-            unsafe {
-                gemm::gemm(
-                    rows,
-                    layer.output,
-                    layer.input,
-                    dst.as_mut_ptr(),
-                    1,
-                    layer.output as isize,
-                    false,
-                    src.as_ptr(),
-                    1,
-                    layer.input as isize,
-                    layer.w.as_ptr(),
-                    1,
-                    layer.output as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            mm(
+                rows,
+                layer.output,
+                layer.input,
+                dst,
+                (1, layer.output),
+                &src[..rows * layer.input],
+                (1, layer.input),
+                &layer.w,
+                (1, layer.output),
+            );
             silu_bias(dst, &layer.b);
             cur_is_a = !cur_is_a;
         }
@@ -279,6 +265,56 @@ impl crate::sde::ddpm::EpsModel for FastEps {
         let bias = std::mem::take(&mut s.bias);
         self.trunk.forward_biased(x, &bias[..self.trunk.width], out, &mut s.a, &mut s.b);
         s.bias = bias;
+    }
+}
+
+/// `dst[m×n] = lhs[m×k]·rhs[k×n]`; each operand given with its (column, row)
+/// strides, so transposed views cost nothing.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn mm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    (dcs, drs): (usize, usize),
+    lhs: &[f32],
+    (lcs, lrs): (usize, usize),
+    rhs: &[f32],
+    (rcs, rrs): (usize, usize),
+) {
+    let last = |cs: usize, rs: usize, r: usize, c: usize| (r - 1) * rs + (c - 1) * cs;
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(dst.len() > last(dcs, drs, m, n));
+    if k == 0 {
+        dst.iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
+    assert!(lhs.len() > last(lcs, lrs, m, k) && rhs.len() > last(rcs, rrs, k, n));
+    // SAFETY: the asserts above bound every element the strides address.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dcs as isize,
+            drs as isize,
+            false,
+            lhs.as_ptr(),
+            lcs as isize,
+            lrs as isize,
+            rhs.as_ptr(),
+            rcs as isize,
+            rrs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 

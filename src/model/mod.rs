@@ -296,6 +296,55 @@ pub enum ModelError {
     Format(String),
 }
 
+/// Frame a model blob: the 8-byte `magic`, the JSON header's length as a
+/// little-endian u32, the header, then `parts` back to back. Every model format
+/// of scoreflow is framed this way.
+pub(crate) fn frame_blob(magic: &[u8; 8], header: &impl Serialize, parts: &[&[u8]]) -> Vec<u8> {
+    let header = serde_json::to_vec(header).expect("json of a plain struct");
+    let body: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(12 + header.len() + body);
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// Inverse of [`frame_blob`]: the header and the bytes after it.
+pub(crate) fn unframe_blob<'a, H: serde::de::DeserializeOwned>(
+    bytes: &'a [u8],
+    magic: &[u8; 8],
+    what: &str,
+) -> Result<(H, &'a [u8]), ModelError> {
+    let bad = |why: String| ModelError::Format(why);
+    if bytes.len() < 12 || &bytes[..8] != magic {
+        return Err(bad(format!("missing {} header ({what})", String::from_utf8_lossy(magic))));
+    }
+    let n = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+    let header = bytes.get(12..12 + n).ok_or_else(|| bad("truncated header".into()))?;
+    let header = serde_json::from_slice(header).map_err(|e| bad(e.to_string()))?;
+    Ok((header, &bytes[12 + n..]))
+}
+
+/// burn's record bytes of a module (deterministic: ids are assigned in order).
+pub(crate) fn record_bytes<M: Module>(module: M) -> Vec<u8> {
+    module.into_record().into_bytes().expect("burnpack encoding of an in-memory module").to_vec()
+}
+
+/// Load burn record bytes into `skeleton` (a module of the same shapes).
+pub(crate) fn load_record<M: Module>(skeleton: M, record: &[u8]) -> Result<M, ModelError> {
+    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_elems(record.to_vec()))
+        .map_err(|e| ModelError::Format(e.to_string()))?;
+    Ok(skeleton.load_record(record))
+}
+
+/// A module skeleton's plain layers of the given shapes (values irrelevant).
+pub(crate) fn skeleton_layers(shapes: &[(usize, usize)]) -> Layers {
+    init_layers(shapes, false, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0))
+}
+
 const MAGIC: &[u8; 8] = b"SFNET001";
 
 #[derive(Serialize, Deserialize)]
@@ -331,51 +380,31 @@ impl ScoreNetWeights {
     /// Serialise: header + burn records (see the module docs).
     pub fn to_bytes(&self) -> Vec<u8> {
         let record = |layers: &Layers| {
-            ScoreNet { layers: linears(layers, &device(), 0), dim: 0, n_freqs: 0, f_min: 0.0, f_max: 0.0 }
-                .into_record()
-                .into_bytes()
-                .expect("burnpack encoding of an in-memory module")
+            record_bytes(ScoreNet { layers: linears(layers, &device(), 0), dim: 0, n_freqs: 0, f_min: 0.0, f_max: 0.0 })
         };
         let base = record(&self.layers);
-        let delta = if self.delta.is_empty() { Vec::new() } else { record(&self.delta).to_vec() };
-        let header = serde_json::to_vec(&Header {
+        let delta = if self.delta.is_empty() { Vec::new() } else { record(&self.delta) };
+        let header = Header {
             config: self.config.clone(),
             meta: self.meta.clone(),
             delta: self.delta.iter().map(|l| (l.2, l.3)).collect(),
             base_len: base.len() as u64,
-        })
-        .expect("json");
-        let mut out = Vec::with_capacity(12 + header.len() + base.len() + delta.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&base);
-        out.extend_from_slice(&delta);
-        out
+        };
+        frame_blob(MAGIC, &header, &[&base, &delta])
     }
 
     /// Inverse of [`ScoreNetWeights::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<ScoreNetWeights, ModelError> {
-        let bad = |why: &str| ModelError::Format(why.to_string());
-        if bytes.len() < 12 || &bytes[..8] != MAGIC {
-            return Err(bad("missing SFNET001 header"));
-        }
-        let n = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
-        let header: Header = serde_json::from_slice(bytes.get(12..12 + n).ok_or_else(|| bad("truncated header"))?)
-            .map_err(|e| ModelError::Format(e.to_string()))?;
-        let base_end = 12 + n + header.base_len as usize;
-        let base = bytes.get(12 + n..base_end).ok_or_else(|| bad("truncated record"))?;
+        let (header, body): (Header, _) = unframe_blob(bytes, MAGIC, "not a score model")?;
+        let base_len = header.base_len as usize;
+        let base = body.get(..base_len).ok_or_else(|| ModelError::Format("truncated record".into()))?;
         let load = |record: &[u8], shapes: &[(usize, usize)]| -> Result<Layers, ModelError> {
-            let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_elems(record.to_vec()))
-                .map_err(|e| ModelError::Format(e.to_string()))?;
-            let skeleton =
-                init_layers(shapes, false, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0));
-            let net = ScoreNet { layers: linears(&skeleton, &device(), 0), dim: 0, n_freqs: 0, f_min: 0.0, f_max: 0.0 }
-                .load_record(record);
+            let skeleton = linears(&skeleton_layers(shapes), &device(), 0);
+            let net = load_record(ScoreNet { layers: skeleton, dim: 0, n_freqs: 0, f_min: 0.0, f_max: 0.0 }, record)?;
             Ok(layers_of(&net.layers))
         };
         let layers = load(base, &header.config.shapes())?;
-        let delta = if header.delta.is_empty() { Vec::new() } else { load(&bytes[base_end..], &header.delta)? };
+        let delta = if header.delta.is_empty() { Vec::new() } else { load(&body[base_len..], &header.delta)? };
         Ok(ScoreNetWeights {
             dim: header.config.dim,
             freqs: header.config.frequencies(),
