@@ -92,7 +92,13 @@ fn sampler(c: &mut Criterion) {
     g.bench_function("pc_4096x1000", |b| {
         b.iter(|| {
             let mut x = prior_draw(4096, 3, Prior::Standard, Ou::SEED, 1.0, 5);
-            let cfg = PcConfig { steps: 1000, snr: 0.15, t_max: 1.0, chunk: scoreflow::stages::sample::CHUNK };
+            let cfg = PcConfig {
+                steps: 1000,
+                snr: 0.15,
+                t_max: 1.0,
+                chunk: scoreflow::stages::sample::CHUNK,
+                denoise: false,
+            };
             pc_sample(&fast, Ou::SEED, &mut x, cfg, 6, 0, 1, &|_| {});
             x
         })

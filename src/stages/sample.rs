@@ -8,6 +8,9 @@
 //! tuned model from the pre-trained model's `x_T`, which makes pre/post
 //! comparisons paired. By default `prior_seed` is the stage's seed.
 //!
+//! With `denoise` (the default, as score_sde's `denoise=True`) the last corrector
+//! step returns its mean, without noise (see [`crate::sde::sampler`]).
+//!
 //! A particle that diverges (the fixed-step Langevin corrector can overshoot
 //! where the learned score is steep, near t = 0) is kept as it is: non-finite
 //! samples fail every validity check, as NaN does in the seed's numpy code, and
@@ -52,6 +55,12 @@ static PARAMS: &[ParamDef] = &[
         doc: "x_T ~ N(0, I) (seed) or the OU marginal at T",
     },
     ParamDef {
+        name: "denoise",
+        ty: ParamType::Bool,
+        default: Default::Bool(true),
+        doc: "leave the noise out of the last corrector step (score_sde's denoise=True)",
+    },
+    ParamDef {
         name: "prior_seed",
         ty: ParamType::Int { min: 0, max: i64::MAX },
         default: Default::Optional,
@@ -82,7 +91,7 @@ static OUTPUTS: &[OutputDef] = &[
 pub const CHUNK: usize = 512;
 
 impl Stage for Pc {
-    describe!(Kind::Sample, "pc", version 1, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Sample, "pc", version 2, PARAMS, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
         let weights = ScoreNetWeights::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;
@@ -94,7 +103,13 @@ impl Stage for Pc {
         let prior_seed = p.get("prior_seed").map_or(ctx.seed, |_| p.i64("prior_seed") as u64);
         let dim = weights.dim;
         let mut x = prior_draw(n, dim, prior, ou, meta.t_max, prior_seed);
-        let cfg = PcConfig { steps: p.usize("steps"), snr: p.f64("snr"), t_max: meta.t_max, chunk: CHUNK };
+        let cfg = PcConfig {
+            steps: p.usize("steps"),
+            snr: p.f64("snr"),
+            t_max: meta.t_max,
+            chunk: CHUNK,
+            denoise: p.bool("denoise"),
+        };
         let traj = pc_sample(
             &model,
             ou,

@@ -71,6 +71,12 @@ static PARAMS: &[ParamDef] = &[
         doc: "sampler corrector snr",
     },
     ParamDef {
+        name: "denoise",
+        ty: ParamType::Bool,
+        default: Default::Bool(true),
+        doc: "sampler: leave the noise out of the last corrector step (as `sample`)",
+    },
+    ParamDef {
         name: "eps",
         ty: ParamType::Float { min: 0.0, max: 1.0 },
         default: Default::Float(1e-3),
@@ -154,7 +160,7 @@ fn scalar(t: Tensor<1>) -> f64 {
 }
 
 impl Stage for Smeme {
-    describe!(Kind::Tune, "smeme", version 1, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Tune, "smeme", version 2, PARAMS, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
         let base = ScoreNetWeights::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;
@@ -168,8 +174,13 @@ impl Stage for Smeme {
         let (n_draw, batch) = (p.usize("dataset_size"), p.usize("batch_size"));
         let (beta, lambda_prox, eps) = (p.f64("beta"), p.f64("lambda_prox"), p.f64("eps"));
         let small_t = (p.str("variant") == "small_t").then(|| p.f64("t_direction") as f32);
-        let sampler =
-            PcConfig { steps: p.usize("steps"), snr: p.f64("snr"), t_max: meta.t_max, chunk: super::sample::CHUNK };
+        let sampler = PcConfig {
+            steps: p.usize("steps"),
+            snr: p.f64("snr"),
+            t_max: meta.t_max,
+            chunk: super::sample::CHUNK,
+            denoise: p.bool("denoise"),
+        };
 
         let dev = train_device();
         let teacher = ScoreNet::from_weights(&base, &device());
