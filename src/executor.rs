@@ -539,9 +539,9 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
     // Producers being recomputed because a consumer found their output corrupt.
     let mut recompute: HashMap<usize, String> = HashMap::new();
 
-    for i in 0..n {
+    for (i, outcome) in outcomes.iter_mut().enumerate() {
         if !selected.contains(&i) {
-            outcomes[i] = Some(Outcome::NotSelected);
+            *outcome = Some(Outcome::NotSelected);
         }
     }
 

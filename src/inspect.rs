@@ -31,10 +31,13 @@ pub struct InspectOptions {
     pub json: bool,
 }
 
+/// A named summary statistic of a column expression.
+type Stat = (&'static str, fn(Expr) -> Expr);
+
 fn describe(df: &DataFrame) -> PolarsResult<DataFrame> {
     let numeric: Vec<String> =
         df.columns().iter().filter(|c| c.dtype().is_primitive_numeric()).map(|c| c.name().to_string()).collect();
-    let stats: [(&str, fn(Expr) -> Expr); 9] = [
+    let stats: [Stat; 9] = [
         ("count", |e| e.count().cast(DataType::Float64)),
         ("null_count", |e| e.null_count().cast(DataType::Float64)),
         ("mean", |e| e.cast(DataType::Float64).mean()),

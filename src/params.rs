@@ -216,7 +216,7 @@ impl ParamType {
                     format!("a number from {min} to {max}")
                 }
             }
-            ParamType::Str { choices } if choices.is_empty() => "a string".into(),
+            ParamType::Str { choices: [] } => "a string".into(),
             ParamType::Str { choices } => format!("one of: {}", choices.join(", ")),
             ParamType::FloatMap { keys, min, max } => {
                 format!("a mapping with keys among {} and numbers from {min} to {max}", keys.join(", "))

@@ -246,13 +246,16 @@ pub fn grouped_bars(
     })
 }
 
+/// An arrow: (x, y, dx, dy).
+pub type Arrow = (f64, f64, f64, f64);
+
 /// A vector field on a grid: `(x, y, dx, dy)` arrows, one panel per field,
 /// arrows scaled by the largest magnitude across panels.
 pub fn quiver(
     title: &str,
     (xl, yl): (&str, &str),
     range: (f64, f64),
-    fields: &[(&str, Vec<(f64, f64, f64, f64)>)],
+    fields: &[(&str, Vec<Arrow>)],
 ) -> Result<Vec<u8>, PlotError> {
     render("quiver", 560 * fields.len() as u32, 560, |root| {
         let areas = root.split_evenly((1, fields.len()));

@@ -350,6 +350,9 @@ const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// polynomial of `e^r` on `|r| ≤ ln2/2`. Inputs are clamped to [−87, 88].
 #[inline(always)]
 pub(crate) fn exp_fast(x: f32) -> f32 {
+    // max/min, not clamp: a NaN input becomes −87 instead of propagating, and the
+    // pair vectorises to two instructions.
+    #[allow(clippy::manual_clamp)]
     let x = x.max(-87.0).min(88.0);
     // Round to nearest without a libm call (vectorises).
     let n = (x * LOG2E + 12_582_912.0) - 12_582_912.0;

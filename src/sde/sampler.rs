@@ -117,6 +117,7 @@ pub struct Trajectories {
 
 /// Run the sampler in place on `x` (row-major, `model.dim()` columns).
 /// `track` particles (the first ones) are recorded every `every` steps.
+#[allow(clippy::too_many_arguments)]
 pub fn pc_sample<M: ScoreModel>(
     model: &M,
     ou: Ou,
@@ -184,7 +185,7 @@ pub fn pc_sample<M: ScoreModel>(
                     record(&mut traj, xs, i + 1, (t - dt).max(0.0));
                 }
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if d % 50 == 0 {
+                if d.is_multiple_of(50) {
                     progress(d as f64 / total as f64);
                 }
             }

@@ -112,7 +112,11 @@ fn plot_err(e: plot::PlotError) -> StageError {
     StageError::Failed(e.to_string())
 }
 
-fn valid_rows(t: &Table) -> Result<(Vec<[f64; 3]>, Vec<[f64; 3]>), StageError> {
+/// Side lengths (a, b, c) of some samples.
+type Sides = Vec<[f64; 3]>;
+
+/// The (valid, invalid) samples of a validity-flags table.
+fn valid_rows(t: &Table) -> Result<(Sides, Sides), StageError> {
     let (a, b, c) = (t.f64s("a")?, t.f64s("b")?, t.f64s("c")?);
     let valid = match t.column("valid")? {
         crate::frame::ColumnData::Bool(v) => v.clone(),
@@ -132,7 +136,7 @@ fn row_type_fractions(rows: &[[f64; 3]], tol: f64) -> Vec<f64> {
 }
 
 /// `(a, b, s_a, s_b)` on a grid of the (a, b) plane (side units) at fixed c and t.
-fn field(w: &ScoreNetWeights, grid: usize, c: f64, t: f64) -> Vec<(f64, f64, f64, f64)> {
+fn field(w: &ScoreNetWeights, grid: usize, c: f64, t: f64) -> Vec<plot::Arrow> {
     let m = &w.meta;
     let model = FastMlp::new(w);
     let mut x = Vec::new();
@@ -213,9 +217,9 @@ th{{background:#f3f3f3}}caption{{text-align:left;font-weight:bold;margin-bottom:
         t = esc(title),
     );
     for (name, caption) in figures {
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "<figure><img src=\"{name}.png\" alt=\"{c}\"><figcaption>{c}</figcaption></figure>\n",
+            "<figure><img src=\"{name}.png\" alt=\"{c}\"><figcaption>{c}</figcaption></figure>",
             c = esc(caption)
         );
     }

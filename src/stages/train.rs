@@ -525,7 +525,7 @@ pub fn train_ddpm(
     if n == 0 {
         return Err(StageError::Failed("the training data is empty".into()));
     }
-    if cfg.net.time_channels % 2 != 0 {
+    if !cfg.net.time_channels.is_multiple_of(2) {
         return Err(StageError::Failed("time_channels must be even".into()));
     }
     let sched = crate::sde::ddpm::DdpmSchedule::linear(
