@@ -118,6 +118,15 @@ pub struct Validity {
     pub margin: f64,
 }
 
+/// The seed's `is_valid_triangle_torch` (its S-MEME tuning loop): the sorted
+/// sides satisfy all three strict triangle inequalities — no range check and no
+/// margin, unlike [`Validity`] (`triangle_validity_numpy`). A negative side fails
+/// it (sorted, `a + b > c` needs `b > c`); sides above 1 pass. NaN fails.
+pub fn is_triangle_strict(x: [f64; 3]) -> bool {
+    let [a, b, c] = sorted3(x[0], x[1], x[2]);
+    a + b > c && a + c > b && b + c > a
+}
+
 impl Validity {
     pub fn check(x: [f64; 3], eps: f64) -> Validity {
         let negative = x.iter().any(|v| *v < -eps);

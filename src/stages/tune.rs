@@ -8,8 +8,10 @@
 //!   initialisation — the seed's first inner epoch already shows Δ/teach ≈ 0.05, so
 //!   Δ does not start at zero); the teacher is the pre-trained model;
 //! * each of `outer_epochs`: draw `dataset_size` fresh `x_T ~ N(0, I)` and sample
-//!   the current student with the PC sampler; keep the valid triangles (the validate
-//!   stage's rule, applied to the samples mapped back to side lengths); build OU
+//!   the current student with the PC sampler; keep the triangles that pass the
+//!   seed's `is_valid_triangle_torch` on the samples mapped back to side lengths
+//!   (strict triangle inequalities only: [`is_triangle_strict`]; `pool_check:
+//!   validate` uses the validate stage's rule with range and margin instead); build OU
 //!   training pairs on them, `batch_size` rows per batch, `max(1, valid ÷ batch)`
 //!   batches per inner epoch; for `inner_epochs` minimise
 //!
@@ -18,7 +20,8 @@
 //!   with `ω = clamp(v, 1e-3, 10)/mean(clamp(v, 1e-3, 10))`, by AdamW on Δ only
 //!   (lr 1e-4; weight decay 0.01, PyTorch's default, which the seed leaves as is);
 //! * the tracker records, per outer/inner epoch, the sampler's valid count and
-//!   fraction and the margins of the valid triangles (`a + b − c`, side units), and
+//!   fraction by the pool's rule (as the seed's tracker) and the margins of those
+//!   triangles (`a + b − c`, side units), and
 //!   the epoch means of the loss, its three terms, `‖Δ‖/‖s_pre‖` (Frobenius over
 //!   the batch) and `cos(−s_pre, Δ)`.
 //!
@@ -41,7 +44,7 @@ use crate::model::{DeltaNet, ScoreNet, ScoreNetWeights, device, init_layers, lay
 use crate::params::{Default, ParamDef, ParamType, ParamsExt};
 use crate::sde::sampler::{PcConfig, Prior, pc_sample, prior_draw};
 use crate::sde::{Ou, ou_pairs};
-use crate::triangle::Validity;
+use crate::triangle::{Validity, is_triangle_strict};
 
 pub struct Smeme;
 
@@ -77,10 +80,16 @@ static PARAMS: &[ParamDef] = &[
         doc: "sampler: leave the noise out of the last corrector step (as `sample`)",
     },
     ParamDef {
+        name: "pool_check",
+        ty: ParamType::Str { choices: &["seed", "validate"] },
+        default: Default::Str("seed"),
+        doc: "which samples train the student: the seed's strict triangle test, or the validate stage's rule",
+    },
+    ParamDef {
         name: "eps",
         ty: ParamType::Float { min: 0.0, max: 1.0 },
         default: Default::Float(1e-3),
-        doc: "validity margin",
+        doc: "validity margin (pool_check: validate)",
     },
     ParamDef {
         name: "variant",
@@ -160,7 +169,7 @@ fn scalar(t: Tensor<1>) -> f64 {
 }
 
 impl Stage for Smeme {
-    describe!(Kind::Tune, "smeme", version 2, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Tune, "smeme", version 3, PARAMS, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
         let base = ScoreNetWeights::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;
@@ -174,6 +183,7 @@ impl Stage for Smeme {
         let (n_draw, batch) = (p.usize("dataset_size"), p.usize("batch_size"));
         let (beta, lambda_prox, eps) = (p.f64("beta"), p.f64("lambda_prox"), p.f64("eps"));
         let small_t = (p.str("variant") == "small_t").then(|| p.f64("t_direction") as f32);
+        let seed_pool = p.str("pool_check") == "seed";
         let sampler = PcConfig {
             steps: p.usize("steps"),
             snr: p.f64("snr"),
@@ -211,8 +221,10 @@ impl Stage for Smeme {
             let mut pool = Vec::new();
             let mut margins = Vec::new();
             for r in x.chunks(dim) {
-                let v = Validity::check([unscale(r[0]), unscale(r[1]), unscale(r[2])], eps);
-                if v.valid() {
+                let sides = [unscale(r[0]), unscale(r[1]), unscale(r[2])];
+                let v = Validity::check(sides, eps);
+                let keep = if seed_pool { is_triangle_strict(sides) } else { v.valid() };
+                if keep {
                     pool.extend_from_slice(r);
                     margins.push(v.margin);
                 }
