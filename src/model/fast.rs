@@ -221,27 +221,24 @@ impl FastEps {
     }
 
     /// `bt₀ + TimestepEmbedding(Timesteps(t))`: the trunk's first-layer bias at `t`.
-    fn bias_at(&self, t: f32, s: &mut Scratch) {
-        super::eps::timestep_embedding_into(t, &self.freqs, &mut s.feat);
-        let mut input = std::mem::take(&mut s.feat);
+    fn bias_at(&self, t: f32, bias: &mut [f32]) {
+        let mut h = vec![0f32; 2 * self.freqs.len()];
+        super::eps::timestep_embedding_into(t, &self.freqs, &mut h);
         for (i, (w, b, n_in, n_out)) in self.temb.iter().enumerate() {
             let mut out = b.clone();
-            for (k, e) in input.iter().enumerate().take(*n_in) {
-                let row = &w[k * n_out..(k + 1) * n_out];
-                for (o, wv) in out.iter_mut().zip(row) {
+            for (k, e) in h.iter().enumerate().take(*n_in) {
+                for (o, wv) in out.iter_mut().zip(&w[k * n_out..(k + 1) * n_out]) {
                     *o += e * wv;
                 }
             }
             if i + 1 < self.temb.len() {
                 silu_bias(&mut out, &[]);
             }
-            input = out;
+            h = out;
         }
-        for (o, b) in input.iter_mut().zip(&self.trunk.first_feat.b) {
-            *o += b;
+        for ((o, e), b) in bias.iter_mut().zip(&h).zip(&self.trunk.first_feat.b) {
+            *o = e + b;
         }
-        s.bias[..input.len()].copy_from_slice(&input);
-        s.feat = vec![0.0; 2 * self.freqs.len()];
     }
 }
 
@@ -256,15 +253,14 @@ impl crate::sde::ddpm::EpsModel for FastEps {
             a: vec![0.0; rows * widest],
             b: vec![0.0; rows * widest],
             bias: vec![0.0; widest],
-            feat: vec![0.0; 2 * self.freqs.len()],
+            feat: Vec::new(),
             delta_out: Vec::new(),
         }
     }
     fn eval(&self, x: &[f32], t: f32, out: &mut [f32], s: &mut Scratch) {
-        self.bias_at(t, s);
-        let bias = std::mem::take(&mut s.bias);
-        self.trunk.forward_biased(x, &bias[..self.trunk.width], out, &mut s.a, &mut s.b);
-        s.bias = bias;
+        let w = self.trunk.width;
+        self.bias_at(t, &mut s.bias[..w]);
+        self.trunk.forward_biased(x, &s.bias[..w], out, &mut s.a, &mut s.b);
     }
 }
 

@@ -188,10 +188,8 @@ impl Stage for TwoMoons {
         let (xy, label) = make_moons(n, p.f64("noise"), ctx.seed, p.i64("draw"));
         let axis = |j: usize| xy.iter().skip(j).step_by(2).copied().collect::<Vec<f64>>();
         let (mut x, mut y) = (axis(0), axis(1));
-        let (mean, std) = if let Some(a) = ctx.inputs.get("stats") {
-            let Artifact::Table(t) = a.as_ref() else {
-                return Err(StageError::Failed("input `stats` is not a table".into()));
-            };
+        let (mean, std) = if ctx.inputs.contains_key("stats") {
+            let t = ctx.table("stats")?;
             let (m, s) = (t.f64s("mean")?, t.f64s("std")?);
             if m.len() != 2 || s.len() != 2 {
                 return Err(StageError::Failed(format!("`stats` must have 2 rows (x, y), found {}", m.len())));

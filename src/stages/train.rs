@@ -544,18 +544,8 @@ pub fn train_ddpm(
     let mut at = n; // start with a fresh shuffle
     let b = cfg.batch_size.min(n);
     let (mut xt, mut t, mut eps) = (vec![0f32; b * dim], vec![0f32; b], vec![0f32; b * dim]);
-    let mut run = DdpmRun {
-        weights: EpsModelWeights {
-            config: cfg.net.clone(),
-            schedule: cfg.schedule.clone(),
-            columns,
-            raw: EpsLayers { temb: Vec::new(), trunk: Vec::new() },
-            ema: None,
-        },
-        loss: Vec::with_capacity(cfg.steps),
-        lr: Vec::with_capacity(cfg.steps),
-        grad_norm: Vec::with_capacity(cfg.steps),
-    };
+    let (mut losses, mut lrs, mut norms) =
+        (Vec::with_capacity(cfg.steps), Vec::with_capacity(cfg.steps), Vec::with_capacity(cfg.steps));
     for step in 0..cfg.steps {
         if at >= n {
             order.shuffle(&mut order_rng);
@@ -588,9 +578,9 @@ pub fn train_ddpm(
         if let (Some(e), Some(decay)) = (ema.as_mut(), cfg.ema) {
             ema_update(e, &params, decay);
         }
-        run.loss.push(loss as f32);
-        run.lr.push(lr as f32);
-        run.grad_norm.push(norm as f32);
+        losses.push(loss as f32);
+        lrs.push(lr as f32);
+        norms.push(norm as f32);
         if step % 100 == 0 {
             progress((step + 1) as f64 / cfg.steps as f64);
         }
@@ -598,9 +588,14 @@ pub fn train_ddpm(
     if params.iter().any(|v| !v.is_finite()) {
         return Err(StageError::NonFinite { step: cfg.steps, value: f64::NAN });
     }
-    run.weights.raw = EpsLayers::unflatten(&cfg.net, &params);
-    run.weights.ema = ema.map(|e| EpsLayers::unflatten(&cfg.net, &e));
-    Ok(run)
+    let weights = EpsModelWeights {
+        config: cfg.net.clone(),
+        schedule: cfg.schedule.clone(),
+        columns,
+        raw: EpsLayers::unflatten(&cfg.net, &params),
+        ema: ema.map(|e| EpsLayers::unflatten(&cfg.net, &e)),
+    };
+    Ok(DdpmRun { weights, loss: losses, lr: lrs, grad_norm: norms })
 }
 
 impl Stage for DdpmEps {
