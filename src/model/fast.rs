@@ -202,7 +202,7 @@ impl ScoreModel for FastMlp {
 
 /// The two-moons ε-network ([`super::eps`]) for sampling: every row of a call
 /// shares the timestep, so the embedding MLP runs once per call on one row and
-/// its output joins the trunk's first-layer bias; the trunk is a [`FastNet`].
+/// its output joins the trunk's first-layer bias; the trunk is a `FastNet`.
 #[derive(Debug, Clone)]
 pub struct FastEps {
     freqs: Vec<f32>,

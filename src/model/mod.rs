@@ -21,6 +21,10 @@
 //! `ndarray` (deprecated by burn 0.22, kept as the design names it). The device is
 //! not part of any cache key: both give the same results within float tolerance.
 //! Inference in the sampler uses [`fast::FastMlp`] over the trained weights.
+//!
+//! The two-moons ε-network lives in [`eps`] (a burn module too), its hand-written
+//! training in [`backprop`], its fused inference in [`fast::FastEps`]. Both model
+//! formats share one blob framing (`frame_blob`).
 
 pub mod backprop;
 pub mod eps;

@@ -15,6 +15,8 @@
 //! score grows like `1/√v` near 0, which the variance-weighted loss
 //! (`v/mean(v)·(score − s)²`, i.e. `z²/mean(v)` at the target) keeps bounded, so
 //! no clamp is needed. Nothing here does I/O; the sampler lives in [`sampler`].
+//! The discrete-time DDPM of the two-moons workload and its Euler-discrete
+//! sampler live in [`ddpm`].
 
 pub mod ddpm;
 pub mod sampler;

@@ -6,6 +6,9 @@
 //! every angle type among those, and shuffle. Types are visited in a fixed order
 //! (equilateral, isosceles, scalene; right, acute, obtuse) whatever the YAML order,
 //! and a type left out of a bias map keeps none of its triangles, as in the seed.
+//!
+//! `dataset: two_moons` ([`TwoMoons`]) is scikit-learn's `make_moons`, standardised
+//! (the two-moons workload, seed 002).
 
 use rand::seq::{SliceRandom, index};
 

@@ -11,7 +11,9 @@
 //! 5. `score_field` — both models' scores on the (a, b) plane at fixed c and small t;
 //!
 //! and writes `html`, a page that shows them with the exploration and tracker
-//! tables. Everything is a pure function of the inputs: the page names its images
+//! tables. `layout: two_moons` (seed 002) draws the target-vs-generated and
+//! generated-only scatters and the training curves, with the distance table and
+//! its floor, on the same page shell and plot helpers. Everything is a pure function of the inputs: the page names its images
 //! by file name, and `scoreflow run` publishes the page and the PNGs together
 //! under `artifacts/reports/<pipeline>/<stage>/`, adding the run's stage list.
 

@@ -15,6 +15,9 @@
 //! where the learned score is steep, near t = 0) is kept as it is: non-finite
 //! samples fail every validity check, as NaN does in the seed's numpy code, and
 //! the validate stage counts them.
+//!
+//! `sampler: euler_discrete` ([`EulerDiscrete`]) samples an ε-prediction model
+//! with diffusers' Euler-discrete scheduler (the two-moons workload, seed 002).
 
 use super::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::frame::{ColumnData, Table};

@@ -14,6 +14,9 @@
 //!
 //! A non-finite loss stops the stage with an error naming the step; nothing is
 //! cached. The training loop is written by hand on burn's autodiff.
+//!
+//! `objective: ddpm_eps` ([`DdpmEps`]) trains the two-moons ε-prediction DDPM
+//! (seed 002) with a hand-written forward/backward ([`crate::model::backprop`]).
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};

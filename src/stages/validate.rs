@@ -6,6 +6,10 @@
 //! have several), margin statistics (`a + b − c` of the valid samples), and the
 //! side/angle type distribution of the valid samples (the label stage's
 //! classification, reused).
+//!
+//! `checks: distribution` ([`Distribution`]) measures how far samples are from
+//! an independent draw of the target — MMD, energy distance, sliced W1 — with the
+//! floor between two independent draws (the two-moons workload, seed 002).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
