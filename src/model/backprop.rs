@@ -124,8 +124,9 @@ struct Slot {
 /// One chunk's activations and gradient.
 struct Workspace {
     emb: Vec<f32>,
-    /// Per layer (embedding MLP's first, then the trunk's): pre-activation,
-    /// sigmoid, output (empty where the layer has no SiLU).
+    /// Per layer but the output one (the embedding MLP's, then the trunk's):
+    /// pre-activation, sigmoid, output. The embedding's second layer has no SiLU:
+    /// only its pre-activation (the embedding itself) is used.
     u: Vec<Vec<f32>>,
     s: Vec<Vec<f32>>,
     h: Vec<Vec<f32>>,
@@ -162,7 +163,8 @@ impl EpsBackprop {
 
     fn workspace(&self) -> Workspace {
         let (h, n) = (self.cfg.hidden, CHUNK);
-        let layers = self.slots.len();
+        // Activations of every layer but the output one (its output is `out`).
+        let layers = self.slots.len() - 1;
         Workspace {
             emb: vec![0.0; n * self.cfg.time_channels],
             u: (0..layers).map(|_| vec![0.0; n * h]).collect(),

@@ -279,7 +279,7 @@ static DIST_OUTPUTS: &[OutputDef] = &[OutputDef {
 impl Stage for Distribution {
     describe!(Kind::Validate, "distribution", version 1, DIST_PARAMS, DIST_INPUTS, DIST_OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
-        use crate::metrics::distance::{Mmd2, Points, directions, energy_distance, mmd2, sliced_w1};
+        use crate::metrics::distance::{Points, directions, energy_distance, mmd2, sliced_w1};
         let samples = ctx.table("samples")?;
         let cols = samples.float_columns();
         if cols.is_empty() {
@@ -300,35 +300,32 @@ impl Stage for Distribution {
         let floor = load("floor")?;
         let dirs = directions(ctx.params.usize("directions"), dim, &mut super::rng(ctx.seed, "directions"));
         let wanted = ctx.params.str_list("metrics");
-        let metric = |name: &str, a: &[f64], b: &[f64]| {
+        // Rows (name, value) of one metric between two sets. With MMD, the signed
+        // estimate (√max(·, 0) reads 0 whenever MMD²ᵤ < 0) and the biased √MMD²_b
+        // stand beside it.
+        let metric = |name: &str, a: &[f64], b: &[f64]| -> Vec<(String, f64)> {
             let (x, y) = (Points::new(a, dim), Points::new(b, dim));
             match name {
                 "mmd" => {
                     let m2 = mmd2(x, y);
-                    (m2.mmd(), Some(m2))
+                    vec![
+                        ("mmd2_unbiased".into(), m2.unbiased),
+                        ("mmd".into(), m2.mmd()),
+                        ("mmd_biased".into(), m2.biased.sqrt()),
+                    ]
                 }
-                "energy_distance" => (energy_distance(x, y), None),
-                _ => (sliced_w1(x, y, &dirs), None),
+                "energy_distance" => vec![(name.into(), energy_distance(x, y))],
+                _ => vec![(name.into(), sliced_w1(x, y, &dirs))],
             }
         };
         let (mut names, mut values, mut floors) = (Vec::new(), Vec::new(), Vec::new());
         for (i, name) in wanted.iter().enumerate() {
-            let (v, f) = (metric(name, &s, &target), floor.as_ref().map(|f| metric(name, &target, f)));
-            // With MMD, the signed estimate (√max(·, 0) reads 0 whenever MMD²ᵤ < 0)
-            // and the biased form √MMD²_b beside it.
-            let m2 = |r: &(f64, Option<Mmd2>)| r.1.expect("mmd has both estimates");
-            if name == "mmd" {
-                names.push("mmd2_unbiased".to_string());
-                values.push(m2(&v).unbiased);
-                floors.push(f.as_ref().map_or(f64::NAN, |f| m2(f).unbiased));
-            }
-            names.push(name.clone());
-            values.push(v.0);
-            floors.push(f.as_ref().map_or(f64::NAN, |f| f.0));
-            if name == "mmd" {
-                names.push("mmd_biased".to_string());
-                values.push(m2(&v).biased.sqrt());
-                floors.push(f.as_ref().map_or(f64::NAN, |f| m2(f).biased.sqrt()));
+            let rows = metric(name, &s, &target);
+            let floor_rows = floor.as_ref().map(|f| metric(name, &target, f));
+            for (k, (row, value)) in rows.into_iter().enumerate() {
+                names.push(row);
+                values.push(value);
+                floors.push(floor_rows.as_ref().map_or(f64::NAN, |f| f[k].1));
             }
             (ctx.progress)((i + 1) as f64 / wanted.len() as f64);
         }
