@@ -114,7 +114,7 @@ fn ddpm(c: &mut Criterion) {
     use scoreflow::sde::ddpm::{DdpmSchedule, EulerDiscrete, euler_sample};
     use scoreflow::stages::train::{DdpmConfig, train_ddpm};
 
-    let cfg = EpsNetConfig::seed_default(2);
+    let cfg = EpsNetConfig::origin(2);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let mut layers = EpsLayers::init(&cfg, &mut rng);
     let last = layers.trunk.len() - 1;
@@ -146,7 +146,7 @@ fn ddpm(c: &mut Criterion) {
     {
         use scoreflow::model::eps::EpsNet;
         let device = backend_device(Backend::Flex).autodiff();
-        let mut model = EpsNet::from_layers(&layers, cfg.time_channels, &device);
+        let mut model = EpsNet::from_layers(&layers, &cfg, &device);
         let mut optim = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(0.01).init();
         g.bench_function("burn_train_step_512", |bench| {
             bench.iter(|| {
@@ -173,7 +173,9 @@ fn ddpm(c: &mut Criterion) {
         warmup: 0,
         weight_decay: 0.01,
         grad_clip: 1.0,
+        drop_last: true,
         ema: Some(0.999),
+        ema_warmup: true,
     };
     g.bench_function("train_1000_steps_512", |bench| {
         bench.iter(|| train_ddpm(&steps_cfg, &data, vec!["x".into(), "y".into()], 1, &|_| {}).unwrap().loss.len())
@@ -186,6 +188,21 @@ fn ddpm(c: &mut Criterion) {
             let mut x = scoreflow::sde::sampler::normal_rows(5000, 2, 3, "x_T");
             x.iter_mut().for_each(|v| *v *= sched.init_noise_sigma);
             euler_sample(&fast, &sched, &mut x, scoreflow::stages::sample::EULER_CHUNK, &|_| {});
+            x
+        })
+    });
+    let ancestral = scoreflow::sde::ddpm::DdpmAncestral::new(&DdpmSchedule::linear(1e-4, 0.02, 1000), 1000);
+    g.bench_function("ancestral_5000x1000", |bench| {
+        bench.iter(|| {
+            let mut x = scoreflow::sde::sampler::normal_rows(5000, 2, 3, "x_T");
+            scoreflow::sde::ddpm::ancestral_sample(
+                &fast,
+                &ancestral,
+                &mut x,
+                scoreflow::stages::sample::EULER_CHUNK,
+                5,
+                &|_| {},
+            );
             x
         })
     });

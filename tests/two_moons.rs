@@ -1,7 +1,8 @@
 //! The two-moons DDPM pipelines through the real binary, at small settings:
-//! generate → train (ddpm_eps) → sample (euler_discrete) → validate
-//! (distribution) → report; cache sharing between the 5k and 40k pipelines,
-//! reruns, determinism, and a clear error for `use_ema` without EMA weights.
+//! generate → train (ddpm_eps) → sample (euler_discrete, ddpm) → validate
+//! (distribution) → report; cache sharing between the 5k, 40k and EMA
+//! pipelines, reruns, determinism, and a clear error for `use_ema` without EMA
+//! weights.
 
 mod common;
 
@@ -25,6 +26,7 @@ fn both_pipelines_run_and_share_the_data_stages() {
     let ws = Workspace::new();
     ws.write("two_moons.yaml", &small("two_moons.yaml"));
     ws.write("two_moons_40k.yaml", &small("two_moons_40k.yaml"));
+    ws.write("two_moons_40k_ema.yaml", &small("two_moons_40k_ema.yaml"));
     let out = ws.cmd(&["run", "two_moons.yaml"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -45,11 +47,14 @@ fn both_pipelines_run_and_share_the_data_stages() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = v["head"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["metric"].as_str().unwrap()).collect();
-    assert_eq!(names, ["mmd2_unbiased", "mmd", "mmd_biased", "energy_distance", "sliced_w1"]);
-    for r in &rows[1..] {
+    assert_eq!(names, ["mmd", "mmd2_unbiased", "mmd_biased", "energy_distance", "sliced_w1"]);
+    for r in rows.iter().filter(|r| r["metric"] != "mmd2_unbiased") {
         let (value, floor) = (r["value"].as_f64().unwrap(), r["floor"].as_f64().unwrap());
         assert!(value >= 0.0 && floor >= 0.0 && value.is_finite(), "{r}");
     }
+    // The clamped MMD carries a note exactly when the signed estimate is negative.
+    let signed = rows[1]["value"].as_f64().unwrap();
+    assert_eq!(rows[0]["note"].as_str().unwrap().starts_with("below resolution"), signed < 0.0, "{}", rows[0]);
     // 300 steps is far from converged: the model is measurably worse than the floor.
     let sw1 = rows.iter().find(|r| r["metric"] == "sliced_w1").unwrap();
     assert!(sw1["value"].as_f64().unwrap() > sw1["floor"].as_f64().unwrap(), "{sw1}");
@@ -63,14 +68,20 @@ fn both_pipelines_run_and_share_the_data_stages() {
         assert!(png::Decoder::new(std::io::Cursor::new(bytes)).read_info().is_ok(), "{src} is not a PNG");
     }
     assert!(html.contains("sliced_w1") && html.contains("floor"), "{html}");
+
+    // The EMA pipeline reuses the data stages and samples the EMA weights with
+    // both the DDPM ancestral and the Euler-discrete sampler.
+    let (out, ev) = ws.run_json("two_moons_40k_ema.yaml", &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(Workspace::ran(&ev), ["ddpm", "metrics", "metrics_euler", "report", "samples", "samples_euler"]);
 }
 
 #[test]
 fn use_ema_reruns_only_sampling_and_needs_ema_weights() {
     let ws = Workspace::new();
-    ws.write("tm.yaml", &small("two_moons_40k.yaml"));
+    ws.write("tm.yaml", &small("two_moons_40k_ema.yaml"));
     ws.cmd(&["run", "tm.yaml"]).assert().success();
-    ws.write("tm.yaml", &small("two_moons_40k.yaml").replace("use_ema: true", "use_ema: false"));
+    ws.write("tm.yaml", &small("two_moons_40k_ema.yaml").replacen("use_ema: true", "use_ema: false", 1));
     let (out, ev) = ws.run_json("tm.yaml", &[]);
     assert!(out.status.success());
     assert_eq!(Workspace::ran(&ev), ["metrics", "report", "samples"]);

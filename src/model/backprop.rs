@@ -22,13 +22,17 @@
 //! [`AdamW`] follows `torch.optim.AdamW` (decoupled decay `p ← p − lr·λ·p` on every
 //! parameter, bias-corrected moments, ε = 1e-8 outside the square root);
 //! [`clip_grad_norm`] follows `torch.nn.utils.clip_grad_norm_` (global L2 norm,
-//! scale by `max/(norm + 1e-6)` when below 1); [`ema_update`] is the plain
-//! exponential moving average `e ← d·e + (1 − d)·p` after every optimiser step,
-//! starting from the initial weights.
+//! scale by `max/(norm + 1e-6)` when below 1); [`ema_update`] is the exponential
+//! moving average `e ← d·e + (1 − d)·p` after every optimiser step. The origin
+//! keeps it with diffusers' `EMAModel(decay=0.999)`, whose decay warms up:
+//! [`diffusers_ema_decay`] gives `d = 0` at the first step (the average starts as
+//! the weights after one step) and `min(decay, (1 + n)/(10 + n))` after `n + 1`
+//! steps; a constant `d` from the initial weights is the `ema_warmup: false`
+//! option.
 
 use rayon::prelude::*;
 
-use super::eps::{EpsNetConfig, timestep_embedding_into};
+use super::eps::{EpsNetConfig, Join, timestep_embedding_into};
 use super::fast::{exp_fast, mm};
 
 /// Rows per chunk of the batch (a fixed property of the computation).
@@ -162,17 +166,17 @@ impl EpsBackprop {
     }
 
     fn workspace(&self) -> Workspace {
-        let (h, n) = (self.cfg.hidden, CHUNK);
+        let (w, n) = (self.cfg.hidden.max(self.cfg.temb_width()), CHUNK);
         // Activations of every layer but the output one (its output is `out`).
         let layers = self.slots.len() - 1;
         Workspace {
             emb: vec![0.0; n * self.cfg.time_channels],
-            u: (0..layers).map(|_| vec![0.0; n * h]).collect(),
-            s: (0..layers).map(|_| vec![0.0; n * h]).collect(),
-            h: (0..layers).map(|_| vec![0.0; n * h]).collect(),
+            u: (0..layers).map(|_| vec![0.0; n * w]).collect(),
+            s: (0..layers).map(|_| vec![0.0; n * w]).collect(),
+            h: (0..layers).map(|_| vec![0.0; n * w]).collect(),
             out: vec![0.0; n * self.cfg.dim],
-            g1: vec![0.0; n * h],
-            g2: vec![0.0; n * h],
+            g1: vec![0.0; n * w],
+            g2: vec![0.0; n * w],
             grad: vec![0.0; self.n_params],
             loss: 0.0,
         }
@@ -212,6 +216,8 @@ impl EpsBackprop {
     /// summed squared error to `ws.loss`.
     fn chunk(&self, p: &[f32], x: &[f32], t: &[f32], eps: &[f32], norm: f32, ws: &mut Workspace) {
         let (dim, hid, tc) = (self.cfg.dim, self.cfg.hidden, self.cfg.time_channels);
+        let ew = self.cfg.temb_width();
+        let concat = self.cfg.join == Join::Concat;
         let r = t.len();
         let sl = &self.slots;
         let w = |s: &Slot| &p[s.w..s.w + s.input * s.output];
@@ -226,19 +232,28 @@ impl EpsBackprop {
         }
         let Workspace { emb, u, s, h, out, g1, g2, grad, loss } = ws;
         // Embedding MLP: a0 = emb·W0 + b0, z0 = SiLU(a0); temb = z0·W1 + b1.
-        mm(r, hid, tc, &mut u[t0][..r * hid], (1, hid), &emb[..r * tc], (1, tc), w(&sl[t0]), (1, hid));
-        act_forward(&mut u[t0][..r * hid], &mut s[t0][..r * hid], &mut h[t0][..r * hid], bias(&sl[t0]));
-        mm(r, hid, hid, &mut u[t1][..r * hid], (1, hid), &h[t0][..r * hid], (1, hid), w(&sl[t1]), (1, hid));
-        // First trunk layer: u = x·Wx + temb (+ b1 + bx, added by act_forward).
+        mm(r, ew, tc, &mut u[t0][..r * ew], (1, ew), &emb[..r * tc], (1, tc), w(&sl[t0]), (1, ew));
+        act_forward(&mut u[t0][..r * ew], &mut s[t0][..r * ew], &mut h[t0][..r * ew], bias(&sl[t0]));
+        mm(r, ew, ew, &mut u[t1][..r * ew], (1, ew), &h[t0][..r * ew], (1, ew), w(&sl[t1]), (1, ew));
+        // First trunk layer. Add: u = x·Wx + temb (+ b_k0 + b1, added by
+        // act_forward). Concat: u = x·Wx + temb·Wt (+ b_k0), with temb's bias
+        // added in place first (u[t1] then holds temb itself).
+        let (wx, wt) = w(&sl[k0]).split_at(dim * hid);
         {
-            let wx = w(&sl[k0]);
-            let (temb, u_k0) = {
-                let (lo, hi) = u.split_at_mut(k0);
-                (&lo[t1], &mut hi[0])
-            };
+            let (lo, hi) = u.split_at_mut(k0);
+            let (temb, u_k0) = (&mut lo[t1][..r * ew], &mut hi[0][..r * hid]);
+            let mut b = bias(&sl[k0]).to_vec();
+            if concat {
+                for row in temb.chunks_exact_mut(ew) {
+                    row.iter_mut().zip(bias(&sl[t1])).for_each(|(v, b1)| *v += b1);
+                }
+                mm(r, hid, ew, u_k0, (1, hid), temb, (1, ew), wt, (1, hid));
+            } else {
+                u_k0.copy_from_slice(temb);
+                b.iter_mut().zip(bias(&sl[t1])).for_each(|(bv, b1)| *bv += b1);
+            }
             for i in 0..r {
                 let row = &mut u_k0[i * hid..(i + 1) * hid];
-                row.copy_from_slice(&temb[i * hid..(i + 1) * hid]);
                 for j in 0..dim {
                     let xv = x[i * dim + j];
                     for (o, wv) in row.iter_mut().zip(&wx[j * hid..(j + 1) * hid]) {
@@ -246,11 +261,7 @@ impl EpsBackprop {
                     }
                 }
             }
-            let mut b = bias(&sl[k0]).to_vec();
-            for (bv, b1) in b.iter_mut().zip(bias(&sl[t1])) {
-                *bv += b1;
-            }
-            act_forward(&mut u[k0][..r * hid], &mut s[k0][..r * hid], &mut h[k0][..r * hid], &b);
+            act_forward(u_k0, &mut s[k0][..r * hid], &mut h[k0][..r * hid], &b);
         }
         for l in k0 + 1..last {
             let (lo, hi) = h.split_at_mut(l);
@@ -291,33 +302,42 @@ impl EpsBackprop {
             mm(r, hid, hid, &mut g2[..r * hid], (1, hid), gu, (1, hid), w(&sl[l]), (hid, 1));
             std::mem::swap(g1, g2);
         }
-        // First trunk layer: its input is x (weights) and temb (gradient flows on).
-        let gu = &mut g1[..r * hid];
-        act_backward(gu, &u[k0][..r * hid], &s[k0][..r * hid]);
+        // First trunk layer: x rows of the weight, then (Concat) the temb rows;
+        // the gradient flows on into temb.
         {
+            let gu = &mut g1[..r * hid];
+            act_backward(gu, &u[k0][..r * hid], &s[k0][..r * hid]);
             let (wr, br) = gslot(&sl[k0]);
-            let gw = &mut grad[wr];
-            gw.iter_mut().for_each(|v| *v = 0.0);
+            let (gwx, gwt) = grad[wr].split_at_mut(dim * hid);
+            gwx.iter_mut().for_each(|v| *v = 0.0);
             for i in 0..r {
                 for j in 0..dim {
                     let xv = x[i * dim + j];
-                    for (gv, g) in gw[j * hid..(j + 1) * hid].iter_mut().zip(&gu[i * hid..(i + 1) * hid]) {
+                    for (gv, g) in gwx[j * hid..(j + 1) * hid].iter_mut().zip(&gu[i * hid..(i + 1) * hid]) {
                         *gv += xv * g;
                     }
                 }
             }
+            if concat {
+                mm(ew, hid, r, gwt, (1, hid), &u[t1][..r * ew], (ew, 1), gu, (1, hid));
+            }
             bias_grad(&mut grad[br], gu);
+            if concat {
+                mm(r, ew, hid, &mut g2[..r * ew], (1, ew), gu, (1, hid), wt, (hid, 1));
+                std::mem::swap(g1, g2);
+            }
         }
-        // Second embedding layer: temb = z0·W1 + b1, gradient gu.
+        // Second embedding layer: temb = z0·W1 + b1, gradient g1.
+        let gt = &g1[..r * ew];
         let (wr, br) = gslot(&sl[t1]);
-        mm(hid, hid, r, &mut grad[wr], (1, hid), &h[t0][..r * hid], (hid, 1), gu, (1, hid));
-        bias_grad(&mut grad[br], gu);
-        mm(r, hid, hid, &mut g2[..r * hid], (1, hid), gu, (1, hid), w(&sl[t1]), (hid, 1));
+        mm(ew, ew, r, &mut grad[wr], (1, ew), &h[t0][..r * ew], (ew, 1), gt, (1, ew));
+        bias_grad(&mut grad[br], gt);
+        mm(r, ew, ew, &mut g2[..r * ew], (1, ew), gt, (1, ew), w(&sl[t1]), (ew, 1));
         // First embedding layer.
-        let gz = &mut g2[..r * hid];
-        act_backward(gz, &u[t0][..r * hid], &s[t0][..r * hid]);
+        let gz = &mut g2[..r * ew];
+        act_backward(gz, &u[t0][..r * ew], &s[t0][..r * ew]);
         let (wr, br) = gslot(&sl[t0]);
-        mm(tc, hid, r, &mut grad[wr], (1, hid), &emb[..r * tc], (tc, 1), gz, (1, hid));
+        mm(tc, ew, r, &mut grad[wr], (1, ew), &emb[..r * tc], (tc, 1), gz, (1, ew));
         bias_grad(&mut grad[br], gz);
     }
 }
@@ -367,6 +387,17 @@ impl AdamW {
     }
 }
 
+/// The decay diffusers' `EMAModel` (`use_ema_warmup=False`, `update_after_step=0`,
+/// `min_decay=0`) applies at its `optimization_step`-th update (1-based):
+/// `n = step − 1`, 0 when `n ≤ 0`, else `min(decay, (1 + n)/(10 + n))`.
+pub fn diffusers_ema_decay(optimization_step: usize, decay: f64) -> f64 {
+    let n = optimization_step.saturating_sub(1);
+    if n == 0 {
+        return 0.0;
+    }
+    ((1.0 + n as f64) / (10.0 + n as f64)).min(decay)
+}
+
 /// `ema ← decay·ema + (1 − decay)·params`.
 pub fn ema_update(ema: &mut [f32], params: &[f32], decay: f64) {
     let (d, c) = (decay as f32, (1.0 - decay) as f32);
@@ -382,10 +413,15 @@ mod tests {
     use burn::tensor::{Tensor, TensorData};
     use rand::{Rng, SeedableRng};
 
-    /// Hand-written gradients equal burn's autodiff of the reference module.
+    /// Hand-written gradients equal burn's autodiff of the reference module,
+    /// for both ways the embedding meets `x`.
     #[test]
     fn gradients_match_burn_autodiff() {
-        let cfg = EpsNetConfig { dim: 2, hidden: 24, depth: 3, time_channels: 8 };
+        gradients_match(EpsNetConfig { dim: 2, hidden: 24, depth: 3, time_channels: 8, join: Join::Add });
+        gradients_match(EpsNetConfig { dim: 2, hidden: 24, depth: 2, time_channels: 10, join: Join::Concat });
+    }
+
+    fn gradients_match(cfg: EpsNetConfig) {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let mut layers = EpsLayers::init(&cfg, &mut rng);
         // Non-zero output layer, so every gradient is exercised.
@@ -403,7 +439,7 @@ mod tests {
         let loss = bp.loss_and_grad(&params, &x, &t, &e, &mut grad);
 
         let dev = crate::model::device().autodiff();
-        let net = EpsNet::from_layers(&layers, cfg.time_channels, &dev);
+        let net = EpsNet::from_layers(&layers, &cfg, &dev);
         let xt = Tensor::<2>::from_data(TensorData::new(x, [rows, 2]), &dev);
         let tt = Tensor::<1>::from_data(TensorData::new(t, [rows]), &dev);
         let et = Tensor::<2>::from_data(TensorData::new(e, [rows, 2]), &dev);
@@ -448,5 +484,12 @@ mod tests {
         let mut e = vec![1.0f32];
         ema_update(&mut e, &[0.0], 0.999);
         assert!((e[0] - 0.999).abs() < 1e-7);
+        // diffusers' EMAModel: copy at the first step, then (1 + n)/(10 + n) up to the cap.
+        assert_eq!(diffusers_ema_decay(1, 0.999), 0.0);
+        assert_eq!(diffusers_ema_decay(2, 0.999), 2.0 / 11.0);
+        assert_eq!(diffusers_ema_decay(101, 0.999), 101.0 / 110.0);
+        assert_eq!(diffusers_ema_decay(40_000, 0.999), 0.999);
+        // (1 + n)/(10 + n) reaches 0.999 at n = 8990.
+        assert!(diffusers_ema_decay(8990, 0.999) < 0.999 && diffusers_ema_decay(8992, 0.999) == 0.999);
     }
 }

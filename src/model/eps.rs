@@ -1,26 +1,36 @@
 //! The ε-prediction network of the two-moons DDPM (seed 002), as a burn module.
 //!
 //! The seed's `ScoreNet` is "a small MLP conditioned on time via sinusoidal
-//! embeddings (diffusers `Timesteps` + `TimestepEmbedding`)"; its code is not
-//! shown, so it is rebuilt here from the diffusers classes it names:
+//! embeddings (diffusers `Timesteps` + `TimestepEmbedding`)". Its code is public
+//! (`RishiDesai/fal-task`, `twomoons_baseline/networks.py` at the commit whose
+//! README is the seed); [`Join::Concat`] rebuilds it and is the default:
 //!
 //! * `Timesteps(time_channels, flip_sin_to_cos=True, downscale_freq_shift=0)`:
 //!   frequencies `f_k = exp(−ln(10000)·k/half)`, `k < half = time_channels/2`,
-//!   embedding `[cos(t·f), sin(t·f)]` of the *raw* timestep `t` (0…999, fractional
-//!   at sampling), as diffusers passes timesteps: no `t/999` normalisation;
-//! * `TimestepEmbedding(time_channels, hidden)`: Linear → SiLU → Linear;
-//! * the trunk: `h = SiLU(Linear(x) + temb)`, then `depth − 1` × (Linear(h, h) →
-//!   SiLU), then Linear(hidden, dim), zero-initialised (so training starts from
-//!   ε̂ = 0). Defaults: hidden 128, depth 3, 32 time channels.
+//!   embedding `[cos(t·f), sin(t·f)]` of the timestep. The origin feeds
+//!   `clamp(t/999, 0, 1)·999`, i.e. the raw timestep `t` (0…999, fractional at
+//!   sampling); it is used here as it is;
+//! * `TimestepEmbedding(time_channels, time_channels)`: Linear → SiLU → Linear,
+//!   64 → 64 → 64 in the origin;
+//! * the trunk reads the **concatenation** `[x, temb]`: Linear(dim + 64, 128) →
+//!   SiLU → Linear(128, 128) → SiLU → Linear(128, dim), the last layer
+//!   zero-initialised (so training starts from ε̂ = 0). Depth 2, hidden 128.
+//!
+//! [`Join::Add`] is scoreflow's earlier, larger variant (`architecture: wide` in
+//! `train`): `TimestepEmbedding(32, hidden)` **added** to the first layer's
+//! pre-activation, `h = SiLU(Linear(x) + temb)`, then `depth − 1` × (Linear(h, h)
+//! → SiLU), then Linear(hidden, dim); depth 3, 32 time channels.
 //!
 //! Initialisation is PyTorch's `nn.Linear` default (see [`super::init_layers`]).
 //! The module serves as the reference implementation: training uses the
 //! hand-written forward/backward of [`super::backprop`] (checked against this
-//! module's autodiff gradients), sampling the fused [`super::fast::FastEps`].
+//! module's autodiff gradients for both joins), sampling the fused
+//! [`super::fast::FastEps`].
 //!
 //! **Serialisation**: the magic `SFEPS001`, a little-endian u32 length, a JSON
 //! header (config, DDPM schedule, data columns, whether EMA weights follow), then
 //! the raw weights and, if present, the EMA weights, each in burn's record format.
+//! Headers written before `join` existed read as [`Join::Add`].
 
 use burn::module::Module;
 use burn::nn::Linear;
@@ -34,6 +44,17 @@ use super::{
     skeleton_layers, unframe_blob,
 };
 
+/// How the timestep embedding meets `x`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Join {
+    /// `h = SiLU(Linear(x) + temb)`, temb of width `hidden` (scoreflow's `wide`).
+    #[default]
+    Add,
+    /// `h = SiLU(Linear([x, temb]))`, temb of width `time_channels` (the origin's).
+    Concat,
+}
+
 /// Architecture of the ε-network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpsNetConfig {
@@ -43,19 +64,42 @@ pub struct EpsNetConfig {
     pub depth: usize,
     /// Width of the sinusoidal timestep embedding (even).
     pub time_channels: usize,
+    #[serde(default)]
+    pub join: Join,
 }
 
 impl EpsNetConfig {
-    pub fn seed_default(dim: usize) -> EpsNetConfig {
-        EpsNetConfig { dim, hidden: 128, depth: 3, time_channels: 32 }
+    /// The origin's `ScoreNet` (`twomoons_baseline/networks.py`): 64 time
+    /// channels, `[x, temb]` → 128 → 128 → dim.
+    pub fn origin(dim: usize) -> EpsNetConfig {
+        EpsNetConfig { dim, hidden: 128, depth: 2, time_channels: 64, join: Join::Concat }
+    }
+    /// scoreflow's earlier, larger network (`architecture: wide`).
+    pub fn wide(dim: usize) -> EpsNetConfig {
+        EpsNetConfig { dim, hidden: 128, depth: 3, time_channels: 32, join: Join::Add }
+    }
+    /// Output width of the timestep-embedding MLP.
+    pub fn temb_width(&self) -> usize {
+        match self.join {
+            Join::Add => self.hidden,
+            Join::Concat => self.time_channels,
+        }
     }
     /// `(input, output)` of the timestep-embedding MLP's layers.
     pub fn temb_shapes(&self) -> Vec<(usize, usize)> {
-        vec![(self.time_channels, self.hidden), (self.hidden, self.hidden)]
+        let w = self.temb_width();
+        vec![(self.time_channels, w), (w, w)]
+    }
+    /// Rows of the first trunk layer's weight that read the embedding (0 for `Add`).
+    pub fn first_feat_rows(&self) -> usize {
+        match self.join {
+            Join::Add => 0,
+            Join::Concat => self.temb_width(),
+        }
     }
     /// `(input, output)` of the trunk's layers.
     pub fn trunk_shapes(&self) -> Vec<(usize, usize)> {
-        let mut v = vec![(self.dim, self.hidden)];
+        let mut v = vec![(self.dim + self.first_feat_rows(), self.hidden)];
         for _ in 1..self.depth {
             v.push((self.hidden, self.hidden));
         }
@@ -94,6 +138,8 @@ pub struct EpsNet {
     pub temb: Vec<Linear>,
     pub trunk: Vec<Linear>,
     pub time_channels: usize,
+    /// [`Join::Concat`] when true.
+    pub concat: bool,
 }
 
 impl EpsNet {
@@ -101,13 +147,17 @@ impl EpsNet {
     pub fn forward(&self, x: Tensor<2>, t: Tensor<1>) -> Tensor<2> {
         let [b, _] = x.dims();
         let device = x.device();
-        let cfg = EpsNetConfig { dim: 0, hidden: 0, depth: 0, time_channels: self.time_channels };
+        let cfg = EpsNetConfig { dim: 0, hidden: 0, depth: 0, time_channels: self.time_channels, join: Join::Add };
         let half = self.time_channels / 2;
         let freqs = Tensor::<2>::from_data(TensorData::new(cfg.frequencies(), [1, half]), &device);
         let arg = t.reshape([b, 1]).mul(freqs);
         let e = Tensor::cat(vec![arg.clone().cos(), arg.sin()], 1);
         let temb = self.temb[1].forward(silu(self.temb[0].forward(e)));
-        let mut h = silu(self.trunk[0].forward(x) + temb);
+        let mut h = if self.concat {
+            silu(self.trunk[0].forward(Tensor::cat(vec![x, temb], 1)))
+        } else {
+            silu(self.trunk[0].forward(x) + temb)
+        };
         let last = self.trunk.len() - 1;
         for layer in &self.trunk[1..last] {
             h = silu(layer.forward(h));
@@ -115,11 +165,12 @@ impl EpsNet {
         self.trunk[last].forward(h)
     }
 
-    pub fn from_layers(w: &EpsLayers, time_channels: usize, device: &Device) -> EpsNet {
+    pub fn from_layers(w: &EpsLayers, config: &EpsNetConfig, device: &Device) -> EpsNet {
         EpsNet {
             temb: linears(&w.temb, device, 0),
             trunk: linears(&w.trunk, device, 2 * w.temb.len() as u64),
-            time_channels,
+            time_channels: config.time_channels,
+            concat: config.join == Join::Concat,
         }
     }
 }
@@ -195,7 +246,7 @@ struct Header {
 impl EpsModelWeights {
     /// Serialise: header + burn records (see the module docs).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let record = |l: &EpsLayers| record_bytes(EpsNet::from_layers(l, self.config.time_channels, &device()));
+        let record = |l: &EpsLayers| record_bytes(EpsNet::from_layers(l, &self.config, &device()));
         let raw = record(&self.raw);
         let ema = self.ema.as_ref().map(record).unwrap_or_default();
         let header = Header {
@@ -216,7 +267,7 @@ impl EpsModelWeights {
         let load = |record: &[u8]| -> Result<EpsLayers, ModelError> {
             let skeleton =
                 EpsLayers { temb: skeleton_layers(&cfg.temb_shapes()), trunk: skeleton_layers(&cfg.trunk_shapes()) };
-            let net = load_record(EpsNet::from_layers(&skeleton, cfg.time_channels, &device()), record)?;
+            let net = load_record(EpsNet::from_layers(&skeleton, cfg, &device()), record)?;
             Ok(EpsLayers { temb: layers_of(&net.temb), trunk: layers_of(&net.trunk) })
         };
         let raw = load(body.get(..raw_len).ok_or_else(|| ModelError::Format("truncated record".into()))?)?;
@@ -232,7 +283,7 @@ mod tests {
 
     #[test]
     fn embedding_is_diffusers_flip_sin_to_cos() {
-        let cfg = EpsNetConfig::seed_default(2);
+        let cfg = EpsNetConfig::wide(2);
         let f = cfg.frequencies();
         assert_eq!(f.len(), 16);
         assert_eq!(f[0], 1.0);
@@ -244,28 +295,38 @@ mod tests {
 
     #[test]
     fn shapes_zero_output_and_round_trip() {
-        let cfg = EpsNetConfig::seed_default(2);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let raw = EpsLayers::init(&cfg, &mut rng);
-        let shapes: Vec<_> = raw.all().map(|l| (l.2, l.3)).collect();
-        assert_eq!(shapes, [(32, 128), (128, 128), (2, 128), (128, 128), (128, 128), (128, 2)]);
-        let net = EpsNet::from_layers(&raw, 32, &device());
-        let x = Tensor::<2>::from_data(TensorData::new(vec![0.3f32; 8], [4, 2]), &device());
-        let t = Tensor::<1>::from_data(TensorData::new(vec![0.0f32, 10.0, 500.5, 999.0], [4]), &device());
-        let out = net.forward(x, t).into_data().try_to_vec::<f32>().unwrap();
-        assert_eq!(out, vec![0.0; 8]);
-        assert_eq!(EpsLayers::unflatten(&cfg, &raw.flatten()), raw);
-        let mut ema = raw.clone();
-        ema.trunk[0].1[0] = 0.5;
-        let w = EpsModelWeights {
-            config: cfg,
-            schedule: ScheduleMeta { beta_start: 1e-4, beta_end: 0.02, train_timesteps: 1000 },
-            columns: vec!["x".into(), "y".into()],
-            raw,
-            ema: Some(ema),
-        };
-        let bytes = w.to_bytes();
-        assert_eq!(EpsModelWeights::from_bytes(&bytes).unwrap(), w);
-        assert!(EpsModelWeights::from_bytes(&bytes[..30]).is_err());
+        // The origin's ScoreNet: TimestepEmbedding(64, 64), then [x, temb] → 128 → 128 → 2.
+        let origin = EpsNetConfig::origin(2);
+        let shapes: Vec<_> = origin.temb_shapes().into_iter().chain(origin.trunk_shapes()).collect();
+        assert_eq!(shapes, [(64, 64), (64, 64), (66, 128), (128, 128), (128, 2)]);
+        let n_params: usize = shapes.iter().map(|(i, o)| i * o + o).sum();
+        assert_eq!(n_params, 8320 + 8576 + 16512 + 258);
+        for (cfg, want) in [
+            (EpsNetConfig::wide(2), vec![(32, 128), (128, 128), (2, 128), (128, 128), (128, 128), (128, 2)]),
+            (origin, shapes),
+        ] {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+            let raw = EpsLayers::init(&cfg, &mut rng);
+            let got: Vec<_> = raw.all().map(|l| (l.2, l.3)).collect();
+            assert_eq!(got, want);
+            let net = EpsNet::from_layers(&raw, &cfg, &device());
+            let x = Tensor::<2>::from_data(TensorData::new(vec![0.3f32; 8], [4, 2]), &device());
+            let t = Tensor::<1>::from_data(TensorData::new(vec![0.0f32, 10.0, 500.5, 999.0], [4]), &device());
+            let out = net.forward(x, t).into_data().try_to_vec::<f32>().unwrap();
+            assert_eq!(out, vec![0.0; 8]);
+            assert_eq!(EpsLayers::unflatten(&cfg, &raw.flatten()), raw);
+            let mut ema = raw.clone();
+            ema.trunk[0].1[0] = 0.5;
+            let w = EpsModelWeights {
+                config: cfg,
+                schedule: ScheduleMeta { beta_start: 1e-4, beta_end: 0.02, train_timesteps: 1000 },
+                columns: vec!["x".into(), "y".into()],
+                raw,
+                ema: Some(ema),
+            };
+            let bytes = w.to_bytes();
+            assert_eq!(EpsModelWeights::from_bytes(&bytes).unwrap(), w);
+            assert!(EpsModelWeights::from_bytes(&bytes[..30]).is_err());
+        }
     }
 }

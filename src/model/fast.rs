@@ -202,13 +202,16 @@ impl ScoreModel for FastMlp {
 
 /// The two-moons ε-network ([`super::eps`]) for sampling: every row of a call
 /// shares the timestep, so the embedding MLP runs once per call on one row and
-/// its output joins the trunk's first-layer bias; the trunk is a `FastNet`.
+/// its output joins the trunk's first-layer bias — added to it (`Join::Add`) or
+/// through the first layer's embedding rows (`Join::Concat`, the same product
+/// [`FastNet::forward`] forms for per-call features); the trunk is a `FastNet`.
 #[derive(Debug, Clone)]
 pub struct FastEps {
     freqs: Vec<f32>,
     /// The embedding MLP: (weight `[in × out]`, bias) per layer.
     temb: Vec<(Vec<f32>, Vec<f32>, usize, usize)>,
     trunk: FastNet,
+    concat: bool,
 }
 
 impl FastEps {
@@ -217,11 +220,12 @@ impl FastEps {
             freqs: config.frequencies(),
             temb: layers.temb.clone(),
             trunk: FastNet::new(config.dim, &layers.trunk),
+            concat: config.join == super::eps::Join::Concat,
         }
     }
 
-    /// `bt₀ + TimestepEmbedding(Timesteps(t))`: the trunk's first-layer bias at `t`.
-    fn bias_at(&self, t: f32, bias: &mut [f32]) {
+    /// `TimestepEmbedding(Timesteps(t))`.
+    fn temb_at(&self, t: f32) -> Vec<f32> {
         let mut h = vec![0f32; 2 * self.freqs.len()];
         super::eps::timestep_embedding_into(t, &self.freqs, &mut h);
         for (i, (w, b, n_in, n_out)) in self.temb.iter().enumerate() {
@@ -236,9 +240,7 @@ impl FastEps {
             }
             h = out;
         }
-        for ((o, e), b) in bias.iter_mut().zip(&h).zip(&self.trunk.first_feat.b) {
-            *o = e + b;
-        }
+        h
     }
 }
 
@@ -258,9 +260,16 @@ impl crate::sde::ddpm::EpsModel for FastEps {
         }
     }
     fn eval(&self, x: &[f32], t: f32, out: &mut [f32], s: &mut Scratch) {
-        let w = self.trunk.width;
-        self.bias_at(t, &mut s.bias[..w]);
-        self.trunk.forward_biased(x, &s.bias[..w], out, &mut s.a, &mut s.b);
+        let temb = self.temb_at(t);
+        if self.concat {
+            self.trunk.forward(x, &temb, out, &mut s.a, &mut s.b, &mut s.bias);
+        } else {
+            let w = self.trunk.width;
+            for ((o, e), b) in s.bias[..w].iter_mut().zip(&temb).zip(&self.trunk.first_feat.b) {
+                *o = e + b;
+            }
+            self.trunk.forward_biased(x, &s.bias[..w], out, &mut s.a, &mut s.b);
+        }
     }
 }
 
@@ -431,5 +440,42 @@ mod tests {
         let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.01).collect();
         let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
         assert!((dot(&a, &b) - naive).abs() < 1e-4);
+    }
+
+    /// The fused ε-network agrees with burn's forward of the reference module,
+    /// for both joins, at integer and fractional timesteps.
+    #[test]
+    fn fast_eps_matches_burn() {
+        use crate::model::eps::{EpsLayers, EpsNet, EpsNetConfig};
+        use crate::sde::ddpm::EpsModel;
+        use burn::tensor::{Tensor, TensorData};
+        use rand::{Rng, SeedableRng};
+        for cfg in [EpsNetConfig::origin(2), EpsNetConfig::wide(2)] {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+            let mut layers = EpsLayers::init(&cfg, &mut rng);
+            let last = layers.trunk.len() - 1;
+            layers.trunk[last].0.iter_mut().for_each(|v| *v = rng.random_range(-0.3..0.3));
+            let rows = 37;
+            let x: Vec<f32> = (0..rows * 2).map(|_| rng.random_range(-2.0..2.0)).collect();
+            let fast = FastEps::new(&cfg, &layers);
+            let net = EpsNet::from_layers(&layers, &cfg, &crate::model::device());
+            for t in [0.0f32, 17.0, 499.5, 999.0] {
+                let mut out = vec![0f32; rows * 2];
+                let mut s = fast.scratch(rows);
+                fast.eval(&x, t, &mut out, &mut s);
+                let dev = crate::model::device();
+                let want = net
+                    .forward(
+                        Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, 2]), &dev),
+                        Tensor::<1>::from_data(TensorData::new(vec![t; rows], [rows]), &dev),
+                    )
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap();
+                for (a, b) in out.iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{:?} t {t}: {a} vs {b}", cfg.join);
+                }
+            }
+        }
     }
 }

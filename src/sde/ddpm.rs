@@ -26,6 +26,20 @@
 //! is a deterministic function of its `x_T` (drawn from its own stream, see
 //! [`super::sampler::prior_draw`]'s scheme); particles are processed in chunks in
 //! parallel and the result does not depend on chunking or thread count.
+//!
+//! **Ancestral sampler** ([`DdpmAncestral`]): diffusers' `DDPMScheduler.step` as
+//! the origin's sampling code used it after its README's Euler row (the commit
+//! that reports the EMA result): `variance_type="fixed_small"`,
+//! `clip_sample=False`, "leading" spacing (`t_i = i·⌊T/n⌋`, descending,
+//! previous timestep `t − ⌊T/n⌋`, `ᾱ = 1` before 0), `init_noise_sigma = 1`:
+//!
+//! * `x0̂ = (x − √(1 − ᾱ_t)·ε̂)/√ᾱ_t`;
+//! * `x ← (√ᾱ_prev·β_t/(1 − ᾱ_t))·x0̂ + (√α_t·(1 − ᾱ_prev)/(1 − ᾱ_t))·x + σ_t·z`
+//!   with `α_t = ᾱ_t/ᾱ_prev`, `β_t = 1 − α_t`,
+//!   `σ_t² = max((1 − ᾱ_prev)/(1 − ᾱ_t)·β_t, 1e-20)`, and no noise at `t = 0`.
+//!
+//! Its noise comes from one stream per particle, so it too is independent of
+//! chunking and thread count.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -135,6 +149,101 @@ impl EulerDiscrete {
     }
 }
 
+/// One step of the ancestral sampler: `x ← c0·(x − sb·ε̂)·inv_sa + c1·x + std·z`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AncestralStep {
+    pub t: usize,
+    /// `√(1 − ᾱ_t)`.
+    pub sb: f32,
+    /// `1/√ᾱ_t`.
+    pub inv_sa: f32,
+    /// Coefficient of `x0̂`.
+    pub c0: f32,
+    /// Coefficient of `x`.
+    pub c1: f32,
+    /// Standard deviation of the added noise (0 at `t = 0`).
+    pub std: f32,
+}
+
+/// diffusers' `DDPMScheduler` tables for `n` inference steps (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DdpmAncestral {
+    pub steps: Vec<AncestralStep>,
+}
+
+impl DdpmAncestral {
+    pub fn new(schedule: &DdpmSchedule, n: usize) -> DdpmAncestral {
+        let big_t = schedule.len();
+        let n = n.clamp(1, big_t);
+        let ratio = big_t / n;
+        let ab = |t: i64| if t >= 0 { schedule.alphas_cumprod[t as usize] } else { 1.0 };
+        let steps = (0..n)
+            .rev()
+            .map(|i| {
+                let t = i * ratio;
+                let prev = t as i64 - ratio as i64;
+                let (a_t, a_prev) = (ab(t as i64), ab(prev));
+                let (beta_prod, beta_prod_prev) = (1.0 - a_t, 1.0 - a_prev);
+                let alpha = a_t / a_prev;
+                let beta = 1.0 - alpha;
+                let var = (beta_prod_prev / beta_prod * beta).max(1e-20);
+                AncestralStep {
+                    t,
+                    sb: beta_prod.sqrt() as f32,
+                    inv_sa: (1.0 / a_t.sqrt()) as f32,
+                    c0: (a_prev.sqrt() * beta / beta_prod) as f32,
+                    c1: (alpha.sqrt() * beta_prod_prev / beta_prod) as f32,
+                    std: if t > 0 { var.sqrt() as f32 } else { 0.0 },
+                }
+            })
+            .collect();
+        DdpmAncestral { steps }
+    }
+}
+
+/// Run the ancestral sampler in place on `x` (the initial `N(0, I)` draw), in
+/// chunks of `chunk` rows; particle `p` draws its noise from stream (`seed`, p).
+pub fn ancestral_sample<M: EpsModel>(
+    model: &M,
+    sched: &DdpmAncestral,
+    x: &mut [f32],
+    chunk: usize,
+    seed: u64,
+    progress: &(dyn Fn(f64) + Sync),
+) {
+    use rand_distr::{Distribution, StandardNormal};
+    let dim = model.dim();
+    let chunk = chunk.max(1);
+    let total = (x.len() / dim).div_ceil(chunk) * sched.steps.len();
+    let done = AtomicUsize::new(0);
+    x.par_chunks_mut(chunk * dim).enumerate().for_each(|(ci, xs)| {
+        let rows = xs.len() / dim;
+        let mut rngs: Vec<_> =
+            (0..rows).map(|r| super::sampler::particle_rng(seed, "ddpm-ancestral", ci * chunk + r)).collect();
+        let mut scratch = model.scratch(rows);
+        let mut eps = vec![0f32; xs.len()];
+        for st in &sched.steps {
+            model.eval(xs, st.t as f32, &mut eps, &mut scratch);
+            for (r, rng) in rngs.iter_mut().enumerate() {
+                for k in r * dim..(r + 1) * dim {
+                    let x0 = (xs[k] - st.sb * eps[k]) * st.inv_sa;
+                    let mean = st.c0 * x0 + st.c1 * xs[k];
+                    xs[k] = if st.std > 0.0 {
+                        let z: f32 = StandardNormal.sample(rng);
+                        mean + st.std * z
+                    } else {
+                        mean
+                    };
+                }
+            }
+            let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+            if d.is_multiple_of(50) {
+                progress(d as f64 / total as f64);
+            }
+        }
+    });
+}
+
 /// A batched ε-predictor `ε̂(x, t)` over rows of `dim` coordinates.
 pub trait EpsModel: Sync {
     type Scratch: Send;
@@ -224,6 +333,63 @@ mod tests {
         let d = (sig[666] - sig[999]) as f32;
         assert!((x[0] - (10.0 + 0.5 * d)).abs() < 1e-3 && (x[1] - (-3.0 - d)).abs() < 1e-3);
         assert!((e4.input_scale(0) as f64 - 1.0 / (sig[999].powi(2) + 1.0).sqrt()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn ancestral_tables_match_diffusers_ddpm_step() {
+        let s = DdpmSchedule::linear(1e-4, 0.02, 1000);
+        let a = DdpmAncestral::new(&s, 1000);
+        assert_eq!(a.steps.len(), 1000);
+        assert_eq!((a.steps[0].t, a.steps[999].t), (999, 0));
+        // t = 500: prev 499; posterior mean coefficients and the fixed_small variance.
+        let st = a.steps[499];
+        assert_eq!(st.t, 500);
+        let (at, ap) = (s.alphas_cumprod[500], s.alphas_cumprod[499]);
+        let beta = 1.0 - at / ap;
+        assert!((st.c0 as f64 - ap.sqrt() * beta / (1.0 - at)).abs() < 1e-7);
+        assert!((st.c1 as f64 - (at / ap).sqrt() * (1.0 - ap) / (1.0 - at)).abs() < 1e-7);
+        assert!((st.std as f64 - ((1.0 - ap) / (1.0 - at) * beta).sqrt()).abs() < 1e-7);
+        // β_t = β_500 for one-step spacing.
+        assert!((beta - s.betas[500]).abs() < 1e-12);
+        // The last step (t = 0, ᾱ_prev = 1) returns x0̂ without noise.
+        let last = a.steps[999];
+        assert_eq!(last.std, 0.0);
+        assert!((last.c0 - 1.0).abs() < 1e-6 && last.c1.abs() < 1e-6);
+        // 10 steps, "leading": 900, 800, …, 0.
+        let ten = DdpmAncestral::new(&s, 10);
+        assert_eq!(
+            ten.steps.iter().map(|s| s.t).collect::<Vec<_>>(),
+            (0..10).rev().map(|i| i * 100).collect::<Vec<_>>()
+        );
+    }
+
+    /// With the exact ε of N(0, s²) data, ancestral sampling recovers the spread.
+    #[test]
+    fn ancestral_sampler_recovers_a_gaussian_target() {
+        struct Exact(DdpmSchedule, f32);
+        impl EpsModel for Exact {
+            type Scratch = ();
+            fn dim(&self) -> usize {
+                1
+            }
+            fn scratch(&self, _: usize) {}
+            fn eval(&self, x: &[f32], t: f32, out: &mut [f32], _: &mut ()) {
+                let a = self.0.alphas_cumprod[t as usize] as f32;
+                for (o, v) in out.iter_mut().zip(x) {
+                    *o = (1.0 - a).sqrt() * v / (a * self.1 + 1.0 - a);
+                }
+            }
+        }
+        let sched = DdpmSchedule::linear(1e-4, 0.02, 1000);
+        let model = Exact(sched.clone(), 0.25);
+        let a = DdpmAncestral::new(&sched, 1000);
+        let mut x = crate::sde::sampler::normal_rows(20_000, 1, 3, "x_T");
+        let mut y = x.clone();
+        ancestral_sample(&model, &a, &mut x, 1000, 7, &|_| {});
+        ancestral_sample(&model, &a, &mut y, 333, 7, &|_| {});
+        assert_eq!(x, y, "chunking does not change the result");
+        let var = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len() as f64;
+        assert!((var.sqrt() - 0.5).abs() < 0.02, "sd {}", var.sqrt());
     }
 
     /// With the exact ε of a Gaussian data distribution N(0, s²), Euler-discrete

@@ -13,15 +13,15 @@
 //! That is `2N` score evaluations. The last step uses `t = dt`; no extra denoising
 //! step is taken (the seed takes none).
 //!
-//! **The last update's noise.** The seed's `reverse_pc_sampler_torch` is not
-//! shown. Song et al.'s reference sampler (score_sde, `get_pc_sampler`) returns by
-//! default (`denoise=True`) the *mean* of its last update, without that update's
-//! noise; [`PcConfig::denoise`] does the same for the last corrector step,
-//! returning `x + ε·s(x, t)`. Otherwise the samples keep one injection of
-//! `√(2ε)·z` — 0.106 per coordinate at the seed's settings, ≈ 0.05 in side units —
-//! which the validity checks (margin 1e-3) see: on seeds 1–5 it costs 2.1–4.3
-//! points of valid fraction (83.5/64.1/75.2/86.2/63.5 % with the noise,
-//! 87.8/67.1/77.8/89.6/65.6 % without).
+//! **The last update's noise.** The origin's `reverse_pc_sampler_torch`
+//! (`tuomorphism/diffusion-on-the-edge`, `backwards_stochastics`) adds
+//! `√(2ε)·z` on every corrector step, the last included, and so does this
+//! sampler by default. Song et al.'s reference sampler (score_sde,
+//! `get_pc_sampler`, `denoise=True`) returns the *mean* of its last update
+//! instead; [`PcConfig::denoise`] does the same for the last corrector step,
+//! returning `x + ε·s(x, t)` — an option, not the seed's behaviour. The kept
+//! injection is 0.106 per coordinate at the seed's settings (≈ 0.05 in side
+//! units), which the validity checks (margin 1e-3) see.
 //!
 //! **Determinism and parallelism.** Particles are independent, so the sampler
 //! splits them into chunks that each run all `N` steps on their own (which keeps a
@@ -69,12 +69,12 @@ pub struct PcConfig {
     /// Particles per chunk (a tuning knob; does not change the result).
     pub chunk: usize,
     /// Return the last corrector step's mean `x + ε·s(x, t)`, without its noise
-    /// (score_sde's `denoise=True`).
+    /// (score_sde's `denoise=True`; the origin keeps the noise: `false`).
     pub denoise: bool,
 }
 
 /// The noise stream of one particle.
-fn particle_rng(seed: u64, stream: &str, particle: usize) -> ChaCha8Rng {
+pub(crate) fn particle_rng(seed: u64, stream: &str, particle: usize) -> ChaCha8Rng {
     let mut c = Canon::new("scoreflow/particle-rng/v1");
     c.u64(seed).bytes(stream.as_bytes()).u64(particle as u64);
     ChaCha8Rng::from_seed(c.finish().0)

@@ -245,6 +245,7 @@ pub fn registry() -> &'static [&'static dyn Stage] {
         &train::DdpmEps,
         &sample::Pc,
         &sample::EulerDiscrete,
+        &sample::Ancestral,
         &validate::TriangleChecks,
         &validate::Distribution,
         &tune::Smeme,

@@ -8,8 +8,10 @@
 //! tuned model from the pre-trained model's `x_T`, which makes pre/post
 //! comparisons paired. By default `prior_seed` is the stage's seed.
 //!
-//! With `denoise` (the default, as score_sde's `denoise=True`) the last corrector
-//! step returns its mean, without noise (see [`crate::sde::sampler`]).
+//! The origin's `reverse_pc_sampler_torch` adds noise on every corrector step,
+//! the last included, and so does `sample` by default; `denoise: true` (Song et
+//! al.'s `denoise=True`) returns the last corrector step's mean instead (see
+//! [`crate::sde::sampler`]).
 //!
 //! A particle that diverges (the fixed-step Langevin corrector can overshoot
 //! where the learned score is steep, near t = 0) is kept as it is: non-finite
@@ -17,7 +19,8 @@
 //! the validate stage counts them.
 //!
 //! `sampler: euler_discrete` ([`EulerDiscrete`]) samples an ε-prediction model
-//! with diffusers' Euler-discrete scheduler (the two-moons workload, seed 002).
+//! with diffusers' Euler-discrete scheduler (the two-moons workload, seed 002);
+//! `sampler: ddpm` ([`Ancestral`]) with diffusers' DDPM ancestral scheduler.
 
 use super::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::frame::{ColumnData, Table};
@@ -27,7 +30,7 @@ use crate::model::fast::FastEps;
 use crate::model::fast::FastMlp;
 use crate::params::{Default, ParamDef, ParamType, ParamsExt};
 use crate::sde::Ou;
-use crate::sde::ddpm::{DdpmSchedule, euler_sample};
+use crate::sde::ddpm::{DdpmSchedule, ancestral_sample, euler_sample};
 use crate::sde::sampler::{PcConfig, Prior, normal_rows, pc_sample, prior_draw};
 
 pub struct Pc;
@@ -60,8 +63,8 @@ static PARAMS: &[ParamDef] = &[
     ParamDef {
         name: "denoise",
         ty: ParamType::Bool,
-        default: Default::Bool(true),
-        doc: "leave the noise out of the last corrector step (score_sde's denoise=True)",
+        default: Default::Bool(false),
+        doc: "leave the noise out of the last corrector step (Song et al.'s denoise=True; the origin keeps it)",
     },
     ParamDef {
         name: "prior_seed",
@@ -94,7 +97,7 @@ static OUTPUTS: &[OutputDef] = &[
 pub const CHUNK: usize = 512;
 
 impl Stage for Pc {
-    describe!(Kind::Sample, "pc", version 2, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Sample, "pc", version 3, PARAMS, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
         let weights = ScoreNetWeights::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;
@@ -175,30 +178,62 @@ static EULER_INPUTS: &[InputDef] =
 static EULER_OUTPUTS: &[OutputDef] =
     &[OutputDef { name: "samples", format: Format::Table, doc: "the model's data columns (e.g. x, y)" }];
 
+/// The weights `use_ema` picks from a DDPM model, and its schedule.
+fn eps_model(ctx: &StageCtx) -> Result<(EpsModelWeights, FastEps, DdpmSchedule), StageError> {
+    let w = EpsModelWeights::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;
+    let layers = if ctx.params.bool("use_ema") {
+        w.ema
+            .as_ref()
+            .ok_or_else(|| StageError::Failed("use_ema: true, but the model was trained without `ema: true`".into()))?
+    } else {
+        &w.raw
+    };
+    let model = FastEps::new(&w.config, layers);
+    let sched = DdpmSchedule::linear(w.schedule.beta_start, w.schedule.beta_end, w.schedule.train_timesteps);
+    Ok((w, model, sched))
+}
+
+/// A table with the model's data columns from row-major samples.
+fn columns_table(columns: &[String], x: &[f32]) -> Outputs {
+    let dim = columns.len();
+    let mut table = Table::new();
+    for (j, name) in columns.iter().enumerate() {
+        table = table.with(name, ColumnData::F32(x.iter().skip(j).step_by(dim).copied().collect()));
+    }
+    [("samples".to_string(), Artifact::Table(table))].into_iter().collect()
+}
+
 impl Stage for EulerDiscrete {
     describe!(Kind::Sample, "euler_discrete", version 1, EULER_PARAMS, EULER_INPUTS, EULER_OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
-        let w = EpsModelWeights::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;
-        let layers = if p.bool("use_ema") {
-            w.ema.as_ref().ok_or_else(|| {
-                StageError::Failed("use_ema: true, but the model was trained without `ema: true`".into())
-            })?
-        } else {
-            &w.raw
-        };
-        let model = FastEps::new(&w.config, layers);
-        let sched = DdpmSchedule::linear(w.schedule.beta_start, w.schedule.beta_end, w.schedule.train_timesteps);
+        let (w, model, sched) = eps_model(ctx)?;
         let euler = crate::sde::ddpm::EulerDiscrete::new(&sched, p.usize("steps"));
         let dim = w.config.dim;
         let mut x = normal_rows(p.usize("n_samples"), dim, ctx.seed, "x_T");
         x.iter_mut().for_each(|v| *v *= euler.init_noise_sigma);
         euler_sample(&model, &euler, &mut x, EULER_CHUNK, ctx.progress);
-        let mut table = Table::new();
-        for (j, name) in w.columns.iter().enumerate() {
-            table = table.with(name, ColumnData::F32(x.iter().skip(j).step_by(dim).copied().collect()));
-        }
-        Ok([("samples".to_string(), Artifact::Table(table))].into_iter().collect())
+        Ok(columns_table(&w.columns, &x))
+    }
+}
+
+/// `sampler: ddpm`: diffusers' `DDPMScheduler` ancestral sampler
+/// ([`crate::sde::ddpm::DdpmAncestral`]: posterior mean plus the `fixed_small`
+/// noise at every step but the last) for a model from `objective: ddpm_eps` —
+/// the sampler behind the origin's EMA result ("DDPM (this repo)" in its README
+/// history). Same parameters and outputs as `euler_discrete`; `x_T ~ N(0, I)`
+/// and each step's noise come from per-particle streams of the stage seed.
+pub struct Ancestral;
+
+impl Stage for Ancestral {
+    describe!(Kind::Sample, "ddpm", version 1, EULER_PARAMS, EULER_INPUTS, EULER_OUTPUTS);
+    fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
+        let p = ctx.params;
+        let (w, model, sched) = eps_model(ctx)?;
+        let ancestral = crate::sde::ddpm::DdpmAncestral::new(&sched, p.usize("steps"));
+        let mut x = normal_rows(p.usize("n_samples"), w.config.dim, ctx.seed, "x_T");
+        ancestral_sample(&model, &ancestral, &mut x, EULER_CHUNK, ctx.seed, ctx.progress);
+        Ok(columns_table(&w.columns, &x))
     }
 }
 

@@ -315,6 +315,28 @@ mod tests {
     }
 
     #[test]
+    fn epochs_drop_the_short_last_batch_as_the_origins_data_loader() {
+        use rand::SeedableRng;
+        let r = || rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        // 1000 rows, batches of 300: three full batches an epoch, 100 rows skipped.
+        let mut dl = EpochBatches::new(1000, 300, true, r());
+        let mut epoch = Vec::new();
+        for _ in 0..3 {
+            let b = dl.next_batch();
+            assert_eq!(b.len(), 300);
+            epoch.extend_from_slice(b);
+        }
+        epoch.sort_unstable();
+        epoch.dedup();
+        assert_eq!(epoch.len(), 900, "no row twice in an epoch");
+        assert_eq!(dl.next_batch().len(), 300, "a new epoch starts");
+        // Without drop_last the epoch ends with a batch of 100.
+        let mut keep = EpochBatches::new(1000, 300, false, r());
+        let sizes: Vec<usize> = (0..5).map(|_| keep.next_batch().len()).collect();
+        assert_eq!(sizes, [300, 300, 300, 100, 300]);
+    }
+
+    #[test]
     fn cosine_schedule_with_warmup() {
         let mut cfg = small_ddpm();
         cfg.cosine = true;
@@ -352,16 +374,20 @@ mod tests {
 ///
 /// * the data: every float column of the `data` table, in order (for two moons:
 ///   the standardised `x`, `y`; the integer `moon` label is not a coordinate);
-/// * shuffled epochs without replacement, batches of `batch_size` taken in order
-///   (the last batch of an epoch is shorter, as a PyTorch `DataLoader` with
-///   `shuffle=True`, `drop_last=False`);
+/// * the network: the origin's `ScoreNet` by default (`architecture: origin`,
+///   see [`crate::model::eps`]); `architecture: wide` is scoreflow's earlier,
+///   larger variant;
+/// * shuffled epochs without replacement, batches of `batch_size` taken in order;
+///   the origin's `DataLoader(shuffle=True, drop_last=True)` skips the short last
+///   batch (`drop_last: false` keeps it);
 /// * per row `t ~ U{0, …, T−1}`, `ε ~ N(0, I)`, `x_t = √ᾱ_t·x0 + √(1 − ᾱ_t)·ε`,
 ///   loss `MSE(ε̂(x_t, t), ε)`;
 /// * AdamW (lr 1e-3, weight decay 0.01 by default), gradient-norm clipping
 ///   (1.0; 0 turns it off), an optional learning-rate schedule (`constant`, the
 ///   seed's, or `cosine` decay to 0 after `warmup_steps` of linear warm-up);
-/// * optional EMA of the weights (`ema`, decay 0.999), stored beside the raw
-///   weights in the one model blob; `sample` picks with `use_ema`.
+/// * optional EMA of the weights (`ema`, decay 0.999, warmed up as diffusers'
+///   `EMAModel`, which the origin uses: see [`crate::model::backprop`]), stored
+///   beside the raw weights in the one model blob; `sample` picks with `use_ema`.
 ///
 /// Forward and backward are computed by [`crate::model::backprop`] (checked
 /// against burn's autodiff); a non-finite loss stops the stage naming the step.
@@ -405,12 +431,30 @@ static DDPM_PARAMS: &[ParamDef] = &[
         default: Default::Float(1.0),
         doc: "max global gradient norm (0: no clipping)",
     },
+    ParamDef {
+        name: "drop_last",
+        ty: ParamType::Bool,
+        default: Default::Bool(true),
+        doc: "skip each epoch's short last batch (the origin's DataLoader(drop_last=True))",
+    },
     ParamDef { name: "ema", ty: ParamType::Bool, default: Default::Bool(false), doc: "track an EMA of the weights" },
     ParamDef {
         name: "ema_decay",
         ty: ParamType::Float { min: 0.0, max: 1.0 },
         default: Default::Float(0.999),
-        doc: "EMA decay",
+        doc: "EMA decay (its cap, with ema_warmup)",
+    },
+    ParamDef {
+        name: "ema_warmup",
+        ty: ParamType::Bool,
+        default: Default::Bool(true),
+        doc: "diffusers EMAModel's decay min(ema_decay, (1+n)/(10+n)) (origin); false: constant decay from the initial weights",
+    },
+    ParamDef {
+        name: "architecture",
+        ty: ParamType::Str { choices: &["origin", "wide"] },
+        default: Default::Str("origin"),
+        doc: "`origin`: the seed's ScoreNet ([x, temb] concatenated, depth 2, 64 time channels); `wide`: temb added, depth 3, 32 channels",
     },
     ParamDef {
         name: "hidden",
@@ -421,14 +465,14 @@ static DDPM_PARAMS: &[ParamDef] = &[
     ParamDef {
         name: "depth",
         ty: ParamType::Int { min: 1, max: 64 },
-        default: Default::Int(3),
-        doc: "trunk layers with SiLU",
+        default: Default::Optional,
+        doc: "trunk layers with SiLU (default: the architecture's, 2 or 3)",
     },
     ParamDef {
         name: "time_channels",
         ty: ParamType::Int { min: 2, max: 4096 },
-        default: Default::Int(32),
-        doc: "sinusoidal timestep-embedding width (even)",
+        default: Default::Optional,
+        doc: "sinusoidal timestep-embedding width, even (default: the architecture's, 64 or 32)",
     },
     ParamDef { name: "beta_start", ty: POS, default: Default::Float(1e-4), doc: "first β of the linear schedule" },
     ParamDef { name: "beta_end", ty: POS, default: Default::Float(0.02), doc: "last β of the linear schedule" },
@@ -458,18 +502,27 @@ pub struct DdpmConfig {
     pub warmup: usize,
     pub weight_decay: f64,
     pub grad_clip: f64,
+    pub drop_last: bool,
     pub ema: Option<f64>,
+    pub ema_warmup: bool,
 }
 
 impl DdpmConfig {
     pub fn from_params(p: &crate::params::Params, dim: usize) -> DdpmConfig {
+        use crate::model::eps::EpsNetConfig;
+        let mut net = match p.str("architecture") {
+            "wide" => EpsNetConfig::wide(dim),
+            _ => EpsNetConfig::origin(dim),
+        };
+        net.hidden = p.usize("hidden");
+        if p.get("depth").is_some() {
+            net.depth = p.usize("depth");
+        }
+        if p.get("time_channels").is_some() {
+            net.time_channels = p.usize("time_channels");
+        }
         DdpmConfig {
-            net: crate::model::eps::EpsNetConfig {
-                dim,
-                hidden: p.usize("hidden"),
-                depth: p.usize("depth"),
-                time_channels: p.usize("time_channels"),
-            },
+            net,
             schedule: crate::model::eps::ScheduleMeta {
                 beta_start: p.f64("beta_start"),
                 beta_end: p.f64("beta_end"),
@@ -482,7 +535,9 @@ impl DdpmConfig {
             warmup: p.usize("warmup_steps"),
             weight_decay: p.f64("weight_decay"),
             grad_clip: p.f64("grad_clip"),
+            drop_last: p.bool("drop_last"),
             ema: p.bool("ema").then(|| p.f64("ema_decay")),
+            ema_warmup: p.bool("ema_warmup"),
         }
     }
 
@@ -509,6 +564,36 @@ pub struct DdpmRun {
     pub grad_norm: Vec<f32>,
 }
 
+/// Row indices in shuffled epochs, cut into batches in order — a PyTorch
+/// `DataLoader(shuffle=True)`: each epoch is a fresh permutation; with
+/// `drop_last` the short remainder of an epoch is skipped, else it is the
+/// epoch's last, shorter batch.
+pub struct EpochBatches {
+    order: Vec<usize>,
+    at: usize,
+    batch: usize,
+    drop_last: bool,
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+impl EpochBatches {
+    pub fn new(n: usize, batch: usize, drop_last: bool, rng: rand_chacha::ChaCha8Rng) -> EpochBatches {
+        EpochBatches { order: (0..n).collect(), at: n, batch: batch.min(n).max(1), drop_last, rng }
+    }
+
+    pub fn next_batch(&mut self) -> &[usize] {
+        use rand::seq::SliceRandom;
+        let n = self.order.len();
+        if self.at >= n || (self.drop_last && n - self.at < self.batch) {
+            self.order.shuffle(&mut self.rng);
+            self.at = 0;
+        }
+        let start = self.at;
+        self.at = (start + self.batch).min(n);
+        &self.order[start..self.at]
+    }
+}
+
 /// Train an ε-network on `data` (row-major, `cfg.net.dim` columns).
 pub fn train_ddpm(
     cfg: &DdpmConfig,
@@ -517,10 +602,9 @@ pub fn train_ddpm(
     seed: u64,
     progress: &(dyn Fn(f64) + Sync),
 ) -> Result<DdpmRun, StageError> {
-    use crate::model::backprop::{AdamW, EpsBackprop, clip_grad_norm, ema_update};
+    use crate::model::backprop::{AdamW, EpsBackprop, clip_grad_norm, diffusers_ema_decay, ema_update};
     use crate::model::eps::{EpsLayers, EpsModelWeights};
     use rand::Rng;
-    use rand::seq::SliceRandom;
     use rand_distr::{Distribution, StandardNormal};
 
     let dim = cfg.net.dim;
@@ -542,21 +626,23 @@ pub fn train_ddpm(
     let mut bp = EpsBackprop::new(&cfg.net);
     let mut opt = AdamW::new(params.len(), cfg.weight_decay);
     let mut grad = vec![0f32; params.len()];
-    let (mut order_rng, mut noise_rng) = (rng(seed, "epochs"), rng(seed, "noise"));
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut at = n; // start with a fresh shuffle
+    let mut noise_rng = rng(seed, "noise");
+    if cfg.drop_last && cfg.batch_size > n {
+        return Err(StageError::Failed(format!(
+            "batch_size {} exceeds the {n} training rows, and drop_last leaves no full batch",
+            cfg.batch_size
+        )));
+    }
+    let mut batches = EpochBatches::new(n, cfg.batch_size, cfg.drop_last, rng(seed, "epochs"));
     let b = cfg.batch_size.min(n);
     let (mut xt, mut t, mut eps) = (vec![0f32; b * dim], vec![0f32; b], vec![0f32; b * dim]);
     let (mut losses, mut lrs, mut norms) =
         (Vec::with_capacity(cfg.steps), Vec::with_capacity(cfg.steps), Vec::with_capacity(cfg.steps));
     for step in 0..cfg.steps {
-        if at >= n {
-            order.shuffle(&mut order_rng);
-            at = 0;
-        }
-        let rows = b.min(n - at);
-        for r in 0..rows {
-            let x0 = &data[order[at + r] * dim..(order[at + r] + 1) * dim];
+        let batch = batches.next_batch();
+        let rows = batch.len();
+        for (r, &row) in batch.iter().enumerate() {
+            let x0 = &data[row * dim..(row + 1) * dim];
             let ti = noise_rng.random_range(0..sched.len());
             let (a, s) = coef[ti];
             t[r] = ti as f32;
@@ -566,7 +652,6 @@ pub fn train_ddpm(
                 xt[r * dim + j] = a * x0[j] + s * e;
             }
         }
-        at += rows;
         let loss = bp.loss_and_grad(&params, &xt[..rows * dim], &t[..rows], &eps[..rows * dim], &mut grad);
         if !loss.is_finite() {
             return Err(StageError::NonFinite { step, value: loss });
@@ -579,7 +664,7 @@ pub fn train_ddpm(
         let lr = cfg.lr_at(step);
         opt.step(&mut params, &grad, lr);
         if let (Some(e), Some(decay)) = (ema.as_mut(), cfg.ema) {
-            ema_update(e, &params, decay);
+            ema_update(e, &params, if cfg.ema_warmup { diffusers_ema_decay(step + 1, decay) } else { decay });
         }
         losses.push(loss as f32);
         lrs.push(lr as f32);
@@ -602,7 +687,7 @@ pub fn train_ddpm(
 }
 
 impl Stage for DdpmEps {
-    describe!(Kind::Train, "ddpm_eps", version 1, DDPM_PARAMS, DDPM_INPUTS, DDPM_OUTPUTS);
+    describe!(Kind::Train, "ddpm_eps", version 2, DDPM_PARAMS, DDPM_INPUTS, DDPM_OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let table = ctx.table("data")?;
         let columns = table.float_columns();

@@ -1,29 +1,41 @@
 //! `tune` stages: fine-tune a pre-trained score model.
 //!
 //! `method: smeme` is the seed's maximal-manifold-exploration loop (seed 000,
-//! "Implementation of manifold exploration in practice"), exactly:
+//! "Implementation of manifold exploration in practice"), with the helpers it
+//! calls as the origin (`tuomorphism/diffusion-on-the-edge`) writes them:
 //!
 //! * student `s = s_pre + Δ` with `s_pre` frozen and `Δ` a small network on
 //!   `[x, t]` ([`crate::model::DeltaNet`], hidden 64, PyTorch's default
-//!   initialisation — the seed's first inner epoch already shows Δ/teach ≈ 0.05, so
-//!   Δ does not start at zero); the teacher is the pre-trained model;
+//!   initialisation — the origin's `ResidualScore` does not zero it, and the
+//!   seed's first inner epoch already shows Δ/teach ≈ 0.05); the teacher in the
+//!   loss is the pre-trained model (the seed calls `score_model(x, t)`);
 //! * each of `outer_epochs`: draw `dataset_size` fresh `x_T ~ N(0, I)` and sample
-//!   the current student with the PC sampler; keep the triangles that pass the
-//!   seed's `is_valid_triangle_torch` on the samples mapped back to side lengths
-//!   (strict triangle inequalities only: [`is_triangle_strict`]; `pool_check:
-//!   validate` uses the validate stage's rule with range and margin instead); build OU
-//!   training pairs on them, `batch_size` rows per batch, `max(1, valid ÷ batch)`
-//!   batches per inner epoch; for `inner_epochs` minimise
+//!   the current student with the PC sampler (noise on every corrector step, as
+//!   the origin's `reverse_pc_sampler_torch`; `denoise: true` is Song et al.'s
+//!   option); keep the triangles that pass the seed's `is_valid_triangle_torch`
+//!   on the samples mapped back to side lengths (strict triangle inequalities
+//!   only: [`is_triangle_strict`]; `pool_check: validate` uses the validate
+//!   stage's rule with range and margin instead); build OU training pairs on
+//!   them, `batch_size` rows per batch, `max(1, valid ÷ batch)` batches per inner
+//!   epoch; for `inner_epochs` minimise
 //!
-//!   `loss = mean(ω·‖score − s‖²) + λ_prox·mean‖Δ‖² − β·mean⟨−s_pre, Δ⟩`
+//!   `loss = score_loss + λ_prox·mean‖Δ‖² − β·mean⟨−s_pre, Δ⟩`
 //!
-//!   with `ω = clamp(v, 1e-3, 10)/mean(clamp(v, 1e-3, 10))`, by AdamW on Δ only
-//!   (lr 1e-4; weight decay 0.01, PyTorch's default, which the seed leaves as is);
+//!   by AdamW on Δ only (lr 1e-4; weight decay 0.01, PyTorch's default, which the
+//!   seed leaves as is). `ω = clamp(v, 1e-3, 10)/mean(clamp(v, 1e-3, 10))`. The
+//!   seed writes `mean(ω·‖score − s‖²)` with `ω` of shape `[B, 1]` (the OU
+//!   dataset's `var`) and the squared error of shape `[B]`: the product
+//!   broadcasts to `[B, B]`, so its mean is `mean(ω)·mean(‖score − s‖²)` — the
+//!   unweighted mean, since `ω` has mean 1. That is the default
+//!   (`score_weighting: seed`); `score_weighting: per_row` weights each row by its
+//!   own `ω` (what `omega * score_loss` appears to intend; not what it computes);
 //! * the tracker records, per outer/inner epoch, the sampler's valid count and
-//!   fraction by the pool's rule (as the seed's tracker) and the margins of those
-//!   triangles (`a + b − c`, side units), and
-//!   the epoch means of the loss, its three terms, `‖Δ‖/‖s_pre‖` (Frobenius over
-//!   the batch) and `cos(−s_pre, Δ)`.
+//!   fraction by the pool's rule (as the seed's `TuningTracker`) and the margins
+//!   of those triangles (`a + b − c`, side units), and the epoch means of the
+//!   loss, its three terms, and the `TuningTracker`'s geometry:
+//!   `Δ/teach = mean_rows‖Δ‖ / mean_rows‖s_pre‖` and
+//!   `cos(−T, Δ) = mean_rows cos(−s_pre, Δ)` (each row normalised with
+//!   `max(‖·‖, 1e-12)`, as `F.normalize`).
 //!
 //! `variant: small_t` (not the seed's) applies the direction term only where
 //! `t < t_direction`, i.e. where the score shapes the final samples' fine
@@ -76,8 +88,14 @@ static PARAMS: &[ParamDef] = &[
     ParamDef {
         name: "denoise",
         ty: ParamType::Bool,
-        default: Default::Bool(true),
-        doc: "sampler: leave the noise out of the last corrector step (as `sample`)",
+        default: Default::Bool(false),
+        doc: "sampler: leave the noise out of the last corrector step (Song et al.; the origin keeps it)",
+    },
+    ParamDef {
+        name: "score_weighting",
+        ty: ParamType::Str { choices: &["seed", "per_row"] },
+        default: Default::Str("seed"),
+        doc: "`seed`: the seed's broadcast mean(ω)·mean(err) (unweighted); `per_row`: mean(ω·err)",
     },
     ParamDef {
         name: "pool_check",
@@ -129,10 +147,12 @@ struct Row {
 
 /// The three terms of the S-MEME loss and their combination, for a batch with
 /// teacher scores `teach`, delta outputs `d` (so the student is `teach + d`),
-/// score-matching targets `target`, per-row weights `omega` and per-row
+/// score-matching targets `target`, per-row weights `omega` (`[B, 1]`) and per-row
 /// direction mask `mask` (all ones for the seed's loss):
 ///
-/// * `score = mean_rows(ω·Σ_dims (target − (teach + d))²)`
+/// * `score = mean(ω)·mean_rows(Σ_dims (target − (teach + d))²)` — the seed's
+///   broadcast `[B, 1]·[B]` — or, with `per_row`,
+///   `mean_rows(ω·Σ_dims (target − (teach + d))²)`
 /// * `proximity = λ_prox·mean_rows(Σ_dims d²)`
 /// * `direction = β·mean_rows(mask·Σ_dims (−teach)·d)`
 /// * `loss = score + proximity − direction`
@@ -143,6 +163,7 @@ pub struct LossTerms {
     pub direction: Tensor<1>,
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn loss_terms(
     teach: Tensor<2>,
     d: Tensor<2>,
@@ -151,13 +172,34 @@ pub fn loss_terms(
     mask: Tensor<2>,
     beta: f64,
     lambda_prox: f64,
+    per_row: bool,
 ) -> LossTerms {
     let student = teach.clone() + d.clone();
-    let score = (target - student).powi_scalar(2).sum_dim(1).mul(omega).mean();
+    let err = (target - student).powi_scalar(2).sum_dim(1);
+    let score = if per_row { err.mul(omega).mean() } else { err.mean().mul(omega.mean()) };
     let proximity = d.clone().powi_scalar(2).sum_dim(1).mean().mul_scalar(lambda_prox as f32);
     let direction = teach.mul_scalar(-1.0).mul(d).sum_dim(1).mul(mask).mean().mul_scalar(beta as f32);
     let loss = score.clone() + proximity.clone() - direction.clone();
     LossTerms { loss, score, proximity, direction }
+}
+
+/// The seed's `TuningTracker` geometry of one batch: `Δ/teach` = mean row norm of
+/// `Δ` over mean row norm of the teacher's score, and `cos(−T, Δ)` = the mean
+/// over rows of the cosine between `−s_pre` and `Δ`, each row normalised by
+/// `max(‖·‖, 1e-12)` (`F.normalize`).
+pub fn tracker_geometry(teach: &[f32], delta: &[f32], dim: usize) -> (f64, f64) {
+    let rows = teach.len() / dim;
+    let (mut dn, mut tn, mut cos) = (0f64, 0f64, 0f64);
+    for (t, d) in teach.chunks_exact(dim).zip(delta.chunks_exact(dim)) {
+        let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        let (nt, nd) = (norm(t), norm(d));
+        dn += nd;
+        tn += nt;
+        let dot: f64 = t.iter().zip(d).map(|(a, b)| -(*a as f64) * *b as f64).sum();
+        cos += dot / (nt.max(1e-12) * nd.max(1e-12));
+    }
+    let n = rows as f64;
+    ((dn / n) / (tn / n).max(1e-12), cos / n)
 }
 
 fn tensor2(v: Vec<f32>, rows: usize, cols: usize, dev: &burn::tensor::Device) -> Tensor<2> {
@@ -169,7 +211,7 @@ fn scalar(t: Tensor<1>) -> f64 {
 }
 
 impl Stage for Smeme {
-    describe!(Kind::Tune, "smeme", version 3, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Tune, "smeme", version 4, PARAMS, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
         let base = ScoreNetWeights::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;
@@ -184,6 +226,7 @@ impl Stage for Smeme {
         let (beta, lambda_prox, eps) = (p.f64("beta"), p.f64("lambda_prox"), p.f64("eps"));
         let small_t = (p.str("variant") == "small_t").then(|| p.f64("t_direction") as f32);
         let seed_pool = p.str("pool_check") == "seed";
+        let per_row = p.str("score_weighting") == "per_row";
         let sampler = PcConfig {
             steps: p.usize("steps"),
             snr: p.f64("snr"),
@@ -267,7 +310,7 @@ impl Stage for Smeme {
                     let mask = tensor2(dir_mask, b, 1, &dev);
 
                     let d = delta.forward(xt, t);
-                    let terms = loss_terms(teach, d.clone(), target, omega, mask, beta, lambda_prox);
+                    let terms = loss_terms(teach, d.clone(), target, omega, mask, beta, lambda_prox, per_row);
                     let (loss, score_loss, delta_loss, direction) =
                         (terms.loss, terms.score, terms.proximity, terms.direction);
                     let d_v: Vec<f32> = d.into_data().try_to_vec::<f32>().expect("f32");
@@ -275,12 +318,7 @@ impl Stage for Smeme {
                     if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
                         return Err(StageError::NonFinite { step, value: *bad });
                     }
-                    let (dd, tt, td) = d_v.iter().zip(&teach_v).fold((0f64, 0f64, 0f64), |(dd, tt, td), (d, t)| {
-                        let (d, t) = (*d as f64, *t as f64);
-                        (dd + d * d, tt + t * t, td - t * d)
-                    });
-                    let ratio = dd.sqrt() / tt.sqrt().max(1e-30);
-                    let cos = td / (dd.sqrt() * tt.sqrt()).max(1e-30);
+                    let (ratio, cos) = tracker_geometry(&teach_v, &d_v, dim);
                     for (a, v) in acc.iter_mut().zip([values[0], values[1], values[2], values[3], ratio, cos]) {
                         *a += v / batches as f64;
                     }
@@ -352,9 +390,9 @@ mod tests {
         let target = t2(&[1.0, -1.0, 0.0, 1.0], 2, 2);
         let omega = t2(&[0.5, 1.5], 2, 1);
         let ones = t2(&[1.0, 1.0], 2, 1);
-        let terms = loss_terms(teach, d, target, omega, ones, 0.9, 0.2);
+        let terms = loss_terms(teach.clone(), d.clone(), target.clone(), omega.clone(), ones.clone(), 0.9, 0.2, true);
         // student = [1.1, -1.8; 0.2, 0.4]; residual² sums: (−0.1)²+(0.8)² = 0.65, (−0.2)²+(0.6)² = 0.40
-        // score = mean(0.5·0.65, 1.5·0.40) = (0.325 + 0.6)/2 = 0.4625
+        // per_row: score = mean(0.5·0.65, 1.5·0.40) = (0.325 + 0.6)/2 = 0.4625
         let score = 0.4625;
         // proximity = 0.2·mean(0.01+0.04, 0.09+0.16) = 0.2·0.15 = 0.03
         let proximity = 0.03;
@@ -365,6 +403,31 @@ mod tests {
         assert!((v(terms.proximity) - proximity).abs() < 1e-6);
         assert!((v(terms.direction) - direction).abs() < 1e-6);
         assert!((v(terms.loss) - (score + proximity - direction)).abs() < 1e-6);
+
+        // The seed's form: ω [B, 1] times the error [B] broadcasts to [B, B]:
+        // mean_ij ω_i·e_j = mean(ω)·mean(e) = 1.0·(0.65 + 0.40)/2 = 0.525 — the
+        // unweighted mean, as ω has mean 1.
+        let seed = loss_terms(teach, d, target, omega, ones, 0.9, 0.2, false);
+        let broadcast = [0.5f64, 1.5].iter().flat_map(|w| [0.65f64, 0.40].map(|e| w * e)).sum::<f64>() / 4.0;
+        assert!((broadcast - 0.525).abs() < 1e-12);
+        assert!((v(seed.score) - broadcast).abs() < 1e-6);
+        assert!((v(seed.loss) - (broadcast + proximity - direction)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn tracker_geometry_is_the_seeds_mean_row_norms_and_mean_cosine() {
+        // Rows: teacher (3, 4) with Δ (0, 1); teacher (1, 0) with Δ (−2, 0).
+        let teach = [3.0f32, 4.0, 1.0, 0.0];
+        let delta = [0.0f32, 1.0, -2.0, 0.0];
+        let (ratio, cos) = tracker_geometry(&teach, &delta, 2);
+        // mean‖Δ‖ = (1 + 2)/2 = 1.5, mean‖T‖ = (5 + 1)/2 = 3 → 0.5 (the Frobenius
+        // ratio would be √5/√26 ≈ 0.439).
+        assert!((ratio - 0.5).abs() < 1e-12, "{ratio}");
+        // cos(−T, Δ): row 1 (−3, −4)·(0, 1)/(5·1) = −0.8; row 2 (−1, 0)·(−2, 0)/(1·2) = 1 → 0.1.
+        assert!((cos - 0.1).abs() < 1e-12, "{cos}");
+        // A zero row counts as cosine 0 (F.normalize's eps), not NaN.
+        let (_, c0) = tracker_geometry(&[1.0, 0.0], &[0.0, 0.0], 2);
+        assert_eq!(c0, 0.0);
     }
 
     #[test]

@@ -237,25 +237,32 @@ pub fn exploration(set: &ValidSet, p: &crate::params::Params) -> Vec<(&'static s
 }
 
 /// `checks: distribution`: how far samples are from the target distribution,
-/// by the seed 002 metrics ([`crate::metrics::distance`]): MMD (five-bandwidth
-/// RBF around the median heuristic, unbiased, square root; the signed `MMD²ᵤ`
-/// and the biased `√MMD²_b` are reported beside it), energy distance
-/// (scipy's form, square root) and sliced Wasserstein-1 over `directions`
-/// random directions (drawn from the stage seed; the same directions serve the
-/// floor). `target` is an independent draw of the data distribution, of the
+/// by the seed 002 metrics as its origin computes them
+/// ([`crate::metrics::distance`]): MMD (five-bandwidth RBF around the median
+/// heuristic `γ₀ = 2/median d²`, unbiased, square root; the signed `MMD²ᵤ` and
+/// the biased `√MMD²_b` are reported beside it), energy distance (square root)
+/// and sliced Wasserstein-1 over `directions` random directions (drawn from the
+/// stage seed; the same directions serve the floor). `mmd_wide` (not the
+/// origin's: `γ₀ = 1/(2·median d²)`) is an extra metric under its own name.
+///
+/// **Below resolution.** When `MMD²ᵤ < 0` the reported `√max(MMD²ᵤ, 0)` is 0, which
+/// reads as a perfect score but only says that the estimator cannot tell the
+/// sets apart at this `n`; the `note` column then says so, with the signed value,
+/// and the floor row gives what two draws of the target itself score. `target` is an independent draw of the data distribution, of the
 /// same size as the samples as a rule; with `floor` bound to a second independent
 /// draw, the same metrics between the two draws are reported beside them — the
 /// value a perfect model would get at this sample size. Coordinates are the
 /// samples' float columns, looked up by name in the target tables.
 pub struct Distribution;
 
-const METRICS: &[&str] = &["mmd", "energy_distance", "sliced_w1"];
+const METRICS: &[&str] = &["mmd", "mmd_wide", "energy_distance", "sliced_w1"];
+const DEFAULT_METRICS: &[&str] = &["mmd", "energy_distance", "sliced_w1"];
 
 static DIST_PARAMS: &[ParamDef] = &[
     ParamDef {
         name: "metrics",
         ty: ParamType::StrList { choices: METRICS },
-        default: Default::StrList(METRICS),
+        default: Default::StrList(DEFAULT_METRICS),
         doc: "which distances to compute",
     },
     ParamDef {
@@ -273,13 +280,13 @@ static DIST_INPUTS: &[InputDef] = &[
 static DIST_OUTPUTS: &[OutputDef] = &[OutputDef {
     name: "metrics",
     format: Format::Table,
-    doc: "metric, value (samples vs target), floor (target vs floor draw)",
+    doc: "metric, value (samples vs target), floor (target vs floor draw), note",
 }];
 
 impl Stage for Distribution {
-    describe!(Kind::Validate, "distribution", version 1, DIST_PARAMS, DIST_INPUTS, DIST_OUTPUTS);
+    describe!(Kind::Validate, "distribution", version 2, DIST_PARAMS, DIST_INPUTS, DIST_OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
-        use crate::metrics::distance::{Points, directions, energy_distance, mmd2, sliced_w1};
+        use crate::metrics::distance::{Mmd2, Points, directions, energy_distance, mmd2, mmd2_wide, sliced_w1};
         let samples = ctx.table("samples")?;
         let cols = samples.float_columns();
         if cols.is_empty() {
@@ -303,36 +310,49 @@ impl Stage for Distribution {
         // Rows (name, value) of one metric between two sets. With MMD, the signed
         // estimate (√max(·, 0) reads 0 whenever MMD²ᵤ < 0) and the biased √MMD²_b
         // stand beside it.
+        let mmd_rows = |name: &str, m2: Mmd2| -> Vec<(String, f64)> {
+            vec![
+                (name.into(), m2.mmd()),
+                (format!("{name}2_unbiased"), m2.unbiased),
+                (format!("{name}_biased"), m2.biased.sqrt()),
+            ]
+        };
         let metric = |name: &str, a: &[f64], b: &[f64]| -> Vec<(String, f64)> {
             let (x, y) = (Points::new(a, dim), Points::new(b, dim));
             match name {
-                "mmd" => {
-                    let m2 = mmd2(x, y);
-                    vec![
-                        ("mmd2_unbiased".into(), m2.unbiased),
-                        ("mmd".into(), m2.mmd()),
-                        ("mmd_biased".into(), m2.biased.sqrt()),
-                    ]
-                }
+                "mmd" => mmd_rows(name, mmd2(x, y)),
+                "mmd_wide" => mmd_rows(name, mmd2_wide(x, y)),
                 "energy_distance" => vec![(name.into(), energy_distance(x, y))],
                 _ => vec![(name.into(), sliced_w1(x, y, &dirs))],
             }
         };
-        let (mut names, mut values, mut floors) = (Vec::new(), Vec::new(), Vec::new());
+        let n = s.len() / dim;
+        let (mut names, mut values, mut floors, mut notes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (i, name) in wanted.iter().enumerate() {
             let rows = metric(name, &s, &target);
             let floor_rows = floor.as_ref().map(|f| metric(name, &target, f));
-            for (k, (row, value)) in rows.into_iter().enumerate() {
-                names.push(row);
-                values.push(value);
-                floors.push(floor_rows.as_ref().map_or(f64::NAN, |f| f[k].1));
+            for (k, (row, value)) in rows.iter().enumerate() {
+                let floor_value = floor_rows.as_ref().map_or(f64::NAN, |f| f[k].1);
+                // The clamped MMD row carries the resolution note.
+                let note = match rows.get(k + 1) {
+                    Some((signed, v)) if signed == &format!("{row}2_unbiased") && *v < 0.0 => format!(
+                        "below resolution at n = {n}: MMD²ᵤ = {v:.3e} < 0{}",
+                        floor_rows.as_ref().map_or(String::new(), |f| format!(" (floor: MMD²ᵤ = {:.3e})", f[k + 1].1))
+                    ),
+                    _ => String::new(),
+                };
+                names.push(row.clone());
+                values.push(*value);
+                floors.push(floor_value);
+                notes.push(note);
             }
             (ctx.progress)((i + 1) as f64 / wanted.len() as f64);
         }
         let table = Table::new()
             .with("metric", ColumnData::Str(names))
             .with("value", ColumnData::F64(values))
-            .with("floor", ColumnData::F64(floors));
+            .with("floor", ColumnData::F64(floors))
+            .with("note", ColumnData::Str(notes));
         Ok([("metrics".to_string(), Artifact::Table(table))].into_iter().collect())
     }
     fn summary(&self, outputs: &BTreeMap<String, Arc<Artifact>>) -> Option<String> {
@@ -340,9 +360,13 @@ impl Stage for Distribution {
             return None;
         };
         let (m, v, f) = (t.strs("metric").ok()?, t.f64s("value").ok()?, t.f64s("floor").ok()?);
+        let notes = t.strs("note").ok()?;
         let mut text = String::from("metric            samples vs target   floor (target vs target)");
         for i in 0..m.len() {
             text.push_str(&format!("\n  {:<16} {:>11.6}         {:>11.6}", m[i], v[i], f[i]));
+            if !notes[i].is_empty() {
+                text.push_str(&format!("   {}", notes[i]));
+            }
         }
         Some(text)
     }
