@@ -5,7 +5,8 @@
 //!   objects/<2 hex>/<content hash>.parquet   output tables, content-addressed
 //!   objects/<2 hex>/<content hash>.bin       output blobs (model weights)
 //!   records/<2 hex>/<stage key>.json         one record per completed stage key
-//!   locks/<stage key>.lock                   held while a stage key is computed
+//!   locks/<stage key>.lock                   exists while a stage key is computed
+//!   gc.lock                                  shared by runs, exclusive for gc/verify
 //!   tmp/                                     files being written
 //!   runs/<pipeline>/<run id>.json            one manifest per run
 //!   runs/<pipeline>/latest.json              the latest manifest (gc roots)
@@ -15,15 +16,20 @@
 //! renamed into place, objects first, the record last. A record therefore exists
 //! only for a stage that finished, and names objects that were complete before it
 //! was written. A process killed mid-stage leaves at most stray files in `tmp/`
-//! (removed by `gc`) and nothing a later run could mistake for a result. A record
-//! that does not parse, or whose objects are missing or of the wrong size, is a
-//! cache miss, never a result. Object contents are verified against their content
-//! hash whenever they are read.
+//! (removed by the next run once their writer is dead, and by `gc`) and nothing a
+//! later run could mistake for a result. A record that does not parse is removed
+//! and reported; one whose objects are missing, of the wrong size or whose bytes
+//! do not match the file hash it records is a cache miss, never a result (the bad
+//! object is removed). Object contents are verified against their content hash
+//! whenever they are read, and before `store` reuses a file already in place.
 //!
 //! Concurrency: computing a stage key takes an exclusive OS file lock on
-//! `locks/<key>.lock` (released by the kernel if the process dies), then checks
-//! the record again, so two runs sharing a cache never compute the same key twice
-//! and never block each other on unrelated stages.
+//! `locks/<key>.lock` (released by the kernel if the process dies; the file is
+//! removed when the key is done), then checks the record again, so two runs
+//! sharing a cache never compute the same key twice and never block each other on
+//! unrelated stages. A run holds a shared lock on `gc.lock` from start to end;
+//! `gc` and `verify` take it exclusively, so they wait for runs and runs wait for
+//! them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -73,6 +79,11 @@ pub struct OutputEntry {
     pub bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
+    /// blake3 of the object file's bytes (hex): checked on every cache hit, so a
+    /// result `run` calls fresh was read whole and matched. Records written before
+    /// it existed lack it; their objects are verified by content instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_hash: Option<String>,
 }
 
 impl OutputEntry {
@@ -140,9 +151,52 @@ impl Manifest {
 }
 
 /// An exclusive lock on one stage key, released on drop (or by the kernel when
-/// the process dies).
+/// the process dies). Its file exists only while it is held: the holder removes
+/// it before unlocking, and a waiter that then gets the lock on the removed file
+/// sees that the path no longer names its file and tries again.
 pub struct KeyLock {
+    file: Option<File>,
+    path: PathBuf,
+}
+
+impl Drop for KeyLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+        drop(self.file.take());
+    }
+}
+
+/// A run's hold on the cache: shared between runs, exclusive for `gc`, so `gc`
+/// never deletes what a live run may still record. Released on drop (or by the
+/// kernel when the process dies).
+pub struct Lease {
     _file: File,
+}
+
+/// What the next run should know about a record.
+#[derive(Debug)]
+pub enum Lookup {
+    /// No record for the key.
+    Miss,
+    /// A record file that is not a record (it has been removed): its path.
+    Garbage(String),
+    Hit(Record),
+}
+
+/// One problem `verify` found (and removed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// Path relative to the cache root.
+    pub path: String,
+    pub what: String,
+}
+
+/// What `scoreflow verify` checked.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub records: usize,
+    pub objects: usize,
+    pub problems: Vec<Problem>,
 }
 
 /// What `gc` removed (or would remove).
@@ -207,34 +261,131 @@ impl Cache {
         }
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = tmp_dir.join(format!("{}-{}-{n}.partial", std::process::id(), now_ms()));
-        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
-        f.write_all(bytes).map_err(io_err("write", &tmp))?;
-        drop(f);
-        fs::rename(&tmp, dest).map_err(io_err("rename into place", dest))
+        let written = File::create(&tmp)
+            .map_err(io_err("create", &tmp))
+            .and_then(|mut f| f.write_all(bytes).map_err(io_err("write", &tmp)))
+            .and_then(|()| fs::rename(&tmp, dest).map_err(io_err("rename into place", dest)));
+        if written.is_err() {
+            // A failed write (a full disk, say) leaves nothing behind.
+            let _ = fs::remove_file(&tmp);
+        }
+        written
     }
 
     /// The record of `key`, or `Ok(None)` on a miss. A record that cannot be read
-    /// as one is a miss too (it is rewritten when the stage completes).
+    /// as one is a miss too (see [`Cache::lookup`], which also says so).
     pub fn load_record(&self, key: &Hash) -> Result<Option<Record>, CacheError> {
+        Ok(match self.lookup(key)? {
+            Lookup::Hit(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    /// The record of `key`. A file that does not parse as the record of this key
+    /// is [`Lookup::Garbage`] (see [`Cache::remove_record`]).
+    pub fn lookup(&self, key: &Hash) -> Result<Lookup, CacheError> {
         let path = self.record_path(key);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lookup::Miss),
             Err(e) => {
                 return Err(CacheError::Io { action: "read", path, source: e });
             }
         };
-        Ok(serde_json::from_slice::<Record>(&bytes).ok().filter(|r| r.format == RECORD_FORMAT && r.key == key.hex()))
+        match serde_json::from_slice::<Record>(&bytes).ok().filter(|r| r.format == RECORD_FORMAT && r.key == key.hex())
+        {
+            Some(r) => Ok(Lookup::Hit(r)),
+            None => Ok(Lookup::Garbage(self.rel(&path))),
+        }
     }
 
-    /// The first output of `record` whose object is missing or has the wrong size
-    /// (a cheap check: one `stat` per output, no reads).
-    pub fn missing_output(&self, record: &Record) -> Option<String> {
-        record
-            .outputs
-            .iter()
-            .find(|(_, o)| fs::metadata(self.root.join(&o.file)).map(|m| m.len() != o.bytes).unwrap_or(true))
-            .map(|(name, _)| name.clone())
+    fn rel(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root).unwrap_or(path).display().to_string()
+    }
+
+    /// Check one output's object file: present, of its recorded size, and with
+    /// its recorded file hash (read whole: blake3 runs at several GB/s). Entries
+    /// without a file hash are verified by content (decode and hash).
+    pub fn check_entry(&self, o: &OutputEntry) -> Result<(), ObjectError> {
+        let path = self.root.join(&o.file);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ObjectError::Missing),
+            Err(e) => return Err(CacheError::Io { action: "read", path, source: e }.into()),
+        };
+        if bytes.len() as u64 != o.bytes {
+            return Err(ObjectError::Corrupt(format!("{} bytes, recorded {}", bytes.len(), o.bytes)));
+        }
+        match &o.file_hash {
+            Some(h) => {
+                let found = blake3::hash(&bytes).to_hex();
+                if found.as_str() != h {
+                    return Err(ObjectError::Corrupt(format!(
+                        "file hash {}, recorded {}",
+                        &found[..12],
+                        &h[..12.min(h.len())]
+                    )));
+                }
+                Ok(())
+            }
+            None => {
+                let hash = o.content_hash().ok_or_else(|| ObjectError::Corrupt("bad content hash in record".into()))?;
+                verify_bytes(bytes, &hash, o.format()).map(|_| ())
+            }
+        }
+    }
+
+    /// The first output of `record` whose object is missing or corrupt, with why.
+    /// Nothing is removed: the stage reruns, and [`Cache::store`] replaces a bad
+    /// object in place.
+    pub fn bad_output(&self, record: &Record) -> Result<Option<(String, ObjectError)>, CacheError> {
+        for (name, o) in &record.outputs {
+            match self.check_entry(o) {
+                Ok(()) => {}
+                Err(ObjectError::Cache(e)) => return Err(e),
+                Err(e) => return Ok(Some((name.clone(), e))),
+            }
+        }
+        Ok(None)
+    }
+
+    /// A run's shared hold on the cache (see [`Lease`]); waits while `gc` runs.
+    pub fn lease(&self) -> Result<Lease, CacheError> {
+        let file = self.lease_file()?;
+        let path = self.root.join("gc.lock");
+        file.lock_shared().map_err(io_err("lock", &path))?;
+        Ok(Lease { _file: file })
+    }
+
+    fn lease_file(&self) -> Result<File, CacheError> {
+        fs::create_dir_all(&self.root).map_err(io_err("create", &self.root))?;
+        let path = self.root.join("gc.lock");
+        File::options().create(true).truncate(false).write(true).open(&path).map_err(io_err("open", &path))
+    }
+
+    /// Remove files under `tmp/` that a dead process left (their names start with
+    /// the writer's process id; a process that no longer exists cannot finish
+    /// them). Returns how many were removed. Only on Linux, where `/proc` says
+    /// which processes live; elsewhere `gc` removes them.
+    pub fn clean_stale_tmp(&self) -> usize {
+        if !cfg!(target_os = "linux") {
+            return 0;
+        }
+        let Ok(files) = read_dir(&self.root.join("tmp")) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for f in files {
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() && fs::remove_file(&f).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     pub fn write_record(&self, record: &Record) -> Result<(), CacheError> {
@@ -244,13 +395,16 @@ impl Cache {
         self.write_atomic(&self.record_path(&key), &bytes)
     }
 
-    /// Forget a record (used when one of its objects turned out to be corrupt).
+    /// Forget a record (one that is garbage, or one of whose objects turned out to
+    /// be corrupt).
     pub fn remove_record(&self, key: &Hash) {
         let _ = fs::remove_file(self.record_path(key));
     }
 
-    /// Store an artifact under its content hash (no-op when already present).
-    /// `metadata` goes into Parquet key-value metadata. Returns its entry.
+    /// Store an artifact under its content hash. An object already at that path
+    /// is kept only if it verifies (read and hashed by content); otherwise it is
+    /// replaced atomically. `metadata` goes into Parquet key-value metadata.
+    /// Returns its entry, with the size and file hash of the object now in place.
     pub fn store(&self, artifact: &Artifact, metadata: &[(String, String)]) -> Result<OutputEntry, CacheError> {
         let (hash, format, rows) = match artifact {
             Artifact::Table(t) => (t.content_hash(), Format::Table, Some(t.num_rows() as u64)),
@@ -258,9 +412,13 @@ impl Cache {
         };
         let rel = Cache::object_rel(&hash, format);
         let path = self.root.join(&rel);
-        let bytes = match fs::metadata(&path) {
-            Ok(m) => m.len(),
-            Err(_) => {
+        let existing = match fs::read(&path) {
+            Ok(bytes) => verify_bytes(bytes.clone(), &hash, format).ok().map(|_| bytes),
+            Err(_) => None,
+        };
+        let bytes = match existing {
+            Some(bytes) => bytes,
+            None => {
                 let encoded = match artifact {
                     Artifact::Table(t) => {
                         let mut meta = metadata.to_vec();
@@ -271,10 +429,17 @@ impl Cache {
                     Artifact::Blob(b) => b.clone(),
                 };
                 self.write_atomic(&path, &encoded)?;
-                encoded.len() as u64
+                encoded
             }
         };
-        Ok(OutputEntry { hash: hash.hex(), format: format.name().into(), file: rel, bytes, rows })
+        Ok(OutputEntry {
+            hash: hash.hex(),
+            format: format.name().into(),
+            file: rel,
+            bytes: bytes.len() as u64,
+            rows,
+            file_hash: Some(blake3::hash(&bytes).to_hex().to_string()),
+        })
     }
 
     /// Read an object and verify it against its content hash.
@@ -287,21 +452,7 @@ impl Cache {
                 return Err(CacheError::Io { action: "read", path, source: e }.into());
             }
         };
-        let (artifact, found) = match format {
-            Format::Table => {
-                let (t, _) = Table::from_parquet(bytes).map_err(|e| ObjectError::Corrupt(e.to_string()))?;
-                let h = t.content_hash();
-                (Artifact::Table(t), h)
-            }
-            Format::Blob => {
-                let h = blob_hash(&bytes);
-                (Artifact::Blob(bytes), h)
-            }
-        };
-        if found != *hash {
-            return Err(ObjectError::Corrupt(format!("content hash is {}, expected {}", found.short(), hash.short())));
-        }
-        Ok(artifact)
+        verify_bytes(bytes, hash, format)
     }
 
     /// Delete an object that failed verification.
@@ -313,12 +464,18 @@ impl Cache {
     /// holds it.
     pub fn lock(&self, key: &Hash) -> Result<KeyLock, CacheError> {
         let dir = self.root.join("locks");
-        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         let path = dir.join(format!("{}.lock", key.hex()));
-        let file =
-            File::options().create(true).truncate(false).write(true).open(&path).map_err(io_err("open", &path))?;
-        file.lock().map_err(io_err("lock", &path))?;
-        Ok(KeyLock { _file: file })
+        loop {
+            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+            let file =
+                File::options().create(true).truncate(false).write(true).open(&path).map_err(io_err("open", &path))?;
+            file.lock().map_err(io_err("lock", &path))?;
+            // The previous holder removes the file before unlocking: holding a
+            // lock on a file the path no longer names locks nothing.
+            if same_file(&file, &path) {
+                return Ok(KeyLock { file: Some(file), path });
+            }
+        }
     }
 
     /// Write a report's files under `reports/<pipeline>/<stage>/` (replacing what
@@ -353,9 +510,86 @@ impl Cache {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// `scoreflow verify`: every object against the content hash its name
+    /// states, every record parsed and its outputs checked (size, file hash).
+    /// What is bad is removed — a corrupt object, a garbage record, a record
+    /// naming a bad or missing object — so the next run recomputes it.
+    pub fn verify(&self) -> Result<VerifyReport, CacheError> {
+        let _gc = self.exclusive()?;
+        let mut report = VerifyReport::default();
+        let mut bad_objects = BTreeSet::new();
+        for shard in read_dir(&self.root.join("objects"))? {
+            for file in read_dir(&shard)? {
+                report.objects += 1;
+                let rel = self.rel(&file);
+                let name = file.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let format = if file.extension().is_some_and(|e| e == "bin") { Format::Blob } else { Format::Table };
+                let verdict = match name.parse::<Hash>() {
+                    Ok(hash) => match self.read(&hash, format) {
+                        Ok(_) => continue,
+                        Err(ObjectError::Cache(e)) => return Err(e),
+                        Err(e) => e.to_string(),
+                    },
+                    Err(_) => "not an object name".to_string(),
+                };
+                let _ = fs::remove_file(&file);
+                report.problems.push(Problem { path: rel.clone(), what: verdict });
+                bad_objects.insert(rel);
+            }
+        }
+        for shard in read_dir(&self.root.join("records"))? {
+            for file in read_dir(&shard)? {
+                report.records += 1;
+                let rel = self.rel(&file);
+                let key = file.file_stem().and_then(|n| n.to_str()).and_then(|n| n.parse::<Hash>().ok());
+                let record = match key {
+                    Some(k) => match self.lookup(&k)? {
+                        Lookup::Hit(r) => r,
+                        _ => {
+                            let _ = fs::remove_file(&file);
+                            report.problems.push(Problem { path: rel, what: "not a record".into() });
+                            continue;
+                        }
+                    },
+                    None => {
+                        let _ = fs::remove_file(&file);
+                        report.problems.push(Problem { path: rel, what: "not a record name".into() });
+                        continue;
+                    }
+                };
+                let bad = record.outputs.iter().find_map(|(name, o)| {
+                    if bad_objects.contains(&o.file) {
+                        return Some(format!("output {name}: its object {} was corrupt", o.file));
+                    }
+                    self.check_entry(o).err().map(|e| format!("output {name}: object {} {e}", o.file))
+                });
+                if let Some(what) = bad {
+                    let _ = fs::remove_file(&file);
+                    report.problems.push(Problem { path: rel, what });
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Exclusive hold on the cache (no run holds a [`Lease`] meanwhile); says on
+    /// stderr when it has to wait for running pipelines.
+    fn exclusive(&self) -> Result<Lease, CacheError> {
+        let file = self.lease_file()?;
+        let path = self.root.join("gc.lock");
+        if file.try_lock().is_err() {
+            eprintln!("waiting for the pipelines running on {} to finish…", self.root.display());
+            file.lock().map_err(io_err("lock", &path))?;
+        }
+        Ok(Lease { _file: file })
+    }
+
     /// Remove every record and object that the latest run of each known pipeline
-    /// does not reach, plus leftovers in `tmp/` and unheld locks.
+    /// does not reach, plus leftovers in `tmp/` and unheld locks. Waits until no
+    /// run holds the cache (runs wait for it in turn), so it never removes what a
+    /// live run has made and not yet recorded in its manifest.
     pub fn gc(&self, dry_run: bool) -> Result<GcReport, CacheError> {
+        let _gc = self.exclusive()?;
         let mut keep_records = BTreeSet::new();
         let mut keep_objects = BTreeSet::new();
         let runs = self.root.join("runs");
@@ -419,6 +653,42 @@ impl Cache {
             }
         }
         Ok(report)
+    }
+}
+
+/// Parse and hash an object's bytes; `Corrupt` unless the content hash matches.
+fn verify_bytes(bytes: Vec<u8>, hash: &Hash, format: Format) -> Result<Artifact, ObjectError> {
+    let (artifact, found) = match format {
+        Format::Table => {
+            let (t, _) = Table::from_parquet(bytes).map_err(|e| ObjectError::Corrupt(e.to_string()))?;
+            let h = t.content_hash();
+            (Artifact::Table(t), h)
+        }
+        Format::Blob => {
+            let h = blob_hash(&bytes);
+            (Artifact::Blob(bytes), h)
+        }
+    };
+    if found != *hash {
+        return Err(ObjectError::Corrupt(format!("content hash is {}, expected {}", found.short(), hash.short())));
+    }
+    Ok(artifact)
+}
+
+/// Whether `path` still names the open `file` (same device and inode).
+fn same_file(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
     }
 }
 

@@ -84,6 +84,10 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Check every cached object against its content hash and every record
+    /// against its objects; remove what is bad (the next run recomputes it).
+    /// Exits 1 when something was bad.
+    Verify,
     /// Validate a spec: every error at once, with file:line:column. Runs nothing.
     Check { file: PathBuf },
 }
@@ -130,7 +134,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match &cli.command {
         Command::Check { file } => {
             let spec = spec::load(file)?;
-            out(&format!("{}: ok, {} stages\n", file.display(), spec.stages.len()));
+            let n = spec.stages.len();
+            out(&format!("{}: ok, {n} stage{}\n", file.display(), if n == 1 { "" } else { "s" }));
             Ok(ExitCode::SUCCESS)
         }
         Command::Dag { file, dot } => {
@@ -183,8 +188,20 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 human = Human::new(width(&spec));
                 &human
             };
-            let report = executor::run(&spec, &cache, &opts, reporter)?;
-            let published = publish_reports(&spec, &cache, &report.manifest)?;
+            // Held until the manifest and the reports are written: `gc` waits.
+            let _lease = cache.lease()?;
+            cache.clean_stale_tmp();
+            let mut report = executor::run(&spec, &cache, &opts, reporter)?;
+            let published = match publish_reports(&spec, &cache, &report.manifest)? {
+                Ok(pages) => pages,
+                Err(fault) => {
+                    // The bad object and its record are gone: the report stage
+                    // recomputes like any other stage with a corrupt output.
+                    eprintln!("warning: {fault}; recomputing it");
+                    report = executor::run(&spec, &cache, &opts, reporter)?;
+                    publish_reports(&spec, &cache, &report.manifest)?.map_err(Error::Fault)?
+                }
+            };
             let count = |f: fn(&Outcome) -> bool| report.outcomes.iter().filter(|(_, o)| f(o)).count();
             let ran = count(|o| matches!(o, Outcome::Ran));
             let fresh = count(|o| matches!(o, Outcome::Fresh));
@@ -227,6 +244,27 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             out(&inspect::render(&path, &metadata, &opts)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Verify => {
+            let cache = Cache::new(cli.artifacts.clone().unwrap_or_else(|| PathBuf::from("artifacts")));
+            let r = cache.verify()?;
+            let mut text = String::new();
+            for p in &r.problems {
+                text.push_str(&format!("bad: {}: {} (removed)\n", p.path, p.what));
+            }
+            text.push_str(&format!(
+                "verified {} records, {} objects in {}: {}\n",
+                r.records,
+                r.objects,
+                cache.root().display(),
+                if r.problems.is_empty() {
+                    "all good".to_string()
+                } else {
+                    format!("{} bad, removed; the next run recomputes what they held", r.problems.len())
+                }
+            ));
+            out(&text);
+            Ok(if r.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) })
+        }
         Command::Gc { dry_run } => {
             let cache = Cache::new(cli.artifacts.clone().unwrap_or_else(|| PathBuf::from("artifacts")));
             let r = cache.gc(*dry_run)?;
@@ -246,8 +284,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
 }
 
 /// Publish every report stage of the run under `artifacts/reports/`, adding the
-/// run's stage list (keys, status, timings) to its page. Returns the pages' paths.
-fn publish_reports(spec: &Spec, cache: &Cache, manifest: &crate::cache::Manifest) -> Result<Vec<PathBuf>, Error> {
+/// run's stage list (keys, status, timings) to its page. Returns the pages' paths,
+/// or (inner `Err`) which report object turned out missing or corrupt — it has
+/// been removed with the record naming it, so the next run recomputes the stage.
+fn publish_reports(
+    spec: &Spec,
+    cache: &Cache,
+    manifest: &crate::cache::Manifest,
+) -> Result<Result<Vec<PathBuf>, String>, Error> {
     use crate::stages::{Format, Kind};
     let mut pages = Vec::new();
     for stage in spec.stages.iter().filter(|s| s.imp.kind() == Kind::Report) {
@@ -257,11 +301,16 @@ fn publish_reports(spec: &Spec, cache: &Cache, manifest: &crate::cache::Manifest
         let mut files = Vec::new();
         for (name, hash) in &line.outputs {
             let Ok(hash) = hash.parse() else { continue };
-            let Ok(crate::stages::Artifact::Blob(bytes)) = cache.read(&hash, Format::Blob) else {
-                return Err(Error::BadInput(format!(
-                    "report output {}.{name} is missing or corrupt; rerun",
-                    stage.name
-                )));
+            let bytes = match cache.read(&hash, Format::Blob) {
+                Ok(crate::stages::Artifact::Blob(bytes)) => bytes,
+                Err(crate::cache::ObjectError::Cache(e)) => return Err(e.into()),
+                _ => {
+                    cache.remove_object(&hash, Format::Blob);
+                    if let Some(key) = line.key.as_ref().and_then(|k| k.parse().ok()) {
+                        cache.remove_record(&key);
+                    }
+                    return Ok(Err(format!("report output {}.{name} was missing or corrupt", stage.name)));
+                }
             };
             if name == "html" {
                 let html = String::from_utf8_lossy(&bytes)
@@ -274,7 +323,7 @@ fn publish_reports(spec: &Spec, cache: &Cache, manifest: &crate::cache::Manifest
         let dir = cache.publish(&spec.name, &stage.name, &files)?;
         pages.push(dir.join("index.html"));
     }
-    Ok(pages)
+    Ok(Ok(pages))
 }
 
 fn stage_list_html(m: &crate::cache::Manifest) -> String {

@@ -25,6 +25,9 @@ pub enum Error {
     /// A command-line argument that names something that is not there.
     #[error("{0}")]
     BadInput(String),
+    /// A fault of the cache or the machine, not of the user's input.
+    #[error("{0}")]
+    Fault(String),
 }
 
 impl Error {
@@ -32,7 +35,7 @@ impl Error {
         match self {
             Error::Spec(_) | Error::BadInput(_) | Error::Inspect(_) => EXIT_BAD_INPUT,
             Error::Exec(ExecError::UnknownStage(_)) => EXIT_BAD_INPUT,
-            Error::Exec(_) | Error::Cache(_) => EXIT_FAILURE,
+            Error::Exec(_) | Error::Cache(_) | Error::Fault(_) => EXIT_FAILURE,
         }
     }
 }

@@ -28,7 +28,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use crate::cache::{
-    Cache, CacheError, Manifest, ManifestStage, ObjectError, OutputEntry, RECORD_FORMAT, Record, now_ms,
+    Cache, CacheError, Lookup, Manifest, ManifestStage, ObjectError, OutputEntry, RECORD_FORMAT, Record, now_ms,
 };
 use crate::dag::Dag;
 use crate::hash::{Hash, KeyInputs};
@@ -76,6 +76,10 @@ pub enum Reason {
     OutputMissing {
         output: String,
     },
+    /// The record file of the key did not parse (it is rewritten by this run).
+    RecordCorrupt {
+        path: String,
+    },
     OutputCorrupt {
         output: String,
     },
@@ -112,6 +116,7 @@ impl fmt::Display for Reason {
             Reason::InputRemoved { input } => write!(f, "input `{input}` removed"),
             Reason::OutputMissing { output } => write!(f, "output {output} missing from the cache"),
             Reason::OutputCorrupt { output } => write!(f, "cached output {output} was corrupt"),
+            Reason::RecordCorrupt { path } => write!(f, "cached record {path} was corrupt"),
             Reason::Forced => write!(f, "forced (--force)"),
             Reason::UpstreamDirty { stage } => write!(f, "waits for {stage}, which will run first"),
         }
@@ -237,6 +242,8 @@ struct Assessment {
     record: Option<Record>,
     /// Why it must run (empty when fresh).
     reasons: Vec<Reason>,
+    /// What was found bad in the cache, for the user (a run prints them).
+    warnings: Vec<String>,
 }
 
 fn assess(
@@ -247,17 +254,29 @@ fn assess(
     forced: bool,
 ) -> Result<Assessment, CacheError> {
     let key = ki.key();
-    let record = cache.load_record(&key)?;
     let mut reasons = Vec::new();
-    let record = match record {
-        Some(rec) => match cache.missing_output(&rec) {
+    let mut warnings = Vec::new();
+    let name = &stage.name;
+    let record = match cache.lookup(&key)? {
+        Lookup::Hit(rec) => match cache.bad_output(&rec)? {
             None => Some(rec),
-            Some(output) => {
+            Some((output, ObjectError::Missing)) => {
                 reasons.push(Reason::OutputMissing { output });
                 None
             }
+            Some((output, why)) => {
+                let file = &rec.outputs[&output].file;
+                warnings.push(format!("cached output {name}.{output} is corrupt ({file}: {why}); recomputing {name}"));
+                reasons.push(Reason::OutputCorrupt { output });
+                None
+            }
         },
-        None => {
+        Lookup::Garbage(path) => {
+            warnings.push(format!("cached record {path} of stage {name} is not a record; recomputing {name}"));
+            reasons.push(Reason::RecordCorrupt { path });
+            None
+        }
+        Lookup::Miss => {
             let prev_key = previous
                 .and_then(|m| m.stage(&stage.name))
                 .and_then(|s| s.key.as_ref())
@@ -284,7 +303,7 @@ fn assess(
         reasons.insert(0, Reason::Forced);
     }
     let record = if forced { None } else { record };
-    Ok(Assessment { key, key_inputs: ki, record, reasons })
+    Ok(Assessment { key, key_inputs: ki, record, reasons, warnings })
 }
 
 /// Status of one stage without running anything.
@@ -351,9 +370,12 @@ pub fn current_record(spec: &Spec, cache: &Cache, stage_name: &str) -> Result<Op
             return Ok(None);
         };
         let key = ki.key();
-        let Some(rec) = cache.load_record(&key)?.filter(|r| cache.missing_output(r).is_none()) else {
+        let Some(rec) = cache.load_record(&key)? else {
             return Ok(None);
         };
+        if cache.bad_output(&rec)?.is_some() {
+            return Ok(None);
+        }
         if i == idx {
             return Ok(Some((key, rec)));
         }
@@ -417,7 +439,7 @@ impl Shared<'_> {
         };
         if !forced {
             match self.cache.load_record(&a.key) {
-                Ok(Some(rec)) if self.cache.missing_output(&rec).is_none() => {
+                Ok(Some(rec)) if matches!(self.cache.bad_output(&rec), Ok(None)) => {
                     if let Some(outputs) = outputs_of(&rec) {
                         return Msg::Done {
                             idx,
@@ -607,6 +629,9 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                     };
                     let is_forced = forced.contains(&i) || recompute.contains_key(&i);
                     let mut a = assess(cache, stage, ki, previous.as_ref(), is_forced)?;
+                    for message in a.warnings.drain(..) {
+                        reporter.event(&Event::Warning { message });
+                    }
                     if let Some(output) = recompute.get(&i) {
                         a.reasons = vec![Reason::OutputCorrupt { output: output.clone() }];
                     }

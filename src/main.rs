@@ -11,7 +11,8 @@ fn main() -> ExitCode {
             match &err {
                 // Spec errors print as a list of `error: file:line:col: …` lines.
                 scoreflow::error::Error::Spec(e) => eprintln!("{e}"),
-                _ => eprintln!("error: {:#}", anyhow::Error::from(err)),
+                // Every error's message already names its cause: print it once.
+                _ => eprintln!("error: {err}"),
             }
             ExitCode::from(code)
         }

@@ -178,10 +178,15 @@ fn a_corrupted_cache_file_is_detected_recomputed_and_warned_about() {
     assert!(ran.contains(&"a".to_string()) && ran.contains(&"b".to_string()), "{ran:?}");
     let started_a = ev.iter().find(|e| e["event"] == "started" && e["stage"] == "a").unwrap();
     assert_eq!(started_a["reasons"][0], "cached output table was corrupt");
-    // Truncation is caught without reading: the size check makes a's record stale.
+    // Truncation is caught too (the size differs from the record's).
     let len = std::fs::metadata(&path).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.set_len(len / 2).unwrap();
+    let (_, ev) = ws.run_json("p.yaml", &[]);
+    let started_a = ev.iter().find(|e| e["event"] == "started" && e["stage"] == "a").unwrap();
+    assert_eq!(started_a["reasons"][0], "cached output table was corrupt");
+    // A deleted object is missing.
+    std::fs::remove_file(&path).unwrap();
     let (_, ev) = ws.run_json("p.yaml", &[]);
     let started_a = ev.iter().find(|e| e["event"] == "started" && e["stage"] == "a").unwrap();
     assert_eq!(started_a["reasons"][0], "output table missing from the cache");

@@ -98,3 +98,37 @@ fn the_binary_reports_every_error_at_once_exits_2_and_writes_nothing() {
     }
     assert!(!ws.artifacts().exists(), "nothing may be written for a bad spec");
 }
+
+#[test]
+fn empty_stages_tabs_aliases_and_a_byte_order_mark() {
+    insta::assert_snapshot!("empty_stages", errors("name: x\nstages: {}\n"));
+    insta::assert_snapshot!(
+        "tab",
+        errors("name: x\nstages:\n  a:\n    kind: generate\n\tparams: { dataset: triangles }\n")
+    );
+    insta::assert_snapshot!("undefined_alias", errors("name: x\nstages: *nowhere\n"));
+    // A BOM is not part of the first key; anchors (under an `x-` key, which is
+    // ignored) with merge keys share params, the stage's own keys winning.
+    let ok = "\u{feff}name: x\nx-gen: &g { dataset: triangles, n_samples: 100, tol: 0.02 }\nstages:\n  a:\n    kind: generate\n    params: { <<: *g, n_samples: 50 }\n  b:\n    kind: generate\n    params: *g\n";
+    let spec = validate(Path::new("spec.yaml"), ok).unwrap();
+    let p = |i: usize, k: &str| spec.stages[i].params[k].clone();
+    assert_eq!(p(0, "n_samples"), scoreflow::params::Value::Int(50));
+    assert_eq!(p(0, "tol"), scoreflow::params::Value::Float(0.02));
+    assert_eq!(p(1, "n_samples"), scoreflow::params::Value::Int(100));
+}
+
+#[test]
+fn a_stage_that_cannot_fit_in_memory_is_refused_by_check() {
+    let ws = Workspace::new();
+    ws.write(
+        "big.yaml",
+        "name: big\nstages:\n  a:\n    kind: generate\n    params: { dataset: triangles, n_samples: 100000000 }\n",
+    );
+    let out = ws.cmd(&["check", "big.yaml"]).env("SCOREFLOW_MEMORY", "8G").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    insta::assert_snapshot!("too_big_for_memory", err);
+    let out = ws.cmd(&["run", "big.yaml"]).env("SCOREFLOW_MEMORY", "8G").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!ws.artifacts().exists());
+}

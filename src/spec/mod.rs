@@ -230,6 +230,8 @@ pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
             "seed" => seed = parse_seed(&mut c, v, "the pipeline seed").unwrap_or(0),
             "description" => {}
             "stages" => stages_node = Some(v),
+            // Extension keys: ignored, a place for YAML anchors shared by stages.
+            other if other.starts_with("x-") => {}
             other => c.err(
                 k.pos,
                 format!("unknown key `{other}`; expected one of: {}{}", TOP_KEYS.join(", "), suggest(other, TOP_KEYS)),
@@ -532,7 +534,47 @@ fn check_params(c: &mut Collector, stage: &str, imp: &'static dyn Stage, at: Pos
             }
         }
     }
+    if let (Some((param, need)), Some(have)) = (imp.memory_bytes(&params), memory_limit()) {
+        if need > have {
+            let pos = given.iter().find(|(k, _)| k.as_str() == Some(param)).map_or(at, |(_, v)| v.pos);
+            let value = params.get(param).map(|v| v.to_json().to_string()).unwrap_or_default();
+            c.err(
+                pos,
+                format!(
+                    "stage `{stage}` would need about {} of memory with {param} = {value}, more than the {} a run may use here; lower {param}",
+                    gib(need),
+                    gib(have)
+                ),
+            );
+        }
+    }
     params
+}
+
+/// The memory a run may plan for: `SCOREFLOW_MEMORY` (bytes, or with a `K`, `M`,
+/// `G` suffix) if set, else 80 % of the machine's total memory (Linux; the rest
+/// is the system's and the allocator's), else no limit.
+pub fn memory_limit() -> Option<u64> {
+    if let Ok(v) = std::env::var("SCOREFLOW_MEMORY") {
+        let v = v.trim();
+        let (num, mult) = match v.chars().last() {
+            Some('K' | 'k') => (&v[..v.len() - 1], 1u64 << 10),
+            Some('M' | 'm') => (&v[..v.len() - 1], 1 << 20),
+            Some('G' | 'g') => (&v[..v.len() - 1], 1 << 30),
+            _ => (v, 1),
+        };
+        if let Ok(n) = num.trim().parse::<f64>() {
+            return Some((n * mult as f64) as u64);
+        }
+    }
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024 / 5 * 4)
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
 fn check_inputs(

@@ -7,6 +7,18 @@
 //! start marker and keeps duplicate mapping keys (so a duplicate stage name is one
 //! more error in the list, not a fatal load error). Typing and validation happen
 //! later, in [`super::validate`].
+//!
+//! Anchors and aliases work as YAML defines them: `&name` on a node, `*name`
+//! elsewhere stands for a copy of it (its positions are the anchor's). Mapping
+//! merge keys (`<<: *name`, or `<<: [*a, *b]`) copy the entries of the named
+//! mappings that the mapping does not set itself — the usual way to share
+//! parameters between stages:
+//!
+//! ```yaml
+//! sampler: &pc { sampler: pc, steps: 1000, snr: 0.15 }
+//! ...
+//!     params: { <<: *pc, n_samples: 4096 }
+//! ```
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -38,7 +50,7 @@ pub enum NodeValue {
     Seq(Vec<Node>),
     /// Entries in file order; duplicate keys are kept.
     Map(Vec<(Node, Node)>),
-    /// An alias (`*name`): not supported in specs.
+    /// An alias (`*name`) whose anchor was not defined before it.
     Alias,
 }
 
@@ -55,9 +67,11 @@ impl Node {
     pub fn describe(&self) -> String {
         match &self.value {
             NodeValue::Scalar { text, .. } => format!("`{text}`"),
+            NodeValue::Seq(v) if v.is_empty() => "an empty list".into(),
             NodeValue::Seq(_) => "a list".into(),
+            NodeValue::Map(v) if v.is_empty() => "an empty mapping".into(),
             NodeValue::Map(_) => "a mapping".into(),
-            NodeValue::Alias => "an alias".into(),
+            NodeValue::Alias => "an alias to an undefined anchor".into(),
         }
     }
 
@@ -108,11 +122,44 @@ pub struct SyntaxError {
 struct Builder {
     stack: Vec<Frame>,
     root: Option<Node>,
+    /// Completed anchored nodes by anchor id.
+    anchors: std::collections::HashMap<usize, Node>,
 }
 
 enum Frame {
-    Seq(Pos, Vec<Node>),
-    Map(Pos, Vec<(Node, Node)>, Option<Node>),
+    /// Start position, anchor id (0: none), items.
+    Seq(Pos, usize, Vec<Node>),
+    Map(Pos, usize, Vec<(Node, Node)>, Option<Node>),
+}
+
+/// Expand merge keys: `<<: mapping` or `<<: [mappings]` adds the entries whose
+/// keys the mapping does not set itself (earlier merged mappings win over later
+/// ones, as YAML's merge-key spec says).
+fn merge_keys(entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
+    if !entries.iter().any(|(k, _)| k.as_str() == Some("<<")) {
+        return entries;
+    }
+    let (merges, mut own): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| k.as_str() == Some("<<"));
+    for (key, value) in merges {
+        let sources = match value.value {
+            NodeValue::Seq(items) => items,
+            _ => vec![value],
+        };
+        for src in sources {
+            match src.value {
+                NodeValue::Map(src_entries) => {
+                    for (k, v) in src_entries {
+                        if !own.iter().any(|(o, _)| o.as_str().is_some() && o.as_str() == k.as_str()) {
+                            own.push((k, v));
+                        }
+                    }
+                }
+                // Not a mapping: keep the entry, so validation reports it.
+                other => own.push((key.clone(), Node { pos: src.pos, value: other })),
+            }
+        }
+    }
+    own
 }
 
 fn pos(m: Marker) -> Pos {
@@ -127,8 +174,8 @@ impl Builder {
                     self.root = Some(node);
                 }
             }
-            Some(Frame::Seq(_, items)) => items.push(node),
-            Some(Frame::Map(_, entries, pending)) => match pending.take() {
+            Some(Frame::Seq(_, _, items)) => items.push(node),
+            Some(Frame::Map(_, _, entries, pending)) => match pending.take() {
                 None => *pending = Some(node),
                 Some(key) => entries.push((key, node)),
             },
@@ -136,36 +183,71 @@ impl Builder {
     }
 }
 
+impl Builder {
+    fn push_anchored(&mut self, node: Node, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        self.push(node);
+    }
+}
+
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
-            Event::Scalar(text, style, _, _) => {
+            Event::Scalar(text, style, anchor, _) => {
                 let plain = matches!(style, TScalarStyle::Plain);
-                self.push(Node { pos: pos(mark), value: NodeValue::Scalar { text, plain } });
+                self.push_anchored(Node { pos: pos(mark), value: NodeValue::Scalar { text, plain } }, anchor);
             }
-            Event::SequenceStart(..) => self.stack.push(Frame::Seq(pos(mark), Vec::new())),
-            Event::MappingStart(..) => self.stack.push(Frame::Map(pos(mark), Vec::new(), None)),
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(pos(mark), anchor, Vec::new())),
+            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(pos(mark), anchor, Vec::new(), None)),
             Event::SequenceEnd | Event::MappingEnd => {
-                let node = match self.stack.pop() {
-                    Some(Frame::Seq(p, items)) => Node { pos: p, value: NodeValue::Seq(items) },
-                    Some(Frame::Map(p, entries, _)) => Node { pos: p, value: NodeValue::Map(entries) },
+                let (node, anchor) = match self.stack.pop() {
+                    Some(Frame::Seq(p, a, items)) => (Node { pos: p, value: NodeValue::Seq(items) }, a),
+                    Some(Frame::Map(p, a, entries, _)) => {
+                        (Node { pos: p, value: NodeValue::Map(merge_keys(entries)) }, a)
+                    }
                     None => return,
                 };
+                self.push_anchored(node, anchor);
+            }
+            Event::Alias(id) => {
+                let node = self.anchors.get(&id).cloned().unwrap_or(Node { pos: pos(mark), value: NodeValue::Alias });
                 self.push(node);
             }
-            Event::Alias(_) => self.push(Node { pos: pos(mark), value: NodeValue::Alias }),
             _ => {}
         }
     }
 }
 
-/// Parse YAML text into a positioned tree (the first document only).
+/// Parse YAML text into a positioned tree (the first document only). A UTF-8
+/// byte-order mark at the start is ignored.
 pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
-    let mut builder = Builder { stack: Vec::new(), root: None };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut builder = Builder { stack: Vec::new(), root: None, anchors: Default::default() };
     let mut parser = Parser::new_from_str(text);
-    parser
-        .load(&mut builder, false)
-        .map_err(|e| SyntaxError { pos: pos(*e.marker()), message: e.info().to_string() })?;
+    parser.load(&mut builder, false).map_err(|e| {
+        let mut at = pos(*e.marker());
+        // The scanner reports tab errors after the tab on its line, or at the end
+        // of the token before it (a line early); point at the tab itself: the
+        // first on the marker's line up to the marker, else the next one after it.
+        if e.info().contains("tab") {
+            let chars: Vec<char> = text.chars().collect();
+            let m = e.marker().index().min(chars.len());
+            let line_start = chars[..m].iter().rposition(|c| *c == '\n').map_or(0, |i| i + 1);
+            let tab = chars[line_start..m]
+                .iter()
+                .position(|c| *c == '\t')
+                .map(|i| line_start + i)
+                .or_else(|| chars[m..].iter().position(|c| *c == '\t').map(|i| m + i));
+            if let Some(t) = tab {
+                let line = chars[..t].iter().filter(|c| **c == '\n').count() + 1;
+                let col = t - chars[..t].iter().rposition(|c| *c == '\n').map_or(0, |i| i + 1) + 1;
+                at = Pos { line, col };
+            }
+        }
+        SyntaxError { pos: at, message: e.info().to_string() }
+    })?;
     Ok(builder.root)
 }
 
@@ -201,6 +283,44 @@ mod tests {
         let root = parse("a: '12'\n").unwrap().unwrap();
         let NodeValue::Map(entries) = &root.value else { panic!() };
         assert_eq!(entries[0].1.to_raw(), Raw::Str("12".into()));
+    }
+
+    #[test]
+    fn anchors_aliases_and_merge_keys() {
+        let text = "base: &b { steps: 10, snr: 0.1 }\nx: *b\ny: { <<: *b, snr: 0.2 }\nz: &s 7\nw: *s\n";
+        let root = parse(text).unwrap().unwrap();
+        let NodeValue::Map(entries) = &root.value else { panic!() };
+        let raw = |i: usize| entries[i].1.to_raw();
+        assert_eq!(raw(1), raw(0), "an alias is a copy of its anchor");
+        let Raw::Map(y) = raw(2) else { panic!() };
+        let get = |k: &str| y.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("snr"), Some(Raw::Float(0.2)), "the mapping's own key wins");
+        assert_eq!(get("steps"), Some(Raw::Int(10)), "merged from the anchor");
+        assert_eq!(get("<<"), None);
+        assert_eq!(y.len(), 2);
+        assert_eq!(raw(4), Raw::Int(7));
+        // An alias to nothing stays an alias, for validation to report.
+        let root = parse("a: *nope\n");
+        assert!(
+            root.is_err()
+                || matches!(&root.unwrap().unwrap().value, NodeValue::Map(e) if matches!(e[0].1.value, NodeValue::Alias))
+        );
+    }
+
+    #[test]
+    fn a_tab_is_reported_where_it_is() {
+        // The scanner stops at the end of `generate` on line 4; the tab is on line 5.
+        let err = parse("name: x\nstages:\n  a:\n    kind: generate\n\tparams: {}\n").unwrap_err();
+        assert_eq!(err.pos, Pos { line: 5, col: 1 }, "{}", err.message);
+        let err = parse("a:\n  b:\n\t  c: 1\n").unwrap_err();
+        assert_eq!(err.pos, Pos { line: 3, col: 1 }, "{}", err.message);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored() {
+        let root = parse("\u{feff}name: x\n").unwrap().unwrap();
+        let NodeValue::Map(entries) = &root.value else { panic!() };
+        assert_eq!(entries[0].0.as_str(), Some("name"));
     }
 
     #[test]

@@ -19,6 +19,10 @@ use crate::triangle::{AngleType, SideType, classify_angles, classify_sides, samp
 
 pub struct Triangles;
 
+/// Peak memory per requested row (measured; see [`super::rows_memory`]).
+const TRIANGLE_BYTES_PER_ROW: u64 = 250;
+const MOONS_BYTES_PER_ROW: u64 = 100;
+
 const SIDE_KEYS: &[&str] = &["equilateral", "isosceles", "scalene"];
 const ANGLE_KEYS: &[&str] = &["right", "acute", "obtuse"];
 
@@ -81,6 +85,9 @@ fn apply_quota<T: Copy + PartialEq>(
 
 impl Stage for Triangles {
     describe!(Kind::Generate, "triangles", version 1, PARAMS, &[], OUTPUTS);
+    fn memory_bytes(&self, p: &crate::params::Params) -> Option<(&'static str, u64)> {
+        Some(("n_samples", super::rows_memory(p, TRIANGLE_BYTES_PER_ROW)))
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
         let n = p.usize("n_samples");
@@ -185,6 +192,9 @@ pub fn make_moons(n: usize, noise: f64, seed: u64, draw: i64) -> (Vec<f64>, Vec<
 
 impl Stage for TwoMoons {
     describe!(Kind::Generate, "two_moons", version 1, MOONS_PARAMS, MOONS_INPUTS, MOONS_OUTPUTS);
+    fn memory_bytes(&self, p: &crate::params::Params) -> Option<(&'static str, u64)> {
+        Some(("n_samples", super::rows_memory(p, MOONS_BYTES_PER_ROW)))
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
         let n = p.usize("n_samples");

@@ -35,6 +35,10 @@ use crate::sde::sampler::{PcConfig, Prior, normal_rows, pc_sample, prior_draw};
 
 pub struct Pc;
 
+/// Peak memory per particle (measured; see [`super::rows_memory`]).
+const PC_BYTES_PER_ROW: u64 = 80;
+const EPS_BYTES_PER_ROW: u64 = 50;
+
 static PARAMS: &[ParamDef] = &[
     ParamDef {
         name: "n_samples",
@@ -98,6 +102,9 @@ pub const CHUNK: usize = 512;
 
 impl Stage for Pc {
     describe!(Kind::Sample, "pc", version 3, PARAMS, INPUTS, OUTPUTS);
+    fn memory_bytes(&self, p: &crate::params::Params) -> Option<(&'static str, u64)> {
+        Some(("n_samples", super::rows_memory(p, PC_BYTES_PER_ROW)))
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
         let weights = ScoreNetWeights::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;
@@ -205,6 +212,9 @@ fn columns_table(columns: &[String], x: &[f32]) -> Outputs {
 
 impl Stage for EulerDiscrete {
     describe!(Kind::Sample, "euler_discrete", version 1, EULER_PARAMS, EULER_INPUTS, EULER_OUTPUTS);
+    fn memory_bytes(&self, p: &crate::params::Params) -> Option<(&'static str, u64)> {
+        Some(("n_samples", super::rows_memory(p, EPS_BYTES_PER_ROW)))
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
         let (w, model, sched) = eps_model(ctx)?;
@@ -227,6 +237,9 @@ pub struct Ancestral;
 
 impl Stage for Ancestral {
     describe!(Kind::Sample, "ddpm", version 1, EULER_PARAMS, EULER_INPUTS, EULER_OUTPUTS);
+    fn memory_bytes(&self, p: &crate::params::Params) -> Option<(&'static str, u64)> {
+        Some(("n_samples", super::rows_memory(p, EPS_BYTES_PER_ROW)))
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
         let (w, model, sched) = eps_model(ctx)?;
