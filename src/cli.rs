@@ -109,14 +109,28 @@ where
 }
 
 /// `artifacts/` beside the `pipelines/` folder that holds the spec (the repository
-/// layout), else beside the spec itself.
+/// layout), else beside the spec itself — decided on the spec's canonical path, so
+/// the cache is the same whichever directory the command runs from and however the
+/// spec's path is written (`pipelines/x.yaml`, `x.yaml` from inside `pipelines/`,
+/// `../pipelines/x.yaml`, a symbolic link).
 pub fn default_artifacts(spec: &Path) -> PathBuf {
+    let spec = std::fs::canonicalize(spec).unwrap_or_else(|_| spec.to_path_buf());
     let dir = spec.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if dir.file_name().is_some_and(|n| n == "pipelines") {
         dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).join("artifacts")
     } else {
         dir.join("artifacts")
     }
+}
+
+/// Load a spec; a path that names no file is bad input in plain words (not a
+/// position in a file that does not exist).
+fn load_spec(file: &Path) -> Result<spec::Spec, Error> {
+    if !file.is_file() {
+        let what = if file.exists() { "not a file" } else { "no such file" };
+        return Err(Error::BadInput(format!("{}: {what}", file.display())));
+    }
+    Ok(spec::load(file)?)
 }
 
 fn cache_for(cli_dir: &Option<PathBuf>, spec: &Path) -> Cache {
@@ -133,19 +147,19 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     crate::model::set_backend(crate::model::Backend::parse(&cli.device).expect("clap checked the value"));
     match &cli.command {
         Command::Check { file } => {
-            let spec = spec::load(file)?;
+            let spec = load_spec(file)?;
             let n = spec.stages.len();
             out(&format!("{}: ok, {n} stage{}\n", file.display(), if n == 1 { "" } else { "s" }));
             Ok(ExitCode::SUCCESS)
         }
         Command::Dag { file, dot } => {
-            let spec = spec::load(file)?;
+            let spec = load_spec(file)?;
             let dag = Dag::new(&spec);
             out(&if *dot { dag.to_dot(&spec) } else { dag.to_text(&spec) });
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { file, json } => {
-            let spec = spec::load(file)?;
+            let spec = load_spec(file)?;
             let cache = cache_for(&cli.artifacts, file);
             let statuses = executor::status(&spec, &cache)?;
             if *json {
@@ -163,7 +177,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 out(&(serde_json::to_string_pretty(&v).expect("json") + "\n"));
             } else {
                 let w = width(&spec);
-                let mut text = String::new();
+                let mut text = format!("cache: {}\n", cache.root().display());
                 for s in &statuses {
                     let state = if s.fresh { "fresh" } else { "dirty" };
                     let detail = if s.fresh {
@@ -178,7 +192,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { file, only, force, json, jobs } => {
-            let spec = spec::load(file)?;
+            let spec = load_spec(file)?;
             let cache = cache_for(&cli.artifacts, file);
             let opts = RunOptions { only: only.clone(), force: force.clone(), jobs: *jobs };
             let human;
@@ -188,6 +202,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 human = Human::new(width(&spec));
                 &human
             };
+            if *json {
+                out(&(serde_json::json!({"event": "cache", "path": cache.root().display().to_string()}).to_string()
+                    + "\n"));
+            } else {
+                out(&format!("cache: {}\n", cache.root().display()));
+            }
             // Held until the manifest and the reports are written: `gc` waits.
             let _lease = cache.lease()?;
             cache.clean_stale_tmp();
@@ -377,7 +397,7 @@ fn resolve_inspect_target(
     let Some(file) = pipeline else {
         return Err(Error::BadInput(format!("`{target}` is not a Parquet file; to name a stage, add --pipeline FILE")));
     };
-    let spec = spec::load(file)?;
+    let spec = load_spec(file)?;
     let cache = cache_for(artifacts, file);
     let (stage_name, output) = match target.split_once('.') {
         Some((s, o)) => (s, Some(o)),

@@ -534,19 +534,19 @@ fn check_params(c: &mut Collector, stage: &str, imp: &'static dyn Stage, at: Pos
             }
         }
     }
-    if let (Some((param, need)), Some(have)) = (imp.memory_bytes(&params), memory_limit()) {
-        if need > have {
-            let pos = given.iter().find(|(k, _)| k.as_str() == Some(param)).map_or(at, |(_, v)| v.pos);
-            let value = params.get(param).map(|v| v.to_json().to_string()).unwrap_or_default();
-            c.err(
-                pos,
-                format!(
-                    "stage `{stage}` would need about {} of memory with {param} = {value}, more than the {} a run may use here; lower {param}",
-                    gib(need),
-                    gib(have)
-                ),
-            );
-        }
+    if let (Some((param, need)), Some(have)) = (imp.memory_bytes(&params), memory_limit())
+        && need > have
+    {
+        let pos = given.iter().find(|(k, _)| k.as_str() == Some(param)).map_or(at, |(_, v)| v.pos);
+        let value = params.get(param).map(|v| v.to_json().to_string()).unwrap_or_default();
+        c.err(
+            pos,
+            format!(
+                "stage `{stage}` would need about {} of memory with {param} = {value}, more than the {} a run may use here; lower {param}",
+                gib(need),
+                gib(have)
+            ),
+        );
     }
     params
 }

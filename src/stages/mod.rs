@@ -213,8 +213,52 @@ pub enum StageError {
     Failed(String),
     #[error("non-finite loss {value} at step {step}; nothing was cached")]
     NonFinite { step: usize, value: f64 },
+    #[error(
+        "training diverged: loss {value:.3e} at step {step} is more than {DIVERGENCE:.0e} times the first step's ({first:.3e}); nothing was cached"
+    )]
+    Diverged { step: usize, value: f64, first: f64 },
+    /// A sampler whose output has too many non-finite rows.
+    #[error(
+        "{bad} of {total} samples are not finite (more than max_nonfinite = {max}); the sampler diverged; nothing was cached"
+    )]
+    NonFiniteSamples { bad: usize, total: usize, max: f64 },
     #[error(transparent)]
     Frame(#[from] FrameError),
+}
+
+/// A loss this many times the first step's is divergence ([`LossGuard`]).
+pub const DIVERGENCE: f64 = 1e6;
+
+/// Watches a training loss step by step: a non-finite loss, or one more than
+/// [`DIVERGENCE`] times the first step's, stops the stage with the step and the
+/// value — a diverging run fails instead of caching a broken model.
+#[derive(Debug, Default)]
+pub struct LossGuard {
+    first: Option<f64>,
+}
+
+impl LossGuard {
+    pub fn check(&mut self, step: usize, loss: f64) -> Result<(), StageError> {
+        if !loss.is_finite() {
+            return Err(StageError::NonFinite { step, value: loss });
+        }
+        let first = *self.first.get_or_insert(loss.abs().max(1e-12));
+        if loss.abs() > DIVERGENCE * first {
+            return Err(StageError::Diverged { step, value: loss, first });
+        }
+        Ok(())
+    }
+}
+
+/// Fail when more than `max` (a fraction) of the rows of `x` (`dim` columns)
+/// hold a non-finite value; returns how many do.
+pub fn check_finite_rows(x: &[f32], dim: usize, max: f64) -> Result<usize, StageError> {
+    let total = x.len() / dim.max(1);
+    let bad = x.chunks(dim.max(1)).filter(|r| r.iter().any(|v| !v.is_finite())).count();
+    if bad as f64 > max * total as f64 {
+        return Err(StageError::NonFiniteSamples { bad, total, max });
+    }
+    Ok(bad)
 }
 
 /// One implementation of a stage kind.

@@ -16,7 +16,9 @@
 //! A particle that diverges (the fixed-step Langevin corrector can overshoot
 //! where the learned score is steep, near t = 0) is kept as it is: non-finite
 //! samples fail every validity check, as NaN does in the seed's numpy code, and
-//! the validate stage counts them.
+//! the validate stage counts them — up to `max_nonfinite` (1 % by default) of
+//! them; more fails the stage (every sampler), so a diverged model is never
+//! cached as samples.
 //!
 //! `sampler: euler_discrete` ([`EulerDiscrete`]) samples an ε-prediction model
 //! with diffusers' Euler-discrete scheduler (the two-moons workload, seed 002);
@@ -69,6 +71,12 @@ static PARAMS: &[ParamDef] = &[
         ty: ParamType::Bool,
         default: Default::Bool(false),
         doc: "leave the noise out of the last corrector step (Song et al.'s denoise=True; the origin keeps it)",
+    },
+    ParamDef {
+        name: "max_nonfinite",
+        ty: ParamType::Float { min: 0.0, max: 1.0 },
+        default: Default::Float(0.01),
+        doc: "largest fraction of non-finite samples kept (counted as invalid); more fails the stage",
     },
     ParamDef {
         name: "prior_seed",
@@ -133,6 +141,7 @@ impl Stage for Pc {
             p.usize("trajectory_every"),
             ctx.progress,
         );
+        super::check_finite_rows(&x, dim, p.f64("max_nonfinite"))?;
         let unscale = |v: f32| ((v as f64 - meta.shift) / meta.scale) as f32;
         let col = |xs: &[f32], j: usize| ColumnData::F32(xs.chunks(dim).map(|r| unscale(r[j])).collect());
         let samples = Table::new().with("a", col(&x, 0)).with("b", col(&x, 1)).with("c", col(&x, 2));
@@ -179,6 +188,12 @@ static EULER_PARAMS: &[ParamDef] = &[
         default: Default::Bool(false),
         doc: "sample with the EMA weights (the model must have them)",
     },
+    ParamDef {
+        name: "max_nonfinite",
+        ty: ParamType::Float { min: 0.0, max: 1.0 },
+        default: Default::Float(0.01),
+        doc: "largest fraction of non-finite samples kept (counted as invalid); more fails the stage",
+    },
 ];
 static EULER_INPUTS: &[InputDef] =
     &[InputDef { name: "model", format: Format::Blob, required: true, doc: "a model from `objective: ddpm_eps`" }];
@@ -223,6 +238,7 @@ impl Stage for EulerDiscrete {
         let mut x = normal_rows(p.usize("n_samples"), dim, ctx.seed, "x_T");
         x.iter_mut().for_each(|v| *v *= euler.init_noise_sigma);
         euler_sample(&model, &euler, &mut x, EULER_CHUNK, ctx.progress);
+        super::check_finite_rows(&x, dim, p.f64("max_nonfinite"))?;
         Ok(columns_table(&w.columns, &x))
     }
 }
@@ -246,6 +262,7 @@ impl Stage for Ancestral {
         let ancestral = crate::sde::ddpm::DdpmAncestral::new(&sched, p.usize("steps"));
         let mut x = normal_rows(p.usize("n_samples"), w.config.dim, ctx.seed, "x_T");
         ancestral_sample(&model, &ancestral, &mut x, EULER_CHUNK, ctx.seed, ctx.progress);
+        super::check_finite_rows(&x, w.config.dim, p.f64("max_nonfinite"))?;
         Ok(columns_table(&w.columns, &x))
     }
 }

@@ -130,6 +130,7 @@ pub fn train_dsm(
     let dim = cfg.net.dim;
     let total = cfg.epochs * cfg.batches_per_epoch;
     let mut losses = Vec::with_capacity(total);
+    let mut guard = super::LossGuard::default();
     for step in 0..total {
         let p = ou_pairs(pool, dim, cfg.batch_size, ou, cfg.meta.t_max, &mut data_rng);
         let b = cfg.batch_size;
@@ -142,9 +143,7 @@ pub fn train_dsm(
         let pred = model.forward(xt, t);
         let loss = (target - pred).powi_scalar(2).mul(w).mean();
         let value: f32 = loss.clone().into_scalar();
-        if !value.is_finite() {
-            return Err(StageError::NonFinite { step, value: value as f64 });
-        }
+        guard.check(step, value as f64)?;
         losses.push(value);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(cfg.lr, model, grads);
@@ -347,6 +346,17 @@ mod tests {
         assert_eq!(cfg.lr_at(10), cfg.lr);
         assert!((cfg.lr_at(60) - cfg.lr / 2.0).abs() < 1e-12);
         assert!(cfg.lr_at(109) < cfg.lr * 0.01);
+    }
+
+    #[test]
+    fn a_diverging_loss_is_an_error_naming_the_step() {
+        let mut g = super::super::LossGuard::default();
+        g.check(0, 2.0).unwrap();
+        g.check(1, 2.0e6).unwrap();
+        let err = g.check(7, 3.0e6).unwrap_err();
+        assert!(matches!(err, StageError::Diverged { step: 7, .. }), "{err}");
+        assert!(err.to_string().contains("loss 3.000e6 at step 7"), "{err}");
+        assert!(matches!(g.check(8, f64::INFINITY), Err(StageError::NonFinite { step: 8, .. })));
     }
 
     #[test]
@@ -638,6 +648,7 @@ pub fn train_ddpm(
     let (mut xt, mut t, mut eps) = (vec![0f32; b * dim], vec![0f32; b], vec![0f32; b * dim]);
     let (mut losses, mut lrs, mut norms) =
         (Vec::with_capacity(cfg.steps), Vec::with_capacity(cfg.steps), Vec::with_capacity(cfg.steps));
+    let mut guard = super::LossGuard::default();
     for step in 0..cfg.steps {
         let batch = batches.next_batch();
         let rows = batch.len();
@@ -653,9 +664,7 @@ pub fn train_ddpm(
             }
         }
         let loss = bp.loss_and_grad(&params, &xt[..rows * dim], &t[..rows], &eps[..rows * dim], &mut grad);
-        if !loss.is_finite() {
-            return Err(StageError::NonFinite { step, value: loss });
-        }
+        guard.check(step, loss)?;
         let norm = if cfg.grad_clip > 0.0 {
             clip_grad_norm(&mut grad, cfg.grad_clip)
         } else {

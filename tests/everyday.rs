@@ -1,0 +1,74 @@
+//! Everyday use as a new user meets it: one cache wherever the command runs
+//! from, a diverging training that fails instead of caching, and plain words
+//! for a spec file that is not there.
+
+mod common;
+
+use common::Workspace;
+
+/// pipelines/smeme.yaml with small settings.
+fn small_smeme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/smeme.yaml"))
+        .unwrap()
+        .replace("epochs: 16", "epochs: 2")
+        .replace("batches_per_epoch: 100", "batches_per_epoch: 20")
+        .replace("n_samples: 4096, steps: 1000", "n_samples: 200, steps: 30")
+        .replace("outer_epochs: 5", "outer_epochs: 1")
+        .replace("inner_epochs: 10", "inner_epochs: 1")
+        .replace("dataset_size: 1024", "dataset_size: 128")
+        .replace("steps: 1000\n", "steps: 30\n")
+}
+
+#[test]
+fn the_cache_is_the_same_from_any_directory() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path().join("pipelines")).unwrap();
+    ws.write("pipelines/smeme.yaml", &small_smeme());
+    let out = ws.cmd(&["run", "pipelines/smeme.yaml"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let root = std::fs::canonicalize(ws.artifacts()).unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("cache: {}\n", root.display())));
+    // From inside pipelines/, and through `..`: the same cache, all fresh.
+    for (dir, spec) in [("pipelines", "smeme.yaml"), ("pipelines", "../pipelines/smeme.yaml")] {
+        let out = ws.cmd(&["status", spec]).current_dir(ws.path().join(dir)).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with(&format!("cache: {}\n", root.display())), "{text}");
+        assert!(!text.contains("dirty"), "{text}");
+        let (_, ev) = {
+            let out = ws.cmd(&["run", spec, "--json"]).current_dir(ws.path().join(dir)).output().unwrap();
+            let ev: Vec<serde_json::Value> =
+                String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+            (out, ev)
+        };
+        assert!(Workspace::ran(&ev).is_empty());
+    }
+    assert!(!ws.path().join("pipelines/artifacts").exists(), "no second cache");
+}
+
+#[test]
+fn a_diverging_training_fails_and_caches_nothing() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &small_smeme().replace("lr: 0.01", "lr: 1000"));
+    let out = ws.cmd(&["run", "p.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("pretrain") && text.contains("FAILED"), "{text}");
+    assert!(text.contains("training diverged") || text.contains("non-finite loss"), "{text}");
+    assert!(text.contains("at step"), "{text}");
+    let status = ws.cmd(&["status", "p.yaml", "--json"]).output().unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let pretrain = st.as_array().unwrap().iter().find(|s| s["stage"] == "pretrain").unwrap();
+    assert_eq!(pretrain["fresh"], false, "no record for the diverged stage");
+}
+
+#[test]
+fn a_missing_spec_file_is_named_in_plain_words() {
+    let ws = Workspace::new();
+    for cmd in ["run", "status", "check", "dag"] {
+        let out = ws.cmd(&[cmd, "nope.yaml"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err, "error: nope.yaml: no such file\n", "{cmd}");
+    }
+    assert!(!ws.artifacts().exists());
+}
