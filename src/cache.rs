@@ -412,12 +412,14 @@ impl Cache {
         };
         let rel = Cache::object_rel(&hash, format);
         let path = self.root.join(&rel);
-        let existing = match fs::read(&path) {
-            Ok(bytes) => verify_bytes(bytes.clone(), &hash, format).ok().map(|_| bytes),
-            Err(_) => None,
-        };
-        let bytes = match existing {
-            Some(bytes) => bytes,
+        // (size, file hash) of the object in place: the existing file if it
+        // verifies by content, else the one written now.
+        let existing = fs::read(&path).ok().and_then(|bytes| {
+            let found = (bytes.len() as u64, blake3::hash(&bytes));
+            verify_bytes(bytes, &hash, format).ok().map(|_| found)
+        });
+        let (bytes, file_hash) = match existing {
+            Some(found) => found,
             None => {
                 let encoded = match artifact {
                     Artifact::Table(t) => {
@@ -429,16 +431,16 @@ impl Cache {
                     Artifact::Blob(b) => b.clone(),
                 };
                 self.write_atomic(&path, &encoded)?;
-                encoded
+                (encoded.len() as u64, blake3::hash(&encoded))
             }
         };
         Ok(OutputEntry {
             hash: hash.hex(),
             format: format.name().into(),
             file: rel,
-            bytes: bytes.len() as u64,
+            bytes,
             rows,
-            file_hash: Some(blake3::hash(&bytes).to_hex().to_string()),
+            file_hash: Some(file_hash.to_hex().to_string()),
         })
     }
 

@@ -3,20 +3,7 @@
 
 mod common;
 
-use common::Workspace;
-
-/// pipelines/smeme.yaml with small training and sampling settings.
-fn small_smeme() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/smeme.yaml"))
-        .unwrap()
-        .replace("epochs: 16", "epochs: 2")
-        .replace("batches_per_epoch: 100", "batches_per_epoch: 20")
-        .replace("n_samples: 4096, steps: 1000", "n_samples: 300, steps: 40")
-        .replace("outer_epochs: 5", "outer_epochs: 2")
-        .replace("inner_epochs: 10", "inner_epochs: 2")
-        .replace("dataset_size: 1024", "dataset_size: 256")
-        .replace("steps: 1000\n", "steps: 40\n")
-}
+use common::{Workspace, small_smeme};
 
 #[test]
 fn pipeline_runs_through_validation_and_snr_reruns_only_sampling() {

@@ -4,20 +4,7 @@
 
 mod common;
 
-use common::Workspace;
-
-/// pipelines/smeme.yaml with small settings.
-fn small_smeme() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/smeme.yaml"))
-        .unwrap()
-        .replace("epochs: 16", "epochs: 2")
-        .replace("batches_per_epoch: 100", "batches_per_epoch: 20")
-        .replace("n_samples: 4096, steps: 1000", "n_samples: 200, steps: 30")
-        .replace("outer_epochs: 5", "outer_epochs: 1")
-        .replace("inner_epochs: 10", "inner_epochs: 1")
-        .replace("dataset_size: 1024", "dataset_size: 128")
-        .replace("steps: 1000\n", "steps: 30\n")
-}
+use common::{Workspace, small_smeme};
 
 #[test]
 fn the_cache_is_the_same_from_any_directory() {
