@@ -47,18 +47,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Most stages computed at once [default: number of CPUs].
-        #[arg(long, short, default_value_t = 0)]
+        #[arg(long, short, default_value_t = 0, hide_default_value = true)]
         jobs: usize,
     },
     /// Show each stage as fresh or dirty, and why. Runs nothing.
     Status {
+        /// The pipeline spec (YAML).
         file: PathBuf,
+        /// Print a JSON array (stage, fresh, key, reasons) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Print the stage graph (text, or Graphviz with --dot).
     Dag {
+        /// The pipeline spec (YAML).
         file: PathBuf,
+        /// Print Graphviz `dot` source instead of text.
         #[arg(long)]
         dot: bool,
     },
@@ -75,6 +79,7 @@ pub enum Command {
         /// A polars SQL query over the table, registered as `t`.
         #[arg(long)]
         sql: Option<String>,
+        /// Print JSON (schema, rows, head, describe, metadata) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -89,7 +94,10 @@ pub enum Command {
     /// Exits 1 when something was bad.
     Verify,
     /// Validate a spec: every error at once, with file:line:column. Runs nothing.
-    Check { file: PathBuf },
+    Check {
+        /// The pipeline spec (YAML).
+        file: PathBuf,
+    },
 }
 
 /// Parse `args` and run the command.
@@ -251,6 +259,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) })
         }
         Command::Inspect { target, pipeline, head, sql, json } => {
+            // polars prints at most 10 rows unless told otherwise; show all `-n`.
+            // SAFETY: set before anything in this process has used polars or
+            // started a thread that could read the environment concurrently.
+            unsafe { std::env::set_var("POLARS_FMT_MAX_ROWS", head.to_string()) };
             let opts = InspectOptions { head: *head, sql: sql.clone(), json: *json };
             let (path, warning) = resolve_inspect_target(&cli.artifacts, target, pipeline.as_deref())?;
             if let Some(w) = warning {
@@ -433,4 +445,26 @@ fn resolve_inspect_target(
         Err(e) => Some(format!("{stage_name}.{output} failed verification ({e}); the next run will recompute it")),
     };
     Ok((cache.root().join(&entry.file), warning))
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// `--help` describes every argument of every command.
+    #[test]
+    fn every_argument_has_a_description() {
+        let cli = Cli::command();
+        let mut missing = Vec::new();
+        for cmd in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            assert!(cmd.get_about().is_some() || cmd.get_name() == "scoreflow", "{} has no about", cmd.get_name());
+            for arg in cmd.get_arguments() {
+                if arg.get_help().is_none() && !["help", "version"].contains(&arg.get_id().as_str()) {
+                    missing.push(format!("{} {}", cmd.get_name(), arg.get_id()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
 }

@@ -59,3 +59,18 @@ fn a_missing_spec_file_is_named_in_plain_words() {
     }
     assert!(!ws.artifacts().exists());
 }
+
+#[test]
+fn inspect_shows_as_many_rows_as_asked() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &small_smeme());
+    ws.cmd(&["run", "p.yaml", "--only", "triangles"]).assert().success();
+    let out = ws.cmd(&["inspect", "triangles.samples", "--pipeline", "p.yaml", "-n", "15"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The head table: rows after the `╞═…` rule up to the closing `└…`.
+    let section = text.split("head(15):").nth(1).unwrap();
+    let body = section.split('╞').nth(1).unwrap().split('└').next().unwrap();
+    let rows: Vec<&str> = body.lines().filter(|l| l.starts_with('│')).collect();
+    assert_eq!(rows.len(), 15, "{section}");
+    assert!(!body.contains('…'), "no elided rows: {section}");
+}
