@@ -136,7 +136,17 @@ pub struct ManifestStage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     pub pipeline: String,
+    /// The folder under `runs/` and `reports/` of this spec file (see [`Home`]).
+    #[serde(default)]
+    pub home: String,
     pub spec_file: String,
+    /// The spec's identity: its path relative to the project (the folder holding
+    /// the cache), else its canonical path.
+    #[serde(default)]
+    pub spec_id: String,
+    /// The commit checked out in the spec's git repository, if it is in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<String>,
     pub run_id: String,
     pub started_ms: u64,
     pub finished_ms: u64,
@@ -173,6 +183,19 @@ pub struct Lease {
     _file: File,
 }
 
+/// The folder under `runs/` and `reports/` that belongs to one spec file: the
+/// pipeline's name for the first spec file that runs under it, `<name>@<file
+/// stem>` (then `…-<hash of its path>`) for another spec file with the same
+/// name — so a copied spec that keeps `name:` never overwrites the original's
+/// reports or replaces its gc roots.
+#[derive(Debug, Clone)]
+pub struct Home {
+    pub dir: String,
+    pub spec_id: String,
+    /// The other spec file that owns the name, when this one had to move aside.
+    pub shared_with: Option<String>,
+}
+
 /// What the next run should know about a record.
 #[derive(Debug)]
 pub enum Lookup {
@@ -202,6 +225,9 @@ pub struct VerifyReport {
 /// What `gc` removed (or would remove).
 #[derive(Debug, Default)]
 pub struct GcReport {
+    /// What was (or would be) removed, one line each: the record's path and the
+    /// stage it was made for, or the object's path and size.
+    pub removed: Vec<String>,
     pub records: usize,
     pub objects: usize,
     pub temp_files: usize,
@@ -495,11 +521,56 @@ impl Cache {
         self.root.join("runs").join(pipeline)
     }
 
+    /// The identity of a spec file in this cache: its canonical path relative to
+    /// the project (the folder that holds the cache), else its canonical path.
+    /// Moving the whole project keeps it; moving the spec within it does not.
+    pub fn spec_id(&self, spec: &Path) -> String {
+        let spec = fs::canonicalize(spec).unwrap_or_else(|_| spec.to_path_buf());
+        let root = fs::canonicalize(&self.root)
+            .ok()
+            .or_else(|| self.root.parent().and_then(|p| fs::canonicalize(p).ok()).map(|p| p.join("artifacts")));
+        match root.as_ref().and_then(|r| r.parent()).and_then(|project| spec.strip_prefix(project).ok()) {
+            Some(rel) => rel.display().to_string(),
+            None => spec.display().to_string(),
+        }
+    }
+
+    /// Where a spec file's runs and reports live (see [`Home`]). With `claim`,
+    /// a free folder is taken for this spec (by writing its `spec.json`).
+    pub fn home(&self, name: &str, spec: &Path, claim: bool) -> Result<Home, CacheError> {
+        let spec_id = self.spec_id(spec);
+        let stem = spec.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let hash = &blake3::hash(spec_id.as_bytes()).to_hex()[..8];
+        let mut shared_with = None;
+        for dir in [name.to_string(), format!("{name}@{stem}"), format!("{name}@{stem}-{hash}")] {
+            let owner_path = self.runs_dir(&dir).join("spec.json");
+            let owner = fs::read(&owner_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["spec"].as_str().map(str::to_string));
+            match owner {
+                Some(o) if o == spec_id => return Ok(Home { dir, spec_id, shared_with }),
+                Some(o) => {
+                    shared_with.get_or_insert(o);
+                }
+                None => {
+                    if claim {
+                        let bytes = serde_json::to_vec_pretty(&serde_json::json!({ "spec": spec_id, "name": name }))
+                            .expect("json");
+                        self.write_atomic(&owner_path, &bytes)?;
+                    }
+                    return Ok(Home { dir, spec_id, shared_with });
+                }
+            }
+        }
+        Ok(Home { dir: format!("{name}@{stem}-{hash}"), spec_id, shared_with })
+    }
+
     /// Write a run's manifest and make it the pipeline's latest.
     pub fn write_manifest(&self, manifest: &Manifest) -> Result<PathBuf, CacheError> {
         let bytes = serde_json::to_vec_pretty(manifest)
             .map_err(|e| CacheError::Encode { what: "manifest".into(), why: e.to_string() })?;
-        let dir = self.runs_dir(&manifest.pipeline);
+        let dir = self.runs_dir(if manifest.home.is_empty() { &manifest.pipeline } else { &manifest.home });
         let path = dir.join(format!("{}.json", manifest.run_id));
         self.write_atomic(&path, &bytes)?;
         self.write_atomic(&dir.join("latest.json"), &bytes)?;
@@ -629,6 +700,11 @@ impl Cache {
                 if keep_records.contains(&file) {
                     report.kept_records += 1;
                 } else {
+                    let stage = fs::read(&file)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+                        .map_or_else(|| "not a record".to_string(), |r| format!("stage `{}`", r.stage_name));
+                    report.removed.push(format!("record {} ({stage})", self.rel(&file)));
                     remove(&file, &mut report.records, &mut report.bytes)?;
                 }
             }
@@ -638,6 +714,8 @@ impl Cache {
                 if keep_objects.contains(&file) {
                     report.kept_objects += 1;
                 } else {
+                    let size = fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+                    report.removed.push(format!("object {} ({size} bytes)", self.rel(&file)));
                     remove(&file, &mut report.objects, &mut report.bytes)?;
                 }
             }

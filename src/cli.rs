@@ -169,7 +169,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Status { file, json } => {
             let spec = load_spec(file)?;
             let cache = cache_for(&cli.artifacts, file);
-            let statuses = executor::status(&spec, &cache)?;
+            let home = cache.home(&spec.name, file, false)?;
+            let statuses = executor::status(&spec, &cache, &home.dir)?;
             if *json {
                 let v: Vec<_> = statuses
                     .iter()
@@ -202,7 +203,15 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Run { file, only, force, json, jobs } => {
             let spec = load_spec(file)?;
             let cache = cache_for(&cli.artifacts, file);
-            let opts = RunOptions { only: only.clone(), force: force.clone(), jobs: *jobs };
+            let home = cache.home(&spec.name, file, true)?;
+            if let Some(other) = &home.shared_with {
+                eprintln!(
+                    "warning: {other} also names its pipeline `{}`; this spec's runs and reports go to runs/{} and reports/{}",
+                    spec.name, home.dir, home.dir
+                );
+            }
+            let opts =
+                RunOptions { only: only.clone(), force: force.clone(), jobs: *jobs, home: Some(home.dir.clone()) };
             let human;
             let reporter: &dyn Reporter = if *json {
                 &Json
@@ -301,7 +310,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let cache = Cache::new(cli.artifacts.clone().unwrap_or_else(|| PathBuf::from("artifacts")));
             let r = cache.gc(*dry_run)?;
             let verb = if *dry_run { "would remove" } else { "removed" };
-            out(&format!(
+            let mut text: String = r.removed.iter().map(|line| format!("{verb} {line}\n")).collect();
+            text.push_str(&format!(
                 "{verb} {} records, {} objects, {} temporary files: {} freed; kept {} records, {} objects\n",
                 r.records,
                 r.objects,
@@ -310,6 +320,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 r.kept_records,
                 r.kept_objects
             ));
+            out(&text);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -352,7 +363,8 @@ fn publish_reports(
                 files.push((format!("{name}.png"), bytes));
             }
         }
-        let dir = cache.publish(&spec.name, &stage.name, &files)?;
+        let home = if manifest.home.is_empty() { &manifest.pipeline } else { &manifest.home };
+        let dir = cache.publish(home, &stage.name, &files)?;
         pages.push(dir.join("index.html"));
     }
     Ok(Ok(pages))

@@ -181,6 +181,9 @@ pub struct RunOptions {
     pub force: Vec<String>,
     /// Most stages computed at once; 0 means the number of CPUs.
     pub jobs: usize,
+    /// The spec file's folder under `runs/` (see [`crate::cache::Home`]);
+    /// `None`: the pipeline's name.
+    pub home: Option<String>,
 }
 
 /// What happened to one stage.
@@ -316,9 +319,9 @@ pub struct StageStatus {
 }
 
 /// `scoreflow status`: what a run would do, and why.
-pub fn status(spec: &Spec, cache: &Cache) -> Result<Vec<StageStatus>, ExecError> {
+pub fn status(spec: &Spec, cache: &Cache, home: &str) -> Result<Vec<StageStatus>, ExecError> {
     let dag = Dag::new(spec);
-    let previous = cache.latest_manifest(&spec.name);
+    let previous = cache.latest_manifest(home);
     let mut done: HashMap<String, OutputMap> = HashMap::new();
     let mut by_name: HashMap<String, StageStatus> = HashMap::new();
     for &i in &dag.order {
@@ -413,6 +416,8 @@ enum Msg {
 struct Shared<'a> {
     spec: &'a Spec,
     cache: &'a Cache,
+    /// The spec's identity in this cache (lineage metadata of every table).
+    spec_id: String,
     reporter: &'a dyn Reporter,
     /// Artifacts produced or read in this run, by content hash (saves re-reading).
     memo: Mutex<HashMap<Hash, Arc<Artifact>>>,
@@ -485,6 +490,10 @@ impl Shared<'_> {
         };
         // Store objects, then the record.
         let params_json = params_to_json(&stage.params).to_string();
+        let inputs_json = serde_json::Value::Object(
+            a.key_inputs.inputs.iter().map(|(k, h)| (k.clone(), serde_json::Value::String(h.hex()))).collect(),
+        )
+        .to_string();
         let mut entries = BTreeMap::new();
         let mut hashes = OutputMap::new();
         let mut produced = BTreeMap::new();
@@ -499,6 +508,11 @@ impl Shared<'_> {
                 ("scoreflow.output".to_string(), def.name.to_string()),
                 ("scoreflow.params".to_string(), params_json.clone()),
                 ("scoreflow.seed".to_string(), stage.seed.to_string()),
+                ("scoreflow.impl_version".to_string(), stage.imp.version().to_string()),
+                ("scoreflow.inputs".to_string(), inputs_json.clone()),
+                ("scoreflow.stage".to_string(), stage.name.clone()),
+                ("scoreflow.pipeline".to_string(), self.spec.name.clone()),
+                ("scoreflow.spec_file".to_string(), self.spec_id.clone()),
                 ("scoreflow.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
             ];
             let entry: OutputEntry = match self.cache.store(artifact, &meta) {
@@ -547,10 +561,11 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
     };
     let forced: BTreeSet<usize> = opts.force.iter().filter_map(|s| spec.index(s)).collect();
     let jobs = if opts.jobs == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { opts.jobs };
-    let previous = cache.latest_manifest(&spec.name);
+    let home = opts.home.clone().unwrap_or_else(|| spec.name.clone());
+    let previous = cache.latest_manifest(&home);
     let run_started = now_ms();
 
-    let shared = Shared { spec, cache, reporter, memo: Mutex::new(HashMap::new()) };
+    let shared = Shared { spec, cache, spec_id: cache.spec_id(&spec.path), reporter, memo: Mutex::new(HashMap::new()) };
     let mut done: HashMap<String, OutputMap> = HashMap::new();
     let mut lines: Vec<Option<ManifestStage>> = vec![None; n];
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
@@ -778,7 +793,10 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
         .collect();
     let manifest = Manifest {
         pipeline: spec.name.clone(),
+        home,
         spec_file: spec.path.display().to_string(),
+        spec_id: cache.spec_id(&spec.path),
+        git_commit: git_commit(&spec.path),
         run_id: format!("{}-{}", run_started, std::process::id()),
         started_ms: run_started,
         finished_ms: now_ms(),
@@ -791,9 +809,52 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
     Ok(RunReport { manifest, manifest_path, outcomes, summaries })
 }
 
+/// The commit checked out in the git repository holding `path`, read from
+/// `.git` directly (a loose or packed ref, or a detached HEAD); `None` outside a
+/// repository.
+pub fn git_commit(path: &std::path::Path) -> Option<String> {
+    let start = std::fs::canonicalize(path).ok()?;
+    let git = start.ancestors().map(|d| d.join(".git")).find(|g| g.exists())?;
+    // A worktree or submodule has a `.git` file pointing at its git dir.
+    let git = if git.is_file() {
+        let text = std::fs::read_to_string(&git).ok()?;
+        let rel = text.strip_prefix("gitdir:")?.trim();
+        git.parent()?.join(rel)
+    } else {
+        git
+    };
+    let head = std::fs::read_to_string(git.join("HEAD")).ok()?;
+    let head = head.trim();
+    let Some(reference) = head.strip_prefix("ref:").map(str::trim) else {
+        return Some(head.to_string());
+    };
+    let common = std::fs::read_to_string(git.join("commondir")).ok().map(|c| git.join(c.trim())).unwrap_or(git.clone());
+    for dir in [&git, &common] {
+        if let Ok(id) = std::fs::read_to_string(dir.join(reference)) {
+            return Some(id.trim().to_string());
+        }
+        if let Ok(packed) = std::fs::read_to_string(dir.join("packed-refs"))
+            && let Some(line) = packed.lines().find(|l| l.ends_with(reference) && !l.starts_with('#'))
+        {
+            return line.split_whitespace().next().map(str::to_string);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn git_commit_reads_the_checked_out_commit() {
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        if here.join(".git").exists() {
+            let c = git_commit(&here.join("Cargo.toml")).expect("a commit");
+            assert!(c.len() == 40 && c.chars().all(|ch| ch.is_ascii_hexdigit()), "{c}");
+        }
+        assert_eq!(git_commit(std::path::Path::new("/")), None);
+    }
 
     fn ki() -> KeyInputs {
         KeyInputs {

@@ -258,3 +258,35 @@ fn gc_removes_unreachable_results() {
     let (_, ev) = ws.run_json("p.yaml", &[]);
     assert!(Workspace::ran(&ev).is_empty());
 }
+
+#[test]
+fn two_spec_files_with_one_name_keep_their_own_runs_and_gc_roots() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 0, 2));
+    ws.write("copy.yaml", &chain(1, 0, 3)); // same `name: chain`, another b
+    let (out, _) = ws.run_json("p.yaml", &[]);
+    assert!(out.status.success());
+    let out = ws.cmd(&["run", "copy.yaml"]).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning: p.yaml also names its pipeline `chain`"), "{err}");
+    assert!(err.contains("runs/chain@copy"), "{err}");
+    assert!(ws.artifacts().join("runs/chain/latest.json").exists());
+    assert!(ws.artifacts().join("runs/chain@copy/latest.json").exists());
+    // gc keeps both specs' latest results: nothing to remove.
+    let out = ws.cmd(&["gc", "--dry-run"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("would remove 0 records"), "{text}");
+    // Each spec is fresh against its own history.
+    for spec in ["p.yaml", "copy.yaml"] {
+        let (_, ev) = ws.run_json(spec, &[]);
+        assert!(Workspace::ran(&ev).is_empty(), "{spec}");
+    }
+    // gc lists what it removes, and --dry-run lists the same.
+    ws.write("copy.yaml", &chain(1, 0, 4));
+    ws.run_json("copy.yaml", &[]);
+    let dry = String::from_utf8_lossy(&ws.cmd(&["gc", "--dry-run"]).output().unwrap().stdout).to_string();
+    let real = String::from_utf8_lossy(&ws.cmd(&["gc"]).output().unwrap().stdout).to_string();
+    assert!(dry.contains("would remove record records/") && dry.contains("(stage `b`)"), "{dry}");
+    assert_eq!(dry.replace("would remove", "removed"), real);
+}

@@ -74,3 +74,21 @@ fn inspect_shows_as_many_rows_as_asked() {
     assert_eq!(rows.len(), 15, "{section}");
     assert!(!body.contains('…'), "no elided rows: {section}");
 }
+
+#[test]
+fn a_copied_spec_that_keeps_the_name_publishes_its_own_report() {
+    let ws = Workspace::new();
+    ws.write("smeme.yaml", &small_smeme());
+    ws.write("smeme_snr.yaml", &small_smeme().replace("snr: 0.15, prior: standard }", "snr: 0.2, prior: standard }"));
+    ws.cmd(&["run", "smeme.yaml"]).assert().success();
+    let original = std::fs::read(ws.artifacts().join("reports/smeme/report/index.html")).unwrap();
+    let out = ws.cmd(&["run", "smeme_snr.yaml"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("also names its pipeline `smeme`"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reports/smeme@smeme_snr/report/index.html"));
+    assert_eq!(std::fs::read(ws.artifacts().join("reports/smeme/report/index.html")).unwrap(), original);
+    // The manifest says which spec file, and where it came from.
+    let m = ws.latest_manifest("smeme@smeme_snr");
+    assert_eq!(m["spec_id"], "smeme_snr.yaml");
+    assert_eq!(m["home"], "smeme@smeme_snr");
+}

@@ -186,7 +186,7 @@ fn gc_in_a_loop_beside_a_run_never_loses_a_result() {
     while run.try_wait().unwrap().is_none() {
         let out = ws.cmd(&["gc"]).output().unwrap();
         assert!(out.status.success());
-        removed_any |= !String::from_utf8_lossy(&out.stdout).starts_with("removed 0 records");
+        removed_any |= String::from_utf8_lossy(&out.stdout).contains("removed record ");
     }
     let out = run.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));

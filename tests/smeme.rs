@@ -46,6 +46,16 @@ fn labels_follow_the_seed_quotas() {
     // The seed got 2764 rows; ours differ only by the random draw.
     assert!((2600..=2950).contains(&rows), "{rows}");
     assert_eq!(v["metadata"]["scoreflow.stage_kind"], "label");
+    // Lineage: the file alone says where it came from.
+    let meta = &v["metadata"];
+    assert_eq!(meta["scoreflow.stage"], "labelled");
+    assert_eq!(meta["scoreflow.pipeline"], "smeme");
+    assert_eq!(meta["scoreflow.spec_file"], "smeme.yaml");
+    assert_eq!(meta["scoreflow.impl_version"], "1");
+    let inputs: serde_json::Value = serde_json::from_str(meta["scoreflow.inputs"].as_str().unwrap()).unwrap();
+    let m = ws.latest_manifest("smeme");
+    let triangles = m["stages"].as_array().unwrap().iter().find(|s| s["name"] == "triangles").unwrap();
+    assert_eq!(inputs["data"], triangles["outputs"]["samples"], "the input's content hash");
 }
 
 #[test]
