@@ -517,6 +517,28 @@ impl Cache {
         Ok(dir)
     }
 
+    /// Point `latest/<home>/<stage>/<output>.<ext>` at the object a run used, so
+    /// the newest results can be found without the tool (symbolic links,
+    /// relative, rewritten by every run; on systems without them, nothing).
+    pub fn link_latest(&self, home: &str, stage: &str, output: &str, file: &str) -> Result<(), CacheError> {
+        let ext = Path::new(file).extension().and_then(|e| e.to_str()).unwrap_or("bin");
+        let dir = self.root.join("latest").join(home).join(stage);
+        let link = dir.join(format!("{output}.{ext}"));
+        #[cfg(unix)]
+        {
+            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+            let target = Path::new("../../..").join(file);
+            if fs::read_link(&link).is_ok_and(|t| t == target) {
+                return Ok(());
+            }
+            let _ = fs::remove_file(&link);
+            std::os::unix::fs::symlink(&target, &link).map_err(io_err("link", &link))?;
+        }
+        #[cfg(not(unix))]
+        let _ = link;
+        Ok(())
+    }
+
     fn runs_dir(&self, pipeline: &str) -> PathBuf {
         self.root.join("runs").join(pipeline)
     }

@@ -83,6 +83,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a cached output to a file: tables as Parquet or CSV, blobs as they
+    /// are, model weights also as safetensors (by the extension of `-o`).
+    Export {
+        /// `STAGE` (its first output), `STAGE.OUTPUT`, or a cached file's path.
+        target: String,
+        /// The pipeline that defines STAGE.
+        #[arg(long, short)]
+        pipeline: Option<PathBuf>,
+        /// Where to write: `.parquet`/`.csv` for tables, `.safetensors` for model
+        /// weights, any other name for the bytes as cached.
+        #[arg(long, short, value_name = "PATH")]
+        output: PathBuf,
+    },
     /// Remove cached results that no pipeline's latest run uses.
     Gc {
         /// Report what would be removed, remove nothing.
@@ -239,6 +252,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                     publish_reports(&spec, &cache, &report.manifest)?.map_err(Error::Fault)?
                 }
             };
+            link_latest(&spec, &cache, &report.manifest)?;
             let count = |f: fn(&Outcome) -> bool| report.outcomes.iter().filter(|(_, o)| f(o)).count();
             let ran = count(|o| matches!(o, Outcome::Ran));
             let fresh = count(|o| matches!(o, Outcome::Fresh));
@@ -273,16 +287,68 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             // started a thread that could read the environment concurrently.
             unsafe { std::env::set_var("POLARS_FMT_MAX_ROWS", head.to_string()) };
             let opts = InspectOptions { head: *head, sql: sql.clone(), json: *json };
-            let (path, warning) = resolve_inspect_target(&cli.artifacts, target, pipeline.as_deref())?;
-            if let Some(w) = warning {
+            let r = resolve_output(&cli.artifacts, target, pipeline.as_deref())?;
+            if let Some(w) = &r.warning {
                 eprintln!("warning: {w}");
             }
-            let metadata = std::fs::read(&path)
+            if r.format == crate::stages::Format::Blob {
+                let bytes =
+                    std::fs::read(&r.path).map_err(|e| Error::BadInput(format!("{}: {e}", r.path.display())))?;
+                let kind = crate::export::blob_kind(&bytes);
+                if *json {
+                    let v = serde_json::json!({"target": r.label, "kind": kind, "bytes": bytes.len(), "path": r.path.display().to_string()});
+                    out(&(v.to_string() + "\n"));
+                } else {
+                    out(&format!(
+                        "{}: {kind}, {} at {}\nscoreflow export {} -o FILE{} writes it out{}\n",
+                        r.label,
+                        human_bytes(bytes.len() as u64),
+                        r.path.display(),
+                        target,
+                        pipeline.as_ref().map(|p| format!(" --pipeline {}", p.display())).unwrap_or_default(),
+                        if kind.starts_with("model") { " (FILE.safetensors for PyTorch)" } else { "" }
+                    ));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let metadata = std::fs::read(&r.path)
                 .ok()
                 .and_then(|b| crate::frame::Table::from_parquet(b).ok())
                 .map(|(_, m)| m)
                 .unwrap_or_default();
-            out(&inspect::render(&path, &metadata, &opts)?);
+            out(&inspect::render(&r.path, &metadata, &opts)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { target, pipeline, output } => {
+            let r = resolve_output(&cli.artifacts, target, pipeline.as_deref())?;
+            if let Some(w) = &r.warning {
+                return Err(Error::Fault(format!("{w}; not exported")));
+            }
+            let bytes = std::fs::read(&r.path).map_err(|e| Error::BadInput(format!("{}: {e}", r.path.display())))?;
+            let ext = output.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+            let written = match (r.format, ext.as_str()) {
+                (crate::stages::Format::Table, "csv") => {
+                    let (table, _) =
+                        crate::frame::Table::from_parquet(bytes).map_err(|e| Error::Fault(e.to_string()))?;
+                    crate::export::table_to_csv(&table).map_err(Error::Fault)?
+                }
+                (crate::stages::Format::Table, "parquet") => bytes,
+                (crate::stages::Format::Table, other) => {
+                    return Err(Error::BadInput(format!(
+                        "{} is a table: export it as .parquet or .csv, not .{other}",
+                        r.label
+                    )));
+                }
+                (crate::stages::Format::Blob, "safetensors") => {
+                    crate::export::to_safetensors(&bytes).map_err(|e| Error::BadInput(format!("{}: {e}", r.label)))?
+                }
+                (crate::stages::Format::Blob, _) => bytes,
+            };
+            if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| Error::Fault(format!("create {}: {e}", dir.display())))?;
+            }
+            std::fs::write(output, &written).map_err(|e| Error::Fault(format!("write {}: {e}", output.display())))?;
+            out(&format!("{} → {} ({})\n", r.label, output.display(), human_bytes(written.len() as u64)));
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify => {
@@ -370,6 +436,21 @@ fn publish_reports(
     Ok(Ok(pages))
 }
 
+/// `latest/<home>/<stage>/<output>.<ext>` for every output of the run.
+fn link_latest(spec: &Spec, cache: &Cache, manifest: &crate::cache::Manifest) -> Result<(), Error> {
+    let home = if manifest.home.is_empty() { &manifest.pipeline } else { &manifest.home };
+    for line in manifest.stages.iter().filter(|l| l.status == "ran" || l.status == "fresh") {
+        let Some(stage) = spec.stage(&line.name) else { continue };
+        for (output, hash) in &line.outputs {
+            let (Ok(hash), Some(def)) = (hash.parse(), crate::stages::output_def(stage.imp, output)) else {
+                continue;
+            };
+            cache.link_latest(home, &line.name, output, &Cache::object_rel(&hash, def.format))?;
+        }
+    }
+    Ok(())
+}
+
 fn stage_list_html(m: &crate::cache::Manifest) -> String {
     let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     let mut s = String::from(
@@ -406,20 +487,32 @@ fn human_bytes(b: u64) -> String {
 
 /// A Parquet path, or `STAGE[.OUTPUT]` resolved through the pipeline's current
 /// (fresh) result. Returns the path and a warning if the object fails verification.
-fn resolve_inspect_target(
-    artifacts: &Option<PathBuf>,
-    target: &str,
-    pipeline: Option<&Path>,
-) -> Result<(PathBuf, Option<String>), Error> {
-    if target.ends_with(".parquet") || Path::new(target).is_file() {
+/// A cached output (or a file) that `inspect` or `export` names.
+struct Resolved {
+    path: PathBuf,
+    format: crate::stages::Format,
+    /// `STAGE.OUTPUT`, or the path given.
+    label: String,
+    /// Set when the cached object failed verification.
+    warning: Option<String>,
+}
+
+fn resolve_output(artifacts: &Option<PathBuf>, target: &str, pipeline: Option<&Path>) -> Result<Resolved, Error> {
+    use crate::stages::Format;
+    if target.ends_with(".parquet") || target.ends_with(".bin") || Path::new(target).is_file() {
         let path = PathBuf::from(target);
         if !path.is_file() {
             return Err(Error::BadInput(format!("no such file: {target}")));
         }
-        return Ok((path, None));
+        let mut magic = [0u8; 4];
+        let is_parquet = std::fs::File::open(&path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .is_ok_and(|()| &magic == b"PAR1");
+        let format = if is_parquet { Format::Table } else { Format::Blob };
+        return Ok(Resolved { path, format, label: target.to_string(), warning: None });
     }
     let Some(file) = pipeline else {
-        return Err(Error::BadInput(format!("`{target}` is not a Parquet file; to name a stage, add --pipeline FILE")));
+        return Err(Error::BadInput(format!("`{target}` is not a file; to name a stage, add --pipeline FILE")));
     };
     let spec = load_spec(file)?;
     let cache = cache_for(artifacts, file);
@@ -427,9 +520,14 @@ fn resolve_inspect_target(
         Some((s, o)) => (s, Some(o)),
         None => (target, None),
     };
-    let stage = spec
-        .stage(stage_name)
-        .ok_or_else(|| Error::BadInput(format!("pipeline {} has no stage `{stage_name}`", spec.name)))?;
+    let stage = spec.stage(stage_name).ok_or_else(|| {
+        let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
+        Error::BadInput(format!(
+            "pipeline {} has no stage `{stage_name}`{}",
+            spec.name,
+            crate::params::suggest(stage_name, &names)
+        ))
+    })?;
     let outputs: Vec<&str> = stage.imp.outputs().iter().map(|o| o.name).collect();
     let output = output.unwrap_or(outputs[0]);
     let def = crate::stages::output_def(stage.imp, output).ok_or_else(|| {
@@ -438,12 +536,6 @@ fn resolve_inspect_target(
             outputs.join(", ")
         ))
     })?;
-    if def.format != crate::stages::Format::Table {
-        return Err(Error::BadInput(format!(
-            "{stage_name}.{output} is a {} (model weights), not a table",
-            def.format.name()
-        )));
-    }
     let Some((_, record)) = executor::current_record(&spec, &cache, stage_name)? else {
         return Err(Error::BadInput(format!(
             "stage `{stage_name}` has no current result; run `scoreflow run {}` first",
@@ -456,7 +548,12 @@ fn resolve_inspect_target(
         Ok(_) => None,
         Err(e) => Some(format!("{stage_name}.{output} failed verification ({e}); the next run will recompute it")),
     };
-    Ok((cache.root().join(&entry.file), warning))
+    Ok(Resolved {
+        path: cache.root().join(&entry.file),
+        format: def.format,
+        label: format!("{stage_name}.{output}"),
+        warning,
+    })
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod dag;
 pub mod error;
 pub mod executor;
+pub mod export;
 pub mod frame;
 pub mod hash;
 pub mod inspect;

@@ -92,3 +92,45 @@ fn a_copied_spec_that_keeps_the_name_publishes_its_own_report() {
     assert_eq!(m["spec_id"], "smeme_snr.yaml");
     assert_eq!(m["home"], "smeme@smeme_snr");
 }
+
+#[test]
+fn export_round_trips_tables_and_models_and_latest_links_find_them() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &small_smeme());
+    ws.cmd(&["run", "p.yaml"]).assert().success();
+    let export = |target: &str, file: &str| {
+        let out = ws.cmd(&["export", target, "--pipeline", "p.yaml", "-o", file]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read(ws.path().join(file)).unwrap()
+    };
+    // The latest links point at the objects the run used.
+    let latest = |rel: &str| std::fs::read(ws.artifacts().join("latest/smeme").join(rel)).unwrap();
+    assert_eq!(export("samples.samples", "out/s.parquet"), latest("samples/samples.parquet"));
+    assert_eq!(export("pretrain.model", "out/model.bin"), latest("pretrain/model.bin"));
+    // CSV: a header and one line per sample, values that parse back.
+    let csv = String::from_utf8(export("samples", "out/s.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("a,b,c"));
+    let rows: Vec<Vec<f32>> = lines.map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    assert_eq!(rows.len(), 300);
+    assert!(rows.iter().all(|r| r.len() == 3));
+    // safetensors: 8-byte header length, JSON header naming float32 tensors.
+    let st = export("pretrain.model", "out/model.safetensors");
+    let n = u64::from_le_bytes(st[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&st[8..8 + n]).unwrap();
+    assert_eq!(header["layers.0.weight"]["dtype"], "F32");
+    assert_eq!(header["layers.0.weight"]["shape"], serde_json::json!([256, 67]));
+    // A table cannot become safetensors; inspect describes a blob instead of failing.
+    let out = ws.cmd(&["export", "samples", "--pipeline", "p.yaml", "-o", "x.safetensors"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = ws.cmd(&["inspect", "pretrain.model", "--pipeline", "p.yaml"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("model weights (score network)"));
+    let out = ws.cmd(&["inspect", "samples.nope", "--pipeline", "p.yaml"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("its outputs are: samples, trajectories"));
+    let out = ws.cmd(&["inspect", "sample", "--pipeline", "p.yaml"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did you mean `samples`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,167 @@
+//! Getting results out: what a blob is, tables as CSV, model weights as
+//! safetensors.
+//!
+//! `scoreflow export STAGE[.OUTPUT] --pipeline FILE -o PATH` writes a cached
+//! output where a user wants it, chosen by the extension of `PATH`:
+//!
+//! * tables: `.parquet` (the cached file as it is) or `.csv` (header row, one line
+//!   per row, floats in their shortest round-trip form);
+//! * blobs: any extension writes the cached bytes as they are; model weights also
+//!   export as `.safetensors` ([`to_safetensors`]) so PyTorch users can load them.
+//!
+//! **safetensors layout.** Every `Linear` becomes `<name>.weight` of shape
+//! `[out, in]` (PyTorch's layout: scoreflow stores `[in, out]` and transposes) and
+//! `<name>.bias`, float32. For the two-moons ε-network with the origin's
+//! architecture the names are the origin's `ScoreNet` state-dict keys —
+//! `time_emb.time_mlp.linear_1`, `time_emb.time_mlp.linear_2`, `net.0`, `net.2`,
+//! `net.4` — so `ScoreNet().load_state_dict(load_file(p))` loads the raw weights;
+//! EMA weights, when present, follow under the prefix `ema.`. Other networks use
+//! `temb.<i>` / `trunk.<i>` (the `wide` ε-network) and `layers.<i>` / `delta.<i>`
+//! (the S-MEME score network and its tuned delta). The header's `__metadata__`
+//! holds the model's configuration as JSON (`scoreflow.model`).
+
+use std::collections::HashMap;
+
+use safetensors::tensor::{Dtype, TensorView};
+
+use crate::frame::{ColumnData, Table};
+use crate::model::eps::{EpsLayers, EpsModelWeights, Join};
+use crate::model::{Layers, ScoreNetWeights};
+
+/// What a cached blob holds, from its first bytes.
+pub fn blob_kind(bytes: &[u8]) -> &'static str {
+    if bytes.starts_with(b"SFEPS001") {
+        "model weights (two-moons ε-network)"
+    } else if bytes.starts_with(b"SFNET001") {
+        "model weights (score network)"
+    } else if bytes.starts_with(b"\x89PNG") {
+        "PNG image"
+    } else if bytes.starts_with(b"<!DOCTYPE") || bytes.starts_with(b"<html") {
+        "HTML page"
+    } else if bytes.starts_with(b"PAR1") {
+        "Parquet table"
+    } else {
+        "binary data"
+    }
+}
+
+/// A table as CSV: a header of column names, then one record per row.
+pub fn table_to_csv(table: &Table) -> Result<Vec<u8>, String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(table.columns.iter().map(|c| c.name.as_str())).map_err(|e| e.to_string())?;
+    for row in 0..table.num_rows() {
+        let cells = table.columns.iter().map(|c| match &c.data {
+            ColumnData::F64(v) => v[row].to_string(),
+            ColumnData::F32(v) => v[row].to_string(),
+            ColumnData::I64(v) => v[row].to_string(),
+            ColumnData::Bool(v) => v[row].to_string(),
+            ColumnData::Str(v) => v[row].clone(),
+        });
+        w.write_record(cells).map_err(|e| e.to_string())?;
+    }
+    w.into_inner().map_err(|e| e.to_string())
+}
+
+/// Named `[out, in]` weights and `[out]` biases of a list of layers.
+fn push_layers(out: &mut Vec<(String, Vec<usize>, Vec<u8>)>, names: &[String], layers: &Layers) {
+    for (name, (w, b, input, output)) in names.iter().zip(layers) {
+        let mut t = Vec::with_capacity(w.len() * 4);
+        for o in 0..*output {
+            for i in 0..*input {
+                t.extend_from_slice(&w[i * output + o].to_le_bytes());
+            }
+        }
+        out.push((format!("{name}.weight"), vec![*output, *input], t));
+        out.push((format!("{name}.bias"), vec![*output], b.iter().flat_map(|v| v.to_le_bytes()).collect()));
+    }
+}
+
+fn eps_names(w: &EpsModelWeights, layers: &EpsLayers) -> (Vec<String>, Vec<String>) {
+    match w.config.join {
+        Join::Concat => (
+            vec!["time_emb.time_mlp.linear_1".into(), "time_emb.time_mlp.linear_2".into()],
+            (0..layers.trunk.len()).map(|i| format!("net.{}", 2 * i)).collect(),
+        ),
+        Join::Add => (
+            (0..layers.temb.len()).map(|i| format!("temb.{i}")).collect(),
+            (0..layers.trunk.len()).map(|i| format!("trunk.{i}")).collect(),
+        ),
+    }
+}
+
+/// Model weights (either model blob) as a safetensors file; see the module docs.
+pub fn to_safetensors(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let config = if bytes.starts_with(b"SFEPS001") {
+        let w = EpsModelWeights::from_bytes(bytes).map_err(|e| e.to_string())?;
+        for (prefix, layers) in std::iter::once(("", &w.raw)).chain(w.ema.as_ref().map(|e| ("ema.", e))) {
+            let (temb, trunk) = eps_names(&w, layers);
+            let add = |n: Vec<String>| n.into_iter().map(|s| format!("{prefix}{s}")).collect::<Vec<_>>();
+            push_layers(&mut tensors, &add(temb), &layers.temb);
+            push_layers(&mut tensors, &add(trunk), &layers.trunk);
+        }
+        serde_json::json!({ "kind": "eps", "config": w.config, "schedule": w.schedule, "columns": w.columns })
+    } else if bytes.starts_with(b"SFNET001") {
+        let w = ScoreNetWeights::from_bytes(bytes).map_err(|e| e.to_string())?;
+        let names = |p: &str, n: usize| (0..n).map(|i| format!("{p}.{i}")).collect::<Vec<_>>();
+        push_layers(&mut tensors, &names("layers", w.layers.len()), &w.layers);
+        push_layers(&mut tensors, &names("delta", w.delta.len()), &w.delta);
+        serde_json::json!({ "kind": "score", "config": w.config, "meta": w.meta, "freqs": w.freqs })
+    } else {
+        return Err(format!("a {} is not model weights", blob_kind(bytes)));
+    };
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, shape, data)| {
+            Ok((n.clone(), TensorView::new(Dtype::F32, shape.clone(), data).map_err(|e| e.to_string())?))
+        })
+        .collect::<Result<_, String>>()?;
+    let info = HashMap::from([("scoreflow.model".to_string(), config.to_string())]);
+    safetensors::tensor::serialize(views, Some(info)).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::eps::{EpsNetConfig, ScheduleMeta};
+    use rand::SeedableRng;
+
+    #[test]
+    fn safetensors_round_trip_in_pytorch_layout_with_the_origins_names() {
+        let cfg = EpsNetConfig::origin(2);
+        let raw = EpsLayers::init(&cfg, &mut rand_chacha::ChaCha8Rng::seed_from_u64(2));
+        let w = EpsModelWeights {
+            config: cfg,
+            schedule: ScheduleMeta { beta_start: 1e-4, beta_end: 0.02, train_timesteps: 1000 },
+            columns: vec!["x".into(), "y".into()],
+            raw: raw.clone(),
+            ema: Some(raw.clone()),
+        };
+        let file = to_safetensors(&w.to_bytes()).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&file).unwrap();
+        let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+        names.sort();
+        assert!(names.contains(&"time_emb.time_mlp.linear_1.weight".to_string()));
+        assert!(names.contains(&"net.4.bias".to_string()) && names.contains(&"ema.net.0.weight".to_string()));
+        assert_eq!(names.len(), 20, "{names:?}");
+        // net.0 is Linear(66, 128): PyTorch's [out, in] = [128, 66], transposed from [in, out].
+        let t = st.tensor("net.0.weight").unwrap();
+        assert_eq!(t.shape(), &[128, 66]);
+        let (wv, _, input, output) = &raw.trunk[0];
+        let at = |o: usize, i: usize| f32::from_le_bytes(t.data()[(o * input + i) * 4..][..4].try_into().unwrap());
+        assert_eq!(at(5, 7), wv[7 * output + 5]);
+        assert_eq!(at(127, 65), wv[65 * output + 127]);
+        // Not model weights: a clear error.
+        assert!(to_safetensors(b"\x89PNG....").unwrap_err().contains("PNG image"));
+    }
+
+    #[test]
+    fn csv_has_a_header_and_one_line_per_row() {
+        let t = Table::new()
+            .with("a", ColumnData::F32(vec![0.5, 1.25]))
+            .with("kind", ColumnData::Str(vec!["x,y".into(), "z".into()]))
+            .with("n", ColumnData::I64(vec![3, -4]));
+        let text = String::from_utf8(table_to_csv(&t).unwrap()).unwrap();
+        assert_eq!(text, "a,kind,n\n0.5,\"x,y\",3\n1.25,z,-4\n");
+    }
+}
