@@ -531,8 +531,12 @@ impl Cache {
             if fs::read_link(&link).is_ok_and(|t| t == target) {
                 return Ok(());
             }
-            let _ = fs::remove_file(&link);
-            std::os::unix::fs::symlink(&target, &link).map_err(io_err("link", &link))?;
+            // A fresh link under a unique name, renamed over the old one: atomic,
+            // so concurrent runs never see a missing or half-made link.
+            let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let tmp = dir.join(format!(".{output}.{}-{n}.tmp", std::process::id()));
+            std::os::unix::fs::symlink(&target, &tmp).map_err(io_err("link", &tmp))?;
+            fs::rename(&tmp, &link).map_err(io_err("rename into place", &link))?;
         }
         #[cfg(not(unix))]
         let _ = link;

@@ -23,10 +23,6 @@ pub struct Cli {
     /// folder holding the spec, else beside the spec; for gc: ./artifacts].
     #[arg(long, global = true, env = "SCOREFLOW_ARTIFACTS", value_name = "DIR")]
     pub artifacts: Option<PathBuf>,
-    /// burn CPU backend for training: `flex` or `ndarray`. Not part of any cache
-    /// key (both agree within float tolerance).
-    #[arg(long, global = true, env = "SCOREFLOW_DEVICE", default_value = "flex", value_parser = ["flex", "ndarray"])]
-    pub device: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -46,9 +42,14 @@ pub enum Command {
         /// Print one JSON object per event instead of progress lines.
         #[arg(long)]
         json: bool,
-        /// Most stages computed at once [default: number of CPUs].
+        /// Most stages computed at once, and most threads inside a stage
+        /// [default: number of CPUs].
         #[arg(long, short, default_value_t = 0, hide_default_value = true)]
         jobs: usize,
+        /// burn CPU backend for training: `flex` or `ndarray`. Not part of any cache
+        /// key (both agree within float tolerance).
+        #[arg(long, env = "SCOREFLOW_DEVICE", default_value = "flex", value_parser = ["flex", "ndarray"])]
+        device: String,
     },
     /// Show each stage as fresh or dirty, and why. Runs nothing.
     Status {
@@ -165,7 +166,6 @@ fn out(text: &str) {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
-    crate::model::set_backend(crate::model::Backend::parse(&cli.device).expect("clap checked the value"));
     match &cli.command {
         Command::Check { file } => {
             let spec = load_spec(file)?;
@@ -213,7 +213,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { file, only, force, json, jobs } => {
+        Command::Run { file, only, force, json, jobs, device } => {
+            crate::model::set_backend(crate::model::Backend::parse(device).expect("clap checked the value"));
+            if *jobs > 0 {
+                // `--jobs N` bounds the threads inside stages too (rayon's pool).
+                let _ = rayon::ThreadPoolBuilder::new().num_threads(*jobs).build_global();
+            }
             let spec = load_spec(file)?;
             let cache = cache_for(&cli.artifacts, file);
             let home = cache.home(&spec.name, file, true)?;
@@ -252,7 +257,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                     publish_reports(&spec, &cache, &report.manifest)?.map_err(Error::Fault)?
                 }
             };
-            link_latest(&spec, &cache, &report.manifest)?;
+            if let Err(e) = link_latest(&spec, &cache, &report.manifest) {
+                eprintln!("warning: could not update artifacts/latest/: {e}");
+            }
             let count = |f: fn(&Outcome) -> bool| report.outcomes.iter().filter(|(_, o)| f(o)).count();
             let ran = count(|o| matches!(o, Outcome::Ran));
             let fresh = count(|o| matches!(o, Outcome::Fresh));

@@ -168,8 +168,18 @@ pub fn explain(prev: &KeyInputs, cur: &KeyInputs, sources: &BTreeMap<String, Str
 pub enum ExecError {
     #[error(transparent)]
     Cache(#[from] CacheError),
-    #[error("unknown stage `{0}` in --only/--force/inspect")]
+    /// An unknown stage name (the message names it and the nearest known one).
+    #[error("{0}")]
     UnknownStage(String),
+}
+
+fn unknown_stage(spec: &Spec, name: &str) -> ExecError {
+    let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
+    ExecError::UnknownStage(format!(
+        "pipeline {} has no stage `{name}`{}",
+        spec.name,
+        crate::params::suggest(name, &names)
+    ))
 }
 
 /// Options of `scoreflow run`.
@@ -363,7 +373,7 @@ pub fn status(spec: &Spec, cache: &Cache, home: &str) -> Result<Vec<StageStatus>
 
 /// The current result of a stage, if it is fresh: its key and record.
 pub fn current_record(spec: &Spec, cache: &Cache, stage_name: &str) -> Result<Option<(Hash, Record)>, ExecError> {
-    let idx = spec.index(stage_name).ok_or_else(|| ExecError::UnknownStage(stage_name.to_string()))?;
+    let idx = spec.index(stage_name).ok_or_else(|| unknown_stage(spec, stage_name))?;
     let dag = Dag::new(spec);
     let needed = dag.ancestors_of(&[idx]);
     let mut done: HashMap<String, OutputMap> = HashMap::new();
@@ -548,7 +558,7 @@ impl Shared<'_> {
 pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporter) -> Result<RunReport, ExecError> {
     for name in opts.only.iter().chain(&opts.force) {
         if spec.index(name).is_none() {
-            return Err(ExecError::UnknownStage(name.clone()));
+            return Err(unknown_stage(spec, name));
         }
     }
     let dag = Dag::new(spec);

@@ -134,3 +134,21 @@ fn export_round_trips_tables_and_models_and_latest_links_find_them() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn flags_act_where_they_are_offered_and_unknown_stages_get_a_suggestion() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &small_smeme());
+    // --device picks the training backend: offered on `run` only.
+    for cmd in [["check", "p.yaml"], ["dag", "p.yaml"], ["status", "p.yaml"]] {
+        let out = ws.cmd(&[cmd[0], cmd[1], "--device", "flex"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}");
+    }
+    let out = ws.cmd(&["run", "p.yaml", "--only", "sample"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no stage `sample`") && err.contains("did you mean `samples`"), "{err}");
+    // --jobs 1 runs (and bounds the threads inside stages).
+    let out = ws.cmd(&["run", "p.yaml", "--jobs", "1", "--only", "triangles"]).output().unwrap();
+    assert!(out.status.success());
+}

@@ -132,3 +132,10 @@ fn a_stage_that_cannot_fit_in_memory_is_refused_by_check() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!ws.artifacts().exists());
 }
+
+#[test]
+fn check_rejects_wiring_a_table_without_the_needed_columns() {
+    insta::assert_snapshot!(errors(
+        "name: x\nstages:\n  moons:\n    kind: generate\n    params: { dataset: two_moons, n_samples: 100 }\n  lab:\n    kind: label\n    inputs: { data: moons.samples }\n  ok:\n    kind: label\n    inputs: { data: t }\n  t:\n    kind: generate\n    params: { dataset: triangles, n_samples: 10 }\n"
+    ));
+}

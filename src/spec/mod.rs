@@ -335,6 +335,24 @@ pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
                     );
                     continue;
                 }
+                // Columns: what the consumer needs against what the producer declares.
+                let needed = imp.input_columns(input);
+                if let Some(has) = target_imp.output_columns(output) {
+                    let missing: Vec<&str> = needed.iter().copied().filter(|c| !has.contains(c)).collect();
+                    if !missing.is_empty() {
+                        c.err(
+                            *pos,
+                            format!(
+                                "input `{input}` of stage `{}` needs columns {}; `{stage_name}.{output}` has {} (missing: {})",
+                                d.name,
+                                needed.join(", "),
+                                has.join(", "),
+                                missing.join(", ")
+                            ),
+                        );
+                        continue;
+                    }
+                }
             }
             inputs.insert(input.clone(), InputRef { stage: stage_name.to_string(), output: output.to_string() });
         }

@@ -85,6 +85,9 @@ fn apply_quota<T: Copy + PartialEq>(
 
 impl Stage for Triangles {
     describe!(Kind::Generate, "triangles", version 1, PARAMS, &[], OUTPUTS);
+    fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
+        (output == "samples").then_some(&["a", "b", "c"])
+    }
     fn memory_bytes(&self, p: &crate::params::Params) -> Option<(&'static str, u64)> {
         Some(("n_samples", super::rows_memory(p, TRIANGLE_BYTES_PER_ROW)))
     }
@@ -192,6 +195,16 @@ pub fn make_moons(n: usize, noise: f64, seed: u64, draw: i64) -> (Vec<f64>, Vec<
 
 impl Stage for TwoMoons {
     describe!(Kind::Generate, "two_moons", version 1, MOONS_PARAMS, MOONS_INPUTS, MOONS_OUTPUTS);
+    fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
+        match output {
+            "samples" => Some(&["x", "y", "moon"]),
+            "stats" => Some(&["axis", "mean", "std"]),
+            _ => None,
+        }
+    }
+    fn input_columns(&self, input: &str) -> &'static [&'static str] {
+        if input == "stats" { &["axis", "mean", "std"] } else { &[] }
+    }
     fn memory_bytes(&self, p: &crate::params::Params) -> Option<(&'static str, u64)> {
         Some(("n_samples", super::rows_memory(p, MOONS_BYTES_PER_ROW)))
     }

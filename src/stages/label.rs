@@ -83,6 +83,16 @@ pub fn format_counts(counts: &Table) -> Option<String> {
 
 impl Stage for TriangleTypes {
     describe!(Kind::Label, "triangle_types", version 1, PARAMS, INPUTS, OUTPUTS);
+    fn input_columns(&self, _input: &str) -> &'static [&'static str] {
+        &["a", "b", "c"]
+    }
+    fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
+        match output {
+            "labels" => Some(&["a", "b", "c", "side_type", "angle_type"]),
+            "counts" => Some(&["family", "type", "count", "fraction"]),
+            _ => None,
+        }
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let data = ctx.table("data")?;
         let (a, b, c) = (data.f64s("a")?, data.f64s("b")?, data.f64s("c")?);

@@ -277,6 +277,16 @@ pub trait Stage: Sync {
     fn summary(&self, _outputs: &BTreeMap<String, Arc<Artifact>>) -> Option<String> {
         None
     }
+    /// Columns a table input must have (checked against the producer's declared
+    /// columns by `check`); empty: any.
+    fn input_columns(&self, _input: &str) -> &'static [&'static str] {
+        &[]
+    }
+    /// The columns a table output always has; `None`: they depend on the inputs
+    /// (e.g. a sampler keeps its model's data columns).
+    fn output_columns(&self, _output: &str) -> Option<&'static [&'static str]> {
+        None
+    }
     /// The memory this stage needs with these params, where the params alone
     /// say (rows it will hold): the parameter that drives it and the bytes.
     /// `check` and `run` refuse, before anything runs, a stage that cannot fit

@@ -110,6 +110,13 @@ pub const CHUNK: usize = 512;
 
 impl Stage for Pc {
     describe!(Kind::Sample, "pc", version 3, PARAMS, INPUTS, OUTPUTS);
+    fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
+        match output {
+            "samples" => Some(&["a", "b", "c"]),
+            "trajectories" => Some(&["particle", "step", "t", "a", "b", "c"]),
+            _ => None,
+        }
+    }
     fn memory_bytes(&self, p: &crate::params::Params) -> Option<(&'static str, u64)> {
         Some(("n_samples", super::rows_memory(p, PC_BYTES_PER_ROW)))
     }

@@ -200,6 +200,9 @@ impl DsmConfig {
 
 impl Stage for DsmOu {
     describe!(Kind::Train, "dsm_ou", version 2, PARAMS, INPUTS, OUTPUTS);
+    fn input_columns(&self, _input: &str) -> &'static [&'static str] {
+        &["a", "b", "c"]
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let cfg = DsmConfig::from_params(ctx.params);
         let pool = scaled_pool(ctx.table("data")?, &cfg.meta)?;

@@ -102,6 +102,9 @@ pub fn summarize(v: &[Validity]) -> (Vec<String>, Vec<f64>) {
 
 impl Stage for TriangleChecks {
     describe!(Kind::Validate, "triangle", version 1, PARAMS, INPUTS, OUTPUTS);
+    fn input_columns(&self, _input: &str) -> &'static [&'static str] {
+        &["a", "b", "c"]
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let t = ctx.table("samples")?;
         let (a, b, c) = (t.f64s("a")?, t.f64s("b")?, t.f64s("c")?);
