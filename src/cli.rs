@@ -243,6 +243,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             } else {
                 out(&format!("cache: {}\n", cache.root().display()));
             }
+            // Ctrl-C: record what finished (it stays cached) and what was running.
+            let _ = ctrlc::set_handler(|| {
+                let msg = executor::interrupt().unwrap_or_else(|| "interrupted".to_string());
+                eprintln!("\n{msg}");
+                std::process::exit(130);
+            });
             // Held until the manifest and the reports are written: `gc` waits.
             let _lease = cache.lease()?;
             cache.clean_stale_tmp();

@@ -173,6 +173,58 @@ pub enum ExecError {
     UnknownStage(String),
 }
 
+/// What the run in progress has settled so far, so that an interrupt (Ctrl-C)
+/// can record it: the manifest with the settled stages, and the stages running.
+struct InFlight {
+    cache: Cache,
+    manifest: Manifest,
+    running: Vec<String>,
+}
+
+static IN_FLIGHT: Mutex<Option<InFlight>> = Mutex::new(None);
+
+/// Record the run in progress as interrupted: its manifest gets every stage that
+/// settled (their results are cached and stay valid) and the running ones as
+/// `interrupted` (they leave no record). Returns what to tell the user; `None`
+/// when no run is in progress. For a Ctrl-C handler, which then exits.
+pub fn interrupt() -> Option<String> {
+    let mut guard = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+    let state = guard.take()?;
+    let mut manifest = state.manifest;
+    let t = now_ms();
+    for name in &state.running {
+        manifest.stages.push(ManifestStage {
+            name: name.clone(),
+            kind: String::new(),
+            method: String::new(),
+            status: "interrupted".into(),
+            key: None,
+            reasons: Vec::new(),
+            started_ms: t,
+            finished_ms: t,
+            duration_ms: 0,
+            outputs: BTreeMap::new(),
+            error: Some("interrupted".into()),
+        });
+    }
+    manifest.ok = false;
+    manifest.finished_ms = t;
+    let settled = manifest.stages.iter().filter(|s| s.status == "ran" || s.status == "fresh").count();
+    let written = state.cache.write_manifest(&manifest);
+    let running = if state.running.is_empty() {
+        "between stages".to_string()
+    } else {
+        format!("while {} ran", state.running.join(", "))
+    };
+    Some(match written {
+        Ok(path) => format!(
+            "interrupted {running}; {settled} finished stages are recorded in {} (the next run reuses them)",
+            path.display()
+        ),
+        Err(e) => format!("interrupted {running}; the manifest could not be written: {e}"),
+    })
+}
+
 fn unknown_stage(spec: &Spec, name: &str) -> ExecError {
     let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
     ExecError::UnknownStage(format!(
@@ -574,6 +626,28 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
     let home = opts.home.clone().unwrap_or_else(|| spec.name.clone());
     let previous = cache.latest_manifest(&home);
     let run_started = now_ms();
+    let template = Manifest {
+        pipeline: spec.name.clone(),
+        home: home.clone(),
+        spec_file: spec.path.display().to_string(),
+        spec_id: cache.spec_id(&spec.path),
+        git_commit: git_commit(&spec.path),
+        run_id: format!("{}-{}", run_started, std::process::id()),
+        started_ms: run_started,
+        finished_ms: run_started,
+        ok: false,
+        stages: Vec::new(),
+    };
+    *IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some(InFlight { cache: cache.clone(), manifest: template.clone(), running: Vec::new() });
+    // Keep the in-flight record in step with the coordinator.
+    let sync = |lines: &[Option<ManifestStage>], running: &BTreeSet<usize>| {
+        if let Some(state) = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            state.manifest.stages = lines.iter().flatten().cloned().collect();
+            state.running = running.iter().map(|i| spec.stages[*i].name.clone()).collect();
+        }
+    };
+    let mut in_progress: BTreeSet<usize> = BTreeSet::new();
 
     let shared = Shared { spec, cache, spec_id: cache.spec_id(&spec.path), reporter, memo: Mutex::new(HashMap::new()) };
     let mut done: HashMap<String, OutputMap> = HashMap::new();
@@ -620,6 +694,7 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
         let mut running = 0usize;
         let mut waiting: VecDeque<(usize, Assessment)> = VecDeque::new();
         loop {
+            sync(&lines, &in_progress);
             // Assess every stage whose upstream is settled.
             let mut progressed = true;
             while progressed {
@@ -693,6 +768,8 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                     stage.inputs.values().map(|r| (r.stage.clone(), done[&r.stage].clone())).collect();
                 let is_forced = forced.contains(&i) || recompute.contains_key(&i);
                 running += 1;
+                in_progress.insert(i);
+                sync(&lines, &in_progress);
                 scope.spawn(move || {
                     let msg = shared.work(i, a, is_forced, &snapshot);
                     let _ = tx.send(msg);
@@ -703,6 +780,10 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
             }
             let msg = rx.recv().expect("a worker is running");
             running -= 1;
+            let settled = match &msg {
+                Msg::Done { idx, .. } | Msg::Failed { idx, .. } | Msg::InputCorrupt { idx, .. } => *idx,
+            };
+            in_progress.remove(&settled);
             match msg {
                 Msg::Done { idx, outputs, fresh, started_ms, finished_ms, summary } => {
                     let stage = &spec.stages[idx];
@@ -801,18 +882,9 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
             _ => lines[i].clone(),
         })
         .collect();
-    let manifest = Manifest {
-        pipeline: spec.name.clone(),
-        home,
-        spec_file: spec.path.display().to_string(),
-        spec_id: cache.spec_id(&spec.path),
-        git_commit: git_commit(&spec.path),
-        run_id: format!("{}-{}", run_started, std::process::id()),
-        started_ms: run_started,
-        finished_ms: now_ms(),
-        ok,
-        stages,
-    };
+    let manifest = Manifest { finished_ms: now_ms(), ok, stages, ..template };
+    // From here on an interrupt has nothing to add: the manifest is complete.
+    *IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let manifest_path = cache.write_manifest(&manifest)?;
     reporter.finish();
     let outcomes = spec.stages.iter().zip(outcomes).map(|(s, o)| (s.name.clone(), o.expect("settled"))).collect();

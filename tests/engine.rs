@@ -290,3 +290,51 @@ fn two_spec_files_with_one_name_keep_their_own_runs_and_gc_roots() {
     assert!(dry.contains("would remove record records/") && dry.contains("(stage `b`)"), "{dry}");
     assert_eq!(dry.replace("would remove", "removed"), real);
 }
+
+#[test]
+fn ctrl_c_records_what_finished_and_says_what_was_interrupted() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 3000, 2));
+    let bin = assert_cmd::cargo::cargo_bin("scoreflow");
+    let mut child = std::process::Command::new(bin)
+        .current_dir(ws.path())
+        .args(["run", "p.yaml", "--json", "--jobs", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Wait until `a` (3 s) is running; `d` (no sleep) may have finished.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("\"progress\"") && line.contains("\"a\"") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("interrupted while a ran"), "{err}");
+    assert!(err.contains("finished stages are recorded in"), "{err}");
+    let m = ws.latest_manifest("chain");
+    let status = |name: &str| {
+        m["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(status("a").as_deref(), Some("interrupted"));
+    assert_eq!(m["ok"], false);
+    // The next run finishes the job, reusing what finished.
+    let (out, ev) = ws.run_json("p.yaml", &[]);
+    assert!(out.status.success());
+    let ran = Workspace::ran(&ev);
+    assert!(ran.contains(&"a".to_string()));
+    if status("d").as_deref() == Some("ran") {
+        assert!(!ran.contains(&"d".to_string()), "d finished before the interrupt: reused");
+    }
+}
