@@ -649,7 +649,7 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
     };
     let mut in_progress: BTreeSet<usize> = BTreeSet::new();
 
-    let shared = Shared { spec, cache, spec_id: cache.spec_id(&spec.path), reporter, memo: Mutex::new(HashMap::new()) };
+    let shared = Shared { spec, cache, spec_id: template.spec_id.clone(), reporter, memo: Mutex::new(HashMap::new()) };
     let mut done: HashMap<String, OutputMap> = HashMap::new();
     let mut lines: Vec<Option<ManifestStage>> = vec![None; n];
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];

@@ -122,26 +122,33 @@ fn a_nan_is_an_error_never_a_cached_result() {
     assert!(ws.files_under("artifacts/objects").is_empty());
 }
 
-#[test]
-fn kill_9_mid_stage_leaves_a_consistent_cache() {
-    let ws = Workspace::new();
-    ws.write("p.yaml", &chain(1, 3000, 2));
+/// `run p.yaml --json --jobs 1` in the background, returned once stage `a` has
+/// reported progress (its stdout is drained in a thread from then on).
+fn run_until_a_reports_progress(ws: &Workspace) -> std::process::Child {
     let bin = assert_cmd::cargo::cargo_bin("scoreflow");
     let mut child = std::process::Command::new(bin)
         .current_dir(ws.path())
         .args(["run", "p.yaml", "--json", "--jobs", "1"])
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    // Wait until stage `a` is running and has reported progress.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     loop {
         let line = lines.next().expect("event").unwrap();
         if line.contains("\"progress\"") && line.contains("\"a\"") {
             break;
         }
     }
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
+
+#[test]
+fn kill_9_mid_stage_leaves_a_consistent_cache() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 3000, 2));
+    let mut child = run_until_a_reports_progress(&ws);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     // d may have completed (it has no sleep); a must not have a record.
@@ -295,22 +302,7 @@ fn two_spec_files_with_one_name_keep_their_own_runs_and_gc_roots() {
 fn ctrl_c_records_what_finished_and_says_what_was_interrupted() {
     let ws = Workspace::new();
     ws.write("p.yaml", &chain(1, 3000, 2));
-    let bin = assert_cmd::cargo::cargo_bin("scoreflow");
-    let mut child = std::process::Command::new(bin)
-        .current_dir(ws.path())
-        .args(["run", "p.yaml", "--json", "--jobs", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    // Wait until `a` (3 s) is running; `d` (no sleep) may have finished.
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if line.contains("\"progress\"") && line.contains("\"a\"") {
-            break;
-        }
-    }
+    let child = run_until_a_reports_progress(&ws);
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
