@@ -514,7 +514,27 @@ impl Cache {
         for (name, bytes) in files {
             self.write_atomic(&dir.join(name), bytes)?;
         }
+        let keep: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+        Self::prune(&dir, &keep);
         Ok(dir)
+    }
+
+    /// Remove the entries of a view folder (`reports/…`, `latest/…`) that the
+    /// latest run did not write — a figure a new report version no longer
+    /// draws, the link of a stage no longer in the spec. Best effort: a view
+    /// left over is harmless, so failures are ignored.
+    pub fn prune(dir: &Path, keep: &[&str]) {
+        let Ok(entries) = fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if keep.contains(&name.as_ref()) || name.starts_with('.') {
+                continue;
+            }
+            let path = e.path();
+            let _ =
+                if path.is_dir() && !path.is_symlink() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+        }
     }
 
     /// Point `latest/<home>/<stage>/<output>.<ext>` at the object a run used, so

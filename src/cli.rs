@@ -253,17 +253,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let _lease = cache.lease()?;
             cache.clean_stale_tmp();
             let mut report = executor::run(&spec, &cache, &opts, reporter)?;
-            let published = match publish_reports(&spec, &cache, &report.manifest)? {
+            let published = match crate::publish::reports(&spec, &cache, &report.manifest)? {
                 Ok(pages) => pages,
                 Err(fault) => {
                     // The bad object and its record are gone: the report stage
                     // recomputes like any other stage with a corrupt output.
                     eprintln!("warning: {fault}; recomputing it");
                     report = executor::run(&spec, &cache, &opts, reporter)?;
-                    publish_reports(&spec, &cache, &report.manifest)?.map_err(Error::Fault)?
+                    crate::publish::reports(&spec, &cache, &report.manifest)?.map_err(Error::Fault)?
                 }
             };
-            if let Err(e) = link_latest(&spec, &cache, &report.manifest) {
+            if let Err(e) = crate::publish::link_latest(&spec, &cache, &report.manifest) {
                 eprintln!("warning: could not update artifacts/latest/: {e}");
             }
             let count = |f: fn(&Outcome) -> bool| report.outcomes.iter().filter(|(_, o)| f(o)).count();
@@ -403,86 +403,6 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Publish every report stage of the run under `artifacts/reports/`, adding the
-/// run's stage list (keys, status, timings) to its page. Returns the pages' paths,
-/// or (inner `Err`) which report object turned out missing or corrupt — it has
-/// been removed with the record naming it, so the next run recomputes the stage.
-fn publish_reports(
-    spec: &Spec,
-    cache: &Cache,
-    manifest: &crate::cache::Manifest,
-) -> Result<Result<Vec<PathBuf>, String>, Error> {
-    use crate::stages::{Format, Kind};
-    let mut pages = Vec::new();
-    for stage in spec.stages.iter().filter(|s| s.imp.kind() == Kind::Report) {
-        let Some(line) = manifest.stage(&stage.name).filter(|l| l.status == "ran" || l.status == "fresh") else {
-            continue;
-        };
-        let mut files = Vec::new();
-        for (name, hash) in &line.outputs {
-            let Ok(hash) = hash.parse() else { continue };
-            let bytes = match cache.read(&hash, Format::Blob) {
-                Ok(crate::stages::Artifact::Blob(bytes)) => bytes,
-                Err(crate::cache::ObjectError::Cache(e)) => return Err(e.into()),
-                _ => {
-                    cache.remove_object(&hash, Format::Blob);
-                    if let Some(key) = line.key.as_ref().and_then(|k| k.parse().ok()) {
-                        cache.remove_record(&key);
-                    }
-                    return Ok(Err(format!("report output {}.{name} was missing or corrupt", stage.name)));
-                }
-            };
-            if name == "html" {
-                let html = String::from_utf8_lossy(&bytes)
-                    .replace(crate::stages::report::STAGES_MARKER, &stage_list_html(manifest));
-                files.push(("index.html".to_string(), html.into_bytes()));
-            } else {
-                files.push((format!("{name}.png"), bytes));
-            }
-        }
-        let home = if manifest.home.is_empty() { &manifest.pipeline } else { &manifest.home };
-        let dir = cache.publish(home, &stage.name, &files)?;
-        pages.push(dir.join("index.html"));
-    }
-    Ok(Ok(pages))
-}
-
-/// `latest/<home>/<stage>/<output>.<ext>` for every output of the run.
-fn link_latest(spec: &Spec, cache: &Cache, manifest: &crate::cache::Manifest) -> Result<(), Error> {
-    let home = if manifest.home.is_empty() { &manifest.pipeline } else { &manifest.home };
-    for line in manifest.stages.iter().filter(|l| l.status == "ran" || l.status == "fresh") {
-        let Some(stage) = spec.stage(&line.name) else { continue };
-        for (output, hash) in &line.outputs {
-            let (Ok(hash), Some(def)) = (hash.parse(), crate::stages::output_def(stage.imp, output)) else {
-                continue;
-            };
-            cache.link_latest(home, &line.name, output, &Cache::object_rel(&hash, def.format))?;
-        }
-    }
-    Ok(())
-}
-
-fn stage_list_html(m: &crate::cache::Manifest) -> String {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    let mut s = String::from(
-        "<table><caption>Pipeline stages (this run)</caption><thead><tr><th>stage</th><th>kind</th><th>method</th><th>status</th><th>key</th><th>seconds</th><th>why it ran</th></tr></thead><tbody>",
-    );
-    for st in &m.stages {
-        s.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{:.3}</td><td style=\"text-align:left\">{}</td></tr>",
-            esc(&st.name),
-            esc(&st.kind),
-            esc(&st.method),
-            esc(&st.status),
-            st.key.as_deref().map_or("", |k| &k[..12]),
-            st.duration_ms as f64 / 1000.0,
-            esc(&st.reasons.join("; ")),
-        ));
-    }
-    s.push_str("</tbody></table>\n");
-    s
 }
 
 fn width(spec: &Spec) -> usize {

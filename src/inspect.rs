@@ -3,7 +3,8 @@
 //! Tables are read with polars (the same reader a researcher would use from
 //! Python), and shown as schema, row count, head and a describe table (count,
 //! nulls, mean, std, min, quartiles, max of every numeric column). `--sql` runs a
-//! polars SQL query with the table registered as `t`. Objects in the cache are
+//! polars SQL query with the table registered as `t` (a column named `t` does not
+//! clash: `SELECT t FROM t` selects the column, `t.t` qualifies it). Objects in the cache are
 //! also verified against their content hash; a mismatch is reported as a warning.
 
 use std::fmt::Write as _;

@@ -23,6 +23,7 @@ pub mod model;
 pub mod params;
 pub mod plot;
 pub mod progress;
+pub mod publish;
 pub mod sde;
 pub mod spec;
 pub mod stages;

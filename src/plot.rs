@@ -8,6 +8,7 @@ use std::sync::Once;
 
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontStyle, register_font};
 
 /// A figure could not be drawn.
@@ -151,7 +152,14 @@ pub struct Lines<'a> {
     pub title: &'a str,
     pub x_desc: &'a str,
     pub y_desc: &'a str,
+    /// The x axis counts something (steps, epochs): label integers only.
+    pub x_integer: bool,
     pub series: Vec<(&'a str, Vec<(f64, f64)>)>,
+}
+
+/// Tick labels for an axis that counts: integers only, without a decimal point.
+fn integer_label(x: &f64) -> String {
+    if (x - x.round()).abs() < 1e-9 { format!("{}", x.round() as i64) } else { String::new() }
 }
 
 /// Several line panels side by side.
@@ -179,13 +187,18 @@ pub fn line_panels(panels: &[Lines]) -> Result<Vec<u8>, PlotError> {
                 .y_label_area_size(60)
                 .build_cartesian_2d(x0..x1.max(x0 + 1e-9), (y0 - pad)..(y1 + pad))
                 .map_err(e2s)?;
-            chart
-                .configure_mesh()
-                .x_desc(panel.x_desc)
-                .y_desc(panel.y_desc)
-                .label_style((FONT, 13))
-                .draw()
-                .map_err(e2s)?;
+            let mut mesh = chart.configure_mesh();
+            mesh.x_desc(panel.x_desc).y_desc(panel.y_desc).label_style((FONT, 13));
+            if panel.x_integer {
+                // A short count (5 outer epochs) gets one tick per integer; a long one
+                // (1600 steps) gets plotters' round ticks, printed without decimals.
+                let span = (x1 - x0).round() as usize;
+                if span <= 12 {
+                    mesh.x_labels(2 * span + 1);
+                }
+                mesh.x_label_formatter(&integer_label);
+            }
+            mesh.draw().map_err(e2s)?;
             for (i, (name, s)) in panel.series.iter().enumerate() {
                 let color = colors[i % colors.len()];
                 chart
@@ -231,18 +244,121 @@ pub fn grouped_bars(
             .draw()
             .map_err(e2s)?;
         let k = series.len() as f64;
+        let value_style = TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
         for (j, (name, values)) in series.iter().enumerate() {
             let color = [PRE, POST][j % 2];
+            let x0 = |i: usize| i as f64 + 0.1 + 0.8 * j as f64 / k;
             chart
-                .draw_series(values.iter().enumerate().map(|(i, v)| {
-                    let x0 = i as f64 + 0.1 + 0.8 * j as f64 / k;
-                    Rectangle::new([(x0, 0.0), (x0 + 0.8 / k, *v)], color.filled())
-                }))
+                .draw_series(
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| Rectangle::new([(x0(i), 0.0), (x0(i) + 0.8 / k, *v)], color.filled())),
+                )
                 .map_err(e2s)?
                 .label(*name)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+            // The value above each bar, so small shares can be read.
+            chart
+                .draw_series(values.iter().enumerate().map(|(i, v)| {
+                    Text::new(format!("{v:.3}"), (x0(i) + 0.4 / k, *v + ymax * 0.01), value_style.clone())
+                }))
+                .map_err(e2s)?;
         }
         legend(&mut chart, 14, SeriesLabelPosition::MiddleRight)
+    })
+}
+
+/// One panel of a [`heatmaps`] figure: `values[i * bins + j]` is the cell of
+/// the `i`-th x bin and `j`-th y bin.
+pub struct Heat<'a> {
+    pub title: &'a str,
+    pub values: Vec<f64>,
+    /// A signed quantity (a difference): a blue–white–orange scale symmetric
+    /// about 0. Otherwise a density: viridis from 0 to the largest value of all
+    /// density panels (one scale for all, so they compare), empty cells white.
+    pub diverging: bool,
+}
+
+/// Histograms (or their differences) on a `bins × bins` grid over `x × y`,
+/// panels side by side, each with its colour bar.
+pub fn heatmaps(
+    (xl, yl): (&str, &str),
+    x: (f64, f64),
+    y: (f64, f64),
+    bins: usize,
+    scale_desc: &str,
+    panels: &[Heat],
+) -> Result<Vec<u8>, PlotError> {
+    use plotters::style::colors::colormaps::{DerivedColorMap, ViridisRGB};
+    let finite = |v: &&f64| v.is_finite();
+    let dens_max = panels
+        .iter()
+        .filter(|p| !p.diverging)
+        .flat_map(|p| p.values.iter())
+        .filter(finite)
+        .fold(0.0f64, |m, v| m.max(*v))
+        .max(1e-12);
+    let diverging = DerivedColorMap::new(&[PRE, WHITE, POST]);
+    render("heatmaps", 540 * panels.len() as u32, 500, |root| {
+        let areas = root.split_evenly((1, panels.len()));
+        let (dx, dy) = ((x.1 - x.0) / bins as f64, (y.1 - y.0) / bins as f64);
+        for (area, panel) in areas.iter().zip(panels) {
+            let (plot_area, bar_area) = area.split_horizontally(area.dim_in_pixel().0 - 104);
+            let (lo, hi) = if panel.diverging {
+                let m = panel.values.iter().filter(finite).fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
+                (-m, m)
+            } else {
+                (0.0, dens_max)
+            };
+            let color = |v: f64| -> RGBColor {
+                if panel.diverging {
+                    diverging.get_color_normalized(v.clamp(lo, hi), lo, hi)
+                } else if v <= 0.0 {
+                    WHITE
+                } else {
+                    ViridisRGB.get_color_normalized(v.min(hi), lo, hi)
+                }
+            };
+            let mut chart = ChartBuilder::on(&plot_area)
+                .caption(panel.title, (FONT, 19))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(48)
+                .build_cartesian_2d(x.0..x.1, y.0..y.1)
+                .map_err(e2s)?;
+            chart.configure_mesh().disable_mesh().x_desc(xl).y_desc(yl).label_style((FONT, 13)).draw().map_err(e2s)?;
+            chart
+                .draw_series((0..bins * bins).filter(|k| panel.values[*k].is_finite()).map(|k| {
+                    let (i, j) = (k / bins, k % bins);
+                    let (x0, y0) = (x.0 + i as f64 * dx, y.0 + j as f64 * dy);
+                    Rectangle::new([(x0, y0), (x0 + dx, y0 + dy)], color(panel.values[k]).filled())
+                }))
+                .map_err(e2s)?;
+            let mut bar = ChartBuilder::on(&bar_area)
+                .caption(scale_desc, (FONT, 12))
+                .margin_top(14)
+                .margin_bottom(52)
+                .margin_left(4)
+                .right_y_label_area_size(56)
+                .build_cartesian_2d(0f64..1.0, lo..hi)
+                .map_err(e2s)?;
+            bar.configure_mesh()
+                .disable_mesh()
+                .disable_x_axis()
+                .y_labels(5)
+                .y_label_formatter(&|v| if panel.diverging { format!("{v:+.2}") } else { format!("{v:.2}") })
+                .label_style((FONT, 13))
+                .draw()
+                .map_err(e2s)?;
+            let steps = 100;
+            bar.draw_series((0..steps).map(|s| {
+                let (a, b) = (lo + (hi - lo) * s as f64 / steps as f64, lo + (hi - lo) * (s + 1) as f64 / steps as f64);
+                Rectangle::new([(0.0, a), (1.0, b)], color(0.5 * (a + b)).filled())
+            }))
+            .map_err(e2s)?;
+        }
+        Ok(())
     })
 }
 
@@ -329,8 +445,21 @@ mod tests {
                 title: "loss",
                 x_desc: "step",
                 y_desc: "loss",
+                x_integer: true,
                 series: vec![("loss", pts.clone())],
             }])
+            .unwrap(),
+            heatmaps(
+                ("u", "v"),
+                (0.0, 2.0),
+                (0.0, 2.0),
+                4,
+                "share",
+                &[
+                    Heat { title: "pre", values: (0..16).map(|k| k as f64).collect(), diverging: false },
+                    Heat { title: "difference", values: (0..16).map(|k| k as f64 - 8.0).collect(), diverging: true },
+                ],
+            )
             .unwrap(),
             grouped_bars("types", "fraction", &["a", "b"], &[("pre", vec![0.2, 0.5]), ("post", vec![0.3, 0.4])])
                 .unwrap(),

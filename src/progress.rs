@@ -46,15 +46,19 @@ impl Human {
         Human { multi, bars: Mutex::new(HashMap::new()), width }
     }
 
+    /// One finished line. On a terminal the bars are cleared, the line is
+    /// written with its own newline, and the bars redrawn below it
+    /// (`MultiProgress::println` pads the line to the terminal's width instead
+    /// of ending it, so lines ran together where the width was not known).
     fn line(&self, text: String) {
+        let write = || {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
+        };
         match &self.multi {
-            Some(m) => {
-                let _ = m.println(text);
-            }
-            None => {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{text}");
-            }
+            Some(m) => m.suspend(write),
+            None => write(),
         }
     }
 }

@@ -81,10 +81,26 @@ fn the_report_references_only_files_that_exist_and_its_pngs_are_not_blank() {
     let page = ws.path().join("artifacts/reports/smeme/report/index.html");
     assert!(text.contains("report: ") && text.contains("reports/smeme/report/index.html"), "{text}");
     let html = std::fs::read_to_string(&page).unwrap();
-    assert!(html.contains("Pipeline stages (this run)") && html.contains("Exploration"), "{html}");
+    // The page records the experiment: the result in words, the seed's numbers
+    // beside ours, the stage table with why each stage ran, and the spec.
+    for part in ["<h2>Result</h2>", "Tuning moved the valid fraction from", "89.09", "90.62", "Exploration"] {
+        assert!(html.contains(part), "{part} missing from the page");
+    }
+    for part in ["<h2>This run</h2>", "<h2>Spec</h2>", "no cached result", "n_samples: 300", "model ← tuned.model"] {
+        assert!(html.contains(part), "{part} missing from the page");
+    }
     let dir = page.parent().unwrap();
     let srcs: Vec<&str> = html.split("src=\"").skip(1).map(|s| &s[..s.find('"').unwrap()]).collect();
     assert_eq!(srcs.len(), 5, "{srcs:?}");
+    // The folder holds the page and its figures, nothing left from older runs.
+    std::fs::write(dir.join("uv_scatter.png"), b"from an older report version").unwrap();
+    ws.cmd(&["run", "smeme.yaml"]).assert().success();
+    let mut files: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    let mut expected: Vec<String> = srcs.iter().map(|s| s.to_string()).chain(["index.html".into()]).collect();
+    expected.sort();
+    assert_eq!(files, expected);
     for src in srcs {
         let bytes = std::fs::read(dir.join(src)).unwrap_or_else(|e| panic!("{src}: {e}"));
         let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().unwrap();
@@ -93,4 +109,7 @@ fn the_report_references_only_files_that_exist_and_its_pngs_are_not_blank() {
         let coloured = buf.chunks(3).filter(|p| p != &[255, 255, 255]).count();
         assert!(coloured > 2000, "{src} looks blank");
     }
+    // The rerun above found every stage cached and says when each was computed.
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(html.matches("cached: computed ").count(), 9, "{html}");
 }

@@ -75,6 +75,33 @@ fn inspect_shows_as_many_rows_as_asked() {
     assert!(!body.contains('…'), "no elided rows: {section}");
 }
 
+/// The SQL table is `t`, and a column named `t` (the sampler's trajectories
+/// have one) does not clash with it: bare `t` in a select list or a condition
+/// is the column, `FROM t` the table, `t.t` the column qualified.
+#[test]
+fn sql_over_a_table_with_a_column_named_t() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &small_smeme());
+    ws.cmd(&["run", "p.yaml", "--only", "samples"]).assert().success();
+    let query = |q: &str| -> serde_json::Value {
+        let out = ws
+            .cmd(&["inspect", "samples.trajectories", "--pipeline", "p.yaml", "--json", "-n", "100", "--sql", q])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{q}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let all = query("SELECT * FROM t");
+    let rows = all["rows"].as_u64().unwrap();
+    let half = query("SELECT t, a FROM t WHERE t < 0.5");
+    let kept = half["rows"].as_u64().unwrap();
+    assert!(kept > 0 && kept < rows, "{kept} of {rows}");
+    let names: Vec<&str> = half["schema"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["t", "a"]);
+    assert_eq!(query("SELECT t.t FROM t WHERE t.t < 0.5")["rows"], kept);
+    assert_eq!(query("SELECT MAX(t) AS t FROM t")["rows"], 1);
+}
+
 #[test]
 fn a_copied_spec_that_keeps_the_name_publishes_its_own_report() {
     let ws = Workspace::new();
@@ -151,4 +178,35 @@ fn flags_act_where_they_are_offered_and_unknown_stages_get_a_suggestion() {
     // --jobs 1 runs (and bounds the threads inside stages).
     let out = ws.cmd(&["run", "p.yaml", "--jobs", "1", "--only", "triangles"]).output().unwrap();
     assert!(out.status.success());
+}
+
+/// On a terminal (a pseudo-terminal from util-linux's `script`), every status
+/// line ends with its own newline: indicatif's `println` padded lines to the
+/// terminal's width instead, and they ran together on one line.
+#[test]
+fn status_lines_on_a_terminal_end_with_a_newline() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &small_smeme());
+    let bin = assert_cmd::cargo::cargo_bin("scoreflow");
+    let out = std::process::Command::new("script")
+        .args(["-qec", &format!("{} run p.yaml", bin.display()), "/dev/null"])
+        .current_dir(ws.path())
+        .env_remove("SCOREFLOW_ARTIFACTS")
+        .output()
+        .expect("util-linux's script runs the binary on a pseudo-terminal");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    // What a terminal shows: each line's text after its last carriage return
+    // or erase-line sequence (bars redraw in place).
+    let shown: Vec<&str> = text
+        .split('\n')
+        .map(|l| l.split('\r').flat_map(|s| s.split("\u{1b}[2K")).filter(|s| !s.trim().is_empty()).last().unwrap_or(""))
+        .collect();
+    for stage in ["triangles", "labelled", "pretrain", "samples", "validity", "tuned", "report"] {
+        assert!(
+            shown.iter().any(|l| l.starts_with(stage) && l.contains(" done ")),
+            "no line of its own for `{stage} done`:\n{text}"
+        );
+    }
+    assert!(shown.iter().all(|l| l.matches(" done ").count() <= 1), "lines ran together:\n{text}");
 }

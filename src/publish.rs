@@ -1,0 +1,187 @@
+//! What `scoreflow run` does after the executor: publish report pages under
+//! `artifacts/reports/<home>/<stage>/` and point `artifacts/latest/` at the
+//! run's objects.
+//!
+//! A report stage's page is a pure function of its inputs, so it is cached like
+//! any output; what only the run knows is added here, at the page's marker:
+//! where the run came from (spec file, git commit, when), every stage's status
+//! with why it ran or when its cached result was computed, and the spec itself
+//! (each stage's seed, inputs and every parameter, defaults greyed). Published
+//! pages are views, rewritten by every run; the cache holds the page without them.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::cache::{Cache, Manifest};
+use crate::error::Error;
+use crate::spec::Spec;
+use crate::stages::{Format, Kind};
+
+/// Publish every report stage of the run, adding the run's section to its
+/// page. Returns the pages' paths, or (inner `Err`) which report object turned
+/// out missing or corrupt — it has been removed with the record naming it, so
+/// the next run recomputes the stage.
+pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result<Vec<PathBuf>, String>, Error> {
+    let mut pages = Vec::new();
+    for stage in spec.stages.iter().filter(|s| s.imp.kind() == Kind::Report) {
+        let Some(line) = manifest.stage(&stage.name).filter(|l| l.status == "ran" || l.status == "fresh") else {
+            continue;
+        };
+        let mut files = Vec::new();
+        for (name, hash) in &line.outputs {
+            let Ok(hash) = hash.parse() else { continue };
+            let bytes = match cache.read(&hash, Format::Blob) {
+                Ok(crate::stages::Artifact::Blob(bytes)) => bytes,
+                Err(crate::cache::ObjectError::Cache(e)) => return Err(e.into()),
+                _ => {
+                    cache.remove_object(&hash, Format::Blob);
+                    if let Some(key) = line.key.as_ref().and_then(|k| k.parse().ok()) {
+                        cache.remove_record(&key);
+                    }
+                    return Ok(Err(format!("report output {}.{name} was missing or corrupt", stage.name)));
+                }
+            };
+            if name == "html" {
+                let html = String::from_utf8_lossy(&bytes)
+                    .replace(crate::stages::report::STAGES_MARKER, &run_section(spec, cache, manifest));
+                files.push(("index.html".to_string(), html.into_bytes()));
+            } else {
+                files.push((format!("{name}.png"), bytes));
+            }
+        }
+        let dir = cache.publish(home(manifest), &stage.name, &files)?;
+        pages.push(dir.join("index.html"));
+    }
+    Ok(Ok(pages))
+}
+
+/// `latest/<home>/<stage>/<output>.<ext>` for every output of the run.
+/// Links of outputs and stages the run no longer has are removed.
+pub fn link_latest(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<(), Error> {
+    let root = cache.root().join("latest").join(home(manifest));
+    for line in manifest.stages.iter().filter(|l| l.status == "ran" || l.status == "fresh") {
+        let Some(stage) = spec.stage(&line.name) else { continue };
+        let mut keep = Vec::new();
+        for (output, hash) in &line.outputs {
+            let (Ok(hash), Some(def)) = (hash.parse(), crate::stages::output_def(stage.imp, output)) else {
+                continue;
+            };
+            let file = Cache::object_rel(&hash, def.format);
+            cache.link_latest(home(manifest), &line.name, output, &file)?;
+            keep.push(format!("{output}.{}", file.rsplit('.').next().unwrap_or("bin")));
+        }
+        Cache::prune(&root.join(&line.name), &keep.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    // A stage that failed or was not selected keeps its older links; a stage
+    // gone from the spec loses them.
+    Cache::prune(&root, &spec.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>());
+    Ok(())
+}
+
+fn home(m: &Manifest) -> &str {
+    if m.home.is_empty() { &m.pipeline } else { &m.home }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A Unix time in milliseconds as `2026-11-29 21:03:07 UTC`.
+fn utc(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms))
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', " UTC")
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+/// The run's section of a report page: provenance, the stage table, the spec.
+pub fn run_section(spec: &Spec, cache: &Cache, m: &Manifest) -> String {
+    let mut s = String::from("<h2>This run</h2>\n<p>");
+    let _ = write!(
+        s,
+        "Run <code>{}</code> of <code>{}</code> (pipeline <code>{}</code>), started {}",
+        esc(&m.run_id),
+        esc(if m.spec_id.is_empty() { &m.spec_file } else { &m.spec_id }),
+        esc(&m.pipeline),
+        utc(m.started_ms),
+    );
+    if let Some(commit) = &m.git_commit {
+        let _ = write!(s, ", spec repository at commit <code>{}</code>", esc(commit));
+    }
+    s.push_str(
+        ". Each stage either ran in this run (and says why) or was fresh: its cached result, computed when the \
+         table says, was reused because nothing that determines it changed.</p>\n",
+    );
+    s.push_str(
+        "<table><caption>Stages</caption><thead><tr><th>stage</th><th>kind</th><th>method</th><th>status</th>\
+         <th>key</th><th>time</th><th style=\"text-align:left\">why it ran, or when it was computed</th></tr></thead><tbody>",
+    );
+    for st in &m.stages {
+        let why = match st.status.as_str() {
+            "fresh" => {
+                let record = st.key.as_ref().and_then(|k| k.parse().ok()).and_then(|k| cache.load_record(&k).ok()?);
+                match record {
+                    Some(r) => format!(
+                        "cached: computed {} in {}",
+                        utc(r.finished_ms),
+                        seconds(r.finished_ms.saturating_sub(r.started_ms))
+                    ),
+                    None => "cached".to_string(),
+                }
+            }
+            _ => st.reasons.iter().chain(&st.error).cloned().collect::<Vec<_>>().join("; "),
+        };
+        let time = if st.status == "ran" { seconds(st.duration_ms) } else { String::new() };
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{time}</td>\
+             <td style=\"text-align:left\">{}</td></tr>",
+            esc(&st.name),
+            esc(&st.kind),
+            esc(&st.method),
+            esc(&st.status),
+            st.key.as_deref().map_or("", |k| &k[..12.min(k.len())]),
+            esc(&why),
+        );
+    }
+    s.push_str("</tbody></table>\n<h2>Spec</h2>\n<p>");
+    let _ = write!(
+        s,
+        "<code>{}</code>: every stage's parameters as hashed, defaults in grey.",
+        esc(&spec.path.display().to_string())
+    );
+    s.push_str(
+        "</p>\n<table><thead><tr><th>stage</th><th>kind / method</th><th>seed</th>\
+         <th style=\"text-align:left\">inputs</th><th style=\"text-align:left\">params</th></tr></thead><tbody>",
+    );
+    for st in &spec.stages {
+        let inputs: Vec<String> =
+            st.inputs.iter().map(|(name, r)| format!("{} ← {}.{}", esc(name), esc(&r.stage), esc(&r.output))).collect();
+        let params: Vec<String> = st
+            .params
+            .iter()
+            .map(|(name, value)| {
+                let default = st.imp.params().iter().find(|d| d.name == name).and_then(|d| d.default.value());
+                let text = format!("{}: {}", esc(name), esc(&value.to_string()));
+                if default.as_ref() == Some(value) { format!("<span class=\"default\">{text}</span>") } else { text }
+            })
+            .collect();
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{} / {}</td><td>{}</td><td class=\"params\">{}</td><td class=\"params\">{}</td></tr>",
+            esc(&st.name),
+            esc(st.imp.kind().name()),
+            esc(st.imp.method()),
+            st.seed,
+            inputs.join("<br>"),
+            params.join(", "),
+        );
+    }
+    s.push_str("</tbody></table>\n");
+    s
+}
