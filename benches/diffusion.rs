@@ -96,7 +96,7 @@ fn sampler(c: &mut Criterion) {
                 steps: 1000,
                 snr: 0.15,
                 t_max: 1.0,
-                chunk: scoreflow::stages::sample::CHUNK,
+                chunk: scoreflow::workloads::triangles::sample::CHUNK,
                 denoise: false,
             };
             pc_sample(&fast, Ou::SEED, &mut x, cfg, 6, 0, 1, &|_| {});
@@ -112,14 +112,14 @@ fn ddpm(c: &mut Criterion) {
     use scoreflow::model::eps::{EpsLayers, EpsNetConfig, ScheduleMeta};
     use scoreflow::model::fast::FastEps;
     use scoreflow::sde::ddpm::{DdpmSchedule, EulerDiscrete, euler_sample};
-    use scoreflow::stages::train::{DdpmConfig, train_ddpm};
+    use scoreflow::workloads::two_moons::train::{DdpmConfig, train_ddpm};
 
     let cfg = EpsNetConfig::origin(2);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let mut layers = EpsLayers::init(&cfg, &mut rng);
     let last = layers.trunk.len() - 1;
     layers.trunk[last].0.iter_mut().for_each(|v| *v = rng.random_range(-0.05..0.05));
-    let (moons, _) = scoreflow::stages::generate::make_moons(50_000, 0.05, 1, 0);
+    let (moons, _) = scoreflow::workloads::two_moons::generate::make_moons(50_000, 0.05, 1, 0);
     let data: Vec<f32> = moons.iter().map(|v| *v as f32).collect();
     let mut g = c.benchmark_group("ddpm");
 
@@ -187,7 +187,7 @@ fn ddpm(c: &mut Criterion) {
         bench.iter(|| {
             let mut x = scoreflow::sde::sampler::normal_rows(5000, 2, 3, "x_T");
             x.iter_mut().for_each(|v| *v *= sched.init_noise_sigma);
-            euler_sample(&fast, &sched, &mut x, scoreflow::stages::sample::EULER_CHUNK, &|_| {});
+            euler_sample(&fast, &sched, &mut x, scoreflow::workloads::two_moons::sample::EULER_CHUNK, &|_| {});
             x
         })
     });
@@ -199,7 +199,7 @@ fn ddpm(c: &mut Criterion) {
                 &fast,
                 &ancestral,
                 &mut x,
-                scoreflow::stages::sample::EULER_CHUNK,
+                scoreflow::workloads::two_moons::sample::EULER_CHUNK,
                 5,
                 &|_| {},
             );
@@ -207,8 +207,8 @@ fn ddpm(c: &mut Criterion) {
         })
     });
 
-    let (a, _) = scoreflow::stages::generate::make_moons(5000, 0.05, 1, 1);
-    let (bb, _) = scoreflow::stages::generate::make_moons(5000, 0.05, 1, 2);
+    let (a, _) = scoreflow::workloads::two_moons::generate::make_moons(5000, 0.05, 1, 1);
+    let (bb, _) = scoreflow::workloads::two_moons::generate::make_moons(5000, 0.05, 1, 2);
     let (x, y) = (Points::new(&a, 2), Points::new(&bb, 2));
     let dirs = directions(256, 2, &mut rng);
     g.bench_function("mmd_5000", |bench| bench.iter(|| mmd(x, y)));

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::process::Command;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use scoreflow::cache::Cache;
-use scoreflow::executor::{RunOptions, run};
-use scoreflow::progress::Silent;
-use scoreflow::spec;
+use scoreflow::engine::cache::Cache;
+use scoreflow::engine::executor::{RunOptions, run};
+use scoreflow::engine::progress::Silent;
+use scoreflow::engine::spec;
 
 fn smeme_spec() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/smeme.yaml")).unwrap()
@@ -40,7 +40,7 @@ fn chain_spec(stages: usize) -> String {
 fn prepared(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
-    let spec = spec::load(&path).unwrap();
+    let spec = spec::load(&path, scoreflow::registry()).unwrap();
     let report = run(&spec, &Cache::new(dir.join("artifacts")), &RunOptions::default(), &Silent).unwrap();
     assert!(report.ok());
     path
@@ -54,13 +54,13 @@ fn noop_reruns(c: &mut Criterion) {
     let mut g = c.benchmark_group("noop");
     g.bench_function("smeme_in_process", |b| {
         b.iter(|| {
-            let spec = spec::load(&smeme).unwrap();
+            let spec = spec::load(&smeme, scoreflow::registry()).unwrap();
             run(&spec, &cache, &RunOptions::default(), &Silent).unwrap()
         })
     });
     g.bench_function("chain200_in_process", |b| {
         b.iter(|| {
-            let spec = spec::load(&chain).unwrap();
+            let spec = spec::load(&chain, scoreflow::registry()).unwrap();
             run(&spec, &cache, &RunOptions::default(), &Silent).unwrap()
         })
     });
@@ -102,7 +102,7 @@ fn generate_and_label(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("smeme.yaml");
     std::fs::write(&path, data_stages()).unwrap();
-    let spec = spec::load(&path).unwrap();
+    let spec = spec::load(&path, scoreflow::registry()).unwrap();
     c.bench_function("stages/generate_label_4096_cold", |b| {
         b.iter_batched(
             || tempfile::tempdir().unwrap(),

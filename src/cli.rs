@@ -8,13 +8,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::cache::Cache;
-use crate::dag::Dag;
+use crate::engine::cache::Cache;
+use crate::engine::dag::Dag;
+use crate::engine::executor::{self, Outcome, RunOptions};
+use crate::engine::progress::{Human, Json, Reporter};
+use crate::engine::spec::{self, Spec};
 use crate::error::{EXIT_FAILURE, Error};
-use crate::executor::{self, Outcome, RunOptions};
 use crate::inspect::{self, InspectOptions};
-use crate::progress::{Human, Json, Reporter};
-use crate::spec::{self, Spec};
 
 #[derive(Debug, Parser)]
 #[command(name = "scoreflow", version, about = "Declarative, cached pipelines for diffusion-model experiments")]
@@ -152,7 +152,7 @@ fn load_spec(file: &Path) -> Result<spec::Spec, Error> {
         let what = if file.exists() { "not a file" } else { "no such file" };
         return Err(Error::BadInput(format!("{}: {what}", file.display())));
     }
-    Ok(spec::load(file)?)
+    Ok(spec::load(file, crate::registry())?)
 }
 
 fn cache_for(cli_dir: &Option<PathBuf>, spec: &Path) -> Cache {
@@ -304,7 +304,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             if let Some(w) = &r.warning {
                 eprintln!("warning: {w}");
             }
-            if r.format == crate::stages::Format::Blob {
+            if r.format == crate::engine::stage::Format::Blob {
                 let bytes =
                     std::fs::read(&r.path).map_err(|e| Error::BadInput(format!("{}: {e}", r.path.display())))?;
                 let kind = crate::export::blob_kind(&bytes);
@@ -326,7 +326,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             let metadata = std::fs::read(&r.path)
                 .ok()
-                .and_then(|b| crate::frame::Table::from_parquet(b).ok())
+                .and_then(|b| crate::engine::frame::Table::from_parquet(b).ok())
                 .map(|(_, m)| m)
                 .unwrap_or_default();
             out(&inspect::render(&r.path, &metadata, &opts)?);
@@ -340,22 +340,22 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let bytes = std::fs::read(&r.path).map_err(|e| Error::BadInput(format!("{}: {e}", r.path.display())))?;
             let ext = output.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
             let written = match (r.format, ext.as_str()) {
-                (crate::stages::Format::Table, "csv") => {
+                (crate::engine::stage::Format::Table, "csv") => {
                     let (table, _) =
-                        crate::frame::Table::from_parquet(bytes).map_err(|e| Error::Fault(e.to_string()))?;
+                        crate::engine::frame::Table::from_parquet(bytes).map_err(|e| Error::Fault(e.to_string()))?;
                     crate::export::table_to_csv(&table).map_err(Error::Fault)?
                 }
-                (crate::stages::Format::Table, "parquet") => bytes,
-                (crate::stages::Format::Table, other) => {
+                (crate::engine::stage::Format::Table, "parquet") => bytes,
+                (crate::engine::stage::Format::Table, other) => {
                     return Err(Error::BadInput(format!(
                         "{} is a table: export it as .parquet or .csv, not .{other}",
                         r.label
                     )));
                 }
-                (crate::stages::Format::Blob, "safetensors") => {
+                (crate::engine::stage::Format::Blob, "safetensors") => {
                     crate::export::to_safetensors(&bytes).map_err(|e| Error::BadInput(format!("{}: {e}", r.label)))?
                 }
-                (crate::stages::Format::Blob, _) => bytes,
+                (crate::engine::stage::Format::Blob, _) => bytes,
             };
             if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| Error::Fault(format!("create {}: {e}", dir.display())))?;
@@ -423,7 +423,7 @@ fn human_bytes(b: u64) -> String {
 /// A cached output (or a file) that `inspect` or `export` names.
 struct Resolved {
     path: PathBuf,
-    format: crate::stages::Format,
+    format: crate::engine::stage::Format,
     /// `STAGE.OUTPUT`, or the path given.
     label: String,
     /// Set when the cached object failed verification.
@@ -431,7 +431,7 @@ struct Resolved {
 }
 
 fn resolve_output(artifacts: &Option<PathBuf>, target: &str, pipeline: Option<&Path>) -> Result<Resolved, Error> {
-    use crate::stages::Format;
+    use crate::engine::stage::Format;
     if target.ends_with(".parquet") || target.ends_with(".bin") || Path::new(target).is_file() {
         let path = PathBuf::from(target);
         if !path.is_file() {
@@ -458,12 +458,12 @@ fn resolve_output(artifacts: &Option<PathBuf>, target: &str, pipeline: Option<&P
         Error::BadInput(format!(
             "pipeline {} has no stage `{stage_name}`{}",
             spec.name,
-            crate::params::suggest(stage_name, &names)
+            crate::engine::params::suggest(stage_name, &names)
         ))
     })?;
     let outputs: Vec<&str> = stage.imp.outputs().iter().map(|o| o.name).collect();
     let output = output.unwrap_or(outputs[0]);
-    let def = crate::stages::output_def(stage.imp, output).ok_or_else(|| {
+    let def = crate::engine::stage::output_def(stage.imp, output).ok_or_else(|| {
         Error::BadInput(format!(
             "stage `{stage_name}` has no output `{output}`; its outputs are: {}",
             outputs.join(", ")

@@ -3,10 +3,10 @@
 //! Exit codes: 0 success; 1 a stage failed (or an internal error);
 //! 2 bad input (a spec error, an unknown stage name, a bad path or query).
 
-use crate::cache::CacheError;
-use crate::executor::ExecError;
+use crate::engine::cache::CacheError;
+use crate::engine::executor::ExecError;
+use crate::engine::spec::SpecErrors;
 use crate::inspect::InspectError;
-use crate::spec::SpecErrors;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;

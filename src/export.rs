@@ -24,7 +24,7 @@ use std::collections::HashMap;
 
 use safetensors::tensor::{Dtype, TensorView};
 
-use crate::frame::{ColumnData, Table};
+use crate::engine::frame::{ColumnData, Table};
 use crate::model::eps::{EpsLayers, EpsModelWeights, Join};
 use crate::model::{Layers, ScoreNetWeights};
 

@@ -1,30 +1,35 @@
 //! scoreflow: declarative, content-hashed, cached pipelines for diffusion-model
 //! experiments.
 //!
-//! A pipeline is a YAML file ([`spec`]) declaring a DAG ([`dag`]) of stages of seven
-//! kinds (generate, label, train, sample, validate, tune, report). Each stage is a pure
-//! function of its parameters, its seed and the content of its inputs ([`stages`]).
-//! The [`executor`] walks the DAG, computes each stage's key ([`hash`]) once its inputs
-//! are known, reuses results found in the [`cache`] and runs the rest, in parallel where
-//! the DAG allows, explaining every rerun with a named [`executor::Reason`].
-//! Outputs are Parquet tables ([`frame`]) addressed by the hash of their logical content.
+//! A pipeline is a YAML file ([`engine::spec`]) declaring a DAG ([`engine::dag`]) of
+//! stages of seven kinds (generate, label, train, sample, validate, tune, report). Each
+//! stage is a pure function of its parameters, its seed and the content of its inputs
+//! ([`engine::stage`]; the implementations are in [`workloads`], found through
+//! [`registry`]). The [`engine::executor`] walks the DAG, computes each stage's key
+//! ([`engine::hash`]) once its inputs are known, reuses results found in the
+//! [`engine::cache`] and runs the rest, in parallel where the DAG allows, explaining
+//! every rerun with a named [`engine::executor::Reason`]. Outputs are Parquet tables
+//! ([`engine::frame`]) addressed by the hash of their logical content.
+//!
+//! Dependencies point one way: the engine knows no workload; workloads, numerics
+//! (`model`, `sde`, `metrics`), reports and the CLI build on it.
 
-pub mod cache;
+#[macro_use]
+pub mod engine;
+
 pub mod cli;
-pub mod dag;
 pub mod error;
-pub mod executor;
 pub mod export;
-pub mod frame;
-pub mod hash;
 pub mod inspect;
 pub mod metrics;
 pub mod model;
-pub mod params;
-pub mod plot;
-pub mod progress;
 pub mod publish;
+pub mod report;
 pub mod sde;
-pub mod spec;
-pub mod stages;
-pub mod triangle;
+pub mod workloads;
+
+/// Every stage implementation this build has, for [`engine::spec::load`].
+pub fn registry() -> &'static engine::stage::Registry {
+    static REGISTRY: std::sync::OnceLock<engine::stage::Registry> = std::sync::OnceLock::new();
+    REGISTRY.get_or_init(|| engine::stage::Registry::new(workloads::all()))
+}

@@ -13,10 +13,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::cache::{Cache, Manifest};
+use crate::engine::cache::{Cache, Manifest};
+use crate::engine::spec::Spec;
+use crate::engine::stage::{Format, Kind};
 use crate::error::Error;
-use crate::spec::Spec;
-use crate::stages::{Format, Kind};
 
 /// Publish every report stage of the run, adding the run's section to its
 /// page. Returns the pages' paths, or (inner `Err`) which report object turned
@@ -32,8 +32,8 @@ pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result
         for (name, hash) in &line.outputs {
             let Ok(hash) = hash.parse() else { continue };
             let bytes = match cache.read(&hash, Format::Blob) {
-                Ok(crate::stages::Artifact::Blob(bytes)) => bytes,
-                Err(crate::cache::ObjectError::Cache(e)) => return Err(e.into()),
+                Ok(crate::engine::stage::Artifact::Blob(bytes)) => bytes,
+                Err(crate::engine::cache::ObjectError::Cache(e)) => return Err(e.into()),
                 _ => {
                     cache.remove_object(&hash, Format::Blob);
                     if let Some(key) = line.key.as_ref().and_then(|k| k.parse().ok()) {
@@ -44,7 +44,7 @@ pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result
             };
             if name == "html" {
                 let html = String::from_utf8_lossy(&bytes)
-                    .replace(crate::stages::report::STAGES_MARKER, &run_section(spec, cache, manifest));
+                    .replace(crate::report::STAGES_MARKER, &run_section(spec, cache, manifest));
                 files.push(("index.html".to_string(), html.into_bytes()));
             } else {
                 files.push((format!("{name}.png"), bytes));
@@ -64,7 +64,7 @@ pub fn link_latest(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<()
         let Some(stage) = spec.stage(&line.name) else { continue };
         let mut keep = Vec::new();
         for (output, hash) in &line.outputs {
-            let (Ok(hash), Some(def)) = (hash.parse(), crate::stages::output_def(stage.imp, output)) else {
+            let (Ok(hash), Some(def)) = (hash.parse(), crate::engine::stage::output_def(stage.imp, output)) else {
                 continue;
             };
             let file = Cache::object_rel(&hash, def.format);

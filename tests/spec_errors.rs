@@ -6,10 +6,10 @@ mod common;
 use std::path::Path;
 
 use common::Workspace;
-use scoreflow::spec::validate;
+use scoreflow::engine::spec::validate;
 
 fn errors(text: &str) -> String {
-    match validate(Path::new("spec.yaml"), text) {
+    match validate(Path::new("spec.yaml"), text, scoreflow::registry()) {
         Ok(_) => panic!("expected errors"),
         Err(e) => e.to_string(),
     }
@@ -110,11 +110,11 @@ fn empty_stages_tabs_aliases_and_a_byte_order_mark() {
     // A BOM is not part of the first key; anchors (under an `x-` key, which is
     // ignored) with merge keys share params, the stage's own keys winning.
     let ok = "\u{feff}name: x\nx-gen: &g { dataset: triangles, n_samples: 100, tol: 0.02 }\nstages:\n  a:\n    kind: generate\n    params: { <<: *g, n_samples: 50 }\n  b:\n    kind: generate\n    params: *g\n";
-    let spec = validate(Path::new("spec.yaml"), ok).unwrap();
+    let spec = validate(Path::new("spec.yaml"), ok, scoreflow::registry()).unwrap();
     let p = |i: usize, k: &str| spec.stages[i].params[k].clone();
-    assert_eq!(p(0, "n_samples"), scoreflow::params::Value::Int(50));
-    assert_eq!(p(0, "tol"), scoreflow::params::Value::Float(0.02));
-    assert_eq!(p(1, "n_samples"), scoreflow::params::Value::Int(100));
+    assert_eq!(p(0, "n_samples"), scoreflow::engine::params::Value::Int(50));
+    assert_eq!(p(0, "tol"), scoreflow::engine::params::Value::Float(0.02));
+    assert_eq!(p(1, "n_samples"), scoreflow::engine::params::Value::Int(100));
 }
 
 #[test]

@@ -37,7 +37,7 @@ use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
 use super::Ou;
-use crate::hash::Canon;
+use crate::engine::hash::Canon;
 
 /// A batched score function `s(x, t)` over rows of `dim` coordinates.
 pub trait ScoreModel: Sync {

@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
-use crate::frame::{ColumnData, Table};
-use crate::params::{Default, ParamDef, ParamType, ParamsExt};
-use crate::triangle::{AngleType, SideType, classify_angles, classify_sides};
+use crate::engine::frame::{ColumnData, Table};
+use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::workloads::triangles::geometry::{AngleType, SideType, classify_angles, classify_sides};
 
 pub struct TriangleTypes;
 

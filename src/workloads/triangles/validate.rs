@@ -6,19 +6,14 @@
 //! have several), margin statistics (`a + b − c` of the valid samples), and the
 //! side/angle type distribution of the valid samples (the label stage's
 //! classification, reused).
-//!
-//! `checks: distribution` ([`Distribution`]) measures how far samples are from
-//! an independent draw of the target — MMD, energy distance, sliced W1 — with the
-//! floor between two independent draws (the two-moons workload, seed 002).
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use super::label::{classify_all, format_counts, type_counts, type_fractions};
-use super::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
-use crate::frame::{ColumnData, Table};
-use crate::params::{Default, ParamDef, ParamType, ParamsExt};
-use crate::triangle::{AngleType, SideType, Validity};
+use crate::engine::frame::{ColumnData, Table};
+use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::workloads::triangles::geometry::{AngleType, SideType, Validity};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub struct TriangleChecks;
 
@@ -200,7 +195,7 @@ pub struct ValidSet {
 }
 
 impl ValidSet {
-    pub fn new(a: &[f64], b: &[f64], c: &[f64], p: &crate::params::Params) -> ValidSet {
+    pub fn new(a: &[f64], b: &[f64], c: &[f64], p: &crate::engine::params::Params) -> ValidSet {
         let checks = check_all(a, b, c, p.f64("eps"));
         let keep: Vec<usize> = (0..a.len()).filter(|i| checks[*i].valid()).collect();
         let pick = |v: &[f64]| keep.iter().map(|i| v[*i]).collect::<Vec<f64>>();
@@ -214,7 +209,7 @@ impl ValidSet {
 /// valid samples, the mass of the rare types (a valid triangle that is isosceles,
 /// equilateral or right — counted once), and the entropy and occupied-bin fraction
 /// of the seed's shape map `(u, v) = (a/c, b/c)` over the valid samples.
-pub fn exploration(set: &ValidSet, p: &crate::params::Params) -> Vec<(&'static str, f64)> {
+pub fn exploration(set: &ValidSet, p: &crate::engine::params::Params) -> Vec<(&'static str, f64)> {
     let [va, vb, vc] = &set.valid;
     let n_valid = va.len();
     let rare =
@@ -237,140 +232,4 @@ pub fn exploration(set: &ValidSet, p: &crate::params::Params) -> Vec<(&'static s
         ("uv_entropy_max", ((bins * bins) as f64).ln()),
         ("uv_occupied_fraction", occupied),
     ]
-}
-
-/// `checks: distribution`: how far samples are from the target distribution,
-/// by the seed 002 metrics as its origin computes them
-/// ([`crate::metrics::distance`]): MMD (five-bandwidth RBF around the median
-/// heuristic `γ₀ = 2/median d²`, unbiased, square root; the signed `MMD²ᵤ` and
-/// the biased `√MMD²_b` are reported beside it), energy distance (square root)
-/// and sliced Wasserstein-1 over `directions` random directions (drawn from the
-/// stage seed; the same directions serve the floor). `mmd_wide` (not the
-/// origin's: `γ₀ = 1/(2·median d²)`) is an extra metric under its own name.
-///
-/// **Below resolution.** When `MMD²ᵤ < 0` the reported `√max(MMD²ᵤ, 0)` is 0, which
-/// reads as a perfect score but only says that the estimator cannot tell the
-/// sets apart at this `n`; the `note` column then says so, with the signed value,
-/// and the floor row gives what two draws of the target itself score. `target` is an independent draw of the data distribution, of the
-/// same size as the samples as a rule; with `floor` bound to a second independent
-/// draw, the same metrics between the two draws are reported beside them — the
-/// value a perfect model would get at this sample size. Coordinates are the
-/// samples' float columns, looked up by name in the target tables.
-pub struct Distribution;
-
-const METRICS: &[&str] = &["mmd", "mmd_wide", "energy_distance", "sliced_w1"];
-const DEFAULT_METRICS: &[&str] = &["mmd", "energy_distance", "sliced_w1"];
-
-static DIST_PARAMS: &[ParamDef] = &[
-    ParamDef {
-        name: "metrics",
-        ty: ParamType::StrList { choices: METRICS },
-        default: Default::StrList(DEFAULT_METRICS),
-        doc: "which distances to compute",
-    },
-    ParamDef {
-        name: "directions",
-        ty: ParamType::Int { min: 1, max: 1_000_000 },
-        default: Default::Int(256),
-        doc: "random directions L of the sliced W1",
-    },
-];
-static DIST_INPUTS: &[InputDef] = &[
-    InputDef { name: "samples", format: Format::Table, required: true, doc: "generated points" },
-    InputDef { name: "target", format: Format::Table, required: true, doc: "an independent draw of the target" },
-    InputDef { name: "floor", format: Format::Table, required: false, doc: "a second independent draw (the floor)" },
-];
-static DIST_OUTPUTS: &[OutputDef] = &[OutputDef {
-    name: "metrics",
-    format: Format::Table,
-    doc: "metric, value (samples vs target), floor (target vs floor draw), note",
-}];
-
-impl Stage for Distribution {
-    describe!(Kind::Validate, "distribution", version 2, DIST_PARAMS, DIST_INPUTS, DIST_OUTPUTS);
-    fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
-        use crate::metrics::distance::{Mmd2, Points, directions, energy_distance, mmd2, mmd2_wide, sliced_w1};
-        let samples = ctx.table("samples")?;
-        let cols = samples.float_columns();
-        if cols.is_empty() {
-            return Err(StageError::Failed("`samples` has no float columns".into()));
-        }
-        let dim = cols.len();
-        let load = |name: &str| -> Result<Option<Vec<f64>>, StageError> {
-            match ctx.inputs.get(name) {
-                None => Ok(None),
-                Some(_) => Ok(Some(ctx.table(name)?.rows_f64(&cols)?)),
-            }
-        };
-        let s = samples.rows_f64(&cols)?;
-        if let Some(bad) = s.iter().position(|v| !v.is_finite()) {
-            return Err(StageError::Failed(format!("sample {} is not finite; metrics need finite points", bad / dim)));
-        }
-        let target = load("target")?.expect("required input");
-        let floor = load("floor")?;
-        let dirs = directions(ctx.params.usize("directions"), dim, &mut super::rng(ctx.seed, "directions"));
-        let wanted = ctx.params.str_list("metrics");
-        // Rows (name, value) of one metric between two sets. With MMD, the signed
-        // estimate (√max(·, 0) reads 0 whenever MMD²ᵤ < 0) and the biased √MMD²_b
-        // stand beside it.
-        let mmd_rows = |name: &str, m2: Mmd2| -> Vec<(String, f64)> {
-            vec![
-                (name.into(), m2.mmd()),
-                (format!("{name}2_unbiased"), m2.unbiased),
-                (format!("{name}_biased"), m2.biased.sqrt()),
-            ]
-        };
-        let metric = |name: &str, a: &[f64], b: &[f64]| -> Vec<(String, f64)> {
-            let (x, y) = (Points::new(a, dim), Points::new(b, dim));
-            match name {
-                "mmd" => mmd_rows(name, mmd2(x, y)),
-                "mmd_wide" => mmd_rows(name, mmd2_wide(x, y)),
-                "energy_distance" => vec![(name.into(), energy_distance(x, y))],
-                _ => vec![(name.into(), sliced_w1(x, y, &dirs))],
-            }
-        };
-        let n = s.len() / dim;
-        let (mut names, mut values, mut floors, mut notes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (i, name) in wanted.iter().enumerate() {
-            let rows = metric(name, &s, &target);
-            let floor_rows = floor.as_ref().map(|f| metric(name, &target, f));
-            for (k, (row, value)) in rows.iter().enumerate() {
-                let floor_value = floor_rows.as_ref().map_or(f64::NAN, |f| f[k].1);
-                // The clamped MMD row carries the resolution note.
-                let note = match rows.get(k + 1) {
-                    Some((signed, v)) if signed == &format!("{row}2_unbiased") && *v < 0.0 => format!(
-                        "below resolution at n = {n}: MMD²ᵤ = {v:.3e} < 0{}",
-                        floor_rows.as_ref().map_or(String::new(), |f| format!(" (floor: MMD²ᵤ = {:.3e})", f[k + 1].1))
-                    ),
-                    _ => String::new(),
-                };
-                names.push(row.clone());
-                values.push(*value);
-                floors.push(floor_value);
-                notes.push(note);
-            }
-            (ctx.progress)((i + 1) as f64 / wanted.len() as f64);
-        }
-        let table = Table::new()
-            .with("metric", ColumnData::Str(names))
-            .with("value", ColumnData::F64(values))
-            .with("floor", ColumnData::F64(floors))
-            .with("note", ColumnData::Str(notes));
-        Ok([("metrics".to_string(), Artifact::Table(table))].into_iter().collect())
-    }
-    fn summary(&self, outputs: &BTreeMap<String, Arc<Artifact>>) -> Option<String> {
-        let Artifact::Table(t) = outputs.get("metrics")?.as_ref() else {
-            return None;
-        };
-        let (m, v, f) = (t.strs("metric").ok()?, t.f64s("value").ok()?, t.f64s("floor").ok()?);
-        let notes = t.strs("note").ok()?;
-        let mut text = String::from("metric            samples vs target   floor (target vs target)");
-        for i in 0..m.len() {
-            text.push_str(&format!("\n  {:<16} {:>11.6}         {:>11.6}", m[i], v[i], f[i]));
-            if !notes[i].is_empty() {
-                text.push_str(&format!("   {}", notes[i]));
-            }
-        }
-        Some(text)
-    }
 }

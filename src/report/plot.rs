@@ -24,7 +24,7 @@ static FONT_INIT: Once = Once::new();
 
 fn init_font() {
     FONT_INIT.call_once(|| {
-        let _ = register_font(FONT, FontStyle::Normal, include_bytes!("../assets/DejaVuSans.ttf"));
+        let _ = register_font(FONT, FontStyle::Normal, include_bytes!("../../assets/DejaVuSans.ttf"));
     });
 }
 

@@ -1,42 +1,19 @@
-//! `report` stages: figures and tables a researcher reads at a glance.
-//!
-//! `layout: smeme` draws, with plotters:
-//! 1. `uv_density` — where the valid samples of the pre-trained and the tuned
-//!    model lie in the seed's shape space `(u, v) = (a/c, b/c)`: each model's
-//!    histogram on one colour scale, and their difference (tuned − pre);
-//! 2. `triangles` — a few valid and invalid tuned samples drawn in the plane (the
-//!    seed's `visualize_sample_triangles`);
-//! 3. `training` — the pre-training loss, and the tuning tracker (valid fraction
-//!    per outer epoch, Δ/teach and cos(−teacher, Δ) per inner epoch);
-//! 4. `types` — side/angle type distribution of the valid samples, pre vs tuned;
-//! 5. `score_field` — both models' scores on the (a, b) plane at fixed c and small t;
-//!
-//! and writes `html`, a page with a one-paragraph result, this run's numbers
-//! beside the seed notebook's, the figures, and the exploration and tracker
-//! tables. `layout: two_moons` (seed 002) draws the target-vs-generated and
-//! generated-only scatters and the training curves, with the distance table,
-//! its floor and the seed's reference numbers, on the same page shell and plot
-//! helpers. Everything is a pure function of the inputs: the page names its images
-//! by file name, and `scoreflow run` publishes the page and the PNGs together
-//! under `artifacts/reports/<pipeline>/<stage>/`, adding what only the run
-//! knows: the spec (every stage's params and seed) and the stage table (why
-//! each stage ran, or when its cached result was computed).
-
-use std::fmt::Write as _;
+//! `report` / `layout: smeme`: the S-MEME report (seed 000) — where the valid
+//! samples lie in shape space before and after tuning, the type bars, the
+//! training and tuning curves, drawn triangles, the score field, and this run's
+//! numbers beside the seed notebook's.
 
 use super::label::{classify_all, type_fractions};
-use super::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
-use crate::frame::Table;
+use crate::engine::frame::Table;
+use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::model::ScoreNetWeights;
 use crate::model::fast::FastMlp;
-use crate::params::{Default, ParamDef, ParamType, ParamsExt};
-use crate::plot::{self, Lines};
+use crate::report::plot::{self, Lines};
+use crate::report::{html_table, moving_mean, page, plot_err};
 use crate::sde::sampler::ScoreModel;
 
 pub struct Smeme;
-
-/// The marker that `scoreflow run` replaces with the run's stage list.
-pub const STAGES_MARKER: &str = "<!-- scoreflow:stages -->";
 
 static PARAMS: &[ParamDef] = &[
     ParamDef {
@@ -126,10 +103,6 @@ pub const FIGURES: &[(&str, &str)] = &[
     ("score_field", "Score field (a, b components) on a slice at fixed c and small t."),
 ];
 
-fn plot_err(e: plot::PlotError) -> StageError {
-    StageError::Failed(e.to_string())
-}
-
 /// Side lengths (a, b, c) of some samples.
 type Sides = Vec<[f64; 3]>;
 
@@ -137,7 +110,7 @@ type Sides = Vec<[f64; 3]>;
 fn valid_rows(t: &Table) -> Result<(Sides, Sides), StageError> {
     let (a, b, c) = (t.f64s("a")?, t.f64s("b")?, t.f64s("c")?);
     let valid = match t.column("valid")? {
-        crate::frame::ColumnData::Bool(v) => v.clone(),
+        crate::engine::frame::ColumnData::Bool(v) => v.clone(),
         _ => return Err(StageError::Failed("`valid` must be a boolean column".into())),
     };
     let (mut ok, mut bad) = (Vec::new(), Vec::new());
@@ -185,86 +158,6 @@ fn field(w: &ScoreNetWeights, grid: usize, c: f64, t: f64) -> Vec<plot::Arrow> {
     let mut scratch = model.scratch(at.len());
     model.eval(&x, t as f32, &mut out, &mut scratch);
     at.iter().enumerate().map(|(k, (a, b))| (*a, *b, out[3 * k] as f64, out[3 * k + 1] as f64)).collect()
-}
-
-/// Trailing mean over `window` steps (shorter at the start).
-fn moving_mean(steps: &[i64], values: &[f64], window: usize) -> Vec<(f64, f64)> {
-    let mut sum = 0.0;
-    (0..values.len())
-        .map(|i| {
-            sum += values[i];
-            if i >= window {
-                sum -= values[i - window];
-            }
-            (steps[i] as f64, sum / (i + 1).min(window) as f64)
-        })
-        .collect()
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
-/// An HTML table of a scoreflow table (numbers to 4 decimals).
-pub fn html_table(t: &Table, caption: &str) -> String {
-    html_table_with(t, caption, 4)
-}
-
-/// An HTML table of a scoreflow table, numbers to `decimals` decimals.
-pub fn html_table_with(t: &Table, caption: &str, decimals: usize) -> String {
-    use crate::frame::ColumnData;
-    let mut s = format!("<table><caption>{}</caption><thead><tr>", esc(caption));
-    for c in &t.columns {
-        let _ = write!(s, "<th>{}</th>", esc(&c.name));
-    }
-    s.push_str("</tr></thead><tbody>");
-    for i in 0..t.num_rows() {
-        s.push_str("<tr>");
-        for c in &t.columns {
-            let cell = match &c.data {
-                ColumnData::F64(v) => format!("{:.*}", decimals, v[i]),
-                ColumnData::F32(v) => format!("{:.*}", decimals, v[i]),
-                ColumnData::I64(v) => v[i].to_string(),
-                ColumnData::Bool(v) => v[i].to_string(),
-                ColumnData::Str(v) => esc(&v[i]),
-            };
-            let _ = write!(s, "<td>{cell}</td>");
-        }
-        s.push_str("</tr>");
-    }
-    s.push_str("</tbody></table>\n");
-    s
-}
-
-/// The page shell shared by report layouts: `intro` is HTML (the result and
-/// the reference numbers), then the figures, then `tables` (HTML), then the
-/// marker where `scoreflow run` puts the run's stage table and the spec.
-pub fn page(title: &str, intro: &str, figures: &[(&str, &str)], tables: &str) -> String {
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>\
-body{{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1240px;color:#222}}\
-figure{{margin:1.5em 0}}img{{max-width:100%;border:1px solid #ddd}}figcaption{{color:#555;font-size:.95em}}\
-table{{border-collapse:collapse;margin:1em 0;font-size:.9em}}td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}\
-th{{background:#f3f3f3}}caption{{text-align:left;font-weight:bold;margin-bottom:.3em}}\
-td:first-child{{text-align:left}}p{{max-width:60em;line-height:1.45}}h2{{margin-top:1.6em;border-bottom:1px solid #ddd}}\
-code{{font-size:.9em}}td.params{{text-align:left;font-size:.92em}}.default{{color:#888}}\
-</style></head><body>\n<h1>{t}</h1>\n{intro}\n<h2>Figures</h2>\n",
-        t = esc(title),
-    );
-    for (name, caption) in figures {
-        let _ = writeln!(
-            s,
-            "<figure><img src=\"{name}.png\" alt=\"{c}\"><figcaption>{c}</figcaption></figure>",
-            c = esc(caption)
-        );
-    }
-    s.push_str("<h2>Tables</h2>\n");
-    s.push_str(tables);
-    s.push_str(STAGES_MARKER);
-    s.push_str("\n</body></html>\n");
-    s
 }
 
 impl Stage for Smeme {
@@ -363,11 +256,11 @@ impl Stage for Smeme {
         let mut summary = Table::new();
         for col in &tracker.columns {
             let data = match &col.data {
-                crate::frame::ColumnData::F64(v) => {
-                    crate::frame::ColumnData::F64(last_inner.iter().map(|i| v[*i]).collect())
+                crate::engine::frame::ColumnData::F64(v) => {
+                    crate::engine::frame::ColumnData::F64(last_inner.iter().map(|i| v[*i]).collect())
                 }
-                crate::frame::ColumnData::I64(v) => {
-                    crate::frame::ColumnData::I64(last_inner.iter().map(|i| v[*i]).collect())
+                crate::engine::frame::ColumnData::I64(v) => {
+                    crate::engine::frame::ColumnData::I64(last_inner.iter().map(|i| v[*i]).collect())
                 }
                 other => other.clone(),
             };
@@ -432,169 +325,6 @@ impl Stage for Smeme {
             ("training".to_string(), Artifact::Blob(train_png)),
             ("types".to_string(), Artifact::Blob(types_png)),
             ("score_field".to_string(), Artifact::Blob(field_png)),
-        ]
-        .into_iter()
-        .collect())
-    }
-}
-
-/// `layout: two_moons`: the DDPM baseline's report (seed 002) — target vs
-/// generated scatter, generated-only scatter, the training curves, and the
-/// distance table with its floor, and the seed's numbers beside this run's.
-/// Same page shell and plot helpers as `smeme`.
-pub struct TwoMoons;
-
-static MOONS_PARAMS: &[ParamDef] = &[ParamDef {
-    name: "loss_window",
-    ty: ParamType::Int { min: 1, max: 1_000_000 },
-    default: Default::Int(100),
-    doc: "steps in the loss curve's moving mean",
-}];
-static MOONS_INPUTS: &[InputDef] = &[
-    InputDef { name: "target", format: Format::Table, required: true, doc: "an independent draw of the target" },
-    InputDef { name: "samples", format: Format::Table, required: true, doc: "generated points" },
-    InputDef { name: "loss", format: Format::Table, required: true, doc: "train.loss (step, loss, lr, grad_norm)" },
-    InputDef { name: "metrics", format: Format::Table, required: true, doc: "validate.metrics" },
-];
-static MOONS_OUTPUTS: &[OutputDef] = &[
-    OutputDef { name: "html", format: Format::Blob, doc: "the report page (index.html)" },
-    OutputDef { name: "comparison", format: Format::Blob, doc: "PNG" },
-    OutputDef { name: "generated", format: Format::Blob, doc: "PNG" },
-    OutputDef { name: "training", format: Format::Blob, doc: "PNG" },
-];
-
-/// The two-moons report's figures, in page order.
-pub const MOONS_FIGURES: &[(&str, &str)] = &[
-    ("comparison", "Target (an independent draw) and generated samples, in the standardised coordinates."),
-    ("generated", "Generated samples only."),
-    ("training", "Training: ε-MSE (moving mean), learning rate, and the gradient norm before clipping."),
-];
-
-/// The first two float columns of a table as points.
-fn points2(t: &Table) -> Result<Vec<(f64, f64)>, StageError> {
-    let cols = t.float_columns();
-    if cols.len() < 2 {
-        return Err(StageError::Failed(format!("need two float columns to plot, found {}", cols.len())));
-    }
-    let (x, y) = (t.f64s(&cols[0])?, t.f64s(&cols[1])?);
-    Ok(x.into_iter().zip(y).collect())
-}
-
-impl Stage for TwoMoons {
-    describe!(Kind::Report, "two_moons", version 3, MOONS_PARAMS, MOONS_INPUTS, MOONS_OUTPUTS);
-    fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
-        let target = points2(ctx.table("target")?)?;
-        let samples = points2(ctx.table("samples")?)?;
-        // The frame: the target's extent plus a margin of a quarter of its span.
-        let extent = |f: fn(&(f64, f64)) -> f64| {
-            let (lo, hi) = target.iter().map(f).fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
-            let pad = 0.25 * (hi - lo).max(1e-9);
-            (lo - pad, hi + pad)
-        };
-        let (xr, yr) = (extent(|p| p.0), extent(|p| p.1));
-        let labels = ("x (standardised)", "y (standardised)");
-        let comparison =
-            plot::scatter("Target vs generated", labels, xr, yr, &[("target", &target), ("generated", &samples)])
-                .map_err(plot_err)?;
-        let generated = plot::scatter("Generated", labels, xr, yr, &[("generated", &samples)]).map_err(plot_err)?;
-        (ctx.progress)(0.5);
-
-        let loss = ctx.table("loss")?;
-        let steps = loss.i64s("step")?;
-        let window = ctx.params.usize("loss_window");
-        let series = |name: &str| -> Result<Vec<(f64, f64)>, StageError> {
-            let v = loss.f64s(name)?;
-            Ok(steps.iter().zip(&v).map(|(s, v)| (*s as f64, *v)).collect())
-        };
-        let training = plot::line_panels(&[
-            Lines {
-                title: "Loss",
-                x_desc: "step",
-                x_integer: true,
-                y_desc: "MSE(ε̂, ε)",
-                series: vec![("moving mean", moving_mean(steps, &loss.f64s("loss")?, window))],
-            },
-            Lines {
-                title: "Learning rate",
-                x_desc: "step",
-                y_desc: "lr",
-                x_integer: true,
-                series: vec![("lr", series("lr")?)],
-            },
-            Lines {
-                title: "Gradient norm",
-                x_desc: "step",
-                x_integer: true,
-                y_desc: "‖g‖ (before clipping)",
-                series: vec![("moving mean", moving_mean(steps, &loss.f64s("grad_norm")?, window))],
-            },
-        ])
-        .map_err(plot_err)?;
-        let metrics = ctx.table("metrics")?;
-        let tables = html_table_with(
-            metrics,
-            "Distances to an independent target draw (value) and between two independent target draws \
-             (floor: what a perfect model scores at this sample size). MMD is √max(MMD²ᵤ, 0): a 0 with a note \
-             means the unbiased estimate is negative — the estimator cannot tell the sets apart at this n, \
-             which is no better than the floor; compare the signed MMD²ᵤ rows.",
-            6,
-        );
-        // (value, floor) of a metric, if the validate stage computed it.
-        let (names, values, floors) = (metrics.strs("metric")?, metrics.f64s("value")?, metrics.f64s("floor")?);
-        let row = |name: &str| names.iter().position(|m| m == name).map(|i| (values[i], floors[i]));
-        let cell = |v: Option<(f64, f64)>, floor: bool| {
-            v.map(|(v, f)| if floor { f } else { v })
-                .filter(|x| x.is_finite())
-                .map_or("—".into(), |x| format!("{x:.6}"))
-        };
-        let mut intro = format!(
-            "<h2>Result</h2>\n<p>Two-moons DDPM baseline (seed 002): after {} training steps, {} generated points \
-             against an independent draw of {} target points score ",
-            steps.len(),
-            samples.len(),
-            target.len(),
-        );
-        let mut parts = Vec::new();
-        if let Some((v, f)) = row("mmd") {
-            let signed = row("mmd2_unbiased").map_or(String::new(), |(u, _)| format!(", MMD²ᵤ {u:.2e}"));
-            parts.push(format!("MMD {v:.6}{signed} (floor {f:.6})"));
-        }
-        for (name, label) in [("energy_distance", "energy distance"), ("sliced_w1", "sliced W1")] {
-            if let Some((v, f)) = row(name) {
-                let times = if f > 0.0 { format!(", {:.1}× its floor", v / f) } else { String::new() };
-                parts.push(format!("{label} {v:.6} (floor {f:.6}{times})"));
-            }
-        }
-        intro.push_str(&parts.join("; "));
-        intro.push_str(
-            ". The floor is what two independent draws of the target score at this n: a perfect model scores about \
-             the floor, not 0. One seed is one draw of the training noise; the README gives medians over seeds 1–3 \
-             for each pipeline.</p>\n",
-        );
-        let _ = write!(
-            intro,
-            "<table><caption>This run beside the seed (seed 002, lower is better)</caption><thead><tr><th></th>\
-             <th>this run</th><th>floor (two target draws)</th><th>the seed's README: 40k steps, Euler, no EMA, \
-             seed 42</th><th>the origin's EMA run: 40k steps, DDPM sampler, seed 42</th></tr></thead><tbody>\
-             <tr><td>MMD</td><td>{}</td><td>{}</td><td>0.043403</td><td>0.000000</td></tr>\
-             <tr><td>energy distance</td><td>{}</td><td>{}</td><td>0.059351</td><td>0.020453</td></tr>\
-             <tr><td>sliced W1</td><td>{}</td><td>{}</td><td>0.053859</td><td>0.016328</td></tr>\
-             </tbody></table>\n<p>Compare like with like: this run's steps, EMA and sampler are in the spec below; \
-             the seed's row is <code>pipelines/two_moons_40k.yaml</code>'s setting, the EMA row \
-             <code>pipelines/two_moons_40k_ema.yaml</code>'s.</p>\n",
-            cell(row("mmd"), false),
-            cell(row("mmd"), true),
-            cell(row("energy_distance"), false),
-            cell(row("energy_distance"), true),
-            cell(row("sliced_w1"), false),
-            cell(row("sliced_w1"), true),
-        );
-        let html = page("Two-moons DDPM report", &intro, MOONS_FIGURES, &tables);
-        Ok([
-            ("html".to_string(), Artifact::Blob(html.into_bytes())),
-            ("comparison".to_string(), Artifact::Blob(comparison)),
-            ("generated".to_string(), Artifact::Blob(generated)),
-            ("training".to_string(), Artifact::Blob(training)),
         ]
         .into_iter()
         .collect())

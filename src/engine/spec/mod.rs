@@ -3,7 +3,7 @@
 //! Loading has three steps, each its own type: [`yaml::parse`] turns text into a
 //! positioned tree; [`validate`] checks it against the stage registry and builds a
 //! [`Spec`] (typed, canonical params with defaults filled in, resolved input
-//! references); [`crate::dag::Dag`] orders it. Validation never stops at the first
+//! references); [`crate::engine::dag::Dag`] orders it. Validation never stops at the first
 //! problem: it collects a [`Diagnostic`] for every unknown key, unknown kind or
 //! method, unknown or ill-typed parameter, missing input, dangling reference,
 //! duplicate stage name and cycle, each with `file:line:column` and a sentence.
@@ -28,8 +28,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::params::{Default as ParamDefault, Params, Raw, Value, suggest};
-use crate::stages::{self, Kind, Stage};
+use crate::engine::params::{Default as ParamDefault, Params, Raw, Value, suggest};
+use crate::engine::stage::{self, Kind, Registry, Stage};
 use yaml::{Node, NodeValue, Pos};
 
 /// One problem in a spec, with its position.
@@ -123,10 +123,10 @@ impl Spec {
 
 /// Read and validate a spec file. An unreadable file is reported as a diagnostic
 /// at 1:1 so that every spec problem has the same shape.
-pub fn load(path: &Path) -> Result<Spec, SpecErrors> {
+pub fn load(path: &Path, registry: &Registry) -> Result<Spec, SpecErrors> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => validate(path, &text),
+        Ok(text) => validate(path, &text, registry),
         Err(e) => Err(SpecErrors {
             file: file.clone(),
             diagnostics: vec![Diagnostic {
@@ -184,8 +184,9 @@ struct Draft {
     inputs: Vec<(String, String, Pos)>,
 }
 
-/// Validate spec text. `path` is used in messages and kept in the spec.
-pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
+/// Validate spec text against the implementations in `registry`. `path` is
+/// used in messages and kept in the spec.
+pub fn validate(path: &Path, text: &str, registry: &Registry) -> Result<Spec, SpecErrors> {
     let file = path.display().to_string();
     let mut c = Collector { file: file.clone(), diagnostics: Vec::new() };
     let fail = |c: Collector| {
@@ -263,7 +264,7 @@ pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
                         continue;
                     }
                     seen.insert(stage_name.clone(), k.pos);
-                    drafts.push(parse_stage(&mut c, stage_name, k.pos, v));
+                    drafts.push(parse_stage(&mut c, registry, stage_name, k.pos, v));
                 }
             }
             _ => c.err(
@@ -323,7 +324,7 @@ pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
             if let Some(imp) = d.imp
                 && let Some(def) = imp.inputs().iter().find(|i| i.name == input)
             {
-                let found = stages::output_def(target_imp, output).expect("listed above").format;
+                let found = stage::output_def(target_imp, output).expect("listed above").format;
                 if def.format != found {
                     c.err(
                         *pos,
@@ -369,14 +370,14 @@ pub fn validate(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
     }
 
     let spec = Spec { path: path.to_path_buf(), name: name.unwrap_or_default(), seed, stages };
-    if let Some(cycle) = crate::dag::find_cycle(&spec) {
+    if let Some(cycle) = crate::engine::dag::find_cycle(&spec) {
         let first = spec.stage(&cycle[0]).expect("cycle names stages");
         c.err(first.pos, format!("the stages form a cycle: {}", cycle.join(" → ")));
     }
     if c.diagnostics.is_empty() { Ok(spec) } else { fail(c) }
 }
 
-fn parse_stage(c: &mut Collector, name: String, pos: Pos, node: &Node) -> Draft {
+fn parse_stage(c: &mut Collector, registry: &Registry, name: String, pos: Pos, node: &Node) -> Draft {
     let mut draft = Draft { name: name.clone(), pos, imp: None, params: Params::new(), seed: None, inputs: Vec::new() };
     let Some(fields) = entries(node) else {
         c.err(
@@ -447,13 +448,13 @@ fn parse_stage(c: &mut Collector, name: String, pos: Pos, node: &Node) -> Draft 
     };
     if let Some(kind) = kind {
         let selector = kind.selector();
-        let methods = stages::methods(kind);
+        let methods = registry.methods(kind);
         let method_names: Vec<&str> = methods.iter().map(|m| m.method()).collect();
         let chosen = param_entries.iter().find(|(k, _)| k.as_str() == Some(selector));
         let imp = match chosen {
             Some((_, v)) => {
                 let m = v.as_str().unwrap_or_default();
-                match stages::find(kind, m) {
+                match registry.find(kind, m) {
                     Some(imp) => Some(imp),
                     None if method_names.is_empty() => {
                         c.err(v.pos, format!("stage kind `{kind}` has no implementations in this build"));

@@ -19,27 +19,19 @@
 //! the validate stage counts them — up to `max_nonfinite` (1 % by default) of
 //! them; more fails the stage (every sampler), so a diverged model is never
 //! cached as samples.
-//!
-//! `sampler: euler_discrete` ([`EulerDiscrete`]) samples an ε-prediction model
-//! with diffusers' Euler-discrete scheduler (the two-moons workload, seed 002);
-//! `sampler: ddpm` ([`Ancestral`]) with diffusers' DDPM ancestral scheduler.
 
-use super::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
-use crate::frame::{ColumnData, Table};
+use crate::engine::frame::{ColumnData, Table};
+use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::model::ScoreNetWeights;
-use crate::model::eps::EpsModelWeights;
-use crate::model::fast::FastEps;
 use crate::model::fast::FastMlp;
-use crate::params::{Default, ParamDef, ParamType, ParamsExt};
 use crate::sde::Ou;
-use crate::sde::ddpm::{DdpmSchedule, ancestral_sample, euler_sample};
-use crate::sde::sampler::{PcConfig, Prior, normal_rows, pc_sample, prior_draw};
+use crate::sde::sampler::{PcConfig, Prior, pc_sample, prior_draw};
 
 pub struct Pc;
 
-/// Peak memory per particle (measured; see [`super::rows_memory`]).
+/// Peak memory per particle (measured; see [`crate::engine::stage::rows_memory`]).
 const PC_BYTES_PER_ROW: u64 = 80;
-const EPS_BYTES_PER_ROW: u64 = 50;
 
 static PARAMS: &[ParamDef] = &[
     ParamDef {
@@ -117,8 +109,8 @@ impl Stage for Pc {
             _ => None,
         }
     }
-    fn memory_bytes(&self, p: &crate::params::Params) -> Option<(&'static str, u64)> {
-        Some(("n_samples", super::rows_memory(p, PC_BYTES_PER_ROW)))
+    fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
+        Some(("n_samples", crate::engine::stage::rows_memory(p, PC_BYTES_PER_ROW)))
     }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
@@ -148,7 +140,7 @@ impl Stage for Pc {
             p.usize("trajectory_every"),
             ctx.progress,
         );
-        super::check_finite_rows(&x, dim, p.f64("max_nonfinite"))?;
+        crate::engine::stage::check_finite_rows(&x, dim, p.f64("max_nonfinite"))?;
         let unscale = |v: f32| ((v as f64 - meta.shift) / meta.scale) as f32;
         let col = |xs: &[f32], j: usize| ColumnData::F32(xs.chunks(dim).map(|r| unscale(r[j])).collect());
         let samples = Table::new().with("a", col(&x, 0)).with("b", col(&x, 1)).with("c", col(&x, 2));
@@ -167,112 +159,3 @@ impl Stage for Pc {
         .collect())
     }
 }
-
-/// `sampler: euler_discrete`: diffusers' `EulerDiscreteScheduler` for an
-/// ε-prediction model trained by `objective: ddpm_eps` (see
-/// [`crate::sde::ddpm`] for the exact update). `x_T` is `N(0, I)·init_noise_sigma`,
-/// each particle from its own stream of the stage seed; the model's raw or EMA
-/// weights (`use_ema`) are evaluated by the fused [`FastEps`]. Samples keep the
-/// training data's column names and coordinates (standardised, for two moons).
-pub struct EulerDiscrete;
-
-static EULER_PARAMS: &[ParamDef] = &[
-    ParamDef {
-        name: "n_samples",
-        ty: ParamType::Int { min: 1, max: 100_000_000 },
-        default: Default::Int(5000),
-        doc: "particles",
-    },
-    ParamDef {
-        name: "steps",
-        ty: ParamType::Int { min: 1, max: 1_000_000 },
-        default: Default::Int(1000),
-        doc: "inference steps (one network evaluation each)",
-    },
-    ParamDef {
-        name: "use_ema",
-        ty: ParamType::Bool,
-        default: Default::Bool(false),
-        doc: "sample with the EMA weights (the model must have them)",
-    },
-    ParamDef {
-        name: "max_nonfinite",
-        ty: ParamType::Float { min: 0.0, max: 1.0 },
-        default: Default::Float(0.01),
-        doc: "largest fraction of non-finite samples kept (counted as invalid); more fails the stage",
-    },
-];
-static EULER_INPUTS: &[InputDef] =
-    &[InputDef { name: "model", format: Format::Blob, required: true, doc: "a model from `objective: ddpm_eps`" }];
-static EULER_OUTPUTS: &[OutputDef] =
-    &[OutputDef { name: "samples", format: Format::Table, doc: "the model's data columns (e.g. x, y)" }];
-
-/// The weights `use_ema` picks from a DDPM model, and its schedule.
-fn eps_model(ctx: &StageCtx) -> Result<(EpsModelWeights, FastEps, DdpmSchedule), StageError> {
-    let w = EpsModelWeights::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;
-    let layers = if ctx.params.bool("use_ema") {
-        w.ema
-            .as_ref()
-            .ok_or_else(|| StageError::Failed("use_ema: true, but the model was trained without `ema: true`".into()))?
-    } else {
-        &w.raw
-    };
-    let model = FastEps::new(&w.config, layers);
-    let sched = DdpmSchedule::linear(w.schedule.beta_start, w.schedule.beta_end, w.schedule.train_timesteps);
-    Ok((w, model, sched))
-}
-
-/// A table with the model's data columns from row-major samples.
-fn columns_table(columns: &[String], x: &[f32]) -> Outputs {
-    let dim = columns.len();
-    let mut table = Table::new();
-    for (j, name) in columns.iter().enumerate() {
-        table = table.with(name, ColumnData::F32(x.iter().skip(j).step_by(dim).copied().collect()));
-    }
-    [("samples".to_string(), Artifact::Table(table))].into_iter().collect()
-}
-
-impl Stage for EulerDiscrete {
-    describe!(Kind::Sample, "euler_discrete", version 1, EULER_PARAMS, EULER_INPUTS, EULER_OUTPUTS);
-    fn memory_bytes(&self, p: &crate::params::Params) -> Option<(&'static str, u64)> {
-        Some(("n_samples", super::rows_memory(p, EPS_BYTES_PER_ROW)))
-    }
-    fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
-        let p = ctx.params;
-        let (w, model, sched) = eps_model(ctx)?;
-        let euler = crate::sde::ddpm::EulerDiscrete::new(&sched, p.usize("steps"));
-        let dim = w.config.dim;
-        let mut x = normal_rows(p.usize("n_samples"), dim, ctx.seed, "x_T");
-        x.iter_mut().for_each(|v| *v *= euler.init_noise_sigma);
-        euler_sample(&model, &euler, &mut x, EULER_CHUNK, ctx.progress);
-        super::check_finite_rows(&x, dim, p.f64("max_nonfinite"))?;
-        Ok(columns_table(&w.columns, &x))
-    }
-}
-
-/// `sampler: ddpm`: diffusers' `DDPMScheduler` ancestral sampler
-/// ([`crate::sde::ddpm::DdpmAncestral`]: posterior mean plus the `fixed_small`
-/// noise at every step but the last) for a model from `objective: ddpm_eps` —
-/// the sampler behind the origin's EMA result ("DDPM (this repo)" in its README
-/// history). Same parameters and outputs as `euler_discrete`; `x_T ~ N(0, I)`
-/// and each step's noise come from per-particle streams of the stage seed.
-pub struct Ancestral;
-
-impl Stage for Ancestral {
-    describe!(Kind::Sample, "ddpm", version 1, EULER_PARAMS, EULER_INPUTS, EULER_OUTPUTS);
-    fn memory_bytes(&self, p: &crate::params::Params) -> Option<(&'static str, u64)> {
-        Some(("n_samples", super::rows_memory(p, EPS_BYTES_PER_ROW)))
-    }
-    fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
-        let p = ctx.params;
-        let (w, model, sched) = eps_model(ctx)?;
-        let ancestral = crate::sde::ddpm::DdpmAncestral::new(&sched, p.usize("steps"));
-        let mut x = normal_rows(p.usize("n_samples"), w.config.dim, ctx.seed, "x_T");
-        ancestral_sample(&model, &ancestral, &mut x, EULER_CHUNK, ctx.seed, ctx.progress);
-        super::check_finite_rows(&x, w.config.dim, p.f64("max_nonfinite"))?;
-        Ok(columns_table(&w.columns, &x))
-    }
-}
-
-/// Particles per chunk of the Euler sampler.
-pub const EULER_CHUNK: usize = 256;

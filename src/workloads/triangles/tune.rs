@@ -49,18 +49,18 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
 
-use super::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
-use crate::frame::{ColumnData, Table};
+use crate::engine::frame::{ColumnData, Table};
+use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::model::fast::FastMlp;
 use crate::model::{DeltaNet, ScoreNet, ScoreNetWeights, device, init_layers, layers_of, linears, train_device};
-use crate::params::{Default, ParamDef, ParamType, ParamsExt};
 use crate::sde::sampler::{PcConfig, Prior, pc_sample, prior_draw};
 use crate::sde::{Ou, ou_pairs};
-use crate::triangle::{Validity, is_triangle_strict};
+use crate::workloads::triangles::geometry::{Validity, is_triangle_strict};
 
 pub struct Smeme;
 
-const POS: ParamType = ParamType::Float { min: 0.0, max: f64::INFINITY };
+const NONNEG: ParamType = ParamType::Float { min: 0.0, max: f64::INFINITY };
 const COUNT: ParamType = ParamType::Int { min: 1, max: 1_000_000 };
 
 static PARAMS: &[ParamDef] = &[
@@ -73,10 +73,10 @@ static PARAMS: &[ParamDef] = &[
     },
     ParamDef { name: "dataset_size", ty: COUNT, default: Default::Int(1024), doc: "samples drawn per round" },
     ParamDef { name: "batch_size", ty: COUNT, default: Default::Int(256), doc: "rows per step" },
-    ParamDef { name: "beta", ty: POS, default: Default::Float(0.9), doc: "weight of the direction term" },
-    ParamDef { name: "lambda_prox", ty: POS, default: Default::Float(0.2), doc: "weight of the proximity term" },
-    ParamDef { name: "lr", ty: POS, default: Default::Float(1e-4), doc: "AdamW learning rate (delta only)" },
-    ParamDef { name: "weight_decay", ty: POS, default: Default::Float(0.01), doc: "AdamW weight decay" },
+    ParamDef { name: "beta", ty: NONNEG, default: Default::Float(0.9), doc: "weight of the direction term" },
+    ParamDef { name: "lambda_prox", ty: NONNEG, default: Default::Float(0.2), doc: "weight of the proximity term" },
+    ParamDef { name: "lr", ty: NONNEG, default: Default::Float(1e-4), doc: "AdamW learning rate (delta only)" },
+    ParamDef { name: "weight_decay", ty: NONNEG, default: Default::Float(0.01), doc: "AdamW weight decay" },
     ParamDef { name: "hidden", ty: COUNT, default: Default::Int(64), doc: "delta network width" },
     ParamDef { name: "steps", ty: COUNT, default: Default::Int(1000), doc: "sampler steps per round" },
     ParamDef {
@@ -115,7 +115,7 @@ static PARAMS: &[ParamDef] = &[
         default: Default::Str("seed"),
         doc: "`seed`: the seed's loss; `small_t`: direction term only for t < t_direction",
     },
-    ParamDef { name: "t_direction", ty: POS, default: Default::Float(0.1), doc: "small_t variant: cut-off time" },
+    ParamDef { name: "t_direction", ty: NONNEG, default: Default::Float(0.1), doc: "small_t variant: cut-off time" },
 ];
 static INPUTS: &[InputDef] =
     &[InputDef { name: "model", format: Format::Blob, required: true, doc: "the pre-trained score model" }];

@@ -13,7 +13,7 @@ use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
-use crate::spec::Spec;
+use crate::engine::spec::Spec;
 
 /// The dependency graph of a spec. Node weights are stage indices into `spec.stages`.
 pub struct Dag {

@@ -30,6 +30,10 @@ pub enum Value {
     Map(BTreeMap<String, Value>),
 }
 
+/// A float that must be positive (a learning rate, a noise scale): shared so
+/// that every implementation declares it the same way.
+pub const POS: ParamType = ParamType::Float { min: 1e-12, max: f64::INFINITY };
+
 /// The canonical parameter map of one stage.
 pub type Params = BTreeMap<String, Value>;
 

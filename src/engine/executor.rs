@@ -27,15 +27,15 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use crate::cache::{
+use crate::engine::cache::{
     Cache, CacheError, Lookup, Manifest, ManifestStage, ObjectError, OutputEntry, RECORD_FORMAT, Record, now_ms,
 };
-use crate::dag::Dag;
-use crate::hash::{Hash, KeyInputs};
-use crate::params::{Value, params_to_json};
-use crate::progress::{Event, Reporter};
-use crate::spec::{Spec, StageSpec};
-use crate::stages::{Artifact, Format, StageCtx};
+use crate::engine::dag::Dag;
+use crate::engine::hash::{Hash, KeyInputs};
+use crate::engine::params::{Value, params_to_json};
+use crate::engine::progress::{Event, Reporter};
+use crate::engine::spec::{Spec, StageSpec};
+use crate::engine::stage::{Artifact, Format, StageCtx};
 
 /// Why a stage runs (or would run).
 #[derive(Debug, Clone, PartialEq)]
@@ -230,7 +230,7 @@ fn unknown_stage(spec: &Spec, name: &str) -> ExecError {
     ExecError::UnknownStage(format!(
         "pipeline {} has no stage `{name}`{}",
         spec.name,
-        crate::params::suggest(name, &names)
+        crate::engine::params::suggest(name, &names)
     ))
 }
 
@@ -243,7 +243,7 @@ pub struct RunOptions {
     pub force: Vec<String>,
     /// Most stages computed at once; 0 means the number of CPUs.
     pub jobs: usize,
-    /// The spec file's folder under `runs/` (see [`crate::cache::Home`]);
+    /// The spec file's folder under `runs/` (see [`crate::engine::cache::Home`]);
     /// `None`: the pipeline's name.
     pub home: Option<String>,
 }

@@ -1,4 +1,5 @@
-//! The stage contract and the registry of stage implementations.
+//! The stage contract: what the engine asks of a stage implementation, and the
+//! registry type the caller fills with implementations.
 //!
 //! A stage is a pure function of (canonical params, seed, input artifacts) to
 //! named output artifacts. It does no file I/O, reads no clock and spawns no
@@ -16,14 +17,15 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::frame::{FrameError, Table};
-use crate::params::{ParamDef, Params};
+use crate::engine::frame::{FrameError, Table};
+use crate::engine::params::{ParamDef, Params};
 
 /// Implements the six descriptive methods of [`Stage`] in one line:
 /// `describe!(Kind::Train, "dsm_ou", version 2, PARAMS, INPUTS, OUTPUTS);`
+#[macro_export]
 macro_rules! describe {
     ($kind:expr, $method:literal, version $version:literal, $params:expr, $inputs:expr, $outputs:expr) => {
-        fn kind(&self) -> $crate::stages::Kind {
+        fn kind(&self) -> $crate::engine::stage::Kind {
             $kind
         }
         fn method(&self) -> &'static str {
@@ -32,27 +34,17 @@ macro_rules! describe {
         fn version(&self) -> u32 {
             $version
         }
-        fn params(&self) -> &'static [$crate::params::ParamDef] {
+        fn params(&self) -> &'static [$crate::engine::params::ParamDef] {
             $params
         }
-        fn inputs(&self) -> &'static [$crate::stages::InputDef] {
+        fn inputs(&self) -> &'static [$crate::engine::stage::InputDef] {
             $inputs
         }
-        fn outputs(&self) -> &'static [$crate::stages::OutputDef] {
+        fn outputs(&self) -> &'static [$crate::engine::stage::OutputDef] {
             $outputs
         }
     };
 }
-
-#[cfg(feature = "test-stages")]
-pub mod debug;
-pub mod generate;
-pub mod label;
-pub mod report;
-pub mod sample;
-pub mod train;
-pub mod tune;
-pub mod validate;
 
 /// The kinds of stage a spec may declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -290,8 +282,8 @@ pub trait Stage: Sync {
     /// The memory this stage needs with these params, where the params alone
     /// say (rows it will hold): the parameter that drives it and the bytes.
     /// `check` and `run` refuse, before anything runs, a stage that cannot fit
-    /// in the machine's memory ([`crate::spec`]).
-    fn memory_bytes(&self, _params: &crate::params::Params) -> Option<(&'static str, u64)> {
+    /// in the machine's memory ([`crate::engine::spec`]).
+    fn memory_bytes(&self, _params: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
         None
     }
 }
@@ -301,40 +293,9 @@ pub trait Stage: Sync {
 /// memory of the stage's process at 2 million rows (`/usr/bin/time -v`), divided
 /// by the rows and rounded up: triangles 238 → 250, two moons 95 → 100, the PC
 /// sampler 71 → 80, the DDPM samplers 47 → 50 bytes a row.
-pub fn rows_memory(p: &crate::params::Params, bytes_per_row: u64) -> u64 {
-    use crate::params::ParamsExt;
+pub fn rows_memory(p: &crate::engine::params::Params, bytes_per_row: u64) -> u64 {
+    use crate::engine::params::ParamsExt;
     (p.i64("n_samples").max(0) as u64).saturating_mul(bytes_per_row).saturating_add(64 << 20)
-}
-
-/// Every registered implementation.
-pub fn registry() -> &'static [&'static dyn Stage] {
-    &[
-        &generate::Triangles,
-        &generate::TwoMoons,
-        &label::TriangleTypes,
-        &train::DsmOu,
-        &train::DdpmEps,
-        &sample::Pc,
-        &sample::EulerDiscrete,
-        &sample::Ancestral,
-        &validate::TriangleChecks,
-        &validate::Distribution,
-        &tune::Smeme,
-        &report::Smeme,
-        &report::TwoMoons,
-        #[cfg(feature = "test-stages")]
-        &debug::Debug,
-    ]
-}
-
-/// The implementations of one kind.
-pub fn methods(kind: Kind) -> Vec<&'static dyn Stage> {
-    registry().iter().copied().filter(|s| s.kind() == kind).collect()
-}
-
-/// The implementation of `kind` selected by `method`.
-pub fn find(kind: Kind, method: &str) -> Option<&'static dyn Stage> {
-    registry().iter().copied().find(|s| s.kind() == kind && s.method() == method)
 }
 
 /// Look up an output definition of an implementation.
@@ -351,7 +312,52 @@ pub fn output_def(stage: &dyn Stage, name: &str) -> Option<OutputDef> {
 /// not bit-compatible with numpy's Mersenne Twister.
 pub fn rng(seed: u64, stream: &str) -> rand_chacha::ChaCha8Rng {
     use rand::SeedableRng;
-    let mut c = crate::hash::Canon::new("scoreflow/rng/v1");
+    let mut c = crate::engine::hash::Canon::new("scoreflow/rng/v1");
     c.u64(seed).bytes(stream.as_bytes());
     rand_chacha::ChaCha8Rng::from_seed(c.finish().0)
+}
+
+/// The stage implementations a run may use, built by the caller (the crate's
+/// [`crate::registry`]) and passed to [`crate::engine::spec::load`]: the engine
+/// knows the seven kinds, never which code implements them.
+#[derive(Default)]
+pub struct Registry {
+    stages: Vec<&'static dyn Stage>,
+}
+
+impl Registry {
+    pub fn new(stages: Vec<&'static dyn Stage>) -> Registry {
+        Registry { stages }
+    }
+
+    /// Every registered implementation, in registration order.
+    pub fn all(&self) -> &[&'static dyn Stage] {
+        &self.stages
+    }
+
+    /// The implementations of one kind.
+    pub fn methods(&self, kind: Kind) -> Vec<&'static dyn Stage> {
+        self.stages.iter().copied().filter(|s| s.kind() == kind).collect()
+    }
+
+    /// The implementation of `kind` selected by `method`.
+    pub fn find(&self, kind: Kind, method: &str) -> Option<&'static dyn Stage> {
+        self.stages.iter().copied().find(|s| s.kind() == kind && s.method() == method)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_diverging_loss_is_an_error_naming_the_step() {
+        let mut g = LossGuard::default();
+        g.check(0, 2.0).unwrap();
+        g.check(1, 2.0e6).unwrap();
+        let err = g.check(7, 3.0e6).unwrap_err();
+        assert!(matches!(err, StageError::Diverged { step: 7, .. }), "{err}");
+        assert!(err.to_string().contains("loss 3.000e6 at step 7"), "{err}");
+        assert!(matches!(g.check(8, f64::INFINITY), Err(StageError::NonFinite { step: 8, .. })));
+    }
 }

@@ -39,9 +39,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::frame::Table;
-use crate::hash::{Hash, blob_hash};
-use crate::stages::{Artifact, Format};
+use crate::engine::frame::Table;
+use crate::engine::hash::{Hash, blob_hash};
+use crate::engine::stage::{Artifact, Format};
 
 /// Errors from the cache's file system work.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +100,7 @@ impl OutputEntry {
 pub struct Record {
     pub format: u32,
     pub key: String,
-    /// The expanded hash inputs (see [`crate::hash::KeyInputs`]); read only to
+    /// The expanded hash inputs (see [`crate::engine::hash::KeyInputs`]); read only to
     /// explain why a later key differs.
     pub hash_inputs: serde_json::Value,
     pub outputs: BTreeMap<String, OutputEntry>,
@@ -834,7 +834,7 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::ColumnData;
+    use crate::engine::frame::ColumnData;
 
     fn table() -> Artifact {
         Artifact::Table(Table::new().with("x", ColumnData::F64(vec![1.0, 2.0])))

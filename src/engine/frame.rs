@@ -24,7 +24,7 @@ use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
-use crate::hash::{Canon, Hash};
+use crate::engine::hash::{Canon, Hash};
 
 /// The values of one column.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,9 +2,9 @@
 //! demand, so integration tests can exercise crash safety, concurrency and early
 //! cutoff without depending on the numerics of real stages.
 
-use super::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
-use crate::frame::{ColumnData, Table};
-use crate::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::frame::{ColumnData, Table};
+use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
 
 pub struct Debug;
 

@@ -6,7 +6,7 @@
 //! 1. **Stage key** — blake3 over a canonical encoding of exactly the [`KeyInputs`]
 //!    below. It names the stage's *record* (`records/<key>.json`).
 //! 2. **Content hash** — blake3 over the logical content of each output (a table's
-//!    schema and values, see [`crate::frame::Table::content_hash`]; a blob's bytes).
+//!    schema and values, see [`crate::engine::frame::Table::content_hash`]; a blob's bytes).
 //!    It names the output *object* (`objects/<hash>.parquet`). Downstream keys are
 //!    built from content hashes, so a stage that reruns and produces identical
 //!    content leaves its dependents fresh (early cutoff).
@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::params::{Params, Value, encode_params, params_to_json};
+use crate::engine::params::{Params, Value, encode_params, params_to_json};
 
 /// A 32-byte blake3 digest, shown as 64 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
