@@ -477,13 +477,13 @@ fn resolve_output(artifacts: &Option<PathBuf>, target: &str, pipeline: Option<&P
     };
     let entry = &record.outputs[output];
     let hash = entry.content_hash().ok_or_else(|| Error::BadInput("record names a malformed hash".into()))?;
-    let warning = match cache.read(&hash, def.format) {
+    let warning = match cache.read(&hash, def.format()) {
         Ok(_) => None,
         Err(e) => Some(format!("{stage_name}.{output} failed verification ({e}); the next run will recompute it")),
     };
     Ok(Resolved {
         path: cache.root().join(&entry.file),
-        format: def.format,
+        format: def.format(),
         label: format!("{stage_name}.{output}"),
         warning,
     })

@@ -1,6 +1,8 @@
 //! What `scoreflow run` does after the executor: publish report pages under
 //! `artifacts/reports/<home>/<stage>/` and point `artifacts/latest/` at the
-//! run's objects.
+//! run's objects. A page is any stage output of media `text/html`; it is
+//! published as `index.html` beside the stage's `image/png` outputs, by media
+//! alone — nothing here knows which workload drew them.
 //!
 //! A report stage's page is a pure function of its inputs, so it is cached like
 //! any output; what only the run knows is added here, at the page's marker:
@@ -15,7 +17,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::engine::cache::{Cache, Manifest};
 use crate::engine::spec::Spec;
-use crate::engine::stage::{Format, Kind};
+use crate::engine::stage::{Format, Media};
 use crate::error::Error;
 
 /// Publish every report stage of the run, adding the run's section to its
@@ -24,13 +26,22 @@ use crate::error::Error;
 /// the next run recomputes the stage.
 pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result<Vec<PathBuf>, String>, Error> {
     let mut pages = Vec::new();
-    for stage in spec.stages.iter().filter(|s| s.imp.kind() == Kind::Report) {
+    // A stage with an HTML output is a page: published with its images.
+    let is_page = |imp: &dyn crate::engine::stage::Stage| imp.outputs().iter().any(|o| o.media == Media::Html);
+    for stage in spec.stages.iter().filter(|s| is_page(s.imp)) {
         let Some(line) = manifest.stage(&stage.name).filter(|l| l.status == "ran" || l.status == "fresh") else {
             continue;
         };
-        let mut files = Vec::new();
-        for (name, hash) in &line.outputs {
-            let Ok(hash) = hash.parse() else { continue };
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        for def in stage.imp.outputs() {
+            let index_taken = files.iter().any(|(f, _)| f == "index.html");
+            let file = match def.media {
+                Media::Html if !index_taken => "index.html".to_string(),
+                Media::Html => format!("{}.html", def.name),
+                Media::Png => format!("{}.png", def.name),
+                Media::Table | Media::Model(_) => continue,
+            };
+            let Some(hash) = line.outputs.get(def.name).and_then(|h| h.parse().ok()) else { continue };
             let bytes = match cache.read(&hash, Format::Blob) {
                 Ok(crate::engine::stage::Artifact::Blob(bytes)) => bytes,
                 Err(crate::engine::cache::ObjectError::Cache(e)) => return Err(e.into()),
@@ -39,15 +50,15 @@ pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result
                     if let Some(key) = line.key.as_ref().and_then(|k| k.parse().ok()) {
                         cache.remove_record(&key);
                     }
-                    return Ok(Err(format!("report output {}.{name} was missing or corrupt", stage.name)));
+                    return Ok(Err(format!("report output {}.{} was missing or corrupt", stage.name, def.name)));
                 }
             };
-            if name == "html" {
+            if def.media == Media::Html {
                 let html = String::from_utf8_lossy(&bytes)
                     .replace(crate::report::STAGES_MARKER, &run_section(spec, cache, manifest));
-                files.push(("index.html".to_string(), html.into_bytes()));
+                files.push((file, html.into_bytes()));
             } else {
-                files.push((format!("{name}.png"), bytes));
+                files.push((file, bytes));
             }
         }
         let dir = cache.publish(home(manifest), &stage.name, &files)?;
@@ -67,7 +78,7 @@ pub fn link_latest(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<()
             let (Ok(hash), Some(def)) = (hash.parse(), crate::engine::stage::output_def(stage.imp, output)) else {
                 continue;
             };
-            let file = Cache::object_rel(&hash, def.format);
+            let file = Cache::object_rel(&hash, def.format());
             cache.link_latest(home(manifest), &line.name, output, &file)?;
             keep.push(format!("{output}.{}", file.rsplit('.').next().unwrap_or("bin")));
         }

@@ -139,3 +139,13 @@ fn check_rejects_wiring_a_table_without_the_needed_columns() {
         "name: x\nstages:\n  moons:\n    kind: generate\n    params: { dataset: two_moons, n_samples: 100 }\n  lab:\n    kind: label\n    inputs: { data: moons.samples }\n  ok:\n    kind: label\n    inputs: { data: t }\n  t:\n    kind: generate\n    params: { dataset: triangles, n_samples: 10 }\n"
     ));
 }
+
+/// Outputs carry a media type: a sampler for the OU score model wired to a
+/// DDPM ε-model (both "model weights") is refused before anything runs, and so
+/// is a report page given where a model is expected.
+#[test]
+fn check_rejects_a_model_of_the_wrong_framing() {
+    insta::assert_snapshot!(errors(
+        "name: x\nstages:\n  moons:\n    kind: generate\n    params: { dataset: two_moons, n_samples: 100 }\n  ddpm:\n    kind: train\n    inputs: { data: moons }\n    params: { objective: ddpm_eps }\n  pc:\n    kind: sample\n    inputs: { model: ddpm.model }\n    params: { sampler: pc }\n  euler:\n    kind: sample\n    inputs: { model: ddpm.loss }\n    params: { sampler: euler_discrete }\n"
+    ));
+}

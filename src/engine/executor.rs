@@ -582,7 +582,7 @@ impl Shared<'_> {
                 Err(e) => return fail(e.to_string()),
             };
             let hash = entry.content_hash().expect("just computed");
-            hashes.insert(def.name.to_string(), (hash, def.format));
+            hashes.insert(def.name.to_string(), (hash, def.format()));
             produced.insert(def.name.to_string(), Arc::new(artifact.clone()));
             self.memo.lock().expect("not poisoned").insert(hash, produced[def.name].clone());
             entries.insert(def.name.to_string(), entry);

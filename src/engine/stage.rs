@@ -136,19 +136,73 @@ impl Format {
     }
 }
 
+/// What an output holds, finer than how it is stored: `check` matches the media
+/// an input expects against its producer's (a `pc` sampler wired to a DDPM
+/// model is refused before anything runs), and publishing names files by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Media {
+    /// A table, stored as Parquet.
+    Table,
+    /// Model weights in a named framing (the framing's magic bytes say which).
+    Model(&'static str),
+    /// A PNG image.
+    Png,
+    /// An HTML page.
+    Html,
+}
+
+impl Media {
+    /// How the cache stores it.
+    pub fn format(self) -> Format {
+        match self {
+            Media::Table => Format::Table,
+            Media::Model(_) | Media::Png | Media::Html => Format::Blob,
+        }
+    }
+
+    /// `table`, `model/<framing>`, `image/png`, `text/html`.
+    pub fn name(self) -> String {
+        match self {
+            Media::Table => "table".into(),
+            Media::Model(framing) => format!("model/{framing}"),
+            Media::Png => "image/png".into(),
+            Media::Html => "text/html".into(),
+        }
+    }
+}
+
+impl fmt::Display for Media {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct InputDef {
     pub name: &'static str,
-    pub format: Format,
+    /// The media the input expects.
+    pub media: Media,
     pub required: bool,
     pub doc: &'static str,
+}
+
+impl InputDef {
+    pub fn format(&self) -> Format {
+        self.media.format()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
 pub struct OutputDef {
     pub name: &'static str,
-    pub format: Format,
+    pub media: Media,
     pub doc: &'static str,
+}
+
+impl OutputDef {
+    pub fn format(&self) -> Format {
+        self.media.format()
+    }
 }
 
 /// A value passed between stages.

@@ -4,7 +4,7 @@
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
-use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 
 pub struct Debug;
 
@@ -25,8 +25,8 @@ static PARAMS: &[ParamDef] = &[
     ParamDef { name: "nan", ty: ParamType::Bool, default: Default::Bool(false), doc: "report a non-finite loss" },
 ];
 static INPUTS: &[InputDef] =
-    &[InputDef { name: "data", format: Format::Table, required: false, doc: "a table with an i64 column `value`" }];
-static OUTPUTS: &[OutputDef] = &[OutputDef { name: "table", format: Format::Table, doc: "one i64 column `value`" }];
+    &[InputDef { name: "data", media: Media::Table, required: false, doc: "a table with an i64 column `value`" }];
+static OUTPUTS: &[OutputDef] = &[OutputDef { name: "table", media: Media::Table, doc: "one i64 column `value`" }];
 
 impl Stage for Debug {
     describe!(Kind::Debug, "echo", version 1, PARAMS, INPUTS, OUTPUTS);

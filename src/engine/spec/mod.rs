@@ -324,14 +324,19 @@ pub fn validate(path: &Path, text: &str, registry: &Registry) -> Result<Spec, Sp
             if let Some(imp) = d.imp
                 && let Some(def) = imp.inputs().iter().find(|i| i.name == input)
             {
-                let found = stage::output_def(target_imp, output).expect("listed above").format;
-                if def.format != found {
+                let found = stage::output_def(target_imp, output).expect("listed above").media;
+                if def.media != found {
                     c.err(
                         *pos,
                         format!(
-                            "input `{input}` expects a {}, but `{stage_name}.{output}` is a {}",
-                            def.format.name(),
-                            found.name()
+                            "input `{input}` of a {} {} stage expects {}, but `{stage_name}.{output}` is {} \
+                             (from a {} {} stage)",
+                            imp.kind(),
+                            imp.method(),
+                            def.media,
+                            found,
+                            target_imp.kind(),
+                            target_imp.method()
                         ),
                     );
                     continue;

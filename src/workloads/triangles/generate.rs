@@ -7,7 +7,7 @@
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
-use crate::engine::stage::{Artifact, Format, Kind, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
+use crate::engine::stage::{Artifact, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::workloads::triangles::geometry::{AngleType, SideType, classify_angles, classify_sides, sample_valid_sides};
 use rand::seq::{SliceRandom, index};
 
@@ -52,7 +52,7 @@ static PARAMS: &[ParamDef] = &[
     },
 ];
 
-static OUTPUTS: &[OutputDef] = &[OutputDef { name: "samples", format: Format::Table, doc: "side lengths a, b, c" }];
+static OUTPUTS: &[OutputDef] = &[OutputDef { name: "samples", media: Media::Table, doc: "side lengths a, b, c" }];
 
 /// Keep `floor(n·ratio)` rows (or all) of each class, in the given class order;
 /// each class subsample uses its own random stream.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
-use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::workloads::triangles::geometry::{AngleType, SideType, classify_angles, classify_sides};
 
 pub struct TriangleTypes;
@@ -21,10 +21,10 @@ static PARAMS: &[ParamDef] = &[ParamDef {
     doc: "absolute tolerance for equal sides; tol·90° for right angles",
 }];
 static INPUTS: &[InputDef] =
-    &[InputDef { name: "data", format: Format::Table, required: true, doc: "a table with columns a, b, c" }];
+    &[InputDef { name: "data", media: Media::Table, required: true, doc: "a table with columns a, b, c" }];
 static OUTPUTS: &[OutputDef] = &[
-    OutputDef { name: "labels", format: Format::Table, doc: "a, b, c, side_type, angle_type" },
-    OutputDef { name: "counts", format: Format::Table, doc: "family, type, count, fraction" },
+    OutputDef { name: "labels", media: Media::Table, doc: "a, b, c, side_type, angle_type" },
+    OutputDef { name: "counts", media: Media::Table, doc: "family, type, count, fraction" },
 ];
 
 /// Side and angle types of every row of (a, b, c).

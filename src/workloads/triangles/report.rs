@@ -6,7 +6,7 @@
 use super::label::{classify_all, type_fractions};
 use crate::engine::frame::Table;
 use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
-use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::model::ScoreNetWeights;
 use crate::model::fast::FastMlp;
 use crate::report::plot::{self, Lines};
@@ -54,36 +54,31 @@ static PARAMS: &[ParamDef] = &[
     },
 ];
 static INPUTS: &[InputDef] = &[
-    InputDef { name: "loss", format: Format::Table, required: true, doc: "pre-training loss (train.loss)" },
+    InputDef { name: "loss", media: Media::Table, required: true, doc: "pre-training loss (train.loss)" },
     InputDef {
         name: "pre",
-        format: Format::Table,
+        media: Media::Table,
         required: true,
         doc: "validity flags of the pre-trained model's samples",
     },
-    InputDef {
-        name: "post",
-        format: Format::Table,
-        required: true,
-        doc: "validity flags of the tuned model's samples",
-    },
-    InputDef { name: "tracker", format: Format::Table, required: true, doc: "tune.tracker" },
+    InputDef { name: "post", media: Media::Table, required: true, doc: "validity flags of the tuned model's samples" },
+    InputDef { name: "tracker", media: Media::Table, required: true, doc: "tune.tracker" },
     InputDef {
         name: "exploration",
-        format: Format::Table,
+        media: Media::Table,
         required: true,
         doc: "validate.exploration (tuned vs pre-trained)",
     },
-    InputDef { name: "pre_model", format: Format::Blob, required: true, doc: "the pre-trained model" },
-    InputDef { name: "post_model", format: Format::Blob, required: true, doc: "the tuned model" },
+    InputDef { name: "pre_model", media: Media::Model("score_ou"), required: true, doc: "the pre-trained model" },
+    InputDef { name: "post_model", media: Media::Model("score_ou"), required: true, doc: "the tuned model" },
 ];
 static OUTPUTS: &[OutputDef] = &[
-    OutputDef { name: "html", format: Format::Blob, doc: "the report page (index.html)" },
-    OutputDef { name: "uv_density", format: Format::Blob, doc: "PNG" },
-    OutputDef { name: "triangles", format: Format::Blob, doc: "PNG" },
-    OutputDef { name: "training", format: Format::Blob, doc: "PNG" },
-    OutputDef { name: "types", format: Format::Blob, doc: "PNG" },
-    OutputDef { name: "score_field", format: Format::Blob, doc: "PNG" },
+    OutputDef { name: "html", media: Media::Html, doc: "the report page (index.html)" },
+    OutputDef { name: "uv_density", media: Media::Png, doc: "PNG" },
+    OutputDef { name: "triangles", media: Media::Png, doc: "PNG" },
+    OutputDef { name: "training", media: Media::Png, doc: "PNG" },
+    OutputDef { name: "types", media: Media::Png, doc: "PNG" },
+    OutputDef { name: "score_field", media: Media::Png, doc: "PNG" },
 ];
 
 /// The figures of a report, in page order: (output name, caption).

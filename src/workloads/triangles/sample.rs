@@ -22,7 +22,7 @@
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
-use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::model::ScoreNetWeights;
 use crate::model::fast::FastMlp;
 use crate::sde::Ou;
@@ -90,10 +90,10 @@ static PARAMS: &[ParamDef] = &[
     },
 ];
 static INPUTS: &[InputDef] =
-    &[InputDef { name: "model", format: Format::Blob, required: true, doc: "a trained score model" }];
+    &[InputDef { name: "model", media: Media::Model("score_ou"), required: true, doc: "a trained score model" }];
 static OUTPUTS: &[OutputDef] = &[
-    OutputDef { name: "samples", format: Format::Table, doc: "a, b, c in side-length units" },
-    OutputDef { name: "trajectories", format: Format::Table, doc: "particle, step, t, a, b, c" },
+    OutputDef { name: "samples", media: Media::Table, doc: "a, b, c in side-length units" },
+    OutputDef { name: "trajectories", media: Media::Table, doc: "particle, step, t, a, b, c" },
 ];
 
 /// Particles per sampler chunk: large enough for gemm to be efficient, small

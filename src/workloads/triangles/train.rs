@@ -17,7 +17,7 @@
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, POS, ParamDef, ParamType, ParamsExt};
-use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::model::{ModelMeta, ScoreNet, ScoreNetConfig, ScoreNetWeights, train_device};
 use crate::sde::{Ou, ou_pairs};
 use burn::module::Module;
@@ -82,10 +82,10 @@ static PARAMS: &[ParamDef] = &[
     },
 ];
 static INPUTS: &[InputDef] =
-    &[InputDef { name: "data", format: Format::Table, required: true, doc: "training samples with columns a, b, c" }];
+    &[InputDef { name: "data", media: Media::Table, required: true, doc: "training samples with columns a, b, c" }];
 static OUTPUTS: &[OutputDef] = &[
-    OutputDef { name: "model", format: Format::Blob, doc: "the trained score network" },
-    OutputDef { name: "loss", format: Format::Table, doc: "epoch, step, loss" },
+    OutputDef { name: "model", media: Media::Model("score_ou"), doc: "the trained score network" },
+    OutputDef { name: "loss", media: Media::Table, doc: "epoch, step, loss" },
 ];
 
 /// Everything the training loop needs, independent of spec parsing.

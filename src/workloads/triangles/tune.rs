@@ -51,7 +51,7 @@ use rand::Rng;
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
-use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::model::fast::FastMlp;
 use crate::model::{DeltaNet, ScoreNet, ScoreNetWeights, device, init_layers, layers_of, linears, train_device};
 use crate::sde::sampler::{PcConfig, Prior, pc_sample, prior_draw};
@@ -118,12 +118,12 @@ static PARAMS: &[ParamDef] = &[
     ParamDef { name: "t_direction", ty: NONNEG, default: Default::Float(0.1), doc: "small_t variant: cut-off time" },
 ];
 static INPUTS: &[InputDef] =
-    &[InputDef { name: "model", format: Format::Blob, required: true, doc: "the pre-trained score model" }];
+    &[InputDef { name: "model", media: Media::Model("score_ou"), required: true, doc: "the pre-trained score model" }];
 static OUTPUTS: &[OutputDef] = &[
-    OutputDef { name: "model", format: Format::Blob, doc: "the tuned model (pre-trained + delta)" },
+    OutputDef { name: "model", media: Media::Model("score_ou"), doc: "the tuned model (pre-trained + delta)" },
     OutputDef {
         name: "tracker",
-        format: Format::Table,
+        media: Media::Table,
         doc: "per outer/inner epoch: validity, loss terms, Δ/teach, cos",
     },
 ];

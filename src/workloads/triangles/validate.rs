@@ -10,7 +10,7 @@
 use super::label::{classify_all, format_counts, type_counts, type_fractions};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
-use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::workloads::triangles::geometry::{AngleType, SideType, Validity};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,25 +44,25 @@ static PARAMS: &[ParamDef] = &[
     },
 ];
 static INPUTS: &[InputDef] = &[
-    InputDef { name: "samples", format: Format::Table, required: true, doc: "a table with columns a, b, c" },
+    InputDef { name: "samples", media: Media::Table, required: true, doc: "a table with columns a, b, c" },
     InputDef {
         name: "reference",
-        format: Format::Table,
+        media: Media::Table,
         required: false,
         doc: "samples to compare with (e.g. the pre-trained model's, drawn from the same x_T)",
     },
 ];
 static OUTPUTS: &[OutputDef] = &[
-    OutputDef { name: "summary", format: Format::Table, doc: "metric, value" },
+    OutputDef { name: "summary", media: Media::Table, doc: "metric, value" },
     OutputDef {
         name: "flags",
-        format: Format::Table,
+        media: Media::Table,
         doc: "per sample: a, b, c, valid, negative, over_one, inequality_ok, margin",
     },
-    OutputDef { name: "types", format: Format::Table, doc: "type distribution of the valid samples" },
+    OutputDef { name: "types", media: Media::Table, doc: "type distribution of the valid samples" },
     OutputDef {
         name: "exploration",
-        format: Format::Table,
+        media: Media::Table,
         doc: "metric, reference, samples, change: validity, type masses, (u, v) entropy",
     },
 ];

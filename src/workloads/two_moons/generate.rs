@@ -3,7 +3,7 @@
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
-use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use rand::seq::SliceRandom;
 
 /// Peak memory per requested row (measured; see [`crate::engine::stage::rows_memory`]).
@@ -53,13 +53,13 @@ static MOONS_PARAMS: &[ParamDef] = &[
 ];
 static MOONS_INPUTS: &[InputDef] = &[InputDef {
     name: "stats",
-    format: Format::Table,
+    media: Media::Table,
     required: false,
     doc: "axis, mean, std to standardise with (another draw's `stats`)",
 }];
 static MOONS_OUTPUTS: &[OutputDef] = &[
-    OutputDef { name: "samples", format: Format::Table, doc: "x, y (standardised) and moon (0 outer, 1 inner)" },
-    OutputDef { name: "stats", format: Format::Table, doc: "axis, mean, std used to standardise" },
+    OutputDef { name: "samples", media: Media::Table, doc: "x, y (standardised) and moon (0 outer, 1 inner)" },
+    OutputDef { name: "stats", media: Media::Table, doc: "axis, mean, std used to standardise" },
 ];
 
 /// Raw `make_moons` points (row-major `[x, y]`) and moon labels.

@@ -2,7 +2,7 @@
 
 use crate::engine::frame::Table;
 use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
-use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::report::plot::{self, Lines};
 use crate::report::{html_table_with, moving_mean, page, plot_err};
 use std::fmt::Write as _;
@@ -20,16 +20,16 @@ static MOONS_PARAMS: &[ParamDef] = &[ParamDef {
     doc: "steps in the loss curve's moving mean",
 }];
 static MOONS_INPUTS: &[InputDef] = &[
-    InputDef { name: "target", format: Format::Table, required: true, doc: "an independent draw of the target" },
-    InputDef { name: "samples", format: Format::Table, required: true, doc: "generated points" },
-    InputDef { name: "loss", format: Format::Table, required: true, doc: "train.loss (step, loss, lr, grad_norm)" },
-    InputDef { name: "metrics", format: Format::Table, required: true, doc: "validate.metrics" },
+    InputDef { name: "target", media: Media::Table, required: true, doc: "an independent draw of the target" },
+    InputDef { name: "samples", media: Media::Table, required: true, doc: "generated points" },
+    InputDef { name: "loss", media: Media::Table, required: true, doc: "train.loss (step, loss, lr, grad_norm)" },
+    InputDef { name: "metrics", media: Media::Table, required: true, doc: "validate.metrics" },
 ];
 static MOONS_OUTPUTS: &[OutputDef] = &[
-    OutputDef { name: "html", format: Format::Blob, doc: "the report page (index.html)" },
-    OutputDef { name: "comparison", format: Format::Blob, doc: "PNG" },
-    OutputDef { name: "generated", format: Format::Blob, doc: "PNG" },
-    OutputDef { name: "training", format: Format::Blob, doc: "PNG" },
+    OutputDef { name: "html", media: Media::Html, doc: "the report page (index.html)" },
+    OutputDef { name: "comparison", media: Media::Png, doc: "PNG" },
+    OutputDef { name: "generated", media: Media::Png, doc: "PNG" },
+    OutputDef { name: "training", media: Media::Png, doc: "PNG" },
 ];
 
 /// The two-moons report's figures, in page order.

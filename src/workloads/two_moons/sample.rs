@@ -4,7 +4,7 @@
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
-use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::model::eps::EpsModelWeights;
 use crate::model::fast::FastEps;
 use crate::sde::ddpm::{DdpmSchedule, ancestral_sample, euler_sample};
@@ -47,10 +47,14 @@ static EULER_PARAMS: &[ParamDef] = &[
         doc: "largest fraction of non-finite samples kept (counted as invalid); more fails the stage",
     },
 ];
-static EULER_INPUTS: &[InputDef] =
-    &[InputDef { name: "model", format: Format::Blob, required: true, doc: "a model from `objective: ddpm_eps`" }];
+static EULER_INPUTS: &[InputDef] = &[InputDef {
+    name: "model",
+    media: Media::Model("eps_ddpm"),
+    required: true,
+    doc: "a model from `objective: ddpm_eps`",
+}];
 static EULER_OUTPUTS: &[OutputDef] =
-    &[OutputDef { name: "samples", format: Format::Table, doc: "the model's data columns (e.g. x, y)" }];
+    &[OutputDef { name: "samples", media: Media::Table, doc: "the model's data columns (e.g. x, y)" }];
 
 /// The weights `use_ema` picks from a DDPM model, and its schedule.
 fn eps_model(ctx: &StageCtx) -> Result<(EpsModelWeights, FastEps, DdpmSchedule), StageError> {

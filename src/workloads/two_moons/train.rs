@@ -3,7 +3,7 @@
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, POS, ParamDef, ParamType, ParamsExt};
-use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 
 /// `objective: ddpm_eps`: the two-moons DDPM (seed 002) — ε-prediction with
 /// the linear-β schedule ([`crate::sde::ddpm::DdpmSchedule`]).
@@ -120,10 +120,14 @@ static DDPM_PARAMS: &[ParamDef] = &[
     },
 ];
 static DDPM_INPUTS: &[InputDef] =
-    &[InputDef { name: "data", format: Format::Table, required: true, doc: "training points (every float column)" }];
+    &[InputDef { name: "data", media: Media::Table, required: true, doc: "training points (every float column)" }];
 static DDPM_OUTPUTS: &[OutputDef] = &[
-    OutputDef { name: "model", format: Format::Blob, doc: "the ε-network: raw weights and, with `ema`, EMA weights" },
-    OutputDef { name: "loss", format: Format::Table, doc: "step, loss, lr, grad_norm" },
+    OutputDef {
+        name: "model",
+        media: Media::Model("eps_ddpm"),
+        doc: "the ε-network: raw weights and, with `ema`, EMA weights",
+    },
+    OutputDef { name: "loss", media: Media::Table, doc: "step, loss, lr, grad_norm" },
 ];
 
 /// Settings of a DDPM training run.

@@ -4,7 +4,7 @@
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
-use crate::engine::stage::{Artifact, Format, InputDef, Kind, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -45,13 +45,13 @@ static DIST_PARAMS: &[ParamDef] = &[
     },
 ];
 static DIST_INPUTS: &[InputDef] = &[
-    InputDef { name: "samples", format: Format::Table, required: true, doc: "generated points" },
-    InputDef { name: "target", format: Format::Table, required: true, doc: "an independent draw of the target" },
-    InputDef { name: "floor", format: Format::Table, required: false, doc: "a second independent draw (the floor)" },
+    InputDef { name: "samples", media: Media::Table, required: true, doc: "generated points" },
+    InputDef { name: "target", media: Media::Table, required: true, doc: "an independent draw of the target" },
+    InputDef { name: "floor", media: Media::Table, required: false, doc: "a second independent draw (the floor)" },
 ];
 static DIST_OUTPUTS: &[OutputDef] = &[OutputDef {
     name: "metrics",
-    format: Format::Table,
+    media: Media::Table,
     doc: "metric, value (samples vs target), floor (target vs floor draw), note",
 }];
 
