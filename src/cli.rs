@@ -112,6 +112,17 @@ pub enum Command {
         /// The pipeline spec (YAML).
         file: PathBuf,
     },
+    /// List the stage implementations: each one's params (type, default, doc),
+    /// inputs and outputs with their media.
+    Stages {
+        /// Only this kind (generate, label, train, sample, validate, tune, report).
+        kind: Option<String>,
+        /// Only this implementation of the kind (its selector's value).
+        method: Option<String>,
+        /// Print the README's stage table (Markdown) instead.
+        #[arg(long)]
+        markdown: bool,
+    },
 }
 
 /// Parse `args` and run the command.
@@ -171,6 +182,33 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let spec = load_spec(file)?;
             let n = spec.stages.len();
             out(&format!("{}: ok, {n} stage{}\n", file.display(), if n == 1 { "" } else { "s" }));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stages { kind, method, markdown } => {
+            use crate::engine::stage::Kind;
+            let kind = match kind {
+                None => None,
+                Some(k) => Some(Kind::parse(k).filter(|k| Kind::PUBLIC.contains(k)).ok_or_else(|| {
+                    let names: Vec<&str> = Kind::PUBLIC.iter().map(|k| k.name()).collect();
+                    Error::BadInput(format!(
+                        "unknown stage kind `{k}`; expected one of: {}{}",
+                        names.join(", "),
+                        crate::engine::params::suggest(k, &names)
+                    ))
+                })?),
+            };
+            let stages = crate::describe::select(crate::registry(), kind, method.as_deref());
+            if stages.is_empty() {
+                let k = kind.expect("a method is only given with a kind");
+                let names: Vec<&str> = crate::registry().methods(k).iter().map(|s| s.method()).collect();
+                return Err(Error::BadInput(format!(
+                    "no {k} implementation `{}`; expected one of: {}{}",
+                    method.as_deref().unwrap_or_default(),
+                    names.join(", "),
+                    crate::engine::params::suggest(method.as_deref().unwrap_or_default(), &names)
+                )));
+            }
+            out(&if *markdown { crate::describe::markdown(&stages) } else { crate::describe::text(&stages) });
             Ok(ExitCode::SUCCESS)
         }
         Command::Dag { file, dot } => {
