@@ -259,6 +259,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             let spec = load_spec(file)?;
             let cache = cache_for(&cli.artifacts, file);
+            // Held from before the first write (the spec's ownership of its home)
+            // until the manifest and the reports are written: `gc` waits.
+            let _lease = cache.lease()?;
             let home = cache.home(&spec.name, file, true)?;
             if let Some(other) = &home.shared_with {
                 eprintln!(
@@ -287,8 +290,6 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 eprintln!("\n{msg}");
                 std::process::exit(130);
             });
-            // Held until the manifest and the reports are written: `gc` waits.
-            let _lease = cache.lease()?;
             cache.clean_stale_tmp();
             let mut report = executor::run(&spec, &cache, &opts, reporter)?;
             let published = match crate::publish::reports(&spec, &cache, &report.manifest)? {

@@ -402,16 +402,23 @@ impl Cache {
         };
         let mut removed = 0;
         for f in files {
-            let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-                continue;
-            };
-            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() && fs::remove_file(&f).is_ok()
-            {
+            let owned = Self::temp_owner(&f);
+            if owned.is_some_and(|pid| pid != std::process::id() && !Self::alive(pid)) && fs::remove_file(&f).is_ok() {
                 removed += 1;
             }
         }
         removed
+    }
+
+    /// The process id a temporary file's name starts with (its writer's).
+    fn temp_owner(file: &Path) -> Option<u32> {
+        let name = file.file_name()?.to_string_lossy().into_owned();
+        name.split('-').next()?.parse().ok()
+    }
+
+    /// Whether process `pid` exists (Linux; elsewhere every writer is assumed alive).
+    fn alive(pid: u32) -> bool {
+        !cfg!(target_os = "linux") || Path::new(&format!("/proc/{pid}")).exists()
     }
 
     pub fn write_record(&self, record: &Record) -> Result<(), CacheError> {
@@ -766,7 +773,12 @@ impl Cache {
                 }
             }
         }
+        // A temporary file of a live process is a write in progress (a run that
+        // has not taken its lease yet writing its spec ownership, say): kept.
         for file in read_dir(&self.root.join("tmp"))? {
+            if Self::temp_owner(&file).is_some_and(Self::alive) {
+                continue;
+            }
             remove(&file, &mut report.temp_files, &mut report.bytes)?;
         }
         for file in read_dir(&self.root.join("locks"))? {
@@ -877,5 +889,19 @@ mod tests {
         let report = cache.gc(false).unwrap();
         assert_eq!(report.temp_files, 1);
         assert!(!dir.path().join("tmp/123.partial").exists());
+    }
+
+    /// A live process's temporary file is a write in progress: gc keeps it (a
+    /// run about to rename its spec ownership into place failed beside gc).
+    #[test]
+    fn gc_keeps_a_live_writers_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        let live = dir.path().join(format!("tmp/{}-0.json", std::process::id()));
+        fs::write(&live, b"being written").unwrap();
+        let report = cache.gc(false).unwrap();
+        assert_eq!(report.temp_files, 0);
+        assert!(live.exists());
     }
 }
