@@ -149,3 +149,12 @@ fn check_rejects_a_model_of_the_wrong_framing() {
         "name: x\nstages:\n  moons:\n    kind: generate\n    params: { dataset: two_moons, n_samples: 100 }\n  ddpm:\n    kind: train\n    inputs: { data: moons }\n    params: { objective: ddpm_eps }\n  pc:\n    kind: sample\n    inputs: { model: ddpm.model }\n    params: { sampler: pc }\n  euler:\n    kind: sample\n    inputs: { model: ddpm.loss }\n    params: { sampler: euler_discrete }\n"
     ));
 }
+
+/// Rules across parameters, and between a stage and its producer, are checked
+/// before anything runs, each at the parameter or input it concerns.
+#[test]
+fn check_applies_cross_parameter_rules() {
+    insta::assert_snapshot!(errors(
+        "name: x\nstages:\n  moons:\n    kind: generate\n    params: { dataset: two_moons, n_samples: 100 }\n  ddpm:\n    kind: train\n    inputs: { data: moons }\n    params: { objective: ddpm_eps, time_channels: 33, beta_start: 0.5, beta_end: 0.02 }\n  s:\n    kind: sample\n    inputs: { model: ddpm.model }\n    params: { sampler: ddpm, use_ema: true }\n"
+    ));
+}

@@ -88,16 +88,19 @@ fn use_ema_reruns_only_sampling_and_needs_ema_weights() {
     let started = ev.iter().find(|e| e["event"] == "started" && e["stage"] == "samples").unwrap();
     assert_eq!(started["reasons"][0], "param use_ema changed true → false");
 
-    // A model trained without EMA cannot be sampled with it: a named error, no entry.
+    // A model trained without EMA cannot be sampled with it: `check` says so at
+    // the input, before anything runs (exit 2, nothing written).
     ws.write("plain.yaml", &small("two_moons.yaml").replace("steps: 50 }", "steps: 50, use_ema: true }"));
+    let before = ws.files_under("artifacts/records");
     let out = ws.cmd(&["run", "plain.yaml"]).output().unwrap();
-    assert!(!out.status.success());
-    let err = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(err.contains("use_ema: true, but the model was trained without `ema: true`"), "{err}");
-    // The failure left no entry: the next run tries the stage again, from nothing.
-    let (_, ev) = ws.run_json("plain.yaml", &[]);
-    let started = ev.iter().find(|e| e["event"] == "started" && e["stage"] == "samples").unwrap();
-    assert_eq!(started["reasons"][0], "no cached result", "{started}");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("plain.yaml:"), "{err}");
+    assert!(
+        err.contains("input `model` of stage `samples`: use_ema: true, but the model was trained without `ema: true`"),
+        "{err}"
+    );
+    assert_eq!(ws.files_under("artifacts/records"), before, "nothing ran");
 }
 
 #[test]

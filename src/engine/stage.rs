@@ -333,6 +333,24 @@ pub trait Stage: Sync {
     fn output_columns(&self, _output: &str) -> Option<&'static [&'static str]> {
         None
     }
+    /// Rules across this stage's parameters that their types cannot say
+    /// (`time_channels` even, say), checked by `check` and before `run`: each
+    /// broken rule as (the parameter to point at, why).
+    fn check_params(&self, _params: &Params) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    /// Rules between this stage's parameters and those of the stage that
+    /// produces input `input` (a sampler's `use_ema` needs a model trained
+    /// with `ema`): why the wiring cannot work, reported at the input.
+    fn check_input(
+        &self,
+        _params: &Params,
+        _input: &str,
+        _producer: &dyn Stage,
+        _producer_params: &Params,
+    ) -> Option<String> {
+        None
+    }
     /// The memory this stage needs with these params, where the params alone
     /// say (rows it will hold): the parameter that drives it and the bytes.
     /// `check` and `run` refuse, before anything runs, a stage that cannot fit

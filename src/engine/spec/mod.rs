@@ -359,6 +359,12 @@ pub fn validate(path: &Path, text: &str, registry: &Registry) -> Result<Spec, Sp
                         continue;
                     }
                 }
+                // Rules between the two stages' parameters (use_ema on a model
+                // trained without EMA, say).
+                if let Some(why) = imp.check_input(&d.params, input, target_imp, &target.params) {
+                    c.err(*pos, format!("input `{input}` of stage `{}`: {why}", d.name));
+                    continue;
+                }
             }
             inputs.insert(input.clone(), InputRef { stage: stage_name.to_string(), output: output.to_string() });
         }
@@ -557,6 +563,11 @@ fn check_params(c: &mut Collector, stage: &str, imp: &'static dyn Stage, at: Pos
                 }
             }
         }
+    }
+    // Rules across parameters, reported at the first parameter they name.
+    for (param, why) in imp.check_params(&params) {
+        let pos = given.iter().find(|(k, _)| k.as_str() == Some(param)).map_or(at, |(_, v)| v.pos);
+        c.err(pos, format!("stage `{stage}`: {why}"));
     }
     if let (Some((param, need)), Some(have)) = (imp.memory_bytes(&params), memory_limit())
         && need > have

@@ -56,6 +56,19 @@ static EULER_INPUTS: &[InputDef] = &[InputDef {
 static EULER_OUTPUTS: &[OutputDef] =
     &[OutputDef { name: "samples", media: Media::Table, doc: "the model's data columns (e.g. x, y)" }];
 
+/// `use_ema: true` needs a model trained with `ema: true`: said by `check`,
+/// before anything runs (the sampler also refuses such a blob at run time).
+fn ema_wiring(
+    p: &crate::engine::params::Params,
+    input: &str,
+    producer: &dyn Stage,
+    producer_params: &crate::engine::params::Params,
+) -> Option<String> {
+    let trained_with_ema = producer_params.get("ema").is_none_or(|v| *v == crate::engine::params::Value::Bool(true));
+    (input == "model" && p.bool("use_ema") && producer.method() == "ddpm_eps" && !trained_with_ema)
+        .then(|| "use_ema: true, but the model was trained without `ema: true`".to_string())
+}
+
 /// The weights `use_ema` picks from a DDPM model, and its schedule.
 fn eps_model(ctx: &StageCtx) -> Result<(EpsModelWeights, FastEps, DdpmSchedule), StageError> {
     let w = EpsModelWeights::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;
@@ -83,6 +96,15 @@ fn columns_table(columns: &[String], x: &[f32]) -> Outputs {
 
 impl Stage for EulerDiscrete {
     describe!(Kind::Sample, "euler_discrete", version 1, EULER_PARAMS, EULER_INPUTS, EULER_OUTPUTS);
+    fn check_input(
+        &self,
+        p: &crate::engine::params::Params,
+        input: &str,
+        producer: &dyn Stage,
+        producer_params: &crate::engine::params::Params,
+    ) -> Option<String> {
+        ema_wiring(p, input, producer, producer_params)
+    }
     fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
         Some(("n_samples", crate::engine::stage::rows_memory(p, EPS_BYTES_PER_ROW)))
     }
@@ -109,6 +131,15 @@ pub struct Ancestral;
 
 impl Stage for Ancestral {
     describe!(Kind::Sample, "ddpm", version 1, EULER_PARAMS, EULER_INPUTS, EULER_OUTPUTS);
+    fn check_input(
+        &self,
+        p: &crate::engine::params::Params,
+        input: &str,
+        producer: &dyn Stage,
+        producer_params: &crate::engine::params::Params,
+    ) -> Option<String> {
+        ema_wiring(p, input, producer, producer_params)
+    }
     fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
         Some(("n_samples", crate::engine::stage::rows_memory(p, EPS_BYTES_PER_ROW)))
     }

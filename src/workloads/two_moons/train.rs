@@ -327,6 +327,20 @@ pub fn train_ddpm(
 
 impl Stage for DdpmEps {
     describe!(Kind::Train, "ddpm_eps", version 2, DDPM_PARAMS, DDPM_INPUTS, DDPM_OUTPUTS);
+    fn check_params(&self, p: &crate::engine::params::Params) -> Vec<(&'static str, String)> {
+        let mut broken = Vec::new();
+        if p.get("time_channels").is_some() && !p.usize("time_channels").is_multiple_of(2) {
+            let n = p.usize("time_channels");
+            broken.push(("time_channels", format!("time_channels must be even (sines and cosines in pairs), not {n}")));
+        }
+        if p.f64("beta_start") >= p.f64("beta_end") {
+            broken.push(("beta_start", "beta_start must be below beta_end (a linear β schedule rises)".to_string()));
+        }
+        if p.usize("warmup_steps") >= p.usize("train_steps") && p.usize("warmup_steps") > 0 {
+            broken.push(("warmup_steps", "warmup_steps must be fewer than train_steps".to_string()));
+        }
+        broken
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let table = ctx.table("data")?;
         let columns = table.float_columns();
