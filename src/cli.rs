@@ -252,7 +252,6 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { file, only, force, json, jobs, device } => {
-            crate::model::set_backend(crate::model::Backend::parse(device).expect("clap checked the value"));
             if *jobs > 0 {
                 // `--jobs N` bounds the threads inside stages too (rayon's pool).
                 let _ = rayon::ThreadPoolBuilder::new().num_threads(*jobs).build_global();
@@ -269,8 +268,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                     spec.name, home.dir, home.dir
                 );
             }
-            let opts =
-                RunOptions { only: only.clone(), force: force.clone(), jobs: *jobs, home: Some(home.dir.clone()) };
+            let opts = RunOptions {
+                only: only.clone(),
+                force: force.clone(),
+                jobs: *jobs,
+                home: Some(home.dir.clone()),
+                backend: crate::engine::stage::Backend::parse(device).expect("clap checked the value"),
+            };
             let human;
             let reporter: &dyn Reporter = if *json {
                 &Json

@@ -246,6 +246,8 @@ pub struct RunOptions {
     /// The spec file's folder under `runs/` (see [`crate::engine::cache::Home`]);
     /// `None`: the pipeline's name.
     pub home: Option<String>,
+    /// Where burn computes; handed to every stage in its [`StageCtx`].
+    pub backend: crate::engine::stage::Backend,
 }
 
 /// What happened to one stage.
@@ -481,6 +483,7 @@ struct Shared<'a> {
     /// The spec's identity in this cache (lineage metadata of every table).
     spec_id: String,
     reporter: &'a dyn Reporter,
+    backend: crate::engine::stage::Backend,
     /// Artifacts produced or read in this run, by content hash (saves re-reading).
     memo: Mutex<HashMap<Hash, Arc<Artifact>>>,
 }
@@ -545,7 +548,8 @@ impl Shared<'_> {
                 self.reporter.event(&Event::Progress { stage: stage.name.clone(), fraction });
             }
         };
-        let ctx = StageCtx { params: &stage.params, seed: stage.seed, inputs, progress: &progress };
+        let ctx =
+            StageCtx { params: &stage.params, seed: stage.seed, backend: self.backend, inputs, progress: &progress };
         let outputs = match stage.imp.run(&ctx) {
             Ok(o) => o,
             Err(e) => return fail(e.to_string()),
@@ -649,7 +653,14 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
     };
     let mut in_progress: BTreeSet<usize> = BTreeSet::new();
 
-    let shared = Shared { spec, cache, spec_id: template.spec_id.clone(), reporter, memo: Mutex::new(HashMap::new()) };
+    let shared = Shared {
+        spec,
+        cache,
+        spec_id: template.spec_id.clone(),
+        reporter,
+        backend: opts.backend,
+        memo: Mutex::new(HashMap::new()),
+    };
     let mut done: HashMap<String, OutputMap> = HashMap::new();
     let mut lines: Vec<Option<ManifestStage>> = vec![None; n];
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];

@@ -5,7 +5,8 @@
 //! their keys, [`cache`] stores records and content-addressed objects,
 //! [`executor`] schedules stages and explains every rerun, [`progress`] shows a
 //! run, [`frame`] moves tables to and from Parquet, [`params`] types parameters,
-//! and [`stage`] is the contract an implementation fulfils. Nothing here imports
+//! [`rng`] derives every random stream from a stage seed, and [`stage`] is the
+//! contract an implementation fulfils. Nothing here imports
 //! a workload: implementations live outside (`crate::stages`, the workloads) and
 //! reach the engine only through the registry.
 
@@ -16,6 +17,7 @@ pub mod frame;
 pub mod hash;
 pub mod params;
 pub mod progress;
+pub mod rng;
 pub mod spec;
 #[macro_use]
 pub mod stage;

@@ -221,10 +221,38 @@ impl Artifact {
     }
 }
 
+/// The CPU backend burn computes on (`--device`, `SCOREFLOW_DEVICE`). Not part
+/// of any key: backends agree within float tolerance, and the hand-written
+/// kernels do not use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    #[default]
+    Flex,
+    NdArray,
+}
+
+impl Backend {
+    pub fn parse(s: &str) -> Option<Backend> {
+        match s {
+            "flex" => Some(Backend::Flex),
+            "ndarray" => Some(Backend::NdArray),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Flex => "flex",
+            Backend::NdArray => "ndarray",
+        }
+    }
+}
+
 /// Everything a stage may look at.
 pub struct StageCtx<'a> {
     pub params: &'a Params,
     pub seed: u64,
+    /// Where burn computes (the device travels with the context, never a global).
+    pub backend: Backend,
     pub inputs: BTreeMap<String, Arc<Artifact>>,
     /// Report progress as a fraction in [0, 1]; cheap, call it freely.
     pub progress: &'a (dyn Fn(f64) + Sync),
@@ -375,19 +403,7 @@ pub fn output_def(stage: &dyn Stage, name: &str) -> Option<OutputDef> {
     stage.outputs().iter().copied().find(|o| o.name == name)
 }
 
-/// A stage's random stream `stream`, derived from its seed.
-///
-/// Every independent random draw of a stage (the candidates, each quota's
-/// subsample, the final shuffle, …) gets its own ChaCha8 stream seeded by
-/// blake3(seed ‖ stream name), the way the seed's pandas code reseeds with
-/// `random_state=seed` at each call. Results are reproducible from the seed but
-/// not bit-compatible with numpy's Mersenne Twister.
-pub fn rng(seed: u64, stream: &str) -> rand_chacha::ChaCha8Rng {
-    use rand::SeedableRng;
-    let mut c = crate::engine::hash::Canon::new("scoreflow/rng/v1");
-    c.u64(seed).bytes(stream.as_bytes());
-    rand_chacha::ChaCha8Rng::from_seed(c.finish().0)
-}
+pub use crate::engine::rng::stream as rng;
 
 /// The stage implementations a run may use, built by the caller (the crate's
 /// [`crate::registry`]) and passed to [`crate::engine::spec::load`]: the engine

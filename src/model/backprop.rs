@@ -438,7 +438,7 @@ mod tests {
         let mut grad = vec![0f32; bp.n_params()];
         let loss = bp.loss_and_grad(&params, &x, &t, &e, &mut grad);
 
-        let dev = crate::model::device().autodiff();
+        let dev = crate::model::backend_device(crate::model::Backend::Flex).autodiff();
         let net = EpsNet::from_layers(&layers, &cfg, &dev);
         let xt = Tensor::<2>::from_data(TensorData::new(x, [rows, 2]), &dev);
         let tt = Tensor::<1>::from_data(TensorData::new(t, [rows]), &dev);

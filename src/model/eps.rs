@@ -40,7 +40,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Layers, ModelError, device, frame_blob, init_layers, layers_of, linears, load_record, record_bytes,
+    Layers, ModelError, frame_blob, init_layers, io_device, layers_of, linears, load_record, record_bytes,
     skeleton_layers, unframe_blob,
 };
 
@@ -246,7 +246,7 @@ struct Header {
 impl EpsModelWeights {
     /// Serialise: header + burn records (see the module docs).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let record = |l: &EpsLayers| record_bytes(EpsNet::from_layers(l, &self.config, &device()));
+        let record = |l: &EpsLayers| record_bytes(EpsNet::from_layers(l, &self.config, &io_device()));
         let raw = record(&self.raw);
         let ema = self.ema.as_ref().map(record).unwrap_or_default();
         let header = Header {
@@ -267,7 +267,7 @@ impl EpsModelWeights {
         let load = |record: &[u8]| -> Result<EpsLayers, ModelError> {
             let skeleton =
                 EpsLayers { temb: skeleton_layers(&cfg.temb_shapes()), trunk: skeleton_layers(&cfg.trunk_shapes()) };
-            let net = load_record(EpsNet::from_layers(&skeleton, cfg, &device()), record)?;
+            let net = load_record(EpsNet::from_layers(&skeleton, cfg, &io_device()), record)?;
             Ok(EpsLayers { temb: layers_of(&net.temb), trunk: layers_of(&net.trunk) })
         };
         let raw = load(body.get(..raw_len).ok_or_else(|| ModelError::Format("truncated record".into()))?)?;
@@ -309,9 +309,9 @@ mod tests {
             let raw = EpsLayers::init(&cfg, &mut rng);
             let got: Vec<_> = raw.all().map(|l| (l.2, l.3)).collect();
             assert_eq!(got, want);
-            let net = EpsNet::from_layers(&raw, &cfg, &device());
-            let x = Tensor::<2>::from_data(TensorData::new(vec![0.3f32; 8], [4, 2]), &device());
-            let t = Tensor::<1>::from_data(TensorData::new(vec![0.0f32, 10.0, 500.5, 999.0], [4]), &device());
+            let net = EpsNet::from_layers(&raw, &cfg, &io_device());
+            let x = Tensor::<2>::from_data(TensorData::new(vec![0.3f32; 8], [4, 2]), &io_device());
+            let t = Tensor::<1>::from_data(TensorData::new(vec![0.0f32, 10.0, 500.5, 999.0], [4]), &io_device());
             let out = net.forward(x, t).into_data().try_to_vec::<f32>().unwrap();
             assert_eq!(out, vec![0.0; 8]);
             assert_eq!(EpsLayers::unflatten(&cfg, &raw.flatten()), raw);

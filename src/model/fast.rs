@@ -458,12 +458,12 @@ mod tests {
             let rows = 37;
             let x: Vec<f32> = (0..rows * 2).map(|_| rng.random_range(-2.0..2.0)).collect();
             let fast = FastEps::new(&cfg, &layers);
-            let net = EpsNet::from_layers(&layers, &cfg, &crate::model::device());
+            let net = EpsNet::from_layers(&layers, &cfg, &crate::model::backend_device(crate::model::Backend::Flex));
             for t in [0.0f32, 17.0, 499.5, 999.0] {
                 let mut out = vec![0f32; rows * 2];
                 let mut s = fast.scratch(rows);
                 fast.eval(&x, t, &mut out, &mut s);
-                let dev = crate::model::device();
+                let dev = crate::model::backend_device(crate::model::Backend::Flex);
                 let want = net
                     .forward(
                         Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, 2]), &dev),

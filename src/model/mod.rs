@@ -1,4 +1,4 @@
-//! The score network, as a burn module, and the one place the compute device is chosen.
+//! The score network, as a burn module, and the burn devices of a [`Backend`].
 //!
 //! [`ScoreNet`] is the seed's `SimpleScoreNet(input_dimension=3, layer_count=2,
 //! hidden_dim=256)`: `x` concatenated with a sinusoidal time embedding (32
@@ -16,10 +16,11 @@
 //! little-endian u32 length, the JSON of the config and training metadata, then the
 //! module in burn's record format (burnpack, [`burn::module::Module::into_record`]).
 //!
-//! **Device**: training runs on burn's autodiff over a CPU backend chosen at run
-//! time by [`set_backend`] (`--device`, `SCOREFLOW_DEVICE`): `flex` (default) or
-//! `ndarray` (deprecated by burn 0.22, kept as the design names it). The device is
-//! not part of any cache key: both give the same results within float tolerance.
+//! **Device**: training runs on burn's autodiff over the CPU backend the run
+//! chose (`--device`, `SCOREFLOW_DEVICE`: `flex`, the default, or `ndarray`,
+//! deprecated by burn 0.22), which reaches a stage in its
+//! [`crate::engine::stage::StageCtx`] — no global. The device is not part of any
+//! cache key: both give the same results within float tolerance.
 //! Inference in the sampler uses [`fast::FastMlp`] over the trained weights.
 //!
 //! The two-moons ε-network lives in [`eps`] (a burn module too), its hand-written
@@ -30,8 +31,6 @@ pub mod backprop;
 pub mod eps;
 pub mod fast;
 
-use std::sync::OnceLock;
-
 use burn::module::{Module, Param, ParamId};
 use burn::nn::Linear;
 use burn::tensor::activation::silu;
@@ -39,35 +38,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-/// A CPU backend for burn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Flex,
-    NdArray,
-}
-
-impl Backend {
-    pub fn parse(s: &str) -> Option<Backend> {
-        match s {
-            "flex" => Some(Backend::Flex),
-            "ndarray" => Some(Backend::NdArray),
-            _ => None,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Flex => "flex",
-            Backend::NdArray => "ndarray",
-        }
-    }
-}
-
-static BACKEND: OnceLock<Backend> = OnceLock::new();
-
-/// Choose the backend for this process (first call wins; default flex).
-pub fn set_backend(b: Backend) {
-    let _ = BACKEND.set(b);
-}
+pub use crate::engine::stage::Backend;
 
 /// The plain device of a backend.
 pub fn backend_device(b: Backend) -> Device {
@@ -78,14 +49,15 @@ pub fn backend_device(b: Backend) -> Device {
     }
 }
 
-/// The plain (inference) device of the chosen backend.
-pub fn device() -> Device {
-    backend_device(BACKEND.get().copied().unwrap_or(Backend::Flex))
+/// The device weights are framed and unframed on: a CPU backend, since a
+/// blob's bytes do not depend on where the model will compute.
+pub fn io_device() -> Device {
+    backend_device(Backend::Flex)
 }
 
-/// The autodiff device of the chosen backend.
-pub fn train_device() -> Device {
-    device().autodiff()
+/// The autodiff device of a backend.
+pub fn train_device(b: Backend) -> Device {
+    backend_device(b).autodiff()
 }
 
 /// Architecture of the score network.
@@ -384,7 +356,13 @@ impl ScoreNetWeights {
     /// Serialise: header + burn records (see the module docs).
     pub fn to_bytes(&self) -> Vec<u8> {
         let record = |layers: &Layers| {
-            record_bytes(ScoreNet { layers: linears(layers, &device(), 0), dim: 0, n_freqs: 0, f_min: 0.0, f_max: 0.0 })
+            record_bytes(ScoreNet {
+                layers: linears(layers, &io_device(), 0),
+                dim: 0,
+                n_freqs: 0,
+                f_min: 0.0,
+                f_max: 0.0,
+            })
         };
         let base = record(&self.layers);
         let delta = if self.delta.is_empty() { Vec::new() } else { record(&self.delta) };
@@ -403,7 +381,7 @@ impl ScoreNetWeights {
         let base_len = header.base_len as usize;
         let base = body.get(..base_len).ok_or_else(|| ModelError::Format("truncated record".into()))?;
         let load = |record: &[u8], shapes: &[(usize, usize)]| -> Result<Layers, ModelError> {
-            let skeleton = linears(&skeleton_layers(shapes), &device(), 0);
+            let skeleton = linears(&skeleton_layers(shapes), &io_device(), 0);
             let net = load_record(ScoreNet { layers: skeleton, dim: 0, n_freqs: 0, f_min: 0.0, f_max: 0.0 }, record)?;
             Ok(layers_of(&net.layers))
         };
@@ -448,9 +426,9 @@ mod tests {
         let w = ScoreNetWeights::init(ScoreNetConfig::seed_default(), meta(), &mut rng);
         let shapes: Vec<_> = w.layers.iter().map(|l| (l.2, l.3)).collect();
         assert_eq!(shapes, [(67, 256), (256, 256), (256, 3)]);
-        let net = ScoreNet::from_weights(&w, &device());
-        let x = Tensor::<2>::from_data(TensorData::new(vec![0.1f32; 5 * 3], [5, 3]), &device());
-        let t = Tensor::<1>::from_data(TensorData::new(vec![0.5f32; 5], [5]), &device());
+        let net = ScoreNet::from_weights(&w, &io_device());
+        let x = Tensor::<2>::from_data(TensorData::new(vec![0.1f32; 5 * 3], [5, 3]), &io_device());
+        let t = Tensor::<1>::from_data(TensorData::new(vec![0.5f32; 5], [5]), &io_device());
         let out = net.forward(x, t);
         assert_eq!(out.dims(), [5, 3]);
         assert!(out.into_data().try_to_vec::<f32>().unwrap().iter().all(|v| *v == 0.0));
@@ -468,14 +446,14 @@ mod tests {
     #[test]
     fn fast_forward_matches_burn() {
         let w = random_weights(3);
-        let net = ScoreNet::from_weights(&w, &device());
+        let net = ScoreNet::from_weights(&w, &io_device());
         let fast = fast::FastMlp::new(&w);
         let rows = 300;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
         let x: Vec<f32> = (0..rows * 3).map(|_| rng.random_range(-1.5..1.5)).collect();
         for t in [0.001f32, 0.37, 1.0] {
-            let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, 3]), &device());
-            let tt = Tensor::<1>::from_data(TensorData::new(vec![t; rows], [rows]), &device());
+            let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, 3]), &io_device());
+            let tt = Tensor::<1>::from_data(TensorData::new(vec![t; rows], [rows]), &io_device());
             let want = net.forward(xt, tt).into_data().try_to_vec::<f32>().unwrap();
             let mut got = vec![0f32; rows * 3];
             let mut scratch = fast.scratch(rows);

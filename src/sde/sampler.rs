@@ -31,13 +31,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
 use super::Ou;
-use crate::engine::hash::Canon;
 
 /// A batched score function `s(x, t)` over rows of `dim` coordinates.
 pub trait ScoreModel: Sync {
@@ -73,12 +71,7 @@ pub struct PcConfig {
     pub denoise: bool,
 }
 
-/// The noise stream of one particle.
-pub(crate) fn particle_rng(seed: u64, stream: &str, particle: usize) -> ChaCha8Rng {
-    let mut c = Canon::new("scoreflow/particle-rng/v1");
-    c.u64(seed).bytes(stream.as_bytes()).u64(particle as u64);
-    ChaCha8Rng::from_seed(c.finish().0)
-}
+pub(crate) use crate::engine::rng::particle as particle_rng;
 
 /// Draw `n` particles from the prior; particle `p` depends only on (seed, p), so a
 /// prior draw can be repeated exactly for paired comparisons.

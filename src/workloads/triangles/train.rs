@@ -200,7 +200,7 @@ impl Stage for DsmOu {
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let cfg = DsmConfig::from_params(ctx.params);
         let pool = scaled_pool(ctx.table("data")?, &cfg.meta)?;
-        let (weights, losses) = train_dsm(&cfg, &pool, ctx.seed, &train_device(), ctx.progress)?;
+        let (weights, losses) = train_dsm(&cfg, &pool, ctx.seed, &train_device(ctx.backend), ctx.progress)?;
         let per = cfg.batches_per_epoch;
         let table = Table::new()
             .with("epoch", ColumnData::I64((0..losses.len()).map(|s| (s / per) as i64).collect()))

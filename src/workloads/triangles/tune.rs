@@ -53,7 +53,7 @@ use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::model::fast::FastMlp;
-use crate::model::{DeltaNet, ScoreNet, ScoreNetWeights, device, init_layers, layers_of, linears, train_device};
+use crate::model::{DeltaNet, ScoreNet, ScoreNetWeights, backend_device, init_layers, layers_of, linears};
 use crate::sde::sampler::{PcConfig, Prior, pc_sample, prior_draw};
 use crate::sde::{Ou, ou_pairs};
 use crate::workloads::triangles::geometry::{Validity, is_triangle_strict};
@@ -235,8 +235,9 @@ impl Stage for Smeme {
             denoise: p.bool("denoise"),
         };
 
-        let dev = train_device();
-        let teacher = ScoreNet::from_weights(&base, &device());
+        let plain = backend_device(ctx.backend);
+        let dev = plain.clone().autodiff();
+        let teacher = ScoreNet::from_weights(&base, &plain);
         let hidden = p.usize("hidden");
         let shapes = [(dim + 1, hidden), (hidden, hidden), (hidden, dim)];
         let mut delta =
@@ -292,8 +293,8 @@ impl Stage for Smeme {
                     let pr = ou_pairs(&pool, dim, batch, ou, meta.t_max, &mut pair_rng);
                     let b = batch;
                     let teach_plain = teacher.forward(
-                        tensor2(pr.xt.clone(), b, dim, &device()),
-                        Tensor::from_data(TensorData::new(pr.t.clone(), [b]), &device()),
+                        tensor2(pr.xt.clone(), b, dim, &plain),
+                        Tensor::from_data(TensorData::new(pr.t.clone(), [b]), &plain),
                     );
                     let teach_v: Vec<f32> = teach_plain.into_data().try_to_vec::<f32>().expect("f32");
                     let clamped: Vec<f32> = pr.var.iter().map(|v| v.clamp(1e-3, 10.0)).collect();
@@ -377,6 +378,10 @@ impl Stage for Smeme {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn device() -> burn::tensor::Device {
+        backend_device(crate::model::Backend::Flex)
+    }
 
     fn t2(v: &[f32], rows: usize, cols: usize) -> Tensor<2> {
         tensor2(v.to_vec(), rows, cols, &device())

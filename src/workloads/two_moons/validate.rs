@@ -78,7 +78,7 @@ impl Stage for Distribution {
         let target = load("target")?.expect("required input");
         let floor = load("floor")?;
         let dirs =
-            directions(ctx.params.usize("directions"), dim, &mut crate::engine::stage::rng(ctx.seed, "directions"));
+            directions(ctx.params.usize("directions"), dim, &mut crate::engine::rng::stream(ctx.seed, "directions"));
         let wanted = ctx.params.str_list("metrics");
         // Rows (name, value) of one metric between two sets. With MMD, the signed
         // estimate (√max(·, 0) reads 0 whenever MMD²ᵤ < 0) and the biased √MMD²_b
