@@ -221,7 +221,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let spec = load_spec(file)?;
             let cache = cache_for(&cli.artifacts, file);
             let home = cache.home(&spec.name, file, false)?;
-            let statuses = executor::status(&spec, &cache, &home.dir)?;
+            let statuses = crate::engine::fingerprint::status(&spec, &cache, &home.dir)?;
             if *json {
                 let v: Vec<_> = statuses
                     .iter()
@@ -512,7 +512,8 @@ fn resolve_output(artifacts: &Option<PathBuf>, target: &str, pipeline: Option<&P
             outputs.join(", ")
         ))
     })?;
-    let Some((_, record)) = executor::current_record(&spec, &cache, stage_name)? else {
+    let idx = spec.index(stage_name).expect("looked up above");
+    let Some((_, record)) = crate::engine::fingerprint::current_record(&spec, &cache, idx)? else {
         return Err(Error::BadInput(format!(
             "stage `{stage_name}` has no current result; run `scoreflow run {}` first",
             file.display()

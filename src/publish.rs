@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::engine::cache::{Cache, Manifest};
+use crate::engine::cache::{Cache, Manifest, StageState};
 use crate::engine::spec::Spec;
 use crate::engine::stage::{Format, Media};
 use crate::error::Error;
@@ -29,7 +29,7 @@ pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result
     // A stage with an HTML output is a page: published with its images.
     let is_page = |imp: &dyn crate::engine::stage::Stage| imp.outputs().iter().any(|o| o.media == Media::Html);
     for stage in spec.stages.iter().filter(|s| is_page(s.imp)) {
-        let Some(line) = manifest.stage(&stage.name).filter(|l| l.status == "ran" || l.status == "fresh") else {
+        let Some(line) = manifest.stage(&stage.name).filter(|l| l.status.settled()) else {
             continue;
         };
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
@@ -71,7 +71,7 @@ pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result
 /// Links of outputs and stages the run no longer has are removed.
 pub fn link_latest(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<(), Error> {
     let root = cache.root().join("latest").join(home(manifest));
-    for line in manifest.stages.iter().filter(|l| l.status == "ran" || l.status == "fresh") {
+    for line in manifest.stages.iter().filter(|l| l.status.settled()) {
         let Some(stage) = spec.stage(&line.name) else { continue };
         let mut keep = Vec::new();
         for (output, hash) in &line.outputs {
@@ -133,8 +133,8 @@ pub fn run_section(spec: &Spec, cache: &Cache, m: &Manifest) -> String {
          <th>key</th><th>time</th><th style=\"text-align:left\">why it ran, or when it was computed</th></tr></thead><tbody>",
     );
     for st in &m.stages {
-        let why = match st.status.as_str() {
-            "fresh" => {
+        let why = match st.status {
+            StageState::Fresh => {
                 let record = st.key.as_ref().and_then(|k| k.parse().ok()).and_then(|k| cache.load_record(&k).ok()?);
                 match record {
                     Some(r) => format!(
@@ -147,7 +147,7 @@ pub fn run_section(spec: &Spec, cache: &Cache, m: &Manifest) -> String {
             }
             _ => st.reasons.iter().chain(&st.error).cloned().collect::<Vec<_>>().join("; "),
         };
-        let time = if st.status == "ran" { seconds(st.duration_ms) } else { String::new() };
+        let time = if st.status == StageState::Ran { seconds(st.duration_ms) } else { String::new() };
         let _ = write!(
             s,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{time}</td>\
@@ -155,7 +155,7 @@ pub fn run_section(spec: &Spec, cache: &Cache, m: &Manifest) -> String {
             esc(&st.name),
             esc(&st.kind),
             esc(&st.method),
-            esc(&st.status),
+            st.status.name(),
             st.key.as_deref().map_or("", |k| &k[..12.min(k.len())]),
             esc(&why),
         );

@@ -113,17 +113,51 @@ pub struct Record {
 
 pub const RECORD_FORMAT: u32 = 1;
 
+/// What became of a stage in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageState {
+    /// Its cached result was reused.
+    Fresh,
+    /// It was computed in this run.
+    Ran,
+    Failed,
+    /// It was not run because a stage it needs failed.
+    Skipped,
+    /// The run was stopped (Ctrl-C) while it ran; it left no record.
+    Interrupted,
+}
+
+impl StageState {
+    /// Fresh or ran: the stage's result is in the cache.
+    pub fn settled(self) -> bool {
+        matches!(self, StageState::Fresh | StageState::Ran)
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            StageState::Fresh => "fresh",
+            StageState::Ran => "ran",
+            StageState::Failed => "failed",
+            StageState::Skipped => "skipped",
+            StageState::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// A manifest line for one stage of one run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ManifestStage {
     pub name: String,
     pub kind: String,
     pub method: String,
-    /// `fresh`, `ran`, `failed`, `skipped` or `not selected`.
-    pub status: String,
+    pub status: StageState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Why it ran, in words (as `run` printed it).
     pub reasons: Vec<String>,
+    /// Why it ran, structured ([`crate::engine::fingerprint::Reason`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub why: Vec<crate::engine::fingerprint::Reason>,
     pub started_ms: u64,
     pub finished_ms: u64,
     pub duration_ms: u64,

@@ -190,11 +190,12 @@ pub fn blob_hash(bytes: &[u8]) -> Hash {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn sample() -> KeyInputs {
+    /// A stage's key inputs, for tests here and in the executor.
+    pub(crate) fn sample() -> KeyInputs {
         KeyInputs {
             kind: "generate".into(),
             method: "triangles".into(),

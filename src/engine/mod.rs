@@ -13,6 +13,7 @@
 pub mod cache;
 pub mod dag;
 pub mod executor;
+pub mod fingerprint;
 pub mod frame;
 pub mod hash;
 pub mod params;
@@ -21,3 +22,4 @@ pub mod rng;
 pub mod spec;
 #[macro_use]
 pub mod stage;
+pub mod worker;

@@ -131,6 +131,20 @@ fn encode_str(s: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// As its JSON form ([`Value::to_json`]), so records and manifests can hold it.
+impl serde::Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        let json = serde_json::Value::deserialize(d)?;
+        Value::from_json(&json).ok_or_else(|| serde::de::Error::custom("not a parameter value"))
+    }
+}
+
 impl fmt::Display for Value {
     /// Compact, human form used in explanations such as
     /// `param n_samples changed 4096 → 2048`.

@@ -204,7 +204,7 @@ impl ScoreModel for FastMlp {
 /// shares the timestep, so the embedding MLP runs once per call on one row and
 /// its output joins the trunk's first-layer bias — added to it (`Join::Add`) or
 /// through the first layer's embedding rows (`Join::Concat`, the same product
-/// [`FastNet::forward`] forms for per-call features); the trunk is a `FastNet`.
+/// `FastNet::forward` forms for per-call features); the trunk is a `FastNet`.
 #[derive(Debug, Clone)]
 pub struct FastEps {
     freqs: Vec<f32>,

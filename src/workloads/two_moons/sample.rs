@@ -94,33 +94,6 @@ fn columns_table(columns: &[String], x: &[f32]) -> Outputs {
     [("samples".to_string(), Artifact::Table(table))].into_iter().collect()
 }
 
-impl Stage for EulerDiscrete {
-    describe!(Kind::Sample, "euler_discrete", version 1, EULER_PARAMS, EULER_INPUTS, EULER_OUTPUTS);
-    fn check_input(
-        &self,
-        p: &crate::engine::params::Params,
-        input: &str,
-        producer: &dyn Stage,
-        producer_params: &crate::engine::params::Params,
-    ) -> Option<String> {
-        ema_wiring(p, input, producer, producer_params)
-    }
-    fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
-        Some(("n_samples", crate::engine::stage::rows_memory(p, EPS_BYTES_PER_ROW)))
-    }
-    fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
-        let p = ctx.params;
-        let (w, model, sched) = eps_model(ctx)?;
-        let euler = crate::sde::ddpm::EulerDiscrete::new(&sched, p.usize("steps"));
-        let dim = w.config.dim;
-        let mut x = normal_rows(p.usize("n_samples"), dim, ctx.seed, "x_T");
-        x.iter_mut().for_each(|v| *v *= euler.init_noise_sigma);
-        euler_sample(&model, &euler, &mut x, EULER_CHUNK, ctx.progress);
-        crate::engine::stage::check_finite_rows(&x, dim, p.f64("max_nonfinite"))?;
-        Ok(columns_table(&w.columns, &x))
-    }
-}
-
 /// `sampler: ddpm`: diffusers' `DDPMScheduler` ancestral sampler
 /// ([`crate::sde::ddpm::DdpmAncestral`]: posterior mean plus the `fixed_small`
 /// noise at every step but the last) for a model from `objective: ddpm_eps` —
@@ -129,30 +102,65 @@ impl Stage for EulerDiscrete {
 /// and each step's noise come from per-particle streams of the stage seed.
 pub struct Ancestral;
 
-impl Stage for Ancestral {
-    describe!(Kind::Sample, "ddpm", version 1, EULER_PARAMS, EULER_INPUTS, EULER_OUTPUTS);
-    fn check_input(
-        &self,
-        p: &crate::engine::params::Params,
-        input: &str,
-        producer: &dyn Stage,
-        producer_params: &crate::engine::params::Params,
-    ) -> Option<String> {
-        ema_wiring(p, input, producer, producer_params)
-    }
-    fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
-        Some(("n_samples", crate::engine::stage::rows_memory(p, EPS_BYTES_PER_ROW)))
-    }
-    fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
-        let p = ctx.params;
-        let (w, model, sched) = eps_model(ctx)?;
-        let ancestral = crate::sde::ddpm::DdpmAncestral::new(&sched, p.usize("steps"));
-        let mut x = normal_rows(p.usize("n_samples"), w.config.dim, ctx.seed, "x_T");
-        ancestral_sample(&model, &ancestral, &mut x, EULER_CHUNK, ctx.seed, ctx.progress);
-        crate::engine::stage::check_finite_rows(&x, w.config.dim, p.f64("max_nonfinite"))?;
-        Ok(columns_table(&w.columns, &x))
+/// What the two samplers of a DDPM ε-model share: the model's weights and
+/// schedule, the checks, `x_T` from per-particle streams, the output table;
+/// they differ only in the scheduler that moves `x_T` to samples.
+trait EpsScheduler {
+    /// Move `x` (`N(0, I)` rows) to samples.
+    fn sample(&self, ctx: &StageCtx, model: &FastEps, sched: &DdpmSchedule, x: &mut [f32]);
+}
+
+impl EpsScheduler for EulerDiscrete {
+    fn sample(&self, ctx: &StageCtx, model: &FastEps, sched: &DdpmSchedule, x: &mut [f32]) {
+        let euler = crate::sde::ddpm::EulerDiscrete::new(sched, ctx.params.usize("steps"));
+        x.iter_mut().for_each(|v| *v *= euler.init_noise_sigma);
+        euler_sample(model, &euler, x, EULER_CHUNK, ctx.progress);
     }
 }
 
-/// Particles per chunk of the Euler sampler.
+impl EpsScheduler for Ancestral {
+    fn sample(&self, ctx: &StageCtx, model: &FastEps, sched: &DdpmSchedule, x: &mut [f32]) {
+        let ancestral = crate::sde::ddpm::DdpmAncestral::new(sched, ctx.params.usize("steps"));
+        ancestral_sample(model, &ancestral, x, EULER_CHUNK, ctx.seed, ctx.progress);
+    }
+}
+
+fn run_eps_sampler(scheduler: &dyn EpsScheduler, ctx: &StageCtx) -> Result<Outputs, StageError> {
+    let p = ctx.params;
+    let (w, model, sched) = eps_model(ctx)?;
+    let dim = w.config.dim;
+    let mut x = normal_rows(p.usize("n_samples"), dim, ctx.seed, "x_T");
+    scheduler.sample(ctx, &model, &sched, &mut x);
+    crate::engine::stage::check_finite_rows(&x, dim, p.f64("max_nonfinite"))?;
+    Ok(columns_table(&w.columns, &x))
+}
+
+/// The `Stage` impl of a DDPM-model sampler: its selector value and version.
+macro_rules! eps_sampler {
+    ($ty:ty, $method:literal, version $version:literal) => {
+        impl Stage for $ty {
+            describe!(Kind::Sample, $method, version $version, EULER_PARAMS, EULER_INPUTS, EULER_OUTPUTS);
+            fn check_input(
+                &self,
+                p: &crate::engine::params::Params,
+                input: &str,
+                producer: &dyn Stage,
+                producer_params: &crate::engine::params::Params,
+            ) -> Option<String> {
+                ema_wiring(p, input, producer, producer_params)
+            }
+            fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
+                Some(("n_samples", crate::engine::stage::rows_memory(p, EPS_BYTES_PER_ROW)))
+            }
+            fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
+                run_eps_sampler(self, ctx)
+            }
+        }
+    };
+}
+
+eps_sampler!(EulerDiscrete, "euler_discrete", version 1);
+eps_sampler!(Ancestral, "ddpm", version 1);
+
+/// Particles per chunk of the DDPM-model samplers.
 pub const EULER_CHUNK: usize = 256;

@@ -1,0 +1,248 @@
+//! The worker: compute one stage key from a serialisable job description.
+//!
+//! A [`Job`] holds exactly what determines the result — the stage's
+//! [`KeyInputs`] (kind, method, implementation version, params, seed, the
+//! content hashes of its inputs) — plus lineage that is not hashed (stage,
+//! pipeline, spec file). [`execute`] takes the key's lock, checks the record
+//! again (another process may have computed it meanwhile), loads and verifies
+//! the inputs by content hash, runs the implementation, stores the outputs and
+//! writes the record last. It needs nothing of the run that scheduled it, so a
+//! job written out as JSON ([`Job::to_json`]) can be executed by another
+//! process on another machine that shares the cache, with the same code.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use crate::engine::cache::{Cache, ObjectError, OutputEntry, RECORD_FORMAT, Record, now_ms};
+use crate::engine::fingerprint::{OutputMap, outputs_of};
+use crate::engine::hash::{Hash, KeyInputs};
+use crate::engine::params::params_to_json;
+use crate::engine::stage::{Artifact, Backend, Format, Kind, Registry, Stage, StageCtx};
+
+/// One stage to compute: what determines its key, and where it comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Everything that determines the result, and so the key.
+    pub key_inputs: KeyInputs,
+    /// Not hashed: the stage's name, its pipeline and spec file (lineage
+    /// metadata and messages).
+    pub stage: String,
+    pub pipeline: String,
+    pub spec_file: String,
+    /// Recompute even when the key has a record.
+    pub forced: bool,
+}
+
+impl Job {
+    pub fn key(&self) -> Hash {
+        self.key_inputs.key()
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "key_inputs": self.key_inputs.to_json(),
+            "stage": self.stage,
+            "pipeline": self.pipeline,
+            "spec_file": self.spec_file,
+            "forced": self.forced,
+        })
+    }
+
+    pub fn from_json(json: &serde_json::Value) -> Option<Job> {
+        Some(Job {
+            key_inputs: KeyInputs::from_json(json.get("key_inputs")?)?,
+            stage: json.get("stage")?.as_str()?.to_string(),
+            pipeline: json.get("pipeline")?.as_str()?.to_string(),
+            spec_file: json.get("spec_file")?.as_str()?.to_string(),
+            forced: json.get("forced")?.as_bool()?,
+        })
+    }
+
+    /// The implementation a job names, in `registry`, at the version it names.
+    pub fn implementation(&self, registry: &Registry) -> Result<&'static dyn Stage, String> {
+        let ki = &self.key_inputs;
+        let kind = Kind::parse(&ki.kind).ok_or_else(|| format!("unknown stage kind `{}`", ki.kind))?;
+        let imp = registry.find(kind, &ki.method).ok_or_else(|| format!("no {kind} implementation `{}`", ki.method))?;
+        if imp.version() != ki.version {
+            return Err(format!(
+                "the job wants {kind} {} version {}, this build has version {}",
+                ki.method,
+                ki.version,
+                imp.version()
+            ));
+        }
+        Ok(imp)
+    }
+}
+
+/// A computed (or, found meanwhile, fresh) stage.
+#[derive(Debug)]
+pub struct Done {
+    pub outputs: OutputMap,
+    /// The record appeared while the job waited for its lock: nothing was computed.
+    pub fresh: bool,
+    pub started_ms: u64,
+    pub finished_ms: u64,
+    /// What the implementation wants printed at the end of the run.
+    pub summary: Option<String>,
+}
+
+/// Why a job did not produce a record.
+#[derive(Debug)]
+pub enum WorkError {
+    Failed {
+        error: String,
+        started_ms: u64,
+        finished_ms: u64,
+    },
+    /// The object of input `input` is missing or corrupt; it has been removed,
+    /// so its producer can be recomputed.
+    InputCorrupt {
+        input: String,
+    },
+}
+
+/// Artifacts produced or read in this process, by content hash (saves
+/// re-reading an object several consumers share).
+#[derive(Default)]
+pub struct Memo(Mutex<HashMap<Hash, Arc<Artifact>>>);
+
+impl Memo {
+    fn load(&self, cache: &Cache, hash: Hash, format: Format) -> Result<Arc<Artifact>, ObjectError> {
+        if let Some(a) = self.0.lock().expect("not poisoned").get(&hash) {
+            return Ok(a.clone());
+        }
+        let a = Arc::new(cache.read(&hash, format)?);
+        self.0.lock().expect("not poisoned").insert(hash, a.clone());
+        Ok(a)
+    }
+
+    fn keep(&self, hash: Hash, artifact: Arc<Artifact>) {
+        self.0.lock().expect("not poisoned").insert(hash, artifact);
+    }
+}
+
+/// Compute `job` with implementation `imp` (the one [`Job::implementation`]
+/// names): lock, re-check, load inputs, run, store, record.
+pub fn execute(
+    job: &Job,
+    imp: &dyn Stage,
+    cache: &Cache,
+    memo: &Memo,
+    backend: Backend,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Result<Done, WorkError> {
+    let started_ms = now_ms();
+    let fail = |error: String| WorkError::Failed { error, started_ms, finished_ms: now_ms() };
+    let key = job.key();
+    let ki = &job.key_inputs;
+    let _lock = cache.lock(&key).map_err(|e| fail(e.to_string()))?;
+    if !job.forced {
+        match cache.load_record(&key) {
+            Ok(Some(rec)) if matches!(cache.bad_output(&rec), Ok(None)) => {
+                if let Some(outputs) = outputs_of(&rec) {
+                    return Ok(Done { outputs, fresh: true, started_ms, finished_ms: now_ms(), summary: None });
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return Err(fail(e.to_string())),
+        }
+    }
+    let mut inputs = BTreeMap::new();
+    for (name, hash) in &ki.inputs {
+        let def =
+            imp.inputs().iter().find(|d| d.name == name).ok_or_else(|| fail(format!("unknown input `{name}`")))?;
+        match memo.load(cache, *hash, def.format()) {
+            Ok(artifact) => {
+                inputs.insert(name.clone(), artifact);
+            }
+            Err(ObjectError::Missing) | Err(ObjectError::Corrupt(_)) => {
+                cache.remove_object(hash, def.format());
+                return Err(WorkError::InputCorrupt { input: name.clone() });
+            }
+            Err(ObjectError::Cache(e)) => return Err(fail(e.to_string())),
+        }
+    }
+    let ctx = StageCtx { params: &ki.params, seed: ki.seed, backend, inputs, progress };
+    let outputs = imp.run(&ctx).map_err(|e| fail(e.to_string()))?;
+    // Store objects, then the record.
+    let params_json = params_to_json(&ki.params).to_string();
+    let inputs_json = serde_json::Value::Object(
+        ki.inputs.iter().map(|(k, h)| (k.clone(), serde_json::Value::String(h.hex()))).collect(),
+    )
+    .to_string();
+    let mut entries = BTreeMap::new();
+    let mut hashes = OutputMap::new();
+    let mut produced = BTreeMap::new();
+    for def in imp.outputs() {
+        let Some(artifact) = outputs.get(def.name) else {
+            return Err(fail(format!("stage implementation did not produce output `{}`", def.name)));
+        };
+        let meta = vec![
+            ("scoreflow.stage_kind".to_string(), ki.kind.clone()),
+            ("scoreflow.method".to_string(), ki.method.clone()),
+            ("scoreflow.stage_key".to_string(), key.hex()),
+            ("scoreflow.output".to_string(), def.name.to_string()),
+            ("scoreflow.params".to_string(), params_json.clone()),
+            ("scoreflow.seed".to_string(), ki.seed.to_string()),
+            ("scoreflow.impl_version".to_string(), ki.version.to_string()),
+            ("scoreflow.inputs".to_string(), inputs_json.clone()),
+            ("scoreflow.stage".to_string(), job.stage.clone()),
+            ("scoreflow.pipeline".to_string(), job.pipeline.clone()),
+            ("scoreflow.spec_file".to_string(), job.spec_file.clone()),
+            ("scoreflow.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        ];
+        let entry: OutputEntry = cache.store(artifact, &meta).map_err(|e| fail(e.to_string()))?;
+        let hash = entry.content_hash().expect("just computed");
+        hashes.insert(def.name.to_string(), (hash, def.format()));
+        let artifact = Arc::new(artifact.clone());
+        memo.keep(hash, artifact.clone());
+        produced.insert(def.name.to_string(), artifact);
+        entries.insert(def.name.to_string(), entry);
+    }
+    let finished_ms = now_ms();
+    let record = Record {
+        format: RECORD_FORMAT,
+        key: key.hex(),
+        hash_inputs: ki.to_json(),
+        outputs: entries,
+        stage_name: job.stage.clone(),
+        started_ms,
+        finished_ms,
+        scoreflow_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    cache.write_record(&record).map_err(|e| fail(e.to_string()))?;
+    let summary = imp.summary(&produced);
+    Ok(Done { outputs: hashes, fresh: false, started_ms, finished_ms, summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::params::Value;
+
+    /// A job written out and read back names the same key: every parameter
+    /// type keeps its type (a float `1.0` stays a float), every input hash.
+    #[test]
+    fn a_job_round_trips_through_json_with_its_key() {
+        let mut ki = crate::engine::hash::tests::sample();
+        ki.params.insert("lr".into(), Value::Float(1.0));
+        ki.params.insert("ema".into(), Value::Bool(true));
+        ki.params.insert("sampler".into(), Value::Str("pc".into()));
+        ki.params.insert("metrics".into(), Value::List(vec![Value::Str("mmd".into())]));
+        ki.params
+            .insert("side_bias".into(), Value::Map([("scalene".to_string(), Value::Float(0.9))].into_iter().collect()));
+        ki.inputs.insert("data".into(), crate::engine::hash::Hash([7; 32]));
+        let job = Job {
+            key_inputs: ki,
+            stage: "s".into(),
+            pipeline: "p".into(),
+            spec_file: "pipelines/p.yaml".into(),
+            forced: false,
+        };
+        let text = job.to_json().to_string();
+        let back = Job::from_json(&serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(back, job);
+        assert_eq!(back.key(), job.key());
+    }
+}
