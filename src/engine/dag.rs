@@ -1,15 +1,15 @@
 //! The stage graph: who feeds whom, in which order, and drawings of it.
 //!
 //! Built with petgraph from a validated [`Spec`]: one node per stage, one edge per
-//! distinct upstream stage. Cycle detection runs during validation (so a cycle is
-//! reported with the other spec errors, naming its path); after that the graph is
-//! a DAG and [`Dag::order`] is a topological order that follows file order where
+//! distinct upstream stage. Validation has ruled out cycles (the spec module
+//! reports one with the other spec errors, naming its path), so the graph is a
+//! DAG and [`Dag::order`] is a topological order that follows file order where
 //! the edges leave a choice, so plans and printouts are stable.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::algo::toposort;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
@@ -23,45 +23,7 @@ pub struct Dag {
 }
 
 fn build_graph(spec: &Spec) -> DiGraph<usize, ()> {
-    let mut graph = DiGraph::new();
-    let nodes: Vec<NodeIndex> = (0..spec.stages.len()).map(|i| graph.add_node(i)).collect();
-    for (i, stage) in spec.stages.iter().enumerate() {
-        let ups: BTreeSet<usize> = stage.inputs.values().filter_map(|r| spec.index(&r.stage)).collect();
-        for up in ups {
-            graph.add_edge(nodes[up], nodes[i], ());
-        }
-    }
-    graph
-}
-
-/// The first cycle among the stages, as a closed path of names
-/// (`a → b → a`), or `None` when the graph is acyclic.
-pub fn find_cycle(spec: &Spec) -> Option<Vec<String>> {
-    let graph = build_graph(spec);
-    let mut sccs: Vec<Vec<NodeIndex>> = tarjan_scc(&graph).into_iter().filter(|scc| scc.len() > 1).collect();
-    // Deterministic choice: the cycle containing the earliest stage in the file.
-    sccs.sort_by_key(|scc| scc.iter().map(|n| graph[*n]).min());
-    let scc = sccs.first()?;
-    let members: BTreeSet<NodeIndex> = scc.iter().copied().collect();
-    let start = *scc.iter().min_by_key(|n| graph[**n]).expect("non-empty");
-    // Walk inside the component until we come back to a visited node.
-    let mut path = vec![start];
-    let mut current = start;
-    loop {
-        let next = graph
-            .edges(current)
-            .map(|e| e.target())
-            .filter(|t| members.contains(t))
-            .min_by_key(|t| graph[*t])
-            .expect("a node of a strongly connected component has a successor inside it");
-        if let Some(pos) = path.iter().position(|n| *n == next) {
-            let mut cycle: Vec<String> = path[pos..].iter().map(|n| spec.stages[graph[*n]].name.clone()).collect();
-            cycle.push(spec.stages[graph[next]].name.clone());
-            return Some(cycle);
-        }
-        path.push(next);
-        current = next;
-    }
+    spec.graph()
 }
 
 impl Dag {

@@ -252,6 +252,35 @@ pub struct ModelMeta {
     pub shift: f64,
 }
 
+impl ModelMeta {
+    /// A data value (a side length) in the model's coordinates.
+    pub fn to_model(&self, v: f64) -> f32 {
+        (self.scale * v + self.shift) as f32
+    }
+
+    /// A model coordinate back in data units.
+    pub fn to_data(&self, v: f32) -> f64 {
+        (v as f64 - self.shift) / self.scale
+    }
+}
+
+/// AdamW as PyTorch's defaults (β = 0.9, 0.999, ε = 1e-8) with `weight_decay`:
+/// the optimiser of every burn-trained network here.
+pub fn adamw(weight_decay: f64) -> burn::optim::AdamWConfig {
+    burn::optim::AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.999)
+        .with_epsilon(1e-8)
+        .with_weight_decay(weight_decay as f32)
+}
+
+/// A model blob that does not decode fails the stage that reads it.
+impl From<ModelError> for crate::engine::stage::StageError {
+    fn from(e: ModelError) -> Self {
+        crate::engine::stage::StageError::Failed(e.to_string())
+    }
+}
+
 /// The network's weights as plain vectors (row-major `[input × output]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoreNetWeights {

@@ -3,7 +3,7 @@
 //! Loading has three steps, each its own type: [`yaml::parse`] turns text into a
 //! positioned tree; [`validate`] checks it against the stage registry and builds a
 //! [`Spec`] (typed, canonical params with defaults filled in, resolved input
-//! references); [`crate::engine::dag::Dag`] orders it. Validation never stops at the first
+//! references, no cycle); [`crate::engine::dag::Dag`] orders it. Validation never stops at the first
 //! problem: it collects a [`Diagnostic`] for every unknown key, unknown kind or
 //! method, unknown or ill-typed parameter, missing input, dangling reference,
 //! duplicate stage name and cycle, each with `file:line:column` and a sentence.
@@ -116,6 +116,21 @@ impl Spec {
     pub fn stage(&self, name: &str) -> Option<&StageSpec> {
         self.stages.iter().find(|s| s.name == name)
     }
+    /// The stages as a petgraph graph: node weights are stage indices, one edge
+    /// from each distinct upstream stage to its consumer.
+    pub fn graph(&self) -> petgraph::graph::DiGraph<usize, ()> {
+        let mut graph = petgraph::graph::DiGraph::new();
+        let nodes: Vec<_> = (0..self.stages.len()).map(|i| graph.add_node(i)).collect();
+        for (i, stage) in self.stages.iter().enumerate() {
+            let ups: std::collections::BTreeSet<usize> =
+                stage.inputs.values().filter_map(|r| self.index(&r.stage)).collect();
+            for up in ups {
+                graph.add_edge(nodes[up], nodes[i], ());
+            }
+        }
+        graph
+    }
+
     pub fn index(&self, name: &str) -> Option<usize> {
         self.stages.iter().position(|s| s.name == name)
     }
@@ -381,11 +396,46 @@ pub fn validate(path: &Path, text: &str, registry: &Registry) -> Result<Spec, Sp
     }
 
     let spec = Spec { path: path.to_path_buf(), name: name.unwrap_or_default(), seed, stages };
-    if let Some(cycle) = crate::engine::dag::find_cycle(&spec) {
+    if let Some(cycle) = find_cycle(&spec) {
         let first = spec.stage(&cycle[0]).expect("cycle names stages");
         c.err(first.pos, format!("the stages form a cycle: {}", cycle.join(" → ")));
     }
     if c.diagnostics.is_empty() { Ok(spec) } else { fail(c) }
+}
+
+/// The first cycle among the stages, as a closed path of names
+/// (`a → b → a`), or `None` when the graph is acyclic.
+fn find_cycle(spec: &Spec) -> Option<Vec<String>> {
+    use petgraph::algo::tarjan_scc;
+    use petgraph::graph::NodeIndex;
+    use petgraph::visit::EdgeRef;
+    use std::collections::BTreeSet;
+
+    let graph = spec.graph();
+    let mut sccs: Vec<Vec<NodeIndex>> = tarjan_scc(&graph).into_iter().filter(|scc| scc.len() > 1).collect();
+    // Deterministic choice: the cycle containing the earliest stage in the file.
+    sccs.sort_by_key(|scc| scc.iter().map(|n| graph[*n]).min());
+    let scc = sccs.first()?;
+    let members: BTreeSet<NodeIndex> = scc.iter().copied().collect();
+    let start = *scc.iter().min_by_key(|n| graph[**n]).expect("non-empty");
+    // Walk inside the component until we come back to a visited node.
+    let mut path = vec![start];
+    let mut current = start;
+    loop {
+        let next = graph
+            .edges(current)
+            .map(|e| e.target())
+            .filter(|t| members.contains(t))
+            .min_by_key(|t| graph[*t])
+            .expect("a node of a strongly connected component has a successor inside it");
+        if let Some(pos) = path.iter().position(|n| *n == next) {
+            let mut cycle: Vec<String> = path[pos..].iter().map(|n| spec.stages[graph[*n]].name.clone()).collect();
+            cycle.push(spec.stages[graph[next]].name.clone());
+            return Some(cycle);
+        }
+        path.push(next);
+        current = next;
+    }
 }
 
 fn parse_stage(c: &mut Collector, registry: &Registry, name: String, pos: Pos, node: &Node) -> Draft {

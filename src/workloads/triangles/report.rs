@@ -146,7 +146,7 @@ fn field(w: &ScoreNetWeights, grid: usize, c: f64, t: f64) -> Vec<plot::Arrow> {
         for j in 0..grid {
             let (a, b) = ((i as f64 + 0.5) / grid as f64, (j as f64 + 0.5) / grid as f64);
             at.push((a, b));
-            x.extend([a, b, c].map(|v| (m.scale * v + m.shift) as f32));
+            x.extend([a, b, c].map(|v| m.to_model(v)));
         }
     }
     let mut out = vec![0f32; x.len()];
@@ -233,7 +233,7 @@ impl Stage for Smeme {
         .map_err(plot_err)?;
 
         let load =
-            |name: &str| ScoreNetWeights::from_bytes(ctx.blob(name)?).map_err(|e| StageError::Failed(e.to_string()));
+            |name: &str| -> Result<ScoreNetWeights, StageError> { Ok(ScoreNetWeights::from_bytes(ctx.blob(name)?)?) };
         let (pre_w, post_w) = (load("pre_model")?, load("post_model")?);
         let (grid, fc, ft) = (p.usize("grid"), p.f64("field_c"), p.f64("field_t"));
         let field_png = plot::quiver(

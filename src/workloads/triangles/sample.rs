@@ -33,6 +33,34 @@ pub struct Pc;
 /// Peak memory per particle (measured; see [`crate::engine::stage::rows_memory`]).
 const PC_BYTES_PER_ROW: u64 = 80;
 
+/// The predictor–corrector sampler's own parameters, declared once: `sample`
+/// / `pc` and `tune` / `smeme` (which samples its student every round) share
+/// them, read by [`pc_config`].
+pub const PC_STEPS: ParamDef = ParamDef {
+    name: "steps",
+    ty: ParamType::Int { min: 1, max: 1_000_000 },
+    default: Default::Int(1000),
+    doc: "predictor steps N (2N score evaluations)",
+};
+pub const PC_SNR: ParamDef = ParamDef {
+    name: "snr",
+    ty: ParamType::Float { min: 0.0, max: 10.0 },
+    default: Default::Float(0.15),
+    doc: "corrector step ε = (snr·g)²",
+};
+pub const PC_DENOISE: ParamDef = ParamDef {
+    name: "denoise",
+    ty: ParamType::Bool,
+    default: Default::Bool(false),
+    doc: "leave the noise out of the last corrector step (Song et al.'s denoise=True; the origin keeps it)",
+};
+
+/// The sampler settings [`PC_STEPS`], [`PC_SNR`] and [`PC_DENOISE`] give, for a
+/// model trained up to `t_max`.
+pub fn pc_config(p: &crate::engine::params::Params, t_max: f64) -> PcConfig {
+    PcConfig { steps: p.usize("steps"), snr: p.f64("snr"), t_max, chunk: CHUNK, denoise: p.bool("denoise") }
+}
+
 static PARAMS: &[ParamDef] = &[
     ParamDef {
         name: "n_samples",
@@ -40,30 +68,15 @@ static PARAMS: &[ParamDef] = &[
         default: Default::Int(4096),
         doc: "particles",
     },
-    ParamDef {
-        name: "steps",
-        ty: ParamType::Int { min: 1, max: 1_000_000 },
-        default: Default::Int(1000),
-        doc: "predictor steps N (2N score evaluations)",
-    },
-    ParamDef {
-        name: "snr",
-        ty: ParamType::Float { min: 0.0, max: 10.0 },
-        default: Default::Float(0.15),
-        doc: "corrector step ε = (snr·g)²",
-    },
+    PC_STEPS,
+    PC_SNR,
     ParamDef {
         name: "prior",
         ty: ParamType::Str { choices: &["standard", "ou_marginal"] },
         default: Default::Str("standard"),
         doc: "x_T ~ N(0, I) (seed) or the OU marginal at T",
     },
-    ParamDef {
-        name: "denoise",
-        ty: ParamType::Bool,
-        default: Default::Bool(false),
-        doc: "leave the noise out of the last corrector step (Song et al.'s denoise=True; the origin keeps it)",
-    },
+    PC_DENOISE,
     ParamDef {
         name: "max_nonfinite",
         ty: ParamType::Float { min: 0.0, max: 1.0 },
@@ -114,7 +127,7 @@ impl Stage for Pc {
     }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
-        let weights = ScoreNetWeights::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;
+        let weights = ScoreNetWeights::from_bytes(ctx.blob("model")?)?;
         let meta = weights.meta.clone();
         let ou = Ou { lambda: meta.lambda, sigma: meta.sigma };
         let model = FastMlp::new(&weights);
@@ -123,13 +136,7 @@ impl Stage for Pc {
         let prior_seed = p.get("prior_seed").map_or(ctx.seed, |_| p.i64("prior_seed") as u64);
         let dim = weights.dim;
         let mut x = prior_draw(n, dim, prior, ou, meta.t_max, prior_seed);
-        let cfg = PcConfig {
-            steps: p.usize("steps"),
-            snr: p.f64("snr"),
-            t_max: meta.t_max,
-            chunk: CHUNK,
-            denoise: p.bool("denoise"),
-        };
+        let cfg = pc_config(p, meta.t_max);
         let traj = pc_sample(
             &model,
             ou,
@@ -141,8 +148,7 @@ impl Stage for Pc {
             ctx.progress,
         );
         crate::engine::stage::check_finite_rows(&x, dim, p.f64("max_nonfinite"))?;
-        let unscale = |v: f32| ((v as f64 - meta.shift) / meta.scale) as f32;
-        let col = |xs: &[f32], j: usize| ColumnData::F32(xs.chunks(dim).map(|r| unscale(r[j])).collect());
+        let col = |xs: &[f32], j: usize| ColumnData::F32(xs.chunks(dim).map(|r| meta.to_data(r[j]) as f32).collect());
         let samples = Table::new().with("a", col(&x, 0)).with("b", col(&x, 1)).with("c", col(&x, 2));
         let trajectories = Table::new()
             .with("particle", ColumnData::I64(traj.particle))

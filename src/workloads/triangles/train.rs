@@ -21,7 +21,7 @@ use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, 
 use crate::model::{ModelMeta, ScoreNet, ScoreNetConfig, ScoreNetWeights, train_device};
 use crate::sde::{Ou, ou_pairs};
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
 pub struct DsmOu;
@@ -113,12 +113,7 @@ pub fn train_dsm(
     let device = device.clone();
     let init = ScoreNetWeights::init(cfg.net.clone(), cfg.meta.clone(), &mut rng(seed, "init"));
     let mut model = ScoreNet::from_weights(&init, &device);
-    let mut optim = AdamWConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.999)
-        .with_epsilon(1e-8)
-        .with_weight_decay(cfg.weight_decay as f32)
-        .init();
+    let mut optim = crate::model::adamw(cfg.weight_decay).init();
     let ou = Ou { lambda: cfg.meta.lambda, sigma: cfg.meta.sigma };
     let mut data_rng = rng(seed, "pairs");
     let dim = cfg.net.dim;
@@ -159,7 +154,7 @@ pub fn scaled_pool(table: &crate::engine::frame::Table, meta: &ModelMeta) -> Res
     let mut pool = Vec::with_capacity(3 * n);
     for i in 0..n {
         for c in &cols {
-            pool.push((meta.scale * c[i] + meta.shift) as f32);
+            pool.push(meta.to_model(c[i]));
         }
     }
     Ok(pool)

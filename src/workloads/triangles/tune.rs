@@ -45,7 +45,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
 
@@ -54,7 +54,7 @@ use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::model::fast::FastMlp;
 use crate::model::{DeltaNet, ScoreNet, ScoreNetWeights, backend_device, init_layers, layers_of, linears};
-use crate::sde::sampler::{PcConfig, Prior, pc_sample, prior_draw};
+use crate::sde::sampler::{Prior, pc_sample, prior_draw};
 use crate::sde::{Ou, ou_pairs};
 use crate::workloads::triangles::geometry::{Validity, is_triangle_strict};
 
@@ -78,19 +78,9 @@ static PARAMS: &[ParamDef] = &[
     ParamDef { name: "lr", ty: NONNEG, default: Default::Float(1e-4), doc: "AdamW learning rate (delta only)" },
     ParamDef { name: "weight_decay", ty: NONNEG, default: Default::Float(0.01), doc: "AdamW weight decay" },
     ParamDef { name: "hidden", ty: COUNT, default: Default::Int(64), doc: "delta network width" },
-    ParamDef { name: "steps", ty: COUNT, default: Default::Int(1000), doc: "sampler steps per round" },
-    ParamDef {
-        name: "snr",
-        ty: ParamType::Float { min: 0.0, max: 10.0 },
-        default: Default::Float(0.15),
-        doc: "sampler corrector snr",
-    },
-    ParamDef {
-        name: "denoise",
-        ty: ParamType::Bool,
-        default: Default::Bool(false),
-        doc: "sampler: leave the noise out of the last corrector step (Song et al.; the origin keeps it)",
-    },
+    super::sample::PC_STEPS,
+    super::sample::PC_SNR,
+    super::sample::PC_DENOISE,
     ParamDef {
         name: "score_weighting",
         ty: ParamType::Str { choices: &["seed", "per_row"] },
@@ -214,7 +204,7 @@ impl Stage for Smeme {
     describe!(Kind::Tune, "smeme", version 4, PARAMS, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ctx.params;
-        let base = ScoreNetWeights::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;
+        let base = ScoreNetWeights::from_bytes(ctx.blob("model")?)?;
         if !base.delta.is_empty() {
             return Err(StageError::Failed("the input model is already tuned; tune a pre-trained model".into()));
         }
@@ -227,13 +217,7 @@ impl Stage for Smeme {
         let small_t = (p.str("variant") == "small_t").then(|| p.f64("t_direction") as f32);
         let seed_pool = p.str("pool_check") == "seed";
         let per_row = p.str("score_weighting") == "per_row";
-        let sampler = PcConfig {
-            steps: p.usize("steps"),
-            snr: p.f64("snr"),
-            t_max: meta.t_max,
-            chunk: super::sample::CHUNK,
-            denoise: p.bool("denoise"),
-        };
+        let sampler = super::sample::pc_config(p, meta.t_max);
 
         let plain = backend_device(ctx.backend);
         let dev = plain.clone().autodiff();
@@ -242,12 +226,7 @@ impl Stage for Smeme {
         let shapes = [(dim + 1, hidden), (hidden, hidden), (hidden, dim)];
         let mut delta =
             DeltaNet { layers: linears(&init_layers(&shapes, false, &mut rng(ctx.seed, "delta-init")), &dev, 0) };
-        let mut optim = AdamWConfig::new()
-            .with_beta_1(0.9)
-            .with_beta_2(0.999)
-            .with_epsilon(1e-8)
-            .with_weight_decay(p.f64("weight_decay") as f32)
-            .init();
+        let mut optim = crate::model::adamw(p.f64("weight_decay")).init();
         let mut pair_rng = rng(ctx.seed, "pairs");
         let mut rows: Vec<Row> = Vec::new();
         let total = (outer_n * (inner_n + 1)) as f64;
@@ -261,11 +240,10 @@ impl Stage for Smeme {
             let noise_seed: u64 = rng(ctx.seed, &format!("outer-{outer}/noise")).random();
             let mut x = prior_draw(n_draw, dim, Prior::Standard, ou, meta.t_max, prior_seed);
             pc_sample(&fast, ou, &mut x, sampler, noise_seed, 0, 1, &|_| {});
-            let unscale = |v: f32| (v as f64 - meta.shift) / meta.scale;
             let mut pool = Vec::new();
             let mut margins = Vec::new();
             for r in x.chunks(dim) {
-                let sides = [unscale(r[0]), unscale(r[1]), unscale(r[2])];
+                let sides = [meta.to_data(r[0]), meta.to_data(r[1]), meta.to_data(r[2])];
                 let v = Validity::check(sides, eps);
                 let keep = if seed_pool { is_triangle_strict(sides) } else { v.valid() };
                 if keep {

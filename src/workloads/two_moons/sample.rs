@@ -71,7 +71,7 @@ fn ema_wiring(
 
 /// The weights `use_ema` picks from a DDPM model, and its schedule.
 fn eps_model(ctx: &StageCtx) -> Result<(EpsModelWeights, FastEps, DdpmSchedule), StageError> {
-    let w = EpsModelWeights::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;
+    let w = EpsModelWeights::from_bytes(ctx.blob("model")?)?;
     let layers = if ctx.params.bool("use_ema") {
         w.ema
             .as_ref()
