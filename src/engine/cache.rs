@@ -10,7 +10,12 @@
 //!   tmp/                                     files being written
 //!   runs/<pipeline>/<run id>.json            one manifest per run
 //!   runs/<pipeline>/latest.json              the latest manifest (gc roots)
+//!   latest/, reports/                        views of the latest run's results
 //! ```
+//!
+//! This module holds objects, records, locks and leases; runs, manifests and
+//! the views are in [`crate::engine::manifest`], `gc` and `verify` in
+//! [`crate::engine::maintenance`].
 //!
 //! Writes are crash-safe by construction: every file is written under `tmp/` and
 //! renamed into place, objects first, the record last. A record therefore exists
@@ -31,7 +36,7 @@
 //! `gc` and `verify` take it exclusively, so they wait for runs and runs wait for
 //! them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -43,6 +48,9 @@ use crate::engine::frame::Table;
 use crate::engine::hash::{Hash, blob_hash};
 use crate::engine::stage::{Artifact, Format};
 
+pub use crate::engine::maintenance::{GcReport, Problem, VerifyReport};
+pub use crate::engine::manifest::{Home, Manifest, ManifestStage, StageState};
+
 /// Errors from the cache's file system work.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -52,7 +60,7 @@ pub enum CacheError {
     Encode { what: String, why: String },
 }
 
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CacheError + 'a {
+pub(crate) fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CacheError + 'a {
     move |source| CacheError::Io { action, path: path.to_path_buf(), source }
 }
 
@@ -113,87 +121,6 @@ pub struct Record {
 
 pub const RECORD_FORMAT: u32 = 1;
 
-/// What became of a stage in a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StageState {
-    /// Its cached result was reused.
-    Fresh,
-    /// It was computed in this run.
-    Ran,
-    Failed,
-    /// It was not run because a stage it needs failed.
-    Skipped,
-    /// The run was stopped (Ctrl-C) while it ran; it left no record.
-    Interrupted,
-}
-
-impl StageState {
-    /// Fresh or ran: the stage's result is in the cache.
-    pub fn settled(self) -> bool {
-        matches!(self, StageState::Fresh | StageState::Ran)
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            StageState::Fresh => "fresh",
-            StageState::Ran => "ran",
-            StageState::Failed => "failed",
-            StageState::Skipped => "skipped",
-            StageState::Interrupted => "interrupted",
-        }
-    }
-}
-
-/// A manifest line for one stage of one run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ManifestStage {
-    pub name: String,
-    pub kind: String,
-    pub method: String,
-    pub status: StageState,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    /// Why it ran, in words (as `run` printed it).
-    pub reasons: Vec<String>,
-    /// Why it ran, structured ([`crate::engine::fingerprint::Reason`]).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub why: Vec<crate::engine::fingerprint::Reason>,
-    pub started_ms: u64,
-    pub finished_ms: u64,
-    pub duration_ms: u64,
-    pub outputs: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// What one `scoreflow run` did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    pub pipeline: String,
-    /// The folder under `runs/` and `reports/` of this spec file (see [`Home`]).
-    #[serde(default)]
-    pub home: String,
-    pub spec_file: String,
-    /// The spec's identity: its path relative to the project (the folder holding
-    /// the cache), else its canonical path.
-    #[serde(default)]
-    pub spec_id: String,
-    /// The commit checked out in the spec's git repository, if it is in one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub git_commit: Option<String>,
-    pub run_id: String,
-    pub started_ms: u64,
-    pub finished_ms: u64,
-    pub ok: bool,
-    pub stages: Vec<ManifestStage>,
-}
-
-impl Manifest {
-    pub fn stage(&self, name: &str) -> Option<&ManifestStage> {
-        self.stages.iter().find(|s| s.name == name)
-    }
-}
-
 /// An exclusive lock on one stage key, released on drop (or by the kernel when
 /// the process dies). Its file exists only while it is held: the holder removes
 /// it before unlocking, and a waiter that then gets the lock on the removed file
@@ -214,20 +141,7 @@ impl Drop for KeyLock {
 /// never deletes what a live run may still record. Released on drop (or by the
 /// kernel when the process dies).
 pub struct Lease {
-    _file: File,
-}
-
-/// The folder under `runs/` and `reports/` that belongs to one spec file: the
-/// pipeline's name for the first spec file that runs under it, `<name>@<file
-/// stem>` (then `…-<hash of its path>`) for another spec file with the same
-/// name — so a copied spec that keeps `name:` never overwrites the original's
-/// reports or replaces its gc roots.
-#[derive(Debug, Clone)]
-pub struct Home {
-    pub dir: String,
-    pub spec_id: String,
-    /// The other spec file that owns the name, when this one had to move aside.
-    pub shared_with: Option<String>,
+    pub(crate) _file: File,
 }
 
 /// What the next run should know about a record.
@@ -240,43 +154,13 @@ pub enum Lookup {
     Hit(Record),
 }
 
-/// One problem `verify` found (and removed).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
-    /// Path relative to the cache root.
-    pub path: String,
-    pub what: String,
-}
-
-/// What `scoreflow verify` checked.
-#[derive(Debug, Default)]
-pub struct VerifyReport {
-    pub records: usize,
-    pub objects: usize,
-    pub problems: Vec<Problem>,
-}
-
-/// What `gc` removed (or would remove).
-#[derive(Debug, Default)]
-pub struct GcReport {
-    /// What was (or would be) removed, one line each: the record's path and the
-    /// stage it was made for, or the object's path and size.
-    pub removed: Vec<String>,
-    pub records: usize,
-    pub objects: usize,
-    pub temp_files: usize,
-    pub bytes: u64,
-    pub kept_records: usize,
-    pub kept_objects: usize,
-}
-
 /// A cache rooted at a directory.
 #[derive(Debug, Clone)]
 pub struct Cache {
-    root: PathBuf,
+    pub(crate) root: PathBuf,
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+pub(crate) static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -359,7 +243,7 @@ impl Cache {
         }
     }
 
-    fn rel(&self, path: &Path) -> String {
+    pub(crate) fn rel(&self, path: &Path) -> String {
         path.strip_prefix(&self.root).unwrap_or(path).display().to_string()
     }
 
@@ -417,7 +301,7 @@ impl Cache {
         Ok(Lease { _file: file })
     }
 
-    fn lease_file(&self) -> Result<File, CacheError> {
+    pub(crate) fn lease_file(&self) -> Result<File, CacheError> {
         fs::create_dir_all(&self.root).map_err(io_err("create", &self.root))?;
         let path = self.root.join("gc.lock");
         File::options().create(true).truncate(false).write(true).open(&path).map_err(io_err("open", &path))
@@ -445,13 +329,13 @@ impl Cache {
     }
 
     /// The process id a temporary file's name starts with (its writer's).
-    fn temp_owner(file: &Path) -> Option<u32> {
+    pub(crate) fn temp_owner(file: &Path) -> Option<u32> {
         let name = file.file_name()?.to_string_lossy().into_owned();
         name.split('-').next()?.parse().ok()
     }
 
     /// Whether process `pid` exists (Linux; elsewhere every writer is assumed alive).
-    fn alive(pid: u32) -> bool {
+    pub(crate) fn alive(pid: u32) -> bool {
         !cfg!(target_os = "linux") || Path::new(&format!("/proc/{pid}")).exists()
     }
 
@@ -546,290 +430,10 @@ impl Cache {
             }
         }
     }
-
-    /// Write a report's files under `reports/<pipeline>/<stage>/` (replacing what
-    /// was there) and return the directory. Reports are views of cached objects,
-    /// rewritten by every run; nothing reads them back.
-    pub fn publish(&self, pipeline: &str, stage: &str, files: &[(String, Vec<u8>)]) -> Result<PathBuf, CacheError> {
-        let dir = self.root.join("reports").join(pipeline).join(stage);
-        for (name, bytes) in files {
-            self.write_atomic(&dir.join(name), bytes)?;
-        }
-        let keep: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
-        Self::prune(&dir, &keep);
-        Ok(dir)
-    }
-
-    /// Remove the entries of a view folder (`reports/…`, `latest/…`) that the
-    /// latest run did not write — a figure a new report version no longer
-    /// draws, the link of a stage no longer in the spec. Best effort: a view
-    /// left over is harmless, so failures are ignored.
-    pub fn prune(dir: &Path, keep: &[&str]) {
-        let Ok(entries) = fs::read_dir(dir) else { return };
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if keep.contains(&name.as_ref()) || name.starts_with('.') {
-                continue;
-            }
-            let path = e.path();
-            let _ =
-                if path.is_dir() && !path.is_symlink() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
-        }
-    }
-
-    /// Point `latest/<home>/<stage>/<output>.<ext>` at the object a run used, so
-    /// the newest results can be found without the tool (symbolic links,
-    /// relative, rewritten by every run; on systems without them, nothing).
-    pub fn link_latest(&self, home: &str, stage: &str, output: &str, file: &str) -> Result<(), CacheError> {
-        let ext = Path::new(file).extension().and_then(|e| e.to_str()).unwrap_or("bin");
-        let dir = self.root.join("latest").join(home).join(stage);
-        let link = dir.join(format!("{output}.{ext}"));
-        #[cfg(unix)]
-        {
-            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-            let target = Path::new("../../..").join(file);
-            if fs::read_link(&link).is_ok_and(|t| t == target) {
-                return Ok(());
-            }
-            // A fresh link under a unique name, renamed over the old one: atomic,
-            // so concurrent runs never see a missing or half-made link.
-            let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-            let tmp = dir.join(format!(".{output}.{}-{n}.tmp", std::process::id()));
-            std::os::unix::fs::symlink(&target, &tmp).map_err(io_err("link", &tmp))?;
-            fs::rename(&tmp, &link).map_err(io_err("rename into place", &link))?;
-        }
-        #[cfg(not(unix))]
-        let _ = link;
-        Ok(())
-    }
-
-    fn runs_dir(&self, pipeline: &str) -> PathBuf {
-        self.root.join("runs").join(pipeline)
-    }
-
-    /// The identity of a spec file in this cache: its canonical path relative to
-    /// the project (the folder that holds the cache), else its canonical path.
-    /// Moving the whole project keeps it; moving the spec within it does not.
-    pub fn spec_id(&self, spec: &Path) -> String {
-        let spec = fs::canonicalize(spec).unwrap_or_else(|_| spec.to_path_buf());
-        let root = fs::canonicalize(&self.root)
-            .ok()
-            .or_else(|| self.root.parent().and_then(|p| fs::canonicalize(p).ok()).map(|p| p.join("artifacts")));
-        match root.as_ref().and_then(|r| r.parent()).and_then(|project| spec.strip_prefix(project).ok()) {
-            Some(rel) => rel.display().to_string(),
-            None => spec.display().to_string(),
-        }
-    }
-
-    /// Where a spec file's runs and reports live (see [`Home`]). With `claim`,
-    /// a free folder is taken for this spec (by writing its `spec.json`).
-    pub fn home(&self, name: &str, spec: &Path, claim: bool) -> Result<Home, CacheError> {
-        let spec_id = self.spec_id(spec);
-        let stem = spec.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let hash = &blake3::hash(spec_id.as_bytes()).to_hex()[..8];
-        let mut shared_with = None;
-        for dir in [name.to_string(), format!("{name}@{stem}"), format!("{name}@{stem}-{hash}")] {
-            let owner_path = self.runs_dir(&dir).join("spec.json");
-            let owner = fs::read(&owner_path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|v| v["spec"].as_str().map(str::to_string));
-            match owner {
-                Some(o) if o == spec_id => return Ok(Home { dir, spec_id, shared_with }),
-                Some(o) => {
-                    shared_with.get_or_insert(o);
-                }
-                None => {
-                    if claim {
-                        let bytes = serde_json::to_vec_pretty(&serde_json::json!({ "spec": spec_id, "name": name }))
-                            .expect("json");
-                        self.write_atomic(&owner_path, &bytes)?;
-                    }
-                    return Ok(Home { dir, spec_id, shared_with });
-                }
-            }
-        }
-        Ok(Home { dir: format!("{name}@{stem}-{hash}"), spec_id, shared_with })
-    }
-
-    /// Write a run's manifest and make it the pipeline's latest.
-    pub fn write_manifest(&self, manifest: &Manifest) -> Result<PathBuf, CacheError> {
-        let bytes = serde_json::to_vec_pretty(manifest)
-            .map_err(|e| CacheError::Encode { what: "manifest".into(), why: e.to_string() })?;
-        let dir = self.runs_dir(if manifest.home.is_empty() { &manifest.pipeline } else { &manifest.home });
-        let path = dir.join(format!("{}.json", manifest.run_id));
-        self.write_atomic(&path, &bytes)?;
-        self.write_atomic(&dir.join("latest.json"), &bytes)?;
-        Ok(path)
-    }
-
-    /// The latest manifest of a pipeline, if any (an unreadable one counts as none).
-    pub fn latest_manifest(&self, pipeline: &str) -> Option<Manifest> {
-        let bytes = fs::read(self.runs_dir(pipeline).join("latest.json")).ok()?;
-        serde_json::from_slice(&bytes).ok()
-    }
-
-    /// `scoreflow verify`: every object against the content hash its name
-    /// states, every record parsed and its outputs checked (size, file hash).
-    /// What is bad is removed — a corrupt object, a garbage record, a record
-    /// naming a bad or missing object — so the next run recomputes it.
-    pub fn verify(&self) -> Result<VerifyReport, CacheError> {
-        let _gc = self.exclusive()?;
-        let mut report = VerifyReport::default();
-        let mut bad_objects = BTreeSet::new();
-        for shard in read_dir(&self.root.join("objects"))? {
-            for file in read_dir(&shard)? {
-                report.objects += 1;
-                let rel = self.rel(&file);
-                let name = file.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let format = if file.extension().is_some_and(|e| e == "bin") { Format::Blob } else { Format::Table };
-                let verdict = match name.parse::<Hash>() {
-                    Ok(hash) => match self.read(&hash, format) {
-                        Ok(_) => continue,
-                        Err(ObjectError::Cache(e)) => return Err(e),
-                        Err(e) => e.to_string(),
-                    },
-                    Err(_) => "not an object name".to_string(),
-                };
-                let _ = fs::remove_file(&file);
-                report.problems.push(Problem { path: rel.clone(), what: verdict });
-                bad_objects.insert(rel);
-            }
-        }
-        for shard in read_dir(&self.root.join("records"))? {
-            for file in read_dir(&shard)? {
-                report.records += 1;
-                let rel = self.rel(&file);
-                let key = file.file_stem().and_then(|n| n.to_str()).and_then(|n| n.parse::<Hash>().ok());
-                let record = match key {
-                    Some(k) => match self.lookup(&k)? {
-                        Lookup::Hit(r) => r,
-                        _ => {
-                            let _ = fs::remove_file(&file);
-                            report.problems.push(Problem { path: rel, what: "not a record".into() });
-                            continue;
-                        }
-                    },
-                    None => {
-                        let _ = fs::remove_file(&file);
-                        report.problems.push(Problem { path: rel, what: "not a record name".into() });
-                        continue;
-                    }
-                };
-                let bad = record.outputs.iter().find_map(|(name, o)| {
-                    if bad_objects.contains(&o.file) {
-                        return Some(format!("output {name}: its object {} was corrupt", o.file));
-                    }
-                    self.check_entry(o).err().map(|e| format!("output {name}: object {} {e}", o.file))
-                });
-                if let Some(what) = bad {
-                    let _ = fs::remove_file(&file);
-                    report.problems.push(Problem { path: rel, what });
-                }
-            }
-        }
-        Ok(report)
-    }
-
-    /// Exclusive hold on the cache (no run holds a [`Lease`] meanwhile); says on
-    /// stderr when it has to wait for running pipelines.
-    fn exclusive(&self) -> Result<Lease, CacheError> {
-        let file = self.lease_file()?;
-        let path = self.root.join("gc.lock");
-        if file.try_lock().is_err() {
-            eprintln!("waiting for the pipelines running on {} to finish…", self.root.display());
-            file.lock().map_err(io_err("lock", &path))?;
-        }
-        Ok(Lease { _file: file })
-    }
-
-    /// Remove every record and object that the latest run of each known pipeline
-    /// does not reach, plus leftovers in `tmp/` and unheld locks. Waits until no
-    /// run holds the cache (runs wait for it in turn), so it never removes what a
-    /// live run has made and not yet recorded in its manifest.
-    pub fn gc(&self, dry_run: bool) -> Result<GcReport, CacheError> {
-        let _gc = self.exclusive()?;
-        let mut keep_records = BTreeSet::new();
-        let mut keep_objects = BTreeSet::new();
-        let runs = self.root.join("runs");
-        for entry in read_dir(&runs)? {
-            let latest = entry.join("latest.json");
-            let Ok(bytes) = fs::read(&latest) else {
-                continue;
-            };
-            let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
-                continue;
-            };
-            for stage in &manifest.stages {
-                let Some(key) = stage.key.as_ref().and_then(|k| k.parse::<Hash>().ok()) else {
-                    continue;
-                };
-                if let Some(record) = self.load_record(&key)? {
-                    keep_records.insert(self.record_path(&key));
-                    for o in record.outputs.values() {
-                        keep_objects.insert(self.root.join(&o.file));
-                    }
-                }
-            }
-        }
-        let mut report = GcReport::default();
-        let remove = |path: &Path, counter: &mut usize, bytes: &mut u64| -> Result<(), CacheError> {
-            *bytes += fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            *counter += 1;
-            if !dry_run {
-                fs::remove_file(path).map_err(io_err("remove", path))?;
-            }
-            Ok(())
-        };
-        for shard in read_dir(&self.root.join("records"))? {
-            for file in read_dir(&shard)? {
-                if keep_records.contains(&file) {
-                    report.kept_records += 1;
-                } else {
-                    let stage = fs::read(&file)
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-                        .map_or_else(|| "not a record".to_string(), |r| format!("stage `{}`", r.stage_name));
-                    report.removed.push(format!("record {} ({stage})", self.rel(&file)));
-                    remove(&file, &mut report.records, &mut report.bytes)?;
-                }
-            }
-        }
-        for shard in read_dir(&self.root.join("objects"))? {
-            for file in read_dir(&shard)? {
-                if keep_objects.contains(&file) {
-                    report.kept_objects += 1;
-                } else {
-                    let size = fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-                    report.removed.push(format!("object {} ({size} bytes)", self.rel(&file)));
-                    remove(&file, &mut report.objects, &mut report.bytes)?;
-                }
-            }
-        }
-        // A temporary file of a live process is a write in progress (a run that
-        // has not taken its lease yet writing its spec ownership, say): kept.
-        for file in read_dir(&self.root.join("tmp"))? {
-            if Self::temp_owner(&file).is_some_and(Self::alive) {
-                continue;
-            }
-            remove(&file, &mut report.temp_files, &mut report.bytes)?;
-        }
-        for file in read_dir(&self.root.join("locks"))? {
-            // Only locks nobody holds; a held one belongs to a running stage.
-            if let Ok(f) = File::open(&file)
-                && f.try_lock().is_ok()
-                && !dry_run
-            {
-                let _ = fs::remove_file(&file);
-            }
-        }
-        Ok(report)
-    }
 }
 
 /// Parse and hash an object's bytes; `Corrupt` unless the content hash matches.
-fn verify_bytes(bytes: Vec<u8>, hash: &Hash, format: Format) -> Result<Artifact, ObjectError> {
+pub(crate) fn verify_bytes(bytes: Vec<u8>, hash: &Hash, format: Format) -> Result<Artifact, ObjectError> {
     let (artifact, found) = match format {
         Format::Table => {
             let (t, _) = Table::from_parquet(bytes).map_err(|e| ObjectError::Corrupt(e.to_string()))?;
@@ -865,7 +469,7 @@ fn same_file(file: &File, path: &Path) -> bool {
 }
 
 /// Entries of a directory, sorted; a missing directory has none.
-fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
+pub(crate) fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
     match fs::read_dir(dir) {
         Ok(rd) => {
             let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();

@@ -1,0 +1,201 @@
+//! Keeping a cache healthy: `gc` removes what no pipeline's latest run uses,
+//! `verify` checks every object and record and removes what is bad. Both hold
+//! the cache exclusively (runs hold it shared), so neither ever touches a result
+//! a live run has made and not yet recorded.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::path::Path;
+
+use crate::engine::cache::{Cache, CacheError, Lease, Lookup, Manifest, ObjectError, Record, io_err, read_dir};
+use crate::engine::hash::Hash;
+use crate::engine::stage::Format;
+
+/// One problem `verify` found (and removed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// Path relative to the cache root.
+    pub path: String,
+    pub what: String,
+}
+
+/// What `scoreflow verify` checked.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub records: usize,
+    pub objects: usize,
+    pub problems: Vec<Problem>,
+}
+
+/// What `gc` removed (or would remove).
+#[derive(Debug, Default)]
+pub struct GcReport {
+    /// What was (or would be) removed, one line each: the record's path and the
+    /// stage it was made for, or the object's path and size.
+    pub removed: Vec<String>,
+    pub records: usize,
+    pub objects: usize,
+    pub temp_files: usize,
+    pub bytes: u64,
+    pub kept_records: usize,
+    pub kept_objects: usize,
+}
+
+impl Cache {
+    /// `scoreflow verify`: every object against the content hash its name
+    /// states, every record parsed and its outputs checked (size, file hash).
+    /// What is bad is removed — a corrupt object, a garbage record, a record
+    /// naming a bad or missing object — so the next run recomputes it.
+    pub fn verify(&self) -> Result<VerifyReport, CacheError> {
+        let _gc = self.exclusive()?;
+        let mut report = VerifyReport::default();
+        let mut bad_objects = BTreeSet::new();
+        for shard in read_dir(&self.root.join("objects"))? {
+            for file in read_dir(&shard)? {
+                report.objects += 1;
+                let rel = self.rel(&file);
+                let name = file.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let format = if file.extension().is_some_and(|e| e == "bin") { Format::Blob } else { Format::Table };
+                let verdict = match name.parse::<Hash>() {
+                    Ok(hash) => match self.read(&hash, format) {
+                        Ok(_) => continue,
+                        Err(ObjectError::Cache(e)) => return Err(e),
+                        Err(e) => e.to_string(),
+                    },
+                    Err(_) => "not an object name".to_string(),
+                };
+                let _ = fs::remove_file(&file);
+                report.problems.push(Problem { path: rel.clone(), what: verdict });
+                bad_objects.insert(rel);
+            }
+        }
+        for shard in read_dir(&self.root.join("records"))? {
+            for file in read_dir(&shard)? {
+                report.records += 1;
+                let rel = self.rel(&file);
+                let key = file.file_stem().and_then(|n| n.to_str()).and_then(|n| n.parse::<Hash>().ok());
+                let record = match key {
+                    Some(k) => match self.lookup(&k)? {
+                        Lookup::Hit(r) => r,
+                        _ => {
+                            let _ = fs::remove_file(&file);
+                            report.problems.push(Problem { path: rel, what: "not a record".into() });
+                            continue;
+                        }
+                    },
+                    None => {
+                        let _ = fs::remove_file(&file);
+                        report.problems.push(Problem { path: rel, what: "not a record name".into() });
+                        continue;
+                    }
+                };
+                let bad = record.outputs.iter().find_map(|(name, o)| {
+                    if bad_objects.contains(&o.file) {
+                        return Some(format!("output {name}: its object {} was corrupt", o.file));
+                    }
+                    self.check_entry(o).err().map(|e| format!("output {name}: object {} {e}", o.file))
+                });
+                if let Some(what) = bad {
+                    let _ = fs::remove_file(&file);
+                    report.problems.push(Problem { path: rel, what });
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Exclusive hold on the cache (no run holds a [`Lease`] meanwhile); says on
+    /// stderr when it has to wait for running pipelines.
+    fn exclusive(&self) -> Result<Lease, CacheError> {
+        let file = self.lease_file()?;
+        let path = self.root.join("gc.lock");
+        if file.try_lock().is_err() {
+            eprintln!("waiting for the pipelines running on {} to finish…", self.root.display());
+            file.lock().map_err(io_err("lock", &path))?;
+        }
+        Ok(Lease { _file: file })
+    }
+
+    /// Remove every record and object that the latest run of each known pipeline
+    /// does not reach, plus leftovers in `tmp/` and unheld locks. Waits until no
+    /// run holds the cache (runs wait for it in turn), so it never removes what a
+    /// live run has made and not yet recorded in its manifest.
+    pub fn gc(&self, dry_run: bool) -> Result<GcReport, CacheError> {
+        let _gc = self.exclusive()?;
+        let mut keep_records = BTreeSet::new();
+        let mut keep_objects = BTreeSet::new();
+        let runs = self.root.join("runs");
+        for entry in read_dir(&runs)? {
+            let latest = entry.join("latest.json");
+            let Ok(bytes) = fs::read(&latest) else {
+                continue;
+            };
+            let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
+                continue;
+            };
+            for stage in &manifest.stages {
+                let Some(key) = stage.key.as_ref().and_then(|k| k.parse::<Hash>().ok()) else {
+                    continue;
+                };
+                if let Some(record) = self.load_record(&key)? {
+                    keep_records.insert(self.record_path(&key));
+                    for o in record.outputs.values() {
+                        keep_objects.insert(self.root.join(&o.file));
+                    }
+                }
+            }
+        }
+        let mut report = GcReport::default();
+        let remove = |path: &Path, counter: &mut usize, bytes: &mut u64| -> Result<(), CacheError> {
+            *bytes += fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            *counter += 1;
+            if !dry_run {
+                fs::remove_file(path).map_err(io_err("remove", path))?;
+            }
+            Ok(())
+        };
+        for shard in read_dir(&self.root.join("records"))? {
+            for file in read_dir(&shard)? {
+                if keep_records.contains(&file) {
+                    report.kept_records += 1;
+                } else {
+                    let stage = fs::read(&file)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+                        .map_or_else(|| "not a record".to_string(), |r| format!("stage `{}`", r.stage_name));
+                    report.removed.push(format!("record {} ({stage})", self.rel(&file)));
+                    remove(&file, &mut report.records, &mut report.bytes)?;
+                }
+            }
+        }
+        for shard in read_dir(&self.root.join("objects"))? {
+            for file in read_dir(&shard)? {
+                if keep_objects.contains(&file) {
+                    report.kept_objects += 1;
+                } else {
+                    let size = fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+                    report.removed.push(format!("object {} ({size} bytes)", self.rel(&file)));
+                    remove(&file, &mut report.objects, &mut report.bytes)?;
+                }
+            }
+        }
+        // A temporary file of a live process is a write in progress (a run that
+        // has not taken its lease yet writing its spec ownership, say): kept.
+        for file in read_dir(&self.root.join("tmp"))? {
+            if Self::temp_owner(&file).is_some_and(Self::alive) {
+                continue;
+            }
+            remove(&file, &mut report.temp_files, &mut report.bytes)?;
+        }
+        for file in read_dir(&self.root.join("locks"))? {
+            // Only locks nobody holds; a held one belongs to a running stage.
+            if let Ok(f) = File::open(&file)
+                && f.try_lock().is_ok()
+                && !dry_run
+            {
+                let _ = fs::remove_file(&file);
+            }
+        }
+        Ok(report)
+    }
+}
