@@ -409,6 +409,106 @@ pub fn suggest(word: &str, candidates: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// A Rust type a declared parameter is read into (see [`params!`]).
+pub trait ParamValue: Sized {
+    /// Read `name` from a validated map; the validator guarantees presence
+    /// and type, so a mismatch is a bug in the declaration (and panics).
+    fn read(p: &Params, name: &str) -> Self;
+}
+
+impl ParamValue for f64 {
+    fn read(p: &Params, name: &str) -> f64 {
+        p.f64(name)
+    }
+}
+impl ParamValue for i64 {
+    fn read(p: &Params, name: &str) -> i64 {
+        p.i64(name)
+    }
+}
+impl ParamValue for u64 {
+    fn read(p: &Params, name: &str) -> u64 {
+        u64::try_from(p.i64(name)).unwrap_or_else(|_| panic!("param `{name}` is negative"))
+    }
+}
+impl ParamValue for usize {
+    fn read(p: &Params, name: &str) -> usize {
+        p.usize(name)
+    }
+}
+impl ParamValue for bool {
+    fn read(p: &Params, name: &str) -> bool {
+        p.bool(name)
+    }
+}
+impl ParamValue for String {
+    fn read(p: &Params, name: &str) -> String {
+        p.str(name).to_string()
+    }
+}
+impl ParamValue for Vec<String> {
+    fn read(p: &Params, name: &str) -> Vec<String> {
+        p.str_list(name)
+    }
+}
+impl ParamValue for BTreeMap<String, f64> {
+    fn read(p: &Params, name: &str) -> BTreeMap<String, f64> {
+        p.float_map(name).unwrap_or_else(|| panic!("param `{name}`: schema promised a mapping"))
+    }
+}
+/// An optional parameter (`Default::Optional`): `None` when not given.
+impl<T: ParamValue> ParamValue for Option<T> {
+    fn read(p: &Params, name: &str) -> Option<T> {
+        p.get(name).map(|_| T::read(p, name))
+    }
+}
+
+/// A parameter's declaration without its name: (type, default, doc). The
+/// name is the field's in [`params!`], so the two cannot drift apart.
+pub type Decl = (ParamType, Default, &'static str);
+
+/// Declare an implementation's parameters once, as a struct: each field is a
+/// parameter named after it, with its Rust type and its [`Decl`]. Generates
+/// the struct, `STRUCT::DEFS` (the [`ParamDef`] table the validator checks
+/// specs against, in field order) and `STRUCT::read(&Params)`, which reads the
+/// validated map into the struct once.
+///
+/// ```ignore
+/// params! {
+///     /// `sample` / `pc`.
+///     pub struct PcParams {
+///         n_samples: usize = (ParamType::Int { min: 1, max: 100 }, Default::Int(4), "particles"),
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! params {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $( $(#[$fmeta:meta])* $field:ident : $ty:ty = $decl:expr ),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        $vis struct $name {
+            $( $(#[$fmeta])* pub $field: $ty, )*
+        }
+
+        impl $name {
+            /// The declarations, in field order.
+            pub const DEFS: &'static [$crate::engine::params::ParamDef] = &[
+                $( $crate::engine::params::ParamDef {
+                    name: stringify!($field),
+                    ty: $decl.0,
+                    default: $decl.1,
+                    doc: $decl.2,
+                }, )*
+            ];
+
+            /// Read a validated parameter map.
+            pub fn read(p: &$crate::engine::params::Params) -> Self {
+                $name { $( $field: $crate::engine::params::ParamValue::read(p, stringify!($field)), )* }
+            }
+        }
+    };
+}
+
 /// Typed accessors used by stage implementations. The validator has already
 /// guaranteed presence and type, so a mismatch here is a bug in a stage's schema.
 pub trait ParamsExt {

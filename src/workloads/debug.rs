@@ -8,22 +8,16 @@ use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, 
 
 pub struct Debug;
 
-static PARAMS: &[ParamDef] = &[
-    ParamDef {
-        name: "value",
-        ty: ParamType::Int { min: i64::MIN, max: i64::MAX },
-        default: Default::Int(0),
-        doc: "added to the input's values",
-    },
-    ParamDef {
-        name: "sleep_ms",
-        ty: ParamType::Int { min: 0, max: 600_000 },
-        default: Default::Int(0),
-        doc: "sleep before returning (does not change the output)",
-    },
-    ParamDef { name: "fail", ty: ParamType::Bool, default: Default::Bool(false), doc: "fail after sleeping" },
-    ParamDef { name: "nan", ty: ParamType::Bool, default: Default::Bool(false), doc: "report a non-finite loss" },
-];
+crate::params! {
+    /// The parameters of this implementation, read once per run.
+    pub struct DebugParams {
+        value: i64 = (ParamType::Int { min: i64::MIN, max: i64::MAX }, Default::Int(0), "added to the input's values"),
+        sleep_ms: i64 = (ParamType::Int { min: 0, max: 600_000 }, Default::Int(0), "sleep before returning (does not change the output)"),
+        fail: bool = (ParamType::Bool, Default::Bool(false), "fail after sleeping"),
+        nan: bool = (ParamType::Bool, Default::Bool(false), "report a non-finite loss"),
+    }
+}
+static PARAMS: &[ParamDef] = DebugParams::DEFS;
 static INPUTS: &[InputDef] =
     &[InputDef { name: "data", media: Media::Table, required: false, doc: "a table with an i64 column `value`" }];
 static OUTPUTS: &[OutputDef] = &[OutputDef { name: "table", media: Media::Table, doc: "one i64 column `value`" }];

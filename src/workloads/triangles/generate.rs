@@ -19,38 +19,17 @@ const TRIANGLE_BYTES_PER_ROW: u64 = 250;
 const SIDE_KEYS: &[&str] = &["equilateral", "isosceles", "scalene"];
 const ANGLE_KEYS: &[&str] = &["right", "acute", "obtuse"];
 
-static PARAMS: &[ParamDef] = &[
-    ParamDef {
-        name: "n_samples",
-        ty: ParamType::Int { min: 1, max: 100_000_000 },
-        default: Default::Int(4096),
-        doc: "target size; 5× as many candidates are drawn",
-    },
-    ParamDef {
-        name: "side_bias",
-        ty: ParamType::FloatMap { keys: SIDE_KEYS, min: 0.0, max: 1.0 },
-        default: Default::Optional,
-        doc: "fraction of n_samples to keep per side type",
-    },
-    ParamDef {
-        name: "angle_bias",
-        ty: ParamType::FloatMap { keys: ANGLE_KEYS, min: 0.0, max: 1.0 },
-        default: Default::Optional,
-        doc: "fraction of n_samples to keep per angle type",
-    },
-    ParamDef {
-        name: "sort_sides",
-        ty: ParamType::Bool,
-        default: Default::Bool(true),
-        doc: "store each triple sorted ascending",
-    },
-    ParamDef {
-        name: "tol",
-        ty: ParamType::Float { min: 0.0, max: 1.0 },
-        default: Default::Float(0.01),
-        doc: "classification tolerance used for the quotas",
-    },
-];
+crate::params! {
+    /// The parameters of this implementation, read once per run.
+    pub struct TrianglesParams {
+        n_samples: usize = (ParamType::Int { min: 1, max: 100_000_000 }, Default::Int(4096), "target size; 5× as many candidates are drawn"),
+        side_bias: Option<std::collections::BTreeMap<String, f64>> = (ParamType::FloatMap { keys: SIDE_KEYS, min: 0.0, max: 1.0 }, Default::Optional, "fraction of n_samples to keep per side type"),
+        angle_bias: Option<std::collections::BTreeMap<String, f64>> = (ParamType::FloatMap { keys: ANGLE_KEYS, min: 0.0, max: 1.0 }, Default::Optional, "fraction of n_samples to keep per angle type"),
+        sort_sides: bool = (ParamType::Bool, Default::Bool(true), "store each triple sorted ascending"),
+        tol: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.01), "classification tolerance used for the quotas"),
+    }
+}
+static PARAMS: &[ParamDef] = TrianglesParams::DEFS;
 
 static OUTPUTS: &[OutputDef] = &[OutputDef { name: "samples", media: Media::Table, doc: "side lengths a, b, c" }];
 

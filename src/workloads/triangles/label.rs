@@ -14,12 +14,13 @@ use crate::workloads::triangles::geometry::{AngleType, SideType, classify_angles
 
 pub struct TriangleTypes;
 
-static PARAMS: &[ParamDef] = &[ParamDef {
-    name: "tol",
-    ty: ParamType::Float { min: 0.0, max: 1.0 },
-    default: Default::Float(0.01),
-    doc: "absolute tolerance for equal sides; tol·90° for right angles",
-}];
+crate::params! {
+    /// The parameters of this implementation, read once per run.
+    pub struct LabelParams {
+        tol: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.01), "absolute tolerance for equal sides; tol·90° for right angles"),
+    }
+}
+static PARAMS: &[ParamDef] = LabelParams::DEFS;
 static INPUTS: &[InputDef] =
     &[InputDef { name: "data", media: Media::Table, required: true, doc: "a table with columns a, b, c" }];
 static OUTPUTS: &[OutputDef] = &[

@@ -15,44 +15,18 @@ use crate::sde::sampler::ScoreModel;
 
 pub struct Smeme;
 
-static PARAMS: &[ParamDef] = &[
-    ParamDef {
-        name: "tol",
-        ty: ParamType::Float { min: 0.0, max: 1.0 },
-        default: Default::Float(0.01),
-        doc: "type tolerance",
-    },
-    ParamDef {
-        name: "n_triangles",
-        ty: ParamType::Int { min: 1, max: 20 },
-        default: Default::Int(6),
-        doc: "triangles drawn per panel",
-    },
-    ParamDef {
-        name: "field_t",
-        ty: ParamType::Float { min: 1e-6, max: 1e6 },
-        default: Default::Float(0.05),
-        doc: "time of the score-field slice",
-    },
-    ParamDef {
-        name: "field_c",
-        ty: ParamType::Float { min: 0.0, max: 1.0 },
-        default: Default::Float(0.75),
-        doc: "side c (side units) of the slice",
-    },
-    ParamDef {
-        name: "grid",
-        ty: ParamType::Int { min: 2, max: 60 },
-        default: Default::Int(15),
-        doc: "arrows per axis",
-    },
-    ParamDef {
-        name: "density_bins",
-        ty: ParamType::Int { min: 4, max: 200 },
-        default: Default::Int(32),
-        doc: "bins per axis of the shape-space histograms over [0, 2)²",
-    },
-];
+crate::params! {
+    /// The parameters of this implementation, read once per run.
+    pub struct SmemeReportParams {
+        tol: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.01), "type tolerance"),
+        n_triangles: usize = (ParamType::Int { min: 1, max: 20 }, Default::Int(6), "triangles drawn per panel"),
+        field_t: f64 = (ParamType::Float { min: 1e-6, max: 1e6 }, Default::Float(0.05), "time of the score-field slice"),
+        field_c: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.75), "side c (side units) of the slice"),
+        grid: usize = (ParamType::Int { min: 2, max: 60 }, Default::Int(15), "arrows per axis"),
+        density_bins: usize = (ParamType::Int { min: 4, max: 200 }, Default::Int(32), "bins per axis of the shape-space histograms over [0, 2)²"),
+    }
+}
+static PARAMS: &[ParamDef] = SmemeReportParams::DEFS;
 static INPUTS: &[InputDef] = &[
     InputDef { name: "loss", media: Media::Table, required: true, doc: "pre-training loss (train.loss)" },
     InputDef {

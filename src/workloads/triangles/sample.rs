@@ -21,7 +21,7 @@
 //! cached as samples.
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::params::{Decl, Default, ParamDef, ParamType, ParamsExt};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::model::ScoreNetWeights;
 use crate::model::fast::FastMlp;
@@ -36,24 +36,15 @@ const PC_BYTES_PER_ROW: u64 = 80;
 /// The predictor–corrector sampler's own parameters, declared once: `sample`
 /// / `pc` and `tune` / `smeme` (which samples its student every round) share
 /// them, read by [`pc_config`].
-pub const PC_STEPS: ParamDef = ParamDef {
-    name: "steps",
-    ty: ParamType::Int { min: 1, max: 1_000_000 },
-    default: Default::Int(1000),
-    doc: "predictor steps N (2N score evaluations)",
-};
-pub const PC_SNR: ParamDef = ParamDef {
-    name: "snr",
-    ty: ParamType::Float { min: 0.0, max: 10.0 },
-    default: Default::Float(0.15),
-    doc: "corrector step ε = (snr·g)²",
-};
-pub const PC_DENOISE: ParamDef = ParamDef {
-    name: "denoise",
-    ty: ParamType::Bool,
-    default: Default::Bool(false),
-    doc: "leave the noise out of the last corrector step (Song et al.'s denoise=True; the origin keeps it)",
-};
+pub const PC_STEPS: Decl =
+    (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(1000), "predictor steps N (2N score evaluations)");
+pub const PC_SNR: Decl =
+    (ParamType::Float { min: 0.0, max: 10.0 }, Default::Float(0.15), "corrector step ε = (snr·g)²");
+pub const PC_DENOISE: Decl = (
+    ParamType::Bool,
+    Default::Bool(false),
+    "leave the noise out of the last corrector step (Song et al.'s denoise=True; the origin keeps it)",
+);
 
 /// The sampler settings [`PC_STEPS`], [`PC_SNR`] and [`PC_DENOISE`] give, for a
 /// model trained up to `t_max`.
@@ -61,47 +52,21 @@ pub fn pc_config(p: &crate::engine::params::Params, t_max: f64) -> PcConfig {
     PcConfig { steps: p.usize("steps"), snr: p.f64("snr"), t_max, chunk: CHUNK, denoise: p.bool("denoise") }
 }
 
-static PARAMS: &[ParamDef] = &[
-    ParamDef {
-        name: "n_samples",
-        ty: ParamType::Int { min: 1, max: 100_000_000 },
-        default: Default::Int(4096),
-        doc: "particles",
-    },
-    PC_STEPS,
-    PC_SNR,
-    ParamDef {
-        name: "prior",
-        ty: ParamType::Str { choices: &["standard", "ou_marginal"] },
-        default: Default::Str("standard"),
-        doc: "x_T ~ N(0, I) (seed) or the OU marginal at T",
-    },
-    PC_DENOISE,
-    ParamDef {
-        name: "max_nonfinite",
-        ty: ParamType::Float { min: 0.0, max: 1.0 },
-        default: Default::Float(0.01),
-        doc: "largest fraction of non-finite samples kept (counted as invalid); more fails the stage",
-    },
-    ParamDef {
-        name: "prior_seed",
-        ty: ParamType::Int { min: 0, max: i64::MAX },
-        default: Default::Optional,
-        doc: "seed of the x_T draw (default: the stage seed); equal seeds pair samples",
-    },
-    ParamDef {
-        name: "trajectories",
-        ty: ParamType::Int { min: 0, max: 10_000 },
-        default: Default::Int(8),
-        doc: "particles whose paths are recorded",
-    },
-    ParamDef {
-        name: "trajectory_every",
-        ty: ParamType::Int { min: 1, max: 1_000_000 },
-        default: Default::Int(10),
-        doc: "record every k-th step",
-    },
-];
+crate::params! {
+    /// The parameters of this implementation, read once per run.
+    pub struct PcParams {
+        n_samples: usize = (ParamType::Int { min: 1, max: 100_000_000 }, Default::Int(4096), "particles"),
+        steps: usize = PC_STEPS,
+        snr: f64 = PC_SNR,
+        prior: String = (ParamType::Str { choices: &["standard", "ou_marginal"] }, Default::Str("standard"), "x_T ~ N(0, I) (seed) or the OU marginal at T"),
+        denoise: bool = PC_DENOISE,
+        max_nonfinite: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.01), "largest fraction of non-finite samples kept (counted as invalid); more fails the stage"),
+        prior_seed: Option<i64> = (ParamType::Int { min: 0, max: i64::MAX }, Default::Optional, "seed of the x_T draw (default: the stage seed); equal seeds pair samples"),
+        trajectories: usize = (ParamType::Int { min: 0, max: 10_000 }, Default::Int(8), "particles whose paths are recorded"),
+        trajectory_every: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(10), "record every k-th step"),
+    }
+}
+static PARAMS: &[ParamDef] = PcParams::DEFS;
 static INPUTS: &[InputDef] =
     &[InputDef { name: "model", media: Media::Model("score_ou"), required: true, doc: "a trained score model" }];
 static OUTPUTS: &[OutputDef] = &[

@@ -26,61 +26,25 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 pub struct DsmOu;
 
-static PARAMS: &[ParamDef] = &[
-    ParamDef {
-        name: "epochs",
-        ty: ParamType::Int { min: 1, max: 1_000_000 },
-        default: Default::Int(16),
-        doc: "training epochs",
-    },
-    ParamDef {
-        name: "batches_per_epoch",
-        ty: ParamType::Int { min: 1, max: 1_000_000 },
-        default: Default::Int(100),
-        doc: "steps per epoch",
-    },
-    ParamDef {
-        name: "batch_size",
-        ty: ParamType::Int { min: 1, max: 1_000_000 },
-        default: Default::Int(16),
-        doc: "rows per step",
-    },
-    ParamDef { name: "lr", ty: POS, default: Default::Float(0.01), doc: "AdamW learning rate" },
-    ParamDef {
-        name: "weight_decay",
-        ty: ParamType::Float { min: 0.0, max: f64::INFINITY },
-        default: Default::Float(0.0),
-        doc: "AdamW weight decay",
-    },
-    ParamDef {
-        name: "hidden",
-        ty: ParamType::Int { min: 1, max: 65_536 },
-        default: Default::Int(256),
-        doc: "hidden width",
-    },
-    ParamDef { name: "depth", ty: ParamType::Int { min: 1, max: 64 }, default: Default::Int(2), doc: "hidden layers" },
-    ParamDef {
-        name: "n_freqs",
-        ty: ParamType::Int { min: 1, max: 4096 },
-        default: Default::Int(32),
-        doc: "time-embedding frequencies (1 to 1000, geometric)",
-    },
-    ParamDef { name: "lambda", ty: POS, default: Default::Float(0.3), doc: "OU drift coefficient λ" },
-    ParamDef { name: "sigma", ty: POS, default: Default::Float(0.5), doc: "OU diffusion coefficient σ" },
-    ParamDef { name: "t_max", ty: POS, default: Default::Float(1.0), doc: "horizon T" },
-    ParamDef {
-        name: "scale",
-        ty: ParamType::Float { min: -1e6, max: 1e6 },
-        default: Default::Float(2.0),
-        doc: "data scaling: scale·x + shift",
-    },
-    ParamDef {
-        name: "shift",
-        ty: ParamType::Float { min: -1e6, max: 1e6 },
-        default: Default::Float(-1.0),
-        doc: "data scaling: scale·x + shift",
-    },
-];
+crate::params! {
+    /// The parameters of this implementation, read once per run.
+    pub struct DsmParams {
+        epochs: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(16), "training epochs"),
+        batches_per_epoch: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(100), "steps per epoch"),
+        batch_size: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(16), "rows per step"),
+        lr: f64 = (POS, Default::Float(0.01), "AdamW learning rate"),
+        weight_decay: f64 = (ParamType::Float { min: 0.0, max: f64::INFINITY }, Default::Float(0.0), "AdamW weight decay"),
+        hidden: usize = (ParamType::Int { min: 1, max: 65_536 }, Default::Int(256), "hidden width"),
+        depth: usize = (ParamType::Int { min: 1, max: 64 }, Default::Int(2), "hidden layers"),
+        n_freqs: usize = (ParamType::Int { min: 1, max: 4096 }, Default::Int(32), "time-embedding frequencies (1 to 1000, geometric)"),
+        lambda: f64 = (POS, Default::Float(0.3), "OU drift coefficient λ"),
+        sigma: f64 = (POS, Default::Float(0.5), "OU diffusion coefficient σ"),
+        t_max: f64 = (POS, Default::Float(1.0), "horizon T"),
+        scale: f64 = (ParamType::Float { min: -1e6, max: 1e6 }, Default::Float(2.0), "data scaling: scale·x + shift"),
+        shift: f64 = (ParamType::Float { min: -1e6, max: 1e6 }, Default::Float(-1.0), "data scaling: scale·x + shift"),
+    }
+}
+static PARAMS: &[ParamDef] = DsmParams::DEFS;
 static INPUTS: &[InputDef] =
     &[InputDef { name: "data", media: Media::Table, required: true, doc: "training samples with columns a, b, c" }];
 static OUTPUTS: &[OutputDef] = &[

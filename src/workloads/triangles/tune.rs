@@ -63,50 +63,29 @@ pub struct Smeme;
 const NONNEG: ParamType = ParamType::Float { min: 0.0, max: f64::INFINITY };
 const COUNT: ParamType = ParamType::Int { min: 1, max: 1_000_000 };
 
-static PARAMS: &[ParamDef] = &[
-    ParamDef { name: "outer_epochs", ty: COUNT, default: Default::Int(5), doc: "sample–fine-tune rounds" },
-    ParamDef {
-        name: "inner_epochs",
-        ty: COUNT,
-        default: Default::Int(10),
-        doc: "passes over the valid pool per round",
-    },
-    ParamDef { name: "dataset_size", ty: COUNT, default: Default::Int(1024), doc: "samples drawn per round" },
-    ParamDef { name: "batch_size", ty: COUNT, default: Default::Int(256), doc: "rows per step" },
-    ParamDef { name: "beta", ty: NONNEG, default: Default::Float(0.9), doc: "weight of the direction term" },
-    ParamDef { name: "lambda_prox", ty: NONNEG, default: Default::Float(0.2), doc: "weight of the proximity term" },
-    ParamDef { name: "lr", ty: NONNEG, default: Default::Float(1e-4), doc: "AdamW learning rate (delta only)" },
-    ParamDef { name: "weight_decay", ty: NONNEG, default: Default::Float(0.01), doc: "AdamW weight decay" },
-    ParamDef { name: "hidden", ty: COUNT, default: Default::Int(64), doc: "delta network width" },
-    super::sample::PC_STEPS,
-    super::sample::PC_SNR,
-    super::sample::PC_DENOISE,
-    ParamDef {
-        name: "score_weighting",
-        ty: ParamType::Str { choices: &["seed", "per_row"] },
-        default: Default::Str("seed"),
-        doc: "`seed`: the seed's broadcast mean(ω)·mean(err) (unweighted); `per_row`: mean(ω·err)",
-    },
-    ParamDef {
-        name: "pool_check",
-        ty: ParamType::Str { choices: &["seed", "validate"] },
-        default: Default::Str("seed"),
-        doc: "which samples train the student: the seed's strict triangle test, or the validate stage's rule",
-    },
-    ParamDef {
-        name: "eps",
-        ty: ParamType::Float { min: 0.0, max: 1.0 },
-        default: Default::Float(1e-3),
-        doc: "validity margin (pool_check: validate)",
-    },
-    ParamDef {
-        name: "variant",
-        ty: ParamType::Str { choices: &["seed", "small_t"] },
-        default: Default::Str("seed"),
-        doc: "`seed`: the seed's loss; `small_t`: direction term only for t < t_direction",
-    },
-    ParamDef { name: "t_direction", ty: NONNEG, default: Default::Float(0.1), doc: "small_t variant: cut-off time" },
-];
+crate::params! {
+    /// The parameters of this implementation, read once per run.
+    pub struct TuneParams {
+        outer_epochs: usize = (COUNT, Default::Int(5), "sample–fine-tune rounds"),
+        inner_epochs: usize = (COUNT, Default::Int(10), "passes over the valid pool per round"),
+        dataset_size: usize = (COUNT, Default::Int(1024), "samples drawn per round"),
+        batch_size: usize = (COUNT, Default::Int(256), "rows per step"),
+        beta: f64 = (NONNEG, Default::Float(0.9), "weight of the direction term"),
+        lambda_prox: f64 = (NONNEG, Default::Float(0.2), "weight of the proximity term"),
+        lr: f64 = (NONNEG, Default::Float(1e-4), "AdamW learning rate (delta only)"),
+        weight_decay: f64 = (NONNEG, Default::Float(0.01), "AdamW weight decay"),
+        hidden: usize = (COUNT, Default::Int(64), "delta network width"),
+        steps: usize = super::sample::PC_STEPS,
+        snr: f64 = super::sample::PC_SNR,
+        denoise: bool = super::sample::PC_DENOISE,
+        score_weighting: String = (ParamType::Str { choices: &["seed", "per_row"] }, Default::Str("seed"), "`seed`: the seed's broadcast mean(ω)·mean(err) (unweighted); `per_row`: mean(ω·err)"),
+        pool_check: String = (ParamType::Str { choices: &["seed", "validate"] }, Default::Str("seed"), "which samples train the student: the seed's strict triangle test, or the validate stage's rule"),
+        eps: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(1e-3), "validity margin (pool_check: validate)"),
+        variant: String = (ParamType::Str { choices: &["seed", "small_t"] }, Default::Str("seed"), "`seed`: the seed's loss; `small_t`: direction term only for t < t_direction"),
+        t_direction: f64 = (NONNEG, Default::Float(0.1), "small_t variant: cut-off time"),
+    }
+}
+static PARAMS: &[ParamDef] = TuneParams::DEFS;
 static INPUTS: &[InputDef] =
     &[InputDef { name: "model", media: Media::Model("score_ou"), required: true, doc: "the pre-trained score model" }];
 static OUTPUTS: &[OutputDef] = &[

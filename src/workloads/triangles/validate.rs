@@ -17,32 +17,16 @@ use std::sync::Arc;
 
 pub struct TriangleChecks;
 
-static PARAMS: &[ParamDef] = &[
-    ParamDef {
-        name: "bins",
-        ty: ParamType::Int { min: 1, max: 10_000 },
-        default: Default::Int(50),
-        doc: "bins per axis of the (u, v) = (a/c, b/c) histogram",
-    },
-    ParamDef {
-        name: "uv_max",
-        ty: ParamType::Float { min: 1e-6, max: 1e6 },
-        default: Default::Float(2.0),
-        doc: "the histogram covers [0, uv_max)²",
-    },
-    ParamDef {
-        name: "eps",
-        ty: ParamType::Float { min: 0.0, max: 1.0 },
-        default: Default::Float(1e-3),
-        doc: "range slack and triangle-inequality margin",
-    },
-    ParamDef {
-        name: "tol",
-        ty: ParamType::Float { min: 0.0, max: 1.0 },
-        default: Default::Float(0.01),
-        doc: "type classification tolerance",
-    },
-];
+crate::params! {
+    /// The parameters of this implementation, read once per run.
+    pub struct TriangleChecksParams {
+        bins: usize = (ParamType::Int { min: 1, max: 10_000 }, Default::Int(50), "bins per axis of the (u, v) = (a/c, b/c) histogram"),
+        uv_max: f64 = (ParamType::Float { min: 1e-6, max: 1e6 }, Default::Float(2.0), "the histogram covers [0, uv_max)²"),
+        eps: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(1e-3), "range slack and triangle-inequality margin"),
+        tol: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.01), "type classification tolerance"),
+    }
+}
+static PARAMS: &[ParamDef] = TriangleChecksParams::DEFS;
 static INPUTS: &[InputDef] = &[
     InputDef { name: "samples", media: Media::Table, required: true, doc: "a table with columns a, b, c" },
     InputDef {

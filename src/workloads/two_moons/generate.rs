@@ -25,32 +25,16 @@ const MOONS_BYTES_PER_ROW: u64 = 100;
 /// Mersenne Twister, so points are not bit-compatible with sklearn's.
 pub struct TwoMoons;
 
-static MOONS_PARAMS: &[ParamDef] = &[
-    ParamDef {
-        name: "n_samples",
-        ty: ParamType::Int { min: 2, max: 100_000_000 },
-        default: Default::Int(50_000),
-        doc: "points, split between the moons as sklearn does",
-    },
-    ParamDef {
-        name: "noise",
-        ty: ParamType::Float { min: 0.0, max: 100.0 },
-        default: Default::Float(0.05),
-        doc: "standard deviation of the Gaussian noise",
-    },
-    ParamDef {
-        name: "standardize",
-        ty: ParamType::Bool,
-        default: Default::Bool(true),
-        doc: "standardise each axis (own statistics, or the `stats` input's)",
-    },
-    ParamDef {
-        name: "draw",
-        ty: ParamType::Int { min: 0, max: 1_000_000 },
-        default: Default::Int(0),
-        doc: "independent draw number under the same seed",
-    },
-];
+crate::params! {
+    /// The parameters of this implementation, read once per run.
+    pub struct MoonsParams {
+        n_samples: usize = (ParamType::Int { min: 2, max: 100_000_000 }, Default::Int(50_000), "points, split between the moons as sklearn does"),
+        noise: f64 = (ParamType::Float { min: 0.0, max: 100.0 }, Default::Float(0.05), "standard deviation of the Gaussian noise"),
+        standardize: bool = (ParamType::Bool, Default::Bool(true), "standardise each axis (own statistics, or the `stats` input's)"),
+        draw: i64 = (ParamType::Int { min: 0, max: 1_000_000 }, Default::Int(0), "independent draw number under the same seed"),
+    }
+}
+static MOONS_PARAMS: &[ParamDef] = MoonsParams::DEFS;
 static MOONS_INPUTS: &[InputDef] = &[InputDef {
     name: "stats",
     media: Media::Table,

@@ -13,12 +13,13 @@ use std::fmt::Write as _;
 /// Same page shell and plot helpers as `smeme`.
 pub struct TwoMoons;
 
-static MOONS_PARAMS: &[ParamDef] = &[ParamDef {
-    name: "loss_window",
-    ty: ParamType::Int { min: 1, max: 1_000_000 },
-    default: Default::Int(100),
-    doc: "steps in the loss curve's moving mean",
-}];
+crate::params! {
+    /// The parameters of this implementation, read once per run.
+    pub struct MoonsReportParams {
+        loss_window: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(100), "steps in the loss curve's moving mean"),
+    }
+}
+static MOONS_PARAMS: &[ParamDef] = MoonsReportParams::DEFS;
 static MOONS_INPUTS: &[InputDef] = &[
     InputDef { name: "target", media: Media::Table, required: true, doc: "an independent draw of the target" },
     InputDef { name: "samples", media: Media::Table, required: true, doc: "generated points" },

@@ -21,32 +21,16 @@ const EPS_BYTES_PER_ROW: u64 = 50;
 /// training data's column names and coordinates (standardised, for two moons).
 pub struct EulerDiscrete;
 
-static EULER_PARAMS: &[ParamDef] = &[
-    ParamDef {
-        name: "n_samples",
-        ty: ParamType::Int { min: 1, max: 100_000_000 },
-        default: Default::Int(5000),
-        doc: "particles",
-    },
-    ParamDef {
-        name: "steps",
-        ty: ParamType::Int { min: 1, max: 1_000_000 },
-        default: Default::Int(1000),
-        doc: "inference steps (one network evaluation each)",
-    },
-    ParamDef {
-        name: "use_ema",
-        ty: ParamType::Bool,
-        default: Default::Bool(false),
-        doc: "sample with the EMA weights (the model must have them)",
-    },
-    ParamDef {
-        name: "max_nonfinite",
-        ty: ParamType::Float { min: 0.0, max: 1.0 },
-        default: Default::Float(0.01),
-        doc: "largest fraction of non-finite samples kept (counted as invalid); more fails the stage",
-    },
-];
+crate::params! {
+    /// The parameters of this implementation, read once per run.
+    pub struct EpsSamplerParams {
+        n_samples: usize = (ParamType::Int { min: 1, max: 100_000_000 }, Default::Int(5000), "particles"),
+        steps: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(1000), "inference steps (one network evaluation each)"),
+        use_ema: bool = (ParamType::Bool, Default::Bool(false), "sample with the EMA weights (the model must have them)"),
+        max_nonfinite: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.01), "largest fraction of non-finite samples kept (counted as invalid); more fails the stage"),
+    }
+}
+static EULER_PARAMS: &[ParamDef] = EpsSamplerParams::DEFS;
 static EULER_INPUTS: &[InputDef] = &[InputDef {
     name: "model",
     media: Media::Model("eps_ddpm"),

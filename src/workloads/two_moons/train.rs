@@ -29,96 +29,30 @@ use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, 
 /// against burn's autodiff); a non-finite loss stops the stage naming the step.
 pub struct DdpmEps;
 
-static DDPM_PARAMS: &[ParamDef] = &[
-    ParamDef {
-        name: "train_steps",
-        ty: ParamType::Int { min: 1, max: 100_000_000 },
-        default: Default::Int(5000),
-        doc: "optimiser steps",
-    },
-    ParamDef {
-        name: "batch_size",
-        ty: ParamType::Int { min: 1, max: 1_000_000 },
-        default: Default::Int(512),
-        doc: "rows per step",
-    },
-    ParamDef { name: "lr", ty: POS, default: Default::Float(1e-3), doc: "AdamW learning rate (peak)" },
-    ParamDef {
-        name: "lr_schedule",
-        ty: ParamType::Str { choices: &["constant", "cosine"] },
-        default: Default::Str("constant"),
-        doc: "learning-rate schedule after warm-up",
-    },
-    ParamDef {
-        name: "warmup_steps",
-        ty: ParamType::Int { min: 0, max: 100_000_000 },
-        default: Default::Int(0),
-        doc: "linear warm-up steps",
-    },
-    ParamDef {
-        name: "weight_decay",
-        ty: ParamType::Float { min: 0.0, max: f64::INFINITY },
-        default: Default::Float(0.01),
-        doc: "AdamW weight decay",
-    },
-    ParamDef {
-        name: "grad_clip",
-        ty: ParamType::Float { min: 0.0, max: f64::INFINITY },
-        default: Default::Float(1.0),
-        doc: "max global gradient norm (0: no clipping)",
-    },
-    ParamDef {
-        name: "drop_last",
-        ty: ParamType::Bool,
-        default: Default::Bool(true),
-        doc: "skip each epoch's short last batch (the origin's DataLoader(drop_last=True))",
-    },
-    ParamDef { name: "ema", ty: ParamType::Bool, default: Default::Bool(false), doc: "track an EMA of the weights" },
-    ParamDef {
-        name: "ema_decay",
-        ty: ParamType::Float { min: 0.0, max: 1.0 },
-        default: Default::Float(0.999),
-        doc: "EMA decay (its cap, with ema_warmup)",
-    },
-    ParamDef {
-        name: "ema_warmup",
-        ty: ParamType::Bool,
-        default: Default::Bool(true),
-        doc: "diffusers EMAModel's decay min(ema_decay, (1+n)/(10+n)) (origin); false: constant decay from the initial weights",
-    },
-    ParamDef {
-        name: "architecture",
-        ty: ParamType::Str { choices: &["origin", "wide"] },
-        default: Default::Str("origin"),
-        doc: "`origin`: the seed's ScoreNet ([x, temb] concatenated, depth 2, 64 time channels); `wide`: temb added, depth 3, 32 channels",
-    },
-    ParamDef {
-        name: "hidden",
-        ty: ParamType::Int { min: 1, max: 65_536 },
-        default: Default::Int(128),
-        doc: "hidden width",
-    },
-    ParamDef {
-        name: "depth",
-        ty: ParamType::Int { min: 1, max: 64 },
-        default: Default::Optional,
-        doc: "trunk layers with SiLU (default: the architecture's, 2 or 3)",
-    },
-    ParamDef {
-        name: "time_channels",
-        ty: ParamType::Int { min: 2, max: 4096 },
-        default: Default::Optional,
-        doc: "sinusoidal timestep-embedding width, even (default: the architecture's, 64 or 32)",
-    },
-    ParamDef { name: "beta_start", ty: POS, default: Default::Float(1e-4), doc: "first β of the linear schedule" },
-    ParamDef { name: "beta_end", ty: POS, default: Default::Float(0.02), doc: "last β of the linear schedule" },
-    ParamDef {
-        name: "train_timesteps",
-        ty: ParamType::Int { min: 2, max: 1_000_000 },
-        default: Default::Int(1000),
-        doc: "DDPM timesteps T",
-    },
-];
+crate::params! {
+    /// The parameters of this implementation, read once per run.
+    pub struct DdpmParams {
+        train_steps: usize = (ParamType::Int { min: 1, max: 100_000_000 }, Default::Int(5000), "optimiser steps"),
+        batch_size: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(512), "rows per step"),
+        lr: f64 = (POS, Default::Float(1e-3), "AdamW learning rate (peak)"),
+        lr_schedule: String = (ParamType::Str { choices: &["constant", "cosine"] }, Default::Str("constant"), "learning-rate schedule after warm-up"),
+        warmup_steps: usize = (ParamType::Int { min: 0, max: 100_000_000 }, Default::Int(0), "linear warm-up steps"),
+        weight_decay: f64 = (ParamType::Float { min: 0.0, max: f64::INFINITY }, Default::Float(0.01), "AdamW weight decay"),
+        grad_clip: f64 = (ParamType::Float { min: 0.0, max: f64::INFINITY }, Default::Float(1.0), "max global gradient norm (0: no clipping)"),
+        drop_last: bool = (ParamType::Bool, Default::Bool(true), "skip each epoch's short last batch (the origin's DataLoader(drop_last=True))"),
+        ema: bool = (ParamType::Bool, Default::Bool(false), "track an EMA of the weights"),
+        ema_decay: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.999), "EMA decay (its cap, with ema_warmup)"),
+        ema_warmup: bool = (ParamType::Bool, Default::Bool(true), "diffusers EMAModel's decay min(ema_decay, (1+n)/(10+n)) (origin); false: constant decay from the initial weights"),
+        architecture: String = (ParamType::Str { choices: &["origin", "wide"] }, Default::Str("origin"), "`origin`: the seed's ScoreNet ([x, temb] concatenated, depth 2, 64 time channels); `wide`: temb added, depth 3, 32 channels"),
+        hidden: usize = (ParamType::Int { min: 1, max: 65_536 }, Default::Int(128), "hidden width"),
+        depth: Option<usize> = (ParamType::Int { min: 1, max: 64 }, Default::Optional, "trunk layers with SiLU (default: the architecture's, 2 or 3)"),
+        time_channels: Option<usize> = (ParamType::Int { min: 2, max: 4096 }, Default::Optional, "sinusoidal timestep-embedding width, even (default: the architecture's, 64 or 32)"),
+        beta_start: f64 = (POS, Default::Float(1e-4), "first β of the linear schedule"),
+        beta_end: f64 = (POS, Default::Float(0.02), "last β of the linear schedule"),
+        train_timesteps: usize = (ParamType::Int { min: 2, max: 1_000_000 }, Default::Int(1000), "DDPM timesteps T"),
+    }
+}
+static DDPM_PARAMS: &[ParamDef] = DdpmParams::DEFS;
 static DDPM_INPUTS: &[InputDef] =
     &[InputDef { name: "data", media: Media::Table, required: true, doc: "training points (every float column)" }];
 static DDPM_OUTPUTS: &[OutputDef] = &[

@@ -30,20 +30,14 @@ pub struct Distribution;
 const METRICS: &[&str] = &["mmd", "mmd_wide", "energy_distance", "sliced_w1"];
 const DEFAULT_METRICS: &[&str] = &["mmd", "energy_distance", "sliced_w1"];
 
-static DIST_PARAMS: &[ParamDef] = &[
-    ParamDef {
-        name: "metrics",
-        ty: ParamType::StrList { choices: METRICS },
-        default: Default::StrList(DEFAULT_METRICS),
-        doc: "which distances to compute",
-    },
-    ParamDef {
-        name: "directions",
-        ty: ParamType::Int { min: 1, max: 1_000_000 },
-        default: Default::Int(256),
-        doc: "random directions L of the sliced W1",
-    },
-];
+crate::params! {
+    /// The parameters of this implementation, read once per run.
+    pub struct DistributionParams {
+        metrics: Vec<String> = (ParamType::StrList { choices: METRICS }, Default::StrList(DEFAULT_METRICS), "which distances to compute"),
+        directions: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(256), "random directions L of the sliced W1"),
+    }
+}
+static DIST_PARAMS: &[ParamDef] = DistributionParams::DEFS;
 static DIST_INPUTS: &[InputDef] = &[
     InputDef { name: "samples", media: Media::Table, required: true, doc: "generated points" },
     InputDef { name: "target", media: Media::Table, required: true, doc: "an independent draw of the target" },
