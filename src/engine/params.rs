@@ -217,6 +217,22 @@ pub enum ParamType {
 
 impl ParamType {
     /// A short description of what a value of this type looks like.
+    /// Some valid value of this type (the lower bound, the first choice).
+    pub fn example(&self) -> Value {
+        match self {
+            ParamType::Bool => Value::Bool(false),
+            ParamType::Int { min, .. } => Value::Int(*min),
+            ParamType::Float { min, .. } => Value::Float(*min),
+            ParamType::Str { choices } => Value::Str(choices.first().copied().unwrap_or("x").to_string()),
+            ParamType::FloatMap { keys, min, .. } => {
+                Value::Map(keys.iter().map(|k| (k.to_string(), Value::Float(*min))).collect())
+            }
+            ParamType::StrList { choices } => {
+                Value::List(choices.first().map(|c| Value::Str(c.to_string())).into_iter().collect())
+            }
+        }
+    }
+
     pub fn expected(&self) -> String {
         match self {
             ParamType::Bool => "a boolean (true or false)".into(),
@@ -504,6 +520,12 @@ macro_rules! params {
             /// Read a validated parameter map.
             pub fn read(p: &$crate::engine::params::Params) -> Self {
                 $name { $( $field: $crate::engine::params::ParamValue::read(p, stringify!($field)), )* }
+            }
+
+            /// A valid map with every parameter given (defaults, and an example
+            /// value for the optional ones): reading it exercises every field.
+            pub fn example() -> $crate::engine::params::Params {
+                Self::DEFS.iter().map(|d| (d.name.to_string(), d.default.value().unwrap_or_else(|| d.ty.example()))).collect()
             }
         }
     };

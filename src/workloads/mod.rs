@@ -30,3 +30,35 @@ pub fn all() -> Vec<&'static dyn Stage> {
         &debug::Debug,
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every implementation's parameter struct reads a map in which every
+    /// parameter is given: each field's Rust type matches its declared type.
+    #[test]
+    fn every_parameter_struct_reads_every_declared_parameter() {
+        use super::{triangles as t, two_moons as m};
+        macro_rules! reads {
+            ($($s:path),* $(,)?) => {$({
+                use $s as S;
+                let p = S::example();
+                assert_eq!(p.len(), S::DEFS.len());
+                let _ = S::read(&p);
+            })*};
+        }
+        reads!(
+            t::generate::TrianglesParams,
+            t::label::LabelParams,
+            t::train::DsmParams,
+            t::sample::PcParams,
+            t::validate::TriangleChecksParams,
+            t::tune::TuneParams,
+            t::report::SmemeReportParams,
+            m::generate::MoonsParams,
+            m::train::DdpmParams,
+            m::sample::EpsSamplerParams,
+            m::validate::DistributionParams,
+            m::report::MoonsReportParams,
+        );
+    }
+}

@@ -6,7 +6,7 @@
 //! and a type left out of a bias map keeps none of its triangles, as in the seed.
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::params::{Default, ParamDef, ParamType};
 use crate::engine::stage::{Artifact, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::workloads::triangles::geometry::{AngleType, SideType, classify_angles, classify_sides, sample_valid_sides};
 use rand::seq::{SliceRandom, index};
@@ -64,20 +64,20 @@ impl Stage for Triangles {
         Some(("n_samples", crate::engine::stage::rows_memory(p, TRIANGLE_BYTES_PER_ROW)))
     }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
-        let p = ctx.params;
-        let n = p.usize("n_samples");
-        let tol = p.f64("tol");
-        let candidates = sample_valid_sides(n * 5, &mut rng(ctx.seed, "candidates"), p.bool("sort_sides"));
+        let p = &TrianglesParams::read(ctx.params);
+        let n = p.n_samples;
+        let tol = p.tol;
+        let candidates = sample_valid_sides(n * 5, &mut rng(ctx.seed, "candidates"), p.sort_sides);
         let sides: Vec<SideType> = candidates.iter().map(|[a, b, c]| classify_sides(*a, *b, *c, tol)).collect();
         let angles: Vec<AngleType> = candidates.iter().map(|[a, b, c]| classify_angles(*a, *b, *c, tol)).collect();
         (ctx.progress)(0.5);
 
         let mut rows: Vec<usize> = (0..candidates.len()).collect();
-        if let Some(bias) = p.float_map("side_bias") {
+        if let Some(bias) = p.side_bias.clone() {
             let quotas: Vec<_> = SideType::ALL.iter().map(|t| (*t, t.name(), bias[t.name()])).collect();
             rows = apply_quota(&rows, |r| sides[r], &quotas, n, ctx.seed, "side");
         }
-        if let Some(bias) = p.float_map("angle_bias") {
+        if let Some(bias) = p.angle_bias.clone() {
             let quotas: Vec<_> = AngleType::ALL.iter().map(|t| (*t, t.name(), bias[t.name()])).collect();
             rows = apply_quota(&rows, |r| angles[r], &quotas, n, ctx.seed, "angle");
         }

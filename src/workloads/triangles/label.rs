@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::params::{Default, ParamDef, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::workloads::triangles::geometry::{AngleType, SideType, classify_angles, classify_sides};
 
@@ -97,7 +97,7 @@ impl Stage for TriangleTypes {
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let data = ctx.table("data")?;
         let (a, b, c) = (data.f64s("a")?, data.f64s("b")?, data.f64s("c")?);
-        let (sides, angles) = classify_all(&a, &b, &c, ctx.params.f64("tol"));
+        let (sides, angles) = classify_all(&a, &b, &c, LabelParams::read(ctx.params).tol);
         let counts = type_counts(&sides, &angles);
         let labels = Table::new()
             .with("a", ColumnData::F64(a))

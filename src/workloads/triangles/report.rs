@@ -5,7 +5,7 @@
 
 use super::label::{classify_all, type_fractions};
 use crate::engine::frame::Table;
-use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::params::{Default, ParamDef, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::model::ScoreNetWeights;
 use crate::model::fast::FastMlp;
@@ -132,11 +132,11 @@ fn field(w: &ScoreNetWeights, grid: usize, c: f64, t: f64) -> Vec<plot::Arrow> {
 impl Stage for Smeme {
     describe!(Kind::Report, "smeme", version 3, PARAMS, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
-        let p = ctx.params;
-        let tol = p.f64("tol");
+        let p = &SmemeReportParams::read(ctx.params);
+        let tol = p.tol;
         let (pre_ok, pre_bad) = valid_rows(ctx.table("pre")?)?;
         let (post_ok, post_bad) = valid_rows(ctx.table("post")?)?;
-        let bins = p.usize("density_bins");
+        let bins = p.density_bins;
         let (pre_h, post_h) = (uv_histogram(&pre_ok, bins), uv_histogram(&post_ok, bins));
         let diff: Vec<f64> = post_h.iter().zip(&pre_h).map(|(a, b)| a - b).collect();
         let uv_png = plot::heatmaps(
@@ -154,7 +154,7 @@ impl Stage for Smeme {
         .map_err(plot_err)?;
         (ctx.progress)(0.2);
 
-        let k = p.usize("n_triangles");
+        let k = p.n_triangles;
         let tri_png =
             plot::triangles(&post_ok[..k.min(post_ok.len())], &post_bad[..k.min(post_bad.len())]).map_err(plot_err)?;
 
@@ -209,7 +209,7 @@ impl Stage for Smeme {
         let load =
             |name: &str| -> Result<ScoreNetWeights, StageError> { Ok(ScoreNetWeights::from_bytes(ctx.blob(name)?)?) };
         let (pre_w, post_w) = (load("pre_model")?, load("post_model")?);
-        let (grid, fc, ft) = (p.usize("grid"), p.f64("field_c"), p.f64("field_t"));
+        let (grid, fc, ft) = (p.grid, p.field_c, p.field_t);
         let field_png = plot::quiver(
             &format!("score at t = {ft}, c = {fc}"),
             ("a", "b"),

@@ -21,7 +21,7 @@
 //! cached as samples.
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Decl, Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::params::{Decl, Default, ParamDef, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::model::ScoreNetWeights;
 use crate::model::fast::FastMlp;
@@ -48,8 +48,8 @@ pub const PC_DENOISE: Decl = (
 
 /// The sampler settings [`PC_STEPS`], [`PC_SNR`] and [`PC_DENOISE`] give, for a
 /// model trained up to `t_max`.
-pub fn pc_config(p: &crate::engine::params::Params, t_max: f64) -> PcConfig {
-    PcConfig { steps: p.usize("steps"), snr: p.f64("snr"), t_max, chunk: CHUNK, denoise: p.bool("denoise") }
+pub fn pc_config(steps: usize, snr: f64, denoise: bool, t_max: f64) -> PcConfig {
+    PcConfig { steps, snr, t_max, chunk: CHUNK, denoise }
 }
 
 crate::params! {
@@ -61,7 +61,7 @@ crate::params! {
         prior: String = (ParamType::Str { choices: &["standard", "ou_marginal"] }, Default::Str("standard"), "x_T ~ N(0, I) (seed) or the OU marginal at T"),
         denoise: bool = PC_DENOISE,
         max_nonfinite: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.01), "largest fraction of non-finite samples kept (counted as invalid); more fails the stage"),
-        prior_seed: Option<i64> = (ParamType::Int { min: 0, max: i64::MAX }, Default::Optional, "seed of the x_T draw (default: the stage seed); equal seeds pair samples"),
+        prior_seed: Option<u64> = (ParamType::Int { min: 0, max: i64::MAX }, Default::Optional, "seed of the x_T draw (default: the stage seed); equal seeds pair samples"),
         trajectories: usize = (ParamType::Int { min: 0, max: 10_000 }, Default::Int(8), "particles whose paths are recorded"),
         trajectory_every: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(10), "record every k-th step"),
     }
@@ -91,28 +91,19 @@ impl Stage for Pc {
         Some(("n_samples", crate::engine::stage::rows_memory(p, PC_BYTES_PER_ROW)))
     }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
-        let p = ctx.params;
+        let p = &PcParams::read(ctx.params);
         let weights = ScoreNetWeights::from_bytes(ctx.blob("model")?)?;
         let meta = weights.meta.clone();
         let ou = Ou { lambda: meta.lambda, sigma: meta.sigma };
         let model = FastMlp::new(&weights);
-        let n = p.usize("n_samples");
-        let prior = if p.str("prior") == "standard" { Prior::Standard } else { Prior::OuMarginal };
-        let prior_seed = p.get("prior_seed").map_or(ctx.seed, |_| p.i64("prior_seed") as u64);
+        let n = p.n_samples;
+        let prior = if p.prior == "standard" { Prior::Standard } else { Prior::OuMarginal };
+        let prior_seed = p.prior_seed.unwrap_or(ctx.seed);
         let dim = weights.dim;
         let mut x = prior_draw(n, dim, prior, ou, meta.t_max, prior_seed);
-        let cfg = pc_config(p, meta.t_max);
-        let traj = pc_sample(
-            &model,
-            ou,
-            &mut x,
-            cfg,
-            ctx.seed,
-            p.usize("trajectories"),
-            p.usize("trajectory_every"),
-            ctx.progress,
-        );
-        crate::engine::stage::check_finite_rows(&x, dim, p.f64("max_nonfinite"))?;
+        let cfg = pc_config(p.steps, p.snr, p.denoise, meta.t_max);
+        let traj = pc_sample(&model, ou, &mut x, cfg, ctx.seed, p.trajectories, p.trajectory_every, ctx.progress);
+        crate::engine::stage::check_finite_rows(&x, dim, p.max_nonfinite)?;
         let col = |xs: &[f32], j: usize| ColumnData::F32(xs.chunks(dim).map(|r| meta.to_data(r[j]) as f32).collect());
         let samples = Table::new().with("a", col(&x, 0)).with("b", col(&x, 1)).with("c", col(&x, 2));
         let trajectories = Table::new()

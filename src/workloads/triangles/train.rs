@@ -16,7 +16,7 @@
 //! cached. The training loop is written by hand on burn's autodiff.
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, POS, ParamDef, ParamType, ParamsExt};
+use crate::engine::params::{Default, POS, ParamDef, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::model::{ModelMeta, ScoreNet, ScoreNetConfig, ScoreNetWeights, train_device};
 use crate::sde::{Ou, ou_pairs};
@@ -126,27 +126,22 @@ pub fn scaled_pool(table: &crate::engine::frame::Table, meta: &ModelMeta) -> Res
 
 impl DsmConfig {
     pub fn from_params(p: &crate::engine::params::Params) -> DsmConfig {
+        let p = &DsmParams::read(p);
         DsmConfig {
             net: ScoreNetConfig {
                 dim: 3,
-                hidden: p.usize("hidden"),
-                depth: p.usize("depth"),
-                n_freqs: p.usize("n_freqs"),
+                hidden: p.hidden,
+                depth: p.depth,
+                n_freqs: p.n_freqs,
                 f_min: 1.0,
                 f_max: 1000.0,
             },
-            meta: ModelMeta {
-                lambda: p.f64("lambda"),
-                sigma: p.f64("sigma"),
-                t_max: p.f64("t_max"),
-                scale: p.f64("scale"),
-                shift: p.f64("shift"),
-            },
-            epochs: p.usize("epochs"),
-            batches_per_epoch: p.usize("batches_per_epoch"),
-            batch_size: p.usize("batch_size"),
-            lr: p.f64("lr"),
-            weight_decay: p.f64("weight_decay"),
+            meta: ModelMeta { lambda: p.lambda, sigma: p.sigma, t_max: p.t_max, scale: p.scale, shift: p.shift },
+            epochs: p.epochs,
+            batches_per_epoch: p.batches_per_epoch,
+            batch_size: p.batch_size,
+            lr: p.lr,
+            weight_decay: p.weight_decay,
         }
     }
 }

@@ -50,7 +50,7 @@ use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::params::{Default, ParamDef, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::model::fast::FastMlp;
 use crate::model::{DeltaNet, ScoreNet, ScoreNetWeights, backend_device, init_layers, layers_of, linears};
@@ -182,7 +182,7 @@ fn scalar(t: Tensor<1>) -> f64 {
 impl Stage for Smeme {
     describe!(Kind::Tune, "smeme", version 4, PARAMS, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
-        let p = ctx.params;
+        let p = &TuneParams::read(ctx.params);
         let base = ScoreNetWeights::from_bytes(ctx.blob("model")?)?;
         if !base.delta.is_empty() {
             return Err(StageError::Failed("the input model is already tuned; tune a pre-trained model".into()));
@@ -190,22 +190,22 @@ impl Stage for Smeme {
         let meta = base.meta.clone();
         let ou = Ou { lambda: meta.lambda, sigma: meta.sigma };
         let dim = base.dim;
-        let (outer_n, inner_n) = (p.usize("outer_epochs"), p.usize("inner_epochs"));
-        let (n_draw, batch) = (p.usize("dataset_size"), p.usize("batch_size"));
-        let (beta, lambda_prox, eps) = (p.f64("beta"), p.f64("lambda_prox"), p.f64("eps"));
-        let small_t = (p.str("variant") == "small_t").then(|| p.f64("t_direction") as f32);
-        let seed_pool = p.str("pool_check") == "seed";
-        let per_row = p.str("score_weighting") == "per_row";
-        let sampler = super::sample::pc_config(p, meta.t_max);
+        let (outer_n, inner_n) = (p.outer_epochs, p.inner_epochs);
+        let (n_draw, batch) = (p.dataset_size, p.batch_size);
+        let (beta, lambda_prox, eps) = (p.beta, p.lambda_prox, p.eps);
+        let small_t = (p.variant == "small_t").then_some(p.t_direction as f32);
+        let seed_pool = p.pool_check == "seed";
+        let per_row = p.score_weighting == "per_row";
+        let sampler = super::sample::pc_config(p.steps, p.snr, p.denoise, meta.t_max);
 
         let plain = backend_device(ctx.backend);
         let dev = plain.clone().autodiff();
         let teacher = ScoreNet::from_weights(&base, &plain);
-        let hidden = p.usize("hidden");
+        let hidden = p.hidden;
         let shapes = [(dim + 1, hidden), (hidden, hidden), (hidden, dim)];
         let mut delta =
             DeltaNet { layers: linears(&init_layers(&shapes, false, &mut rng(ctx.seed, "delta-init")), &dev, 0) };
-        let mut optim = crate::model::adamw(p.f64("weight_decay")).init();
+        let mut optim = crate::model::adamw(p.weight_decay).init();
         let mut pair_rng = rng(ctx.seed, "pairs");
         let mut rows: Vec<Row> = Vec::new();
         let total = (outer_n * (inner_n + 1)) as f64;
@@ -281,7 +281,7 @@ impl Stage for Smeme {
                         *a += v / batches as f64;
                     }
                     let grads = GradientsParams::from_grads(loss.backward(), &delta);
-                    delta = optim.step(p.f64("lr"), delta, grads);
+                    delta = optim.step(p.lr, delta, grads);
                     step += 1;
                 }
                 rows.push(Row {

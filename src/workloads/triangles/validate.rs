@@ -9,7 +9,7 @@
 
 use super::label::{classify_all, format_counts, type_counts, type_fractions};
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::params::{Default, ParamDef, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::workloads::triangles::geometry::{AngleType, SideType, Validity};
 use std::collections::BTreeMap;
@@ -87,7 +87,8 @@ impl Stage for TriangleChecks {
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let t = ctx.table("samples")?;
         let (a, b, c) = (t.f64s("a")?, t.f64s("b")?, t.f64s("c")?);
-        let mine = ValidSet::new(&a, &b, &c, ctx.params);
+        let p = &TriangleChecksParams::read(ctx.params);
+        let mine = ValidSet::new(&a, &b, &c, p);
         let checks = &mine.checks;
         let (metric, value) = summarize(checks);
         let flags = Table::new()
@@ -101,11 +102,11 @@ impl Stage for TriangleChecks {
             .with("margin", ColumnData::F64(checks.iter().map(|x| x.margin).collect()));
         let summary = Table::new().with("metric", ColumnData::Str(metric)).with("value", ColumnData::F64(value));
         let types = type_counts(&mine.sides, &mine.angles);
-        let mine = exploration(&mine, ctx.params);
+        let mine = exploration(&mine, p);
         let reference = match ctx.inputs.get("reference") {
             Some(_) => {
                 let r = ctx.table("reference")?;
-                Some(exploration(&ValidSet::new(&r.f64s("a")?, &r.f64s("b")?, &r.f64s("c")?, ctx.params), ctx.params))
+                Some(exploration(&ValidSet::new(&r.f64s("a")?, &r.f64s("b")?, &r.f64s("c")?, p), p))
             }
             None => None,
         };
@@ -179,12 +180,12 @@ pub struct ValidSet {
 }
 
 impl ValidSet {
-    pub fn new(a: &[f64], b: &[f64], c: &[f64], p: &crate::engine::params::Params) -> ValidSet {
-        let checks = check_all(a, b, c, p.f64("eps"));
+    pub fn new(a: &[f64], b: &[f64], c: &[f64], p: &TriangleChecksParams) -> ValidSet {
+        let checks = check_all(a, b, c, p.eps);
         let keep: Vec<usize> = (0..a.len()).filter(|i| checks[*i].valid()).collect();
         let pick = |v: &[f64]| keep.iter().map(|i| v[*i]).collect::<Vec<f64>>();
         let valid = [pick(a), pick(b), pick(c)];
-        let (sides, angles) = classify_all(&valid[0], &valid[1], &valid[2], p.f64("tol"));
+        let (sides, angles) = classify_all(&valid[0], &valid[1], &valid[2], p.tol);
         ValidSet { checks, valid, sides, angles }
     }
 }
@@ -193,15 +194,15 @@ impl ValidSet {
 /// valid samples, the mass of the rare types (a valid triangle that is isosceles,
 /// equilateral or right — counted once), and the entropy and occupied-bin fraction
 /// of the seed's shape map `(u, v) = (a/c, b/c)` over the valid samples.
-pub fn exploration(set: &ValidSet, p: &crate::engine::params::Params) -> Vec<(&'static str, f64)> {
+pub fn exploration(set: &ValidSet, p: &TriangleChecksParams) -> Vec<(&'static str, f64)> {
     let [va, vb, vc] = &set.valid;
     let n_valid = va.len();
     let rare =
         (0..n_valid).filter(|i| set.sides[*i] != SideType::Scalene || set.angles[*i] == AngleType::Right).count();
     let u: Vec<f64> = va.iter().zip(vc).map(|(a, c)| a / c).collect();
     let v: Vec<f64> = vb.iter().zip(vc).map(|(b, c)| b / c).collect();
-    let bins = p.usize("bins");
-    let (entropy, occupied) = crate::metrics::hist2d_entropy(&u, &v, bins, 0.0, p.f64("uv_max"));
+    let bins = p.bins;
+    let (entropy, occupied) = crate::metrics::hist2d_entropy(&u, &v, bins, 0.0, p.uv_max);
     let f = type_fractions(&set.sides, &set.angles);
     vec![
         ("valid_fraction", n_valid as f64 / set.checks.len().max(1) as f64),

@@ -2,7 +2,7 @@
 //! (seed 002).
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::params::{Default, ParamDef, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use rand::seq::SliceRandom;
 
@@ -85,9 +85,9 @@ impl Stage for TwoMoons {
         Some(("n_samples", crate::engine::stage::rows_memory(p, MOONS_BYTES_PER_ROW)))
     }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
-        let p = ctx.params;
-        let n = p.usize("n_samples");
-        let (xy, label) = make_moons(n, p.f64("noise"), ctx.seed, p.i64("draw"));
+        let p = &MoonsParams::read(ctx.params);
+        let n = p.n_samples;
+        let (xy, label) = make_moons(n, p.noise, ctx.seed, p.draw);
         let axis = |j: usize| xy.iter().skip(j).step_by(2).copied().collect::<Vec<f64>>();
         let (mut x, mut y) = (axis(0), axis(1));
         let (mean, std) = if ctx.inputs.contains_key("stats") {
@@ -97,7 +97,7 @@ impl Stage for TwoMoons {
                 return Err(StageError::Failed(format!("`stats` must have 2 rows (x, y), found {}", m.len())));
             }
             ([m[0], m[1]], [s[0], s[1]])
-        } else if p.bool("standardize") {
+        } else if p.standardize {
             let stats = |v: &[f64]| {
                 let m = v.iter().sum::<f64>() / v.len() as f64;
                 (m, (v.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / v.len() as f64).sqrt())

@@ -1,7 +1,7 @@
 //! `report` / `layout: two_moons`: the DDPM baseline's report (seed 002).
 
 use crate::engine::frame::Table;
-use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::params::{Default, ParamDef, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::report::plot::{self, Lines};
 use crate::report::{html_table_with, moving_mean, page, plot_err};
@@ -71,7 +71,7 @@ impl Stage for TwoMoons {
 
         let loss = ctx.table("loss")?;
         let steps = loss.i64s("step")?;
-        let window = ctx.params.usize("loss_window");
+        let window = MoonsReportParams::read(ctx.params).loss_window;
         let series = |name: &str| -> Result<Vec<(f64, f64)>, StageError> {
             let v = loss.f64s(name)?;
             Ok(steps.iter().zip(&v).map(|(s, v)| (*s as f64, *v)).collect())

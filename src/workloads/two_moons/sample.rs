@@ -3,7 +3,7 @@
 //! ([`Ancestral`]) with diffusers' DDPM ancestral scheduler.
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::params::{Default, ParamDef, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::model::eps::EpsModelWeights;
 use crate::model::fast::FastEps;
@@ -48,15 +48,16 @@ fn ema_wiring(
     producer: &dyn Stage,
     producer_params: &crate::engine::params::Params,
 ) -> Option<String> {
+    let p = EpsSamplerParams::read(p);
     let trained_with_ema = producer_params.get("ema").is_none_or(|v| *v == crate::engine::params::Value::Bool(true));
-    (input == "model" && p.bool("use_ema") && producer.method() == "ddpm_eps" && !trained_with_ema)
+    (input == "model" && p.use_ema && producer.method() == "ddpm_eps" && !trained_with_ema)
         .then(|| "use_ema: true, but the model was trained without `ema: true`".to_string())
 }
 
 /// The weights `use_ema` picks from a DDPM model, and its schedule.
-fn eps_model(ctx: &StageCtx) -> Result<(EpsModelWeights, FastEps, DdpmSchedule), StageError> {
+fn eps_model(ctx: &StageCtx, p: &EpsSamplerParams) -> Result<(EpsModelWeights, FastEps, DdpmSchedule), StageError> {
     let w = EpsModelWeights::from_bytes(ctx.blob("model")?)?;
-    let layers = if ctx.params.bool("use_ema") {
+    let layers = if p.use_ema {
         w.ema
             .as_ref()
             .ok_or_else(|| StageError::Failed("use_ema: true, but the model was trained without `ema: true`".into()))?
@@ -91,31 +92,31 @@ pub struct Ancestral;
 /// they differ only in the scheduler that moves `x_T` to samples.
 trait EpsScheduler {
     /// Move `x` (`N(0, I)` rows) to samples.
-    fn sample(&self, ctx: &StageCtx, model: &FastEps, sched: &DdpmSchedule, x: &mut [f32]);
+    fn sample(&self, ctx: &StageCtx, p: &EpsSamplerParams, model: &FastEps, sched: &DdpmSchedule, x: &mut [f32]);
 }
 
 impl EpsScheduler for EulerDiscrete {
-    fn sample(&self, ctx: &StageCtx, model: &FastEps, sched: &DdpmSchedule, x: &mut [f32]) {
-        let euler = crate::sde::ddpm::EulerDiscrete::new(sched, ctx.params.usize("steps"));
+    fn sample(&self, ctx: &StageCtx, p: &EpsSamplerParams, model: &FastEps, sched: &DdpmSchedule, x: &mut [f32]) {
+        let euler = crate::sde::ddpm::EulerDiscrete::new(sched, p.steps);
         x.iter_mut().for_each(|v| *v *= euler.init_noise_sigma);
         euler_sample(model, &euler, x, EULER_CHUNK, ctx.progress);
     }
 }
 
 impl EpsScheduler for Ancestral {
-    fn sample(&self, ctx: &StageCtx, model: &FastEps, sched: &DdpmSchedule, x: &mut [f32]) {
-        let ancestral = crate::sde::ddpm::DdpmAncestral::new(sched, ctx.params.usize("steps"));
+    fn sample(&self, ctx: &StageCtx, p: &EpsSamplerParams, model: &FastEps, sched: &DdpmSchedule, x: &mut [f32]) {
+        let ancestral = crate::sde::ddpm::DdpmAncestral::new(sched, p.steps);
         ancestral_sample(model, &ancestral, x, EULER_CHUNK, ctx.seed, ctx.progress);
     }
 }
 
 fn run_eps_sampler(scheduler: &dyn EpsScheduler, ctx: &StageCtx) -> Result<Outputs, StageError> {
-    let p = ctx.params;
-    let (w, model, sched) = eps_model(ctx)?;
+    let p = &EpsSamplerParams::read(ctx.params);
+    let (w, model, sched) = eps_model(ctx, p)?;
     let dim = w.config.dim;
-    let mut x = normal_rows(p.usize("n_samples"), dim, ctx.seed, "x_T");
-    scheduler.sample(ctx, &model, &sched, &mut x);
-    crate::engine::stage::check_finite_rows(&x, dim, p.f64("max_nonfinite"))?;
+    let mut x = normal_rows(p.n_samples, dim, ctx.seed, "x_T");
+    scheduler.sample(ctx, p, &model, &sched, &mut x);
+    crate::engine::stage::check_finite_rows(&x, dim, p.max_nonfinite)?;
     Ok(columns_table(&w.columns, &x))
 }
 

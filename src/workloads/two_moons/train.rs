@@ -2,7 +2,7 @@
 //! trained with a hand-written forward/backward ([`crate::model::backprop`]).
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, POS, ParamDef, ParamType, ParamsExt};
+use crate::engine::params::{Default, POS, ParamDef, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 
 /// `objective: ddpm_eps`: the two-moons DDPM (seed 002) — ε-prediction with
@@ -84,34 +84,31 @@ pub struct DdpmConfig {
 impl DdpmConfig {
     pub fn from_params(p: &crate::engine::params::Params, dim: usize) -> DdpmConfig {
         use crate::model::eps::EpsNetConfig;
-        let mut net = match p.str("architecture") {
+        let p = &DdpmParams::read(p);
+        let mut net = match p.architecture.as_str() {
             "wide" => EpsNetConfig::wide(dim),
             _ => EpsNetConfig::origin(dim),
         };
-        net.hidden = p.usize("hidden");
-        if p.get("depth").is_some() {
-            net.depth = p.usize("depth");
-        }
-        if p.get("time_channels").is_some() {
-            net.time_channels = p.usize("time_channels");
-        }
+        net.hidden = p.hidden;
+        net.depth = p.depth.unwrap_or(net.depth);
+        net.time_channels = p.time_channels.unwrap_or(net.time_channels);
         DdpmConfig {
             net,
             schedule: crate::model::eps::ScheduleMeta {
-                beta_start: p.f64("beta_start"),
-                beta_end: p.f64("beta_end"),
-                train_timesteps: p.usize("train_timesteps"),
+                beta_start: p.beta_start,
+                beta_end: p.beta_end,
+                train_timesteps: p.train_timesteps,
             },
-            steps: p.usize("train_steps"),
-            batch_size: p.usize("batch_size"),
-            lr: p.f64("lr"),
-            cosine: p.str("lr_schedule") == "cosine",
-            warmup: p.usize("warmup_steps"),
-            weight_decay: p.f64("weight_decay"),
-            grad_clip: p.f64("grad_clip"),
-            drop_last: p.bool("drop_last"),
-            ema: p.bool("ema").then(|| p.f64("ema_decay")),
-            ema_warmup: p.bool("ema_warmup"),
+            steps: p.train_steps,
+            batch_size: p.batch_size,
+            lr: p.lr,
+            cosine: p.lr_schedule == "cosine",
+            warmup: p.warmup_steps,
+            weight_decay: p.weight_decay,
+            grad_clip: p.grad_clip,
+            drop_last: p.drop_last,
+            ema: p.ema.then_some(p.ema_decay),
+            ema_warmup: p.ema_warmup,
         }
     }
 
@@ -262,15 +259,15 @@ pub fn train_ddpm(
 impl Stage for DdpmEps {
     describe!(Kind::Train, "ddpm_eps", version 2, DDPM_PARAMS, DDPM_INPUTS, DDPM_OUTPUTS);
     fn check_params(&self, p: &crate::engine::params::Params) -> Vec<(&'static str, String)> {
+        let p = &DdpmParams::read(p);
         let mut broken = Vec::new();
-        if p.get("time_channels").is_some() && !p.usize("time_channels").is_multiple_of(2) {
-            let n = p.usize("time_channels");
+        if let Some(n) = p.time_channels.filter(|n| !n.is_multiple_of(2)) {
             broken.push(("time_channels", format!("time_channels must be even (sines and cosines in pairs), not {n}")));
         }
-        if p.f64("beta_start") >= p.f64("beta_end") {
+        if p.beta_start >= p.beta_end {
             broken.push(("beta_start", "beta_start must be below beta_end (a linear β schedule rises)".to_string()));
         }
-        if p.usize("warmup_steps") >= p.usize("train_steps") && p.usize("warmup_steps") > 0 {
+        if p.warmup_steps >= p.train_steps && p.warmup_steps > 0 {
             broken.push(("warmup_steps", "warmup_steps must be fewer than train_steps".to_string()));
         }
         broken

@@ -3,7 +3,7 @@
 //! floor between two independent draws (seed 002).
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType, ParamsExt};
+use crate::engine::params::{Default, ParamDef, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -53,6 +53,7 @@ impl Stage for Distribution {
     describe!(Kind::Validate, "distribution", version 2, DIST_PARAMS, DIST_INPUTS, DIST_OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         use crate::metrics::distance::{Mmd2, Points, directions, energy_distance, mmd2, mmd2_wide, sliced_w1};
+        let p = &DistributionParams::read(ctx.params);
         let samples = ctx.table("samples")?;
         let cols = samples.float_columns();
         if cols.is_empty() {
@@ -71,9 +72,8 @@ impl Stage for Distribution {
         }
         let target = load("target")?.expect("required input");
         let floor = load("floor")?;
-        let dirs =
-            directions(ctx.params.usize("directions"), dim, &mut crate::engine::rng::stream(ctx.seed, "directions"));
-        let wanted = ctx.params.str_list("metrics");
+        let dirs = directions(p.directions, dim, &mut crate::engine::rng::stream(ctx.seed, "directions"));
+        let wanted = &p.metrics;
         // Rows (name, value) of one metric between two sets. With MMD, the signed
         // estimate (√max(·, 0) reads 0 whenever MMD²ᵤ < 0) and the biased √MMD²_b
         // stand beside it.
