@@ -213,10 +213,21 @@ pub enum ParamType {
     StrList {
         choices: &'static [&'static str],
     },
+    /// A list of at least `min_len` items, each of type `item`: numbers
+    /// (`item: &ParamType::Float { … }`) or records (`item: &ParamType::Record
+    /// { … }`, keyframes say).
+    List {
+        item: &'static ParamType,
+        min_len: usize,
+    },
+    /// A mapping with exactly these fields, each of its own type, all required
+    /// (`{ step: 0, value: 0.1 }`).
+    Record {
+        fields: &'static [(&'static str, ParamType)],
+    },
 }
 
 impl ParamType {
-    /// A short description of what a value of this type looks like.
     /// Some valid value of this type (the lower bound, the first choice).
     pub fn example(&self) -> Value {
         match self {
@@ -229,6 +240,10 @@ impl ParamType {
             }
             ParamType::StrList { choices } => {
                 Value::List(choices.first().map(|c| Value::Str(c.to_string())).into_iter().collect())
+            }
+            ParamType::List { item, min_len } => Value::List(vec![item.example(); (*min_len).max(1)]),
+            ParamType::Record { fields } => {
+                Value::Map(fields.iter().map(|(k, t)| (k.to_string(), t.example())).collect())
             }
         }
     }
@@ -256,6 +271,14 @@ impl ParamType {
                 format!("a mapping with keys among {} and numbers from {min} to {max}", keys.join(", "))
             }
             ParamType::StrList { choices } => format!("a list of: {}", choices.join(", ")),
+            ParamType::List { item, min_len: 0 } => format!("a list of items, each {}", item.expected()),
+            ParamType::List { item, min_len } => {
+                format!("a list of at least {min_len} items, each {}", item.expected())
+            }
+            ParamType::Record { fields } => {
+                let names: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
+                format!("a mapping with the fields {}", names.join(", "))
+            }
         }
     }
 }
@@ -399,6 +422,45 @@ impl ParamType {
                 }
                 Ok(Value::List(out))
             }
+            (ParamType::List { item, min_len }, Raw::List(items)) => {
+                if items.len() < *min_len {
+                    return Err(format!("expected {}, found {} items", self.expected(), items.len()));
+                }
+                let mut out = Vec::new();
+                let mut errors = Vec::new();
+                for (i, raw) in items.iter().enumerate() {
+                    match item.coerce(raw) {
+                        Ok(v) => out.push(v),
+                        Err(e) => errors.push(format!("item {i}: {e}")),
+                    }
+                }
+                if errors.is_empty() { Ok(Value::List(out)) } else { Err(errors.join("; ")) }
+            }
+            (ParamType::Record { fields }, Raw::Map(entries)) => {
+                let names: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
+                let mut map = BTreeMap::new();
+                let mut errors = Vec::new();
+                for (k, v) in entries {
+                    match fields.iter().find(|(f, _)| f == k) {
+                        None => {
+                            let hint = suggest(k, &names);
+                            let hint = hint.trim_start_matches("; ");
+                            let hint = if hint.is_empty() { String::new() } else { format!(", {hint}") };
+                            errors.push(format!("unknown field `{k}` (the fields are {}{hint})", names.join(", ")))
+                        }
+                        Some((_, ty)) => match ty.coerce(v) {
+                            Ok(x) => {
+                                map.insert(k.clone(), x);
+                            }
+                            Err(e) => errors.push(format!("`{k}`: {e}")),
+                        },
+                    }
+                }
+                for (f, _) in fields.iter().filter(|(f, _)| !entries.iter().any(|(k, _)| k == f)) {
+                    errors.push(format!("missing field `{f}`"));
+                }
+                if errors.is_empty() { Ok(Value::Map(map)) } else { Err(errors.join(", ")) }
+            }
             _ => Err(mismatch()),
         }
     }
@@ -462,9 +524,45 @@ impl ParamValue for String {
         p.str(name).to_string()
     }
 }
-impl ParamValue for Vec<String> {
-    fn read(p: &Params, name: &str) -> Vec<String> {
-        p.str_list(name)
+/// An item of a list parameter, read from its canonical value.
+pub trait ParamItem: Sized {
+    fn from_value(v: &Value) -> Option<Self>;
+}
+impl ParamItem for f64 {
+    fn from_value(v: &Value) -> Option<f64> {
+        match v {
+            Value::Float(x) => Some(*x),
+            Value::Int(i) => Some(*i as f64),
+            _ => None,
+        }
+    }
+}
+impl ParamItem for i64 {
+    fn from_value(v: &Value) -> Option<i64> {
+        if let Value::Int(i) = v { Some(*i) } else { None }
+    }
+}
+impl ParamItem for String {
+    fn from_value(v: &Value) -> Option<String> {
+        if let Value::Str(s) = v { Some(s.clone()) } else { None }
+    }
+}
+/// A record (a [`ParamType::Record`] item): its fields by name.
+impl ParamItem for BTreeMap<String, Value> {
+    fn from_value(v: &Value) -> Option<BTreeMap<String, Value>> {
+        if let Value::Map(m) = v { Some(m.clone()) } else { None }
+    }
+}
+/// A list parameter: strings, numbers or records.
+impl<T: ParamItem> ParamValue for Vec<T> {
+    fn read(p: &Params, name: &str) -> Vec<T> {
+        match p.get(name) {
+            Some(Value::List(items)) => items
+                .iter()
+                .map(|v| T::from_value(v).unwrap_or_else(|| panic!("param `{name}`: an item of the wrong type: {v:?}")))
+                .collect(),
+            other => panic!("param `{name}`: schema promised a list, found {other:?}"),
+        }
     }
 }
 impl ParamValue for BTreeMap<String, f64> {
@@ -627,6 +725,40 @@ mod tests {
         assert_eq!(ty.coerce(&Raw::Int(4)).unwrap(), Value::Float(4.0));
         assert!(ty.coerce(&Raw::Float(11.0)).is_err());
         assert!(ty.coerce(&Raw::Str("x".into())).is_err());
+    }
+
+    #[test]
+    fn lists_of_numbers_and_of_records() {
+        static FRAME: ParamType = ParamType::Record {
+            fields: &[
+                ("step", ParamType::Int { min: 0, max: 1000 }),
+                ("value", ParamType::Float { min: 0.0, max: 1.0 }),
+            ],
+        };
+        let keyframes = ParamType::List { item: &FRAME, min_len: 1 };
+        let frame = |step: i64, value: Raw| Raw::Map(vec![("step".into(), Raw::Int(step)), ("value".into(), value)]);
+        let ok = keyframes.coerce(&Raw::List(vec![frame(0, Raw::Int(0)), frame(10, Raw::Float(0.5))])).unwrap();
+        let Value::List(items) = &ok else { panic!() };
+        assert_eq!(items[1], Value::Map([("step".into(), Value::Int(10)), ("value".into(), Value::Float(0.5))].into()));
+        let p: Params = [("frames".to_string(), ok)].into();
+        let read: Vec<BTreeMap<String, Value>> = ParamValue::read(&p, "frames");
+        assert_eq!(read[0]["value"], Value::Float(0.0), "an integer given for a float field is a float");
+        // Every problem at once, each with the item and the field.
+        let bad = Raw::List(vec![
+            frame(0, Raw::Float(2.0)),
+            Raw::Map(vec![("stpe".into(), Raw::Int(1)), ("value".into(), Raw::Float(0.1))]),
+        ]);
+        assert_eq!(
+            keyframes.coerce(&bad).unwrap_err(),
+            "item 0: `value`: expected a number from 0 to 1, found 2; item 1: unknown field `stpe` (the fields are \
+             step, value, did you mean `step`?), missing field `step`"
+        );
+        assert!(keyframes.coerce(&Raw::List(vec![])).unwrap_err().contains("at least 1 items"));
+        let numbers = ParamType::List { item: &ParamType::Float { min: 0.0, max: 1.0 }, min_len: 0 };
+        let p: Params =
+            [("w".to_string(), numbers.coerce(&Raw::List(vec![Raw::Int(1), Raw::Float(0.25)])).unwrap())].into();
+        let w: Vec<f64> = ParamValue::read(&p, "w");
+        assert_eq!(w, [1.0, 0.25]);
     }
 
     #[test]
