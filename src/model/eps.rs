@@ -115,12 +115,7 @@ impl EpsNetConfig {
 
 /// `[cos(t·f₀) … cos(t·fₙ₋₁), sin(t·f₀) … sin(t·fₙ₋₁)]` (flip_sin_to_cos).
 pub fn timestep_embedding_into(t: f32, freqs: &[f32], out: &mut [f32]) {
-    let n = freqs.len();
-    for (k, f) in freqs.iter().enumerate() {
-        let a = t * f;
-        out[k] = a.cos();
-        out[n + k] = a.sin();
-    }
+    super::sinusoidal_into(t, freqs, true, out);
 }
 
 /// The DDPM training schedule a model was trained under (the sampler rebuilds
@@ -145,13 +140,11 @@ pub struct EpsNet {
 impl EpsNet {
     /// `ε̂(x, t)` for `x: [B, dim]`, `t: [B]` (raw timesteps).
     pub fn forward(&self, x: Tensor<2>, t: Tensor<1>) -> Tensor<2> {
-        let [b, _] = x.dims();
         let device = x.device();
         let cfg = EpsNetConfig { dim: 0, hidden: 0, depth: 0, time_channels: self.time_channels, join: Join::Add };
         let half = self.time_channels / 2;
         let freqs = Tensor::<2>::from_data(TensorData::new(cfg.frequencies(), [1, half]), &device);
-        let arg = t.reshape([b, 1]).mul(freqs);
-        let e = Tensor::cat(vec![arg.clone().cos(), arg.sin()], 1);
+        let e = super::sinusoidal(t, freqs, true);
         let temb = self.temb[1].forward(silu(self.temb[0].forward(e)));
         let mut h = if self.concat {
             silu(self.trunk[0].forward(Tensor::cat(vec![x, temb], 1)))

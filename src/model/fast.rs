@@ -21,7 +21,7 @@
 //! chosen, so results are identical on every x86-64 code path; they agree with
 //! burn's forward to about 1e-6 (tested to 1e-5).
 
-use super::{Layers, ScoreNetWeights, time_embedding_into};
+use super::{Layers, ScoreNetWeights, sinusoidal_into};
 use crate::sde::sampler::ScoreModel;
 
 /// A dense layer with row-major weights `[input × output]`.
@@ -168,7 +168,7 @@ impl FastMlp {
 
     /// Evaluate into `out`; `x` and `out` are row-major with `dim` columns.
     pub fn forward(&self, x: &[f32], t: f32, out: &mut [f32], s: &mut Scratch) {
-        time_embedding_into(t, &self.freqs, &mut s.feat);
+        sinusoidal_into(t, &self.freqs, false, &mut s.feat);
         self.base.forward(x, &s.feat, out, &mut s.a, &mut s.b, &mut s.bias);
         if let Some(delta) = &self.delta {
             let n = x.len();

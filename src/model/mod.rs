@@ -98,14 +98,26 @@ impl ScoreNetConfig {
     }
 }
 
-/// `[sin(t·f₀) … sin(t·fₙ₋₁), cos(t·f₀) … cos(t·fₙ₋₁)]`.
-pub fn time_embedding_into(t: f32, freqs: &[f32], out: &mut [f32]) {
+/// The sinusoidal time embedding of both networks, for one `t`: the sines and
+/// the cosines of `t·fₖ` in two halves — `[sin…, cos…]` (the score network), or
+/// `[cos…, sin…]` with `cos_first` (diffusers' `flip_sin_to_cos`, the
+/// ε-network). [`sinusoidal`] is the same on burn tensors.
+pub fn sinusoidal_into(t: f32, freqs: &[f32], cos_first: bool, out: &mut [f32]) {
     let n = freqs.len();
+    let (sin_at, cos_at) = if cos_first { (n, 0) } else { (0, n) };
     for (k, f) in freqs.iter().enumerate() {
         let a = t * f;
-        out[k] = a.sin();
-        out[n + k] = a.cos();
+        out[sin_at + k] = a.sin();
+        out[cos_at + k] = a.cos();
     }
+}
+
+/// [`sinusoidal_into`] for a batch: `t: [B]`, `freqs: [1, n]` → `[B, 2n]`.
+pub fn sinusoidal(t: Tensor<1>, freqs: Tensor<2>, cos_first: bool) -> Tensor<2> {
+    let [b] = t.dims();
+    let arg = t.reshape([b, 1]).mul(freqs);
+    let (sin, cos) = (arg.clone().sin(), arg.cos());
+    Tensor::cat(if cos_first { vec![cos, sin] } else { vec![sin, cos] }, 1)
 }
 
 /// The burn module.
@@ -121,7 +133,6 @@ pub struct ScoreNet {
 impl ScoreNet {
     /// `s(x, t)` for `x: [B, dim]`, `t: [B]`.
     pub fn forward(&self, x: Tensor<2>, t: Tensor<1>) -> Tensor<2> {
-        let [b, _] = x.dims();
         let device = x.device();
         let cfg = ScoreNetConfig {
             dim: self.dim,
@@ -132,8 +143,7 @@ impl ScoreNet {
             f_max: self.f_max,
         };
         let freqs = Tensor::<2>::from_data(TensorData::new(cfg.frequencies(), [1, self.n_freqs]), &device);
-        let arg = t.reshape([b, 1]).mul(freqs);
-        let emb = Tensor::cat(vec![arg.clone().sin(), arg.cos()], 1);
+        let emb = sinusoidal(t, freqs, false);
         let mut h = Tensor::cat(vec![x, emb], 1);
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
