@@ -487,7 +487,7 @@ pub fn suggest(word: &str, candidates: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-/// A Rust type a declared parameter is read into (see [`params!`]).
+/// A Rust type a declared parameter is read into (see [`crate::params!`]).
 pub trait ParamValue: Sized {
     /// Read `name` from a validated map; the validator guarantees presence
     /// and type, so a mismatch is a bug in the declaration (and panics).
@@ -578,7 +578,7 @@ impl<T: ParamValue> ParamValue for Option<T> {
 }
 
 /// A parameter's declaration without its name: (type, default, doc). The
-/// name is the field's in [`params!`], so the two cannot drift apart.
+/// name is the field's in [`crate::params!`], so the two cannot drift apart.
 pub type Decl = (ParamType, Default, &'static str);
 
 /// Declare an implementation's parameters once, as a struct: each field is a

@@ -9,8 +9,8 @@
 //!   shares `t`, so `emb(t)·W₁[emb rows] + b₁` is computed once per call and the
 //!   first layer costs `dim` multiply-adds per unit and row;
 //! * the hidden layers on the `gemm` crate (the kernel burn-flex itself uses),
-//!   with its AVX-512 kernels enabled (feature `x86-v4`, chosen at run time;
-//!   measured 7.9 s → 5.9 s for the seed's sampler) and single-threaded per chunk —
+//!   with its AVX-512 kernels enabled (feature `x86-v4`, chosen at run time) and
+//!   single-threaded per chunk —
 //!   the sampler parallelises over chunks of rows;
 //! * bias + SiLU fused in one pass with a vectorisable `exp` (Cody–Waite range
 //!   reduction, degree-6 polynomial, relative error < 5·10⁻⁷), compiled for AVX-512
