@@ -99,7 +99,7 @@ fn esc(s: &str) -> String {
 }
 
 /// A Unix time in milliseconds as `2026-11-29 21:03:07 UTC`.
-fn utc(ms: u64) -> String {
+pub fn utc(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms))
         .to_string()
         .replace('T', " ")

@@ -236,3 +236,27 @@ fn the_readme_stage_table_is_generated_from_the_declarations() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `sample`"));
 }
+
+/// `scoreflow runs` lists a pipeline's recorded runs, oldest first, with what
+/// each did: computed, reused, failed.
+#[test]
+fn runs_lists_every_recorded_run_with_what_it_did() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &small_smeme());
+    ws.cmd(&["run", "p.yaml", "--only", "pretrain"]).assert().success();
+    ws.cmd(&["run", "p.yaml", "--only", "pretrain"]).assert().success();
+    ws.write("p.yaml", &small_smeme().replace("lr: 0.01", "lr: 1000"));
+    ws.cmd(&["run", "p.yaml", "--only", "pretrain"]).assert().code(1);
+    let out = ws.cmd(&["runs", "p.yaml", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let runs: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let fields =
+        |r: &serde_json::Value| (r["ran"].clone(), r["fresh"].clone(), r["failed"].clone(), r["result"].clone());
+    assert_eq!(fields(&runs[0]), (3.into(), 0.into(), 0.into(), "ok".into()));
+    assert_eq!(fields(&runs[1]), (0.into(), 3.into(), 0.into(), "ok".into()));
+    assert_eq!(fields(&runs[2]), (0.into(), 2.into(), 1.into(), "failed".into()));
+    let text = String::from_utf8_lossy(&ws.cmd(&["runs", "p.yaml"]).output().unwrap().stdout).to_string();
+    assert_eq!(text.lines().count(), 2 + 3, "{text}");
+}

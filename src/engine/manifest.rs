@@ -225,6 +225,21 @@ impl Cache {
         Ok(path)
     }
 
+    /// Every recorded run of a spec's home, oldest first (unreadable manifests
+    /// are passed over; `latest.json` is a copy of the newest, not a run).
+    pub fn runs(&self, home: &str) -> Vec<Manifest> {
+        let Ok(entries) = fs::read_dir(self.runs_dir(home)) else { return Vec::new() };
+        let mut runs: Vec<Manifest> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .filter(|p| !p.file_name().is_some_and(|n| n == "latest.json" || n == "spec.json"))
+            .filter_map(|p| serde_json::from_slice(&fs::read(p).ok()?).ok())
+            .collect();
+        runs.sort_by(|a: &Manifest, b: &Manifest| (a.started_ms, &a.run_id).cmp(&(b.started_ms, &b.run_id)));
+        runs
+    }
+
     /// The latest manifest of a pipeline, if any (an unreadable one counts as none).
     pub fn latest_manifest(&self, pipeline: &str) -> Option<Manifest> {
         let bytes = fs::read(self.runs_dir(pipeline).join("latest.json")).ok()?;
