@@ -190,7 +190,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Check { file } => {
             let spec = load_spec(file)?;
             let n = spec.stages.len();
-            out(&format!("{}: ok, {n} stage{}\n", file.display(), if n == 1 { "" } else { "s" }));
+            let sweep = spec.matrix.as_ref().map_or(String::new(), |m| format!(" (matrix: {m})"));
+            out(&format!("{}: ok, {n} stage{}{sweep}\n", file.display(), if n == 1 { "" } else { "s" }));
             Ok(ExitCode::SUCCESS)
         }
         Command::Runs { file, json } => {
@@ -300,6 +301,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             } else {
                 let w = width(&spec);
                 let mut text = format!("cache: {}\n", cache.root().display());
+                if let Some(m) = &spec.matrix {
+                    text.push_str(&format!("matrix: {m}\n"));
+                }
                 for s in &statuses {
                     let state = if s.fresh { "fresh" } else { "dirty" };
                     let detail = if s.fresh {
@@ -349,6 +353,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                     + "\n"));
             } else {
                 out(&format!("cache: {}\n", cache.root().display()));
+                if let Some(m) = &spec.matrix {
+                    out(&format!("matrix: {m}\n"));
+                }
             }
             // Ctrl-C: record what finished (it stays cached) and what was running.
             let _ = ctrlc::set_handler(|| {
@@ -554,7 +561,13 @@ fn resolve_output(artifacts: &Option<PathBuf>, target: &str, pipeline: Option<&P
     };
     let spec = load_spec(file)?;
     let cache = cache_for(artifacts, file);
-    let (stage_name, output) = match target.split_once('.') {
+    // A swept stage's name holds its values (`pretrain[seed=1,lr=0.01]`), dots
+    // included: the output follows the closing bracket.
+    let split = match target.find(']') {
+        Some(end) => target[end..].find('.').map(|d| (&target[..end + d], &target[end + d + 1..])),
+        None => target.split_once('.'),
+    };
+    let (stage_name, output) = match split {
         Some((s, o)) => (s, Some(o)),
         None => (target, None),
     };

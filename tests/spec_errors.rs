@@ -158,3 +158,12 @@ fn check_applies_cross_parameter_rules() {
         "name: x\nstages:\n  moons:\n    kind: generate\n    params: { dataset: two_moons, n_samples: 100 }\n  ddpm:\n    kind: train\n    inputs: { data: moons }\n    params: { objective: ddpm_eps, time_channels: 33, beta_start: 0.5, beta_end: 0.02 }\n  s:\n    kind: sample\n    inputs: { model: ddpm.model }\n    params: { sampler: ddpm, use_ema: true }\n"
     ));
 }
+
+/// A matrix is checked like the spec: its targets, every value's type, and
+/// the rules across parameters in every combination, each at its place.
+#[test]
+fn matrix_errors() {
+    insta::assert_snapshot!(errors(
+        "name: x\nmatrix:\n  stages.nope.params.lr: [1]\n  stages.ddpm.params.lrr: [1]\n  stages.ddpm.params.lr: [0.01, fast]\n  stages.ddpm.params.time_channels: [32, 33]\n  seed: [-1]\n  colour: [1]\nstages:\n  moons:\n    kind: generate\n    params: { dataset: two_moons, n_samples: 100 }\n  ddpm:\n    kind: train\n    inputs: { data: moons }\n    params: { objective: ddpm_eps }\n"
+    ));
+}

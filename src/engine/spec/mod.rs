@@ -22,6 +22,7 @@
 //!     params: { scheme: triangle_types, tol: 0.01 }
 //! ```
 
+pub mod matrix;
 pub mod yaml;
 
 use std::collections::{BTreeMap, HashMap};
@@ -85,6 +86,8 @@ pub struct StageSpec {
     pub params: Params,
     /// The effective seed: the stage's own, else the pipeline's.
     pub seed: u64,
+    /// Whether the stage gives its own seed (a swept pipeline seed then leaves it).
+    pub seed_given: bool,
     pub inputs: BTreeMap<String, InputRef>,
     pub pos: Pos,
 }
@@ -108,6 +111,8 @@ pub struct Spec {
     pub path: PathBuf,
     pub name: String,
     pub seed: u64,
+    /// What the spec's `matrix:` expanded to (`None`: no matrix).
+    pub matrix: Option<matrix::MatrixInfo>,
     /// Stages in file order.
     pub stages: Vec<StageSpec>,
 }
@@ -164,7 +169,7 @@ impl Collector {
     }
 }
 
-const TOP_KEYS: &[&str] = &["name", "seed", "description", "stages"];
+const TOP_KEYS: &[&str] = &["name", "seed", "description", "stages", "matrix"];
 const STAGE_KEYS: &[&str] = &["kind", "params", "inputs", "seed", "description"];
 
 fn valid_name(s: &str) -> bool {
@@ -227,7 +232,7 @@ pub fn validate(path: &Path, text: &str, registry: &Registry) -> Result<Spec, Sp
         return fail(c);
     };
 
-    let (mut name, mut seed, mut stages_node) = (None, 0u64, None);
+    let (mut name, mut seed, mut stages_node, mut matrix_node) = (None, 0u64, None, None);
     let mut seen_top: HashMap<String, Pos> = HashMap::new();
     for (k, v) in top {
         let key = k.as_str().unwrap_or_default();
@@ -246,6 +251,7 @@ pub fn validate(path: &Path, text: &str, registry: &Registry) -> Result<Spec, Sp
             "seed" => seed = parse_seed(&mut c, v, "the pipeline seed").unwrap_or(0),
             "description" => {}
             "stages" => stages_node = Some(v),
+            "matrix" => matrix_node = Some(v),
             // Extension keys: ignored, a place for YAML anchors shared by stages.
             other if other.starts_with("x-") => {}
             other => c.err(
@@ -389,17 +395,29 @@ pub fn validate(path: &Path, text: &str, registry: &Registry) -> Result<Spec, Sp
                 imp,
                 params: d.params.clone(),
                 seed: d.seed.unwrap_or(seed),
+                seed_given: d.seed.is_some(),
                 inputs,
                 pos: d.pos,
             });
         }
     }
 
-    let spec = Spec { path: path.to_path_buf(), name: name.unwrap_or_default(), seed, stages };
+    let spec = Spec { path: path.to_path_buf(), name: name.unwrap_or_default(), seed, matrix: None, stages };
     if let Some(cycle) = find_cycle(&spec) {
         let first = spec.stage(&cycle[0]).expect("cycle names stages");
         c.err(first.pos, format!("the stages form a cycle: {}", cycle.join(" → ")));
     }
+    if !c.diagnostics.is_empty() {
+        return fail(c);
+    }
+    let spec = match matrix_node {
+        None => spec,
+        Some(node) => {
+            let (mut spec, info) = matrix::expand(&mut c, node, spec);
+            spec.matrix = info;
+            spec
+        }
+    };
     if c.diagnostics.is_empty() { Ok(spec) } else { fail(c) }
 }
 

@@ -1,0 +1,52 @@
+//! Sweeps: a spec's `matrix:` runs one pipeline instance per combination of
+//! values, and a stage that does not depend on a swept value runs once.
+
+mod common;
+
+use common::{Workspace, small_smeme};
+
+/// small_smeme with a matrix over the tuning's exploration weight.
+fn swept(values: &str) -> String {
+    small_smeme().replacen("stages:", &format!("matrix:\n  stages.tuned.params.beta: {values}\nstages:"), 1)
+}
+
+#[test]
+fn shared_stages_run_once_and_keys_do_not_depend_on_the_matrix() {
+    let ws = Workspace::new();
+    ws.write("sweep.yaml", &swept("[0.5, 0.9]"));
+    let out = ws.cmd(&["run", "sweep.yaml"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("matrix: 2 instances, 18 stages in all, 13 distinct, 5 shared by several instances"),
+        "{text}"
+    );
+    let (_, ev) = ws.run_json("sweep.yaml", &["--force", "tuned[beta=0.5]"]);
+    assert_eq!(Workspace::ran(&ev), ["tuned[beta=0.5]"], "the rest is fresh; early cutoff keeps its dependents fresh");
+    // The instances' stages have the keys a plain spec with the same values has:
+    // each plain run finds everything cached.
+    for beta in ["0.5", "0.9"] {
+        ws.write("plain.yaml", &small_smeme().replace("beta: 0.9", &format!("beta: {beta}")));
+        let (out, ev) = ws.run_json("plain.yaml", &[]);
+        assert!(out.status.success());
+        assert!(Workspace::ran(&ev).is_empty(), "beta {beta}: {:?}", Workspace::ran(&ev));
+    }
+    // Listing the values in another order changes nothing.
+    ws.write("sweep.yaml", &swept("[0.9, 0.5]"));
+    let (_, ev) = ws.run_json("sweep.yaml", &[]);
+    assert!(Workspace::ran(&ev).is_empty());
+    // A swept stage's outputs are found by its name.
+    let out = ws.cmd(&["inspect", "tuned[beta=0.5].tracker", "--pipeline", "sweep.yaml", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_seed_matrix_gives_every_stage_its_own_instance() {
+    let ws = Workspace::new();
+    ws.write("seeds.yaml", &small_smeme().replacen("stages:", "matrix:\n  seed: [1, 2]\nstages:", 1));
+    let out = ws.cmd(&["check", "seeds.yaml"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ok, 18 stages (matrix: 2 instances, 18 stages in all, 18 distinct, 0 shared"), "{text}");
+    let dag = String::from_utf8_lossy(&ws.cmd(&["dag", "seeds.yaml"]).output().unwrap().stdout).to_string();
+    assert!(dag.contains("pretrain[seed=1]") && dag.contains("report[seed=2]"), "{dag}");
+}
