@@ -112,6 +112,23 @@ pub enum Command {
         /// The pipeline spec (YAML).
         file: PathBuf,
     },
+    /// The experiment table: one row per instance of the spec's matrix, the
+    /// swept values, then every metric its stages produce (from the cache);
+    /// median/min/max over seeds when the seed is swept. Also written to
+    /// artifacts/compare/<pipeline>.parquet.
+    Compare {
+        /// The pipeline spec (YAML).
+        file: PathBuf,
+        /// Only metrics whose name (`stage.metric`) contains one of these.
+        #[arg(long, num_args = 1.., value_name = "PART")]
+        metrics: Vec<String>,
+        /// One JSON object per row.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// CSV on standard output.
+        #[arg(long)]
+        csv: bool,
+    },
     /// List the recorded runs of a pipeline, oldest first: when, how long, how
     /// many stages ran, were fresh or failed, and whether it succeeded.
     Runs {
@@ -192,6 +209,69 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let n = spec.stages.len();
             let sweep = spec.matrix.as_ref().map_or(String::new(), |m| format!(" (matrix: {m})"));
             out(&format!("{}: ok, {n} stage{}{sweep}\n", file.display(), if n == 1 { "" } else { "s" }));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compare { file, metrics, json, csv } => {
+            let spec = load_spec(file)?;
+            let cache = cache_for(&cli.artifacts, file);
+            let home = cache.home(&spec.name, file, false)?;
+            let mut cmp = crate::compare::compare(&spec, &cache)?;
+            cmp.select(metrics);
+            let table = cmp.table();
+            let parquet = table.to_parquet(&[]).map_err(|e| Error::Fault(e.to_string()))?;
+            let path = cache.root().join("compare").join(format!("{}.parquet", home.dir));
+            cache.write_atomic(&path, &parquet)?;
+            if !cmp.missing.is_empty() {
+                eprintln!(
+                    "warning: no current result for {} (run `scoreflow run {}` first); their metrics are NaN",
+                    cmp.missing.join(", "),
+                    file.display()
+                );
+            }
+            let rows: Vec<(Vec<String>, Vec<f64>)> = cmp.rows.iter().cloned().chain(cmp.over_seeds()).collect();
+            let label = |values: &[String]| -> String {
+                if values.is_empty() {
+                    "value".to_string()
+                } else {
+                    cmp.swept.iter().zip(values).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+                }
+            };
+            let text = if *json {
+                rows.iter()
+                    .map(|(values, m)| {
+                        let mut o = serde_json::Map::new();
+                        for (k, v) in cmp.swept.iter().zip(values) {
+                            o.insert(k.clone(), serde_json::Value::String(v.clone()));
+                        }
+                        for (k, v) in cmp.metric_names.iter().zip(m) {
+                            o.insert(k.clone(), serde_json::json!(if v.is_finite() { Some(*v) } else { None }));
+                        }
+                        serde_json::Value::Object(o).to_string() + "\n"
+                    })
+                    .collect()
+            } else if *csv {
+                String::from_utf8(crate::export::table_to_csv(&table).map_err(Error::Fault)?).expect("utf-8")
+            } else {
+                // Metrics down, instances across: a terminal is taller than wide.
+                let heads: Vec<String> = rows.iter().map(|(v, _)| label(v)).collect();
+                let w0 = cmp.metric_names.iter().map(|m| m.len()).max().unwrap_or(6).max(6);
+                let ws: Vec<usize> = heads.iter().map(|h| h.len().max(10)).collect();
+                let mut t = format!("{:w0$}", "metric");
+                for (h, w) in heads.iter().zip(&ws) {
+                    t.push_str(&format!("  {h:>w$}"));
+                }
+                t.push('\n');
+                for (j, m) in cmp.metric_names.iter().enumerate() {
+                    t.push_str(&format!("{m:w0$}"));
+                    for ((_, vals), w) in rows.iter().zip(&ws) {
+                        t.push_str(&format!("  {:>w$}", format!("{:.6}", vals[j])));
+                    }
+                    t.push('\n');
+                }
+                t.push_str(&format!("table: {}\n", path.display()));
+                t
+            };
+            out(&text);
             Ok(ExitCode::SUCCESS)
         }
         Command::Runs { file, json } => {

@@ -18,6 +18,7 @@
 pub mod engine;
 
 pub mod cli;
+pub mod compare;
 pub mod describe;
 pub mod error;
 pub mod export;

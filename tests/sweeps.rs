@@ -50,3 +50,40 @@ fn a_seed_matrix_gives_every_stage_its_own_instance() {
     let dag = String::from_utf8_lossy(&ws.cmd(&["dag", "seeds.yaml"]).output().unwrap().stdout).to_string();
     assert!(dag.contains("pretrain[seed=1]") && dag.contains("report[seed=2]"), "{dag}");
 }
+
+/// `compare` tables a sweep: one row per instance with its swept values and
+/// every metric, then median/min/max over seeds; the same table is written as
+/// Parquet under artifacts/compare/.
+#[test]
+fn compare_tables_a_sweep_with_its_aggregate_over_seeds() {
+    let ws = Workspace::new();
+    ws.write("seeds.yaml", &small_smeme().replacen("stages:", "matrix:\n  seed: [1, 2, 3]\nstages:", 1));
+    ws.cmd(&["run", "seeds.yaml"]).assert().success();
+    let out = ws.cmd(&["compare", "seeds.yaml", "--json", "--metrics", "valid_fraction"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let seeds: Vec<&str> = rows.iter().map(|r| r["seed"].as_str().unwrap()).collect();
+    assert_eq!(seeds, ["1", "2", "3", "median of 3", "min of 3", "max of 3"]);
+    let v = |i: usize, m: &str| rows[i][m].as_f64().unwrap();
+    for m in ["validity.valid_fraction", "validity_tuned.valid_fraction"] {
+        let mut per_seed = [v(0, m), v(1, m), v(2, m)];
+        per_seed.sort_by(f64::total_cmp);
+        assert_eq!([v(3, m), v(4, m), v(5, m)], [per_seed[1], per_seed[0], per_seed[2]], "{m}");
+        // Each row's value is the stage's own: the seed's validity summary.
+        let own = ws
+            .cmd(&["inspect", &format!("{}[seed=1].summary", m.split('.').next().unwrap()), "--pipeline", "seeds.yaml"])
+            .arg("--sql")
+            .arg("SELECT value FROM t WHERE metric = 'valid_fraction'")
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(own.status.success(), "{}", String::from_utf8_lossy(&own.stderr));
+        let own: serde_json::Value = serde_json::from_slice(&own.stdout).unwrap();
+        assert_eq!(own["head"][0]["value"].as_f64().unwrap(), v(0, m));
+    }
+    let parquet = ws.artifacts().join("compare/smeme.parquet"); // named after the pipeline
+    let out = ws.cmd(&["inspect", parquet.to_str().unwrap(), "--json"]).output().unwrap();
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(t["rows"], 6);
+}

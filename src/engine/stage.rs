@@ -361,6 +361,12 @@ pub trait Stage: Sync {
     fn output_columns(&self, _output: &str) -> Option<&'static [&'static str]> {
         None
     }
+    /// The outputs that hold metrics, for `scoreflow compare`: (output, the
+    /// numeric column to read); such a table has a string column `metric`
+    /// naming each row.
+    fn metrics(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
     /// Rules across this stage's parameters that their types cannot say
     /// (`time_channels` even, say), checked by `check` and before `run`: each
     /// broken rule as (the parameter to point at, why).

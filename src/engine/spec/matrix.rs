@@ -26,9 +26,21 @@ use super::{Collector, InputRef, Spec, StageSpec, entries};
 use crate::engine::hash::{Canon, Hash};
 use crate::engine::params::{Raw, Value, encode_params};
 
-/// What a matrix expanded to, for `status` and the run summary.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One combination of swept values, and the merged stage that plays each of
+/// the spec's stages in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    /// (label, value) of every swept target, in matrix order.
+    pub values: Vec<(String, Value)>,
+    /// The spec's stage name → the merged stage's name.
+    pub stages: Vec<(String, String)>,
+}
+
+/// What a matrix expanded to, for `status`, the run summary and `compare`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct MatrixInfo {
+    /// Every combination, in matrix order (the last target fastest).
+    pub combinations: Vec<Instance>,
     /// Combinations of swept values.
     pub instances: usize,
     /// Stages over all instances (instances × stages of the spec).
@@ -173,6 +185,8 @@ pub(super) fn expand(c: &mut Collector, node: &Node, base: Spec) -> (Spec, Optio
     let mut merged: Vec<StageSpec> = Vec::new();
     // structural identity → (index in `merged`, the combinations using it)
     let mut nodes: HashMap<Hash, (usize, Vec<usize>)> = HashMap::new();
+    // per combination: the spec's stage index → merged index
+    let mut maps: Vec<Vec<usize>> = Vec::new();
     for (ci, combo) in combos.iter().enumerate() {
         let mut stages = base.stages.clone();
         let mut pipeline_seed = base.seed;
@@ -272,6 +286,7 @@ pub(super) fn expand(c: &mut Collector, node: &Node, base: Spec) -> (Spec, Optio
             entry.1.push(ci);
             map[i] = entry.0;
         }
+        maps.push(map);
     }
     // Names: a stage all instances share keeps its own; others are named after
     // the swept values that are the same in every instance using them.
@@ -298,7 +313,16 @@ pub(super) fn expand(c: &mut Collector, node: &Node, base: Spec) -> (Spec, Optio
     for (st, name) in merged.iter_mut().zip(&final_names) {
         st.name = name.clone();
     }
+    let combinations = combos
+        .iter()
+        .zip(&maps)
+        .map(|(combo, map)| Instance {
+            values: axes.iter().zip(combo).map(|(a, &j)| (a.label.clone(), a.values[j].0.clone())).collect(),
+            stages: base.stages.iter().zip(map).map(|(st, &m)| (st.name.clone(), final_names[m].clone())).collect(),
+        })
+        .collect();
     let info = MatrixInfo {
+        combinations,
         instances: combos.len(),
         instance_stages: combos.len() * n,
         distinct: merged.len(),

@@ -81,6 +81,11 @@ pub fn summarize(v: &[Validity]) -> (Vec<String>, Vec<f64>) {
 
 impl Stage for TriangleChecks {
     describe!(Kind::Validate, "triangle", version 1, PARAMS, INPUTS, OUTPUTS);
+    fn metrics(&self) -> &'static [(&'static str, &'static str)] {
+        // The validity summary; with a reference, the exploration metrics of
+        // these samples (rare-type mass, (u, v) entropy, …).
+        &[("summary", "value"), ("exploration", "samples")]
+    }
     fn input_columns(&self, _input: &str) -> &'static [&'static str] {
         &["a", "b", "c"]
     }

@@ -51,6 +51,9 @@ static DIST_OUTPUTS: &[OutputDef] = &[OutputDef {
 
 impl Stage for Distribution {
     describe!(Kind::Validate, "distribution", version 2, DIST_PARAMS, DIST_INPUTS, DIST_OUTPUTS);
+    fn metrics(&self) -> &'static [(&'static str, &'static str)] {
+        &[("metrics", "value")]
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         use crate::metrics::distance::{Mmd2, Points, directions, energy_distance, mmd2, mmd2_wide, sliced_w1};
         let p = &DistributionParams::read(ctx.params);

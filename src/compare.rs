@@ -1,0 +1,175 @@
+//! `scoreflow compare`: the experiment table of a spec — one row per instance
+//! of its matrix (one row for a spec without one), the swept values as
+//! columns, then every metric its stages declare ([`crate::engine::stage::Stage::metrics`])
+//! as `stage.metric`, read from the current (fresh) results. When the seed is
+//! swept, a median / min / max row over seeds follows each setting of the
+//! other swept values. Written as text, JSON lines or CSV, and always as
+//! Parquet under `artifacts/compare/<pipeline>.parquet`.
+
+use std::collections::BTreeMap;
+
+use crate::engine::cache::Cache;
+use crate::engine::frame::{ColumnData, Table};
+use crate::engine::spec::Spec;
+use crate::engine::spec::matrix::Instance;
+use crate::engine::stage::{Artifact, Format};
+
+/// The table: one row per instance; `values` are the swept targets' values as
+/// text, `metrics` the metric columns (NaN where a stage has no fresh result).
+pub struct Comparison {
+    pub swept: Vec<String>,
+    pub metric_names: Vec<String>,
+    pub rows: Vec<(Vec<String>, Vec<f64>)>,
+    /// Stages whose result is not in the cache yet (run the spec first).
+    pub missing: Vec<String>,
+}
+
+/// Read every instance's metrics from the cache.
+pub fn compare(spec: &Spec, cache: &Cache) -> Result<Comparison, crate::engine::cache::CacheError> {
+    let instances: Vec<Instance> = match &spec.matrix {
+        Some(m) => m.combinations.clone(),
+        None => vec![Instance {
+            values: Vec::new(),
+            stages: spec.stages.iter().map(|s| (s.name.clone(), s.name.clone())).collect(),
+        }],
+    };
+    let swept: Vec<String> =
+        instances.first().map(|i| i.values.iter().map(|(l, _)| l.clone()).collect()).unwrap_or_default();
+    let mut metric_names: Vec<String> = Vec::new();
+    let mut per_instance: Vec<BTreeMap<String, f64>> = Vec::new();
+    let mut missing = Vec::new();
+    let mut memo: BTreeMap<String, Option<BTreeMap<String, f64>>> = BTreeMap::new();
+    for instance in &instances {
+        let mut row = BTreeMap::new();
+        for (base, merged) in &instance.stages {
+            let Some(idx) = spec.index(merged) else { continue };
+            let imp = spec.stages[idx].imp;
+            if imp.metrics().is_empty() {
+                continue;
+            }
+            if !memo.contains_key(merged) {
+                let read = match crate::engine::fingerprint::current_record(spec, cache, idx)? {
+                    None => None,
+                    Some((_, record)) => {
+                        let mut found = BTreeMap::new();
+                        for (output, column) in imp.metrics() {
+                            let Some(hash) = record.outputs.get(*output).and_then(|o| o.content_hash()) else {
+                                continue;
+                            };
+                            let Ok(Artifact::Table(t)) = cache.read(&hash, Format::Table) else { continue };
+                            let (Ok(names), Ok(values)) = (t.strs("metric"), t.f64s(column)) else { continue };
+                            for (n, v) in names.iter().zip(values) {
+                                found.entry(n.clone()).or_insert(v);
+                            }
+                        }
+                        Some(found)
+                    }
+                };
+                if read.is_none() {
+                    missing.push(merged.clone());
+                }
+                memo.insert(merged.clone(), read);
+            }
+            for (metric, v) in memo[merged].iter().flatten() {
+                let name = format!("{base}.{metric}");
+                if !metric_names.contains(&name) {
+                    metric_names.push(name.clone());
+                }
+                row.insert(name, *v);
+            }
+        }
+        per_instance.push(row);
+    }
+    let rows = instances
+        .iter()
+        .zip(&per_instance)
+        .map(|(instance, m)| {
+            (
+                instance.values.iter().map(|(_, v)| v.to_string()).collect(),
+                metric_names.iter().map(|n| m.get(n).copied().unwrap_or(f64::NAN)).collect(),
+            )
+        })
+        .collect();
+    Ok(Comparison { swept, metric_names, rows, missing })
+}
+
+impl Comparison {
+    /// Keep the metric columns whose name contains one of `patterns` (all when empty).
+    pub fn select(&mut self, patterns: &[String]) {
+        if patterns.is_empty() {
+            return;
+        }
+        let keep: Vec<usize> = (0..self.metric_names.len())
+            .filter(|&j| patterns.iter().any(|p| self.metric_names[j].contains(p.as_str())))
+            .collect();
+        self.metric_names = keep.iter().map(|&j| self.metric_names[j].clone()).collect();
+        for (_, m) in self.rows.iter_mut() {
+            *m = keep.iter().map(|&j| m[j]).collect();
+        }
+    }
+
+    /// Median, min and max over seeds, for each setting of the other swept
+    /// values: (the setting's values with `seed` = "median"/"min"/"max", metrics).
+    pub fn over_seeds(&self) -> Vec<(Vec<String>, Vec<f64>)> {
+        let Some(seed) = self.swept.iter().position(|s| s == "seed") else { return Vec::new() };
+        let mut groups: BTreeMap<Vec<String>, Vec<&Vec<f64>>> = BTreeMap::new();
+        let mut order = Vec::new();
+        for (values, metrics) in &self.rows {
+            let mut key = values.clone();
+            key[seed] = String::new();
+            if !groups.contains_key(&key) {
+                order.push(key.clone());
+            }
+            groups.entry(key).or_default().push(metrics);
+        }
+        let mut out = Vec::new();
+        for key in order {
+            let members = &groups[&key];
+            let stat = |f: &dyn Fn(&mut [f64]) -> f64| -> Vec<f64> {
+                (0..self.metric_names.len())
+                    .map(|j| {
+                        let mut v: Vec<f64> = members.iter().map(|m| m[j]).filter(|x| x.is_finite()).collect();
+                        if v.is_empty() { f64::NAN } else { f(&mut v) }
+                    })
+                    .collect()
+            };
+            for (name, f) in [
+                ("median", &median as &dyn Fn(&mut [f64]) -> f64),
+                ("min", &|v: &mut [f64]| v.iter().copied().fold(f64::INFINITY, f64::min)),
+                ("max", &|v: &mut [f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+            ] {
+                let mut values = key.clone();
+                values[seed] = format!("{name} of {}", members.len());
+                out.push((values, stat(f)));
+            }
+        }
+        out
+    }
+
+    /// The instance rows, then the aggregates, as one table (swept values as
+    /// strings, metrics as floats; aggregate rows name their statistic in the
+    /// seed column).
+    pub fn table(&self) -> Table {
+        let all: Vec<&(Vec<String>, Vec<f64>)> = self.rows.iter().collect();
+        let agg = self.over_seeds();
+        let all: Vec<&(Vec<String>, Vec<f64>)> = all.into_iter().chain(agg.iter()).collect();
+        let mut t = Table::new();
+        for (i, s) in self.swept.iter().enumerate() {
+            t = t.with(s, ColumnData::Str(all.iter().map(|r| r.0[i].clone()).collect()));
+        }
+        if self.swept.is_empty() {
+            t = t.with("instance", ColumnData::Str(all.iter().map(|_| "all".to_string()).collect()));
+        }
+        for (j, m) in self.metric_names.iter().enumerate() {
+            t = t.with(m, ColumnData::F64(all.iter().map(|r| r.1[j]).collect()));
+        }
+        t
+    }
+}
+
+/// The median (the mean of the middle two for an even count).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
