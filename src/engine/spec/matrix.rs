@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 
 use super::yaml::{Node, Pos};
-use super::{Collector, InputRef, Spec, StageSpec, entries};
+use super::{Collector, Spec, StageSpec, entries};
 use crate::engine::hash::{Canon, Hash};
 use crate::engine::params::{Raw, Value, encode_params};
 
@@ -187,6 +187,8 @@ pub(super) fn expand(c: &mut Collector, node: &Node, base: Spec) -> (Spec, Optio
     let mut nodes: HashMap<Hash, (usize, Vec<usize>)> = HashMap::new();
     // per combination: the spec's stage index → merged index
     let mut maps: Vec<Vec<usize>> = Vec::new();
+    // per merged stage: input name → the merged index of its upstream stage
+    let mut upstream: Vec<HashMap<String, usize>> = Vec::new();
     for (ci, combo) in combos.iter().enumerate() {
         let mut stages = base.stages.clone();
         let mut pipeline_seed = base.seed;
@@ -270,17 +272,12 @@ pub(super) fn expand(c: &mut Collector, node: &Node, base: Spec) -> (Spec, Optio
             let id = canon.finish();
             ids[i] = Some(id);
             let entry = nodes.entry(id).or_insert_with(|| {
-                merged.push(StageSpec {
-                    inputs: st
-                        .inputs
-                        .iter()
-                        .map(|(k, r)| {
-                            let up = map[base.index(&r.stage).expect("validated")];
-                            (k.clone(), InputRef { stage: up.to_string(), output: r.output.clone() })
-                        })
-                        .collect(),
-                    ..st.clone()
-                });
+                // Inputs name their upstream by its merged index until every
+                // merged stage has its final name.
+                upstream.push(
+                    st.inputs.iter().map(|(k, r)| (k.clone(), map[base.index(&r.stage).expect("validated")])).collect(),
+                );
+                merged.push(st.clone());
                 (merged.len() - 1, Vec::new())
             });
             entry.1.push(ci);
@@ -305,9 +302,9 @@ pub(super) fn expand(c: &mut Collector, node: &Node, base: Spec) -> (Spec, Optio
             format!("{base_name}[{}]", fixed.join(","))
         };
     }
-    for st in merged.iter_mut() {
-        for r in st.inputs.values_mut() {
-            r.stage = final_names[r.stage.parse::<usize>().expect("an index")].clone();
+    for (st, ups) in merged.iter_mut().zip(&upstream) {
+        for (input, r) in st.inputs.iter_mut() {
+            r.stage = final_names[ups[input]].clone();
         }
     }
     for (st, name) in merged.iter_mut().zip(&final_names) {
