@@ -217,7 +217,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let home = cache.home(&spec.name, file, false)?;
             let mut cmp = crate::compare::compare(&spec, &cache)?;
             cmp.select(metrics);
-            let table = cmp.table();
+            let rows = cmp.all_rows();
+            let table = cmp.table(&rows);
             let parquet = table.to_parquet(&[]).map_err(|e| Error::Fault(e.to_string()))?;
             let path = cache.root().join("compare").join(format!("{}.parquet", home.dir));
             cache.write_atomic(&path, &parquet)?;
@@ -228,7 +229,6 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                     file.display()
                 );
             }
-            let rows: Vec<(Vec<String>, Vec<f64>)> = cmp.rows.iter().cloned().chain(cmp.over_seeds()).collect();
             let label = |values: &[String]| -> String {
                 if values.is_empty() {
                     "value".to_string()

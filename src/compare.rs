@@ -39,6 +39,9 @@ pub fn compare(spec: &Spec, cache: &Cache) -> Result<Comparison, crate::engine::
     let mut per_instance: Vec<BTreeMap<String, f64>> = Vec::new();
     let mut missing = Vec::new();
     let mut memo: BTreeMap<String, Option<BTreeMap<String, f64>>> = BTreeMap::new();
+    // One walk down the DAG finds every fresh result (each stage once, however
+    // many instances share it).
+    let mut fresh = crate::engine::fingerprint::assess_fresh(spec, cache, None, None)?;
     for instance in &instances {
         let mut row = BTreeMap::new();
         for (base, merged) in &instance.stages {
@@ -48,9 +51,9 @@ pub fn compare(spec: &Spec, cache: &Cache) -> Result<Comparison, crate::engine::
                 continue;
             }
             if !memo.contains_key(merged) {
-                let read = match crate::engine::fingerprint::current_record(spec, cache, idx)? {
+                let read = match fresh[idx].take().and_then(|a| a.record) {
                     None => None,
-                    Some((_, record)) => {
+                    Some(record) => {
                         let mut found = BTreeMap::new();
                         for (output, column) in imp.metrics() {
                             let Some(hash) = record.outputs.get(*output).and_then(|o| o.content_hash()) else {
@@ -146,13 +149,15 @@ impl Comparison {
         out
     }
 
-    /// The instance rows, then the aggregates, as one table (swept values as
+    /// The instance rows, then the aggregates over seeds.
+    pub fn all_rows(&self) -> Vec<(Vec<String>, Vec<f64>)> {
+        self.rows.iter().cloned().chain(self.over_seeds()).collect()
+    }
+
+    /// `rows` (from [`Comparison::all_rows`]) as one table: swept values as
     /// strings, metrics as floats; aggregate rows name their statistic in the
-    /// seed column).
-    pub fn table(&self) -> Table {
-        let all: Vec<&(Vec<String>, Vec<f64>)> = self.rows.iter().collect();
-        let agg = self.over_seeds();
-        let all: Vec<&(Vec<String>, Vec<f64>)> = all.into_iter().chain(agg.iter()).collect();
+    /// seed column.
+    pub fn table(&self, all: &[(Vec<String>, Vec<f64>)]) -> Table {
         let mut t = Table::new();
         for (i, s) in self.swept.iter().enumerate() {
             t = t.with(s, ColumnData::Str(all.iter().map(|r| r.0[i].clone()).collect()));

@@ -19,6 +19,7 @@ use crate::engine::cache::{Cache, Manifest, StageState};
 use crate::engine::spec::Spec;
 use crate::engine::stage::{Format, Media};
 use crate::error::Error;
+use crate::report::esc;
 
 /// Publish every report stage of the run, adding the run's section to its
 /// page. Returns the pages' paths, or (inner `Err`) which report object turned
@@ -92,10 +93,6 @@ pub fn link_latest(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<()
 
 fn home(m: &Manifest) -> &str {
     if m.home.is_empty() { &m.pipeline } else { &m.home }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// A Unix time in milliseconds as `2026-11-29 21:03:07 UTC`.

@@ -32,7 +32,8 @@ pub fn moving_mean(steps: &[i64], values: &[f64], window: usize) -> Vec<(f64, f6
         .collect()
 }
 
-fn esc(s: &str) -> String {
+/// Text escaped for an HTML text node.
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 

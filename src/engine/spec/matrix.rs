@@ -75,10 +75,6 @@ enum Target {
     Param(usize, String),
 }
 
-fn label_value(v: &Value) -> String {
-    v.to_string()
-}
-
 /// Read the `matrix:` mapping against the base spec; errors go to `c`.
 fn axes(c: &mut Collector, node: &Node, base: &Spec) -> Vec<Axis> {
     let Some(list) = entries(node) else {
@@ -297,7 +293,7 @@ pub(super) fn expand(c: &mut Collector, node: &Node, base: Spec) -> (Spec, Optio
                 .iter()
                 .enumerate()
                 .filter(|(k, _)| users.iter().all(|u| combos[*u][*k] == combos[users[0]][*k]))
-                .map(|(k, a)| format!("{}={}", a.label, label_value(&a.values[combos[users[0]][k]].0)))
+                .map(|(k, a)| format!("{}={}", a.label, a.values[combos[users[0]][k]].0))
                 .collect();
             format!("{base_name}[{}]", fixed.join(","))
         };
@@ -330,9 +326,5 @@ pub(super) fn expand(c: &mut Collector, node: &Node, base: Spec) -> (Spec, Optio
 }
 
 fn label(axes: &[Axis], combo: &[usize]) -> String {
-    axes.iter()
-        .zip(combo)
-        .map(|(a, &j)| format!("{}={}", a.label, label_value(&a.values[j].0)))
-        .collect::<Vec<_>>()
-        .join(", ")
+    axes.iter().zip(combo).map(|(a, &j)| format!("{}={}", a.label, a.values[j].0)).collect::<Vec<_>>().join(", ")
 }
