@@ -162,6 +162,20 @@ pub struct Cache {
 
 pub(crate) static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// This machine's host name (in temporary file names, so that a shared cache
+/// tells one node's writers from another's).
+pub fn host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().replace(['/', '@'], "_"))
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into())
+    })
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -196,24 +210,48 @@ impl Cache {
         self.root.join(Cache::object_rel(hash, format))
     }
 
-    /// Write `bytes` to `dest` atomically: a unique file under `tmp/`, then rename.
-    pub fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    /// `bytes` in a new, uniquely named file under `tmp/` (its name starts with
+    /// the writer's pid and ends with its host), and `dest`'s folder made.
+    fn temp_with(&self, dest: &Path, bytes: &[u8]) -> Result<PathBuf, CacheError> {
         let tmp_dir = self.root.join("tmp");
         fs::create_dir_all(&tmp_dir).map_err(io_err("create", &tmp_dir))?;
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(io_err("create", parent))?;
         }
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = tmp_dir.join(format!("{}-{}-{n}.partial", std::process::id(), now_ms()));
+        let tmp = tmp_dir.join(format!("{}-{}-{n}@{}.partial", std::process::id(), now_ms(), host()));
         let written = File::create(&tmp)
             .map_err(io_err("create", &tmp))
-            .and_then(|mut f| f.write_all(bytes).map_err(io_err("write", &tmp)))
-            .and_then(|()| fs::rename(&tmp, dest).map_err(io_err("rename into place", dest)));
-        if written.is_err() {
+            .and_then(|mut f| f.write_all(bytes).map_err(io_err("write", &tmp)));
+        if let Err(e) = written {
             // A failed write (a full disk, say) leaves nothing behind.
             let _ = fs::remove_file(&tmp);
+            return Err(e);
         }
-        written
+        Ok(tmp)
+    }
+
+    /// Write `bytes` to `dest` atomically: a unique file under `tmp/`, then rename.
+    pub fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+        let tmp = self.temp_with(dest, bytes)?;
+        fs::rename(&tmp, dest).map_err(io_err("rename into place", dest)).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+    }
+
+    /// Write `bytes` to `dest` unless a file is there already: a unique file
+    /// under `tmp/`, then a hard link, which (unlike a rename) never replaces
+    /// and is atomic on local and network filesystems. Returns whether `bytes`
+    /// were placed.
+    fn place_new(&self, dest: &Path, bytes: &[u8]) -> Result<bool, CacheError> {
+        let tmp = self.temp_with(dest, bytes)?;
+        let linked = match fs::hard_link(&tmp, dest) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(CacheError::Io { action: "link into place", path: dest.to_path_buf(), source: e }),
+        };
+        let _ = fs::remove_file(&tmp);
+        linked
     }
 
     /// The record of `key`, or `Ok(None)` on a miss. A record that cannot be read
@@ -328,9 +366,17 @@ impl Cache {
         removed
     }
 
-    /// The process id a temporary file's name starts with (its writer's).
+    /// The process id a temporary file's name starts with (its writer's), when
+    /// the writer ran on this host. `None` for another host's file (on a
+    /// cluster the cache is shared and a pid means nothing across nodes).
     pub(crate) fn temp_owner(file: &Path) -> Option<u32> {
         let name = file.file_name()?.to_string_lossy().into_owned();
+        let name = name.strip_suffix(".partial").unwrap_or(&name);
+        if let Some((_, writer_host)) = name.rsplit_once('@')
+            && writer_host != host()
+        {
+            return None;
+        }
         name.split('-').next()?.parse().ok()
     }
 
@@ -363,13 +409,14 @@ impl Cache {
         };
         let rel = Cache::object_rel(&hash, format);
         let path = self.root.join(&rel);
-        // (size, file hash) of the object in place: the existing file if it
-        // verifies by content, else the one written now.
-        let existing = fs::read(&path).ok().and_then(|bytes| {
-            let found = (bytes.len() as u64, blake3::hash(&bytes));
-            verify_bytes(bytes, &hash, format).ok().map(|_| found)
-        });
-        let (bytes, file_hash) = match existing {
+        // (size, file hash) of the object in place, if it verifies by content.
+        let in_place = || {
+            fs::read(&path).ok().and_then(|bytes| {
+                let found = (bytes.len() as u64, blake3::hash(&bytes));
+                verify_bytes(bytes, &hash, format).ok().map(|_| found)
+            })
+        };
+        let (bytes, file_hash) = match in_place() {
             Some(found) => found,
             None => {
                 let encoded = match artifact {
@@ -381,8 +428,19 @@ impl Cache {
                     }
                     Artifact::Blob(b) => b.clone(),
                 };
-                self.write_atomic(&path, &encoded)?;
-                (encoded.len() as u64, blake3::hash(&encoded))
+                let mine = (encoded.len() as u64, blake3::hash(&encoded));
+                // Two stages (threads, processes, cluster nodes) that produce the
+                // same content at once write files that differ in their metadata:
+                // the first placed is the object, and the other records its bytes.
+                if self.place_new(&path, &encoded)? {
+                    mine
+                } else if let Some(found) = in_place() {
+                    found
+                } else {
+                    // What is in place is corrupt: replace it.
+                    self.write_atomic(&path, &encoded)?;
+                    mine
+                }
             }
         };
         Ok(OutputEntry {
@@ -527,6 +585,44 @@ mod tests {
         let report = cache.gc(false).unwrap();
         assert_eq!(report.temp_files, 1);
         assert!(!dir.path().join("tmp/123.partial").exists());
+    }
+
+    /// On a shared cache a pid means something only on its own host: another
+    /// host's temporary file is never taken for a dead writer's by a run here.
+    #[test]
+    fn temporary_files_name_their_writers_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let mine = cache.temp_with(&dir.path().join("x"), b"1").unwrap();
+        assert_eq!(Cache::temp_owner(&mine), Some(std::process::id()));
+        assert!(mine.to_string_lossy().ends_with(&format!("@{}.partial", host())));
+        let elsewhere = dir.path().join("tmp/4000000-1-0@some-other-node.partial");
+        fs::write(&elsewhere, b"half").unwrap();
+        assert_eq!(Cache::temp_owner(&elsewhere), None);
+        cache.clean_stale_tmp();
+        assert!(elsewhere.exists(), "not this host's to judge");
+    }
+
+    /// Two writers of one content at once: the first file placed stays, and
+    /// both entries name its bytes.
+    #[test]
+    fn concurrent_stores_of_one_content_agree_on_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let t = Artifact::Table(Table::new().with("v", crate::engine::frame::ColumnData::I64(vec![1, 2])));
+        let entries: Vec<OutputEntry> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    let (cache, t) = (&cache, &t);
+                    s.spawn(move || cache.store(t, &[("writer".into(), i.to_string())]).unwrap())
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let on_disk = blake3::hash(&fs::read(dir.path().join(&entries[0].file)).unwrap()).to_hex().to_string();
+        for e in &entries {
+            assert_eq!(e.file_hash.as_deref(), Some(on_disk.as_str()));
+        }
     }
 
     /// A live process's temporary file is a write in progress: gc keeps it (a
