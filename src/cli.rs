@@ -10,8 +10,9 @@ use clap::{Parser, Subcommand};
 
 use crate::engine::cache::Cache;
 use crate::engine::dag::Dag;
-use crate::engine::executor::{self, Outcome, RunOptions};
+use crate::engine::executor::{self, Executor, Outcome, RunOptions};
 use crate::engine::progress::{Human, Json, Reporter};
+use crate::engine::slurm::SlurmOptions;
 use crate::engine::spec::{self, Spec};
 use crate::error::{EXIT_FAILURE, Error};
 use crate::inspect::{self, InspectOptions};
@@ -49,6 +50,41 @@ pub enum Command {
         /// burn CPU backend for training: `flex` or `ndarray`. Not part of any cache
         /// key (both agree within float tolerance).
         #[arg(long, env = "SCOREFLOW_DEVICE", default_value = "flex", value_parser = ["flex", "ndarray"])]
+        device: String,
+        /// Where stages run: `local` (worker threads here) or `slurm` (one
+        /// `sbatch` job per stage, each running this binary as a worker on the
+        /// shared artifacts directory; resources from each stage's `resources:`).
+        #[arg(long, default_value = "local", value_parser = ["local", "slurm"])]
+        executor: String,
+        /// Slurm partition for every job [default: the cluster's].
+        #[arg(long)]
+        partition: Option<String>,
+        /// Slurm account for every job.
+        #[arg(long)]
+        account: Option<String>,
+        /// One more sbatch flag, e.g. `--sbatch-arg=--qos=high` (repeatable;
+        /// overrides the job script's own).
+        #[arg(long = "sbatch-arg", value_name = "FLAG", allow_hyphen_values = true)]
+        sbatch_args: Vec<String>,
+        /// Most Slurm jobs submitted and unfinished at once [default: 64].
+        #[arg(long)]
+        max_jobs: Option<usize>,
+        /// Seconds between two looks at the Slurm queue [default: 1].
+        #[arg(long)]
+        poll: Option<f64>,
+    },
+    /// Run one stage job (what a Slurm job of `run --executor slurm` calls):
+    /// read the job description, compute it against `--artifacts`, write the
+    /// outcome to `--result`. Exits 1 when the stage failed.
+    #[command(hide = true)]
+    Worker {
+        /// The job description (JSON, written by the coordinator).
+        job: PathBuf,
+        /// Where to write the outcome (JSON).
+        #[arg(long)]
+        result: PathBuf,
+        /// burn CPU backend, as the coordinator's `--device`.
+        #[arg(long, default_value = "flex", value_parser = ["flex", "ndarray"])]
         device: String,
     },
     /// Show each stage as fresh or dirty, and why. Runs nothing.
@@ -199,6 +235,61 @@ fn cache_for(cli_dir: &Option<PathBuf>, spec: &Path) -> Cache {
 fn out(text: &str) {
     let mut o = std::io::stdout().lock();
     let _ = o.write_all(text.as_bytes());
+}
+
+/// `scoreflow worker`: compute one job, as a Slurm job does. Its output is the
+/// job's log: progress lines ([`crate::engine::slurm::PROGRESS_PREFIX`]) and
+/// how the stage ended.
+fn worker(artifacts: &Option<PathBuf>, job_file: &Path, result: &Path, device: &str) -> Result<ExitCode, Error> {
+    use crate::engine::worker::{self, Job, Memo};
+    let Some(root) = artifacts else {
+        return Err(Error::BadInput("worker needs --artifacts DIR (the coordinator's cache)".into()));
+    };
+    let text = std::fs::read(job_file).map_err(|e| Error::BadInput(format!("{}: {e}", job_file.display())))?;
+    let job = serde_json::from_slice(&text)
+        .ok()
+        .and_then(|v| Job::from_json(&v))
+        .ok_or_else(|| Error::BadInput(format!("{}: not a scoreflow job description", job_file.display())))?;
+    let imp =
+        job.implementation(crate::registry()).map_err(|e| Error::BadInput(format!("{}: {e}", job_file.display())))?;
+    // As many threads as the scheduler gave the job's task.
+    if let Some(n) = std::env::var("SLURM_CPUS_PER_TASK").ok().and_then(|n| n.parse::<usize>().ok()) {
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global();
+    }
+    let cache = Cache::new(root.clone());
+    let _lease = cache.lease()?;
+    println!(
+        "scoreflow worker: stage {} of {} on {}, key {}",
+        job.stage,
+        job.pipeline,
+        crate::engine::cache::host(),
+        job.key().short()
+    );
+    let last = std::sync::Mutex::new(-1i64);
+    let progress = |fraction: f64| {
+        let pct = (fraction * 100.0) as i64;
+        let mut last = last.lock().expect("not poisoned");
+        if pct != *last {
+            *last = pct;
+            println!("{}{fraction:.3}", crate::engine::slurm::PROGRESS_PREFIX);
+        }
+    };
+    let backend = crate::engine::stage::Backend::parse(device).expect("clap checked the value");
+    let outcome = worker::execute(&job, imp, &cache, &Memo::default(), backend, &progress);
+    let ok = outcome.is_ok();
+    match &outcome {
+        Ok(d) if d.fresh => println!("scoreflow worker: already computed (another process finished it)"),
+        Ok(d) => println!("scoreflow worker: done in {:.3}s", (d.finished_ms - d.started_ms) as f64 / 1000.0),
+        Err(worker::WorkError::Failed { error, .. }) => {
+            eprintln!("scoreflow worker: stage {} failed: {error}", job.stage)
+        }
+        Err(worker::WorkError::InputCorrupt { input }) => {
+            eprintln!("scoreflow worker: input `{input}` is corrupt or missing; removed it")
+        }
+    }
+    let bytes = serde_json::to_vec(&worker::outcome_to_json(&outcome)).expect("json");
+    cache.write_atomic(result, &bytes)?;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) })
 }
 
 /// Run a parsed command line.
@@ -397,7 +488,49 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { file, only, force, json, jobs, device } => {
+        Command::Run {
+            file,
+            only,
+            force,
+            json,
+            jobs,
+            device,
+            executor,
+            partition,
+            account,
+            sbatch_args,
+            max_jobs,
+            poll,
+        } => {
+            let executor = if executor == "slurm" {
+                let poll = poll.unwrap_or(1.0);
+                if !(poll.is_finite() && poll > 0.0) {
+                    return Err(Error::BadInput(format!("--poll must be a positive number of seconds, not {poll}")));
+                }
+                Executor::Slurm(SlurmOptions {
+                    partition: partition.clone(),
+                    account: account.clone(),
+                    sbatch_args: sbatch_args.clone(),
+                    max_jobs: max_jobs.unwrap_or(64).max(1),
+                    program: std::env::current_exe().map_err(|e| Error::Fault(format!("this program's path: {e}")))?,
+                    poll: std::time::Duration::from_secs_f64(poll),
+                })
+            } else {
+                let given: Vec<&str> = [
+                    ("--partition", partition.is_some()),
+                    ("--account", account.is_some()),
+                    ("--sbatch-arg", !sbatch_args.is_empty()),
+                    ("--max-jobs", max_jobs.is_some()),
+                    ("--poll", poll.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(flag, set)| set.then_some(flag))
+                .collect();
+                if !given.is_empty() {
+                    return Err(Error::BadInput(format!("{} only apply to `--executor slurm`", given.join(", "))));
+                }
+                Executor::Local
+            };
             if *jobs > 0 {
                 // `--jobs N` bounds the threads inside stages too (rayon's pool).
                 let _ = rayon::ThreadPoolBuilder::new().num_threads(*jobs).build_global();
@@ -420,6 +553,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 jobs: *jobs,
                 home: Some(home.dir.clone()),
                 backend: crate::engine::stage::Backend::parse(device).expect("clap checked the value"),
+                executor,
             };
             let human;
             let reporter: &dyn Reporter = if *json {
@@ -486,6 +620,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) })
         }
+        Command::Worker { job, result, device } => worker(&cli.artifacts, job, result, device),
         Command::Inspect { target, pipeline, head, sql, json } => {
             // polars prints at most 10 rows unless told otherwise; show all `-n`.
             // SAFETY: set before anything in this process has used polars or

@@ -15,19 +15,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use common::Workspace;
-
-/// The two-moons pipeline at small settings: tables, a model blob, a report.
-fn small_moons() -> String {
-    std::fs::read_to_string(format!("{}/pipelines/two_moons.yaml", env!("CARGO_MANIFEST_DIR")))
-        .unwrap()
-        .replace("n_samples: 50000", "n_samples: 2000")
-        .replace("n_samples: 5000, noise", "n_samples: 300, noise")
-        .replace("train_steps: 5000", "train_steps: 60")
-        .replace("batch_size: 512", "batch_size: 256")
-        .replace("n_samples: 5000, steps: 1000", "n_samples: 300, steps: 20")
-        .replace("directions: 256", "directions: 16")
-}
+use common::{Workspace, small_moons};
 
 /// Every object file's bytes, by relative path.
 fn objects(ws: &Workspace) -> Vec<(String, Vec<u8>)> {

@@ -167,3 +167,36 @@ fn matrix_errors() {
         "name: x\nmatrix:\n  stages.nope.params.lr: [1]\n  stages.ddpm.params.lrr: [1]\n  stages.ddpm.params.lr: [0.01, fast]\n  stages.ddpm.params.time_channels: [32, 33]\n  seed: [-1]\n  colour: [1]\nstages:\n  moons:\n    kind: generate\n    params: { dataset: two_moons, n_samples: 100 }\n  ddpm:\n    kind: train\n    inputs: { data: moons }\n    params: { objective: ddpm_eps }\n"
     ));
 }
+
+#[test]
+fn resource_errors() {
+    insta::assert_snapshot!(errors(&format!(
+        "name: x\nresources: {{ time: 1h }}\nstages:\n{GOOD_GEN}    resources: {{ cpus: 0, mem: 16GB, gpus: two, disk: 10G }}\n  other:\n    kind: generate\n    params: {{ dataset: triangles, n_samples: 10 }}\n    resources: 4\n"
+    )));
+}
+
+/// Resources say how a stage runs, not what it computes: no key changes.
+#[test]
+fn resources_are_not_part_of_any_key() {
+    let ws = Workspace::new();
+    let plain = format!("name: x\nstages:\n{GOOD_GEN}");
+    let with = format!(
+        "name: x\nresources: {{ time: \"10:00\" }}\nstages:\n{GOOD_GEN}    resources: {{ cpus: 4, mem: 2G, gpus: \"a100:1\" }}\n"
+    );
+    ws.write("p.yaml", &plain);
+    assert!(ws.cmd(&["run", "p.yaml"]).output().unwrap().status.success());
+    ws.write("p.yaml", &with);
+    let out = ws.cmd(&["status", "p.yaml", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["fresh"], true, "{v}");
+}
+
+#[test]
+fn slurm_flags_without_the_slurm_executor_are_bad_input() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &format!("name: x\nstages:\n{GOOD_GEN}"));
+    let out = ws.cmd(&["run", "p.yaml", "--partition", "gpu", "--max-jobs", "3"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr));
+    assert!(!ws.artifacts().exists(), "nothing written");
+}

@@ -29,6 +29,7 @@ pub use crate::engine::fingerprint::Reason;
 use crate::engine::fingerprint::{Assessment, OutputMap, assess, key_inputs, outputs_of};
 use crate::engine::hash::Hash;
 use crate::engine::progress::{Event, Reporter};
+use crate::engine::slurm::{self, SlurmOptions};
 use crate::engine::spec::Spec;
 use crate::engine::worker::{self, Job, Memo, WorkError};
 
@@ -60,6 +61,12 @@ static IN_FLIGHT: Mutex<Option<InFlight>> = Mutex::new(None);
 pub fn interrupt() -> Option<String> {
     let mut guard = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
     let state = guard.take()?;
+    let cancelled = slurm::cancel_outstanding();
+    let cancelled = match cancelled {
+        0 => String::new(),
+        1 => "; cancelled its Slurm job".to_string(),
+        n => format!("; cancelled its {n} Slurm jobs"),
+    };
     let mut manifest = state.manifest;
     let t = now_ms();
     for name in &state.running {
@@ -89,10 +96,10 @@ pub fn interrupt() -> Option<String> {
     };
     Some(match written {
         Ok(path) => format!(
-            "interrupted {running}; {settled} finished stages are recorded in {} (the next run reuses them)",
+            "interrupted {running}{cancelled}; {settled} finished stages are recorded in {} (the next run reuses them)",
             path.display()
         ),
-        Err(e) => format!("interrupted {running}; the manifest could not be written: {e}"),
+        Err(e) => format!("interrupted {running}{cancelled}; the manifest could not be written: {e}"),
     })
 }
 
@@ -119,6 +126,18 @@ pub struct RunOptions {
     pub home: Option<String>,
     /// Where burn computes; handed to every stage in its [`crate::engine::stage::StageCtx`].
     pub backend: crate::engine::stage::Backend,
+    /// Where stages run: worker threads here, or jobs on a Slurm cluster.
+    pub executor: Executor,
+}
+
+/// Where the stages that must run are computed.
+#[derive(Debug, Clone, Default)]
+pub enum Executor {
+    /// Worker threads in this process (`jobs` at once).
+    #[default]
+    Local,
+    /// One Slurm job per stage ([`crate::engine::slurm`]).
+    Slurm(SlurmOptions),
 }
 
 /// What happened to one stage.
@@ -274,7 +293,11 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
         dag.ancestors_of(&roots)
     };
     let forced: BTreeSet<usize> = opts.force.iter().filter_map(|s| spec.index(s)).collect();
-    let jobs = if opts.jobs == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { opts.jobs };
+    let jobs = match &opts.executor {
+        Executor::Slurm(s) => s.max_jobs.max(1),
+        Executor::Local if opts.jobs == 0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        Executor::Local => opts.jobs,
+    };
     let home = opts.home.clone().unwrap_or_else(|| spec.name.clone());
     let previous = cache.latest_manifest(&home);
     let run_started = now_ms();
@@ -313,6 +336,14 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
 
     std::thread::scope(|scope| -> Result<(), ExecError> {
         let (tx, rx) = mpsc::channel::<(usize, Result<worker::Done, WorkError>)>();
+        // On Slurm, one thread watches every submitted job and reports as a
+        // worker thread would.
+        let (submit_tx, submit_rx) = mpsc::channel::<slurm::Submitted>();
+        if let Executor::Slurm(s) = &opts.executor {
+            let (tx, poll) = (tx.clone(), s.poll);
+            scope.spawn(move || slurm::watch(submit_rx, tx, cache, reporter, poll));
+        }
+        let job_dir = slurm::run_dir(cache, &template.run_id);
         let mut running = 0usize;
         let mut waiting: VecDeque<(usize, Assessment)> = VecDeque::new();
         loop {
@@ -359,6 +390,7 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                 }
             }
             // Start workers.
+            let mut refused = false;
             while running < jobs {
                 let Some((i, a)) = waiting.pop_front() else {
                     break;
@@ -369,7 +401,6 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                     key: a.key.hex(),
                     reasons: a.reasons.iter().map(|r| r.to_string()).collect(),
                 });
-                let tx = tx.clone();
                 let job = Job {
                     key_inputs: a.key_inputs,
                     stage: stage.name.clone(),
@@ -377,17 +408,38 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                     spec_file: template.spec_id.clone(),
                     forced: forced.contains(&i) || recompute.contains_key(&i),
                 };
-                let (memo, backend) = (&memo, opts.backend);
+                match &opts.executor {
+                    Executor::Local => {
+                        let (tx, memo, backend) = (tx.clone(), &memo, opts.backend);
+                        scope.spawn(move || {
+                            let progress = progress_events(reporter, &stage.name);
+                            let result = worker::execute(&job, stage.imp, cache, memo, backend, &progress);
+                            let _ = tx.send((i, result));
+                        });
+                    }
+                    Executor::Slurm(s) => {
+                        match slurm::submit(s, cache, &job_dir, i, job, &stage.resources, opts.backend) {
+                            Ok(sub) => {
+                                reporter.event(&Event::Submitted { stage: stage.name.clone(), job: sub.id.clone() });
+                                submit_tx.send(sub).expect("the poller lives as long as the run");
+                            }
+                            Err(error) => {
+                                board.settle(i, Settle::Failed(error), (now_ms(), now_ms()));
+                                refused = true;
+                                continue;
+                            }
+                        }
+                    }
+                }
                 running += 1;
                 in_progress.insert(i);
                 sync(&board.lines, &in_progress);
-                scope.spawn(move || {
-                    let progress = progress_events(reporter, &stage.name);
-                    let result = worker::execute(&job, stage.imp, cache, memo, backend, &progress);
-                    let _ = tx.send((i, result));
-                });
             }
             if running == 0 {
+                if refused {
+                    // Settle the refused stages' dependents before stopping.
+                    continue;
+                }
                 break;
             }
             let (idx, result) = rx.recv().expect("a worker is running");
@@ -434,6 +486,9 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                 }
             }
         }
+        // Lets the poller (on Slurm) finish; on an early return it goes with
+        // the closure, and the poller cancels the jobs still out.
+        drop(submit_tx);
         Ok(())
     })?;
 
@@ -459,6 +514,13 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
     // From here on an interrupt has nothing to add: the manifest is complete.
     *IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let manifest_path = cache.write_manifest(&manifest)?;
+    // The job files of a successful run are of no more use; a failed run's are
+    // kept beside their logs (gc removes them).
+    let job_dir = slurm::run_dir(cache, &manifest.run_id);
+    if manifest.ok && job_dir.exists() {
+        let _ = std::fs::remove_dir_all(&job_dir);
+        let _ = job_dir.parent().map(std::fs::remove_dir); // when empty
+    }
     reporter.finish();
     let outcomes = spec.stages.iter().zip(outcomes).map(|(s, o)| (s.name.clone(), o.expect("settled"))).collect();
     Ok(RunReport { manifest, manifest_path, outcomes, summaries })

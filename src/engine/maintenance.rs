@@ -187,6 +187,16 @@ impl Cache {
             }
             remove(&file, &mut report.temp_files, &mut report.bytes)?;
         }
+        // The job files and logs a failed Slurm run kept (no run is in flight:
+        // runs and their workers hold the lease gc has taken exclusively).
+        for dir in read_dir(&self.root.join("slurm"))? {
+            for file in read_dir(&dir)? {
+                remove(&file, &mut report.temp_files, &mut report.bytes)?;
+            }
+            if !dry_run {
+                let _ = fs::remove_dir(&dir);
+            }
+        }
         for file in read_dir(&self.root.join("locks"))? {
             // Only locks nobody holds; a held one belongs to a running stage.
             if let Ok(f) = File::open(&file)

@@ -23,6 +23,7 @@ pub mod manifest;
 pub mod params;
 pub mod progress;
 pub mod rng;
+pub mod slurm;
 pub mod spec;
 #[macro_use]
 pub mod stage;

@@ -15,14 +15,45 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// Something that happened during a run.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Fresh { stage: String, key: String },
-    Started { stage: String, key: String, reasons: Vec<String> },
-    Progress { stage: String, fraction: f64 },
-    Finished { stage: String, key: String, seconds: f64, fresh: bool },
-    Failed { stage: String, error: String },
-    Skipped { stage: String, because: String },
-    Warning { message: String },
-    Summary { stage: String, text: String },
+    Fresh {
+        stage: String,
+        key: String,
+    },
+    Started {
+        stage: String,
+        key: String,
+        reasons: Vec<String>,
+    },
+    /// A stage handed to a cluster scheduler as job `job`.
+    Submitted {
+        stage: String,
+        job: String,
+    },
+    Progress {
+        stage: String,
+        fraction: f64,
+    },
+    Finished {
+        stage: String,
+        key: String,
+        seconds: f64,
+        fresh: bool,
+    },
+    Failed {
+        stage: String,
+        error: String,
+    },
+    Skipped {
+        stage: String,
+        because: String,
+    },
+    Warning {
+        message: String,
+    },
+    Summary {
+        stage: String,
+        text: String,
+    },
 }
 
 pub trait Reporter: Sync {
@@ -81,6 +112,7 @@ impl Reporter for Human {
                     self.bars.lock().expect("not poisoned").insert(stage.clone(), bar);
                 }
             }
+            Event::Submitted { stage, job } => self.line(format!("{stage:w$}  queued   as Slurm job {job}")),
             Event::Progress { stage, fraction } => {
                 if let Some(bar) = self.bars.lock().expect("not poisoned").get(stage) {
                     bar.set_position((fraction.clamp(0.0, 1.0) * 1000.0) as u64);
@@ -122,6 +154,9 @@ impl Reporter for Json {
             }
             Event::Started { stage, key, reasons } => {
                 serde_json::json!({"event": "started", "stage": stage, "key": key, "reasons": reasons})
+            }
+            Event::Submitted { stage, job } => {
+                serde_json::json!({"event": "submitted", "stage": stage, "job": job})
             }
             Event::Progress { stage, fraction } => {
                 serde_json::json!({"event": "progress", "stage": stage, "fraction": fraction})

@@ -102,6 +102,59 @@ pub enum WorkError {
     },
 }
 
+/// A worker's outcome as JSON: what `scoreflow worker` writes to its result
+/// file for the coordinator that submitted it (see [`crate::engine::slurm`]).
+pub fn outcome_to_json(outcome: &Result<Done, WorkError>) -> serde_json::Value {
+    match outcome {
+        Ok(d) => serde_json::json!({
+            "ok": true,
+            "fresh": d.fresh,
+            "started_ms": d.started_ms,
+            "finished_ms": d.finished_ms,
+            "summary": d.summary,
+            "outputs": d.outputs.iter().map(|(name, (hash, format))| {
+                (name.clone(), serde_json::json!({"hash": hash.hex(), "format": format.name()}))
+            }).collect::<serde_json::Map<_, _>>(),
+        }),
+        Err(WorkError::Failed { error, started_ms, finished_ms }) => serde_json::json!({
+            "ok": false, "error": error, "started_ms": started_ms, "finished_ms": finished_ms,
+        }),
+        Err(WorkError::InputCorrupt { input }) => serde_json::json!({"ok": false, "input_corrupt": input}),
+    }
+}
+
+/// Read back what [`outcome_to_json`] wrote; `None` when it is not such a value.
+pub fn outcome_from_json(v: &serde_json::Value) -> Option<Result<Done, WorkError>> {
+    let ms = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
+    if v.get("ok")?.as_bool()? {
+        let mut outputs = OutputMap::new();
+        for (name, o) in v.get("outputs")?.as_object()? {
+            let hash = o.get("hash")?.as_str()?.parse().ok()?;
+            let format = match o.get("format")?.as_str()? {
+                "table" => Format::Table,
+                "blob" => Format::Blob,
+                _ => return None,
+            };
+            outputs.insert(name.clone(), (hash, format));
+        }
+        return Some(Ok(Done {
+            outputs,
+            fresh: v.get("fresh")?.as_bool()?,
+            started_ms: ms("started_ms")?,
+            finished_ms: ms("finished_ms")?,
+            summary: v.get("summary").and_then(|s| s.as_str()).map(str::to_string),
+        }));
+    }
+    if let Some(input) = v.get("input_corrupt").and_then(|i| i.as_str()) {
+        return Some(Err(WorkError::InputCorrupt { input: input.to_string() }));
+    }
+    Some(Err(WorkError::Failed {
+        error: v.get("error")?.as_str()?.to_string(),
+        started_ms: ms("started_ms")?,
+        finished_ms: ms("finished_ms")?,
+    }))
+}
+
 /// Artifacts produced or read in this process, by content hash (saves
 /// re-reading an object several consumers share).
 #[derive(Default)]
@@ -244,5 +297,31 @@ mod tests {
         let back = Job::from_json(&serde_json::from_str(&text).unwrap()).unwrap();
         assert_eq!(back, job);
         assert_eq!(back.key(), job.key());
+    }
+
+    /// Every outcome a worker process reports reads back as itself.
+    #[test]
+    fn outcomes_round_trip_through_json() {
+        let h = crate::engine::hash::Hash([3; 32]);
+        let done = Done {
+            outputs: [("model".to_string(), (h, Format::Blob)), ("t".to_string(), (h, Format::Table))].into(),
+            fresh: false,
+            started_ms: 5,
+            finished_ms: 9,
+            summary: Some("valid 90%".into()),
+        };
+        let back = outcome_from_json(&outcome_to_json(&Ok(done))).unwrap().unwrap();
+        assert_eq!(back.outputs.len(), 2);
+        assert_eq!(back.outputs["model"], (h, Format::Blob));
+        assert_eq!((back.started_ms, back.finished_ms, back.summary.as_deref()), (5, 9, Some("valid 90%")));
+        let failed = WorkError::Failed { error: "boom".into(), started_ms: 1, finished_ms: 2 };
+        assert!(
+            matches!(outcome_from_json(&outcome_to_json(&Err(failed))), Some(Err(WorkError::Failed { error, .. })) if error == "boom")
+        );
+        let corrupt = WorkError::InputCorrupt { input: "data".into() };
+        assert!(
+            matches!(outcome_from_json(&outcome_to_json(&Err(corrupt))), Some(Err(WorkError::InputCorrupt { input })) if input == "data")
+        );
+        assert!(outcome_from_json(&serde_json::json!({"ok": true})).is_none());
     }
 }

@@ -75,6 +75,18 @@ impl Workspace {
     }
 }
 
+/// The two-moons pipeline at small settings: tables, a model blob, a report.
+pub fn small_moons() -> String {
+    std::fs::read_to_string(format!("{}/pipelines/two_moons.yaml", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .replace("n_samples: 50000", "n_samples: 2000")
+        .replace("n_samples: 5000, noise", "n_samples: 300, noise")
+        .replace("train_steps: 5000", "train_steps: 60")
+        .replace("batch_size: 512", "batch_size: 256")
+        .replace("n_samples: 5000, steps: 1000", "n_samples: 300, steps: 20")
+        .replace("directions: 256", "directions: 16")
+}
+
 /// pipelines/smeme.yaml with small training and sampling settings.
 pub fn small_smeme() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/smeme.yaml"))

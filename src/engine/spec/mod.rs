@@ -23,6 +23,7 @@
 //! ```
 
 pub mod matrix;
+pub mod resources;
 pub mod yaml;
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::params::{Default as ParamDefault, Params, Raw, Value, suggest};
 use crate::engine::stage::{self, Kind, Registry, Stage};
+pub use resources::Resources;
 use yaml::{Node, NodeValue, Pos};
 
 /// One problem in a spec, with its position.
@@ -89,6 +91,8 @@ pub struct StageSpec {
     /// Whether the stage gives its own seed (a swept pipeline seed then leaves it).
     pub seed_given: bool,
     pub inputs: BTreeMap<String, InputRef>,
+    /// What a cluster scheduler should give it (not part of the key).
+    pub resources: Resources,
     pub pos: Pos,
 }
 
@@ -169,8 +173,8 @@ impl Collector {
     }
 }
 
-const TOP_KEYS: &[&str] = &["name", "seed", "description", "stages", "matrix"];
-const STAGE_KEYS: &[&str] = &["kind", "params", "inputs", "seed", "description"];
+const TOP_KEYS: &[&str] = &["name", "seed", "description", "stages", "matrix", "resources"];
+const STAGE_KEYS: &[&str] = &["kind", "params", "inputs", "seed", "resources", "description"];
 
 fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
@@ -202,6 +206,7 @@ struct Draft {
     seed: Option<u64>,
     /// input name → (reference text, its position)
     inputs: Vec<(String, String, Pos)>,
+    resources: Resources,
 }
 
 /// Validate spec text against the implementations in `registry`. `path` is
@@ -233,6 +238,7 @@ pub fn validate(path: &Path, text: &str, registry: &Registry) -> Result<Spec, Sp
     };
 
     let (mut name, mut seed, mut stages_node, mut matrix_node) = (None, 0u64, None, None);
+    let mut resources = Resources::default();
     let mut seen_top: HashMap<String, Pos> = HashMap::new();
     for (k, v) in top {
         let key = k.as_str().unwrap_or_default();
@@ -252,6 +258,7 @@ pub fn validate(path: &Path, text: &str, registry: &Registry) -> Result<Spec, Sp
             "description" => {}
             "stages" => stages_node = Some(v),
             "matrix" => matrix_node = Some(v),
+            "resources" => resources = resources::parse(&mut c, v, "the pipeline"),
             // Extension keys: ignored, a place for YAML anchors shared by stages.
             other if other.starts_with("x-") => {}
             other => c.err(
@@ -397,6 +404,7 @@ pub fn validate(path: &Path, text: &str, registry: &Registry) -> Result<Spec, Sp
                 seed: d.seed.unwrap_or(seed),
                 seed_given: d.seed.is_some(),
                 inputs,
+                resources: d.resources.or(&resources),
                 pos: d.pos,
             });
         }
@@ -457,7 +465,15 @@ fn find_cycle(spec: &Spec) -> Option<Vec<String>> {
 }
 
 fn parse_stage(c: &mut Collector, registry: &Registry, name: String, pos: Pos, node: &Node) -> Draft {
-    let mut draft = Draft { name: name.clone(), pos, imp: None, params: Params::new(), seed: None, inputs: Vec::new() };
+    let mut draft = Draft {
+        name: name.clone(),
+        pos,
+        imp: None,
+        params: Params::new(),
+        seed: None,
+        inputs: Vec::new(),
+        resources: Resources::default(),
+    };
     let Some(fields) = entries(node) else {
         c.err(
             node.pos,
@@ -478,6 +494,7 @@ fn parse_stage(c: &mut Collector, registry: &Registry, name: String, pos: Pos, n
             "params" => params_node = Some(v),
             "inputs" => inputs_node = Some(v),
             "seed" => draft.seed = parse_seed(c, v, "a stage seed"),
+            "resources" => draft.resources = resources::parse(c, v, &format!("stage `{name}`")),
             "description" => {}
             other => c.err(
                 k.pos,
