@@ -24,6 +24,14 @@ pub struct Cli {
     /// folder holding the spec, else beside the spec; for gc: ./artifacts].
     #[arg(long, global = true, env = "SCOREFLOW_ARTIFACTS", value_name = "DIR")]
     pub artifacts: Option<PathBuf>,
+    /// Change the spec for this command: `--set stages.tuned.params.beta=2.0`,
+    /// `--set seed=7` (the value is YAML; repeatable; checked like the file).
+    #[arg(long = "set", global = true, value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Sweep a target for this command: `--matrix seed=1,2,3` adds (or
+    /// replaces) that axis of the spec's `matrix:` (repeatable).
+    #[arg(long = "matrix", global = true, value_name = "TARGET=V1,V2,..")]
+    pub matrix: Vec<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -220,12 +228,21 @@ pub fn default_artifacts(spec: &Path) -> PathBuf {
 
 /// Load a spec; a path that names no file is bad input in plain words (not a
 /// position in a file that does not exist).
-fn load_spec(file: &Path) -> Result<spec::Spec, Error> {
+fn load_spec(file: &Path, overrides: &[spec::Override]) -> Result<spec::Spec, Error> {
     if !file.is_file() {
         let what = if file.exists() { "not a file" } else { "no such file" };
         return Err(Error::BadInput(format!("{}: {what}", file.display())));
     }
-    Ok(spec::load(file, crate::registry())?)
+    Ok(spec::load_with(file, crate::registry(), overrides)?)
+}
+
+impl Cli {
+    /// The `--set` and `--matrix` options, in the order given (sets first).
+    fn overrides(&self) -> Result<Vec<spec::Override>, Error> {
+        let sets = self.set.iter().map(|a| spec::Override::parse(false, a));
+        let axes = self.matrix.iter().map(|a| spec::Override::parse(true, a));
+        sets.chain(axes).collect::<Result<_, _>>().map_err(Error::BadInput)
+    }
 }
 
 fn cache_for(cli_dir: &Option<PathBuf>, spec: &Path) -> Cache {
@@ -294,16 +311,22 @@ fn worker(artifacts: &Option<PathBuf>, job_file: &Path, result: &Path, device: &
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let overrides = cli.overrides()?;
+    if !overrides.is_empty()
+        && matches!(cli.command, Command::Gc { .. } | Command::Verify | Command::Stages { .. } | Command::Worker { .. })
+    {
+        return Err(Error::BadInput("--set and --matrix change a spec; this command reads none".into()));
+    }
     match &cli.command {
         Command::Check { file } => {
-            let spec = load_spec(file)?;
+            let spec = load_spec(file, &overrides)?;
             let n = spec.stages.len();
             let sweep = spec.matrix.as_ref().map_or(String::new(), |m| format!(" (matrix: {m})"));
             out(&format!("{}: ok, {n} stage{}{sweep}\n", file.display(), if n == 1 { "" } else { "s" }));
             Ok(ExitCode::SUCCESS)
         }
         Command::Compare { file, metrics, json, csv } => {
-            let spec = load_spec(file)?;
+            let spec = load_spec(file, &overrides)?;
             let cache = cache_for(&cli.artifacts, file);
             let home = cache.home(&spec.name, file, false)?;
             let mut cmp = crate::compare::compare(&spec, &cache)?;
@@ -367,7 +390,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Runs { file, json } => {
             use crate::engine::cache::StageState;
-            let spec = load_spec(file)?;
+            let spec = load_spec(file, &overrides)?;
             let cache = cache_for(&cli.artifacts, file);
             let home = cache.home(&spec.name, file, false)?;
             let mut text = String::new();
@@ -403,7 +426,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                     text.push_str(
                         &(serde_json::json!({"run": m.run_id, "started_ms": m.started_ms, "seconds": seconds, "ran": ran,
                             "fresh": fresh, "failed": failed, "skipped": skipped, "result": result,
-                            "git_commit": m.git_commit})
+                            "git_commit": m.git_commit, "overrides": m.overrides})
                         .to_string()
                             + "\n"),
                     );
@@ -446,13 +469,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dag { file, dot } => {
-            let spec = load_spec(file)?;
+            let spec = load_spec(file, &overrides)?;
             let dag = Dag::new(&spec);
             out(&if *dot { dag.to_dot(&spec) } else { dag.to_text(&spec) });
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { file, json } => {
-            let spec = load_spec(file)?;
+            let spec = load_spec(file, &overrides)?;
             let cache = cache_for(&cli.artifacts, file);
             let home = cache.home(&spec.name, file, false)?;
             let statuses = crate::engine::fingerprint::status(&spec, &cache, &home.dir)?;
@@ -535,7 +558,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 // `--jobs N` bounds the threads inside stages too (rayon's pool).
                 let _ = rayon::ThreadPoolBuilder::new().num_threads(*jobs).build_global();
             }
-            let spec = load_spec(file)?;
+            let spec = load_spec(file, &overrides)?;
             let cache = cache_for(&cli.artifacts, file);
             // Held from before the first write (the spec's ownership of its home)
             // until the manifest and the reports are written: `gc` waits.
@@ -554,6 +577,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 home: Some(home.dir.clone()),
                 backend: crate::engine::stage::Backend::parse(device).expect("clap checked the value"),
                 executor,
+                overrides: overrides.iter().map(|o| o.text.clone()).collect(),
             };
             let human;
             let reporter: &dyn Reporter = if *json {
@@ -627,7 +651,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             // started a thread that could read the environment concurrently.
             unsafe { std::env::set_var("POLARS_FMT_MAX_ROWS", head.to_string()) };
             let opts = InspectOptions { head: *head, sql: sql.clone(), json: *json };
-            let r = resolve_output(&cli.artifacts, target, pipeline.as_deref())?;
+            let r = resolve_output(&cli.artifacts, target, pipeline.as_deref(), &overrides)?;
             if let Some(w) = &r.warning {
                 eprintln!("warning: {w}");
             }
@@ -660,7 +684,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { target, pipeline, output } => {
-            let r = resolve_output(&cli.artifacts, target, pipeline.as_deref())?;
+            let r = resolve_output(&cli.artifacts, target, pipeline.as_deref(), &overrides)?;
             if let Some(w) = &r.warning {
                 return Err(Error::Fault(format!("{w}; not exported")));
             }
@@ -757,7 +781,12 @@ struct Resolved {
     warning: Option<String>,
 }
 
-fn resolve_output(artifacts: &Option<PathBuf>, target: &str, pipeline: Option<&Path>) -> Result<Resolved, Error> {
+fn resolve_output(
+    artifacts: &Option<PathBuf>,
+    target: &str,
+    pipeline: Option<&Path>,
+    overrides: &[spec::Override],
+) -> Result<Resolved, Error> {
     use crate::engine::stage::Format;
     if target.ends_with(".parquet") || target.ends_with(".bin") || Path::new(target).is_file() {
         let path = PathBuf::from(target);
@@ -774,7 +803,7 @@ fn resolve_output(artifacts: &Option<PathBuf>, target: &str, pipeline: Option<&P
     let Some(file) = pipeline else {
         return Err(Error::BadInput(format!("`{target}` is not a file; to name a stage, add --pipeline FILE")));
     };
-    let spec = load_spec(file)?;
+    let spec = load_spec(file, overrides)?;
     let cache = cache_for(artifacts, file);
     // A swept stage's name holds its values (`pretrain[seed=1,lr=0.01]`), dots
     // included: the output follows the closing bracket.

@@ -87,3 +87,57 @@ fn compare_tables_a_sweep_with_its_aggregate_over_seeds() {
     let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(t["rows"], 6);
 }
+
+/// `--set` and `--matrix` change the spec for one command exactly as editing
+/// the file would: the same keys, the same stage names, every error checked
+/// (and named by its option), and the run's manifest records them.
+#[test]
+fn command_line_overrides_act_as_the_edited_file() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &small_smeme());
+    assert!(ws.cmd(&["run", "p.yaml"]).output().unwrap().status.success());
+    let out = ws.cmd(&["status", "p.yaml", "--set", "stages.tuned.params.beta=2.0"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.starts_with("tuned") && l.contains("dirty") && l.contains("beta")), "{text}");
+    let (out, ev) = ws.run_json("p.yaml", &["--set", "stages.tuned.params.beta=2.0"]);
+    assert!(out.status.success());
+    assert!(Workspace::ran(&ev).contains(&"tuned".to_string()));
+    assert_eq!(ws.latest_manifest("smeme")["overrides"][0], "--set stages.tuned.params.beta=2.0");
+    // The edited file finds that run's results.
+    ws.write("edited.yaml", &small_smeme().replace("beta: 0.9", "beta: 2.0"));
+    let (_, ev) = ws.run_json("edited.yaml", &[]);
+    assert!(Workspace::ran(&ev).is_empty(), "{:?}", Workspace::ran(&ev));
+
+    // --matrix is the spec's matrix: the same stages, all cached by the sweep file.
+    ws.write("sweep.yaml", &swept("[0.5, 2.0]"));
+    let (out, ev) = ws.run_json("sweep.yaml", &[]);
+    assert!(out.status.success());
+    assert!(Workspace::ran(&ev).contains(&"tuned[beta=0.5]".to_string()));
+    let (out, ev) = ws.run_json("p.yaml", &["--matrix", "stages.tuned.params.beta=0.5,2.0"]);
+    assert!(out.status.success());
+    assert!(Workspace::ran(&ev).is_empty(), "{:?}", Workspace::ran(&ev));
+    assert!(ev.iter().any(|e| e["stage"] == "tuned[beta=2.0]"), "named as in the file's sweep");
+
+    let out = ws
+        .cmd(&[
+            "check",
+            "p.yaml",
+            "--set",
+            "stages.tuned.params.beta=high",
+            "--matrix",
+            "stages.tuned.params.betta=1,2",
+            "--set",
+            "seed",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    insta::assert_snapshot!("override_option_error", String::from_utf8_lossy(&out.stderr));
+    let out = ws.cmd(&["check", "p.yaml", "--set", "stages.tuned.params.beta=high"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    insta::assert_snapshot!("override_value_error", String::from_utf8_lossy(&out.stderr));
+    // A matrix axis is checked against a valid spec.
+    let out = ws.cmd(&["check", "p.yaml", "--matrix", "stages.tuned.params.betta=1,2"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    insta::assert_snapshot!("override_matrix_error", String::from_utf8_lossy(&out.stderr));
+}

@@ -128,6 +128,8 @@ pub struct RunOptions {
     pub backend: crate::engine::stage::Backend,
     /// Where stages run: worker threads here, or jobs on a Slurm cluster.
     pub executor: Executor,
+    /// The command-line changes applied to the spec, as given (recorded in the manifest).
+    pub overrides: Vec<String>,
 }
 
 /// Where the stages that must run are computed.
@@ -307,6 +309,7 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
         spec_file: spec.path.display().to_string(),
         spec_id: cache.spec_id(&spec.path),
         git_commit: git_commit(&spec.path),
+        overrides: opts.overrides.clone(),
         run_id: format!("{}-{}", run_started, std::process::id()),
         started_ms: run_started,
         finished_ms: run_started,

@@ -81,6 +81,9 @@ pub struct Manifest {
     /// The commit checked out in the spec's git repository, if it is in one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_commit: Option<String>,
+    /// The command-line changes to the spec this run applied (`--set`, `--matrix`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
     pub run_id: String,
     pub started_ms: u64,
     pub finished_ms: u64,

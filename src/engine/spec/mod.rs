@@ -23,6 +23,7 @@
 //! ```
 
 pub mod matrix;
+pub mod overrides;
 pub mod resources;
 pub mod yaml;
 
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::params::{Default as ParamDefault, Params, Raw, Value, suggest};
 use crate::engine::stage::{self, Kind, Registry, Stage};
+pub use overrides::Override;
 pub use resources::Resources;
 use yaml::{Node, NodeValue, Pos};
 
@@ -45,7 +47,12 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.pos.line, self.pos.col, self.message)
+        if self.pos.line == 0 {
+            // From a command-line option; `file` names it.
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}:{}: {}", self.file, self.pos.line, self.pos.col, self.message)
+        }
     }
 }
 
@@ -148,9 +155,14 @@ impl Spec {
 /// Read and validate a spec file. An unreadable file is reported as a diagnostic
 /// at 1:1 so that every spec problem has the same shape.
 pub fn load(path: &Path, registry: &Registry) -> Result<Spec, SpecErrors> {
+    load_with(path, registry, &[])
+}
+
+/// [`load`] with command-line changes ([`Override`]) applied before validation.
+pub fn load_with(path: &Path, registry: &Registry, overrides: &[Override]) -> Result<Spec, SpecErrors> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => validate(path, &text, registry),
+        Ok(text) => validate_with(path, &text, registry, overrides),
         Err(e) => Err(SpecErrors {
             file: file.clone(),
             diagnostics: vec![Diagnostic {
@@ -164,12 +176,19 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Spec, SpecErrors> {
 
 struct Collector {
     file: String,
+    /// The command-line options applied to the tree; a node at line 0, column
+    /// `n` came from the `n`th.
+    options: Vec<String>,
     diagnostics: Vec<Diagnostic>,
 }
 
 impl Collector {
     fn err(&mut self, pos: Pos, message: impl Into<String>) {
-        self.diagnostics.push(Diagnostic { file: self.file.clone(), pos, message: message.into() });
+        let file = match pos.line {
+            0 => format!("{} ({})", self.file, self.options.get(pos.col.wrapping_sub(1)).map_or("?", |s| s.as_str())),
+            _ => self.file.clone(),
+        };
+        self.diagnostics.push(Diagnostic { file, pos, message: message.into() });
     }
 }
 
@@ -212,8 +231,15 @@ struct Draft {
 /// Validate spec text against the implementations in `registry`. `path` is
 /// used in messages and kept in the spec.
 pub fn validate(path: &Path, text: &str, registry: &Registry) -> Result<Spec, SpecErrors> {
+    validate_with(path, text, registry, &[])
+}
+
+/// [`validate`] with command-line changes ([`Override`]) applied to the YAML
+/// tree first; an error in an option's value names the option.
+pub fn validate_with(path: &Path, text: &str, registry: &Registry, overrides: &[Override]) -> Result<Spec, SpecErrors> {
     let file = path.display().to_string();
-    let mut c = Collector { file: file.clone(), diagnostics: Vec::new() };
+    let options = overrides.iter().map(|o| o.text.clone()).collect();
+    let mut c = Collector { file: file.clone(), options, diagnostics: Vec::new() };
     let fail = |c: Collector| {
         let mut diagnostics = c.diagnostics;
         diagnostics.sort();
@@ -221,7 +247,7 @@ pub fn validate(path: &Path, text: &str, registry: &Registry) -> Result<Spec, Sp
         Err(SpecErrors { file: file.clone(), diagnostics })
     };
 
-    let root = match yaml::parse(text) {
+    let mut root = match yaml::parse(text) {
         Ok(Some(root)) => root,
         Ok(None) => {
             c.err(Pos { line: 1, col: 1 }, "the spec is empty; expected a mapping with `name` and `stages`");
@@ -232,6 +258,9 @@ pub fn validate(path: &Path, text: &str, registry: &Registry) -> Result<Spec, Sp
             return fail(c);
         }
     };
+    for (i, message) in overrides::apply(&mut root, overrides) {
+        c.err(Pos { line: 0, col: i + 1 }, message);
+    }
     let Some(top) = entries(&root) else {
         c.err(root.pos, format!("expected a mapping with `name` and `stages`, found {}", root.describe()));
         return fail(c);
