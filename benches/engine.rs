@@ -1,5 +1,6 @@
 //! Engine benchmarks: no-op reruns (in process and as a whole process), a
-//! synthetic 200-stage chain, and generate + label of 4096 triangles.
+//! synthetic 200-stage chain, generate + label of 4096 triangles, and the
+//! overhead of a 100-instance sweep (check, status, no-op run, compare).
 //!
 //! Run with `cargo bench --bench engine`.
 
@@ -112,9 +113,52 @@ fn generate_and_label(c: &mut Criterion) {
     });
 }
 
+/// pipelines/smeme.yaml at small training and sampling settings, swept over
+/// 100 pipeline seeds: 900 stages, none shared.
+fn matrix100_spec() -> String {
+    let mut s = smeme_spec();
+    for (from, to) in [
+        ("epochs: 16", "epochs: 2"),
+        ("batches_per_epoch: 100", "batches_per_epoch: 20"),
+        ("n_samples: 4096, steps: 1000", "n_samples: 300, steps: 40"),
+        ("outer_epochs: 5", "outer_epochs: 2"),
+        ("inner_epochs: 10", "inner_epochs: 2"),
+        ("dataset_size: 1024", "dataset_size: 256"),
+        ("steps: 1000\n", "steps: 40\n"),
+    ] {
+        s = s.replace(from, to);
+    }
+    let seeds: Vec<String> = (1..=100).map(|i| i.to_string()).collect();
+    s.replacen("stages:", &format!("matrix:\n  seed: [{}]\nstages:", seeds.join(", ")), 1)
+}
+
+/// The overhead of a sweep, as whole processes: expanding and checking the
+/// 100-instance matrix, planning it (`status`), its no-op rerun (every record
+/// read, every object's bytes checked, 100 report pages republished) and
+/// `compare`. The setup computes the sweep once (about 20 s on 2 cores).
+fn matrix100(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("pipelines");
+    std::fs::create_dir_all(&spec).unwrap();
+    let spec = spec.join("smeme100.yaml");
+    std::fs::write(&spec, matrix100_spec()).unwrap();
+    let bin = env!("CARGO_BIN_EXE_scoreflow");
+    let scoreflow = |cmd: &str| {
+        let out = Command::new(bin).args([cmd, spec.to_str().unwrap()]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    scoreflow("run");
+    let mut g = c.benchmark_group("matrix100");
+    g.sample_size(10);
+    for cmd in ["check", "status", "run", "compare"] {
+        g.bench_function(format!("{cmd}_process"), |b| b.iter(|| scoreflow(cmd)));
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = noop_reruns, generate_and_label
+    targets = noop_reruns, generate_and_label, matrix100
 }
 criterion_main!(benches);

@@ -613,7 +613,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                     crate::publish::reports(&spec, &cache, &report.manifest)?.map_err(Error::Fault)?
                 }
             };
-            if let Err(e) = crate::publish::link_latest(&spec, &cache, &report.manifest) {
+            if let Err(e) = crate::publish::link_latest(&spec, &cache, &report.manifest, report.previous.as_ref()) {
                 eprintln!("warning: could not update artifacts/latest/: {e}");
             }
             let count = |f: fn(&Outcome) -> bool| report.outcomes.iter().filter(|(_, o)| f(o)).count();

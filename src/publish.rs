@@ -11,6 +11,7 @@
 //! (each stage's seed, inputs and every parameter, defaults greyed). Published
 //! pages are views, rewritten by every run; the cache holds the page without them.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
@@ -27,12 +28,22 @@ use crate::report::esc;
 /// the next run recomputes the stage.
 pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result<Vec<PathBuf>, String>, Error> {
     let mut pages = Vec::new();
+    let dag = crate::engine::dag::Dag::new(spec);
     // A stage with an HTML output is a page: published with its images.
     let is_page = |imp: &dyn crate::engine::stage::Stage| imp.outputs().iter().any(|o| o.media == Media::Html);
-    for stage in spec.stages.iter().filter(|s| is_page(s.imp)) {
+    for (idx, stage) in spec.stages.iter().enumerate().filter(|(_, s)| is_page(s.imp)) {
         let Some(line) = manifest.stage(&stage.name).filter(|l| l.status.settled()) else {
             continue;
         };
+        // Which object each published file is a copy of: a figure whose object
+        // is the one already published is not read or written again.
+        let dir = cache.report_dir(home(manifest), &stage.name);
+        // Beside the folder, which holds only what the page shows.
+        let sources_file = dir.with_file_name(format!(".{}.sources.json", stage.name));
+        let published: BTreeMap<String, String> =
+            std::fs::read(&sources_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let mut sources = BTreeMap::new();
+        let mut unchanged = Vec::new();
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         for def in stage.imp.outputs() {
             let index_taken = files.iter().any(|(f, _)| f == "index.html");
@@ -42,7 +53,15 @@ pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result
                 Media::Png => format!("{}.png", def.name),
                 Media::Table | Media::Model(_) => continue,
             };
-            let Some(hash) = line.outputs.get(def.name).and_then(|h| h.parse().ok()) else { continue };
+            let Some(hash) = line.outputs.get(def.name).and_then(|h| h.parse::<crate::engine::hash::Hash>().ok())
+            else {
+                continue;
+            };
+            sources.insert(file.clone(), hash.hex());
+            if def.media == Media::Png && published.get(&file) == Some(&hash.hex()) && dir.join(&file).is_file() {
+                unchanged.push(file);
+                continue;
+            }
             let bytes = match cache.read(&hash, Format::Blob) {
                 Ok(crate::engine::stage::Artifact::Blob(bytes)) => bytes,
                 Err(crate::engine::cache::ObjectError::Cache(e)) => return Err(e.into()),
@@ -56,24 +75,32 @@ pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result
             };
             if def.media == Media::Html {
                 let html = String::from_utf8_lossy(&bytes)
-                    .replace(crate::report::STAGES_MARKER, &run_section(spec, cache, manifest));
+                    .replace(crate::report::STAGES_MARKER, &run_section(spec, manifest, &dag.ancestors_of(&[idx])));
                 files.push((file, html.into_bytes()));
             } else {
                 files.push((file, bytes));
             }
         }
-        let dir = cache.publish(home(manifest), &stage.name, &files)?;
+        let dir = cache.publish(home(manifest), &stage.name, &files, &unchanged)?;
+        if sources != published {
+            cache.write_atomic(&sources_file, &serde_json::to_vec_pretty(&sources).expect("json"))?;
+        }
         pages.push(dir.join("index.html"));
     }
     Ok(Ok(pages))
 }
 
 /// `latest/<home>/<stage>/<output>.<ext>` for every output of the run.
-/// Links of outputs and stages the run no longer has are removed.
-pub fn link_latest(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<(), Error> {
+/// Links of outputs and stages the run no longer has are removed. A stage
+/// whose outputs are those of the `previous` run's has its links already.
+pub fn link_latest(spec: &Spec, cache: &Cache, manifest: &Manifest, previous: Option<&Manifest>) -> Result<(), Error> {
     let root = cache.root().join("latest").join(home(manifest));
     for line in manifest.stages.iter().filter(|l| l.status.settled()) {
         let Some(stage) = spec.stage(&line.name) else { continue };
+        let linked = previous.and_then(|p| p.stage(&line.name)).is_some_and(|p| p.outputs == line.outputs);
+        if linked && root.join(&line.name).is_dir() {
+            continue;
+        }
         let mut keep = Vec::new();
         for (output, hash) in &line.outputs {
             let (Ok(hash), Some(def)) = (hash.parse(), crate::engine::stage::output_def(stage.imp, output)) else {
@@ -107,8 +134,11 @@ fn seconds(ms: u64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
 }
 
-/// The run's section of a report page: provenance, the stage table, the spec.
-pub fn run_section(spec: &Spec, cache: &Cache, m: &Manifest) -> String {
+/// The run's section of a report page: provenance, then the stage table and
+/// the spec of the stages `shown` (indices into `spec.stages`: the page's stage
+/// and what it depends on; of a swept pipeline, one instance's stages).
+pub fn run_section(spec: &Spec, m: &Manifest, shown: &BTreeSet<usize>) -> String {
+    let names: BTreeSet<&str> = shown.iter().map(|&i| spec.stages[i].name.as_str()).collect();
     let mut s = String::from("<h2>This run</h2>\n<p>");
     let _ = write!(
         s,
@@ -121,6 +151,10 @@ pub fn run_section(spec: &Spec, cache: &Cache, m: &Manifest) -> String {
     if let Some(commit) = &m.git_commit {
         let _ = write!(s, ", spec repository at commit <code>{}</code>", esc(commit));
     }
+    if names.len() < spec.stages.len() {
+        let _ =
+            write!(s, ". This page depends on {} of the run's {} stages, listed here", names.len(), spec.stages.len());
+    }
     s.push_str(
         ". Each stage either ran in this run (and says why) or was fresh: its cached result, computed when the \
          table says, was reused because nothing that determines it changed.</p>\n",
@@ -129,19 +163,14 @@ pub fn run_section(spec: &Spec, cache: &Cache, m: &Manifest) -> String {
         "<table><caption>Stages</caption><thead><tr><th>stage</th><th>kind</th><th>method</th><th>status</th>\
          <th>key</th><th>time</th><th style=\"text-align:left\">why it ran, or when it was computed</th></tr></thead><tbody>",
     );
-    for st in &m.stages {
+    for st in m.stages.iter().filter(|st| names.contains(st.name.as_str())) {
         let why = match st.status {
-            StageState::Fresh => {
-                let record = st.key.as_ref().and_then(|k| k.parse().ok()).and_then(|k| cache.load_record(&k).ok()?);
-                match record {
-                    Some(r) => format!(
-                        "cached: computed {} in {}",
-                        utc(r.finished_ms),
-                        seconds(r.finished_ms.saturating_sub(r.started_ms))
-                    ),
-                    None => "cached".to_string(),
+            StageState::Fresh => match st.computed_ms {
+                Some([started, finished]) => {
+                    format!("cached: computed {} in {}", utc(finished), seconds(finished.saturating_sub(started)))
                 }
-            }
+                None => "cached".to_string(),
+            },
             _ => st.reasons.iter().chain(&st.error).cloned().collect::<Vec<_>>().join("; "),
         };
         let time = if st.status == StageState::Ran { seconds(st.duration_ms) } else { String::new() };
@@ -167,7 +196,7 @@ pub fn run_section(spec: &Spec, cache: &Cache, m: &Manifest) -> String {
         "</p>\n<table><thead><tr><th>stage</th><th>kind / method</th><th>seed</th>\
          <th style=\"text-align:left\">inputs</th><th style=\"text-align:left\">params</th></tr></thead><tbody>",
     );
-    for st in &spec.stages {
+    for st in shown.iter().map(|&i| &spec.stages[i]) {
         let inputs: Vec<String> =
             st.inputs.iter().map(|(name, r)| format!("{} ← {}.{}", esc(name), esc(&r.stage), esc(&r.output))).collect();
         let params: Vec<String> = st

@@ -35,6 +35,10 @@ fn shared_stages_run_once_and_keys_do_not_depend_on_the_matrix() {
     ws.write("sweep.yaml", &swept("[0.9, 0.5]"));
     let (_, ev) = ws.run_json("sweep.yaml", &[]);
     assert!(Workspace::ran(&ev).is_empty());
+    // Each instance's report page lists that instance's stages, not the grid's.
+    let page = std::fs::read_to_string(ws.artifacts().join("reports/smeme/report[beta=0.5]/index.html")).unwrap();
+    assert!(page.contains("This page depends on") && page.contains("tuned[beta=0.5]"));
+    assert!(!page.contains("tuned[beta=0.9]"), "the other instance's stage is not on this page");
     // A swept stage's outputs are found by its name.
     let out = ws.cmd(&["inspect", "tuned[beta=0.5].tracker", "--pipeline", "sweep.yaml", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

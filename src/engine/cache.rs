@@ -51,6 +51,17 @@ use crate::engine::stage::{Artifact, Format};
 pub use crate::engine::maintenance::{GcReport, Problem, VerifyReport};
 pub use crate::engine::manifest::{Home, Manifest, ManifestStage, StageState};
 
+/// How closely a record's objects are checked before the record counts as a
+/// result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// Every byte against the recorded file hash: before a result is reused.
+    Bytes,
+    /// Present and of the recorded size: to read a result that is verified by
+    /// content when its object is read (`compare`'s metric tables).
+    Size,
+}
+
 /// Errors from the cache's file system work.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -289,7 +300,19 @@ impl Cache {
     /// its recorded file hash (read whole: blake3 runs at several GB/s). Entries
     /// without a file hash are verified by content (decode and hash).
     pub fn check_entry(&self, o: &OutputEntry) -> Result<(), ObjectError> {
+        self.check_entry_by(o, Verify::Bytes)
+    }
+
+    fn check_entry_by(&self, o: &OutputEntry, verify: Verify) -> Result<(), ObjectError> {
         let path = self.root.join(&o.file);
+        if verify == Verify::Size {
+            return match fs::metadata(&path) {
+                Ok(m) if m.len() == o.bytes => Ok(()),
+                Ok(m) => Err(ObjectError::Corrupt(format!("{} bytes, recorded {}", m.len(), o.bytes))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ObjectError::Missing),
+                Err(e) => Err(CacheError::Io { action: "stat", path, source: e }.into()),
+            };
+        }
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ObjectError::Missing),
@@ -321,8 +344,13 @@ impl Cache {
     /// Nothing is removed: the stage reruns, and [`Cache::store`] replaces a bad
     /// object in place.
     pub fn bad_output(&self, record: &Record) -> Result<Option<(String, ObjectError)>, CacheError> {
+        self.bad_output_by(record, Verify::Bytes)
+    }
+
+    /// [`Cache::bad_output`], checking the objects as `verify` says.
+    pub fn bad_output_by(&self, record: &Record, verify: Verify) -> Result<Option<(String, ObjectError)>, CacheError> {
         for (name, o) in &record.outputs {
-            match self.check_entry(o) {
+            match self.check_entry_by(o, verify) {
                 Ok(()) => {}
                 Err(ObjectError::Cache(e)) => return Err(e),
                 Err(e) => return Ok(Some((name.clone(), e))),

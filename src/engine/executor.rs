@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::mpsc;
 
-use crate::engine::cache::{Cache, CacheError, Manifest, ManifestStage, StageState, now_ms};
+use crate::engine::cache::{Cache, CacheError, Manifest, ManifestStage, StageState, Verify, now_ms};
 use crate::engine::dag::Dag;
 pub use crate::engine::fingerprint::Reason;
 use crate::engine::fingerprint::{Assessment, OutputMap, assess, key_inputs, outputs_of};
@@ -81,6 +81,7 @@ pub fn interrupt() -> Option<String> {
             started_ms: t,
             finished_ms: t,
             duration_ms: 0,
+            computed_ms: None,
             outputs: BTreeMap::new(),
             error: Some("interrupted".into()),
         });
@@ -161,6 +162,9 @@ pub struct RunReport {
     pub outcomes: Vec<(String, Outcome)>,
     /// Stage summaries (e.g. validity tables) to print at the end.
     pub summaries: Vec<(String, String)>,
+    /// The manifest of the spec's run before this one (what the views show
+    /// until this run updates them).
+    pub previous: Option<Manifest>,
 }
 
 impl RunReport {
@@ -171,8 +175,9 @@ impl RunReport {
 
 /// How a stage settled, for [`Board::settle`].
 enum Settle {
-    /// Its record was found when its key became known.
-    Cached(OutputMap),
+    /// Its record was found when its key became known (`computed`: the
+    /// record's start and end).
+    Cached(OutputMap, [u64; 2]),
     /// A worker finished it (`fresh`: another process computed it meanwhile).
     Done {
         outputs: OutputMap,
@@ -214,9 +219,11 @@ impl<'a> Board<'a> {
         let stage = &self.spec.stages[i];
         let name = stage.name.clone();
         let key = self.keys[i];
+        let mut computed = None;
         let (state, outcome, outputs, reasons, error) = match how {
-            Settle::Cached(outputs) => {
+            Settle::Cached(outputs, when) => {
                 self.reporter.event(&Event::Fresh { stage: name, key: key.expect("assessed").hex() });
+                computed = Some(when);
                 (StageState::Fresh, Outcome::Fresh, Some(outputs), Vec::new(), None)
             }
             Settle::Done { outputs, fresh } => {
@@ -253,6 +260,7 @@ impl<'a> Board<'a> {
             started_ms,
             finished_ms,
             duration_ms: finished_ms.saturating_sub(started_ms),
+            computed_ms: computed,
             outputs: outputs
                 .as_ref()
                 .map(|o| o.iter().map(|(k, (h, _))| (k.clone(), h.hex())).collect())
@@ -374,7 +382,7 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                         continue;
                     };
                     let is_forced = forced.contains(&i) || recompute.contains_key(&i);
-                    let mut a = assess(cache, stage, ki, previous.as_ref(), is_forced)?;
+                    let mut a = assess(cache, stage, ki, previous.as_ref(), is_forced, Verify::Bytes)?;
                     for message in a.warnings.drain(..) {
                         reporter.event(&Event::Warning { message });
                     }
@@ -383,9 +391,11 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                     }
                     board.keys[i] = Some(a.key);
                     progressed = true;
-                    if let Some(outs) = a.record.as_ref().and_then(outputs_of) {
+                    if let Some(r) = &a.record
+                        && let Some(outs) = outputs_of(r)
+                    {
                         let t = now_ms();
-                        board.settle(i, Settle::Cached(outs), (t, t));
+                        board.settle(i, Settle::Cached(outs, [r.started_ms, r.finished_ms]), (t, t));
                         continue;
                     }
                     board.reasons[i] = a.reasons.clone();
@@ -526,7 +536,7 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
     }
     reporter.finish();
     let outcomes = spec.stages.iter().zip(outcomes).map(|(s, o)| (s.name.clone(), o.expect("settled"))).collect();
-    Ok(RunReport { manifest, manifest_path, outcomes, summaries })
+    Ok(RunReport { manifest, manifest_path, outcomes, summaries, previous })
 }
 
 /// The commit checked out in the git repository holding `path`, read from

@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::cache::{Cache, CacheError, Lookup, Manifest, ObjectError, Record};
+use crate::engine::cache::{Cache, CacheError, Lookup, Manifest, ObjectError, Record, Verify};
 use crate::engine::dag::Dag;
 use crate::engine::hash::{Hash, KeyInputs};
 use crate::engine::params::Value;
@@ -188,13 +188,14 @@ pub fn assess(
     ki: KeyInputs,
     previous: Option<&Manifest>,
     forced: bool,
+    verify: Verify,
 ) -> Result<Assessment, CacheError> {
     let key = ki.key();
     let mut reasons = Vec::new();
     let mut warnings = Vec::new();
     let name = &stage.name;
     let record = match cache.lookup(&key)? {
-        Lookup::Hit(rec) => match cache.bad_output(&rec)? {
+        Lookup::Hit(rec) => match cache.bad_output_by(&rec, verify)? {
             None => Some(rec),
             Some((output, ObjectError::Missing)) => {
                 reasons.push(Reason::OutputMissing { output });
@@ -251,6 +252,7 @@ pub fn assess_fresh(
     cache: &Cache,
     previous: Option<&Manifest>,
     among: Option<&BTreeSet<usize>>,
+    verify: Verify,
 ) -> Result<Vec<Option<Assessment>>, CacheError> {
     let dag = Dag::new(spec);
     let mut done: HashMap<String, OutputMap> = HashMap::new();
@@ -258,7 +260,7 @@ pub fn assess_fresh(
     for &i in dag.order.iter().filter(|i| among.is_none_or(|a| a.contains(i))) {
         let stage = &spec.stages[i];
         let Some(ki) = key_inputs(stage, &done) else { continue };
-        let a = assess(cache, stage, ki, previous, false)?;
+        let a = assess(cache, stage, ki, previous, false, verify)?;
         if let Some(outs) = a.record.as_ref().and_then(outputs_of) {
             done.insert(stage.name.clone(), outs);
         }
@@ -279,7 +281,7 @@ pub struct StageStatus {
 /// `scoreflow status`: what a run would do, and why.
 pub fn status(spec: &Spec, cache: &Cache, home: &str) -> Result<Vec<StageStatus>, CacheError> {
     let previous = cache.latest_manifest(home);
-    let found = assess_fresh(spec, cache, previous.as_ref(), None)?;
+    let found = assess_fresh(spec, cache, previous.as_ref(), None, Verify::Bytes)?;
     let fresh = |name: &str| spec.index(name).is_some_and(|j| found[j].as_ref().is_some_and(|a| a.record.is_some()));
     Ok(spec
         .stages
@@ -308,7 +310,7 @@ pub fn status(spec: &Spec, cache: &Cache, home: &str) -> Result<Vec<StageStatus>
 /// The current result of stage `idx`, if it is fresh: its key and record.
 pub fn current_record(spec: &Spec, cache: &Cache, idx: usize) -> Result<Option<(Hash, Record)>, CacheError> {
     let among = Dag::new(spec).ancestors_of(&[idx]);
-    let mut found = assess_fresh(spec, cache, None, Some(&among))?;
+    let mut found = assess_fresh(spec, cache, None, Some(&among), Verify::Bytes)?;
     Ok(found[idx].take().and_then(|a| a.record.map(|r| (a.key, r))))
 }
 

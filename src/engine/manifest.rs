@@ -61,6 +61,10 @@ pub struct ManifestStage {
     pub started_ms: u64,
     pub finished_ms: u64,
     pub duration_ms: u64,
+    /// A fresh stage's cached result: when it was computed, `[started_ms,
+    /// finished_ms]` from its record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computed_ms: Option<[u64; 2]>,
     pub outputs: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -114,14 +118,26 @@ impl Cache {
     /// Write a report's files under `reports/<pipeline>/<stage>/` (replacing what
     /// was there) and return the directory. Reports are views of cached objects,
     /// rewritten by every run; nothing reads them back.
-    pub fn publish(&self, pipeline: &str, stage: &str, files: &[(String, Vec<u8>)]) -> Result<PathBuf, CacheError> {
-        let dir = self.root.join("reports").join(pipeline).join(stage);
+    pub fn publish(
+        &self,
+        pipeline: &str,
+        stage: &str,
+        files: &[(String, Vec<u8>)],
+        unchanged: &[String],
+    ) -> Result<PathBuf, CacheError> {
+        let dir = self.report_dir(pipeline, stage);
         for (name, bytes) in files {
             self.write_atomic(&dir.join(name), bytes)?;
         }
-        let keep: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+        let keep: Vec<&str> =
+            files.iter().map(|(name, _)| name.as_str()).chain(unchanged.iter().map(String::as_str)).collect();
         Self::prune(&dir, &keep);
         Ok(dir)
+    }
+
+    /// `reports/<pipeline>/<stage>/`.
+    pub fn report_dir(&self, pipeline: &str, stage: &str) -> PathBuf {
+        self.root.join("reports").join(pipeline).join(stage)
     }
 
     /// Remove the entries of a view folder (`reports/…`, `latest/…`) that the
@@ -151,11 +167,11 @@ impl Cache {
         let link = dir.join(format!("{output}.{ext}"));
         #[cfg(unix)]
         {
-            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
             let target = Path::new("../../..").join(file);
             if fs::read_link(&link).is_ok_and(|t| t == target) {
                 return Ok(());
             }
+            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
             // A fresh link under a unique name, renamed over the old one: atomic,
             // so concurrent runs never see a missing or half-made link.
             let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
