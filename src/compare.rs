@@ -8,8 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::engine::cache::Cache;
+use crate::engine::cache::{Cache, Manifest};
 use crate::engine::frame::{ColumnData, Table};
+use crate::engine::hash::Hash;
 use crate::engine::spec::Spec;
 use crate::engine::spec::matrix::Instance;
 use crate::engine::stage::{Artifact, Format};
@@ -24,8 +25,34 @@ pub struct Comparison {
     pub missing: Vec<String>,
 }
 
-/// Read every instance's metrics from the cache.
+/// Read every instance's metrics from the current (fresh) results in the cache.
 pub fn compare(spec: &Spec, cache: &Cache) -> Result<Comparison, crate::engine::cache::CacheError> {
+    // One walk down the DAG finds every fresh result (each stage once, however
+    // many instances share it). The metric tables are verified by content when
+    // read; the rest of each result need only be there.
+    let mut fresh =
+        crate::engine::fingerprint::assess_fresh(spec, cache, None, None, crate::engine::cache::Verify::Size)?;
+    Ok(tabulate(spec, cache, |idx| {
+        let record = fresh[idx].take()?.record?;
+        Some(record.outputs.iter().filter_map(|(name, o)| Some((name.clone(), o.content_hash()?))).collect())
+    }))
+}
+
+/// The metrics of a run's results: the output hashes its manifest names.
+pub fn from_manifest(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Comparison {
+    tabulate(spec, cache, |idx| {
+        let line = manifest.stage(&spec.stages[idx].name).filter(|l| l.status.settled())?;
+        Some(line.outputs.iter().filter_map(|(name, h)| Some((name.clone(), h.parse().ok()?))).collect())
+    })
+}
+
+/// The table, given where each stage's outputs are (`outputs(idx)`: output
+/// name → content hash; `None`: the stage has no result). Asked once per stage.
+fn tabulate(
+    spec: &Spec,
+    cache: &Cache,
+    mut outputs: impl FnMut(usize) -> Option<BTreeMap<String, Hash>>,
+) -> Comparison {
     let instances: Vec<Instance> = match &spec.matrix {
         Some(m) => m.combinations.clone(),
         None => vec![Instance {
@@ -39,12 +66,6 @@ pub fn compare(spec: &Spec, cache: &Cache) -> Result<Comparison, crate::engine::
     let mut per_instance: Vec<BTreeMap<String, f64>> = Vec::new();
     let mut missing = Vec::new();
     let mut memo: BTreeMap<String, Option<BTreeMap<String, f64>>> = BTreeMap::new();
-    // One walk down the DAG finds every fresh result (each stage once, however
-    // many instances share it).
-    // The metric tables are verified by content when read; the rest of each
-    // result need only be there.
-    let mut fresh =
-        crate::engine::fingerprint::assess_fresh(spec, cache, None, None, crate::engine::cache::Verify::Size)?;
     for instance in &instances {
         let mut row = BTreeMap::new();
         for (base, merged) in &instance.stages {
@@ -54,23 +75,18 @@ pub fn compare(spec: &Spec, cache: &Cache) -> Result<Comparison, crate::engine::
                 continue;
             }
             if !memo.contains_key(merged) {
-                let read = match fresh[idx].take().and_then(|a| a.record) {
-                    None => None,
-                    Some(record) => {
-                        let mut found = BTreeMap::new();
-                        for (output, column) in imp.metrics() {
-                            let Some(hash) = record.outputs.get(*output).and_then(|o| o.content_hash()) else {
-                                continue;
-                            };
-                            let Ok(Artifact::Table(t)) = cache.read(&hash, Format::Table) else { continue };
-                            let (Ok(names), Ok(values)) = (t.strs("metric"), t.f64s(column)) else { continue };
-                            for (n, v) in names.iter().zip(values) {
-                                found.entry(n.clone()).or_insert(v);
-                            }
+                let read = outputs(idx).map(|hashes| {
+                    let mut found = BTreeMap::new();
+                    for (output, column) in imp.metrics() {
+                        let Some(hash) = hashes.get(*output) else { continue };
+                        let Ok(Artifact::Table(t)) = cache.read(hash, Format::Table) else { continue };
+                        let (Ok(names), Ok(values)) = (t.strs("metric"), t.f64s(column)) else { continue };
+                        for (n, v) in names.iter().zip(values) {
+                            found.entry(n.clone()).or_insert(v);
                         }
-                        Some(found)
                     }
-                };
+                    found
+                });
                 if read.is_none() {
                     missing.push(merged.clone());
                 }
@@ -96,7 +112,7 @@ pub fn compare(spec: &Spec, cache: &Cache) -> Result<Comparison, crate::engine::
             )
         })
         .collect();
-    Ok(Comparison { swept, metric_names, rows, missing })
+    Comparison { swept, metric_names, rows, missing }
 }
 
 impl Comparison {
@@ -176,7 +192,7 @@ impl Comparison {
 }
 
 /// The median (the mean of the middle two for an even count).
-fn median(v: &mut [f64]) -> f64 {
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }

@@ -87,7 +87,110 @@ pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result
         }
         pages.push(dir.join("index.html"));
     }
+    if spec.matrix.is_some() {
+        pages.push(sweep_page(spec, cache, manifest)?);
+    }
     Ok(Ok(pages))
+}
+
+/// `reports/<home>/index.html` of a swept pipeline: what the matrix expanded
+/// to, the experiment table (`scoreflow compare`'s, from this run's results),
+/// one panel per metric against the first swept value other than the seed
+/// (the seed when it is the only one), and links to the instances' pages.
+/// The figure is drawn again only when the table changed.
+fn sweep_page(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<PathBuf, Error> {
+    use crate::report::plot::{SweepPanel, sweep_panels};
+    let dir = cache.root().join("reports").join(home(manifest));
+    let cmp = crate::compare::from_manifest(spec, cache, manifest);
+    let rows = cmp.all_rows();
+    let table = cmp.table(&rows);
+    let axis = cmp.swept.iter().position(|s| s != "seed").unwrap_or(0);
+    let axis_name = cmp.swept.get(axis).cloned().unwrap_or_default();
+    // The x of each instance: its swept value as a number, else its place
+    // among the values in matrix order.
+    let mut categories: Vec<String> = Vec::new();
+    for (values, _) in &cmp.rows {
+        if let Some(v) = values.get(axis)
+            && !categories.contains(v)
+        {
+            categories.push(v.clone());
+        }
+    }
+    let numeric = categories.iter().all(|v| v.parse::<f64>().is_ok());
+    let x_of = |v: &str| {
+        if numeric { v.parse().unwrap_or(f64::NAN) } else { categories.iter().position(|c| c == v).unwrap_or(0) as f64 }
+    };
+    let mut panels = Vec::new();
+    for (j, metric) in cmp.metric_names.iter().enumerate() {
+        let points: Vec<(f64, f64)> = cmp
+            .rows
+            .iter()
+            .filter(|(_, m)| m[j].is_finite())
+            .map(|(v, m)| (v.get(axis).map_or(0.0, |v| x_of(v)), m[j]))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        let mut median: Vec<(f64, f64)> = categories
+            .iter()
+            .filter_map(|c| {
+                let x = x_of(c);
+                let mut ys: Vec<f64> = points.iter().filter(|p| p.0 == x).map(|p| p.1).collect();
+                (!ys.is_empty()).then(|| (x, crate::compare::median(&mut ys)))
+            })
+            .collect();
+        median.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if median.len() == points.len() {
+            // One instance per value (a sweep of seeds alone): no line to draw.
+            median.clear();
+        }
+        panels.push(SweepPanel {
+            title: metric.clone(),
+            x_desc: axis_name.clone(),
+            categories: (!numeric).then(|| categories.clone()),
+            points,
+            median,
+        });
+    }
+    // Redraw only when the numbers changed.
+    let fingerprint =
+        blake3::hash(format!("{:?}{:?}{:?}", cmp.swept, cmp.metric_names, rows).as_bytes()).to_hex().to_string();
+    let stamp = dir.join(".sweep.sources");
+    let figure = dir.join("sweep.png");
+    if !(std::fs::read_to_string(&stamp).is_ok_and(|s| s == fingerprint) && figure.is_file()) {
+        let png = sweep_panels(&panels).map_err(|e| Error::Fault(e.to_string()))?;
+        cache.write_atomic(&figure, &png)?;
+        cache.write_atomic(&stamp, fingerprint.as_bytes())?;
+    }
+    let m = spec.matrix.as_ref().expect("a swept spec");
+    let href = |name: &str| name.replace('[', "%5B").replace(']', "%5D").replace(',', "%2C");
+    let links: Vec<String> = spec
+        .stages
+        .iter()
+        .filter(|st| st.imp.outputs().iter().any(|o| o.media == Media::Html))
+        .map(|st| format!("<a href=\"{}/index.html\">{}</a>", href(&st.name), esc(&st.name)))
+        .collect();
+    let intro = format!(
+        "<p>Spec <code>{}</code>, run <code>{}</code> started {}: the matrix expanded to {m}. Each row is one \
+         instance; when the seed is swept, the median, min and max over seeds follow each setting. The figure \
+         plots each metric against <code>{}</code>: a dot per instance, the line through the medians.</p>\n\
+         <p>Instance pages: {}</p>",
+        esc(if manifest.spec_id.is_empty() { &manifest.spec_file } else { &manifest.spec_id }),
+        esc(&manifest.run_id),
+        utc(manifest.started_ms),
+        esc(&axis_name),
+        links.join(", "),
+    );
+    let mut html = crate::report::page(
+        &format!("{}: a sweep of {} instances", spec.name, m.instances),
+        &intro,
+        &[("sweep", "every metric against the swept value")],
+        &crate::report::html_table_with(&table, "Experiment table (scoreflow compare)", 4),
+    );
+    html = html.replace(crate::report::STAGES_MARKER, "");
+    let page = dir.join("index.html");
+    cache.write_atomic(&page, html.as_bytes())?;
+    Ok(page)
 }
 
 /// `latest/<home>/<stage>/<output>.<ext>` for every output of the run.

@@ -39,6 +39,16 @@ fn shared_stages_run_once_and_keys_do_not_depend_on_the_matrix() {
     let page = std::fs::read_to_string(ws.artifacts().join("reports/smeme/report[beta=0.5]/index.html")).unwrap();
     assert!(page.contains("This page depends on") && page.contains("tuned[beta=0.5]"));
     assert!(!page.contains("tuned[beta=0.9]"), "the other instance's stage is not on this page");
+    // The sweep's own page: the experiment table, a figure, the instance pages.
+    let sweep = std::fs::read_to_string(ws.artifacts().join("reports/smeme/index.html")).unwrap();
+    for part in
+        ["a sweep of 2 instances", "Experiment table", "<img src=\"sweep.png\"", "report%5Bbeta=0.5%5D/index.html"]
+    {
+        assert!(sweep.contains(part), "{part} missing from the sweep page");
+    }
+    let png = std::fs::read(ws.artifacts().join("reports/smeme/sweep.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    assert!(text.contains("reports/smeme/index.html"), "run names the sweep page: {text}");
     // A swept stage's outputs are found by its name.
     let out = ws.cmd(&["inspect", "tuned[beta=0.5].tracker", "--pipeline", "sweep.yaml", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

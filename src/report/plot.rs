@@ -482,3 +482,71 @@ mod tests {
         assert_eq!(a, b);
     }
 }
+
+/// One metric of a sweep against a swept value: every instance's point, and
+/// the median over the instances at each value.
+pub struct SweepPanel {
+    pub title: String,
+    pub x_desc: String,
+    /// Tick labels when the swept values are not numbers (x = 0, 1, 2, …).
+    pub categories: Option<Vec<String>>,
+    pub points: Vec<(f64, f64)>,
+    pub median: Vec<(f64, f64)>,
+}
+
+/// Sweep panels in a grid, three to a row.
+pub fn sweep_panels(panels: &[SweepPanel]) -> Result<Vec<u8>, PlotError> {
+    let cols = panels.len().clamp(1, 3);
+    let rows = panels.len().div_ceil(cols).max(1);
+    render("sweep", 440 * cols as u32, 340 * rows as u32, |root| {
+        let areas = root.split_evenly((rows, cols));
+        for (area, p) in areas.iter().zip(panels) {
+            let finite = || p.points.iter().filter(|(x, y)| x.is_finite() && y.is_finite());
+            let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+            for (x, y) in finite() {
+                (x0, x1, y0, y1) = (x0.min(*x), x1.max(*x), y0.min(*y), y1.max(*y));
+            }
+            if x0 > x1 {
+                (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+            }
+            let xpad = ((x1 - x0) * 0.08).max(0.5);
+            let ypad = ((y1 - y0) * 0.1).max(1e-6 * y1.abs().max(1e-9));
+            let mut chart = ChartBuilder::on(area)
+                .caption(&p.title, (FONT, 16))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(64)
+                .build_cartesian_2d((x0 - xpad)..(x1 + xpad), (y0 - ypad)..(y1 + ypad))
+                .map_err(e2s)?;
+            let mut mesh = chart.configure_mesh();
+            mesh.x_desc(p.x_desc.as_str()).label_style((FONT, 12));
+            let label = |x: &f64| -> String {
+                let i = x.round();
+                match &p.categories {
+                    Some(c) if (x - i).abs() < 1e-9 && i >= 0.0 && (i as usize) < c.len() => c[i as usize].clone(),
+                    Some(_) => String::new(),
+                    None => format!("{x}"),
+                }
+            };
+            if let Some(c) = &p.categories {
+                mesh.x_labels(c.len().max(2));
+            }
+            mesh.x_label_formatter(&label);
+            mesh.draw().map_err(e2s)?;
+            chart
+                .draw_series(finite().map(|&(x, y)| Circle::new((x, y), 4, PRE.mix(0.6).filled())))
+                .map_err(e2s)?
+                .label("instances")
+                .legend(|(x, y)| Circle::new((x, y), 4, PRE.filled()));
+            if !p.median.is_empty() {
+                chart
+                    .draw_series(LineSeries::new(p.median.iter().copied(), POST.stroke_width(2)))
+                    .map_err(e2s)?
+                    .label("median")
+                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], POST.stroke_width(2)));
+            }
+            legend(&mut chart, 11, SeriesLabelPosition::UpperRight)?;
+        }
+        Ok(())
+    })
+}
