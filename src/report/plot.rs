@@ -423,66 +423,6 @@ pub fn quiver(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn decode(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
-        let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
-        let mut reader = decoder.read_info().unwrap();
-        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-        let info = reader.next_frame(&mut buf).unwrap();
-        (info.width, info.height, buf)
-    }
-
-    #[test]
-    fn figures_decode_and_are_not_blank() {
-        let pts: Vec<(f64, f64)> = (0..50).map(|i| (i as f64 / 30.0, 1.0 - i as f64 / 80.0)).collect();
-        let figs = [
-            scatter("uv", ("u", "v"), (0.0, 2.0), (0.0, 2.0), &[("pre", &pts), ("post", &pts[..10])]).unwrap(),
-            triangles(&[[0.3, 0.4, 0.5]], &[[0.1, 0.2, 0.6]]).unwrap(),
-            line_panels(&[Lines {
-                title: "loss",
-                x_desc: "step",
-                y_desc: "loss",
-                x_integer: true,
-                series: vec![("loss", pts.clone())],
-            }])
-            .unwrap(),
-            heatmaps(
-                ("u", "v"),
-                (0.0, 2.0),
-                (0.0, 2.0),
-                4,
-                "share",
-                &[
-                    Heat { title: "pre", values: (0..16).map(|k| k as f64).collect(), diverging: false },
-                    Heat { title: "difference", values: (0..16).map(|k| k as f64 - 8.0).collect(), diverging: true },
-                ],
-            )
-            .unwrap(),
-            grouped_bars("types", "fraction", &["a", "b"], &[("pre", vec![0.2, 0.5]), ("post", vec![0.3, 0.4])])
-                .unwrap(),
-            quiver("field", ("a", "b"), (-1.0, 1.0), &[("pre", vec![(0.0, 0.0, 1.0, 0.5), (0.5, 0.5, -1.0, 0.0)])])
-                .unwrap(),
-        ];
-        for f in figs {
-            let (w, h, px) = decode(&f);
-            assert!(w > 100 && h > 100);
-            let non_white = px.chunks(3).filter(|p| p != &[255, 255, 255]).count();
-            assert!(non_white > 1000, "figure is blank: {non_white} coloured pixels");
-        }
-    }
-
-    #[test]
-    fn rendering_is_deterministic() {
-        let pts = [(0.5, 0.5), (1.0, 1.5)];
-        let a = scatter("uv", ("u", "v"), (0.0, 2.0), (0.0, 2.0), &[("pre", &pts), ("post", &pts)]).unwrap();
-        let b = scatter("uv", ("u", "v"), (0.0, 2.0), (0.0, 2.0), &[("pre", &pts), ("post", &pts)]).unwrap();
-        assert_eq!(a, b);
-    }
-}
-
 /// One metric of a sweep against a swept value: every instance's point, and
 /// the median over the instances at each value.
 pub struct SweepPanel {
@@ -549,4 +489,64 @@ pub fn sweep_panels(panels: &[SweepPanel]) -> Result<Vec<u8>, PlotError> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+        let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        (info.width, info.height, buf)
+    }
+
+    #[test]
+    fn figures_decode_and_are_not_blank() {
+        let pts: Vec<(f64, f64)> = (0..50).map(|i| (i as f64 / 30.0, 1.0 - i as f64 / 80.0)).collect();
+        let figs = [
+            scatter("uv", ("u", "v"), (0.0, 2.0), (0.0, 2.0), &[("pre", &pts), ("post", &pts[..10])]).unwrap(),
+            triangles(&[[0.3, 0.4, 0.5]], &[[0.1, 0.2, 0.6]]).unwrap(),
+            line_panels(&[Lines {
+                title: "loss",
+                x_desc: "step",
+                y_desc: "loss",
+                x_integer: true,
+                series: vec![("loss", pts.clone())],
+            }])
+            .unwrap(),
+            heatmaps(
+                ("u", "v"),
+                (0.0, 2.0),
+                (0.0, 2.0),
+                4,
+                "share",
+                &[
+                    Heat { title: "pre", values: (0..16).map(|k| k as f64).collect(), diverging: false },
+                    Heat { title: "difference", values: (0..16).map(|k| k as f64 - 8.0).collect(), diverging: true },
+                ],
+            )
+            .unwrap(),
+            grouped_bars("types", "fraction", &["a", "b"], &[("pre", vec![0.2, 0.5]), ("post", vec![0.3, 0.4])])
+                .unwrap(),
+            quiver("field", ("a", "b"), (-1.0, 1.0), &[("pre", vec![(0.0, 0.0, 1.0, 0.5), (0.5, 0.5, -1.0, 0.0)])])
+                .unwrap(),
+        ];
+        for f in figs {
+            let (w, h, px) = decode(&f);
+            assert!(w > 100 && h > 100);
+            let non_white = px.chunks(3).filter(|p| p != &[255, 255, 255]).count();
+            assert!(non_white > 1000, "figure is blank: {non_white} coloured pixels");
+        }
+    }
+
+    #[test]
+    fn rendering_is_deterministic() {
+        let pts = [(0.5, 0.5), (1.0, 1.5)];
+        let a = scatter("uv", ("u", "v"), (0.0, 2.0), (0.0, 2.0), &[("pre", &pts), ("post", &pts)]).unwrap();
+        let b = scatter("uv", ("u", "v"), (0.0, 2.0), (0.0, 2.0), &[("pre", &pts), ("post", &pts)]).unwrap();
+        assert_eq!(a, b);
+    }
 }
