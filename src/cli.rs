@@ -172,6 +172,10 @@ pub enum Command {
         /// CSV on standard output.
         #[arg(long)]
         csv: bool,
+        /// Compare two recorded runs instead: `latest`, `previous`, or run ids
+        /// (or unique prefixes) from `scoreflow runs FILE`.
+        #[arg(long, num_args = 2, value_names = ["A", "B"])]
+        runs: Vec<String>,
     },
     /// List the recorded runs of a pipeline, oldest first: when, how long, how
     /// many stages ran, were fresh or failed, and whether it succeeded.
@@ -325,10 +329,19 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             out(&format!("{}: ok, {n} stage{}{sweep}\n", file.display(), if n == 1 { "" } else { "s" }));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Compare { file, metrics, json, csv } => {
+        Command::Compare { file, metrics, json, csv, runs } => {
             let spec = load_spec(file, &overrides)?;
             let cache = cache_for(&cli.artifacts, file);
             let home = cache.home(&spec.name, file, false)?;
+            if let [a, b] = runs.as_slice() {
+                let recorded = cache.runs(&home.dir);
+                let a = crate::compare::find_run(&recorded, a).map_err(Error::BadInput)?;
+                let b = crate::compare::find_run(&recorded, b).map_err(Error::BadInput)?;
+                let mut d = crate::compare::diff_runs(&cache, a, b);
+                d.metrics.retain(|(m, _, _)| metrics.is_empty() || metrics.iter().any(|p| m.contains(p.as_str())));
+                out(&crate::compare::render_diff(&d, a, b, *json, *csv));
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut cmp = crate::compare::compare(&spec, &cache)?;
             cmp.select(metrics);
             let rows = cmp.all_rows();

@@ -197,3 +197,141 @@ pub fn median(v: &mut [f64]) -> f64 {
     let n = v.len();
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
+
+/// Two runs of a spec side by side (`scoreflow compare FILE --runs A B`):
+/// the stages whose results differ, and every metric of both.
+pub struct RunDiff {
+    /// (stage, A's key, B's key) for each stage whose key or outputs differ
+    /// (`None`: the run has no result of it).
+    pub changed: Vec<(String, Option<String>, Option<String>)>,
+    /// Stages with the same result in both runs.
+    pub same: usize,
+    /// (stage.metric, A's value, B's value); NaN where a run has none.
+    pub metrics: Vec<(String, f64, f64)>,
+}
+
+/// The metrics a run's results hold, by `stage.metric`, read through the
+/// outputs its manifest names (implementations found by kind and method, so a
+/// stage since removed from the spec still counts). Objects gc has removed
+/// are left out.
+fn run_metrics(cache: &Cache, m: &Manifest) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for line in m.stages.iter().filter(|l| l.status.settled()) {
+        let Some(imp) =
+            crate::engine::stage::Kind::parse(&line.kind).and_then(|k| crate::registry().find(k, &line.method))
+        else {
+            continue;
+        };
+        for (output, column) in imp.metrics() {
+            let Some(hash) = line.outputs.get(*output).and_then(|h| h.parse::<Hash>().ok()) else { continue };
+            let Ok(Artifact::Table(t)) = cache.read(&hash, Format::Table) else { continue };
+            let (Ok(names), Ok(values)) = (t.strs("metric"), t.f64s(column)) else { continue };
+            for (n, v) in names.iter().zip(values) {
+                let name = format!("{}.{n}", line.name);
+                if !out.iter().any(|(k, _)| *k == name) {
+                    out.push((name, v));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Compare run `a` with run `b`.
+pub fn diff_runs(cache: &Cache, a: &Manifest, b: &Manifest) -> RunDiff {
+    let result = |m: &Manifest, name: &str| {
+        m.stage(name).filter(|l| l.status.settled()).map(|l| (l.key.clone().unwrap_or_default(), l.outputs.clone()))
+    };
+    let mut names: Vec<&str> = a.stages.iter().map(|l| l.name.as_str()).collect();
+    for l in &b.stages {
+        if !names.contains(&l.name.as_str()) {
+            names.push(&l.name);
+        }
+    }
+    let (mut changed, mut same) = (Vec::new(), 0);
+    for name in names {
+        let (ra, rb) = (result(a, name), result(b, name));
+        if ra.is_some() && ra == rb {
+            same += 1;
+        } else {
+            changed.push((name.to_string(), ra.map(|r| r.0), rb.map(|r| r.0)));
+        }
+    }
+    let (ma, mb) = (run_metrics(cache, a), run_metrics(cache, b));
+    let mut metrics: Vec<(String, f64, f64)> = ma
+        .iter()
+        .map(|(n, v)| (n.clone(), *v, mb.iter().find(|(k, _)| k == n).map_or(f64::NAN, |(_, v)| *v)))
+        .collect();
+    for (n, v) in &mb {
+        if !ma.iter().any(|(k, _)| k == n) {
+            metrics.push((n.clone(), f64::NAN, *v));
+        }
+    }
+    RunDiff { changed, same, metrics }
+}
+
+/// The run a `--runs` argument names among `runs` (oldest first): `latest`,
+/// `previous`, or a run id or a prefix of exactly one.
+pub fn find_run<'a>(runs: &'a [Manifest], which: &str) -> Result<&'a Manifest, String> {
+    let n = runs.len();
+    let found: Vec<&Manifest> = match which {
+        "latest" => runs.last().into_iter().collect(),
+        "previous" => n.checked_sub(2).map(|i| &runs[i]).into_iter().collect(),
+        id => runs
+            .iter()
+            .filter(|m| m.run_id == id)
+            .chain(runs.iter().filter(|m| m.run_id != id && m.run_id.starts_with(id)))
+            .collect(),
+    };
+    match found.as_slice() {
+        [m] => Ok(m),
+        [m, ..] if m.run_id == which => Ok(m),
+        [] => Err(format!("no run `{which}` among the {n} recorded runs (`scoreflow runs FILE` lists them)")),
+        _ => Err(format!("`{which}` is the start of {} run ids; give more of it", found.len())),
+    }
+}
+
+/// A [`RunDiff`] as text, JSON lines (`{"stage",…}` then `{"metric",…}`) or CSV (metrics).
+pub fn render_diff(d: &RunDiff, a: &Manifest, b: &Manifest, json: bool, csv: bool) -> String {
+    let num = |v: f64| if v.is_finite() { serde_json::json!(v) } else { serde_json::Value::Null };
+    let mut s = String::new();
+    if json {
+        for (stage, ka, kb) in &d.changed {
+            s.push_str(&(serde_json::json!({"stage": stage, "a": ka, "b": kb}).to_string() + "\n"));
+        }
+        for (m, va, vb) in &d.metrics {
+            s.push_str(
+                &(serde_json::json!({"metric": m, "a": num(*va), "b": num(*vb), "delta": num(vb - va)}).to_string()
+                    + "\n"),
+            );
+        }
+        return s;
+    }
+    if csv {
+        s.push_str("metric,a,b,delta\n");
+        for (m, va, vb) in &d.metrics {
+            let f = |v: f64| if v.is_finite() { v.to_string() } else { String::new() };
+            s.push_str(&format!("{m},{},{},{}\n", f(*va), f(*vb), f(vb - va)));
+        }
+        return s;
+    }
+    for (label, m) in [("A", a), ("B", b)] {
+        s.push_str(&format!(
+            "{label}: run {} started {}{}\n",
+            m.run_id,
+            crate::publish::utc(m.started_ms),
+            if m.overrides.is_empty() { String::new() } else { format!(" ({})", m.overrides.join(" ")) }
+        ));
+    }
+    let short = |k: &Option<String>| k.as_deref().map_or("no result".to_string(), |k| k[..12.min(k.len())].to_string());
+    s.push_str(&format!("{} stages with other results, {} the same\n", d.changed.len(), d.same));
+    for (stage, ka, kb) in &d.changed {
+        s.push_str(&format!("  {stage}: {} → {}\n", short(ka), short(kb)));
+    }
+    let w = d.metrics.iter().map(|m| m.0.len()).max().unwrap_or(6).max(6);
+    s.push_str(&format!("{:w$}  {:>12}  {:>12}  {:>12}\n", "metric", "A", "B", "B − A"));
+    for (m, va, vb) in &d.metrics {
+        s.push_str(&format!("{m:w$}  {va:>12.6}  {vb:>12.6}  {:>+12.6}\n", vb - va));
+    }
+    s
+}

@@ -117,6 +117,25 @@ fn command_line_overrides_act_as_the_edited_file() {
     assert!(out.status.success());
     assert!(Workspace::ran(&ev).contains(&"tuned".to_string()));
     assert_eq!(ws.latest_manifest("smeme")["overrides"][0], "--set stages.tuned.params.beta=2.0");
+    // The two runs side by side: what changed, and every metric of both.
+    let out = ws.cmd(&["compare", "p.yaml", "--runs", "previous", "latest", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let changed: Vec<&str> = lines.iter().filter_map(|l| l["stage"].as_str()).collect();
+    assert!(changed.contains(&"tuned") && !changed.contains(&"pretrain"), "{changed:?}");
+    let metric = |name: &str| lines.iter().find(|l| l["metric"] == name).unwrap_or_else(|| panic!("{name}: {lines:?}"));
+    let pre = metric("validity.valid_fraction");
+    assert_eq!(pre["a"], pre["b"], "the pre-trained model's samples did not change");
+    assert_eq!(pre["delta"], 0.0);
+    let tuned = metric("validity_tuned.valid_fraction");
+    let d = tuned["b"].as_f64().unwrap() - tuned["a"].as_f64().unwrap();
+    assert!((tuned["delta"].as_f64().unwrap() - d).abs() < 1e-12);
+    let text = ws.cmd(&["compare", "p.yaml", "--runs", "previous", "latest"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("(--set stages.tuned.params.beta=2.0)") && text.contains("B − A"), "{text}");
+    let out = ws.cmd(&["compare", "p.yaml", "--runs", "latest", "nosuchrun"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
     // The edited file finds that run's results.
     ws.write("edited.yaml", &small_smeme().replace("beta: 0.9", "beta: 2.0"));
     let (_, ev) = ws.run_json("edited.yaml", &[]);
