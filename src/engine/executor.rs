@@ -7,7 +7,9 @@
 //! otherwise it becomes a [`Job`] for a worker thread ([`crate::engine::worker`],
 //! the code a remote worker runs too), with the [`Reason`]s that explain the miss.
 //! Independent stages run at the same time (up to `jobs` workers); within a
-//! stage, rayon parallelises the numerics. A corrupt input object is removed,
+//! stage, rayon parallelises the numerics. With [`Executor::Slurm`] the job is
+//! submitted to the cluster instead ([`crate::engine::slurm`]) and its outcome
+//! comes back through the same channel, so everything below is the same. A corrupt input object is removed,
 //! reported, and its producer recomputed before the consumer runs again. A
 //! failed stage skips its dependents and leaves no record; the others run on.
 //! Every way a stage settles goes through one place (`Board`), which tells the
