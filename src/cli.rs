@@ -286,15 +286,7 @@ fn worker(artifacts: &Option<PathBuf>, job_file: &Path, result: &Path, device: &
         crate::engine::cache::host(),
         job.key().short()
     );
-    let last = std::sync::Mutex::new(-1i64);
-    let progress = |fraction: f64| {
-        let pct = (fraction * 100.0) as i64;
-        let mut last = last.lock().expect("not poisoned");
-        if pct != *last {
-            *last = pct;
-            println!("{}{fraction:.3}", crate::engine::slurm::PROGRESS_PREFIX);
-        }
-    };
+    let progress = executor::per_percent(|fraction| println!("{}{fraction:.3}", crate::engine::slurm::PROGRESS_PREFIX));
     let backend = crate::engine::stage::Backend::parse(device).expect("clap checked the value");
     let outcome = worker::execute(&job, imp, &cache, &Memo::default(), backend, &progress);
     let ok = outcome.is_ok();

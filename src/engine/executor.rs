@@ -276,15 +276,15 @@ impl<'a> Board<'a> {
     }
 }
 
-/// A stage's progress as events, at most one per percent.
-fn progress_events<'a>(reporter: &'a dyn Reporter, stage: &'a str) -> impl Fn(f64) + Sync + 'a {
+/// A stage's progress callback that passes on at most one fraction per percent.
+pub fn per_percent<'a>(emit: impl Fn(f64) + Sync + 'a) -> impl Fn(f64) + Sync + 'a {
     let last = Mutex::new(-1i64);
     move |fraction: f64| {
         let pct = (fraction * 100.0) as i64;
         let mut last = last.lock().expect("not poisoned");
         if pct != *last {
             *last = pct;
-            reporter.event(&Event::Progress { stage: stage.to_string(), fraction });
+            emit(fraction);
         }
     }
 }
@@ -427,7 +427,9 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                     Executor::Local => {
                         let (tx, memo, backend) = (tx.clone(), &memo, opts.backend);
                         scope.spawn(move || {
-                            let progress = progress_events(reporter, &stage.name);
+                            let progress = per_percent(|fraction| {
+                                reporter.event(&Event::Progress { stage: stage.name.clone(), fraction })
+                            });
                             let result = worker::execute(&job, stage.imp, cache, memo, backend, &progress);
                             let _ = tx.send((i, result));
                         });

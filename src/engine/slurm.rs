@@ -97,7 +97,6 @@ impl JobFiles {
 pub struct Submitted {
     /// The stage's index in the spec.
     pub idx: usize,
-    pub stage: String,
     /// The scheduler's job id.
     pub id: String,
     pub job: Job,
@@ -213,7 +212,7 @@ pub fn submit(
         return Err(format!("sbatch printed no job id: {:?}", stdout.trim()));
     }
     outstanding(&id, true);
-    Ok(Submitted { idx, stage: job.stage.clone(), id, job, files })
+    Ok(Submitted { idx, id, job, files })
 }
 
 /// What the scheduler says of a job.
@@ -379,7 +378,7 @@ pub fn watch(
         let mut settled = BTreeMap::new();
         for (n, w) in watched.iter_mut().enumerate() {
             if let Some(fraction) = read_progress(w) {
-                reporter.event(&Event::Progress { stage: w.sub.stage.clone(), fraction });
+                reporter.event(&Event::Progress { stage: w.sub.job.stage.clone(), fraction });
             }
             let state = states.get(&w.sub.id);
             // The worker's own report comes first: a finished stage is done
