@@ -17,6 +17,8 @@
 #[macro_use]
 pub mod engine;
 
+pub mod energy;
+
 pub mod cli;
 pub mod compare;
 pub mod describe;
