@@ -30,7 +30,7 @@ pub struct Gmm {
 
 impl Gmm {
     pub fn new(dim: usize, means: Vec<f64>, std: f64) -> Gmm {
-        assert!(dim > 0 && !means.is_empty() && means.len() % dim == 0 && std > 0.0);
+        assert!(dim > 0 && !means.is_empty() && means.len().is_multiple_of(dim) && std > 0.0);
         Gmm { dim, means, std, masked: false }
     }
 
