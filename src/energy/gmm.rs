@@ -67,15 +67,22 @@ impl Gmm {
 
     /// `n` exact samples, `n × dim` row-major: a component uniformly, then its normal.
     pub fn sample<R: Rng>(&self, n: usize, rng: &mut R) -> Vec<f64> {
+        self.sample_labelled(n, rng).0
+    }
+
+    /// [`Gmm::sample`], and the component each sample was drawn from.
+    pub fn sample_labelled<R: Rng>(&self, n: usize, rng: &mut R) -> (Vec<f64>, Vec<usize>) {
         let mut out = Vec::with_capacity(n * self.dim);
+        let mut components = Vec::with_capacity(n);
         for _ in 0..n {
             let k = rng.random_range(0..self.n_components());
             for d in 0..self.dim {
                 let z: f64 = rng.sample(StandardNormal);
                 out.push(self.mean(k)[d] + self.std * z);
             }
+            components.push(k);
         }
-        out
+        (out, components)
     }
 
     /// Each component's log-weight-times-density at `x` (without the shared
@@ -131,6 +138,15 @@ impl Energy for Gmm {
             }
         }
         self.mask(lp)
+    }
+
+    fn noised_log_prob(&self, x: &[f64], h: f64) -> Option<f64> {
+        Some(self.noised(h).log_prob(x))
+    }
+
+    fn noised_score(&self, x: &[f64], h: f64, grad: &mut [f64]) -> bool {
+        self.noised(h).grad_log_prob(x, grad);
+        true
     }
 }
 

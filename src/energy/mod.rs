@@ -22,6 +22,17 @@ pub trait Energy: Sync {
     /// `∇ log p(x) = −∇E(x)` at one point, written to `grad`; returns `log p(x)`.
     fn grad_log_prob(&self, x: &[f64], grad: &mut [f64]) -> f64;
 
+    /// `log p_t(x)` for `p_t = p ∗ N(0, h I)`, normalised, where it is known in
+    /// closed form (a Gaussian mixture); `None` otherwise.
+    fn noised_log_prob(&self, _x: &[f64], _h: f64) -> Option<f64> {
+        None
+    }
+    /// The exact noised score `∇ log p_t(x)` written to `grad`, where it is
+    /// known in closed form; `false` otherwise.
+    fn noised_score(&self, _x: &[f64], _h: f64, _grad: &mut [f64]) -> bool {
+        false
+    }
+
     /// `log p` of every point of a row-major batch.
     fn log_prob_batch(&self, xs: &[f64]) -> Vec<f64> {
         xs.par_chunks(self.dim()).map(|x| self.log_prob(x)).collect()

@@ -5,6 +5,7 @@
 
 #[cfg(feature = "test-stages")]
 pub mod debug;
+pub mod idem;
 pub mod triangles;
 pub mod two_moons;
 
@@ -15,6 +16,7 @@ pub fn all() -> Vec<&'static dyn Stage> {
     vec![
         &triangles::generate::Triangles,
         &two_moons::generate::TwoMoons,
+        &idem::generate::Boltzmann,
         &triangles::label::TriangleTypes,
         &triangles::train::DsmOu,
         &two_moons::train::DdpmEps,
@@ -55,6 +57,7 @@ mod tests {
             t::tune::TuneParams,
             t::report::SmemeReportParams,
             m::generate::MoonsParams,
+            super::idem::generate::BoltzmannParams,
             m::train::DdpmParams,
             m::sample::EpsSamplerParams,
             m::validate::DistributionParams,

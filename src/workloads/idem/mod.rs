@@ -1,0 +1,9 @@
+//! iDEM (seed 001): sampling a Boltzmann density from its energy alone.
+//!
+//! Akhound-Sadegh et al. 2024, "Iterated Denoising Energy Matching"; origin
+//! code `jarridrb/DEM`. The energies are shared numerics ([`crate::energy`]);
+//! this folder holds what only iDEM uses: the Monte Carlo score estimators and
+//! the stages.
+
+pub mod estimator;
+pub mod generate;
