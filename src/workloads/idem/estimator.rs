@@ -71,8 +71,38 @@ pub struct Scratch {
     l: Vec<f64>,
 }
 
-/// The estimate of `∇ log p_t(x)` from `k` samples, written to `out`.
-pub fn estimate<R: Rng>(
+/// An estimator: its form, its number of samples, and DEM's norm clip.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimator {
+    pub form: Form,
+    /// Monte Carlo samples per estimate.
+    pub k: usize,
+    /// Clip the estimate's norm to this (DEM: 70 for GMM-40); `None`: no clip.
+    pub max_norm: Option<f64>,
+}
+
+impl Estimator {
+    /// The estimate of `∇ log p_t(x)`, `p_t = p ∗ N(0, h I)`, written to `out`.
+    pub fn estimate<R: Rng>(
+        &self,
+        energy: &dyn Energy,
+        x: &[f64],
+        h: f64,
+        rng: &mut R,
+        scratch: &mut Scratch,
+        out: &mut [f64],
+    ) -> Result<(), EstimateError> {
+        raw(energy, x, h, self.k, self.form, rng, scratch, out)?;
+        if let Some(max) = self.max_norm {
+            clip_norm(out, max);
+        }
+        Ok(())
+    }
+}
+
+/// The unclipped estimate (see [`Estimator::estimate`]).
+#[allow(clippy::too_many_arguments)]
+fn raw<R: Rng>(
     energy: &dyn Energy,
     x: &[f64],
     h: f64,
@@ -154,7 +184,7 @@ mod tests {
         for x in xs.chunks(2) {
             let (mut est, mut exact) = ([0.0; 2], [0.0; 2]);
             assert!(g.noised_score(x, h, &mut exact));
-            estimate(&g, x, h, k, form, &mut rng, &mut scratch, &mut est).unwrap();
+            Estimator { form, k, max_norm: None }.estimate(&g, x, h, &mut rng, &mut scratch, &mut est).unwrap();
             total += (est[0] - exact[0]).powi(2) + (est[1] - exact[1]).powi(2);
         }
         total / 200.0
@@ -190,8 +220,8 @@ mod tests {
         let g = Gmm::dem40();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let mut out = [0.0; 2];
-        let err =
-            estimate(&g, &[5000.0, 5000.0], 1e-4, 8, Form::LogSumExp, &mut rng, &mut Scratch::default(), &mut out);
+        let e = Estimator { form: Form::LogSumExp, k: 8, max_norm: Some(70.0) };
+        let err = e.estimate(&g, &[5000.0, 5000.0], 1e-4, &mut rng, &mut Scratch::default(), &mut out);
         assert!(matches!(err, Err(EstimateError::NoMass { k: 8, .. })), "{err:?}");
     }
 }
