@@ -44,6 +44,15 @@ impl Gmm {
         Gmm { dim, means, std: softplus1, masked: true }
     }
 
+    /// The same mixture without FAB's −∞ floor. A Monte Carlo score estimate
+    /// is the same with or without it wherever one of its samples is above the
+    /// floor (the floored ones carry weight `e^{−10⁴}` relative to it anyway);
+    /// where every sample is below it, DEM's estimate is NaN and this one is
+    /// the mixture's.
+    pub fn unmasked(self) -> Gmm {
+        Gmm { masked: false, ..self }
+    }
+
     pub fn n_components(&self) -> usize {
         self.means.len() / self.dim
     }

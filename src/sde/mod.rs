@@ -20,6 +20,7 @@
 
 pub mod ddpm;
 pub mod sampler;
+pub mod ve;
 
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};

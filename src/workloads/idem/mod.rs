@@ -7,3 +7,5 @@
 
 pub mod estimator;
 pub mod generate;
+pub mod sample;
+pub mod validate;
