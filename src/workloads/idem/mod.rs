@@ -8,4 +8,5 @@
 pub mod estimator;
 pub mod generate;
 pub mod sample;
+pub mod study;
 pub mod validate;
