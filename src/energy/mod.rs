@@ -47,17 +47,29 @@ pub struct Scaled<'a, E: Energy + ?Sized> {
     pub scale: f64,
 }
 
+impl<E: Energy + ?Sized> Scaled<'_, E> {
+    /// `f(s·y)`, with `s·y` on the stack for small dimensions.
+    fn with_scaled<T>(&self, y: &[f64], f: impl FnOnce(&[f64]) -> T) -> T {
+        let mut stack = [0.0f64; 16];
+        if y.len() <= stack.len() {
+            let x = &mut stack[..y.len()];
+            x.iter_mut().zip(y).for_each(|(x, v)| *x = v * self.scale);
+            f(x)
+        } else {
+            f(&y.iter().map(|v| v * self.scale).collect::<Vec<f64>>())
+        }
+    }
+}
+
 impl<E: Energy + ?Sized> Energy for Scaled<'_, E> {
     fn dim(&self) -> usize {
         self.energy.dim()
     }
     fn log_prob(&self, y: &[f64]) -> f64 {
-        let x: Vec<f64> = y.iter().map(|v| v * self.scale).collect();
-        self.energy.log_prob(&x)
+        self.with_scaled(y, |x| self.energy.log_prob(x))
     }
     fn grad_log_prob(&self, y: &[f64], grad: &mut [f64]) -> f64 {
-        let x: Vec<f64> = y.iter().map(|v| v * self.scale).collect();
-        let lp = self.energy.grad_log_prob(&x, grad);
+        let lp = self.with_scaled(y, |x| self.energy.grad_log_prob(x, grad));
         grad.iter_mut().for_each(|g| *g *= self.scale);
         lp
     }

@@ -44,7 +44,7 @@ static OUTPUTS: &[OutputDef] =
     &[OutputDef { name: "samples", media: Media::Table, doc: "x, y in the energy's coordinates" }];
 
 impl Stage for McScore {
-    describe!(Kind::Sample, "mc_score", version 1, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Sample, "mc_score", version 2, PARAMS, INPUTS, OUTPUTS);
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         (output == "samples").then_some(&["x", "y"][..])
     }

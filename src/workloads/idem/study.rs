@@ -143,7 +143,7 @@ fn study(
 }
 
 impl Stage for ScoreEstimatorStudy {
-    describe!(Kind::Validate, "score_estimator", version 2, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Validate, "score_estimator", version 3, PARAMS, INPUTS, OUTPUTS);
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         (output == "study")
             .then_some(&["form", "k", "t", "h", "bias2", "variance", "mse", "rel_mse", "cosine", "failed"][..])

@@ -136,7 +136,7 @@ fn metrics(
 }
 
 impl Stage for BoltzmannChecks {
-    describe!(Kind::Validate, "boltzmann", version 1, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Validate, "boltzmann", version 2, PARAMS, INPUTS, OUTPUTS);
     fn metrics(&self) -> &'static [(&'static str, &'static str)] {
         &[("metrics", "value")]
     }
