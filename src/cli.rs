@@ -159,7 +159,7 @@ pub enum Command {
     /// The experiment table: one row per instance of the spec's matrix, the
     /// swept values, then every metric its stages produce (from the cache);
     /// median/min/max over seeds when the seed is swept. Also written to
-    /// artifacts/compare/<pipeline>.parquet.
+    /// `artifacts/compare/<pipeline>.parquet`.
     Compare {
         /// The pipeline spec (YAML).
         file: PathBuf,

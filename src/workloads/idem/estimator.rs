@@ -62,7 +62,7 @@ pub fn clip_norm(s: &mut [f64], max: f64) {
     s.iter_mut().for_each(|v| *v *= c);
 }
 
-/// Reusable buffers for [`estimate`].
+/// Reusable buffers for [`Estimator::estimate`].
 #[derive(Default)]
 pub struct Scratch {
     z: Vec<f64>,
