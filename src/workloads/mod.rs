@@ -31,6 +31,7 @@ pub fn all() -> Vec<&'static dyn Stage> {
         &triangles::tune::Smeme,
         &triangles::report::Smeme,
         &two_moons::report::TwoMoons,
+        &idem::report::IdemReport,
         #[cfg(feature = "test-stages")]
         &debug::Debug,
     ]
