@@ -200,3 +200,13 @@ fn slurm_flags_without_the_slurm_executor_are_bad_input() {
     insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr));
     assert!(!ws.artifacts().exists(), "nothing written");
 }
+
+/// A parameter of the wrong value is reported; the rules across parameters,
+/// which would read it, wait for it to be right (no crash on a partial map).
+#[test]
+fn cross_parameter_rules_wait_for_well_typed_parameters() {
+    let bad = "name: x\nstages:\n  mc:\n    kind: sample\n    params: { sampler: mc_score, estimator: unbiased, sigma_min: 2.0 }\n";
+    insta::assert_snapshot!(errors(bad));
+    let rule = "name: x\nstages:\n  mc:\n    kind: sample\n    params: { sampler: mc_score, sigma_min: 2.0 }\n";
+    insta::assert_snapshot!("cross_parameter_rule", errors(rule));
+}

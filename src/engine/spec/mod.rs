@@ -633,6 +633,7 @@ fn check_params(c: &mut Collector, stage: &str, imp: &'static dyn Stage, at: Pos
     let names: Vec<&str> = std::iter::once(selector).chain(defs.iter().map(|d| d.name)).collect();
     let mut params = Params::new();
     params.insert(selector.to_string(), Value::Str(imp.method().to_string()));
+    let errors_before = c.diagnostics.len();
     let mut seen: HashMap<&str, Pos> = HashMap::new();
     for (k, v) in given {
         let key = k.as_str().unwrap_or_default();
@@ -677,6 +678,11 @@ fn check_params(c: &mut Collector, stage: &str, imp: &'static dyn Stage, at: Pos
                 }
             }
         }
+    }
+    // Rules across parameters, and the memory estimate, need every parameter
+    // typed: with one already reported wrong they would read a map without it.
+    if c.diagnostics.len() > errors_before {
+        return params;
     }
     // Rules across parameters, reported at the first parameter they name.
     for (param, why) in imp.check_params(&params) {

@@ -30,7 +30,7 @@ crate::params! {
         n_samples: usize = (ParamType::Int { min: 1, max: 10_000_000 }, Default::Int(1000), "particles"),
         steps: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(1000), "Euler–Maruyama steps (DEM: 1000)"),
         k: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(100), "Monte Carlo samples per score estimate"),
-        estimator: String = (ParamType::Str { choices: &["log_sum_exp", "tweedie", "jensen", "unbiased"] }, Default::Str("log_sum_exp"), "the score estimator (DEM: log_sum_exp)"),
+        estimator: String = (ParamType::Str { choices: &["log_sum_exp", "tweedie", "jensen"] }, Default::Str("log_sum_exp"), "the score estimator (DEM: log_sum_exp); `unbiased` needs the exact p_t and is for the study only"),
         max_norm: f64 = (ParamType::Float { min: 0.0, max: 1e12 }, Default::Float(70.0), "clip each estimate's norm to this (DEM: 70 for GMM-40); 0: no clip"),
         sigma_min: f64 = (ParamType::Float { min: 1e-12, max: 1e6 }, Default::Float(1e-5), "geometric schedule's σ_min (DEM: 1e-5)"),
         sigma_max: f64 = (ParamType::Float { min: 1e-12, max: 1e6 }, Default::Float(1.0), "geometric schedule's σ_max (DEM: 1)"),
