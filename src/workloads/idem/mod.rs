@@ -7,6 +7,7 @@
 
 pub mod estimator;
 pub mod generate;
+pub mod net;
 pub mod report;
 pub mod sample;
 pub mod study;
