@@ -13,7 +13,7 @@ use crate::engine::frame::{ColumnData, Table};
 use crate::engine::hash::Hash;
 use crate::engine::spec::Spec;
 use crate::engine::spec::matrix::Instance;
-use crate::engine::stage::{Artifact, Format};
+use crate::engine::stage::{Artifact, Format, Stage};
 
 /// The table: one row per instance; `values` are the swept targets' values as
 /// text, `metrics` the metric columns (NaN where a stage has no fresh result).
@@ -77,13 +77,8 @@ fn tabulate(
             if !memo.contains_key(merged) {
                 let read = outputs(idx).map(|hashes| {
                     let mut found = BTreeMap::new();
-                    for (output, column) in imp.metrics() {
-                        let Some(hash) = hashes.get(*output) else { continue };
-                        let Ok(Artifact::Table(t)) = cache.read(hash, Format::Table) else { continue };
-                        let (Ok(names), Ok(values)) = (t.strs("metric"), t.f64s(column)) else { continue };
-                        for (n, v) in names.iter().zip(values) {
-                            found.entry(n.clone()).or_insert(v);
-                        }
+                    for (n, v) in stage_metrics(cache, imp, |output| hashes.get(output).copied()) {
+                        found.entry(n).or_insert(v);
                     }
                     found
                 });
@@ -210,27 +205,37 @@ pub struct RunDiff {
     pub metrics: Vec<(String, f64, f64)>,
 }
 
+/// The metrics one stage's result holds, `(metric, value)` in table order:
+/// every table output its implementation declares as metrics, read by content
+/// hash (`hash_of(output)`); tables that are gone or not metric tables are
+/// left out.
+fn stage_metrics(cache: &Cache, imp: &dyn Stage, hash_of: impl Fn(&str) -> Option<Hash>) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for (output, column) in imp.metrics() {
+        let Some(hash) = hash_of(output) else { continue };
+        let Ok(Artifact::Table(t)) = cache.read(&hash, Format::Table) else { continue };
+        let (Ok(names), Ok(values)) = (t.strs("metric"), t.f64s(column)) else { continue };
+        out.extend(names.iter().cloned().zip(values));
+    }
+    out
+}
+
 /// The metrics a run's results hold, by `stage.metric`, read through the
 /// outputs its manifest names (implementations found by kind and method, so a
 /// stage since removed from the spec still counts). Objects gc has removed
 /// are left out.
 fn run_metrics(cache: &Cache, m: &Manifest) -> Vec<(String, f64)> {
-    let mut out = Vec::new();
+    let mut out: Vec<(String, f64)> = Vec::new();
     for line in m.stages.iter().filter(|l| l.status.settled()) {
         let Some(imp) =
             crate::engine::stage::Kind::parse(&line.kind).and_then(|k| crate::registry().find(k, &line.method))
         else {
             continue;
         };
-        for (output, column) in imp.metrics() {
-            let Some(hash) = line.outputs.get(*output).and_then(|h| h.parse::<Hash>().ok()) else { continue };
-            let Ok(Artifact::Table(t)) = cache.read(&hash, Format::Table) else { continue };
-            let (Ok(names), Ok(values)) = (t.strs("metric"), t.f64s(column)) else { continue };
-            for (n, v) in names.iter().zip(values) {
-                let name = format!("{}.{n}", line.name);
-                if !out.iter().any(|(k, _)| *k == name) {
-                    out.push((name, v));
-                }
+        for (n, v) in stage_metrics(cache, imp, |output| line.outputs.get(output).and_then(|h| h.parse().ok())) {
+            let name = format!("{}.{n}", line.name);
+            if !out.iter().any(|(k, _)| *k == name) {
+                out.push((name, v));
             }
         }
     }

@@ -141,7 +141,11 @@ fn raw<R: Rng>(
                 return Err(EstimateError::NoMass { k, h });
             }
             let total: f64 = l.iter().map(|v| (v - max).exp()).sum();
-            let zbar: Vec<f64> = (0..d).map(|j| (0..k).map(|i| z[i * d + j]).sum::<f64>() / k as f64).collect();
+            // The control variate only the gradient-free form uses.
+            let zbar: Vec<f64> = match form {
+                Form::Tweedie => (0..d).map(|j| (0..k).map(|i| z[i * d + j]).sum::<f64>() / k as f64).collect(),
+                _ => Vec::new(),
+            };
             for (i, li) in l.iter().enumerate() {
                 let w = (li - max).exp() / total;
                 for j in 0..d {
