@@ -370,7 +370,9 @@ pub(crate) fn exp_fast(x: f32) -> f32 {
     const C5: f32 = 1.0 / 120.0;
     const C6: f32 = 1.0 / 720.0;
     let p = 1.0 + r * (1.0 + r * (C2 + r * (C3 + r * (C4 + r * (C5 + r * C6)))));
-    let bits = ((n as i32 + 127) as u32) << 23;
+    // 2ⁿ from the mantissa of 2²³ + 127 + n (n ∈ [−126, 127] after the clamp):
+    // no float-to-int conversion, whose saturating semantics block vectorisation.
+    let bits = ((n + 8_388_735.0).to_bits() & 0x7f_ffff) << 23;
     p * f32::from_bits(bits)
 }
 

@@ -7,8 +7,10 @@
 
 pub mod estimator;
 pub mod generate;
+pub mod mlp;
 pub mod net;
 pub mod report;
 pub mod sample;
 pub mod study;
+pub mod train;
 pub mod validate;
