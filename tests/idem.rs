@@ -58,3 +58,41 @@ fn the_boltzmann_checks_report_each_metric_beside_its_floor() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("floor"), "{text}");
 }
+
+/// A tiny iDEM pipeline: train (initial buffer by mc_score, two outer steps),
+/// the network's reverse SDE, the checks and the report.
+fn tiny_idem(extra: &str) -> String {
+    format!(
+        "name: idem_train\nseed: 5\nstages:\n  target:\n    kind: generate\n    params: {{ dataset: boltzmann, n_samples: 80, draw: 1 }}\n  train:\n    kind: train\n    inputs: {{ target: target.samples }}\n    params: {{ objective: idem, outer: 2, inner: 3, batch: 40, k: 8, n_init: 48, samples_per_outer: 30, steps: 20, snapshot_every: 1{extra} }}\n  samples:\n    kind: sample\n    inputs: {{ model: train.model }}\n    params: {{ sampler: ve_sde, n_samples: 80, steps: 20 }}\n  metrics:\n    kind: validate\n    inputs: {{ samples: samples, target: target.samples }}\n    params: {{ checks: boltzmann }}\n  report:\n    kind: report\n    inputs: {{ target: target.samples, samples: samples, metrics: metrics.metrics, loss: train.loss, tracker: train.tracker, buffer: train.buffer }}\n    params: {{ layout: idem }}\n"
+    )
+}
+
+/// Training, sampling and reporting run end to end; the loss table has a row
+/// per step, the tracker one per outer step, the buffer the initial particles
+/// and each outer step's; the same bytes on one thread or two.
+#[test]
+fn idem_training_runs_end_to_end_and_does_not_depend_on_the_thread_count() {
+    let mut outputs = Vec::new();
+    for threads in ["1", "2"] {
+        let ws = Workspace::new();
+        ws.write("p.yaml", &tiny_idem(""));
+        let out = ws.cmd(&["run", "p.yaml", "--json"]).env("RAYON_NUM_THREADS", threads).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let m = ws.latest_manifest("idem_train");
+        outputs.push(m["stages"].as_array().unwrap().iter().map(|s| s["outputs"].clone()).collect::<Vec<_>>());
+        let count = |output: &str, sql: &str| -> String {
+            let out = ws.cmd(&["inspect", output, "--pipeline", "p.yaml", "--sql", sql, "--json"]).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        assert!(count("train.loss", "SELECT COUNT(*) AS n FROM t").contains("6"), "2 × 3 steps");
+        let tracker = count("train.tracker", "SELECT outer FROM t");
+        assert!(tracker.contains('1') && tracker.contains('2'), "{tracker}");
+        let buffer = count("train.buffer", "SELECT outer, COUNT(*) AS n FROM t GROUP BY outer ORDER BY outer");
+        for n in ["48", "30"] {
+            assert!(buffer.contains(n), "{buffer}");
+        }
+        assert!(ws.path().join("artifacts/reports/idem_train/report/training.png").exists());
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}

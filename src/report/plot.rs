@@ -491,6 +491,52 @@ pub fn sweep_panels(panels: &[SweepPanel]) -> Result<Vec<u8>, PlotError> {
     })
 }
 
+/// One panel of [`points_on_field`].
+pub struct PointPanel<'a> {
+    pub title: &'a str,
+    pub points: &'a [(f64, f64)],
+}
+
+/// Point sets drawn over a shaded scalar field (a log-density: darker is
+/// higher), one panel each, side by side. `field[i * bins + j]` is the `i`-th
+/// x bin and `j`-th y bin, in `[0, 1]` (the caller normalises it).
+pub fn points_on_field(
+    (xl, yl): (&str, &str),
+    x: (f64, f64),
+    y: (f64, f64),
+    field: &[f64],
+    bins: usize,
+    panels: &[PointPanel],
+) -> Result<Vec<u8>, PlotError> {
+    render("points_on_field", 500 * panels.len() as u32, 520, |root| {
+        let areas = root.split_evenly((1, panels.len()));
+        let (dx, dy) = ((x.1 - x.0) / bins as f64, (y.1 - y.0) / bins as f64);
+        for (area, panel) in areas.iter().zip(panels) {
+            let mut chart = ChartBuilder::on(area)
+                .caption(format!("{} ({})", panel.title, panel.points.len()), (FONT, 19))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(48)
+                .build_cartesian_2d(x.0..x.1, y.0..y.1)
+                .map_err(e2s)?;
+            chart.configure_mesh().disable_mesh().x_desc(xl).y_desc(yl).label_style((FONT, 13)).draw().map_err(e2s)?;
+            chart
+                .draw_series((0..bins * bins).map(|k| {
+                    let (i, j) = (k / bins, k % bins);
+                    let (x0, y0) = (x.0 + i as f64 * dx, y.0 + j as f64 * dy);
+                    let g = (255.0 - 150.0 * field[k].clamp(0.0, 1.0)) as u8;
+                    Rectangle::new([(x0, y0), (x0 + dx, y0 + dy)], RGBColor(g, g, g).filled())
+                }))
+                .map_err(e2s)?;
+            let inside = |(a, b): &&(f64, f64)| *a >= x.0 && *a < x.1 && *b >= y.0 && *b < y.1;
+            chart
+                .draw_series(panel.points.iter().filter(inside).map(|(a, b)| Circle::new((*a, *b), 2, POST.filled())))
+                .map_err(e2s)?;
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

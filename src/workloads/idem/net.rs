@@ -19,10 +19,13 @@ use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 
-use crate::model::{Layers, init_layers, linears};
+use crate::model::{
+    Layers, ModelError, frame_blob, init_layers, io_device, layers_of, linears, load_record, record_bytes,
+    skeleton_layers, unframe_blob,
+};
 
 /// DEM's sizes (`mlp.yaml`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DemMlpConfig {
     pub dim: usize,
     pub hidden: usize,
@@ -94,6 +97,62 @@ impl DemMlp {
     }
 }
 
+/// A trained iDEM network and what its samples need: the noise schedule and
+/// the coordinates' normalisation it was trained in.
+///
+/// **Serialisation**: the magic `SFDEM001`, a little-endian u32 length, the
+/// JSON of everything but the weights, then [`DemMlp`] in burn's record
+/// format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemModel {
+    pub config: DemMlpConfig,
+    pub sigma_min: f64,
+    pub sigma_max: f64,
+    /// The energy's coordinates divided by this are the network's (DEM: 50).
+    pub normalization: f64,
+    /// The energy it was trained on (`gmm40`).
+    pub energy: String,
+    pub layers: Layers,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Header {
+    config: DemMlpConfig,
+    sigma_min: f64,
+    sigma_max: f64,
+    normalization: f64,
+    energy: String,
+}
+
+const MAGIC: &[u8; 8] = b"SFDEM001";
+
+impl DemModel {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let record = record_bytes(DemMlp::from_layers(&self.layers, &self.config, &io_device()));
+        let header = Header {
+            config: self.config,
+            sigma_min: self.sigma_min,
+            sigma_max: self.sigma_max,
+            normalization: self.normalization,
+            energy: self.energy.clone(),
+        };
+        frame_blob(MAGIC, &header, &[&record])
+    }
+    pub fn from_bytes(bytes: &[u8]) -> Result<DemModel, ModelError> {
+        let (h, body): (Header, _) = unframe_blob(bytes, MAGIC, "not an iDEM model")?;
+        let skeleton = DemMlp::from_layers(&skeleton_layers(&h.config.shapes()), &h.config, &io_device());
+        let net = load_record(skeleton, body)?;
+        Ok(DemModel {
+            config: h.config,
+            sigma_min: h.sigma_min,
+            sigma_max: h.sigma_max,
+            normalization: h.normalization,
+            energy: h.energy,
+            layers: layers_of(&net.layers),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +190,20 @@ mod tests {
             let g = lin.weight.val().grad(&grads).expect("a gradient").into_data().try_to_vec::<f32>().unwrap();
             assert!(g.iter().any(|v| *v != 0.0), "layer {i} gets no gradient");
         }
+    }
+
+    #[test]
+    fn a_model_round_trips() {
+        let cfg = DemMlpConfig::GMM;
+        let m = DemModel {
+            config: cfg,
+            sigma_min: 1e-5,
+            sigma_max: 1.0,
+            normalization: 50.0,
+            energy: "gmm40".into(),
+            layers: cfg.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(2)),
+        };
+        assert_eq!(DemModel::from_bytes(&m.to_bytes()).unwrap(), m);
+        assert!(DemModel::from_bytes(b"SFEPS001xxxx").is_err());
     }
 }

@@ -21,12 +21,122 @@ static INPUTS: &[InputDef] = &[
     InputDef { name: "samples", media: Media::Table, required: true, doc: "generated samples (x, y)" },
     InputDef { name: "metrics", media: Media::Table, required: true, doc: "validate checks: boltzmann's metrics" },
     InputDef { name: "study", media: Media::Table, required: false, doc: "validate checks: score_estimator's study" },
+    InputDef {
+        name: "mc_samples",
+        media: Media::Table,
+        required: false,
+        doc: "sampler: mc_score's samples (x, y), drawn beside the model's",
+    },
+    InputDef { name: "loss", media: Media::Table, required: false, doc: "train objective: idem's loss table" },
+    InputDef { name: "tracker", media: Media::Table, required: false, doc: "train objective: idem's tracker" },
+    InputDef { name: "buffer", media: Media::Table, required: false, doc: "train objective: idem's buffer snapshots" },
 ];
 static OUTPUTS: &[OutputDef] = &[
     OutputDef { name: "html", media: Media::Html, doc: "the report page (index.html)" },
     OutputDef { name: "samples", media: Media::Png, doc: "PNG" },
     OutputDef { name: "study", media: Media::Png, doc: "PNG (an empty frame without the study)" },
+    OutputDef {
+        name: "training",
+        media: Media::Png,
+        doc: "PNG: loss and tracked metrics (an empty frame without them)",
+    },
+    OutputDef { name: "buffer", media: Media::Png, doc: "PNG: buffer snapshots (an empty frame without them)" },
 ];
+
+/// Plotting square (DEM's bounds for GMM-40) and the shading grid.
+const SQUARE: (f64, f64) = (-56.0, 56.0);
+const FIELD_BINS: usize = 112;
+
+/// GMM-40's log-density on the plotting grid, scaled to [0, 1] over the
+/// 12 nats below its maximum (the shading under every scatter).
+fn density_field() -> Vec<f64> {
+    use crate::energy::Energy;
+    let gmm = crate::energy::gmm::Gmm::dem40().unmasked();
+    let d = (SQUARE.1 - SQUARE.0) / FIELD_BINS as f64;
+    let lp: Vec<f64> = (0..FIELD_BINS * FIELD_BINS)
+        .map(|k| {
+            let (i, j) = (k / FIELD_BINS, k % FIELD_BINS);
+            gmm.log_prob(&[SQUARE.0 + (i as f64 + 0.5) * d, SQUARE.0 + (j as f64 + 0.5) * d])
+        })
+        .collect();
+    let max = lp.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    lp.iter().map(|v| ((v - max + 12.0) / 12.0).clamp(0.0, 1.0)).collect()
+}
+
+fn empty_frame(title: &str) -> Result<Vec<u8>, StageError> {
+    plot::line_panels(&[Lines { title, x_desc: "", y_desc: "", x_integer: false, series: Vec::new() }])
+        .map_err(plot_err)
+}
+
+/// Loss (mean per outer step) and the tracker's x-W2 and energy-W2 per outer
+/// step, each tracked metric beside its floor when the metric table has one.
+fn training_panels(
+    loss: &Table,
+    tracker: Option<&Table>,
+    floor: &dyn Fn(&str) -> Option<f64>,
+) -> Result<Vec<u8>, StageError> {
+    let (outer, l) = (loss.i64s("outer")?, loss.f64s("loss")?);
+    let mut means: Vec<(f64, f64)> = Vec::new();
+    let mut at = 0;
+    while at < outer.len() {
+        let end = outer[at..].iter().position(|o| *o != outer[at]).map_or(outer.len(), |n| at + n);
+        means.push((outer[at] as f64 + 1.0, l[at..end].iter().sum::<f64>() / (end - at) as f64));
+        at = end;
+    }
+    let mut panels = vec![Lines {
+        title: "DEM loss (mean per outer step)",
+        x_desc: "outer step",
+        y_desc: "loss",
+        x_integer: true,
+        series: vec![("loss", means)],
+    }];
+    let mut owned = Vec::new();
+    if let Some(t) = tracker {
+        let o = t.i64s("outer")?;
+        for (name, title) in
+            [("x_w2", "x-W2 of each outer step's particles"), ("energy_w2", "energy-W2 of each outer step's particles")]
+        {
+            let v = t.f64s(name)?;
+            let pts: Vec<(f64, f64)> = o.iter().zip(&v).map(|(a, b)| (*a as f64, *b)).collect();
+            let mut series = vec![("model", pts)];
+            if let (Some(f), Some(first), Some(last)) = (floor(name), o.first(), o.last()) {
+                series.push(("floor", vec![(*first as f64, f), (*last as f64, f)]));
+            }
+            owned.push((title, series));
+        }
+    }
+    for (title, series) in owned {
+        panels.push(Lines { title, x_desc: "outer step", y_desc: "", x_integer: true, series });
+    }
+    plot::line_panels(&panels).map_err(plot_err)
+}
+
+/// Up to four buffer snapshots: the first, two between, the last.
+fn buffer_panels(buffer: &Table, field: &[f64]) -> Result<Vec<u8>, StageError> {
+    let (outer, x, y) = (buffer.i64s("outer")?, buffer.f64s("x")?, buffer.f64s("y")?);
+    let mut keys: Vec<i64> = outer.to_vec();
+    keys.dedup();
+    keys.sort_unstable();
+    keys.dedup();
+    let pick: Vec<i64> = if keys.len() <= 4 {
+        keys.clone()
+    } else {
+        let n = keys.len() - 1;
+        let mut v: Vec<i64> = [0, n / 3, 2 * n / 3, n].iter().map(|i| keys[*i]).collect();
+        v.dedup();
+        v
+    };
+    let sets: Vec<(String, Vec<(f64, f64)>)> = pick
+        .iter()
+        .map(|k| {
+            let title = if *k == 0 { "initial buffer".to_string() } else { format!("added after outer step {k}") };
+            let pts = (0..outer.len()).filter(|i| outer[*i] == *k).map(|i| (x[i], y[i])).collect();
+            (title, pts)
+        })
+        .collect();
+    let panels: Vec<plot::PointPanel> = sets.iter().map(|(t, p)| plot::PointPanel { title: t, points: p }).collect();
+    plot::points_on_field(("x", "y"), SQUARE, SQUARE, field, FIELD_BINS, &panels).map_err(plot_err)
+}
 
 fn points(t: &Table) -> Result<Vec<(f64, f64)>, StageError> {
     Ok(t.f64s("x")?.into_iter().zip(t.f64s("y")?).collect())
@@ -62,41 +172,54 @@ fn study_panels(study: &Table) -> Result<Vec<u8>, StageError> {
 }
 
 impl Stage for IdemReport {
-    describe!(Kind::Report, "idem", version 1, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Report, "idem", version 2, PARAMS, INPUTS, OUTPUTS);
     fn input_columns(&self, input: &str) -> &'static [&'static str] {
         match input {
-            "target" | "samples" => &["x", "y"],
+            "target" | "samples" | "mc_samples" => &["x", "y"],
+            "loss" => &["outer", "loss"],
+            "tracker" => &["outer", "x_w2", "energy_w2"],
+            "buffer" => &["outer", "x", "y"],
             "metrics" => &["metric", "value", "floor"],
             _ => &[],
         }
     }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let (target, samples) = (points(ctx.table("target")?)?, points(ctx.table("samples")?)?);
-        let square = (-56.0, 56.0);
-        let labels = ("x", "y");
-        let figure = plot::scatter(
-            "Exact reference and samples",
-            labels,
-            square,
-            square,
-            &[("reference", &target), ("samples", &samples)],
-        )
-        .map_err(plot_err)?;
+        let field = density_field();
+        let mc = match ctx.inputs.get("mc_samples") {
+            Some(_) => Some(points(ctx.table("mc_samples")?)?),
+            None => None,
+        };
+        let mut panels = vec![
+            plot::PointPanel { title: "exact reference", points: &target },
+            plot::PointPanel { title: "samples", points: &samples },
+        ];
+        if let Some(m) = &mc {
+            panels.push(plot::PointPanel { title: "mc_score (no network)", points: m });
+        }
+        let figure =
+            plot::points_on_field(("x", "y"), SQUARE, SQUARE, &field, FIELD_BINS, &panels).map_err(plot_err)?;
         (ctx.progress)(0.5);
         let study = match ctx.inputs.get("study") {
             Some(_) => study_panels(ctx.table("study")?)?,
-            None => plot::line_panels(&[Lines {
-                title: "no estimator study bound",
-                x_desc: "",
-                y_desc: "",
-                x_integer: false,
-                series: Vec::new(),
-            }])
-            .map_err(plot_err)?,
+            None => empty_frame("no estimator study bound")?,
         };
         let metrics = ctx.table("metrics")?;
         let (names, values, floors) = (metrics.strs("metric")?, metrics.f64s("value")?, metrics.f64s("floor")?);
         let row = |name: &str| names.iter().position(|m| m == name).map(|i| (values[i], floors[i]));
+        let floor_of = |name: &str| row(name).map(|r| r.1).filter(|f| f.is_finite());
+        let tracker = match ctx.inputs.get("tracker") {
+            Some(_) => Some(ctx.table("tracker")?),
+            None => None,
+        };
+        let training = match ctx.inputs.get("loss") {
+            Some(_) => training_panels(ctx.table("loss")?, tracker, &floor_of)?,
+            None => empty_frame("no training bound")?,
+        };
+        let buffer = match ctx.inputs.get("buffer") {
+            Some(_) => buffer_panels(ctx.table("buffer")?, &field)?,
+            None => empty_frame("no buffer bound")?,
+        };
         let mut parts = Vec::new();
         for (name, label) in [("x_w2", "x-W2"), ("energy_w2", "energy-W2"), ("tv", "TV")] {
             if let Some((v, f)) = row(name) {
@@ -118,7 +241,18 @@ impl Stage for IdemReport {
             "iDEM on GMM-40",
             &intro,
             &[
-                ("samples", "Exact reference set (blue) and samples (orange) on DEM's plotting square."),
+                (
+                    "samples",
+                    "Exact reference set, samples (and mc_score's when bound) over GMM-40's log-density (shaded: the 12 nats below its maximum), on DEM's plotting square.",
+                ),
+                (
+                    "training",
+                    "Training: the DEM loss, and each tracked outer step's particles against the reference beside the floor.",
+                ),
+                (
+                    "buffer",
+                    "The replay buffer: the initial particles and those the network added after some outer steps.",
+                ),
                 ("study", "The estimator study: log₁₀ MSE against the exact noised score, by form."),
             ],
             &html_table_with(metrics, "Samples against the reference (value) and two exact sets (floor)", 4),
@@ -127,6 +261,8 @@ impl Stage for IdemReport {
             ("html".to_string(), Artifact::Blob(html.into_bytes())),
             ("samples".to_string(), Artifact::Blob(figure)),
             ("study".to_string(), Artifact::Blob(study)),
+            ("training".to_string(), Artifact::Blob(training)),
+            ("buffer".to_string(), Artifact::Blob(buffer)),
         ]
         .into_iter()
         .collect())

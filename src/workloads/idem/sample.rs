@@ -5,6 +5,8 @@
 use rayon::prelude::*;
 
 use super::estimator::{Estimator, Form, Scratch};
+use super::mlp::{CHUNK, DemMlpRun, flatten};
+use super::net::DemModel;
 use crate::energy::Scaled;
 use crate::energy::gmm::Gmm;
 use crate::engine::frame::{ColumnData, Table};
@@ -64,34 +66,16 @@ impl Stage for McScore {
         let form = Form::parse(&p.estimator).expect("declared choices");
         let est = Estimator { form, k: p.k, max_norm: (p.max_norm > 0.0).then_some(p.max_norm) };
         let schedule = Geometric { sigma_min: p.sigma_min, sigma_max: p.sigma_max };
-        let prior_sd = schedule.h(1.0).sqrt();
-        let done = std::sync::atomic::AtomicUsize::new(0);
         let n = p.n_samples;
-        let particles: Vec<Result<[f64; 2], String>> = (0..n)
-            .into_par_iter()
-            .map(|i| {
-                use rand::Rng;
-                let mut rng = crate::engine::rng::particle(ctx.seed, "mc_score", i);
-                let mut x = [0.0; 2];
-                for v in x.iter_mut() {
-                    *v = prior_sd * rng.sample::<f64, _>(rand_distr::StandardNormal);
-                }
-                let mut scratch = Scratch::default();
-                reverse_em(&schedule, p.steps, p.diffusion_scale, &mut x, &mut rng, |_, h, x, out, rng| {
-                    est.estimate(&energy, x, h, rng, &mut scratch, out)
-                })
-                .map_err(|(step, e)| format!("particle {i}, step {step} of {}: {e}", p.steps))?;
-                let finished = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if finished.is_multiple_of(50) {
-                    (ctx.progress)(finished as f64 / n as f64);
-                }
-                Ok([x[0] * p.normalization, x[1] * p.normalization])
+        let particles =
+            mc_score_particles(&energy, &est, &schedule, p.steps, p.diffusion_scale, n, ctx.seed, "mc_score", &|f| {
+                (ctx.progress)(f)
             })
-            .collect();
+            .map_err(StageError::Failed)?;
         let mut xs = Vec::with_capacity(n);
         let mut ys = Vec::with_capacity(n);
-        for r in particles {
-            let [x, y] = r.map_err(StageError::Failed)?;
+        for [x, y] in particles {
+            let (x, y) = (x * p.normalization, y * p.normalization);
             if !(x.is_finite() && y.is_finite()) {
                 return Err(StageError::Failed("a sample is not finite".into()));
             }
@@ -99,6 +83,148 @@ impl Stage for McScore {
             ys.push(y);
         }
         let table = Table::new().with("x", ColumnData::F64(xs)).with("y", ColumnData::F64(ys));
+        Ok([("samples".to_string(), Artifact::Table(table))].into_iter().collect())
+    }
+}
+
+/// `n` particles from DEM's prior `N(0, h(1) I)` through the reverse SDE with
+/// the score estimated at every step (in the energy's coordinates as given:
+/// DEM's normalised ones when `energy` is [`Scaled`]). Particle `i` has its own
+/// stream `(seed, tag, i)` for the prior, the SDE noise and the Monte Carlo
+/// draws, so the result does not depend on the thread count. The first
+/// failed estimate (or non-finite particle) is the error.
+#[allow(clippy::too_many_arguments)]
+pub fn mc_score_particles(
+    energy: &(dyn crate::energy::Energy + Sync),
+    est: &Estimator,
+    schedule: &Geometric,
+    steps: usize,
+    diffusion_scale: f64,
+    n: usize,
+    seed: u64,
+    tag: &str,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Result<Vec<[f64; 2]>, String> {
+    let prior_sd = schedule.h(1.0).sqrt();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    (0..n)
+        .into_par_iter()
+        .map(|i| {
+            use rand::Rng;
+            let mut rng = crate::engine::rng::particle(seed, tag, i);
+            let mut x = [0.0; 2];
+            for v in x.iter_mut() {
+                *v = prior_sd * rng.sample::<f64, _>(rand_distr::StandardNormal);
+            }
+            let mut scratch = Scratch::default();
+            reverse_em(schedule, steps, diffusion_scale, &mut x, &mut rng, |_, h, x, out, rng| {
+                est.estimate(energy, x, h, rng, &mut scratch, out)
+            })
+            .map_err(|(step, e)| format!("particle {i}, step {step} of {steps}: {e}"))?;
+            if !x.iter().all(|v| v.is_finite()) {
+                return Err(format!("particle {i} is not finite after {steps} steps"));
+            }
+            let finished = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if finished.is_multiple_of(50) {
+                progress(finished as f64 / n as f64);
+            }
+            Ok(x)
+        })
+        .collect()
+}
+
+/// `n` particles from the prior through the network's reverse SDE (DEM's
+/// `integrate_sde` with the model's score, unclipped as DEM's GMM config),
+/// in the network's coordinates. Particle `i` draws its prior point and its
+/// noise from its own stream `(seed, tag, i)`; the network's forward is
+/// chunked on fixed rows: the result does not depend on the thread count.
+#[allow(clippy::too_many_arguments)]
+pub fn ve_sde_particles(
+    run: &mut DemMlpRun,
+    params: &[f32],
+    schedule: &Geometric,
+    steps: usize,
+    diffusion_scale: f64,
+    n: usize,
+    seed: u64,
+    tag: &str,
+) -> Result<Vec<[f32; 2]>, String> {
+    use rand::Rng;
+    let dim = 2;
+    let prior_sd = schedule.h(1.0).sqrt();
+    let mut rngs: Vec<_> = (0..n).map(|i| crate::engine::rng::particle(seed, tag, i)).collect();
+    let mut x: Vec<f32> = rngs
+        .iter_mut()
+        .flat_map(|r| {
+            let a = prior_sd * r.sample::<f64, _>(rand_distr::StandardNormal);
+            let b = prior_sd * r.sample::<f64, _>(rand_distr::StandardNormal);
+            [a as f32, b as f32]
+        })
+        .collect();
+    let mut s = vec![0f32; n * dim];
+    let dt = 1.0 / steps as f64;
+    for step in 0..steps {
+        let t = 1.0 - step as f64 * dt;
+        run.forward_shared_t(params, &x, t as f32, &mut s);
+        let g = schedule.g(t);
+        let (a, b) = ((g * g * dt) as f32, (diffusion_scale * g * dt.sqrt()) as f32);
+        x.par_chunks_mut(dim * CHUNK).zip(s.par_chunks(dim * CHUNK)).zip(rngs.par_chunks_mut(CHUNK)).for_each(
+            |((xc, sc), rc)| {
+                for ((xp, sp), r) in xc.chunks_exact_mut(dim).zip(sc.chunks_exact(dim)).zip(rc.iter_mut()) {
+                    for (xv, sv) in xp.iter_mut().zip(sp) {
+                        let z: f32 = r.sample(rand_distr::StandardNormal);
+                        *xv += a * sv + b * z;
+                    }
+                }
+            },
+        );
+        let check = step % 100 == 99 || step + 1 == steps;
+        if let Some(i) = x.iter().position(|v| !v.is_finite()).filter(|_| check) {
+            return Err(format!("particle {} is not finite at step {step} of {steps}", i / dim));
+        }
+    }
+    Ok(x.chunks_exact(dim).map(|q| [q[0], q[1]]).collect())
+}
+
+/// `sampler: ve_sde`: a trained iDEM network's reverse SDE ([`ve_sde_particles`]),
+/// DEM's sampler, with the schedule and normalisation the model was trained
+/// with; samples in the energy's coordinates.
+pub struct VeSde;
+
+crate::params! {
+    /// The parameters of this implementation, read once per run.
+    pub struct VeSdeParams {
+        n_samples: usize = (ParamType::Int { min: 1, max: 10_000_000 }, Default::Int(1000), "particles (DEM's evaluation batch: 1000)"),
+        steps: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(1000), "Euler–Maruyama steps (DEM: 1000)"),
+        diffusion_scale: f64 = (ParamType::Float { min: 0.0, max: 100.0 }, Default::Float(1.0), "multiplies the SDE's noise (DEM: 1)"),
+    }
+}
+static VE_PARAMS: &[ParamDef] = VeSdeParams::DEFS;
+static VE_INPUTS: &[InputDef] = &[InputDef {
+    name: "model",
+    media: Media::Model("idem_mlp"),
+    required: true,
+    doc: "a network from train objective: idem",
+}];
+
+impl Stage for VeSde {
+    describe!(Kind::Sample, "ve_sde", version 1, VE_PARAMS, VE_INPUTS, OUTPUTS);
+    fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
+        (output == "samples").then_some(&["x", "y"][..])
+    }
+    fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
+        let p = VeSdeParams::read(ctx.params);
+        let model = DemModel::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;
+        let params = flatten(&model.layers);
+        let mut run = DemMlpRun::new(&model.config);
+        let schedule = Geometric { sigma_min: model.sigma_min, sigma_max: model.sigma_max };
+        let pts =
+            ve_sde_particles(&mut run, &params, &schedule, p.steps, p.diffusion_scale, p.n_samples, ctx.seed, "ve_sde")
+                .map_err(StageError::Failed)?;
+        let s = model.normalization;
+        let table = Table::new()
+            .with("x", ColumnData::F64(pts.iter().map(|q| q[0] as f64 * s).collect()))
+            .with("y", ColumnData::F64(pts.iter().map(|q| q[1] as f64 * s).collect()));
         Ok([("samples".to_string(), Artifact::Table(table))].into_iter().collect())
     }
 }

@@ -97,7 +97,7 @@ pub fn tv(a: &[f64], b: &[f64], bins: usize, range: f64) -> f64 {
 }
 
 /// One set's metrics against the target: (name, value) rows.
-fn metrics(
+pub fn metrics(
     gmm: &Gmm,
     s: &[f64],
     target: &[f64],

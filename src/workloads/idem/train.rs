@@ -1,0 +1,381 @@
+//! `train` / `objective: idem`: Iterated Denoising Energy Matching as DEM's
+//! `DEMLitModule` trains it (seed 001; `jarridrb/DEM`, `dem/models/dem_module.py`
+//! with `configs/model/dem.yaml` and `configs/experiment/gmm_idem.yaml`).
+//!
+//! In DEM's normalised coordinates (the energy's ÷ `normalization`, 50 for
+//! GMM-40):
+//!
+//! 1. **Initial buffer** (DEM's `setup`): `n_init` = 1024 particles through the
+//!    reverse SDE driven by the Monte Carlo score estimator itself (the
+//!    `mc_score` sampler, `k` samples, clipped), or, with `init_from_prior`,
+//!    draws of the prior `N(0, h(1) I)`.
+//! 2. **Outer loop** (DEM's epochs), each of `inner` steps (DEM's 100 dummy
+//!    batches): `batch` points `x₀` drawn uniformly **with replacement** from the
+//!    buffer (pDEM, `use_buffer: false`: fresh prior draws), `t ~ U[0, 1)`,
+//!    `x_t = x₀ + √h(t)·z`; the target is the clipped estimate `S_K(x_t, t)`; the
+//!    loss `mean_i λ(t_i)·mean_d (s_θ(x_t, t)_d − S_K,d)²` with DEM's
+//!    `BasicLambdaWeighter` `λ(t) = h(t) + ε` (ε = 10⁻³); gradients clipped to
+//!    global norm 0.5 (Lightning's `gradient_clip_val`); Adam (lr 5·10⁻⁴, no
+//!    decay, no scheduler for GMM).
+//! 3. **End of each outer step** (DEM's `on_train_epoch_end`): 1000 particles
+//!    through the network's reverse SDE (1000 Euler–Maruyama steps, unclipped
+//!    score as DEM's GMM config) are added to the FIFO buffer (10 000).
+//!
+//! With `ema` (DEM's `use_ema`, off for GMM-40) the saved model is the moving
+//! average of the weights (DEM's `EMAWrapper`: decay `min(ema, (1 + n)/(10 + n))`
+//! at the `n`-th update, from the initial weights), while the buffer is filled
+//! by the current weights, as in DEM, where Lightning generates it in training
+//! mode.
+//!
+//! The tracker evaluates each `track_every`-th outer step's new particles
+//! against the bound reference set with `checks: boltzmann`'s metrics (DEM logs
+//! energy-W2 every epoch and the rest every 10).
+//!
+//! The energy is GMM-40 without FAB's −∞ floor ([`Gmm::unmasked`]), as for
+//! `mc_score`: where DEM's estimate is NaN this one is defined. Streams: the
+//! weights, the batch draws (indices, `t`, noise), each training point's Monte
+//! Carlo draws and each generated particle have their own ChaCha8 streams of
+//! the stage seed, so the result does not depend on the thread count.
+
+use rand::Rng;
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
+
+use super::estimator::{Estimator, Form, Scratch};
+use super::mlp::{DemMlpRun, flatten, unflatten};
+use super::net::{DemMlpConfig, DemModel};
+use super::sample::{mc_score_particles, ve_sde_particles};
+use super::validate::{BoltzmannChecksParams, metrics};
+use crate::energy::Scaled;
+use crate::energy::gmm::Gmm;
+use crate::engine::frame::{ColumnData, Table};
+use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
+use crate::model::backprop::{AdamW, clip_grad_norm, ema_update};
+use crate::sde::ve::Geometric;
+
+/// `objective: idem` (see the module documentation).
+pub struct Idem;
+
+crate::params! {
+    /// The parameters of this implementation, read once per run.
+    pub struct IdemParams {
+        energy: String = (ParamType::Str { choices: &["gmm40"] }, Default::Str("gmm40"), "the target"),
+        outer: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(1000), "outer steps (DEM's epochs: max_epochs 1000)"),
+        inner: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(100), "training steps per outer step (DEM: 100 batches an epoch)"),
+        batch: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(512), "points per training step (DEM: 512 from the buffer)"),
+        k: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(500), "Monte Carlo samples per score estimate (DEM for GMM-40: 500)"),
+        estimator: String = (ParamType::Str { choices: &["log_sum_exp", "tweedie", "jensen"] }, Default::Str("log_sum_exp"), "the training target's estimator (DEM: log_sum_exp)"),
+        max_norm: f64 = (ParamType::Float { min: 0.0, max: 1e12 }, Default::Float(70.0), "clip each estimate's norm (DEM: 70 for GMM-40); 0: no clip"),
+        lr: f64 = (ParamType::Float { min: 0.0, max: 10.0 }, Default::Float(5e-4), "Adam's learning rate (DEM for GMM-40: 5e-4, constant)"),
+        grad_clip: f64 = (ParamType::Float { min: 0.0, max: 1e12 }, Default::Float(0.5), "clip the gradient's global norm (DEM's trainer: 0.5); 0: no clip"),
+        buffer_size: usize = (ParamType::Int { min: 1, max: 100_000_000 }, Default::Int(10_000), "the replay buffer's length (FIFO; DEM: 10 000)"),
+        n_init: usize = (ParamType::Int { min: 1, max: 10_000_000 }, Default::Int(1024), "particles in the initial buffer (DEM: 1024)"),
+        init_from_prior: bool = (ParamType::Bool, Default::Bool(false), "fill the initial buffer from the prior instead of mc_score particles (DEM: false)"),
+        use_buffer: bool = (ParamType::Bool, Default::Bool(true), "train on buffer points (iDEM); false: on prior draws (pDEM)"),
+        samples_per_outer: usize = (ParamType::Int { min: 1, max: 10_000_000 }, Default::Int(1000), "particles the network generates into the buffer after each outer step (DEM: 1000)"),
+        steps: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(1000), "Euler–Maruyama steps of every reverse SDE (DEM: 1000)"),
+        diffusion_scale: f64 = (ParamType::Float { min: 0.0, max: 100.0 }, Default::Float(1.0), "multiplies the reverse SDE's noise (DEM: 1)"),
+        lambda_eps: f64 = (ParamType::Float { min: 0.0, max: 1e6 }, Default::Float(1e-3), "ε of the loss weight λ(t) = h(t) + ε (DEM: 1e-3)"),
+        sigma_min: f64 = (ParamType::Float { min: 1e-12, max: 1e6 }, Default::Float(1e-5), "geometric schedule's σ_min (DEM: 1e-5)"),
+        sigma_max: f64 = (ParamType::Float { min: 1e-12, max: 1e6 }, Default::Float(1.0), "geometric schedule's σ_max (DEM: 1)"),
+        normalization: f64 = (ParamType::Float { min: 1e-9, max: 1e9 }, Default::Float(50.0), "the energy's coordinates divided by this (DEM: 50 for GMM-40)"),
+        track_every: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(1), "outer steps between tracker rows (the last is always tracked)"),
+        ema: f64 = (ParamType::Float { min: 0.0, max: 0.999_999 }, Default::Float(0.0), "decay of an exponential moving average of the weights, saved as the model (DEM's use_ema: EMAWrapper, 0.999 with warm-up (1 + n)/(10 + n)); 0: off, DEM's GMM setting"),
+        snapshot_every: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(5), "outer steps between buffer snapshots (the initial buffer and the last step are always kept)"),
+    }
+}
+static PARAMS: &[ParamDef] = IdemParams::DEFS;
+static INPUTS: &[InputDef] = &[InputDef {
+    name: "target",
+    media: Media::Table,
+    required: true,
+    doc: "exact reference samples (x, y): the tracker's yardstick (never read by training)",
+}];
+static OUTPUTS: &[OutputDef] = &[
+    OutputDef { name: "model", media: Media::Model("idem_mlp"), doc: "the trained network (SFDEM001)" },
+    OutputDef { name: "loss", media: Media::Table, doc: "step, outer, loss, grad_norm (before clipping), lr" },
+    OutputDef {
+        name: "buffer",
+        media: Media::Table,
+        doc: "outer, x, y: the particles added to the buffer (outer 0: the initial buffer; k: after outer step k)",
+    },
+    OutputDef {
+        name: "tracker",
+        media: Media::Table,
+        doc: "outer, step, then checks: boltzmann's metrics of that outer step's particles against `target`",
+    },
+];
+
+/// One tracker row: outer step, training step, `checks: boltzmann`'s metrics.
+type Tracked = (usize, usize, Vec<(&'static str, f64)>);
+
+/// The replay buffer: FIFO of fixed capacity, uniform sampling with replacement
+/// over what it holds (DEM's `SimpleBuffer` with `sample_with_replacement`).
+struct Buffer {
+    x: Vec<[f32; 2]>,
+    capacity: usize,
+    next: usize,
+}
+
+impl Buffer {
+    fn add(&mut self, points: &[[f32; 2]]) {
+        for p in points {
+            if self.x.len() < self.capacity {
+                self.x.push(*p);
+            } else {
+                self.x[self.next] = *p;
+            }
+            self.next = (self.next + 1) % self.capacity;
+        }
+    }
+    fn draw(&self, rng: &mut impl Rng) -> [f32; 2] {
+        self.x[rng.random_range(0..self.x.len())]
+    }
+}
+
+fn f32_pairs(v: &[[f64; 2]]) -> Vec<[f32; 2]> {
+    v.iter().map(|p| [p[0] as f32, p[1] as f32]).collect()
+}
+
+impl Stage for Idem {
+    describe!(Kind::Train, "idem", version 1, PARAMS, INPUTS, OUTPUTS);
+    fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
+        match output {
+            "loss" => Some(&["step", "outer", "loss", "grad_norm", "lr"]),
+            "buffer" => Some(&["outer", "x", "y"]),
+            "tracker" => {
+                Some(&["outer", "step", "x_w2", "energy_w2", "tv", "modes_1", "modes_5", "on_mode", "nonfinite_energy"])
+            }
+            _ => None,
+        }
+    }
+    fn input_columns(&self, _input: &str) -> &'static [&'static str] {
+        &["x", "y"]
+    }
+    fn check_params(&self, p: &crate::engine::params::Params) -> Vec<(&'static str, String)> {
+        let p = IdemParams::read(p);
+        let mut errors = Vec::new();
+        if p.sigma_min >= p.sigma_max {
+            errors
+                .push(("sigma_min", format!("sigma_min ({}) must be below sigma_max ({})", p.sigma_min, p.sigma_max)));
+        }
+        if p.use_buffer && p.n_init + p.samples_per_outer == 0 {
+            errors.push(("n_init", "the buffer would stay empty".to_string()));
+        }
+        errors
+    }
+    fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
+        let p = IdemParams::read(ctx.params);
+        let gmm_exact = Gmm::dem40();
+        let gmm = Gmm::dem40().unmasked();
+        let energy = Scaled { energy: &gmm, scale: p.normalization };
+        let form = Form::parse(&p.estimator).expect("declared choices");
+        let est = Estimator { form, k: p.k, max_norm: (p.max_norm > 0.0).then_some(p.max_norm) };
+        let schedule = Geometric { sigma_min: p.sigma_min, sigma_max: p.sigma_max };
+        let xy = ["x".to_string(), "y".to_string()];
+        let target = ctx.table("target")?.rows_f64(&xy)?;
+        let checks = BoltzmannChecksParams::read(&BoltzmannChecksParams::example());
+
+        let cfg = DemMlpConfig::GMM;
+        let mut params = flatten(&cfg.init(&mut rng(ctx.seed, "idem/weights")));
+        let mut run = DemMlpRun::new(&cfg);
+        let mut opt = AdamW::new(params.len(), 0.0);
+        let mut grad = vec![0f32; params.len()];
+        // DEM's EMAWrapper: the shadow starts as the initial weights.
+        let mut ema = (p.ema > 0.0).then(|| params.clone());
+        let prior_sd = schedule.h(1.0).sqrt();
+        let total_steps = p.outer * p.inner;
+        // Work units for progress: the initial buffer counts as one outer step.
+        let units = (p.outer + 1) as f64;
+
+        let mut buffer = Buffer { x: Vec::new(), capacity: p.buffer_size, next: 0 };
+        let mut snaps: (Vec<i64>, Vec<f64>, Vec<f64>) = std::default::Default::default();
+        let mut snapshot = |outer: usize, pts: &[[f32; 2]]| {
+            for q in pts {
+                snaps.0.push(outer as i64);
+                snaps.1.push(q[0] as f64 * p.normalization);
+                snaps.2.push(q[1] as f64 * p.normalization);
+            }
+        };
+        if p.use_buffer {
+            let init = if p.init_from_prior {
+                let mut r = rng(ctx.seed, "idem/prior_init");
+                (0..p.n_init)
+                    .map(|_| {
+                        let mut q = [0f32; 2];
+                        q.iter_mut().for_each(|v| *v = (prior_sd * r.sample::<f64, _>(StandardNormal)) as f32);
+                        q
+                    })
+                    .collect()
+            } else {
+                let pts = mc_score_particles(
+                    &energy,
+                    &est,
+                    &schedule,
+                    p.steps,
+                    p.diffusion_scale,
+                    p.n_init,
+                    ctx.seed,
+                    "idem/init",
+                    &|f| (ctx.progress)(f / units),
+                )
+                .map_err(|e| StageError::Failed(format!("the initial buffer (mc_score): {e}")))?;
+                f32_pairs(&pts)
+            };
+            buffer.add(&init);
+            snapshot(0, &init);
+        }
+
+        let mut batch_rng = rng(ctx.seed, "idem/batch");
+        let (b, dim) = (p.batch, 2);
+        let (mut xt, mut tt, mut wt) = (vec![0f32; b * dim], vec![0f32; b], vec![0f32; b]);
+        let mut hs = vec![0f64; b];
+        let mut target_s = vec![0f32; b * dim];
+        let mut losses: (Vec<i64>, Vec<i64>, Vec<f64>, Vec<f64>) = std::default::Default::default();
+        let mut track: Vec<Tracked> = Vec::new();
+        for outer in 0..p.outer {
+            for inner in 0..p.inner {
+                let step = outer * p.inner + inner;
+                for i in 0..b {
+                    let x0 = if p.use_buffer {
+                        buffer.draw(&mut batch_rng)
+                    } else {
+                        let mut q = [0f32; 2];
+                        q.iter_mut().for_each(|v| *v = (prior_sd * batch_rng.sample::<f64, _>(StandardNormal)) as f32);
+                        q
+                    };
+                    let t: f32 = batch_rng.random();
+                    let h = schedule.h(t as f64);
+                    for d in 0..dim {
+                        let z: f64 = batch_rng.sample(StandardNormal);
+                        xt[i * dim + d] = (x0[d] as f64 + h.sqrt() * z) as f32;
+                    }
+                    tt[i] = t;
+                    hs[i] = h;
+                    wt[i] = (h + p.lambda_eps) as f32;
+                }
+                target_s.par_chunks_mut(dim).enumerate().try_for_each(|(i, out)| {
+                    let mut r = crate::engine::rng::particle(ctx.seed, "idem/estimate", step * b + i);
+                    let x = [xt[i * dim] as f64, xt[i * dim + 1] as f64];
+                    let mut s = [0f64; 2];
+                    est.estimate(&energy, &x, hs[i], &mut r, &mut Scratch::default(), &mut s).map_err(|e| {
+                        StageError::Failed(format!("training step {step} (outer {outer}): point {i}: {e}"))
+                    })?;
+                    out[0] = s[0] as f32;
+                    out[1] = s[1] as f32;
+                    Ok::<(), StageError>(())
+                })?;
+                let loss = run.loss_and_grad(&params, &xt, &tt, &target_s, &wt, &mut grad);
+                if !loss.is_finite() {
+                    return Err(StageError::Failed(format!(
+                        "training step {step} (outer {outer}): the loss is {loss}; nothing was kept"
+                    )));
+                }
+                let norm = if p.grad_clip > 0.0 {
+                    clip_grad_norm(&mut grad, p.grad_clip)
+                } else {
+                    grad.iter().map(|g| (*g as f64).powi(2)).sum::<f64>().sqrt()
+                };
+                if !norm.is_finite() {
+                    return Err(StageError::Failed(format!(
+                        "training step {step} (outer {outer}): the gradient norm is {norm}; nothing was kept"
+                    )));
+                }
+                opt.step(&mut params, &grad, p.lr);
+                if let Some(shadow) = ema.as_mut() {
+                    let n = (step + 1) as f64;
+                    ema_update(shadow, &params, p.ema.min((1.0 + n) / (10.0 + n)));
+                }
+                losses.0.push(step as i64);
+                losses.1.push(outer as i64);
+                losses.2.push(loss);
+                losses.3.push(norm);
+                if inner % 10 == 9 {
+                    (ctx.progress)((outer as f64 + 1.0 + 0.5 * (inner + 1) as f64 / p.inner as f64) / units);
+                }
+            }
+            let new = ve_sde_particles(
+                &mut run,
+                &params,
+                &schedule,
+                p.steps,
+                p.diffusion_scale,
+                p.samples_per_outer,
+                ctx.seed,
+                &format!("idem/sde/{outer}"),
+            )
+            .map_err(|e| StageError::Failed(format!("outer step {outer}, the network's reverse SDE: {e}")))?;
+            buffer.add(&new);
+            let last = outer + 1 == p.outer;
+            if (outer + 1) % p.snapshot_every == 0 || last {
+                snapshot(outer + 1, &new);
+            }
+            if (outer + 1) % p.track_every == 0 || last {
+                let pts: Vec<f64> = new.iter().flat_map(|q| q.map(|v| v as f64 * p.normalization)).collect();
+                let m = metrics(&gmm_exact, &pts, &target, &checks).map_err(StageError::Failed)?;
+                track.push((outer + 1, (outer + 1) * p.inner, m));
+            }
+            (ctx.progress)((outer as f64 + 2.0) / units);
+        }
+        debug_assert_eq!(losses.0.len(), total_steps);
+
+        let model = DemModel {
+            config: cfg,
+            sigma_min: p.sigma_min,
+            sigma_max: p.sigma_max,
+            normalization: p.normalization,
+            energy: p.energy.clone(),
+            layers: unflatten(&cfg, ema.as_deref().unwrap_or(&params)),
+        };
+        let n_loss = losses.0.len();
+        let loss = Table::new()
+            .with("step", ColumnData::I64(losses.0))
+            .with("outer", ColumnData::I64(losses.1))
+            .with("loss", ColumnData::F64(losses.2))
+            .with("grad_norm", ColumnData::F64(losses.3))
+            .with("lr", ColumnData::F64(vec![p.lr; n_loss]));
+        let buffer_t = Table::new()
+            .with("outer", ColumnData::I64(snaps.0))
+            .with("x", ColumnData::F64(snaps.1))
+            .with("y", ColumnData::F64(snaps.2));
+        let names: Vec<&'static str> = track[0].2.iter().map(|r| r.0).filter(|n| *n != "n").collect();
+        let mut tracker = Table::new()
+            .with("outer", ColumnData::I64(track.iter().map(|r| r.0 as i64).collect()))
+            .with("step", ColumnData::I64(track.iter().map(|r| r.1 as i64).collect()));
+        for name in names {
+            let col = track.iter().map(|r| r.2.iter().find(|m| m.0 == name).map_or(f64::NAN, |m| m.1)).collect();
+            tracker = tracker.with(name, ColumnData::F64(col));
+        }
+        Ok([
+            ("model".to_string(), Artifact::Blob(model.to_bytes())),
+            ("loss".to_string(), Artifact::Table(loss)),
+            ("buffer".to_string(), Artifact::Table(buffer_t)),
+            ("tracker".to_string(), Artifact::Table(tracker)),
+        ]
+        .into_iter()
+        .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// FIFO: the oldest particles leave first once the buffer is full.
+    #[test]
+    fn the_buffer_is_a_fifo_of_fixed_length() {
+        let mut b = Buffer { x: Vec::new(), capacity: 3, next: 0 };
+        b.add(&[[1.0, 0.0], [2.0, 0.0]]);
+        assert_eq!(b.x.len(), 2);
+        b.add(&[[3.0, 0.0], [4.0, 0.0]]);
+        assert_eq!(b.x, vec![[4.0, 0.0], [2.0, 0.0], [3.0, 0.0]]);
+        b.add(&[[5.0, 0.0]]);
+        assert_eq!(b.x, vec![[4.0, 0.0], [5.0, 0.0], [3.0, 0.0]]);
+        // Draws come from what it holds.
+        let mut r = rng(1, "t");
+        for _ in 0..50 {
+            assert!([3.0, 4.0, 5.0].contains(&b.draw(&mut r)[0]));
+        }
+    }
+}
