@@ -26,12 +26,21 @@ pub struct Gmm {
     std: f64,
     /// Apply FAB's −∞ floor to `log_prob`.
     masked: bool,
+    /// `log` of the normalising constant, `−(d/2)·log(2πσ²) − log n`.
+    log_norm: f64,
+}
+
+fn log_norm(dim: usize, std: f64, n: usize) -> f64 {
+    // The expression eval used to compute per call, kept bit for bit.
+    let inv_var = 1.0 / (std * std);
+    -0.5 * dim as f64 * (2.0 * std::f64::consts::PI / inv_var).ln() - (n as f64).ln()
 }
 
 impl Gmm {
     pub fn new(dim: usize, means: Vec<f64>, std: f64) -> Gmm {
         assert!(dim > 0 && !means.is_empty() && means.len().is_multiple_of(dim) && std > 0.0);
-        Gmm { dim, means, std, masked: false }
+        let log_norm = log_norm(dim, std, means.len() / dim);
+        Gmm { dim, means, std, masked: false, log_norm }
     }
 
     /// GMM-40 exactly as DEM: 40 means from `torch.manual_seed(0)`, scale softplus(1), FAB's mask.
@@ -41,7 +50,7 @@ impl Gmm {
         // In float32, as torch computes it.
         let means = u.iter().map(|&r| ((r - 0.5) * 2.0 * loc_scaling) as f64).collect();
         let softplus1 = (1.0f64.exp()).ln_1p();
-        Gmm { dim, means, std: softplus1, masked: true }
+        Gmm { masked: true, ..Gmm::new(dim, means, softplus1) }
     }
 
     /// The same mixture without FAB's −∞ floor. A Monte Carlo score estimate
@@ -66,12 +75,13 @@ impl Gmm {
     /// The same mixture convolved with `N(0, h I)` (the law of `x + √h·z`):
     /// its score is the exact noised score `∇ log p_t`.
     pub fn noised(&self, h: f64) -> Gmm {
-        Gmm { std: (self.std * self.std + h).sqrt(), masked: false, ..self.clone() }
+        Gmm::new(self.dim, self.means.clone(), (self.std * self.std + h).sqrt())
     }
 
     /// The mixture of `x / s` (DEM's normalised coordinates: `s = 50`).
     pub fn rescaled(&self, s: f64) -> Gmm {
-        Gmm { means: self.means.iter().map(|m| m / s).collect(), std: self.std / s, ..self.clone() }
+        let g = Gmm::new(self.dim, self.means.iter().map(|m| m / s).collect(), self.std / s);
+        Gmm { masked: self.masked, ..g }
     }
 
     /// `n` exact samples, `n × dim` row-major: a component uniformly, then its normal.
@@ -138,8 +148,7 @@ impl Gmm {
         if let Some(g) = grad {
             g.iter_mut().for_each(|v| *v /= total);
         }
-        let log_norm = -0.5 * self.dim as f64 * (2.0 * std::f64::consts::PI / inv_var).ln() - (n as f64).ln();
-        max + total.ln() + log_norm
+        max + total.ln() + self.log_norm
     }
 
     fn mask(&self, lp: f64) -> f64 {

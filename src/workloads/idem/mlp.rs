@@ -115,7 +115,7 @@ fn phi(u: f32) -> (f32, f32) {
 }
 
 #[inline(always)]
-fn gelu_body(u: &mut [f32], bias: &[f32], act: &mut [f32], deriv: &mut [f32]) {
+fn gelu_body<const DERIV: bool>(u: &mut [f32], bias: &[f32], act: &mut [f32], deriv: &mut [f32]) {
     let n = bias.len();
     for ((ur, ar), dr) in u.chunks_exact_mut(n).zip(act.chunks_exact_mut(n)).zip(deriv.chunks_exact_mut(n)) {
         for j in 0..n {
@@ -123,37 +123,40 @@ fn gelu_body(u: &mut [f32], bias: &[f32], act: &mut [f32], deriv: &mut [f32]) {
             let (cdf, pdf) = phi(z);
             ur[j] = z;
             ar[j] = z * cdf;
-            dr[j] = cdf + z * pdf;
+            if DERIV {
+                dr[j] = cdf + z * pdf;
+            }
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn gelu_avx512(u: &mut [f32], bias: &[f32], act: &mut [f32], deriv: &mut [f32]) {
-    gelu_body(u, bias, act, deriv)
+fn gelu_avx512<const DERIV: bool>(u: &mut [f32], bias: &[f32], act: &mut [f32], deriv: &mut [f32]) {
+    gelu_body::<DERIV>(u, bias, act, deriv)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn gelu_avx2(u: &mut [f32], bias: &[f32], act: &mut [f32], deriv: &mut [f32]) {
-    gelu_body(u, bias, act, deriv)
+fn gelu_avx2<const DERIV: bool>(u: &mut [f32], bias: &[f32], act: &mut [f32], deriv: &mut [f32]) {
+    gelu_body::<DERIV>(u, bias, act, deriv)
 }
 
-/// Row-wise `u ← u + bias`, `act ← GELU(u)`, `deriv ← GELU′(u)`.
-fn gelu(u: &mut [f32], bias: &[f32], act: &mut [f32], deriv: &mut [f32]) {
+/// Row-wise `u ← u + bias`, `act ← GELU(u)` and, with `DERIV`, `deriv ← GELU′(u)`
+/// (training needs it; the sampler does not).
+fn gelu<const DERIV: bool>(u: &mut [f32], bias: &[f32], act: &mut [f32], deriv: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F (checked above).
-            return unsafe { gelu_avx512(u, bias, act, deriv) };
+            return unsafe { gelu_avx512::<DERIV>(u, bias, act, deriv) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports AVX2 and FMA (checked above).
-            return unsafe { gelu_avx2(u, bias, act, deriv) };
+            return unsafe { gelu_avx2::<DERIV>(u, bias, act, deriv) };
         }
     }
-    gelu_body(u, bias, act, deriv)
+    gelu_body::<DERIV>(u, bias, act, deriv)
 }
 
 /// `db ← Σ_rows g`.
@@ -250,18 +253,25 @@ impl DemMlpRun {
 
     /// The hidden layers' forward from the first layer's input (`emb`, `ein`
     /// wide, read against the first `ein` rows of its weight) and bias.
-    fn trunk_forward(&self, p: &[f32], r: usize, ein: usize, first_bias: &[f32], ws: &mut Workspace) {
+    fn trunk_forward<const DERIV: bool>(
+        &self,
+        p: &[f32],
+        r: usize,
+        ein: usize,
+        first_bias: &[f32],
+        ws: &mut Workspace,
+    ) {
         let hid = self.cfg.hidden;
         let sl = &self.slots;
         let w = |s: &Slot, rows: usize| &p[s.w..s.w + rows * s.output];
         let Workspace { emb, u, d, h, out, .. } = ws;
         mm(r, hid, ein, &mut u[0][..r * hid], (1, hid), &emb[..r * ein], (1, ein), w(&sl[0], ein), (1, hid));
-        gelu(&mut u[0][..r * hid], first_bias, &mut h[0][..r * hid], &mut d[0][..r * hid]);
+        gelu::<DERIV>(&mut u[0][..r * hid], first_bias, &mut h[0][..r * hid], &mut d[0][..r * hid]);
         for l in 1..=self.cfg.blocks {
             let (lo, hi) = h.split_at_mut(l);
             let (prev, cur) = (&lo[l - 1][..r * hid], &mut hi[0][..r * hid]);
             mm(r, hid, hid, &mut u[l][..r * hid], (1, hid), prev, (1, hid), w(&sl[l], hid), (1, hid));
-            gelu(&mut u[l][..r * hid], &p[sl[l].b..sl[l].b + hid], cur, &mut d[l][..r * hid]);
+            gelu::<DERIV>(&mut u[l][..r * hid], &p[sl[l].b..sl[l].b + hid], cur, &mut d[l][..r * hid]);
             cur.iter_mut().zip(prev).for_each(|(c, v)| *c += v);
         }
         let o = &sl[self.cfg.blocks + 1];
@@ -286,7 +296,7 @@ impl DemMlpRun {
             this.embed_rows(&x[r0 * dim..r1 * dim], Some(&t[r0..r1]), ws);
             let ein = (dim + 1) * this.cfg.emb_size;
             let b0 = &params[this.slots[0].b..this.slots[0].b + this.cfg.hidden];
-            this.trunk_forward(params, r1 - r0, ein, b0, ws);
+            this.trunk_forward::<false>(params, r1 - r0, ein, b0, ws);
             o.copy_from_slice(&ws.out[..(r1 - r0) * dim]);
         });
         self.spaces = spaces;
@@ -315,7 +325,7 @@ impl DemMlpRun {
             let r0 = c * CHUNK;
             let r1 = (r0 + CHUNK).min(rows);
             this.embed_rows(&x[r0 * dim..r1 * dim], None, ws);
-            this.trunk_forward(params, r1 - r0, dim * e, &bias_t, ws);
+            this.trunk_forward::<false>(params, r1 - r0, dim * e, &bias_t, ws);
             o.copy_from_slice(&ws.out[..(r1 - r0) * dim]);
         });
         self.spaces = spaces;
@@ -380,7 +390,7 @@ impl DemMlpRun {
         let sl = &self.slots;
         let blocks = self.cfg.blocks;
         self.embed_rows(x, Some(t), ws);
-        self.trunk_forward(p, r, ein, &p[sl[0].b..sl[0].b + hid], ws);
+        self.trunk_forward::<true>(p, r, ein, &p[sl[0].b..sl[0].b + hid], ws);
         let Workspace { emb, u, d, h, out, g1, g2, grad, loss } = ws;
         // The error, its weighted mean, and ∂loss/∂out.
         let mut sum = 0f64;
