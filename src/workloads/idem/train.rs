@@ -46,8 +46,8 @@ use super::mlp::{DemMlpRun, flatten, unflatten};
 use super::net::{DemMlpConfig, DemModel};
 use super::sample::{mc_score_particles, ve_sde_particles};
 use super::validate::{BoltzmannChecksParams, metrics};
-use crate::energy::Scaled;
 use crate::energy::gmm::Gmm;
+use crate::energy::{Energy, Scaled};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamDef, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
@@ -167,200 +167,285 @@ impl Stage for Idem {
     }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = IdemParams::read(ctx.params);
-        let gmm_exact = Gmm::dem40();
         let gmm = Gmm::dem40().unmasked();
         let energy = Scaled { energy: &gmm, scale: p.normalization };
-        let form = Form::parse(&p.estimator).expect("declared choices");
-        let est = Estimator { form, k: p.k, max_norm: (p.max_norm > 0.0).then_some(p.max_norm) };
-        let schedule = Geometric { sigma_min: p.sigma_min, sigma_max: p.sigma_max };
         let xy = ["x".to_string(), "y".to_string()];
         let target = ctx.table("target")?.rows_f64(&xy)?;
-        let checks = BoltzmannChecksParams::read(&BoltzmannChecksParams::example());
-
-        let cfg = DemMlpConfig::GMM;
-        let mut params = flatten(&cfg.init(&mut rng(ctx.seed, "idem/weights")));
-        let mut run = DemMlpRun::new(&cfg);
-        let mut opt = AdamW::new(params.len(), 0.0);
-        let mut grad = vec![0f32; params.len()];
-        // DEM's EMAWrapper: the shadow starts as the initial weights.
-        let mut ema = (p.ema > 0.0).then(|| params.clone());
-        let prior_sd = schedule.h(1.0).sqrt();
-        let total_steps = p.outer * p.inner;
-        // Work units for progress: the initial buffer counts as one outer step.
-        let units = (p.outer + 1) as f64;
-
-        let mut buffer = Buffer { x: Vec::new(), capacity: p.buffer_size, next: 0 };
-        let mut snaps: (Vec<i64>, Vec<f64>, Vec<f64>) = std::default::Default::default();
-        let mut snapshot = |outer: usize, pts: &[[f32; 2]]| {
-            for q in pts {
-                snaps.0.push(outer as i64);
-                snaps.1.push(q[0] as f64 * p.normalization);
-                snaps.2.push(q[1] as f64 * p.normalization);
-            }
-        };
-        if p.use_buffer {
-            let init = if p.init_from_prior {
-                let mut r = rng(ctx.seed, "idem/prior_init");
-                (0..p.n_init)
-                    .map(|_| {
-                        let mut q = [0f32; 2];
-                        q.iter_mut().for_each(|v| *v = (prior_sd * r.sample::<f64, _>(StandardNormal)) as f32);
-                        q
-                    })
-                    .collect()
-            } else {
-                let pts = mc_score_particles(
-                    &energy,
-                    &est,
-                    &schedule,
-                    p.steps,
-                    p.diffusion_scale,
-                    p.n_init,
-                    ctx.seed,
-                    "idem/init",
-                    &|f| (ctx.progress)(f / units),
-                )
-                .map_err(|e| StageError::Failed(format!("the initial buffer (mc_score): {e}")))?;
-                f32_pairs(&pts)
-            };
-            buffer.add(&init);
-            snapshot(0, &init);
-        }
-
-        let mut batch_rng = rng(ctx.seed, "idem/batch");
-        let (b, dim) = (p.batch, 2);
-        let (mut xt, mut tt, mut wt) = (vec![0f32; b * dim], vec![0f32; b], vec![0f32; b]);
-        let mut hs = vec![0f64; b];
-        let mut target_s = vec![0f32; b * dim];
-        let mut losses: (Vec<i64>, Vec<i64>, Vec<f64>, Vec<f64>) = std::default::Default::default();
-        let mut track: Vec<Tracked> = Vec::new();
-        for outer in 0..p.outer {
-            for inner in 0..p.inner {
-                let step = outer * p.inner + inner;
-                for i in 0..b {
-                    let x0 = if p.use_buffer {
-                        buffer.draw(&mut batch_rng)
-                    } else {
-                        let mut q = [0f32; 2];
-                        q.iter_mut().for_each(|v| *v = (prior_sd * batch_rng.sample::<f64, _>(StandardNormal)) as f32);
-                        q
-                    };
-                    let t: f32 = batch_rng.random();
-                    let h = schedule.h(t as f64);
-                    for d in 0..dim {
-                        let z: f64 = batch_rng.sample(StandardNormal);
-                        xt[i * dim + d] = (x0[d] as f64 + h.sqrt() * z) as f32;
-                    }
-                    tt[i] = t;
-                    hs[i] = h;
-                    wt[i] = (h + p.lambda_eps) as f32;
-                }
-                target_s.par_chunks_mut(dim).enumerate().try_for_each(|(i, out)| {
-                    let mut r = crate::engine::rng::particle(ctx.seed, "idem/estimate", step * b + i);
-                    let x = [xt[i * dim] as f64, xt[i * dim + 1] as f64];
-                    let mut s = [0f64; 2];
-                    est.estimate(&energy, &x, hs[i], &mut r, &mut Scratch::default(), &mut s).map_err(|e| {
-                        StageError::Failed(format!("training step {step} (outer {outer}): point {i}: {e}"))
-                    })?;
-                    out[0] = s[0] as f32;
-                    out[1] = s[1] as f32;
-                    Ok::<(), StageError>(())
-                })?;
-                let loss = run.loss_and_grad(&params, &xt, &tt, &target_s, &wt, &mut grad);
-                if !loss.is_finite() {
-                    return Err(StageError::Failed(format!(
-                        "training step {step} (outer {outer}): the loss is {loss}; nothing was kept"
-                    )));
-                }
-                let norm = if p.grad_clip > 0.0 {
-                    clip_grad_norm(&mut grad, p.grad_clip)
-                } else {
-                    grad.iter().map(|g| (*g as f64).powi(2)).sum::<f64>().sqrt()
-                };
-                if !norm.is_finite() {
-                    return Err(StageError::Failed(format!(
-                        "training step {step} (outer {outer}): the gradient norm is {norm}; nothing was kept"
-                    )));
-                }
-                opt.step(&mut params, &grad, p.lr);
-                if let Some(shadow) = ema.as_mut() {
-                    let n = (step + 1) as f64;
-                    ema_update(shadow, &params, p.ema.min((1.0 + n) / (10.0 + n)));
-                }
-                losses.0.push(step as i64);
-                losses.1.push(outer as i64);
-                losses.2.push(loss);
-                losses.3.push(norm);
-                if inner % 10 == 9 {
-                    (ctx.progress)((outer as f64 + 1.0 + 0.5 * (inner + 1) as f64 / p.inner as f64) / units);
-                }
-            }
-            let new = ve_sde_particles(
-                &mut run,
-                &params,
-                &schedule,
-                p.steps,
-                p.diffusion_scale,
-                p.samples_per_outer,
-                ctx.seed,
-                &format!("idem/sde/{outer}"),
-            )
-            .map_err(|e| StageError::Failed(format!("outer step {outer}, the network's reverse SDE: {e}")))?;
-            buffer.add(&new);
-            let last = outer + 1 == p.outer;
-            if (outer + 1) % p.snapshot_every == 0 || last {
-                snapshot(outer + 1, &new);
-            }
-            if (outer + 1) % p.track_every == 0 || last {
-                let pts: Vec<f64> = new.iter().flat_map(|q| q.map(|v| v as f64 * p.normalization)).collect();
-                let m = metrics(&gmm_exact, &pts, &target, &checks).map_err(StageError::Failed)?;
-                track.push((outer + 1, (outer + 1) * p.inner, m));
-            }
-            (ctx.progress)((outer as f64 + 2.0) / units);
-        }
-        debug_assert_eq!(losses.0.len(), total_steps);
-
-        let model = DemModel {
-            config: cfg,
-            sigma_min: p.sigma_min,
-            sigma_max: p.sigma_max,
-            normalization: p.normalization,
-            energy: p.energy.clone(),
-            layers: unflatten(&cfg, ema.as_deref().unwrap_or(&params)),
-        };
-        let n_loss = losses.0.len();
-        let loss = Table::new()
-            .with("step", ColumnData::I64(losses.0))
-            .with("outer", ColumnData::I64(losses.1))
-            .with("loss", ColumnData::F64(losses.2))
-            .with("grad_norm", ColumnData::F64(losses.3))
-            .with("lr", ColumnData::F64(vec![p.lr; n_loss]));
-        let buffer_t = Table::new()
-            .with("outer", ColumnData::I64(snaps.0))
-            .with("x", ColumnData::F64(snaps.1))
-            .with("y", ColumnData::F64(snaps.2));
-        let names: Vec<&'static str> = track[0].2.iter().map(|r| r.0).filter(|n| *n != "n").collect();
-        let mut tracker = Table::new()
-            .with("outer", ColumnData::I64(track.iter().map(|r| r.0 as i64).collect()))
-            .with("step", ColumnData::I64(track.iter().map(|r| r.1 as i64).collect()));
-        for name in names {
-            let col = track.iter().map(|r| r.2.iter().find(|m| m.0 == name).map_or(f64::NAN, |m| m.1)).collect();
-            tracker = tracker.with(name, ColumnData::F64(col));
-        }
+        let f = fit(&p, &energy, &target, ctx.seed, ctx.progress)?;
         Ok([
-            ("model".to_string(), Artifact::Blob(model.to_bytes())),
-            ("loss".to_string(), Artifact::Table(loss)),
-            ("buffer".to_string(), Artifact::Table(buffer_t)),
-            ("tracker".to_string(), Artifact::Table(tracker)),
+            ("model".to_string(), Artifact::Blob(f.model.to_bytes())),
+            ("loss".to_string(), Artifact::Table(f.loss)),
+            ("buffer".to_string(), Artifact::Table(f.buffer)),
+            ("tracker".to_string(), Artifact::Table(f.tracker)),
         ]
         .into_iter()
         .collect())
     }
 }
 
+/// What [`fit`] produces: the stage's four outputs.
+pub struct Fitted {
+    pub model: DemModel,
+    pub loss: Table,
+    pub buffer: Table,
+    pub tracker: Table,
+}
+
+/// The training loop of `objective: idem` on `energy` (in the network's
+/// coordinates: the energy's own ÷ `p.normalization`), tracked against
+/// `target` (GMM-40's coordinates, `n × 2`). Errors name the outer and
+/// training step.
+pub fn fit(
+    p: &IdemParams,
+    energy: &dyn Energy,
+    target: &[f64],
+    seed: u64,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Result<Fitted, StageError> {
+    let gmm_exact = Gmm::dem40();
+    let form = Form::parse(&p.estimator).expect("declared choices");
+    let est = Estimator { form, k: p.k, max_norm: (p.max_norm > 0.0).then_some(p.max_norm) };
+    let schedule = Geometric { sigma_min: p.sigma_min, sigma_max: p.sigma_max };
+    let checks = BoltzmannChecksParams::read(&BoltzmannChecksParams::example());
+
+    let cfg = DemMlpConfig::GMM;
+    let mut params = flatten(&cfg.init(&mut rng(seed, "idem/weights")));
+    let mut run = DemMlpRun::new(&cfg);
+    let mut opt = AdamW::new(params.len(), 0.0);
+    let mut grad = vec![0f32; params.len()];
+    // DEM's EMAWrapper: the shadow starts as the initial weights.
+    let mut ema = (p.ema > 0.0).then(|| params.clone());
+    let prior_sd = schedule.h(1.0).sqrt();
+    let total_steps = p.outer * p.inner;
+    // Work units for progress: the initial buffer counts as one outer step.
+    let units = (p.outer + 1) as f64;
+
+    let mut buffer = Buffer { x: Vec::new(), capacity: p.buffer_size, next: 0 };
+    let mut snaps: (Vec<i64>, Vec<f64>, Vec<f64>) = std::default::Default::default();
+    let mut snapshot = |outer: usize, pts: &[[f32; 2]]| {
+        for q in pts {
+            snaps.0.push(outer as i64);
+            snaps.1.push(q[0] as f64 * p.normalization);
+            snaps.2.push(q[1] as f64 * p.normalization);
+        }
+    };
+    if p.use_buffer {
+        let init = if p.init_from_prior {
+            let mut r = rng(seed, "idem/prior_init");
+            (0..p.n_init)
+                .map(|_| {
+                    let mut q = [0f32; 2];
+                    q.iter_mut().for_each(|v| *v = (prior_sd * r.sample::<f64, _>(StandardNormal)) as f32);
+                    q
+                })
+                .collect()
+        } else {
+            let pts = mc_score_particles(
+                energy,
+                &est,
+                &schedule,
+                p.steps,
+                p.diffusion_scale,
+                p.n_init,
+                seed,
+                "idem/init",
+                &|f| progress(f / units),
+            )
+            .map_err(|e| StageError::Failed(format!("the initial buffer (mc_score): {e}")))?;
+            f32_pairs(&pts)
+        };
+        buffer.add(&init);
+        snapshot(0, &init);
+    }
+
+    let mut batch_rng = rng(seed, "idem/batch");
+    let (b, dim) = (p.batch, 2);
+    let (mut xt, mut tt, mut wt) = (vec![0f32; b * dim], vec![0f32; b], vec![0f32; b]);
+    let mut hs = vec![0f64; b];
+    let mut target_s = vec![0f32; b * dim];
+    let mut losses: (Vec<i64>, Vec<i64>, Vec<f64>, Vec<f64>) = std::default::Default::default();
+    let mut track: Vec<Tracked> = Vec::new();
+    for outer in 0..p.outer {
+        for inner in 0..p.inner {
+            let step = outer * p.inner + inner;
+            for i in 0..b {
+                let x0 = if p.use_buffer {
+                    buffer.draw(&mut batch_rng)
+                } else {
+                    let mut q = [0f32; 2];
+                    q.iter_mut().for_each(|v| *v = (prior_sd * batch_rng.sample::<f64, _>(StandardNormal)) as f32);
+                    q
+                };
+                let t: f32 = batch_rng.random();
+                let h = schedule.h(t as f64);
+                for d in 0..dim {
+                    let z: f64 = batch_rng.sample(StandardNormal);
+                    xt[i * dim + d] = (x0[d] as f64 + h.sqrt() * z) as f32;
+                }
+                tt[i] = t;
+                hs[i] = h;
+                wt[i] = (h + p.lambda_eps) as f32;
+            }
+            target_s.par_chunks_mut(dim).enumerate().try_for_each(|(i, out)| {
+                let mut r = crate::engine::rng::particle(seed, "idem/estimate", step * b + i);
+                let x = [xt[i * dim] as f64, xt[i * dim + 1] as f64];
+                let mut s = [0f64; 2];
+                est.estimate(energy, &x, hs[i], &mut r, &mut Scratch::default(), &mut s)
+                    .map_err(|e| StageError::Failed(format!("training step {step} (outer {outer}): point {i}: {e}")))?;
+                out[0] = s[0] as f32;
+                out[1] = s[1] as f32;
+                Ok::<(), StageError>(())
+            })?;
+            let loss = run.loss_and_grad(&params, &xt, &tt, &target_s, &wt, &mut grad);
+            if !loss.is_finite() {
+                return Err(StageError::Failed(format!(
+                    "training step {step} (outer {outer}): the loss is {loss}; nothing was kept"
+                )));
+            }
+            let norm = if p.grad_clip > 0.0 {
+                clip_grad_norm(&mut grad, p.grad_clip)
+            } else {
+                grad.iter().map(|g| (*g as f64).powi(2)).sum::<f64>().sqrt()
+            };
+            if !norm.is_finite() {
+                return Err(StageError::Failed(format!(
+                    "training step {step} (outer {outer}): the gradient norm is {norm}; nothing was kept"
+                )));
+            }
+            opt.step(&mut params, &grad, p.lr);
+            if let Some(shadow) = ema.as_mut() {
+                let n = (step + 1) as f64;
+                ema_update(shadow, &params, p.ema.min((1.0 + n) / (10.0 + n)));
+            }
+            losses.0.push(step as i64);
+            losses.1.push(outer as i64);
+            losses.2.push(loss);
+            losses.3.push(norm);
+            if inner % 10 == 9 {
+                progress((outer as f64 + 1.0 + 0.5 * (inner + 1) as f64 / p.inner as f64) / units);
+            }
+        }
+        let new = ve_sde_particles(
+            &mut run,
+            &params,
+            &schedule,
+            p.steps,
+            p.diffusion_scale,
+            p.samples_per_outer,
+            seed,
+            &format!("idem/sde/{outer}"),
+        )
+        .map_err(|e| StageError::Failed(format!("outer step {outer}, the network's reverse SDE: {e}")))?;
+        buffer.add(&new);
+        let last = outer + 1 == p.outer;
+        if (outer + 1) % p.snapshot_every == 0 || last {
+            snapshot(outer + 1, &new);
+        }
+        if (outer + 1) % p.track_every == 0 || last {
+            let pts: Vec<f64> = new.iter().flat_map(|q| q.map(|v| v as f64 * p.normalization)).collect();
+            let m = metrics(&gmm_exact, &pts, target, &checks).map_err(StageError::Failed)?;
+            track.push((outer + 1, (outer + 1) * p.inner, m));
+        }
+        progress((outer as f64 + 2.0) / units);
+    }
+    debug_assert_eq!(losses.0.len(), total_steps);
+
+    let model = DemModel {
+        config: cfg,
+        sigma_min: p.sigma_min,
+        sigma_max: p.sigma_max,
+        normalization: p.normalization,
+        energy: p.energy.clone(),
+        layers: unflatten(&cfg, ema.as_deref().unwrap_or(&params)),
+    };
+    let n_loss = losses.0.len();
+    let loss = Table::new()
+        .with("step", ColumnData::I64(losses.0))
+        .with("outer", ColumnData::I64(losses.1))
+        .with("loss", ColumnData::F64(losses.2))
+        .with("grad_norm", ColumnData::F64(losses.3))
+        .with("lr", ColumnData::F64(vec![p.lr; n_loss]));
+    let buffer_t = Table::new()
+        .with("outer", ColumnData::I64(snaps.0))
+        .with("x", ColumnData::F64(snaps.1))
+        .with("y", ColumnData::F64(snaps.2));
+    let names: Vec<&'static str> = track[0].2.iter().map(|r| r.0).filter(|n| *n != "n").collect();
+    let mut tracker = Table::new()
+        .with("outer", ColumnData::I64(track.iter().map(|r| r.0 as i64).collect()))
+        .with("step", ColumnData::I64(track.iter().map(|r| r.1 as i64).collect()));
+    for name in names {
+        let col = track.iter().map(|r| r.2.iter().find(|m| m.0 == name).map_or(f64::NAN, |m| m.1)).collect();
+        tracker = tracker.with(name, ColumnData::F64(col));
+    }
+    Ok(Fitted { model, loss, buffer: buffer_t, tracker })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 2-D energy that is well behaved except inside `x₀ > edge`, where
+    /// its gradient is NaN (a bug in a user's energy, say).
+    struct NanBeyond {
+        edge: f64,
+    }
+    impl Energy for NanBeyond {
+        fn dim(&self) -> usize {
+            2
+        }
+        fn log_prob(&self, x: &[f64]) -> f64 {
+            -0.5 * (x[0] * x[0] + x[1] * x[1])
+        }
+        fn grad_log_prob(&self, x: &[f64], g: &mut [f64]) -> f64 {
+            g[0] = if x[0] > self.edge { f64::NAN } else { -x[0] };
+            g[1] = -x[1];
+            self.log_prob(x)
+        }
+    }
+
+    fn tiny(extra: &[(&str, crate::engine::params::Value)]) -> IdemParams {
+        use crate::engine::params::Value;
+        let mut m = IdemParams::example();
+        for (k, v) in [
+            ("outer", Value::Int(2)),
+            ("inner", Value::Int(3)),
+            ("batch", Value::Int(16)),
+            ("k", Value::Int(4)),
+            ("n_init", Value::Int(16)),
+            ("samples_per_outer", Value::Int(16)),
+            ("steps", Value::Int(10)),
+        ]
+        .into_iter()
+        .chain(extra.iter().cloned())
+        {
+            m.insert(k.to_string(), v);
+        }
+        IdemParams::read(&m)
+    }
+
+    /// NaN from the energy is an error naming where it arose — the initial
+    /// buffer's particle and SDE step, or the training step — never a NaN
+    /// target, loss or sample.
+    #[test]
+    fn nan_in_the_estimator_is_an_error_naming_the_step() {
+        use crate::engine::params::Value;
+        let target = vec![0.0; 20];
+        // Everywhere: the initial buffer (mc_score particles) fails first.
+        let everywhere = NanBeyond { edge: f64::NEG_INFINITY };
+        let e = fit(&tiny(&[]), &everywhere, &target, 1, &|_| {}).err().expect("an error").to_string();
+        assert!(e.contains("initial buffer") && e.contains("step 0 of 10") && e.contains("not finite"), "{e}");
+        // From the prior instead: the first training step fails.
+        let e = fit(&tiny(&[("init_from_prior", Value::Bool(true))]), &everywhere, &target, 1, &|_| {})
+            .err()
+            .expect("an error")
+            .to_string();
+        assert!(e.contains("training step 0 (outer 0)") && e.contains("not finite"), "{e}");
+        // A healthy energy trains.
+        let fine = NanBeyond { edge: f64::INFINITY };
+        let f = fit(&tiny(&[]), &fine, &target, 1, &|_| {}).expect("trains");
+        assert_eq!(f.loss.f64s("loss").unwrap().len(), 6);
+        assert!(f.loss.f64s("loss").unwrap().iter().all(|v| v.is_finite()));
+    }
 
     /// FIFO: the oldest particles leave first once the buffer is full.
     #[test]
