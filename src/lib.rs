@@ -30,6 +30,7 @@ pub mod model;
 pub mod publish;
 pub mod report;
 pub mod sde;
+pub mod temporal;
 pub mod workloads;
 
 /// Every stage implementation this build has, for [`engine::spec::load`].
