@@ -51,7 +51,7 @@ pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result
                 Media::Html if !index_taken => "index.html".to_string(),
                 Media::Html => format!("{}.html", def.name),
                 Media::Png => format!("{}.png", def.name),
-                Media::Table | Media::Model(_) => continue,
+                Media::Table | Media::Model(_) | Media::File => continue,
             };
             let Some(hash) = line.outputs.get(def.name).and_then(|h| h.parse::<crate::engine::hash::Hash>().ok())
             else {
@@ -300,8 +300,12 @@ pub fn run_section(spec: &Spec, m: &Manifest, shown: &BTreeSet<usize>) -> String
          <th style=\"text-align:left\">inputs</th><th style=\"text-align:left\">params</th></tr></thead><tbody>",
     );
     for st in shown.iter().map(|&i| &spec.stages[i]) {
-        let inputs: Vec<String> =
-            st.inputs.iter().map(|(name, r)| format!("{} ← {}.{}", esc(name), esc(&r.stage), esc(&r.output))).collect();
+        let inputs: Vec<String> = st
+            .inputs
+            .iter()
+            .map(|(name, r)| format!("{} ← {}.{}", esc(name), esc(&r.stage), esc(&r.output)))
+            .chain(st.files.iter().map(|(name, f)| format!("{} ← file {}", esc(name), esc(&f.path))))
+            .collect();
         let params: Vec<String> = st
             .params
             .iter()

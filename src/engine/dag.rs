@@ -97,7 +97,12 @@ impl Dag {
         let width = spec.stages.iter().map(|s| s.name.len()).max().unwrap_or(0);
         for &i in &self.order {
             let s = &spec.stages[i];
-            let ins: Vec<String> = s.inputs.iter().map(|(k, r)| format!("{k} ← {r}")).collect();
+            let ins: Vec<String> = s
+                .inputs
+                .iter()
+                .map(|(k, r)| format!("{k} ← {r}"))
+                .chain(s.files.iter().map(|(k, f)| format!("{k} ← file {}", f.path)))
+                .collect();
             let _ = writeln!(
                 out,
                 "{:width$}  {} ({}){}",

@@ -416,6 +416,18 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                     key: a.key.hex(),
                     reasons: a.reasons.iter().map(|r| r.to_string()).collect(),
                 });
+                // Files the spec names enter the store as objects, so a worker
+                // (here or on a cluster node) reads them like any input.
+                if let Some(error) = stage.files.values().find_map(|f| {
+                    cache
+                        .store(&crate::engine::stage::Artifact::Blob(f.bytes.to_vec()), &[])
+                        .err()
+                        .map(|e| format!("storing file {}: {e}", f.path))
+                }) {
+                    board.settle(i, Settle::Failed(error), (now_ms(), now_ms()));
+                    refused = true;
+                    continue;
+                }
                 let job = Job {
                     key_inputs: a.key_inputs,
                     stage: stage.name.clone(),

@@ -60,6 +60,11 @@ pub enum Reason {
     InputRemoved {
         input: String,
     },
+    /// The content of the file bound to input `input` changed (its path may not have).
+    FileChanged {
+        input: String,
+        path: String,
+    },
     OutputMissing {
         output: String,
     },
@@ -101,6 +106,7 @@ impl fmt::Display for Reason {
                 write!(f, "input `{input}` added (from {stage})")
             }
             Reason::InputRemoved { input } => write!(f, "input `{input}` removed"),
+            Reason::FileChanged { input, path } => write!(f, "file {path} changed (as `{input}`)"),
             Reason::OutputMissing { output } => write!(f, "output {output} missing from the cache"),
             Reason::OutputCorrupt { output } => write!(f, "cached output {output} was corrupt"),
             Reason::RecordCorrupt { path } => write!(f, "cached record {path} was corrupt"),
@@ -110,9 +116,16 @@ impl fmt::Display for Reason {
     }
 }
 
+/// Where an input comes from, for naming it in a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Stage(String),
+    File(String),
+}
+
 /// Compare the hash inputs of the previous key with the current ones.
-/// `sources` maps input names to the stage names they come from.
-pub fn explain(prev: &KeyInputs, cur: &KeyInputs, sources: &BTreeMap<String, String>) -> Vec<Reason> {
+/// `sources` says where each input comes from.
+pub fn explain(prev: &KeyInputs, cur: &KeyInputs, sources: &BTreeMap<String, Source>) -> Vec<Reason> {
     let mut reasons = Vec::new();
     if prev.kind != cur.kind {
         reasons.push(Reason::KindChanged { old: prev.kind.clone(), new: cur.kind.clone() });
@@ -130,11 +143,18 @@ pub fn explain(prev: &KeyInputs, cur: &KeyInputs, sources: &BTreeMap<String, Str
     if prev.seed != cur.seed {
         reasons.push(Reason::SeedChanged { old: prev.seed, new: cur.seed });
     }
-    let source = |input: &String| sources.get(input).cloned().unwrap_or_else(|| input.clone());
+    let source = |input: &String| match sources.get(input) {
+        Some(Source::Stage(s)) => s.clone(),
+        Some(Source::File(p)) => format!("file {p}"),
+        None => input.clone(),
+    };
     for (input, hash) in &cur.inputs {
         match prev.inputs.get(input) {
             None => reasons.push(Reason::InputAdded { input: input.clone(), stage: source(input) }),
-            Some(h) if h != hash => reasons.push(Reason::InputChanged { input: input.clone(), stage: source(input) }),
+            Some(h) if h != hash => reasons.push(match sources.get(input) {
+                Some(Source::File(path)) => Reason::FileChanged { input: input.clone(), path: path.clone() },
+                _ => Reason::InputChanged { input: input.clone(), stage: source(input) },
+            }),
             _ => {}
         }
     }
@@ -159,6 +179,9 @@ pub fn key_inputs(stage: &StageSpec, done: &HashMap<String, OutputMap>) -> Optio
     for (name, r) in &stage.inputs {
         let (hash, _) = done.get(&r.stage)?.get(&r.output)?;
         inputs.insert(name.clone(), *hash);
+    }
+    for (name, f) in &stage.files {
+        inputs.insert(name.clone(), f.hash);
     }
     Some(KeyInputs {
         kind: stage.imp.kind().name().to_string(),
@@ -226,7 +249,12 @@ pub fn assess(
                     let prev_inputs = cache.load_record(&pk)?.and_then(|r| KeyInputs::from_json(&r.hash_inputs));
                     match prev_inputs {
                         Some(prev) => {
-                            let sources = stage.inputs.iter().map(|(k, r)| (k.clone(), r.stage.clone())).collect();
+                            let sources = stage
+                                .inputs
+                                .iter()
+                                .map(|(k, r)| (k.clone(), Source::Stage(r.stage.clone())))
+                                .chain(stage.files.iter().map(|(k, f)| (k.clone(), Source::File(f.path.clone()))))
+                                .collect();
                             reasons.extend(explain(&prev, &ki, &sources));
                         }
                         None => reasons.push(Reason::NoCachedResult),
@@ -340,7 +368,7 @@ mod tests {
         prev.inputs.insert("data".into(), Hash::of(b"a"));
         let mut cur = prev.clone();
         cur.inputs.insert("data".into(), Hash::of(b"b"));
-        let sources = [("data".to_string(), "triangles".to_string())].into_iter().collect();
+        let sources = [("data".to_string(), Source::Stage("triangles".to_string()))].into_iter().collect();
         assert_eq!(explain(&prev, &cur, &sources)[0].to_string(), "input triangles changed (as `data`)");
     }
 

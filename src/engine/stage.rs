@@ -149,6 +149,9 @@ pub enum Media {
     Png,
     /// An HTML page.
     Html,
+    /// The bytes of a file the spec names (`inputs: { sheet: { file: path } }`),
+    /// keyed by content, never by path.
+    File,
 }
 
 impl Media {
@@ -156,7 +159,7 @@ impl Media {
     pub fn format(self) -> Format {
         match self {
             Media::Table => Format::Table,
-            Media::Model(_) | Media::Png | Media::Html => Format::Blob,
+            Media::Model(_) | Media::Png | Media::Html | Media::File => Format::Blob,
         }
     }
 
@@ -167,6 +170,7 @@ impl Media {
             Media::Model(framing) => format!("model/{framing}"),
             Media::Png => "image/png".into(),
             Media::Html => "text/html".into(),
+            Media::File => "file".into(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! the contract is [`crate::engine::stage`]. A new workload is a folder here
 //! and its lines in [`all`].
 
+pub mod color;
 #[cfg(feature = "test-stages")]
 pub mod debug;
 pub mod idem;
@@ -17,6 +18,7 @@ pub fn all() -> Vec<&'static dyn Stage> {
         &triangles::generate::Triangles,
         &two_moons::generate::TwoMoons,
         &idem::generate::Boltzmann,
+        &color::timeline::DopesheetTimeline,
         &triangles::label::TriangleTypes,
         &triangles::train::DsmOu,
         &two_moons::train::DdpmEps,

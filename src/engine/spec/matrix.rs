@@ -265,6 +265,9 @@ pub(super) fn expand(c: &mut Collector, node: &Node, base: Spec) -> (Spec, Optio
                 let up = base.index(&r.stage).expect("validated");
                 canon.bytes(input.as_bytes()).bytes(&ids[up].expect("upstream first").0).bytes(r.output.as_bytes());
             }
+            for (input, f) in &st.files {
+                canon.bytes(input.as_bytes()).bytes(&f.hash.0);
+            }
             let id = canon.finish();
             ids[i] = Some(id);
             let entry = nodes.entry(id).or_insert_with(|| {

@@ -86,6 +86,23 @@ impl fmt::Display for InputRef {
     }
 }
 
+/// A file a stage reads (`inputs: { sheet: { file: path } }`): read when the
+/// spec is validated; its content hash, never its path, enters the key.
+#[derive(Clone)]
+pub struct FileInput {
+    /// The path as the spec writes it (relative to the spec's folder).
+    pub path: String,
+    /// [`crate::engine::hash::blob_hash`] of the content: the object it is stored as.
+    pub hash: crate::engine::hash::Hash,
+    pub bytes: std::sync::Arc<Vec<u8>>,
+}
+
+impl fmt::Debug for FileInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "file {} ({} bytes, {})", self.path, self.bytes.len(), &self.hash.hex()[..12])
+    }
+}
+
 /// A validated stage.
 #[derive(Clone)]
 pub struct StageSpec {
@@ -98,6 +115,8 @@ pub struct StageSpec {
     /// Whether the stage gives its own seed (a swept pipeline seed then leaves it).
     pub seed_given: bool,
     pub inputs: BTreeMap<String, InputRef>,
+    /// Inputs bound to files.
+    pub files: BTreeMap<String, FileInput>,
     /// What a cluster scheduler should give it (not part of the key).
     pub resources: Resources,
     pub pos: Pos,
@@ -112,6 +131,7 @@ impl fmt::Debug for StageSpec {
             .field("params", &self.params)
             .field("seed", &self.seed)
             .field("inputs", &self.inputs)
+            .field("files", &self.files)
             .finish()
     }
 }
@@ -217,14 +237,23 @@ fn parse_seed(c: &mut Collector, node: &Node, what: &str) -> Option<u64> {
 }
 
 /// A stage as parsed, before references are resolved.
+/// What an input entry names, before resolution.
+#[derive(Debug, Clone)]
+enum InputText {
+    /// `stage` or `stage.output`.
+    Stage(String),
+    /// `{ file: path }`.
+    File(String),
+}
+
 struct Draft {
     name: String,
     pos: Pos,
     imp: Option<&'static dyn Stage>,
     params: Params,
     seed: Option<u64>,
-    /// input name → (reference text, its position)
-    inputs: Vec<(String, String, Pos)>,
+    /// input name → (reference, its position)
+    inputs: Vec<(String, InputText, Pos)>,
     resources: Resources,
 }
 
@@ -336,7 +365,17 @@ pub fn validate_with(path: &Path, text: &str, registry: &Registry, overrides: &[
     let mut stages = Vec::new();
     for d in &drafts {
         let mut inputs = BTreeMap::new();
+        let mut files = BTreeMap::new();
         for (input, text, pos) in &d.inputs {
+            let text = match text {
+                InputText::Stage(t) => t,
+                InputText::File(p) => {
+                    if let Some(f) = file_input(&mut c, path, d, input, p, *pos) {
+                        files.insert(input.clone(), f);
+                    }
+                    continue;
+                }
+            };
             let (stage_name, output) = match text.split_once('.') {
                 Some((s, o)) => (s, Some(o)),
                 None => (text.as_str(), None),
@@ -433,6 +472,7 @@ pub fn validate_with(path: &Path, text: &str, registry: &Registry, overrides: &[
                 seed: d.seed.unwrap_or(seed),
                 seed_given: d.seed.is_some(),
                 inputs,
+                files,
                 resources: d.resources.or(&resources),
                 pos: d.pos,
             });
@@ -732,13 +772,48 @@ fn gib(bytes: u64) -> String {
     format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
+/// Read a file input, relative to the spec's folder; an unreadable file or an
+/// input that does not take a file is reported at the path's position.
+fn file_input(c: &mut Collector, spec: &Path, d: &Draft, input: &str, written: &str, pos: Pos) -> Option<FileInput> {
+    if let Some(imp) = d.imp
+        && let Some(def) = imp.inputs().iter().find(|i| i.name == input)
+        && def.media != stage::Media::File
+    {
+        c.err(
+            pos,
+            format!(
+                "input `{input}` of a {} {} stage expects {}, not a file; name a stage or `stage.output`",
+                imp.kind(),
+                imp.method(),
+                def.media
+            ),
+        );
+        return None;
+    }
+    let full = spec.parent().unwrap_or(Path::new(".")).join(written);
+    match std::fs::read(&full) {
+        Ok(bytes) => Some(FileInput {
+            path: written.to_string(),
+            hash: crate::engine::hash::blob_hash(&bytes),
+            bytes: std::sync::Arc::new(bytes),
+        }),
+        Err(e) => {
+            c.err(
+                pos,
+                format!("input `{input}` of stage `{}`: cannot read `{written}` ({}): {e}", d.name, full.display()),
+            );
+            None
+        }
+    }
+}
+
 fn check_inputs(
     c: &mut Collector,
     stage: &str,
     imp: &'static dyn Stage,
     at: Pos,
     node: Option<&Node>,
-) -> Vec<(String, String, Pos)> {
+) -> Vec<(String, InputText, Pos)> {
     let defs = imp.inputs();
     let names: Vec<&str> = defs.iter().map(|d| d.name).collect();
     let mut out = Vec::new();
@@ -754,7 +829,7 @@ fn check_inputs(
             Some(list) => {
                 for (k, v) in list {
                     let key = k.as_str().unwrap_or_default();
-                    if out.iter().any(|(n, _, _): &(String, String, Pos)| n == key) {
+                    if out.iter().any(|(n, _, _): &(String, InputText, Pos)| n == key) {
                         c.err(k.pos, format!("input `{key}` is given twice in stage `{stage}`"));
                         continue;
                     }
@@ -775,11 +850,19 @@ fn check_inputs(
                         );
                         continue;
                     }
-                    match v.as_str() {
-                        Some(r) if !r.is_empty() => out.push((key.to_string(), r.to_string(), v.pos)),
+                    let file = entries(v).and_then(|e| match e {
+                        [(fk, fv)] if fk.as_str() == Some("file") => fv.as_str().map(|p| (p.to_string(), fv.pos)),
+                        _ => None,
+                    });
+                    match (v.as_str(), file) {
+                        (Some(r), _) if !r.is_empty() => out.push((key.to_string(), InputText::Stage(r.to_string()), v.pos)),
+                        (_, Some((p, pos))) if !p.is_empty() => out.push((key.to_string(), InputText::File(p), pos)),
                         _ => c.err(
                             v.pos,
-                            format!("input `{key}` must name a stage or `stage.output`, found {}", v.describe()),
+                            format!(
+                                "input `{key}` must name a stage, `stage.output`, or a file as `{{ file: path }}`, found {}",
+                                v.describe()
+                            ),
                         ),
                     }
                 }
@@ -791,8 +874,11 @@ fn check_inputs(
             c.err(
                 node.map_or(at, |n| n.pos),
                 format!(
-                    "stage `{stage}` is missing required input `{}` ({}); add `inputs: {{ {}: <stage> }}`",
-                    def.name, def.doc, def.name
+                    "stage `{stage}` is missing required input `{}` ({}); add `inputs: {{ {}: {} }}`",
+                    def.name,
+                    def.doc,
+                    def.name,
+                    if def.media == stage::Media::File { "{ file: <path> }" } else { "<stage>" }
                 ),
             );
         }

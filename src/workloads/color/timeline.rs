@@ -1,0 +1,59 @@
+//! `generate` / `dataset: dopesheet`: a dopesheet file realised as a timeline
+//! table — the schedule as a cached, inspectable, plottable artifact.
+
+use crate::engine::frame::{ColumnData, Table};
+use crate::engine::params::ParamDef;
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::temporal::{parse, realize};
+
+/// `dataset: dopesheet`: reads the `sheet` file input ([`crate::temporal::parse`])
+/// and writes the value of every property at every step
+/// ([`crate::temporal::realize`]: steps `0..=len`), and the keyframes.
+pub struct DopesheetTimeline;
+
+static PARAMS: &[ParamDef] = &[];
+static INPUTS: &[InputDef] =
+    &[InputDef { name: "sheet", media: Media::File, required: true, doc: "the dopesheet CSV: `{ file: path }`" }];
+static OUTPUTS: &[OutputDef] = &[
+    OutputDef {
+        name: "timeline",
+        media: Media::Table,
+        doc: "step, phase, action, then one column per property (its value at that step)",
+    },
+    OutputDef { name: "keys", media: Media::Table, doc: "property, step, value: every keyframe of the sheet" },
+];
+
+impl Stage for DopesheetTimeline {
+    describe!(Kind::Generate, "dopesheet", version 1, PARAMS, INPUTS, OUTPUTS);
+    fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
+        let bytes = ctx.blob("sheet")?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| StageError::Failed(format!("the sheet is not UTF-8: {e}")))?;
+        let sheet = parse(text).map_err(|errors| {
+            StageError::Failed(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+        })?;
+        let t = realize(&sheet);
+        let mut table = Table::new()
+            .with("step", ColumnData::I64((0..t.steps() as i64).collect()))
+            .with("phase", ColumnData::Str(t.phase.clone()))
+            .with("action", ColumnData::Str(t.action.clone()));
+        for (name, values) in t.names.iter().zip(&t.values) {
+            table = table.with(name, ColumnData::F64(values.clone()));
+        }
+        let (mut prop, mut step, mut value) = (Vec::new(), Vec::new(), Vec::new());
+        for (p, property) in sheet.properties.iter().enumerate() {
+            for (s, v) in sheet.keys(p) {
+                prop.push(property.name.clone());
+                step.push(s as i64);
+                value.push(v);
+            }
+        }
+        let keys = Table::new()
+            .with("property", ColumnData::Str(prop))
+            .with("step", ColumnData::I64(step))
+            .with("value", ColumnData::F64(value));
+        Ok([("timeline".to_string(), Artifact::Table(table)), ("keys".to_string(), Artifact::Table(keys))]
+            .into_iter()
+            .collect())
+    }
+}
