@@ -348,6 +348,25 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc[0] + sum
 }
 
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// 1/√(2π).
+const INV_SQRT_2PI: f32 = 0.398_942_3;
+
+/// `Φ(u)` and `φ(u)` (standard normal CDF and density) in single precision,
+/// vectorisable: `Φ` from Abramowitz & Stegun 7.1.26 (absolute error
+/// < 1.5·10⁻⁷). Exact GELU is `u·Φ(u)`, its derivative `Φ(u) + u·φ(u)`.
+#[inline(always)]
+pub(crate) fn normal_cdf_pdf(u: f32) -> (f32, f32) {
+    let x = u.abs() * FRAC_1_SQRT_2;
+    let e = exp_fast(-x * x);
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152 + t * 1.061_405_4))));
+    let erf = 1.0 - poly * e;
+    // Branch-free, so the loop vectorises.
+    let cdf = 0.5 + (0.5 * erf).copysign(u);
+    (cdf, e * INV_SQRT_2PI)
+}
+
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 
 /// `e^x` for f32: `n = round(x·log₂e)`, `r = x − n·ln2` (Cody–Waite, ln2 split in

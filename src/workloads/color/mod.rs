@@ -3,4 +3,6 @@
 //! weighted by soft labels and, over time, by a keyframed dopesheet
 //! ([`crate::temporal`]).
 
+pub mod data;
+pub mod model;
 pub mod timeline;

@@ -32,7 +32,7 @@ use rayon::prelude::*;
 
 use super::net::{DemMlpConfig, INPUT_SCALE};
 use crate::model::Layers;
-use crate::model::fast::{exp_fast, mm};
+use crate::model::fast::{mm, normal_cdf_pdf as phi};
 
 /// Rows per chunk (a fixed property of the computation).
 pub const CHUNK: usize = 128;
@@ -95,23 +95,6 @@ fn embed_into(v: f32, freqs: &[f32], out: &mut [f32]) {
             (*s, *c) = ((v * f).sin(), (v * f).cos());
         }
     }
-}
-
-const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
-/// 1/√(2π).
-const INV_SQRT_2PI: f32 = 0.398_942_3;
-
-/// `Φ(u)` and `φ(u)` (standard normal CDF and density).
-#[inline(always)]
-fn phi(u: f32) -> (f32, f32) {
-    let x = u.abs() * FRAC_1_SQRT_2;
-    let e = exp_fast(-x * x);
-    let t = 1.0 / (1.0 + 0.327_591_1 * x);
-    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152 + t * 1.061_405_4))));
-    let erf = 1.0 - poly * e;
-    // Branch-free, so the loop vectorises.
-    let cdf = 0.5 + (0.5 * erf).copysign(u);
-    (cdf, e * INV_SQRT_2PI)
 }
 
 #[inline(always)]
