@@ -58,7 +58,7 @@ fn unknown_and_ill_typed_params() {
 #[test]
 fn missing_input_and_dangling_references() {
     insta::assert_snapshot!(errors(&format!(
-        "name: x\nstages:\n{GOOD_GEN}  l1:\n    kind: label\n  l2:\n    kind: label\n    inputs: {{ data: triangle }}\n  l3:\n    kind: label\n    inputs: {{ data: triangles.sample, extra: triangles }}\n"
+        "name: x\nstages:\n{GOOD_GEN}  l1:\n    kind: label\n    params: {{ scheme: triangle_types }}\n  l2:\n    kind: label\n    params: {{ scheme: triangle_types }}\n    inputs: {{ data: triangle }}\n  l3:\n    kind: label\n    params: {{ scheme: triangle_types }}\n    inputs: {{ data: triangles.sample, extra: triangles }}\n"
     )));
 }
 
@@ -70,7 +70,7 @@ fn duplicate_stage_name() {
 #[test]
 fn cycle_names_its_path() {
     insta::assert_snapshot!(errors(
-        "name: x\nstages:\n  a:\n    kind: label\n    inputs: { data: c.labels }\n  b:\n    kind: label\n    inputs: { data: a.labels }\n  c:\n    kind: label\n    inputs: { data: b.labels }\n"
+        "name: x\nstages:\n  a:\n    kind: label\n    params: { scheme: triangle_types }\n    inputs: { data: c.labels }\n  b:\n    kind: label\n    params: { scheme: triangle_types }\n    inputs: { data: a.labels }\n  c:\n    kind: label\n    params: { scheme: triangle_types }\n    inputs: { data: b.labels }\n"
     ));
 }
 
@@ -86,14 +86,14 @@ fn the_binary_reports_every_error_at_once_exits_2_and_writes_nothing() {
     let ws = Workspace::new();
     ws.write(
         "bad.yaml",
-        "name: x\nstages:\n  a:\n    kind: genrate\n  b:\n    kind: label\n    inputs: { data: nowhere }\n",
+        "name: x\nstages:\n  a:\n    kind: genrate\n  b:\n    kind: label\n    params: { scheme: triangle_types }\n    inputs: { data: nowhere }\n",
     );
     for cmd in [["check", "bad.yaml"], ["run", "bad.yaml"], ["status", "bad.yaml"]] {
         let out = ws.cmd(&cmd).output().unwrap();
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("bad.yaml:4:11: unknown stage kind `genrate`"), "{err}");
-        assert!(err.contains("bad.yaml:7:21: input `data` of stage `b` refers to stage `nowhere`"), "{err}");
+        assert!(err.contains("bad.yaml:8:21: input `data` of stage `b` refers to stage `nowhere`"), "{err}");
         assert!(err.contains("2 errors in bad.yaml; nothing was run"), "{err}");
     }
     assert!(!ws.artifacts().exists(), "nothing may be written for a bad spec");
@@ -136,7 +136,7 @@ fn a_stage_that_cannot_fit_in_memory_is_refused_by_check() {
 #[test]
 fn check_rejects_wiring_a_table_without_the_needed_columns() {
     insta::assert_snapshot!(errors(
-        "name: x\nstages:\n  moons:\n    kind: generate\n    params: { dataset: two_moons, n_samples: 100 }\n  lab:\n    kind: label\n    inputs: { data: moons.samples }\n  ok:\n    kind: label\n    inputs: { data: t }\n  t:\n    kind: generate\n    params: { dataset: triangles, n_samples: 10 }\n"
+        "name: x\nstages:\n  moons:\n    kind: generate\n    params: { dataset: two_moons, n_samples: 100 }\n  lab:\n    kind: label\n    params: { scheme: triangle_types }\n    inputs: { data: moons.samples }\n  ok:\n    kind: label\n    params: { scheme: triangle_types }\n    inputs: { data: t }\n  t:\n    kind: generate\n    params: { dataset: triangles, n_samples: 10 }\n"
     ));
 }
 

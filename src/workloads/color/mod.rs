@@ -5,4 +5,7 @@
 
 pub mod data;
 pub mod model;
+pub mod stages;
 pub mod timeline;
+pub mod train;
+pub mod validate;

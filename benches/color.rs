@@ -1,0 +1,28 @@
+//! Colour autoencoder (seed 003) benchmarks: one training step of experiment
+//! 1.7 at batch 32 (forward, the five regularizers with Separate's B² pairs,
+//! backward), every weight on.
+//!
+//! Run with `cargo bench --bench color`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use rand::{Rng, SeedableRng};
+use scoreflow::workloads::color::model::{N_PARAMS, SHAPES, Weights, loss_and_grad};
+
+fn step(c: &mut Criterion) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let layers = scoreflow::model::init_layers(&SHAPES, false, &mut rng);
+    let p: Vec<f32> = layers.iter().flat_map(|(w, b, _, _)| w.iter().chain(b).copied()).collect();
+    let x: Vec<[f32; 3]> = (0..32).map(|_| [rng.random(), rng.random(), rng.random()]).collect();
+    let red: Vec<f32> = (0..32).map(|_| rng.random()).collect();
+    let vib: Vec<f32> = (0..32).map(|_| rng.random()).collect();
+    let w = Weights { polar: 0.01, separate: 0.005, planar: 0.01, norm_v: 0.01, norm: 0.001 };
+    let mut grad = vec![0f32; N_PARAMS];
+    c.bench_function("color/loss_and_grad_32", |b| b.iter(|| loss_and_grad(&p, &x, &red, &vib, &w, &mut grad)));
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30);
+    targets = step
+}
+criterion_main!(benches);
