@@ -31,7 +31,14 @@ fn the_color_pipeline_runs_and_a_sheet_edit_reruns_only_what_follows() {
     let ws = workspace();
     let (out, events) = ws.run_json("pipelines/color.yaml", &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(Workspace::ran(&events), vec!["cube", "labels", "latent", "schedule", "train"]);
+    assert_eq!(Workspace::ran(&events), vec!["cube", "labels", "latent", "report", "schedule", "train"]);
+    // The page and its figures, the animation an APNG (an acTL chunk).
+    let page = ws.path().join("artifacts/reports/color/report");
+    for f in ["index.html", "timeline.png", "loss.png", "latents.png", "checks.png"] {
+        assert!(page.join(f).exists(), "{f}");
+    }
+    let apng = std::fs::read(page.join("animation.png")).unwrap();
+    assert!(apng.windows(4).any(|w| w == b"acTL"), "an animated PNG");
     assert!(metric(&ws, "recon_mse") < 0.002);
     assert!(metric(&ws, "red_angle") < 30.0);
     assert_eq!(metric(&ws, "hue_order"), 1.0);
@@ -44,7 +51,7 @@ fn the_color_pipeline_runs_and_a_sheet_edit_reruns_only_what_follows() {
     std::fs::write(&path, edited).unwrap();
     let (out, events) = ws.run_json("pipelines/color.yaml", &[]);
     assert!(out.status.success());
-    assert_eq!(Workspace::ran(&events), vec!["latent", "schedule", "train"]);
+    assert_eq!(Workspace::ran(&events), vec!["latent", "report", "schedule", "train"]);
     let started = events.iter().find(|e| e["event"] == "started" && e["stage"] == "schedule").unwrap();
     assert!(started["reasons"][0].as_str().unwrap().contains("file ../data/ex-1.7-dopesheet.csv changed"), "{started}");
 }

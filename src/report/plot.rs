@@ -32,8 +32,8 @@ fn init_font() {
 pub const PRE: RGBColor = RGBColor(31, 119, 180);
 pub const POST: RGBColor = RGBColor(255, 127, 14);
 
-/// Render with `draw` on a `w × h` white canvas and encode as PNG.
-fn render<F>(figure: &'static str, w: u32, h: u32, draw: F) -> Result<Vec<u8>, PlotError>
+/// Draw with `draw` on a `w × h` white canvas: the raw RGB pixels.
+fn render_rgb<F>(figure: &'static str, w: u32, h: u32, draw: F) -> Result<Vec<u8>, PlotError>
 where
     F: FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<(), String>,
 {
@@ -46,6 +46,16 @@ where
         draw(&root).map_err(err)?;
         root.present().map_err(|e| err(e.to_string()))?;
     }
+    Ok(rgb)
+}
+
+/// Render with `draw` on a `w × h` white canvas and encode as PNG.
+fn render<F>(figure: &'static str, w: u32, h: u32, draw: F) -> Result<Vec<u8>, PlotError>
+where
+    F: FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<(), String>,
+{
+    let rgb = render_rgb(figure, w, h, draw)?;
+    let err = |why: String| PlotError { figure, why };
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, w, h);
@@ -532,6 +542,163 @@ pub fn points_on_field(
             chart
                 .draw_series(panel.points.iter().filter(inside).map(|(a, b)| Circle::new((*a, *b), 2, POST.filled())))
                 .map_err(e2s)?;
+        }
+        Ok(())
+    })
+}
+
+/// A point drawn in its own colour.
+pub type ColoredPoint = (f64, f64, [u8; 3]);
+
+/// One panel of [`colored_scatter`].
+pub struct ColoredPanel<'a> {
+    pub title: String,
+    pub x_desc: &'a str,
+    pub y_desc: &'a str,
+    pub points: &'a [ColoredPoint],
+}
+
+fn draw_colored(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    panel: &ColoredPanel,
+    range: (f64, f64),
+) -> Result<(), String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(&panel.title, (FONT, 18))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(44)
+        .build_cartesian_2d(range.0..range.1, range.0..range.1)
+        .map_err(e2s)?;
+    chart.configure_mesh().x_desc(panel.x_desc).y_desc(panel.y_desc).label_style((FONT, 12)).draw().map_err(e2s)?;
+    // The unit circle, for reference.
+    chart
+        .draw_series(LineSeries::new(
+            (0..=120).map(|k| {
+                let a = k as f64 / 120.0 * std::f64::consts::TAU;
+                (a.cos(), a.sin())
+            }),
+            BLACK.mix(0.3),
+        ))
+        .map_err(e2s)?;
+    let inside = |p: &&ColoredPoint| p.0 >= range.0 && p.0 < range.1 && p.1 >= range.0 && p.1 < range.1;
+    chart
+        .draw_series(
+            panel
+                .points
+                .iter()
+                .filter(inside)
+                .map(|(x, y, c)| Circle::new((*x, *y), 3, RGBColor(c[0], c[1], c[2]).filled())),
+        )
+        .map_err(e2s)?;
+    Ok(())
+}
+
+/// Scatter panels in a grid of `cols` columns, every point in its own colour,
+/// on the square `range²` with the unit circle drawn.
+pub fn colored_scatter(panels: &[ColoredPanel], cols: usize, range: (f64, f64)) -> Result<Vec<u8>, PlotError> {
+    let rows = panels.len().div_ceil(cols.max(1));
+    render("colored_scatter", 380 * cols as u32, 380 * rows as u32, |root| {
+        let areas = root.split_evenly((rows, cols));
+        for (area, panel) in areas.iter().zip(panels) {
+            draw_colored(area, panel, range)?;
+        }
+        Ok(())
+    })
+}
+
+/// An animated PNG (APNG): one frame per panel, `delay_ms` each, looping.
+pub fn colored_animation(frames: &[ColoredPanel], range: (f64, f64), delay_ms: u16) -> Result<Vec<u8>, PlotError> {
+    let (w, h) = (480u32, 480u32);
+    let err = |why: String| PlotError { figure: "animation", why };
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_animated(frames.len().max(1) as u32, 0).map_err(|e| err(e.to_string()))?;
+        enc.set_frame_delay(delay_ms, 1000).map_err(|e| err(e.to_string()))?;
+        let mut writer = enc.write_header().map_err(|e| err(e.to_string()))?;
+        for panel in frames {
+            let rgb = render_rgb("animation", w, h, |root| draw_colored(root, panel, range))?;
+            writer.write_image_data(&rgb).map_err(|e| err(e.to_string()))?;
+        }
+        writer.finish().map_err(|e| err(e.to_string()))?;
+    }
+    Ok(out)
+}
+
+/// One property of a [`timeline`] figure: its values at every step and its keyframes.
+pub struct TimelineSeries<'a> {
+    pub name: &'a str,
+    pub values: Vec<(f64, f64)>,
+    pub keys: Vec<(f64, f64)>,
+}
+
+/// A dopesheet's timeline as the origin draws it: every property but `lr` in
+/// a tall panel, `lr` below on a log₁₀ axis; keyframes as white-filled circles
+/// edged in the line's colour; phase starts as grey vertical lines.
+pub fn timeline(
+    props: &[TimelineSeries],
+    lr: Option<&TimelineSeries>,
+    phases: &[(f64, String)],
+) -> Result<Vec<u8>, PlotError> {
+    let palette = [
+        PRE,
+        POST,
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+    ];
+    render("timeline", 1100, 640, |root| {
+        let (top, bottom) = root.split_vertically(420);
+        let x1 = props.iter().chain(lr).flat_map(|p| p.values.last()).map(|p| p.0).fold(1.0f64, f64::max);
+        let ymax = props.iter().flat_map(|p| p.values.iter().map(|v| v.1)).fold(0.0f64, f64::max).max(1e-9) * 1.08;
+        let mut chart = ChartBuilder::on(&top)
+            .caption("Dopesheet timeline", (FONT, 20))
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..x1, 0.0..ymax)
+            .map_err(e2s)?;
+        chart.configure_mesh().y_desc("weight").label_style((FONT, 12)).draw().map_err(e2s)?;
+        for (x, name) in phases {
+            chart.draw_series(LineSeries::new([(*x, 0.0), (*x, ymax)], RGBColor(150, 150, 150))).map_err(e2s)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    name.clone(),
+                    (*x, ymax * 0.97),
+                    (FONT, 13).into_font().style(FontStyle::Bold),
+                )))
+                .map_err(e2s)?;
+        }
+        for (i, p) in props.iter().enumerate() {
+            let color = palette[i % palette.len()];
+            chart
+                .draw_series(LineSeries::new(p.values.iter().copied(), color.mix(0.75).stroke_width(2)))
+                .map_err(e2s)?
+                .label(p.name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            chart.draw_series(p.keys.iter().map(|k| Circle::new(*k, 4, WHITE.filled()))).map_err(e2s)?;
+            chart.draw_series(p.keys.iter().map(|k| Circle::new(*k, 4, color.stroke_width(2)))).map_err(e2s)?;
+        }
+        legend(&mut chart, 12, SeriesLabelPosition::UpperRight)?;
+        if let Some(lr) = lr {
+            let logs: Vec<(f64, f64)> = lr.values.iter().map(|(x, v)| (*x, v.max(1e-12).log10())).collect();
+            let (lo, hi) = logs.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+            let mut c2 = ChartBuilder::on(&bottom)
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(60)
+                .build_cartesian_2d(0.0..x1, (lo - 0.3)..(hi + 0.3))
+                .map_err(e2s)?;
+            c2.configure_mesh().x_desc("step").y_desc("log10 lr").label_style((FONT, 12)).draw().map_err(e2s)?;
+            c2.draw_series(LineSeries::new(logs, PRE.stroke_width(2))).map_err(e2s)?;
+            let keys: Vec<(f64, f64)> = lr.keys.iter().map(|(x, v)| (*x, v.max(1e-12).log10())).collect();
+            c2.draw_series(keys.iter().map(|k| Circle::new(*k, 4, WHITE.filled()))).map_err(e2s)?;
+            c2.draw_series(keys.iter().map(|k| Circle::new(*k, 4, PRE.stroke_width(2)))).map_err(e2s)?;
         }
         Ok(())
     })

@@ -40,6 +40,7 @@ pub fn all() -> Vec<&'static dyn Stage> {
         &triangles::report::Smeme,
         &two_moons::report::TwoMoons,
         &idem::report::IdemReport,
+        &color::report::ColorReport,
         #[cfg(feature = "test-stages")]
         &debug::Debug,
     ]
@@ -77,6 +78,7 @@ mod tests {
             super::color::stages::ColorCubeParams,
             super::color::stages::ColorSoftParams,
             super::color::train::ColorAeParams,
+            super::color::report::ColorReportParams,
             super::idem::study::StudyParams,
             m::train::DdpmParams,
             m::sample::EpsSamplerParams,

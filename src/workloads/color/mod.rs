@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod model;
+pub mod report;
 pub mod stages;
 pub mod timeline;
 pub mod train;
