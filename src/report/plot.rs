@@ -177,7 +177,15 @@ pub fn line_panels(panels: &[Lines]) -> Result<Vec<u8>, PlotError> {
     let w = 560 * panels.len() as u32;
     render("lines", w, 460, |root| {
         let areas = root.split_evenly((1, panels.len()));
-        let colors = [PRE, POST, RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
+        let colors = [
+            PRE,
+            POST,
+            RGBColor(44, 160, 44),
+            RGBColor(214, 39, 40),
+            RGBColor(148, 103, 189),
+            RGBColor(140, 86, 75),
+            RGBColor(227, 119, 194),
+        ];
         for (area, panel) in areas.iter().zip(panels) {
             let pts = panel.series.iter().flat_map(|s| s.1.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
             let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
