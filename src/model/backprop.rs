@@ -107,8 +107,8 @@ fn act_backward(g: &mut [f32], u: &[f32], s: &[f32]) {
     act_backward_body(g, u, s)
 }
 
-/// `db[j] += Σ_r g[r, j]`.
-fn bias_grad(db: &mut [f32], g: &[f32]) {
+/// `db[j] = Σ_r g[r, j]`.
+pub(crate) fn bias_grad(db: &mut [f32], g: &[f32]) {
     db.iter_mut().for_each(|v| *v = 0.0);
     for row in g.chunks_exact(db.len()) {
         for (d, v) in db.iter_mut().zip(row) {
@@ -119,11 +119,11 @@ fn bias_grad(db: &mut [f32], g: &[f32]) {
 
 /// Offsets of one layer's weight and bias in the flat parameter vector.
 #[derive(Debug, Clone, Copy)]
-struct Slot {
-    w: usize,
-    b: usize,
-    input: usize,
-    output: usize,
+pub(crate) struct Slot {
+    pub(crate) w: usize,
+    pub(crate) b: usize,
+    pub(crate) input: usize,
+    pub(crate) output: usize,
 }
 
 /// One chunk's activations and gradient.

@@ -32,6 +32,17 @@ fn init_font() {
 pub const PRE: RGBColor = RGBColor(31, 119, 180);
 pub const POST: RGBColor = RGBColor(255, 127, 14);
 
+/// Line colours in order (matplotlib's first seven).
+const PALETTE: [RGBColor; 7] = [
+    PRE,
+    POST,
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+];
+
 /// Draw with `draw` on a `w × h` white canvas: the raw RGB pixels.
 fn render_rgb<F>(figure: &'static str, w: u32, h: u32, draw: F) -> Result<Vec<u8>, PlotError>
 where
@@ -125,8 +136,7 @@ pub fn scatter(
 pub fn triangles(valid: &[[f64; 3]], invalid: &[[f64; 3]]) -> Result<Vec<u8>, PlotError> {
     render("triangles", 1200, 560, |root| {
         let panels = root.split_evenly((1, 2));
-        let palette =
-            [PRE, POST, RGBColor(44, 160, 44), RGBColor(214, 39, 40), RGBColor(148, 103, 189), RGBColor(140, 86, 75)];
+        let palette = PALETTE;
         for (area, (title, tris)) in panels.iter().zip([("valid samples", valid), ("invalid samples", invalid)]) {
             let mut chart = ChartBuilder::on(area)
                 .caption(format!("{title} ({} shown)", tris.len()), (FONT, 22))
@@ -177,15 +187,7 @@ pub fn line_panels(panels: &[Lines]) -> Result<Vec<u8>, PlotError> {
     let w = 560 * panels.len() as u32;
     render("lines", w, 460, |root| {
         let areas = root.split_evenly((1, panels.len()));
-        let colors = [
-            PRE,
-            POST,
-            RGBColor(44, 160, 44),
-            RGBColor(214, 39, 40),
-            RGBColor(148, 103, 189),
-            RGBColor(140, 86, 75),
-            RGBColor(227, 119, 194),
-        ];
+        let colors = PALETTE;
         for (area, panel) in areas.iter().zip(panels) {
             let pts = panel.series.iter().flat_map(|s| s.1.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
             let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
@@ -651,15 +653,7 @@ pub fn timeline(
     lr: Option<&TimelineSeries>,
     phases: &[(f64, String)],
 ) -> Result<Vec<u8>, PlotError> {
-    let palette = [
-        PRE,
-        POST,
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
-    ];
+    let palette = PALETTE;
     render("timeline", 1100, 640, |root| {
         let (top, bottom) = root.split_vertically(420);
         let x1 = props.iter().chain(lr).flat_map(|p| p.values.last()).map(|p| p.0).fold(1.0f64, f64::max);

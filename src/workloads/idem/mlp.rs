@@ -32,6 +32,7 @@ use rayon::prelude::*;
 
 use super::net::{DemMlpConfig, INPUT_SCALE};
 use crate::model::Layers;
+use crate::model::backprop::{Slot, bias_grad};
 use crate::model::fast::{mm, normal_cdf_pdf as phi};
 
 /// Rows per chunk (a fixed property of the computation).
@@ -142,26 +143,7 @@ fn gelu<const DERIV: bool>(u: &mut [f32], bias: &[f32], act: &mut [f32], deriv: 
     gelu_body::<DERIV>(u, bias, act, deriv)
 }
 
-/// `db ← Σ_rows g`.
-fn bias_grad(db: &mut [f32], g: &[f32]) {
-    db.iter_mut().for_each(|v| *v = 0.0);
-    for row in g.chunks_exact(db.len()) {
-        for (d, v) in db.iter_mut().zip(row) {
-            *d += v;
-        }
-    }
-}
-
 // ---------------------------------------------------------------- the network
-
-/// Offsets of one layer in the flat vector.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    w: usize,
-    b: usize,
-    input: usize,
-    output: usize,
-}
 
 /// One chunk's activations and gradients.
 struct Workspace {
