@@ -301,41 +301,30 @@ pub fn parse(text: &str) -> Result<Dopesheet, Vec<SheetError>> {
     let mut rows = Vec::with_capacity(raw.len());
     for (i, (line, cell, mut row)) in raw.into_iter().enumerate() {
         let Some(cell) = cell else { continue };
-        let missing = |which: &str| SheetError {
-            line,
-            column: "STEP".into(),
-            message: format!("a relative step needs an anchor {which} it, and there is none"),
-        };
+        let missing = |message: &str| SheetError { line, column: "STEP".into(), message: message.into() };
         let step = match cell {
-            StepCell::Anchor(a) => Some(a as f64),
-            StepCell::After(n) => prev_anchor(i).map(|a| (a + n) as f64).ok_or_else(|| missing("above")).ok(),
-            StepCell::Before(n) => next_anchor(i).map(|a| a as f64 - n as f64).ok_or_else(|| missing("below")).ok(),
+            StepCell::Anchor(a) => Ok(a as f64),
+            StepCell::After(n) => prev_anchor(i)
+                .map(|a| (a + n) as f64)
+                .ok_or_else(|| missing("a relative step needs an anchor above it, and there is none")),
+            StepCell::Before(n) => next_anchor(i)
+                .map(|a| a as f64 - n as f64)
+                .ok_or_else(|| missing("a relative step needs an anchor below it, and there is none")),
             StepCell::FractionAfter(f) | StepCell::FractionBefore(f) => match (prev_anchor(i), next_anchor(i)) {
                 (Some(a), Some(b)) => {
                     let (a, b) = (a as f64, b as f64);
-                    Some(
-                        if matches!(cell, StepCell::FractionAfter(_)) { a + f * (b - a) } else { b - f * (b - a) }
-                            .round_ties_even(),
-                    )
+                    let at = if matches!(cell, StepCell::FractionAfter(_)) { a + f * (b - a) } else { b - f * (b - a) };
+                    Ok(at.round_ties_even())
                 }
-                _ => {
-                    errors.push(SheetError {
-                        line,
-                        column: "STEP".into(),
-                        message: "a fractional step needs an anchor above and below it".into(),
-                    });
-                    None
-                }
+                _ => Err(missing("a fractional step needs an anchor above and below it")),
             },
         };
         match step {
-            Some(s) => {
+            Ok(s) => {
                 row.step = s.max(0.0) as usize;
                 rows.push(row);
             }
-            None if matches!(cell, StepCell::After(_)) => errors.push(missing("above")),
-            None if matches!(cell, StepCell::Before(_)) => errors.push(missing("below")),
-            None => {}
+            Err(e) => errors.push(e),
         }
     }
     if rows.is_empty() && errors.is_empty() {

@@ -179,7 +179,7 @@ pub fn ve_sde_particles(
             },
         );
         let check = step % 100 == 99 || step + 1 == steps;
-        if let Some(i) = x.iter().position(|v| !v.is_finite()).filter(|_| check) {
+        if check && let Some(i) = x.iter().position(|v| !v.is_finite()) {
             return Err(format!("particle {} is not finite at step {step} of {steps}", i / dim));
         }
     }
