@@ -95,6 +95,26 @@ fn legend<'a, DB: DrawingBackend + 'a>(
         .map_err(e2s)
 }
 
+/// A panel over the rectangle `x × y` for a field drawn cell by cell: titled,
+/// labelled, without grid lines (the heatmaps and the point-over-field panels).
+fn field_chart<'a, 'b>(
+    area: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+    (xl, yl): (&str, &str),
+    x: (f64, f64),
+    y: (f64, f64),
+) -> Result<ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, 19))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(48)
+        .build_cartesian_2d(x.0..x.1, y.0..y.1)
+        .map_err(e2s)?;
+    chart.configure_mesh().disable_mesh().x_desc(xl).y_desc(yl).label_style((FONT, 13)).draw().map_err(e2s)?;
+    Ok(chart)
+}
+
 fn e2s<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
@@ -340,14 +360,7 @@ pub fn heatmaps(
                     ViridisRGB.get_color_normalized(v.min(hi), lo, hi)
                 }
             };
-            let mut chart = ChartBuilder::on(&plot_area)
-                .caption(panel.title, (FONT, 19))
-                .margin(12)
-                .x_label_area_size(40)
-                .y_label_area_size(48)
-                .build_cartesian_2d(x.0..x.1, y.0..y.1)
-                .map_err(e2s)?;
-            chart.configure_mesh().disable_mesh().x_desc(xl).y_desc(yl).label_style((FONT, 13)).draw().map_err(e2s)?;
+            let mut chart = field_chart(&plot_area, panel.title, (xl, yl), x, y)?;
             chart
                 .draw_series((0..bins * bins).filter(|k| panel.values[*k].is_finite()).map(|k| {
                     let (i, j) = (k / bins, k % bins);
@@ -532,14 +545,8 @@ pub fn points_on_field(
         let areas = root.split_evenly((1, panels.len()));
         let (dx, dy) = ((x.1 - x.0) / bins as f64, (y.1 - y.0) / bins as f64);
         for (area, panel) in areas.iter().zip(panels) {
-            let mut chart = ChartBuilder::on(area)
-                .caption(format!("{} ({})", panel.title, panel.points.len()), (FONT, 19))
-                .margin(12)
-                .x_label_area_size(40)
-                .y_label_area_size(48)
-                .build_cartesian_2d(x.0..x.1, y.0..y.1)
-                .map_err(e2s)?;
-            chart.configure_mesh().disable_mesh().x_desc(xl).y_desc(yl).label_style((FONT, 13)).draw().map_err(e2s)?;
+            let title = format!("{} ({})", panel.title, panel.points.len());
+            let mut chart = field_chart(area, &title, (xl, yl), x, y)?;
             chart
                 .draw_series((0..bins * bins).map(|k| {
                     let (i, j) = (k / bins, k % bins);
