@@ -25,6 +25,7 @@ pub mod describe;
 pub mod error;
 pub mod export;
 pub mod inspect;
+pub mod mcmc;
 pub mod metrics;
 pub mod model;
 pub mod publish;

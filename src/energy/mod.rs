@@ -6,9 +6,11 @@
 //! each point computed alone, so results do not depend on the thread count.
 //! The iDEM workload (seed 001) samples these densities from the energy alone;
 //! the generate stage draws exact reference sets from those that have an exact
-//! sampler (the GMM). DW-4, LJ-13 and LJ-55 drop in as further implementations.
+//! sampler (the GMM), and MCMC reference sets of the particle systems
+//! ([`particles`]: DW-4, LJ-13, LJ-55).
 
 pub mod gmm;
+pub mod particles;
 pub mod torch_rng;
 
 use rayon::prelude::*;
@@ -31,6 +33,13 @@ pub trait Energy: Sync {
     /// known in closed form; `false` otherwise.
     fn noised_score(&self, _x: &[f64], _h: f64, _grad: &mut [f64]) -> bool {
         false
+    }
+
+    /// `(n, d)` for a system of `n` identical particles in `d` dimensions
+    /// whose density is invariant under translations (and rotations and
+    /// permutations): samplers then keep the centre of mass at zero.
+    fn particles(&self) -> Option<(usize, usize)> {
+        None
     }
 
     /// `log p` of every point of a row-major batch.
@@ -72,6 +81,9 @@ impl<E: Energy + ?Sized> Energy for Scaled<'_, E> {
         let lp = self.with_scaled(y, |x| self.energy.grad_log_prob(x, grad));
         grad.iter_mut().for_each(|g| *g *= self.scale);
         lp
+    }
+    fn particles(&self) -> Option<(usize, usize)> {
+        self.energy.particles()
     }
 }
 

@@ -32,13 +32,16 @@ impl Geometric {
 
 /// Integrate one particle `x` (drawn from the prior by the caller) through
 /// the reverse SDE; `score(t, h(t), x, out)` writes the score. Stops at the
-/// first error the score reports, with the step it failed at.
+/// first error the score reports, with the step it failed at. With
+/// `mean_free: Some((n, d))` (a particle system) the centre of mass is
+/// removed after every step, as DEM's `integrate_sde` does for molecules.
 pub fn reverse_em<R: Rng, E>(
     schedule: &Geometric,
     steps: usize,
     diffusion_scale: f64,
     x: &mut [f64],
     rng: &mut R,
+    mean_free: Option<(usize, usize)>,
     mut score: impl FnMut(f64, f64, &[f64], &mut [f64], &mut R) -> Result<(), E>,
 ) -> Result<(), (usize, E)> {
     let dt = 1.0 / steps as f64;
@@ -50,6 +53,9 @@ pub fn reverse_em<R: Rng, E>(
         for (xi, si) in x.iter_mut().zip(&s) {
             let z: f64 = rng.sample(StandardNormal);
             *xi += g * g * si * dt + diffusion_scale * g * dt.sqrt() * z;
+        }
+        if let Some((n, d)) = mean_free {
+            crate::energy::particles::remove_mean(x, n, d);
         }
     }
     Ok(())
@@ -80,7 +86,7 @@ mod tests {
         let mut total = 0.0;
         for _ in 0..n {
             let mut x = [(v + s.h(1.0)).sqrt() * rng.sample::<f64, _>(StandardNormal)];
-            reverse_em(&s, 500, 1.0, &mut x, &mut rng, |_, h, x, out, _| {
+            reverse_em(&s, 500, 1.0, &mut x, &mut rng, None, |_, h, x, out, _| {
                 out[0] = -x[0] / (v + h);
                 Ok::<(), ()>(())
             })

@@ -11,8 +11,10 @@
 //! | `jensen` | `(1/K) Σ g_i` | the gradient of the Jensen bound `E[log p(y)]`: biased at every K |
 //! | `unbiased` | `(1/K) Σ e^{l_i} g_i / p_t(x)` | importance-weighted numerator over the exact `p_t(x)`: unbiased, unstable at small K; only for energies with a closed-form `p_t` |
 //!
-//! DEM clips the estimate's norm (`clip_scores`, 70 for GMM-40): scaled by
-//! `min(1, max / (|S| + 10⁻⁶))`. Every sample with zero density (FAB's −∞
+//! DEM clips the estimate's norm (`clip_scores`, 70 for GMM-40, 20 for the
+//! particle systems): scaled by `min(1, max / (|S| + 10⁻⁶))`; for a particle
+//! system ([`Energy::particles`]) each particle's `d`-vector is clipped on its
+//! own, as DEM's molecule reshape does. Every sample with zero density (FAB's −∞
 //! floor) leaves the estimate undefined: an error, never a NaN.
 
 use rand::Rng;
@@ -94,7 +96,12 @@ impl Estimator {
     ) -> Result<(), EstimateError> {
         raw(energy, x, h, self.k, self.form, rng, scratch, out)?;
         if let Some(max) = self.max_norm {
-            clip_norm(out, max);
+            match energy.particles() {
+                // DEM reshapes a molecule's score to (n, d) before clipping:
+                // each particle's vector is clipped on its own.
+                Some((_, d)) => out.chunks_mut(d).for_each(|s| clip_norm(s, max)),
+                None => clip_norm(out, max),
+            }
         }
         Ok(())
     }

@@ -5,10 +5,10 @@
 use rayon::prelude::*;
 
 use super::estimator::{Estimator, Form, Scratch};
+use super::generate::Target;
 use super::mlp::{CHUNK, DemMlpRun, flatten};
 use super::net::DemModel;
 use crate::energy::Scaled;
-use crate::energy::gmm::Gmm;
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamDef, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
@@ -19,7 +19,7 @@ use crate::sde::ve::{Geometric, reverse_em};
 /// 50 for GMM-40), integrated by [`reverse_em`] with the score at each step
 /// estimated from `k` energy evaluations ([`Estimator`], DEM's log-sum-exp and
 /// norm clip by default), then scaled back. The energy is GMM-40 without
-/// FAB's −∞ floor ([`Gmm::unmasked`]): the same estimates wherever DEM's are
+/// FAB's −∞ floor ([`crate::energy::gmm::Gmm::unmasked`]): the same estimates wherever DEM's are
 /// defined. Each particle has its own random
 /// stream of the stage seed (prior, SDE noise, Monte Carlo draws), so samples
 /// do not depend on the thread count.
@@ -28,12 +28,12 @@ pub struct McScore;
 crate::params! {
     /// The parameters of this implementation, read once per run.
     pub struct McScoreParams {
-        energy: String = (ParamType::Str { choices: &["gmm40"] }, Default::Str("gmm40"), "the target"),
+        energy: String = (ParamType::Str { choices: &["gmm40", "dw4", "lj13", "lj55"] }, Default::Str("gmm40"), "the target (the particle systems are not normalised: set `normalization: 1`)"),
         n_samples: usize = (ParamType::Int { min: 1, max: 10_000_000 }, Default::Int(1000), "particles"),
         steps: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(1000), "Euler–Maruyama steps (DEM: 1000)"),
         k: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(100), "Monte Carlo samples per score estimate"),
         estimator: String = (ParamType::Str { choices: &["log_sum_exp", "tweedie", "jensen"] }, Default::Str("log_sum_exp"), "the score estimator (DEM: log_sum_exp); `unbiased` needs the exact p_t and is for the study only"),
-        max_norm: f64 = (ParamType::Float { min: 0.0, max: 1e12 }, Default::Float(70.0), "clip each estimate's norm to this (DEM: 70 for GMM-40); 0: no clip"),
+        max_norm: f64 = (ParamType::Float { min: 0.0, max: 1e12 }, Default::Float(70.0), "clip each estimate's norm to this (DEM: 70 for GMM-40; 20 per particle for DW-4 and LJ); 0: no clip"),
         sigma_min: f64 = (ParamType::Float { min: 1e-12, max: 1e6 }, Default::Float(1e-5), "geometric schedule's σ_min (DEM: 1e-5)"),
         sigma_max: f64 = (ParamType::Float { min: 1e-12, max: 1e6 }, Default::Float(1.0), "geometric schedule's σ_max (DEM: 1)"),
         normalization: f64 = (ParamType::Float { min: 1e-9, max: 1e9 }, Default::Float(50.0), "the energy's coordinates divided by this (DEM: 50 for GMM-40)"),
@@ -44,55 +44,77 @@ static PARAMS: &[ParamDef] = McScoreParams::DEFS;
 static INPUTS: &[InputDef] = &[];
 static OUTPUTS: &[OutputDef] =
     &[OutputDef { name: "samples", media: Media::Table, doc: "x, y in the energy's coordinates" }];
+static MC_OUTPUTS: &[OutputDef] = &[OutputDef {
+    name: "samples",
+    media: Media::Table,
+    doc: "GMM-40: x, y in the energy's coordinates; particles: p{i}_x, p{i}_y[, p{i}_z]",
+}];
 
 impl Stage for McScore {
-    describe!(Kind::Sample, "mc_score", version 2, PARAMS, INPUTS, OUTPUTS);
-    fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
-        (output == "samples").then_some(&["x", "y"][..])
-    }
+    describe!(Kind::Sample, "mc_score", version 3, PARAMS, INPUTS, MC_OUTPUTS);
     fn check_params(&self, p: &crate::engine::params::Params) -> Vec<(&'static str, String)> {
         let p = McScoreParams::read(p);
-        if p.sigma_min < p.sigma_max {
-            return Vec::new();
+        let mut errors = Vec::new();
+        if p.sigma_min >= p.sigma_max {
+            errors
+                .push(("sigma_min", format!("sigma_min ({}) must be below sigma_max ({})", p.sigma_min, p.sigma_max)));
         }
-        vec![("sigma_min", format!("sigma_min ({}) must be below sigma_max ({})", p.sigma_min, p.sigma_max))]
+        if p.energy != "gmm40" && p.normalization != 1.0 {
+            errors.push((
+                "normalization",
+                format!(
+                    "DEM does not normalise `{}` (data_normalization_factor 1.0); set `normalization: 1` (the default, 50, is GMM-40's)",
+                    p.energy
+                ),
+            ));
+        }
+        errors
     }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = McScoreParams::read(ctx.params);
-        // Unmasked: where every Monte Carlo sample lies beyond FAB's floor
-        // (a particle far out early in the reverse SDE) DEM's estimate is NaN.
-        let gmm = Gmm::dem40().unmasked();
-        let energy = Scaled { energy: &gmm, scale: p.normalization };
+        // GMM-40 unmasked: where every Monte Carlo sample lies beyond FAB's
+        // floor (a particle far out early in the reverse SDE) DEM's estimate is NaN.
+        let target = match Target::by_name(&p.energy) {
+            Some(Target::Gmm(g)) => Target::Gmm(g.unmasked()),
+            Some(t) => t,
+            None => return Err(StageError::Failed(format!("unknown energy `{}`", p.energy))),
+        };
+        let energy = Scaled { energy: target.energy(), scale: p.normalization };
         let form = Form::parse(&p.estimator).expect("declared choices");
         let est = Estimator { form, k: p.k, max_norm: (p.max_norm > 0.0).then_some(p.max_norm) };
         let schedule = Geometric { sigma_min: p.sigma_min, sigma_max: p.sigma_max };
         let n = p.n_samples;
-        let particles =
+        let xs =
             mc_score_particles(&energy, &est, &schedule, p.steps, p.diffusion_scale, n, ctx.seed, "mc_score", &|f| {
                 (ctx.progress)(f)
             })
             .map_err(StageError::Failed)?;
-        let mut xs = Vec::with_capacity(n);
-        let mut ys = Vec::with_capacity(n);
-        for [x, y] in particles {
-            let (x, y) = (x * p.normalization, y * p.normalization);
-            if !(x.is_finite() && y.is_finite()) {
-                return Err(StageError::Failed("a sample is not finite".into()));
-            }
-            xs.push(x);
-            ys.push(y);
-        }
-        let table = Table::new().with("x", ColumnData::F64(xs)).with("y", ColumnData::F64(ys));
-        Ok([("samples".to_string(), Artifact::Table(table))].into_iter().collect())
+        Ok([("samples".to_string(), Artifact::Table(points_table(&target, &xs, p.normalization)))]
+            .into_iter()
+            .collect())
     }
 }
 
-/// `n` particles from DEM's prior `N(0, h(1) I)` through the reverse SDE with
-/// the score estimated at every step (in the energy's coordinates as given:
-/// DEM's normalised ones when `energy` is [`Scaled`]). Particle `i` has its own
-/// stream `(seed, tag, i)` for the prior, the SDE noise and the Monte Carlo
-/// draws, so the result does not depend on the thread count. The first
-/// failed estimate (or non-finite particle) is the error.
+/// Points (`n × dim`, in the network's coordinates) as the target's sample
+/// table, scaled back by `normalization`.
+pub fn points_table(target: &Target, xs: &[f64], normalization: f64) -> Table {
+    let cols = target.columns();
+    let dim = cols.len();
+    let mut table = Table::new();
+    for (j, name) in cols.iter().enumerate() {
+        table = table.with(name, ColumnData::F64(xs.iter().skip(j).step_by(dim).map(|v| v * normalization).collect()));
+    }
+    table
+}
+
+/// `n` particles from DEM's prior `N(0, h(1) I)` (mean-free for a particle
+/// system, DEM's `MeanFreePrior`) through the reverse SDE with the score
+/// estimated at every step (in the energy's coordinates as given: DEM's
+/// normalised ones when `energy` is [`Scaled`]); `n × dim`, row-major.
+/// Particle `i` has its own stream `(seed, tag, i)` for the prior, the SDE
+/// noise and the Monte Carlo draws, so the result does not depend on the
+/// thread count. The first failed estimate (or non-finite particle) is the
+/// error.
 #[allow(clippy::too_many_arguments)]
 pub fn mc_score_particles(
     energy: &(dyn crate::energy::Energy + Sync),
@@ -104,20 +126,23 @@ pub fn mc_score_particles(
     seed: u64,
     tag: &str,
     progress: &(dyn Fn(f64) + Sync),
-) -> Result<Vec<[f64; 2]>, String> {
+) -> Result<Vec<f64>, String> {
     let prior_sd = schedule.h(1.0).sqrt();
+    let dim = energy.dim();
+    let mean_free = energy.particles();
     let done = std::sync::atomic::AtomicUsize::new(0);
-    (0..n)
+    let rows: Vec<Vec<f64>> = (0..n)
         .into_par_iter()
         .map(|i| {
             use rand::Rng;
             let mut rng = crate::engine::rng::particle(seed, tag, i);
-            let mut x = [0.0; 2];
-            for v in x.iter_mut() {
-                *v = prior_sd * rng.sample::<f64, _>(rand_distr::StandardNormal);
+            let mut x: Vec<f64> =
+                (0..dim).map(|_| prior_sd * rng.sample::<f64, _>(rand_distr::StandardNormal)).collect();
+            if let Some((np, d)) = mean_free {
+                crate::energy::particles::remove_mean(&mut x, np, d);
             }
             let mut scratch = Scratch::default();
-            reverse_em(schedule, steps, diffusion_scale, &mut x, &mut rng, |_, h, x, out, rng| {
+            reverse_em(schedule, steps, diffusion_scale, &mut x, &mut rng, mean_free, |_, h, x, out, rng| {
                 est.estimate(energy, x, h, rng, &mut scratch, out)
             })
             .map_err(|(step, e)| format!("particle {i}, step {step} of {steps}: {e}"))?;
@@ -130,7 +155,8 @@ pub fn mc_score_particles(
             }
             Ok(x)
         })
-        .collect()
+        .collect::<Result<_, String>>()?;
+    Ok(rows.concat())
 }
 
 /// `n` particles from the prior through the network's reverse SDE (DEM's

@@ -134,10 +134,6 @@ impl Buffer {
     }
 }
 
-fn f32_pairs(v: &[[f64; 2]]) -> Vec<[f32; 2]> {
-    v.iter().map(|p| [p[0] as f32, p[1] as f32]).collect()
-}
-
 impl Stage for Idem {
     describe!(Kind::Train, "idem", version 1, PARAMS, INPUTS, OUTPUTS);
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
@@ -230,7 +226,7 @@ pub fn fit(
         }
     };
     if p.use_buffer {
-        let init = if p.init_from_prior {
+        let init: Vec<[f32; 2]> = if p.init_from_prior {
             let mut r = rng(seed, "idem/prior_init");
             (0..p.n_init)
                 .map(|_| {
@@ -252,7 +248,7 @@ pub fn fit(
                 &|f| progress(f / units),
             )
             .map_err(|e| StageError::Failed(format!("the initial buffer (mc_score): {e}")))?;
-            f32_pairs(&pts)
+            pts.chunks_exact(2).map(|q| [q[0] as f32, q[1] as f32]).collect()
         };
         buffer.add(&init);
         snapshot(0, &init);

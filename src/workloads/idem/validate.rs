@@ -4,9 +4,12 @@
 
 use crate::energy::Energy;
 use crate::energy::gmm::Gmm;
+use crate::energy::particles::Particles;
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamDef, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
+
+use super::generate::Target;
 
 /// `checks: boltzmann` on GMM-40, in the energy's own coordinates:
 ///
@@ -24,12 +27,28 @@ use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, 
 ///   edge bins).
 /// * `modes_1`, `modes_5` — modes with at least 1 (5) samples within 3σ of
 ///   their mean; `on_mode` — the fraction of samples within 3σ of some mean.
+///
+/// On the particle systems (`dw4`, `lj13`, `lj55`; columns `p{i}_x, …`),
+/// DEM's molecule metrics:
+///
+/// * `x_w2` — as above, on the flattened mean-free coordinates, with no
+///   rotational alignment and no particle permutation: DEM's `2-Wasserstein`
+///   (its `Eq-EMD2`, which aligns every pair by Hungarian matching and Kabsch,
+///   is not computed). It is an upper bound on the symmetry-reduced distance.
+/// * `energy_w2` — the 1-D 2-Wasserstein distance between the energies;
+///   `energy_emd2` — its square, which is what DEM logs as `energy_w2` (POT's
+///   `emd2_1d` returns the transport cost, `W₂²`).
+/// * `dist_w2`, `dist_emd2` — the same between the pooled interatomic
+///   distances (DEM's `dist_w2` is `dist_emd2`).
+/// * `dist_tv` — DEM's `dist_total_var`: total variation between the distance
+///   histograms on 200 bins spanning the reference's range.
+/// * `energy_mean`, `energy_q25`, `energy_q75` — the set's energy summary.
 pub struct BoltzmannChecks;
 
 crate::params! {
     /// The parameters of this implementation, read once per run.
     pub struct BoltzmannChecksParams {
-        energy: String = (ParamType::Str { choices: &["gmm40"] }, Default::Str("gmm40"), "the target the samples are of"),
+        energy: String = (ParamType::Str { choices: &["gmm40", "dw4", "lj13", "lj55"] }, Default::Str("gmm40"), "the target the samples are of"),
         bins: usize = (ParamType::Int { min: 2, max: 10_000 }, Default::Int(50), "histogram bins per axis for `tv`"),
         range: f64 = (ParamType::Float { min: 1e-9, max: 1e9 }, Default::Float(50.0), "the histogram covers [−range, range] on each axis"),
         max_points: usize = (ParamType::Int { min: 2, max: 20_000 }, Default::Int(2000), "at most this many points of each set enter x_w2 (the first ones)"),
@@ -37,13 +56,18 @@ crate::params! {
 }
 static PARAMS: &[ParamDef] = BoltzmannChecksParams::DEFS;
 static INPUTS: &[InputDef] = &[
-    InputDef { name: "samples", media: Media::Table, required: true, doc: "generated points (x, y)" },
-    InputDef { name: "target", media: Media::Table, required: true, doc: "exact reference samples (x, y)" },
+    InputDef {
+        name: "samples",
+        media: Media::Table,
+        required: true,
+        doc: "generated points (x, y; particles p{i}_x, p{i}_y[, p{i}_z])",
+    },
+    InputDef { name: "target", media: Media::Table, required: true, doc: "reference samples, the same columns" },
     InputDef {
         name: "floor",
         media: Media::Table,
         required: false,
-        doc: "a second, independent exact set (the floor)",
+        doc: "a second, independent reference set (the floor)",
     },
 ];
 static OUTPUTS: &[OutputDef] = &[OutputDef {
@@ -135,30 +159,90 @@ pub fn metrics(
     ])
 }
 
+/// The histogram TV DEM computes on interatomic distances: 200 bins over the
+/// reference's range (values outside fall out of both histograms, as
+/// `np.histogram` with the reference's edges drops them).
+pub fn hist_tv_1d(samples: &[f64], reference: &[f64], bins: usize) -> f64 {
+    let (lo, hi) = reference.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let hist = |v: &[f64]| {
+        let mut h = vec![0.0; bins];
+        for &x in v {
+            if x >= lo && x <= hi {
+                let i = (((x - lo) / (hi - lo)) * bins as f64).floor() as usize;
+                h[i.min(bins - 1)] += 1.0;
+            }
+        }
+        let total: f64 = h.iter().sum();
+        h.iter_mut().for_each(|c| *c /= total.max(1.0));
+        h
+    };
+    let (a, b) = (hist(samples), hist(reference));
+    0.5 * a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum::<f64>()
+}
+
+/// One particle set's metrics against the reference: (name, value) rows.
+pub fn particle_metrics(
+    sys: &Particles,
+    s: &[f64],
+    target: &[f64],
+    p: &BoltzmannChecksParams,
+) -> Result<Vec<(&'static str, f64)>, String> {
+    let dim = sys.n * sys.d;
+    let cut = |v: &[f64]| v[..v.len().min(dim * p.max_points)].to_vec();
+    let x_w2 = w2_exact(&cut(s), &cut(target), dim)?;
+    let energies = |v: &[f64]| -> Vec<f64> { v.chunks(dim).map(|x| sys.energy(x, None)).collect() };
+    let distances = |v: &[f64]| -> Vec<f64> {
+        let mut d = Vec::new();
+        v.chunks(dim).for_each(|x| sys.distances(x, &mut d));
+        d
+    };
+    let (es, et) = (energies(s), energies(target));
+    let (ds, dt) = (distances(s), distances(target));
+    let energy_w2 = w2_1d(&es, &et);
+    let dist_w2 = w2_1d(&ds, &dt);
+    let mut sorted = es.clone();
+    sorted.sort_by(f64::total_cmp);
+    let q = |f: f64| sorted[((sorted.len() - 1) as f64 * f).round() as usize];
+    Ok(vec![
+        ("x_w2", x_w2),
+        ("energy_w2", energy_w2),
+        ("energy_emd2", energy_w2 * energy_w2),
+        ("dist_w2", dist_w2),
+        ("dist_emd2", dist_w2 * dist_w2),
+        ("dist_tv", hist_tv_1d(&ds, &dt, 200)),
+        ("energy_mean", es.iter().sum::<f64>() / es.len() as f64),
+        ("energy_q25", q(0.25)),
+        ("energy_q75", q(0.75)),
+        ("n", (s.len() / dim) as f64),
+    ])
+}
+
 impl Stage for BoltzmannChecks {
-    describe!(Kind::Validate, "boltzmann", version 2, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Validate, "boltzmann", version 3, PARAMS, INPUTS, OUTPUTS);
     fn metrics(&self) -> &'static [(&'static str, &'static str)] {
         &[("metrics", "value")]
     }
-    fn input_columns(&self, _input: &str) -> &'static [&'static str] {
-        &["x", "y"]
-    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = BoltzmannChecksParams::read(ctx.params);
-        let gmm = Gmm::dem40();
-        let xy = ["x".to_string(), "y".to_string()];
-        let load = |name: &str| -> Result<Vec<f64>, StageError> { Ok(ctx.table(name)?.rows_f64(&xy)?) };
+        let target_sys =
+            Target::by_name(&p.energy).ok_or_else(|| StageError::Failed(format!("unknown energy `{}`", p.energy)))?;
+        let cols = target_sys.columns();
+        let load = |name: &str| -> Result<Vec<f64>, StageError> { Ok(ctx.table(name)?.rows_f64(&cols)?) };
         let s = load("samples")?;
         if let Some(bad) = s.iter().position(|v| !v.is_finite()) {
             return Err(StageError::Failed(format!(
                 "sample {} is not finite; the metrics need finite points",
-                bad / 2
+                bad / cols.len()
             )));
         }
         let target = load("target")?;
-        let rows = metrics(&gmm, &s, &target, &p).map_err(StageError::Failed)?;
+        let eval = |set: &[f64]| match &target_sys {
+            Target::Gmm(gmm) => metrics(gmm, set, &target, &p),
+            Target::Particles(sys) => particle_metrics(sys, set, &target, &p),
+        };
+        let rows = eval(&s).map_err(StageError::Failed)?;
         let floor = match ctx.inputs.get("floor") {
-            Some(_) => Some(metrics(&gmm, &load("floor")?, &target, &p).map_err(StageError::Failed)?),
+            Some(_) => Some(eval(&load("floor")?).map_err(StageError::Failed)?),
             None => None,
         };
         let table = Table::new()
@@ -213,6 +297,22 @@ mod tests {
             permute(v, k + 1, f);
             v.swap(k, i);
         }
+    }
+
+    /// Every molecule metric of a set against itself is zero.
+    #[test]
+    fn particle_metrics_vanish_on_the_same_set() {
+        use rand::{Rng, SeedableRng};
+        let sys = Particles::dw4();
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let x: Vec<f64> = (0..8 * 50).map(|_| r.sample::<f64, _>(rand_distr::StandardNormal) * 2.0).collect();
+        let p = BoltzmannChecksParams::read(&BoltzmannChecksParams::example());
+        let m: std::collections::BTreeMap<_, _> = particle_metrics(&sys, &x, &x, &p).unwrap().into_iter().collect();
+        for k in ["x_w2", "energy_w2", "dist_w2", "dist_tv"] {
+            assert_eq!(m[k], 0.0, "{k}");
+        }
+        let y: Vec<f64> = x.iter().map(|v| v * 1.3).collect();
+        assert!(hist_tv_1d(&y, &x, 200) > 0.0 && particle_metrics(&sys, &y, &x, &p).unwrap()[1].1 > 0.0);
     }
 
     #[test]
