@@ -1,7 +1,10 @@
 //! iDEM (seed 001) benchmarks: the log-sum-exp score estimator on GMM-40 at a
 //! DEM training batch (512 points × K = 500 energy and gradient evaluations,
 //! DEM's ÷50 coordinates and norm clip), one thread per chunk of points as a
-//! training step runs it.
+//! training step runs it; DEM's MLP; and for the particle systems the
+//! estimator on LJ-13 (512 × K = 1000) and DEM's EGNN (training steps, a
+//! sampler forward). The PyTorch references: `benches/torch/dem_estimator.py`
+//! and `benches/torch/dem_particles.py`.
 //!
 //! Run with `cargo bench --bench idem`.
 
@@ -67,9 +70,94 @@ fn network(c: &mut Criterion) {
     g.finish();
 }
 
+/// The particle systems (issue 16): the log-sum-exp estimator on LJ-13 at
+/// DEM's batch 512 × K = 1000 (per-particle clip 20), and DEM's EGNN — one
+/// training step (forward, autodiff backward, Adam) at batch 512 on DW-4
+/// (128 wide, 3 layers) and LJ-13 (128 wide, 5 layers, batch 64), and one
+/// reverse-SDE forward over 1000 DW-4 particles.
+fn particles(c: &mut Criterion) {
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Tensor, TensorData};
+    use rand::{Rng, SeedableRng};
+    use scoreflow::energy::particles::{Particles, icosahedron, remove_mean};
+    use scoreflow::workloads::idem::egnn::{Egnn, EgnnConfig};
+
+    let lj = Particles::lj(13);
+    let h = Geometric { sigma_min: 0.01, sigma_max: 2.0 }.h(0.5);
+    let (batch, k) = (512usize, 1000usize);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let base = icosahedron(1, 1.0);
+    let mut points: Vec<f64> = (0..batch)
+        .flat_map(|_| {
+            base.iter().map(|v| v + 0.3 * rng.sample::<f64, _>(rand_distr::StandardNormal)).collect::<Vec<_>>()
+        })
+        .collect();
+    remove_mean(&mut points, 13, 3);
+    let est = Estimator { form: Form::LogSumExp, k, max_norm: Some(20.0) };
+    let mut g = c.benchmark_group("estimator");
+    g.throughput(Throughput::Elements((batch * k) as u64));
+    g.sample_size(10);
+    g.bench_function("log_sum_exp_lj13_512x1000", |b| {
+        let mut round = 0u64;
+        b.iter(|| {
+            round += 1;
+            let out: Vec<Vec<f64>> = points
+                .par_chunks(39)
+                .enumerate()
+                .map(|(i, x)| {
+                    let mut rng = scoreflow::engine::rng::particle(round, "bench/estimate", i);
+                    let mut s = vec![0.0; 39];
+                    est.estimate(&lj, x, h, &mut rng, &mut Scratch::default(), &mut s).unwrap();
+                    s
+                })
+                .collect();
+            out
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("egnn");
+    g.sample_size(10);
+    for (name, cfg, b) in
+        [("dw4_train_step_512", EgnnConfig::DW4, 512usize), ("lj13_train_step_64", EgnnConfig::lj(13), 64)]
+    {
+        let dim = cfg.n * cfg.d;
+        let dev = scoreflow::model::train_device(scoreflow::model::Backend::Flex);
+        let mut net = Some(Egnn::from_layers(&cfg.init(&mut rng), &cfg, &dev));
+        let mut optim = scoreflow::model::adamw(0.0).init();
+        let x: Vec<f32> = (0..b * dim).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let t: Vec<f32> = (0..b).map(|_| rng.random_range(0.0..1.0)).collect();
+        let y: Vec<f32> = (0..b * dim).map(|_| rng.random_range(-5.0..5.0)).collect();
+        g.bench_function(name, |bench| {
+            bench.iter(|| {
+                let n = net.take().unwrap();
+                let xs = Tensor::<2>::from_data(TensorData::new(x.clone(), [b, dim]), &dev);
+                let ts = Tensor::<1>::from_data(TensorData::new(t.clone(), [b]), &dev);
+                let ys = Tensor::<2>::from_data(TensorData::new(y.clone(), [b, dim]), &dev);
+                let loss = (n.forward(xs, ts) - ys).powi_scalar(2).mean();
+                let grads = GradientsParams::from_grads(loss.backward(), &n);
+                net = Some(optim.step(1e-3, n, grads));
+            })
+        });
+    }
+    let cfg = EgnnConfig::DW4;
+    let dev = scoreflow::model::io_device();
+    let net = Egnn::from_layers(&cfg.init(&mut rng), &cfg, &dev);
+    let m = 1000;
+    let x: Vec<f32> = (0..m * 8).map(|_| rng.random_range(-2.0..2.0)).collect();
+    g.bench_function("dw4_forward_1000", |bench| {
+        bench.iter(|| {
+            let xs = Tensor::<2>::from_data(TensorData::new(x.clone(), [m, 8]), &dev);
+            let ts = Tensor::<1>::from_data(TensorData::new(vec![0.4f32; m], [m]), &dev);
+            net.forward(xs, ts).into_data()
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = estimator, network
+    targets = estimator, network, particles
 }
 criterion_main!(benches);

@@ -113,3 +113,64 @@ fn impossible_reference_settings_are_spec_errors() {
     assert!(text.contains("p.yaml:8:") && text.contains("multiple of chains"), "{text}");
     assert!(!ws.path().join("artifacts/objects").exists() || ws.files_under("artifacts/objects").is_empty());
 }
+
+/// iDEM on DW-4 with DEM's EGNN, at a toy budget, end to end: train, the
+/// network's reverse SDE (mean-free samples), the metrics and the report
+/// with its histograms; the same bytes on one thread or two.
+#[test]
+fn idem_trains_an_egnn_on_dw4_and_reports() {
+    let mut spec = spec("dw4", 8);
+    spec.push_str(
+        "  train:
+    kind: train
+    inputs: { target: reference.samples }
+    params: { objective: idem, energy: dw4, outer: 2, inner: 3, batch: 16, k: 8, hidden: 8, steps: 10, samples_per_outer: 16, n_init: 16, init_from_prior: true, lambda: none, max_norm: 20.0, sigma_max: 3.0, normalization: 1.0, lr: 0.001, snapshot_every: 1 }
+  samples:
+    kind: sample
+    inputs: { model: train.model }
+    params: { sampler: ve_sde, n_samples: 30, steps: 10 }
+  model_metrics:
+    kind: validate
+    inputs: { samples: samples, target: reference.samples, floor: floor.samples }
+    params: { checks: boltzmann, energy: dw4 }
+  report:
+    kind: report
+    inputs: { target: reference.samples, samples: samples, mc_samples: mc, metrics: model_metrics.metrics, loss: train.loss, tracker: train.tracker, buffer: train.buffer }
+    params: { layout: idem, energy: dw4 }
+",
+    );
+    let outputs: Vec<serde_json::Value> = ["1", "2"]
+        .iter()
+        .map(|jobs| {
+            let ws = Workspace::new();
+            ws.write("p.yaml", &spec);
+            let (out, _) = ws.run_json("p.yaml", &["--jobs", jobs]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let rows = export_csv(&ws, "samples.samples");
+            assert_eq!(rows[0].len(), 8);
+            for row in rows.iter().skip(1) {
+                let x: Vec<f64> = row.iter().map(|v| v.parse().unwrap()).collect();
+                assert!((x[0] + x[2] + x[4] + x[6]).abs() < 1e-4 && (x[1] + x[3] + x[5] + x[7]).abs() < 1e-4);
+            }
+            let loss = export_csv(&ws, "train.loss");
+            assert_eq!(loss.len() - 1, 6);
+            let page = ws.path().join("artifacts/reports/particles/report");
+            for f in ["index.html", "samples.png", "training.png", "buffer.png"] {
+                assert!(page.join(f).exists(), "{f}");
+            }
+            let html = std::fs::read_to_string(page.join("index.html")).unwrap();
+            assert!(html.contains("iDEM on DW4") && html.contains("interquartile range"), "{html}");
+            let m = ws.latest_manifest("particles");
+            serde_json::Value::Array(
+                m["stages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|s| s["kind"] != "report")
+                    .map(|s| s["outputs"].clone())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(outputs[0], outputs[1]);
+}

@@ -5,10 +5,12 @@
 //! this folder holds what only iDEM uses: the Monte Carlo score estimators and
 //! the stages.
 
+pub mod egnn;
 pub mod estimator;
 pub mod generate;
 pub mod mlp;
 pub mod net;
+pub mod particles_train;
 pub mod report;
 pub mod sample;
 pub mod study;

@@ -2,8 +2,10 @@
 //! exact reference set, the metric table with its floors, and the estimator
 //! study's curves when it is bound.
 
+use super::generate::{Target, particle_columns};
+use crate::energy::particles::Particles;
 use crate::engine::frame::Table;
-use crate::engine::params::ParamDef;
+use crate::engine::params::{Default, ParamDef, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::report::plot::{self, Lines};
 use crate::report::{esc, html_table_with, page, plot_err};
@@ -15,17 +17,28 @@ use crate::report::{esc, html_table_with, page, plot_err};
 /// middle time, and against t at the middle K, one line per form.
 pub struct IdemReport;
 
-static PARAMS: &[ParamDef] = &[];
+crate::params! {
+    /// The parameters of this implementation, read once per run.
+    pub struct IdemReportParams {
+        energy: String = (ParamType::Str { choices: &["gmm40", "dw4", "lj13", "lj55"] }, Default::Str("gmm40"), "the target the sets are of: GMM-40 draws points over its density; the particle systems draw energy and interatomic-distance histograms"),
+    }
+}
+static PARAMS: &[ParamDef] = IdemReportParams::DEFS;
 static INPUTS: &[InputDef] = &[
-    InputDef { name: "target", media: Media::Table, required: true, doc: "exact reference samples (x, y)" },
-    InputDef { name: "samples", media: Media::Table, required: true, doc: "generated samples (x, y)" },
+    InputDef {
+        name: "target",
+        media: Media::Table,
+        required: true,
+        doc: "reference samples (x, y; particles p{i}_x, …)",
+    },
+    InputDef { name: "samples", media: Media::Table, required: true, doc: "generated samples, the same columns" },
     InputDef { name: "metrics", media: Media::Table, required: true, doc: "validate checks: boltzmann's metrics" },
     InputDef { name: "study", media: Media::Table, required: false, doc: "validate checks: score_estimator's study" },
     InputDef {
         name: "mc_samples",
         media: Media::Table,
         required: false,
-        doc: "sampler: mc_score's samples (x, y), drawn beside the model's",
+        doc: "sampler: mc_score's samples, drawn beside the model's",
     },
     InputDef { name: "loss", media: Media::Table, required: false, doc: "train objective: idem's loss table" },
     InputDef { name: "tracker", media: Media::Table, required: false, doc: "train objective: idem's tracker" },
@@ -111,6 +124,41 @@ fn training_panels(
     plot::line_panels(&panels).map_err(plot_err)
 }
 
+/// The metric table's rows: (value, floor) by metric name.
+struct MetricRows {
+    names: Vec<String>,
+    values: Vec<f64>,
+    floors: Vec<f64>,
+}
+
+impl MetricRows {
+    fn of(metrics: &Table) -> Result<MetricRows, StageError> {
+        Ok(MetricRows {
+            names: metrics.strs("metric")?.to_vec(),
+            values: metrics.f64s("value")?,
+            floors: metrics.f64s("floor")?,
+        })
+    }
+    fn row(&self, name: &str) -> Option<(f64, f64)> {
+        self.names.iter().position(|m| m == name).map(|i| (self.values[i], self.floors[i]))
+    }
+    fn floor(&self, name: &str) -> Option<f64> {
+        self.row(name).map(|r| r.1).filter(|f| f.is_finite())
+    }
+}
+
+/// The training figure from the bound loss (and tracker), or an empty frame.
+fn training_figure(ctx: &StageCtx, rows: &MetricRows) -> Result<Vec<u8>, StageError> {
+    let tracker = match ctx.inputs.get("tracker") {
+        Some(_) => Some(ctx.table("tracker")?),
+        None => None,
+    };
+    match ctx.inputs.get("loss") {
+        Some(_) => training_panels(ctx.table("loss")?, tracker, &|name| rows.floor(name)),
+        None => empty_frame("no training bound"),
+    }
+}
+
 /// Up to four buffer snapshots: the first, two between, the last.
 fn buffer_panels(buffer: &Table, field: &[f64]) -> Result<Vec<u8>, StageError> {
     let (outer, x, y) = (buffer.i64s("outer")?, buffer.f64s("x")?, buffer.f64s("y")?);
@@ -172,18 +220,20 @@ fn study_panels(study: &Table) -> Result<Vec<u8>, StageError> {
 }
 
 impl Stage for IdemReport {
-    describe!(Kind::Report, "idem", version 2, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Report, "idem", version 3, PARAMS, INPUTS, OUTPUTS);
     fn input_columns(&self, input: &str) -> &'static [&'static str] {
         match input {
-            "target" | "samples" | "mc_samples" => &["x", "y"],
             "loss" => &["outer", "loss"],
             "tracker" => &["outer", "x_w2", "energy_w2"],
-            "buffer" => &["outer", "x", "y"],
             "metrics" => &["metric", "value", "floor"],
             _ => &[],
         }
     }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
+        let p = IdemReportParams::read(ctx.params);
+        if let Some(Target::Particles(sys)) = Target::by_name(&p.energy) {
+            return particle_report(ctx, &p.energy, &sys);
+        }
         let (target, samples) = (points(ctx.table("target")?)?, points(ctx.table("samples")?)?);
         let field = density_field();
         let mc = match ctx.inputs.get("mc_samples") {
@@ -205,17 +255,9 @@ impl Stage for IdemReport {
             None => empty_frame("no estimator study bound")?,
         };
         let metrics = ctx.table("metrics")?;
-        let (names, values, floors) = (metrics.strs("metric")?, metrics.f64s("value")?, metrics.f64s("floor")?);
-        let row = |name: &str| names.iter().position(|m| m == name).map(|i| (values[i], floors[i]));
-        let floor_of = |name: &str| row(name).map(|r| r.1).filter(|f| f.is_finite());
-        let tracker = match ctx.inputs.get("tracker") {
-            Some(_) => Some(ctx.table("tracker")?),
-            None => None,
-        };
-        let training = match ctx.inputs.get("loss") {
-            Some(_) => training_panels(ctx.table("loss")?, tracker, &floor_of)?,
-            None => empty_frame("no training bound")?,
-        };
+        let rows = MetricRows::of(metrics)?;
+        let row = |name: &str| rows.row(name);
+        let training = training_figure(ctx, &rows)?;
         let buffer = match ctx.inputs.get("buffer") {
             Some(_) => buffer_panels(ctx.table("buffer")?, &field)?,
             None => empty_frame("no buffer bound")?,
@@ -267,4 +309,171 @@ impl Stage for IdemReport {
         .into_iter()
         .collect())
     }
+}
+
+/// A histogram density curve of `v` on `bins` equal bins over `range`.
+fn density_curve(v: &[f64], range: (f64, f64), bins: usize) -> Vec<(f64, f64)> {
+    let w = (range.1 - range.0) / bins as f64;
+    let mut h = vec![0.0; bins];
+    for x in v {
+        if *x >= range.0 && *x < range.1 {
+            h[((x - range.0) / w) as usize] += 1.0;
+        }
+    }
+    let total = v.len().max(1) as f64 * w;
+    h.iter().enumerate().map(|(i, c)| (range.0 + (i as f64 + 0.5) * w, c / total)).collect()
+}
+
+/// The 0.5 % and 99.5 % quantiles of `v`, widened by a tenth of their gap.
+fn plot_range(v: &[f64]) -> (f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let q = |f: f64| s[((s.len() - 1) as f64 * f).round() as usize];
+    let (lo, hi) = (q(0.005), q(0.995));
+    let pad = 0.1 * (hi - lo).max(1e-9);
+    (lo - pad, hi + pad)
+}
+
+/// Energies and pooled interatomic distances of a particle table.
+fn energies_and_distances(sys: &Particles, t: &Table) -> Result<(Vec<f64>, Vec<f64>), StageError> {
+    let cols = particle_columns(sys.n, sys.d);
+    let x = t.rows_f64(&cols)?;
+    let mut dist = Vec::new();
+    let e = x
+        .chunks(cols.len())
+        .map(|c| {
+            sys.distances(c, &mut dist);
+            sys.energy(c, None)
+        })
+        .collect();
+    Ok((e, dist))
+}
+
+/// The particle-system report: energy and interatomic-distance histograms of
+/// the model's samples (and mc_score's) against the MCMC reference, the
+/// training curves, the buffer's energies over training, the metric table.
+fn particle_report(ctx: &StageCtx, name: &str, sys: &Particles) -> Result<Outputs, StageError> {
+    let (e_ref, d_ref) = energies_and_distances(sys, ctx.table("target")?)?;
+    let (e_s, d_s) = energies_and_distances(sys, ctx.table("samples")?)?;
+    let mc = match ctx.inputs.get("mc_samples") {
+        Some(_) => Some(energies_and_distances(sys, ctx.table("mc_samples")?)?),
+        None => None,
+    };
+    let (er, dr) = (plot_range(&e_ref), plot_range(&d_ref));
+    let bins = 60;
+    let mut e_series =
+        vec![("MCMC reference", density_curve(&e_ref, er, bins)), ("model", density_curve(&e_s, er, bins))];
+    let mut d_series =
+        vec![("MCMC reference", density_curve(&d_ref, dr, bins)), ("model", density_curve(&d_s, dr, bins))];
+    if let Some((e, d)) = &mc {
+        e_series.push(("mc_score (no network)", density_curve(e, er, bins)));
+        d_series.push(("mc_score (no network)", density_curve(d, dr, bins)));
+    }
+    let figure = plot::line_panels(&[
+        Lines { title: "energy histogram", x_desc: "E(x)", y_desc: "density", x_integer: false, series: e_series },
+        Lines {
+            title: "interatomic distance histogram",
+            x_desc: "r_ij",
+            y_desc: "density",
+            x_integer: false,
+            series: d_series,
+        },
+    ])
+    .map_err(plot_err)?;
+    (ctx.progress)(0.5);
+    let metrics = ctx.table("metrics")?;
+    let rows = MetricRows::of(metrics)?;
+    let row = |name: &str| rows.row(name);
+    let training = training_figure(ctx, &rows)?;
+    let buffer = match ctx.inputs.get("buffer") {
+        Some(_) => {
+            let t = ctx.table("buffer")?;
+            let outer = t.i64s("outer")?;
+            let (e, _) = energies_and_distances(sys, t)?;
+            let mut keys = outer.to_vec();
+            keys.sort_unstable();
+            keys.dedup();
+            let pick: Vec<i64> = if keys.len() <= 4 {
+                keys.clone()
+            } else {
+                let n = keys.len() - 1;
+                [0, n / 3, 2 * n / 3, n].iter().map(|i| keys[*i]).collect()
+            };
+            let labels: Vec<String> = pick
+                .iter()
+                .map(|k| if *k == 0 { "initial buffer".into() } else { format!("after outer {k}") })
+                .collect();
+            let mut series = vec![("MCMC reference", density_curve(&e_ref, er, bins))];
+            for (k, label) in pick.iter().zip(&labels) {
+                let ek: Vec<f64> = (0..outer.len()).filter(|i| outer[*i] == *k).map(|i| e[i]).collect();
+                series.push((label.as_str(), density_curve(&ek, er, bins)));
+            }
+            plot::line_panels(&[Lines {
+                title: "energies of the particles added to the buffer",
+                x_desc: "E(x)",
+                y_desc: "density",
+                x_integer: false,
+                series,
+            }])
+            .map_err(plot_err)?
+        }
+        None => empty_frame("no buffer bound")?,
+    };
+    let mut parts = Vec::new();
+    for (m, label) in
+        [("x_w2", "x-W2"), ("energy_w2", "energy-W2"), ("dist_w2", "distance-W2"), ("dist_tv", "distance TV")]
+    {
+        if let Some((v, f)) = row(m) {
+            parts.push(format!("{label} {v:.3} (floor {f:.3})"));
+        }
+    }
+    if let Some((v, _)) = row("energy_mean") {
+        let mut s = e_ref.clone();
+        s.sort_by(f64::total_cmp);
+        let q = |f: f64| s[((s.len() - 1) as f64 * f).round() as usize];
+        parts.push(format!(
+            "mean energy {v:.2} against the reference's interquartile range {:.2} … {:.2}",
+            q(0.25),
+            q(0.75)
+        ));
+    }
+    let title = format!("iDEM on {}", name.to_uppercase());
+    let intro = format!(
+        "<h2>Result</h2>\n<p>{}: {} samples against {} MCMC reference configurations: {}. The floor is the \
+         same metric between two independent MCMC sets of this size. x-W2 is DEM's: flattened mean-free \
+         coordinates, no rotational alignment or particle permutation.</p>\n",
+        esc(&name.to_uppercase()),
+        e_s.len(),
+        e_ref.len(),
+        esc(&parts.join("; "))
+    );
+    let html = page(
+        &title,
+        &intro,
+        &[
+            (
+                "samples",
+                "Energy and interatomic-distance histograms: the model's samples (and mc_score's when bound) against the MCMC reference.",
+            ),
+            (
+                "training",
+                "Training: the DEM loss, and each tracked outer step's particles against the reference beside the floor.",
+            ),
+            (
+                "buffer",
+                "The replay buffer: energies of the initial particles and of those the network added after some outer steps.",
+            ),
+            ("study", "(The estimator study is drawn for GMM-40.)"),
+        ],
+        &html_table_with(metrics, "Samples against the reference (value) and two MCMC sets (floor)", 4),
+    );
+    Ok([
+        ("html".to_string(), Artifact::Blob(html.into_bytes())),
+        ("samples".to_string(), Artifact::Blob(figure)),
+        ("study".to_string(), Artifact::Blob(empty_frame("no estimator study for particle systems")?)),
+        ("training".to_string(), Artifact::Blob(training)),
+        ("buffer".to_string(), Artifact::Blob(buffer)),
+    ]
+    .into_iter()
+    .collect())
 }

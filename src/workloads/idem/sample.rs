@@ -4,10 +4,12 @@
 
 use rayon::prelude::*;
 
+use super::egnn::{Egnn, EgnnModel};
 use super::estimator::{Estimator, Form, Scratch};
 use super::generate::Target;
 use super::mlp::{CHUNK, DemMlpRun, flatten};
 use super::net::DemModel;
+use super::particles_train::egnn_sde_particles;
 use crate::energy::Scaled;
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamDef, ParamType};
@@ -42,33 +44,17 @@ crate::params! {
 }
 static PARAMS: &[ParamDef] = McScoreParams::DEFS;
 static INPUTS: &[InputDef] = &[];
-static OUTPUTS: &[OutputDef] =
-    &[OutputDef { name: "samples", media: Media::Table, doc: "x, y in the energy's coordinates" }];
-static MC_OUTPUTS: &[OutputDef] = &[OutputDef {
+static OUTPUTS: &[OutputDef] = &[OutputDef {
     name: "samples",
     media: Media::Table,
     doc: "GMM-40: x, y in the energy's coordinates; particles: p{i}_x, p{i}_y[, p{i}_z]",
 }];
 
 impl Stage for McScore {
-    describe!(Kind::Sample, "mc_score", version 3, PARAMS, INPUTS, MC_OUTPUTS);
+    describe!(Kind::Sample, "mc_score", version 3, PARAMS, INPUTS, OUTPUTS);
     fn check_params(&self, p: &crate::engine::params::Params) -> Vec<(&'static str, String)> {
         let p = McScoreParams::read(p);
-        let mut errors = Vec::new();
-        if p.sigma_min >= p.sigma_max {
-            errors
-                .push(("sigma_min", format!("sigma_min ({}) must be below sigma_max ({})", p.sigma_min, p.sigma_max)));
-        }
-        if p.energy != "gmm40" && p.normalization != 1.0 {
-            errors.push((
-                "normalization",
-                format!(
-                    "DEM does not normalise `{}` (data_normalization_factor 1.0); set `normalization: 1` (the default, 50, is GMM-40's)",
-                    p.energy
-                ),
-            ));
-        }
-        errors
+        schedule_errors(&p.energy, p.sigma_min, p.sigma_max, p.normalization)
     }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = McScoreParams::read(ctx.params);
@@ -105,6 +91,30 @@ pub fn points_table(target: &Target, xs: &[f64], normalization: f64) -> Table {
         table = table.with(name, ColumnData::F64(xs.iter().skip(j).step_by(dim).map(|v| v * normalization).collect()));
     }
     table
+}
+
+/// The parameter rules `mc_score` and `train objective: idem` share: σ_min
+/// below σ_max, and no normalisation for the particle systems (DEM's
+/// `data_normalization_factor` is 1 for them; the default, 50, is GMM-40's).
+pub fn schedule_errors(
+    energy: &str,
+    sigma_min: f64,
+    sigma_max: f64,
+    normalization: f64,
+) -> Vec<(&'static str, String)> {
+    let mut errors = Vec::new();
+    if sigma_min >= sigma_max {
+        errors.push(("sigma_min", format!("sigma_min ({sigma_min}) must be below sigma_max ({sigma_max})")));
+    }
+    if energy != "gmm40" && normalization != 1.0 {
+        errors.push((
+            "normalization",
+            format!(
+                "DEM does not normalise `{energy}` (data_normalization_factor 1.0); set `normalization: 1` (the default, 50, is GMM-40's)"
+            ),
+        ));
+    }
+    errors
 }
 
 /// `n` particles from DEM's prior `N(0, h(1) I)` (mean-free for a particle
@@ -212,9 +222,11 @@ pub fn ve_sde_particles(
     Ok(x.chunks_exact(dim).map(|q| [q[0], q[1]]).collect())
 }
 
-/// `sampler: ve_sde`: a trained iDEM network's reverse SDE ([`ve_sde_particles`]),
-/// DEM's sampler, with the schedule and normalisation the model was trained
-/// with; samples in the energy's coordinates.
+/// `sampler: ve_sde`: a trained iDEM network's reverse SDE — DEM's sampler —
+/// with the schedule and normalisation the model was trained with; samples
+/// in the energy's coordinates. DEM's MLP (GMM-40) through
+/// [`ve_sde_particles`], its EGNN (particle systems, mean-free) through
+/// [`egnn_sde_particles`].
 pub struct VeSde;
 
 crate::params! {
@@ -228,19 +240,30 @@ crate::params! {
 static VE_PARAMS: &[ParamDef] = VeSdeParams::DEFS;
 static VE_INPUTS: &[InputDef] = &[InputDef {
     name: "model",
-    media: Media::Model("idem_mlp"),
+    media: Media::Model("idem"),
     required: true,
-    doc: "a network from train objective: idem",
+    doc: "a network from train objective: idem (DEM's MLP or EGNN)",
 }];
 
 impl Stage for VeSde {
     describe!(Kind::Sample, "ve_sde", version 1, VE_PARAMS, VE_INPUTS, OUTPUTS);
-    fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
-        (output == "samples").then_some(&["x", "y"][..])
-    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = VeSdeParams::read(ctx.params);
-        let model = DemModel::from_bytes(ctx.blob("model")?).map_err(|e| StageError::Failed(e.to_string()))?;
+        let blob = ctx.blob("model")?;
+        if blob.starts_with(super::egnn::MAGIC) {
+            let model = EgnnModel::from_bytes(blob).map_err(|e| StageError::Failed(e.to_string()))?;
+            let net = Egnn::from_layers(&model.layers, &model.config, &crate::model::io_device());
+            let schedule = Geometric { sigma_min: model.sigma_min, sigma_max: model.sigma_max };
+            let pts = egnn_sde_particles(&net, &schedule, p.steps, p.diffusion_scale, p.n_samples, ctx.seed, "ve_sde")
+                .map_err(StageError::Failed)?;
+            let target = Target::by_name(&model.energy)
+                .ok_or_else(|| StageError::Failed(format!("the model's energy `{}` is unknown", model.energy)))?;
+            let xs: Vec<f64> = pts.iter().map(|v| *v as f64).collect();
+            return Ok([("samples".to_string(), Artifact::Table(points_table(&target, &xs, 1.0)))]
+                .into_iter()
+                .collect());
+        }
+        let model = DemModel::from_bytes(blob).map_err(|e| StageError::Failed(e.to_string()))?;
         let params = flatten(&model.layers);
         let mut run = DemMlpRun::new(&model.config);
         let schedule = Geometric { sigma_min: model.sigma_min, sigma_max: model.sigma_max };

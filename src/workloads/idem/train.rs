@@ -41,9 +41,12 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
+use super::egnn::EgnnModel;
 use super::estimator::{Estimator, Form, Scratch};
+use super::generate::{Target, particle_columns};
 use super::mlp::{DemMlpRun, flatten, unflatten};
 use super::net::{DemMlpConfig, DemModel};
+use super::particles_train::fit_particles;
 use super::sample::{mc_score_particles, ve_sde_particles};
 use super::validate::{BoltzmannChecksParams, metrics};
 use crate::energy::gmm::Gmm;
@@ -60,7 +63,7 @@ pub struct Idem;
 crate::params! {
     /// The parameters of this implementation, read once per run.
     pub struct IdemParams {
-        energy: String = (ParamType::Str { choices: &["gmm40"] }, Default::Str("gmm40"), "the target"),
+        energy: String = (ParamType::Str { choices: &["gmm40", "dw4", "lj13", "lj55"] }, Default::Str("gmm40"), "the target: gmm40 (DEM's MLP) or a particle system (DEM's EGNN; set DEM's molecule settings: normalization 1, lambda none, max_norm 20, its σ range)"),
         outer: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(1000), "outer steps (DEM's epochs: max_epochs 1000)"),
         inner: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(100), "training steps per outer step (DEM: 100 batches an epoch)"),
         batch: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(512), "points per training step (DEM: 512 from the buffer)"),
@@ -83,6 +86,9 @@ crate::params! {
         track_every: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(1), "outer steps between tracker rows (the last is always tracked)"),
         ema: f64 = (ParamType::Float { min: 0.0, max: 0.999_999 }, Default::Float(0.0), "decay of an exponential moving average of the weights, saved as the model (DEM's use_ema: EMAWrapper, 0.999 with warm-up (1 + n)/(10 + n)); 0: off, DEM's GMM setting"),
         snapshot_every: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(5), "outer steps between buffer snapshots (the initial buffer and the last step are always kept)"),
+        lambda: String = (ParamType::Str { choices: &["h_plus_eps", "none"] }, Default::Str("h_plus_eps"), "the loss weight: λ(t) = h(t) + lambda_eps (DEM's BasicLambdaWeighter, GMM-40) or 1 (NoLambdaWeighter, DEM's particle systems)"),
+        hidden: usize = (ParamType::Int { min: 1, max: 4096 }, Default::Int(128), "particle systems: the EGNN's width (DEM: 128)"),
+        layers: usize = (ParamType::Int { min: 0, max: 64 }, Default::Int(0), "particle systems: the EGNN's layers; 0: DEM's (3 for dw4, 5 for lj13/lj55)"),
     }
 }
 static PARAMS: &[ParamDef] = IdemParams::DEFS;
@@ -93,12 +99,16 @@ static INPUTS: &[InputDef] = &[InputDef {
     doc: "exact reference samples (x, y): the tracker's yardstick (never read by training)",
 }];
 static OUTPUTS: &[OutputDef] = &[
-    OutputDef { name: "model", media: Media::Model("idem_mlp"), doc: "the trained network (SFDEM001)" },
+    OutputDef {
+        name: "model",
+        media: Media::Model("idem"),
+        doc: "the trained network: DEM's MLP (SFDEM001, GMM-40) or EGNN (SFEGN001, particles)",
+    },
     OutputDef { name: "loss", media: Media::Table, doc: "step, outer, loss, grad_norm (before clipping), lr" },
     OutputDef {
         name: "buffer",
         media: Media::Table,
-        doc: "outer, x, y: the particles added to the buffer (outer 0: the initial buffer; k: after outer step k)",
+        doc: "outer, then x, y (GMM-40) or p{i}_x, … (particles): the particles added to the buffer (outer 0: the initial buffer; k: after outer step k)",
     },
     OutputDef {
         name: "tracker",
@@ -108,7 +118,7 @@ static OUTPUTS: &[OutputDef] = &[
 ];
 
 /// One tracker row: outer step, training step, `checks: boltzmann`'s metrics.
-type Tracked = (usize, usize, Vec<(&'static str, f64)>);
+pub(crate) type Tracked = (usize, usize, Vec<(&'static str, f64)>);
 
 /// The replay buffer: FIFO of fixed capacity, uniform sampling with replacement
 /// over what it holds (DEM's `SimpleBuffer` with `sample_with_replacement`).
@@ -135,27 +145,16 @@ impl Buffer {
 }
 
 impl Stage for Idem {
-    describe!(Kind::Train, "idem", version 1, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Train, "idem", version 2, PARAMS, INPUTS, OUTPUTS);
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         match output {
             "loss" => Some(&["step", "outer", "loss", "grad_norm", "lr"]),
-            "buffer" => Some(&["outer", "x", "y"]),
-            "tracker" => {
-                Some(&["outer", "step", "x_w2", "energy_w2", "tv", "modes_1", "modes_5", "on_mode", "nonfinite_energy"])
-            }
             _ => None,
         }
     }
-    fn input_columns(&self, _input: &str) -> &'static [&'static str] {
-        &["x", "y"]
-    }
     fn check_params(&self, p: &crate::engine::params::Params) -> Vec<(&'static str, String)> {
         let p = IdemParams::read(p);
-        let mut errors = Vec::new();
-        if p.sigma_min >= p.sigma_max {
-            errors
-                .push(("sigma_min", format!("sigma_min ({}) must be below sigma_max ({})", p.sigma_min, p.sigma_max)));
-        }
+        let mut errors = super::sample::schedule_errors(&p.energy, p.sigma_min, p.sigma_max, p.normalization);
         if p.use_buffer && p.n_init + p.samples_per_outer == 0 {
             errors.push(("n_init", "the buffer would stay empty".to_string()));
         }
@@ -163,11 +162,20 @@ impl Stage for Idem {
     }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = IdemParams::read(ctx.params);
-        let gmm = Gmm::dem40().unmasked();
-        let energy = Scaled { energy: &gmm, scale: p.normalization };
-        let xy = ["x".to_string(), "y".to_string()];
-        let target = ctx.table("target")?.rows_f64(&xy)?;
-        let f = fit(&p, &energy, &target, ctx.seed, ctx.progress)?;
+        let f = match Target::by_name(&p.energy) {
+            Some(Target::Gmm(gmm)) => {
+                let gmm = gmm.unmasked();
+                let energy = Scaled { energy: &gmm, scale: p.normalization };
+                let xy = ["x".to_string(), "y".to_string()];
+                let target = ctx.table("target")?.rows_f64(&xy)?;
+                fit(&p, &energy, &target, ctx.seed, ctx.progress)?
+            }
+            Some(Target::Particles(sys)) => {
+                let target = ctx.table("target")?.rows_f64(&particle_columns(sys.n, sys.d))?;
+                fit_particles(&p, &sys, &target, ctx.seed, ctx.backend, ctx.progress)?
+            }
+            None => return Err(StageError::Failed(format!("unknown energy `{}`", p.energy))),
+        };
         Ok([
             ("model".to_string(), Artifact::Blob(f.model.to_bytes())),
             ("loss".to_string(), Artifact::Table(f.loss)),
@@ -179,9 +187,24 @@ impl Stage for Idem {
     }
 }
 
+/// The trained network: DEM's MLP (GMM-40) or its EGNN (particle systems).
+pub enum FittedModel {
+    Mlp(DemModel),
+    Egnn(EgnnModel),
+}
+
+impl FittedModel {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            FittedModel::Mlp(m) => m.to_bytes(),
+            FittedModel::Egnn(m) => m.to_bytes(),
+        }
+    }
+}
+
 /// What [`fit`] produces: the stage's four outputs.
 pub struct Fitted {
-    pub model: DemModel,
+    pub model: FittedModel,
     pub loss: Table,
     pub buffer: Table,
     pub tracker: Table,
@@ -259,7 +282,7 @@ pub fn fit(
     let (mut xt, mut tt, mut wt) = (vec![0f32; b * dim], vec![0f32; b], vec![0f32; b]);
     let mut hs = vec![0f64; b];
     let mut target_s = vec![0f32; b * dim];
-    let mut losses: (Vec<i64>, Vec<i64>, Vec<f64>, Vec<f64>) = std::default::Default::default();
+    let mut losses: Losses = std::default::Default::default();
     let mut track: Vec<Tracked> = Vec::new();
     for outer in 0..p.outer {
         for inner in 0..p.inner {
@@ -280,7 +303,7 @@ pub fn fit(
                 }
                 tt[i] = t;
                 hs[i] = h;
-                wt[i] = (h + p.lambda_eps) as f32;
+                wt[i] = if p.lambda == "none" { 1.0 } else { (h + p.lambda_eps) as f32 };
             }
             target_s.par_chunks_mut(dim).enumerate().try_for_each(|(i, out)| {
                 let mut r = crate::engine::rng::particle(seed, "idem/estimate", step * b + i);
@@ -354,17 +377,31 @@ pub fn fit(
         energy: p.energy.clone(),
         layers: unflatten(&cfg, ema.as_deref().unwrap_or(&params)),
     };
-    let n_loss = losses.0.len();
-    let loss = Table::new()
-        .with("step", ColumnData::I64(losses.0))
-        .with("outer", ColumnData::I64(losses.1))
-        .with("loss", ColumnData::F64(losses.2))
-        .with("grad_norm", ColumnData::F64(losses.3))
-        .with("lr", ColumnData::F64(vec![p.lr; n_loss]));
+    let loss = loss_table(losses, p.lr);
     let buffer_t = Table::new()
         .with("outer", ColumnData::I64(snaps.0))
         .with("x", ColumnData::F64(snaps.1))
         .with("y", ColumnData::F64(snaps.2));
+    let tracker = tracker_table(&track);
+    Ok(Fitted { model: FittedModel::Mlp(model), loss, buffer: buffer_t, tracker })
+}
+
+/// Per-step losses: (step, outer, loss, gradient norm).
+pub(crate) type Losses = (Vec<i64>, Vec<i64>, Vec<f64>, Vec<f64>);
+
+/// The `loss` output: step, outer, loss, grad_norm, lr.
+pub(crate) fn loss_table(losses: Losses, lr: f64) -> Table {
+    let n = losses.0.len();
+    Table::new()
+        .with("step", ColumnData::I64(losses.0))
+        .with("outer", ColumnData::I64(losses.1))
+        .with("loss", ColumnData::F64(losses.2))
+        .with("grad_norm", ColumnData::F64(losses.3))
+        .with("lr", ColumnData::F64(vec![lr; n]))
+}
+
+/// The `tracker` output: outer, step, then one column per metric.
+pub(crate) fn tracker_table(track: &[Tracked]) -> Table {
     let names: Vec<&'static str> = track[0].2.iter().map(|r| r.0).filter(|n| *n != "n").collect();
     let mut tracker = Table::new()
         .with("outer", ColumnData::I64(track.iter().map(|r| r.0 as i64).collect()))
@@ -373,7 +410,7 @@ pub fn fit(
         let col = track.iter().map(|r| r.2.iter().find(|m| m.0 == name).map_or(f64::NAN, |m| m.1)).collect();
         tracker = tracker.with(name, ColumnData::F64(col));
     }
-    Ok(Fitted { model, loss, buffer: buffer_t, tracker })
+    tracker
 }
 
 #[cfg(test)]

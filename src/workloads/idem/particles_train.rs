@@ -1,0 +1,297 @@
+//! `train` / `objective: idem` on the particle systems (DW-4, LJ-13, LJ-55):
+//! DEM's loop (see [`super::train`]) with its molecule settings
+//! (`configs/experiment/{dw4,lj13,lj55}_idem.yaml`):
+//!
+//! * the network is DEM's EGNN ([`super::egnn`]), trained through burn's
+//!   autodiff with Adam (`lr`; DEM: 10⁻³) and the gradient's global norm
+//!   clipped (Lightning's `gradient_clip_val` 0.5);
+//! * everything stays in the mean-free subspace: the prior is DEM's
+//!   `MeanFreePrior` with scale `√h(1)`, noised training points have their
+//!   centre of mass removed (`remove_mean` in `training_step`), and so has
+//!   every reverse-SDE step (`integrate_sde`);
+//! * the Monte Carlo target is clipped per particle (norm 20), and the loss
+//!   weight is DEM's `NoLambdaWeighter` (`lambda: none`, λ = 1);
+//! * no coordinate normalisation (`data_normalization_factor` 1).
+//!
+//! Not implemented: DEM's `ReduceLROnPlateau` on the validation loss (the
+//! rate stays at `lr`), and LJ-55's `negative_time` Langevin tail.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Tensor, TensorData};
+use rand::Rng;
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
+
+use super::egnn::{Egnn, EgnnConfig, EgnnModel, plain_layers};
+use super::estimator::{Estimator, Form, Scratch};
+use super::generate::particle_columns;
+use super::sample::mc_score_particles;
+use super::train::{Fitted, IdemParams, Losses, Tracked, loss_table, tracker_table};
+use super::validate::{BoltzmannChecksParams, particle_metrics};
+use crate::energy::particles::{Particles, remove_mean};
+use crate::engine::frame::{ColumnData, Table};
+use crate::engine::stage::{Backend, StageError, rng};
+use crate::sde::ve::Geometric;
+
+/// The EGNN's sizes for `p` on `sys`: `hidden`, and `layers` (0: DEM's — 3
+/// for DW-4, 5 for the Lennard-Jones clusters).
+pub fn egnn_config(p: &IdemParams, sys: &Particles) -> EgnnConfig {
+    let dem_layers = if sys.n == 4 { 3 } else { 5 };
+    EgnnConfig { n: sys.n, d: sys.d, hidden: p.hidden, layers: if p.layers == 0 { dem_layers } else { p.layers } }
+}
+
+/// The global L2 norm of all gradients, then every gradient scaled by
+/// `min(1, max / (norm + 10⁻⁶))` (PyTorch's `clip_grad_norm_`, which
+/// Lightning's `gradient_clip_val` calls). Returns the norm before clipping.
+fn clip_global_norm(net: &Egnn, grads: &mut GradientsParams, max: f64) -> f64 {
+    struct SumSq<'a> {
+        grads: &'a GradientsParams,
+        total: f64,
+    }
+    impl ModuleVisitor for SumSq<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                let v = g.powi_scalar(2).sum().into_data().try_to_vec::<f32>().expect("f32")[0];
+                self.total += v as f64;
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f32,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(param.id) {
+                self.grads.register(param.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    let mut s = SumSq { grads, total: 0.0 };
+    net.visit(&mut s);
+    let norm = s.total.sqrt();
+    if max > 0.0 {
+        let factor = (max / (norm + 1e-6)).min(1.0);
+        if factor < 1.0 {
+            net.visit(&mut Scale { grads, factor: factor as f32 });
+        }
+    }
+    norm
+}
+
+/// `n` particles through the network's reverse SDE (DEM's `integrate_sde`:
+/// Euler–Maruyama from `t = 1`, noise times `diffusion_scale`, centre of mass
+/// removed after every step), from the mean-free prior; particle `i` draws
+/// its prior point and noise from stream `(seed, tag, i)`. `n × n_p·d`.
+#[allow(clippy::too_many_arguments)]
+pub fn egnn_sde_particles(
+    net: &Egnn,
+    schedule: &Geometric,
+    steps: usize,
+    diffusion_scale: f64,
+    n: usize,
+    seed: u64,
+    tag: &str,
+) -> Result<Vec<f32>, String> {
+    let cfg = net.config();
+    let dim = cfg.n * cfg.d;
+    let device = crate::model::io_device();
+    let prior_sd = schedule.h(1.0).sqrt();
+    let mut rngs: Vec<_> = (0..n).map(|i| crate::engine::rng::particle(seed, tag, i)).collect();
+    let mut x: Vec<f64> = rngs
+        .iter_mut()
+        .flat_map(|r| (0..dim).map(|_| prior_sd * r.sample::<f64, _>(StandardNormal)).collect::<Vec<_>>())
+        .collect();
+    remove_mean(&mut x, cfg.n, cfg.d);
+    let dt = 1.0 / steps as f64;
+    for step in 0..steps {
+        let t = 1.0 - step as f64 * dt;
+        let xs =
+            Tensor::<2>::from_data(TensorData::new(x.iter().map(|v| *v as f32).collect::<Vec<_>>(), [n, dim]), &device);
+        let ts = Tensor::<1>::from_data(TensorData::new(vec![t as f32; n], [n]), &device);
+        let s = net.forward(xs, ts).into_data().try_to_vec::<f32>().expect("f32 scores");
+        let g = schedule.g(t);
+        let (a, b) = (g * g * dt, diffusion_scale * g * dt.sqrt());
+        x.par_chunks_mut(dim).zip(s.par_chunks(dim)).zip(rngs.par_iter_mut()).for_each(|((xp, sp), r)| {
+            for (xv, sv) in xp.iter_mut().zip(sp) {
+                let z: f64 = r.sample(StandardNormal);
+                *xv += a * *sv as f64 + b * z;
+            }
+        });
+        remove_mean(&mut x, cfg.n, cfg.d);
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(format!("particle {} is not finite at step {step} of {steps}", i / dim));
+        }
+    }
+    Ok(x.into_iter().map(|v| v as f32).collect())
+}
+
+/// The training loop on a particle system (see the module documentation),
+/// tracked against `target` (`m × n·d`).
+pub fn fit_particles(
+    p: &IdemParams,
+    sys: &Particles,
+    target: &[f64],
+    seed: u64,
+    backend: Backend,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Result<Fitted, StageError> {
+    let cfg = egnn_config(p, sys);
+    let dim = sys.n * sys.d;
+    let form = Form::parse(&p.estimator).expect("declared choices");
+    let est = Estimator { form, k: p.k, max_norm: (p.max_norm > 0.0).then_some(p.max_norm) };
+    let schedule = Geometric { sigma_min: p.sigma_min, sigma_max: p.sigma_max };
+    let checks = BoltzmannChecksParams::read(&BoltzmannChecksParams::example());
+    let device = crate::model::train_device(backend);
+    let mut net = Egnn::from_layers(&cfg.init(&mut rng(seed, "idem/weights")), &cfg, &device);
+    let mut optim = crate::model::adamw(0.0).init();
+    let prior_sd = schedule.h(1.0).sqrt();
+    let units = (p.outer + 1) as f64;
+    let prior_draw = |r: &mut rand_chacha::ChaCha8Rng| -> Vec<f64> {
+        let mut x: Vec<f64> = (0..dim).map(|_| prior_sd * r.sample::<f64, _>(StandardNormal)).collect();
+        remove_mean(&mut x, sys.n, sys.d);
+        x
+    };
+
+    // The FIFO buffer, flat.
+    let mut buf: Vec<f32> = Vec::new();
+    let mut next = 0usize;
+    let mut add = |buf: &mut Vec<f32>, pts: &[f32]| {
+        for q in pts.chunks(dim) {
+            if buf.len() < p.buffer_size * dim {
+                buf.extend_from_slice(q);
+            } else {
+                buf[next * dim..(next + 1) * dim].copy_from_slice(q);
+            }
+            next = (next + 1) % p.buffer_size;
+        }
+    };
+    let mut snaps: (Vec<i64>, Vec<f32>) = (Vec::new(), Vec::new());
+    let mut snapshot = |outer: usize, pts: &[f32]| {
+        snaps.0.extend(std::iter::repeat_n(outer as i64, pts.len() / dim));
+        snaps.1.extend_from_slice(pts);
+    };
+    if p.use_buffer {
+        let init: Vec<f32> = if p.init_from_prior {
+            let mut r = rng(seed, "idem/prior_init");
+            (0..p.n_init).flat_map(|_| prior_draw(&mut r)).map(|v| v as f32).collect()
+        } else {
+            mc_score_particles(sys, &est, &schedule, p.steps, p.diffusion_scale, p.n_init, seed, "idem/init", &|f| {
+                progress(f / units)
+            })
+            .map_err(|e| StageError::Failed(format!("the initial buffer (mc_score): {e}")))?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect()
+        };
+        add(&mut buf, &init);
+        snapshot(0, &init);
+    }
+
+    let mut batch_rng = rng(seed, "idem/batch");
+    let b = p.batch;
+    let mut losses: Losses = Default::default();
+    let mut track: Vec<Tracked> = Vec::new();
+    for outer in 0..p.outer {
+        for inner in 0..p.inner {
+            let step = outer * p.inner + inner;
+            let mut xt = vec![0f64; b * dim];
+            let mut tt = vec![0f32; b];
+            let mut hs = vec![0f64; b];
+            for i in 0..b {
+                let x0: Vec<f64> = if p.use_buffer {
+                    let k = batch_rng.random_range(0..buf.len() / dim);
+                    buf[k * dim..(k + 1) * dim].iter().map(|v| *v as f64).collect()
+                } else {
+                    prior_draw(&mut batch_rng)
+                };
+                let t: f32 = batch_rng.random();
+                let h = schedule.h(t as f64);
+                for d in 0..dim {
+                    let z: f64 = batch_rng.sample(StandardNormal);
+                    xt[i * dim + d] = x0[d] + h.sqrt() * z;
+                }
+                tt[i] = t;
+                hs[i] = h;
+            }
+            remove_mean(&mut xt, sys.n, sys.d);
+            let mut targets = vec![0f32; b * dim];
+            targets.par_chunks_mut(dim).enumerate().try_for_each(|(i, out)| {
+                let mut r = crate::engine::rng::particle(seed, "idem/estimate", step * b + i);
+                let mut s = vec![0f64; dim];
+                est.estimate(sys, &xt[i * dim..(i + 1) * dim], hs[i], &mut r, &mut Scratch::default(), &mut s)
+                    .map_err(|e| StageError::Failed(format!("training step {step} (outer {outer}): point {i}: {e}")))?;
+                out.iter_mut().zip(&s).for_each(|(o, v)| *o = *v as f32);
+                Ok::<(), StageError>(())
+            })?;
+            let weights: Vec<f32> =
+                hs.iter().map(|h| if p.lambda == "none" { 1.0 } else { (h + p.lambda_eps) as f32 }).collect();
+            let x_t = Tensor::<2>::from_data(
+                TensorData::new(xt.iter().map(|v| *v as f32).collect::<Vec<_>>(), [b, dim]),
+                &device,
+            );
+            let t_t = Tensor::<1>::from_data(TensorData::new(tt.clone(), [b]), &device);
+            let target_t = Tensor::<2>::from_data(TensorData::new(targets, [b, dim]), &device);
+            let w_t = Tensor::<2>::from_data(TensorData::new(weights, [b, 1]), &device);
+            let pred = net.forward(x_t, t_t);
+            let loss_t = ((pred - target_t).powi_scalar(2).mean_dim(1) * w_t).mean();
+            let loss = loss_t.clone().into_data().try_to_vec::<f32>().expect("f32")[0] as f64;
+            if !loss.is_finite() {
+                return Err(StageError::Failed(format!(
+                    "training step {step} (outer {outer}): the loss is {loss}; nothing was kept"
+                )));
+            }
+            let mut grads = GradientsParams::from_grads(loss_t.backward(), &net);
+            let norm = clip_global_norm(&net, &mut grads, p.grad_clip);
+            if !norm.is_finite() {
+                return Err(StageError::Failed(format!(
+                    "training step {step} (outer {outer}): the gradient norm is {norm}; nothing was kept"
+                )));
+            }
+            net = optim.step(p.lr, net, grads);
+            losses.0.push(step as i64);
+            losses.1.push(outer as i64);
+            losses.2.push(loss);
+            losses.3.push(norm);
+            progress((outer as f64 + 1.0 + 0.5 * (inner + 1) as f64 / p.inner as f64) / units);
+        }
+        let infer = Egnn::from_layers(&plain_layers(&net), &cfg, &crate::model::io_device());
+        let new = egnn_sde_particles(
+            &infer,
+            &schedule,
+            p.steps,
+            p.diffusion_scale,
+            p.samples_per_outer,
+            seed,
+            &format!("idem/sde/{outer}"),
+        )
+        .map_err(|e| StageError::Failed(format!("outer step {outer}, the network's reverse SDE: {e}")))?;
+        add(&mut buf, &new);
+        let last = outer + 1 == p.outer;
+        if (outer + 1) % p.snapshot_every == 0 || last {
+            snapshot(outer + 1, &new);
+        }
+        if (outer + 1) % p.track_every == 0 || last {
+            let pts: Vec<f64> = new.iter().map(|v| *v as f64).collect();
+            let m = particle_metrics(sys, &pts, target, &checks).map_err(StageError::Failed)?;
+            track.push((outer + 1, (outer + 1) * p.inner, m));
+        }
+        progress((outer as f64 + 2.0) / units);
+    }
+
+    let model = EgnnModel {
+        config: cfg,
+        sigma_min: p.sigma_min,
+        sigma_max: p.sigma_max,
+        energy: p.energy.clone(),
+        layers: plain_layers(&net),
+    };
+    let loss = loss_table(losses, p.lr);
+    let mut buffer_t = Table::new().with("outer", ColumnData::I64(snaps.0));
+    for (j, name) in particle_columns(sys.n, sys.d).iter().enumerate() {
+        buffer_t =
+            buffer_t.with(name, ColumnData::F64(snaps.1.iter().skip(j).step_by(dim).map(|v| *v as f64).collect()));
+    }
+    Ok(Fitted { model: super::train::FittedModel::Egnn(model), loss, buffer: buffer_t, tracker: tracker_table(&track) })
+}
