@@ -152,6 +152,17 @@ fn particles(c: &mut Criterion) {
             net.forward(xs, ts).into_data()
         })
     });
+    // The sampler's hand-written forward on the same weights.
+    let fast =
+        scoreflow::workloads::idem::egnn::EgnnRun::new(&cfg, &scoreflow::workloads::idem::egnn::plain_layers(&net));
+    let mut out = vec![0f32; m * 8];
+    g.bench_function("dw4_fast_forward_1000", |bench| bench.iter(|| fast.forward(&x, 0.4, &mut out)));
+    let cfg13 = EgnnConfig::lj(13);
+    let layers13 = cfg13.init(&mut rng);
+    let fast13 = scoreflow::workloads::idem::egnn::EgnnRun::new(&cfg13, &layers13);
+    let x13: Vec<f32> = (0..m * 39).map(|_| rng.random_range(-1.5..1.5)).collect();
+    let mut out13 = vec![0f32; m * 39];
+    g.bench_function("lj13_fast_forward_1000", |bench| bench.iter(|| fast13.forward(&x13, 0.4, &mut out13)));
     g.finish();
 }
 

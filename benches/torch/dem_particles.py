@@ -10,7 +10,7 @@ idem` (issue 16), the way DEM computes them:
   time as the node input, edge attribute = input squared distances), written
   here from the architecture, one training step (forward, backward, Adam) at
   DW-4 (128 wide, 3 layers, batch 512) and LJ-13 (128 wide, 5 layers, batch
-  64), and one forward over 1000 DW-4 particles. Edges are DEM's index lists
+  64), and one forward over 1000 DW-4 and LJ-13 particles. Edges are DEM's index lists
   with scatter-add (its `unsorted_segment_sum`).
 
 Not a dependency: run it in a venv outside the repository (`pip install
@@ -170,3 +170,7 @@ net = EGNN(4, 2, 128, 3)
 xs, ts = torch.rand(1000, 8) * 4 - 2, torch.full((1000,), 0.4)
 with torch.no_grad():
     timeit("egnn dw4 forward 1000", lambda: net(ts, xs))
+net13 = EGNN(13, 3, 128, 5)
+xs13, ts13 = torch.rand(1000, 39) * 3 - 1.5, torch.full((1000,), 0.4)
+with torch.no_grad():
+    timeit("egnn lj13 forward 1000", lambda: net13(ts13, xs13), reps=5)

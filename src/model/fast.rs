@@ -424,7 +424,7 @@ fn silu_bias_avx2(h: &mut [f32], bias: &[f32]) {
 }
 
 /// `h ← silu(h + bias)` row-wise (`bias` empty: no bias).
-fn silu_bias(h: &mut [f32], bias: &[f32]) {
+pub(crate) fn silu_bias(h: &mut [f32], bias: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {

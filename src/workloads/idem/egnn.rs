@@ -180,6 +180,152 @@ impl Egnn {
     }
 }
 
+/// Configurations per chunk of [`EgnnRun::forward`] (fixed: the result does
+/// not depend on the thread count).
+pub const RUN_CHUNK: usize = 16;
+
+/// DEM's EGNN forward by hand for the sampler: the same function as
+/// [`Egnn::forward`], on plain weights, every matrix product on `gemm`, the
+/// edge nonlinearities fused in loops over the `n(n − 1)` ordered pairs (no
+/// diagonal, no broadcast copies), chunks of [`RUN_CHUNK`] configurations in
+/// parallel. Tested against the burn module.
+pub struct EgnnRun {
+    cfg: EgnnConfig,
+    layers: Layers,
+}
+
+impl EgnnRun {
+    pub fn new(cfg: &EgnnConfig, layers: &Layers) -> EgnnRun {
+        EgnnRun { cfg: *cfg, layers: layers.clone() }
+    }
+
+    pub fn config(&self) -> EgnnConfig {
+        self.cfg
+    }
+
+    /// Scores for `x` (`B × n·d`) at the shared time `t`, into `out`.
+    pub fn forward(&self, x: &[f32], t: f32, out: &mut [f32]) {
+        use rayon::prelude::*;
+        let dim = self.cfg.n * self.cfg.d;
+        x.par_chunks(RUN_CHUNK * dim)
+            .zip(out.par_chunks_mut(RUN_CHUNK * dim))
+            .for_each(|(xc, oc)| self.chunk(xc, t, oc));
+    }
+
+    fn chunk(&self, x: &[f32], t: f32, out: &mut [f32]) {
+        use crate::model::fast::{mm, silu_bias};
+        let EgnnConfig { n, d, hidden: hd, layers: depth } = self.cfg;
+        let dim = n * d;
+        let bc = x.len() / dim;
+        let rows = bc * n;
+        let pairs = n * (n - 1);
+        let e_rows = bc * pairs;
+        let range = self.cfg.coords_range();
+        // (configuration, i, j) of every edge row, i ≠ j, i-major.
+        let edge = |e: usize| {
+            let (c, k) = (e / pairs, e % pairs);
+            let i = k / (n - 1);
+            let j0 = k % (n - 1);
+            (c, i, if j0 >= i { j0 + 1 } else { j0 })
+        };
+        let (w_emb, b_emb, _, _) = &self.layers[0];
+        let mut h: Vec<f32> = (0..rows).flat_map(|_| (0..hd).map(|k| t * w_emb[k] + b_emb[k])).collect();
+        let mut c = x.to_vec();
+        let attr: Vec<f32> = (0..e_rows)
+            .map(|e| {
+                let (b, i, j) = edge(e);
+                (0..d).map(|k| (x[b * dim + i * d + k] - x[b * dim + j * d + k]).powi(2)).sum()
+            })
+            .collect();
+        let (mut pq, mut m1, mut m2, mut c1) =
+            (vec![0f32; rows * 2 * hd], vec![0f32; e_rows * hd], vec![0f32; e_rows * hd], vec![0f32; e_rows * hd]);
+        let (mut node_in, mut n1, mut n2) = (vec![0f32; rows * 2 * hd], vec![0f32; rows * hd], vec![0f32; rows * hd]);
+        let mut radial = vec![0f32; e_rows];
+        let mut unit = vec![0f32; e_rows * d];
+        for l in 0..depth {
+            let w = &self.layers[1 + l * PER_LAYER..1 + (l + 1) * PER_LAYER];
+            let (w0, b0, _, _) = &w[0];
+            // P = h·W_i, Q = h·W_j side by side: [rows, 2H].
+            mm(rows, hd, hd, &mut pq, (1, 2 * hd), &h, (1, hd), &w0[..hd * hd], (1, hd));
+            mm(rows, hd, hd, &mut pq[hd..], (1, 2 * hd), &h, (1, hd), &w0[hd * hd..2 * hd * hd], (1, hd));
+            let (wr, wa) = (&w0[2 * hd * hd..(2 * hd + 1) * hd], &w0[(2 * hd + 1) * hd..(2 * hd + 2) * hd]);
+            for e in 0..e_rows {
+                let (b, i, j) = edge(e);
+                let mut r = 0f32;
+                for k in 0..d {
+                    let v = c[b * dim + i * d + k] - c[b * dim + j * d + k];
+                    unit[e * d + k] = v;
+                    r += v * v;
+                }
+                radial[e] = r;
+                let inv = 1.0 / ((r + 1e-8).sqrt() + 1.0);
+                unit[e * d..(e + 1) * d].iter_mut().for_each(|u| *u *= inv);
+                let (pi, qj) = (&pq[(b * n + i) * 2 * hd..][..hd], &pq[(b * n + j) * 2 * hd + hd..][..hd]);
+                let row = &mut m1[e * hd..(e + 1) * hd];
+                for k in 0..hd {
+                    row[k] = pi[k] + qj[k] + wr[k] * r + wa[k] * attr[e] + b0[k];
+                }
+            }
+            silu_bias(&mut m1, &[]);
+            let (w1, b1, _, _) = &w[1];
+            mm(e_rows, hd, hd, &mut m2, (1, hd), &m1, (1, hd), w1, (1, hd));
+            silu_bias(&mut m2, b1);
+            let (w2, b2, _, _) = &w[2];
+            for e in 0..e_rows {
+                let row = &mut m2[e * hd..(e + 1) * hd];
+                let logit: f32 = row.iter().zip(w2).map(|(a, b)| a * b).sum::<f32>() + b2[0];
+                let att = 1.0 / (1.0 + (-logit).exp());
+                row.iter_mut().for_each(|v| *v *= att);
+            }
+            let (w5, b5, _, _) = &w[5];
+            mm(e_rows, hd, hd, &mut c1, (1, hd), &m2, (1, hd), w5, (1, hd));
+            silu_bias(&mut c1, b5);
+            let (w6, _, _, _) = &w[6];
+            let mut dc = vec![0f32; rows * d];
+            for e in 0..e_rows {
+                let (b, i, _) = edge(e);
+                let row = &c1[e * hd..(e + 1) * hd];
+                let step = row.iter().zip(w6).map(|(a, b)| a * b).sum::<f32>().tanh() * range;
+                for k in 0..d {
+                    dc[(b * n + i) * d + k] += unit[e * d + k] * step;
+                }
+            }
+            c.iter_mut().zip(&dc).for_each(|(v, dv)| *v += dv);
+            if l + 1 == depth {
+                break; // the last node update feeds nothing
+            }
+            // Node update: [h, Σ_j m_ij] → W₃ → SiLU → W₄, residual.
+            for r in 0..rows {
+                node_in[r * 2 * hd..r * 2 * hd + hd].copy_from_slice(&h[r * hd..(r + 1) * hd]);
+                let agg = &mut node_in[r * 2 * hd + hd..(r + 1) * 2 * hd];
+                agg.iter_mut().for_each(|v| *v = 0.0);
+                for j0 in 0..n - 1 {
+                    let e = r * (n - 1) + j0;
+                    agg.iter_mut().zip(&m2[e * hd..(e + 1) * hd]).for_each(|(a, m)| *a += m);
+                }
+            }
+            let (w3, b3, _, _) = &w[3];
+            mm(rows, hd, 2 * hd, &mut n1, (1, hd), &node_in, (1, 2 * hd), w3, (1, hd));
+            silu_bias(&mut n1, b3);
+            let (w4, b4, _, _) = &w[4];
+            mm(rows, hd, hd, &mut n2, (1, hd), &n1, (1, hd), w4, (1, hd));
+            for r in 0..rows {
+                for k in 0..hd {
+                    h[r * hd + k] += n2[r * hd + k] + b4[k];
+                }
+            }
+        }
+        for b in 0..bc {
+            for k in 0..d {
+                let mean: f32 = (0..n).map(|i| c[b * dim + i * d + k] - x[b * dim + i * d + k]).sum::<f32>() / n as f32;
+                for i in 0..n {
+                    out[b * dim + i * d + k] = c[b * dim + i * d + k] - x[b * dim + i * d + k] - mean;
+                }
+            }
+        }
+    }
+}
+
 /// A trained EGNN and what its samples need (the schedule it was trained
 /// with, the energy).
 ///
@@ -362,6 +508,35 @@ mod tests {
         let scale = c.iter().fold(0f32, |m, v| m.max(v.abs()));
         for (u, v) in a.iter().zip(&c) {
             assert!((u - v).abs() <= 1e-5 * scale.max(1e-3), "{u} vs {v}");
+        }
+    }
+
+    /// The hand-written sampler forward is the burn module's.
+    #[test]
+    fn the_fast_forward_is_the_modules() {
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(12);
+        for cfg in
+            [EgnnConfig { hidden: 32, ..EgnnConfig::DW4 }, EgnnConfig { hidden: 24, layers: 3, ..EgnnConfig::lj(13) }]
+        {
+            let layers = cfg.init(&mut r);
+            // Larger coordinate weights than the initial 0.001 gain, so the
+            // positions move and later layers see them.
+            let mut layers = layers;
+            for l in 0..cfg.layers {
+                layers[1 + l * PER_LAYER + COORD2].0.iter_mut().for_each(|v| *v *= 300.0);
+            }
+            let net = Egnn::from_layers(&layers, &cfg, &io_device());
+            let dim = cfg.n * cfg.d;
+            let b = 2 * RUN_CHUNK + 3;
+            let x: Vec<f32> = (0..b * dim).map(|_| r.sample::<f32, _>(StandardNormal) * 1.5).collect();
+            let want = run(&net, &x, &vec![0.37; b]);
+            let mut got = vec![0f32; b * dim];
+            EgnnRun::new(&cfg, &layers).forward(&x, 0.37, &mut got);
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(scale > 1e-3, "a non-trivial score: {scale}");
+            for (a, w) in got.iter().zip(&want) {
+                assert!((a - w).abs() <= 2e-4 * scale, "{a} vs {w}");
+            }
         }
     }
 

@@ -23,7 +23,7 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
-use super::egnn::{Egnn, EgnnConfig, EgnnModel, plain_layers};
+use super::egnn::{Egnn, EgnnConfig, EgnnModel, EgnnRun, plain_layers};
 use super::estimator::{Estimator, Form, Scratch};
 use super::generate::particle_columns;
 use super::sample::mc_score_particles;
@@ -82,11 +82,11 @@ fn clip_global_norm(net: &Egnn, grads: &mut GradientsParams, max: f64) -> f64 {
 
 /// `n` particles through the network's reverse SDE (DEM's `integrate_sde`:
 /// Euler–Maruyama from `t = 1`, noise times `diffusion_scale`, centre of mass
-/// removed after every step), from the mean-free prior; particle `i` draws
-/// its prior point and noise from stream `(seed, tag, i)`. `n × n_p·d`.
-#[allow(clippy::too_many_arguments)]
+/// removed after every step), from the mean-free prior, the scores from the
+/// hand-written forward ([`EgnnRun`]); particle `i` draws its prior point
+/// and noise from stream `(seed, tag, i)`. `n × n_p·d`.
 pub fn egnn_sde_particles(
-    net: &Egnn,
+    net: &EgnnRun,
     schedule: &Geometric,
     steps: usize,
     diffusion_scale: f64,
@@ -96,7 +96,6 @@ pub fn egnn_sde_particles(
 ) -> Result<Vec<f32>, String> {
     let cfg = net.config();
     let dim = cfg.n * cfg.d;
-    let device = crate::model::io_device();
     let prior_sd = schedule.h(1.0).sqrt();
     let mut rngs: Vec<_> = (0..n).map(|i| crate::engine::rng::particle(seed, tag, i)).collect();
     let mut x: Vec<f64> = rngs
@@ -105,12 +104,12 @@ pub fn egnn_sde_particles(
         .collect();
     remove_mean(&mut x, cfg.n, cfg.d);
     let dt = 1.0 / steps as f64;
+    let mut xs = vec![0f32; n * dim];
+    let mut s = vec![0f32; n * dim];
     for step in 0..steps {
         let t = 1.0 - step as f64 * dt;
-        let xs =
-            Tensor::<2>::from_data(TensorData::new(x.iter().map(|v| *v as f32).collect::<Vec<_>>(), [n, dim]), &device);
-        let ts = Tensor::<1>::from_data(TensorData::new(vec![t as f32; n], [n]), &device);
-        let s = net.forward(xs, ts).into_data().try_to_vec::<f32>().expect("f32 scores");
+        xs.iter_mut().zip(&x).for_each(|(a, b)| *a = *b as f32);
+        net.forward(&xs, t as f32, &mut s);
         let g = schedule.g(t);
         let (a, b) = (g * g * dt, diffusion_scale * g * dt.sqrt());
         x.par_chunks_mut(dim).zip(s.par_chunks(dim)).zip(rngs.par_iter_mut()).for_each(|((xp, sp), r)| {
@@ -256,7 +255,7 @@ pub fn fit_particles(
             losses.3.push(norm);
             progress((outer as f64 + 1.0 + 0.5 * (inner + 1) as f64 / p.inner as f64) / units);
         }
-        let infer = Egnn::from_layers(&plain_layers(&net), &cfg, &crate::model::io_device());
+        let infer = EgnnRun::new(&cfg, &plain_layers(&net));
         let new = egnn_sde_particles(
             &infer,
             &schedule,

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::egnn::{Egnn, EgnnModel};
+use super::egnn::{EgnnModel, EgnnRun};
 use super::estimator::{Estimator, Form, Scratch};
 use super::generate::Target;
 use super::mlp::{CHUNK, DemMlpRun, flatten};
@@ -252,7 +252,7 @@ impl Stage for VeSde {
         let blob = ctx.blob("model")?;
         if blob.starts_with(super::egnn::MAGIC) {
             let model = EgnnModel::from_bytes(blob).map_err(|e| StageError::Failed(e.to_string()))?;
-            let net = Egnn::from_layers(&model.layers, &model.config, &crate::model::io_device());
+            let net = EgnnRun::new(&model.config, &model.layers);
             let schedule = Geometric { sigma_min: model.sigma_min, sigma_max: model.sigma_max };
             let pts = egnn_sde_particles(&net, &schedule, p.steps, p.diffusion_scale, p.n_samples, ctx.seed, "ve_sde")
                 .map_err(StageError::Failed)?;
