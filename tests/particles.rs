@@ -174,3 +174,24 @@ fn idem_trains_an_egnn_on_dw4_and_reports() {
         .collect();
     assert_eq!(outputs[0], outputs[1]);
 }
+
+/// A chain that accepts nothing (a step size far too large, adaptation off)
+/// fails its stage with the chain named, and leaves no record: the next run
+/// tries again.
+#[test]
+fn a_stuck_chain_fails_its_stage_and_caches_nothing() {
+    let ws = Workspace::new();
+    ws.write(
+        "p.yaml",
+        "name: stuck\nstages:\n  reference:\n    kind: generate\n    params: { dataset: boltzmann, energy: lj13, method: mcmc, n_samples: 4, chains: 2, burn_in: 10, thin: 100, step: 1000.0, target_accept: 0.0 }\n",
+    );
+    for _ in 0..2 {
+        let (out, events) = ws.run_json("p.yaml", &[]);
+        assert_eq!(out.status.code(), Some(1));
+        let failed = events.iter().find(|e| e["event"] == "failed").expect("a failed event");
+        assert_eq!(failed["stage"], "reference");
+        let error = failed["error"].as_str().unwrap();
+        assert!(error.contains("chain ") && error.contains("accepted no proposal"), "{error}");
+        assert!(ws.files_under("artifacts/records").is_empty(), "no record of a failed stage");
+    }
+}
