@@ -35,7 +35,8 @@ pub enum System {
     /// Pairwise double wells.
     DoubleWell { a: f64, b: f64, c: f64, offset: f64 },
     /// Lennard-Jones with a harmonic pull to the centre of mass.
-    LennardJones { eps: f64, rm: f64, oscillator: f64, factor: f64 },
+    /// `dist_eps` regularises `r² → r² + dist_eps` (DEM: [`LJ_DIST_EPS`]).
+    LennardJones { eps: f64, rm: f64, oscillator: f64, factor: f64, dist_eps: f64 },
 }
 
 /// `n` particles in `d` dimensions under a [`System`].
@@ -56,7 +57,11 @@ impl Particles {
     }
     /// DEM's Lennard-Jones cluster of `n` particles in 3-D (LJ-13, LJ-55).
     pub fn lj(n: usize) -> Particles {
-        Particles { n, d: 3, system: System::LennardJones { eps: 1.0, rm: 1.0, oscillator: 1.0, factor: 1.0 } }
+        Particles {
+            n,
+            d: 3,
+            system: System::LennardJones { eps: 1.0, rm: 1.0, oscillator: 1.0, factor: 1.0, dist_eps: LJ_DIST_EPS },
+        }
     }
     /// By DEM's name: `dw4`, `lj13`, `lj55`.
     pub fn by_name(name: &str) -> Option<Particles> {
@@ -94,8 +99,8 @@ impl Particles {
                         // taken as zero there (a set of measure zero).
                         (a * s.powi(4) + b * s * s + c, if r > 0.0 { de / r } else { 0.0 })
                     }
-                    System::LennardJones { eps, rm, factor, .. } => {
-                        let rr = r2 + LJ_DIST_EPS;
+                    System::LennardJones { eps, rm, factor, dist_eps, .. } => {
+                        let rr = r2 + dist_eps;
                         // (rm/r)^6 from r² without a square root.
                         let inv6 = (rm * rm / rr).powi(3);
                         // Ordered pairs: twice the unordered sum.
@@ -183,27 +188,12 @@ pub fn remove_mean(xs: &mut [f64], n: usize, d: usize) {
 /// each pair once, no regulariser (it moves a pair at `r ≈ 1` by about 10⁻⁵),
 /// no oscillator: the units in which published cluster minima are stated.
 pub fn lj_pair_energy(x: &[f64], n: usize, d: usize, grad: Option<&mut [f64]>) -> f64 {
-    let mut e = 0.0;
-    let mut g = grad;
-    if let Some(g) = g.as_deref_mut() {
-        g.iter_mut().for_each(|v| *v = 0.0);
-    }
-    for i in 0..n {
-        for j in i + 1..n {
-            let r2: f64 = (0..d).map(|k| (x[i * d + k] - x[j * d + k]).powi(2)).sum();
-            let inv6 = (1.0 / r2).powi(3);
-            e += inv6 * inv6 - 2.0 * inv6;
-            if let Some(g) = g.as_deref_mut() {
-                let de_over_r = 12.0 * (inv6 - inv6 * inv6) / r2;
-                for k in 0..d {
-                    let f = de_over_r * (x[i * d + k] - x[j * d + k]);
-                    g[i * d + k] += f;
-                    g[j * d + k] -= f;
-                }
-            }
-        }
-    }
-    e
+    let textbook = Particles {
+        n,
+        d,
+        system: System::LennardJones { eps: 1.0, rm: 1.0, oscillator: 0.0, factor: 0.5, dist_eps: 0.0 },
+    };
+    textbook.energy(x, grad)
 }
 
 /// The Mackay icosahedron of `1 + Σ_{s=1}^{shells} (10 s² + 2)` particles
@@ -344,8 +334,7 @@ pub(crate) mod tests {
     fn lj_is_dems_ordered_pair_sum() {
         // Two particles at distance 1 plus one far away on the axis.
         let x: [f64; 9] = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.5, 2.0, 0.0];
-        let p =
-            Particles { n: 3, d: 3, system: System::LennardJones { eps: 1.0, rm: 1.0, oscillator: 1.0, factor: 1.0 } };
+        let p = Particles::lj(3);
         let lj = |r2: f64| {
             let s6 = (1.0 / (r2 + 1e-6)).powi(3);
             s6 * s6 - 2.0 * s6

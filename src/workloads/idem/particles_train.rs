@@ -27,7 +27,7 @@ use super::egnn::{Egnn, EgnnConfig, EgnnModel, EgnnRun, plain_layers};
 use super::estimator::{Estimator, Form, Scratch};
 use super::generate::particle_columns;
 use super::sample::mc_score_particles;
-use super::train::{Fitted, IdemParams, Losses, Tracked, loss_table, tracker_table};
+use super::train::{Buffer, Fitted, IdemParams, Losses, Tracked, loss_table, tracker_table};
 use super::validate::{BoltzmannChecksParams, particle_metrics};
 use crate::energy::particles::{Particles, remove_mean};
 use crate::engine::frame::{ColumnData, Table};
@@ -153,19 +153,7 @@ pub fn fit_particles(
         x
     };
 
-    // The FIFO buffer, flat.
-    let mut buf: Vec<f32> = Vec::new();
-    let mut next = 0usize;
-    let mut add = |buf: &mut Vec<f32>, pts: &[f32]| {
-        for q in pts.chunks(dim) {
-            if buf.len() < p.buffer_size * dim {
-                buf.extend_from_slice(q);
-            } else {
-                buf[next * dim..(next + 1) * dim].copy_from_slice(q);
-            }
-            next = (next + 1) % p.buffer_size;
-        }
-    };
+    let mut buffer = Buffer::new(dim, p.buffer_size);
     let mut snaps: (Vec<i64>, Vec<f32>) = (Vec::new(), Vec::new());
     let mut snapshot = |outer: usize, pts: &[f32]| {
         snaps.0.extend(std::iter::repeat_n(outer as i64, pts.len() / dim));
@@ -184,7 +172,7 @@ pub fn fit_particles(
             .map(|v| v as f32)
             .collect()
         };
-        add(&mut buf, &init);
+        buffer.add(&init);
         snapshot(0, &init);
     }
 
@@ -200,8 +188,7 @@ pub fn fit_particles(
             let mut hs = vec![0f64; b];
             for i in 0..b {
                 let x0: Vec<f64> = if p.use_buffer {
-                    let k = batch_rng.random_range(0..buf.len() / dim);
-                    buf[k * dim..(k + 1) * dim].iter().map(|v| *v as f64).collect()
+                    buffer.draw(&mut batch_rng).iter().map(|v| *v as f64).collect()
                 } else {
                     prior_draw(&mut batch_rng)
                 };
@@ -266,7 +253,7 @@ pub fn fit_particles(
             &format!("idem/sde/{outer}"),
         )
         .map_err(|e| StageError::Failed(format!("outer step {outer}, the network's reverse SDE: {e}")))?;
-        add(&mut buf, &new);
+        buffer.add(&new);
         let last = outer + 1 == p.outer;
         if (outer + 1) % p.snapshot_every == 0 || last {
             snapshot(outer + 1, &new);

@@ -121,26 +121,35 @@ static OUTPUTS: &[OutputDef] = &[
 pub(crate) type Tracked = (usize, usize, Vec<(&'static str, f64)>);
 
 /// The replay buffer: FIFO of fixed capacity, uniform sampling with replacement
-/// over what it holds (DEM's `SimpleBuffer` with `sample_with_replacement`).
-struct Buffer {
-    x: Vec<[f32; 2]>,
+/// over what it holds (DEM's `SimpleBuffer` with `sample_with_replacement`);
+/// points of `dim` coordinates, stored flat.
+pub(crate) struct Buffer {
+    x: Vec<f32>,
+    dim: usize,
     capacity: usize,
     next: usize,
 }
 
 impl Buffer {
-    fn add(&mut self, points: &[[f32; 2]]) {
-        for p in points {
-            if self.x.len() < self.capacity {
-                self.x.push(*p);
+    pub(crate) fn new(dim: usize, capacity: usize) -> Buffer {
+        Buffer { x: Vec::new(), dim, capacity, next: 0 }
+    }
+    /// Add points (`n × dim`, flat), the oldest leaving once it is full.
+    pub(crate) fn add(&mut self, points: &[f32]) {
+        let dim = self.dim;
+        for p in points.chunks_exact(dim) {
+            if self.x.len() < self.capacity * dim {
+                self.x.extend_from_slice(p);
             } else {
-                self.x[self.next] = *p;
+                self.x[self.next * dim..(self.next + 1) * dim].copy_from_slice(p);
             }
             self.next = (self.next + 1) % self.capacity;
         }
     }
-    fn draw(&self, rng: &mut impl Rng) -> [f32; 2] {
-        self.x[rng.random_range(0..self.x.len())]
+    /// One point drawn uniformly from what it holds.
+    pub(crate) fn draw(&self, rng: &mut impl Rng) -> &[f32] {
+        let k = rng.random_range(0..self.x.len() / self.dim);
+        &self.x[k * self.dim..(k + 1) * self.dim]
     }
 }
 
@@ -239,7 +248,7 @@ pub fn fit(
     // Work units for progress: the initial buffer counts as one outer step.
     let units = (p.outer + 1) as f64;
 
-    let mut buffer = Buffer { x: Vec::new(), capacity: p.buffer_size, next: 0 };
+    let mut buffer = Buffer::new(2, p.buffer_size);
     let mut snaps: (Vec<i64>, Vec<f64>, Vec<f64>) = std::default::Default::default();
     let mut snapshot = |outer: usize, pts: &[[f32; 2]]| {
         for q in pts {
@@ -273,7 +282,7 @@ pub fn fit(
             .map_err(|e| StageError::Failed(format!("the initial buffer (mc_score): {e}")))?;
             pts.chunks_exact(2).map(|q| [q[0] as f32, q[1] as f32]).collect()
         };
-        buffer.add(&init);
+        buffer.add(init.as_flattened());
         snapshot(0, &init);
     }
 
@@ -289,7 +298,8 @@ pub fn fit(
             let step = outer * p.inner + inner;
             for i in 0..b {
                 let x0 = if p.use_buffer {
-                    buffer.draw(&mut batch_rng)
+                    let q = buffer.draw(&mut batch_rng);
+                    [q[0], q[1]]
                 } else {
                     let mut q = [0f32; 2];
                     q.iter_mut().for_each(|v| *v = (prior_sd * batch_rng.sample::<f64, _>(StandardNormal)) as f32);
@@ -355,7 +365,7 @@ pub fn fit(
             &format!("idem/sde/{outer}"),
         )
         .map_err(|e| StageError::Failed(format!("outer step {outer}, the network's reverse SDE: {e}")))?;
-        buffer.add(&new);
+        buffer.add(new.as_flattened());
         let last = outer + 1 == p.outer;
         if (outer + 1) % p.snapshot_every == 0 || last {
             snapshot(outer + 1, &new);
@@ -483,13 +493,13 @@ mod tests {
     /// FIFO: the oldest particles leave first once the buffer is full.
     #[test]
     fn the_buffer_is_a_fifo_of_fixed_length() {
-        let mut b = Buffer { x: Vec::new(), capacity: 3, next: 0 };
-        b.add(&[[1.0, 0.0], [2.0, 0.0]]);
-        assert_eq!(b.x.len(), 2);
-        b.add(&[[3.0, 0.0], [4.0, 0.0]]);
-        assert_eq!(b.x, vec![[4.0, 0.0], [2.0, 0.0], [3.0, 0.0]]);
-        b.add(&[[5.0, 0.0]]);
-        assert_eq!(b.x, vec![[4.0, 0.0], [5.0, 0.0], [3.0, 0.0]]);
+        let mut b = Buffer::new(2, 3);
+        b.add(&[1.0, 0.0, 2.0, 0.0]);
+        assert_eq!(b.x.len(), 4);
+        b.add(&[3.0, 0.0, 4.0, 0.0]);
+        assert_eq!(b.x, vec![4.0, 0.0, 2.0, 0.0, 3.0, 0.0]);
+        b.add(&[5.0, 0.0]);
+        assert_eq!(b.x, vec![4.0, 0.0, 5.0, 0.0, 3.0, 0.0]);
         // Draws come from what it holds.
         let mut r = rng(1, "t");
         for _ in 0..50 {
