@@ -22,6 +22,8 @@ use super::generate::Target;
 /// * `energy_w2` — the 2-Wasserstein distance between the sets' energies
 ///   `E = −log p` (1-D: sorted values matched, exact). Points the target gives
 ///   zero density are counted as `nonfinite_energy` and left out.
+///   `energy_emd2` is its square: what DEM logs as `energy_w2` (POT's
+///   `emd2_1d` returns the transport cost, `W₂²`).
 /// * `tv` — total variation between the two sets' histograms on a
 ///   `bins × bins` grid over `[−range, range]²` (points outside fall in the
 ///   edge bins).
@@ -150,6 +152,7 @@ pub fn metrics(
     Ok(vec![
         ("x_w2", x_w2),
         ("energy_w2", energy_w2),
+        ("energy_emd2", energy_w2 * energy_w2),
         ("tv", tv(s, target, p.bins, p.range)),
         ("modes_1", counts.iter().filter(|&&c| c >= 1).count() as f64),
         ("modes_5", counts.iter().filter(|&&c| c >= 5).count() as f64),
