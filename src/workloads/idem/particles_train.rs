@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use super::egnn::{Egnn, EgnnConfig, EgnnModel, EgnnRun, plain_layers};
 use super::estimator::{Estimator, Form, Scratch};
 use super::generate::particle_columns;
-use super::sample::mc_score_particles;
+use super::sample::{mc_score_particles, prior_draw};
 use super::train::{Buffer, Fitted, IdemParams, Losses, Tracked, loss_table, tracker_table};
 use super::validate::{BoltzmannChecksParams, particle_metrics};
 use crate::energy::particles::{Particles, remove_mean};
@@ -98,11 +98,7 @@ pub fn egnn_sde_particles(
     let dim = cfg.n * cfg.d;
     let prior_sd = schedule.h(1.0).sqrt();
     let mut rngs: Vec<_> = (0..n).map(|i| crate::engine::rng::particle(seed, tag, i)).collect();
-    let mut x: Vec<f64> = rngs
-        .iter_mut()
-        .flat_map(|r| (0..dim).map(|_| prior_sd * r.sample::<f64, _>(StandardNormal)).collect::<Vec<_>>())
-        .collect();
-    remove_mean(&mut x, cfg.n, cfg.d);
+    let mut x: Vec<f64> = rngs.iter_mut().flat_map(|r| prior_draw(r, dim, prior_sd, Some((cfg.n, cfg.d)))).collect();
     let dt = 1.0 / steps as f64;
     let mut xs = vec![0f32; n * dim];
     let mut s = vec![0f32; n * dim];
@@ -147,11 +143,7 @@ pub fn fit_particles(
     let mut optim = crate::model::adamw(0.0).init();
     let prior_sd = schedule.h(1.0).sqrt();
     let units = (p.outer + 1) as f64;
-    let prior_draw = |r: &mut rand_chacha::ChaCha8Rng| -> Vec<f64> {
-        let mut x: Vec<f64> = (0..dim).map(|_| prior_sd * r.sample::<f64, _>(StandardNormal)).collect();
-        remove_mean(&mut x, sys.n, sys.d);
-        x
-    };
+    let prior_draw = |r: &mut rand_chacha::ChaCha8Rng| prior_draw(r, dim, prior_sd, Some((sys.n, sys.d)));
 
     let mut buffer = Buffer::new(dim, p.buffer_size);
     let mut snaps: (Vec<i64>, Vec<f32>) = (Vec::new(), Vec::new());

@@ -117,6 +117,17 @@ pub fn schedule_errors(
     errors
 }
 
+/// One draw of DEM's prior `N(0, sd² I)` in `dim` coordinates; for a particle
+/// system (`mean_free: Some((n, d))`) its centre of mass removed — DEM's
+/// `MeanFreePrior`.
+pub fn prior_draw(rng: &mut impl rand::Rng, dim: usize, sd: f64, mean_free: Option<(usize, usize)>) -> Vec<f64> {
+    let mut x: Vec<f64> = (0..dim).map(|_| sd * rng.sample::<f64, _>(rand_distr::StandardNormal)).collect();
+    if let Some((n, d)) = mean_free {
+        crate::energy::particles::remove_mean(&mut x, n, d);
+    }
+    x
+}
+
 /// `n` particles from DEM's prior `N(0, h(1) I)` (mean-free for a particle
 /// system, DEM's `MeanFreePrior`) through the reverse SDE with the score
 /// estimated at every step (in the energy's coordinates as given: DEM's
@@ -144,13 +155,8 @@ pub fn mc_score_particles(
     let rows: Vec<Vec<f64>> = (0..n)
         .into_par_iter()
         .map(|i| {
-            use rand::Rng;
             let mut rng = crate::engine::rng::particle(seed, tag, i);
-            let mut x: Vec<f64> =
-                (0..dim).map(|_| prior_sd * rng.sample::<f64, _>(rand_distr::StandardNormal)).collect();
-            if let Some((np, d)) = mean_free {
-                crate::energy::particles::remove_mean(&mut x, np, d);
-            }
+            let mut x = prior_draw(&mut rng, dim, prior_sd, mean_free);
             let mut scratch = Scratch::default();
             reverse_em(schedule, steps, diffusion_scale, &mut x, &mut rng, mean_free, |_, h, x, out, rng| {
                 est.estimate(energy, x, h, rng, &mut scratch, out)
