@@ -260,3 +260,22 @@ fn runs_lists_every_recorded_run_with_what_it_did() {
     let text = String::from_utf8_lossy(&ws.cmd(&["runs", "p.yaml"]).output().unwrap().stdout).to_string();
     assert_eq!(text.lines().count(), 2 + 3, "{text}");
 }
+
+/// Every pipeline the repository ships passes `scoreflow check` (params,
+/// inputs, the stage graph), so none of them fails on a typo after hours.
+#[test]
+fn every_shipped_pipeline_checks() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut specs: Vec<_> = std::fs::read_dir(format!("{root}/pipelines"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    specs.sort();
+    assert!(specs.len() >= 10, "{specs:?}");
+    let ws = Workspace::new();
+    for spec in specs {
+        let out = ws.cmd(&["check", spec.to_str().unwrap()]).output().unwrap();
+        assert!(out.status.success(), "{}: {}", spec.display(), String::from_utf8_lossy(&out.stderr));
+    }
+}

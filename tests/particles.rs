@@ -195,3 +195,55 @@ fn a_stuck_chain_fails_its_stage_and_caches_nothing() {
         assert!(ws.files_under("artifacts/records").is_empty(), "no record of a failed stage");
     }
 }
+
+/// The options beyond DEM's DW-4 defaults: `ema` saves the weights' moving
+/// average as the model (a different model from the same run without it),
+/// and DEM's negative-time tail (`negative_time_steps`, LJ-55's setting)
+/// runs after the buffer's and the sampler's reverse SDEs, the samples still
+/// mean-free; the tail on a GMM-40 training is a spec error.
+#[test]
+fn ema_and_the_negative_time_tail_on_particles() {
+    let train = |ema: f64, tail: usize| {
+        let mut spec = spec("dw4", 4);
+        spec.push_str(&format!(
+            "  train:
+    kind: train
+    inputs: {{ target: reference.samples }}
+    params: {{ objective: idem, energy: dw4, outer: 2, inner: 3, batch: 8, k: 8, hidden: 8, steps: 10, samples_per_outer: 8, n_init: 8, init_from_prior: true, lambda: none, max_norm: 20.0, sigma_max: 3.0, normalization: 1.0, ema: {ema}, negative_time_steps: {tail} }}
+  samples:
+    kind: sample
+    inputs: {{ model: train.model }}
+    params: {{ sampler: ve_sde, n_samples: 12, steps: 10, negative_time_steps: {tail} }}
+"
+        ));
+        let ws = Workspace::new();
+        ws.write("p.yaml", &spec);
+        let (out, _) = ws.run_json("p.yaml", &[]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        for row in export_csv(&ws, "samples.samples").iter().skip(1) {
+            let x: Vec<f64> = row.iter().map(|v| v.parse().unwrap()).collect();
+            assert!((x[0] + x[2] + x[4] + x[6]).abs() < 1e-4 && (x[1] + x[3] + x[5] + x[7]).abs() < 1e-4);
+        }
+        let m = ws.latest_manifest("particles");
+        let out = |stage: &str, o: &str| {
+            m["stages"].as_array().unwrap().iter().find(|s| s["name"] == stage).unwrap()["outputs"][o].clone()
+        };
+        (out("train", "model"), out("train", "loss"), out("samples", "samples"))
+    };
+    let plain = train(0.0, 0);
+    let ema = train(0.9, 0);
+    assert_eq!(plain.1, ema.1, "the same training steps");
+    assert_ne!(plain.0, ema.0, "the saved model is the average");
+    let tail = train(0.0, 5);
+    assert_ne!(plain.2, tail.2, "the tail moves the samples");
+
+    let ws = Workspace::new();
+    ws.write(
+        "p.yaml",
+        "name: g\nstages:\n  t:\n    kind: train\n    params: { objective: idem, negative_time_steps: 3 }\n",
+    );
+    let out = ws.cmd(&["check", "p.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("negative_time_steps") && err.contains("particle systems"), "{err}");
+}

@@ -11,10 +11,16 @@
 //!   every reverse-SDE step (`integrate_sde`);
 //! * the Monte Carlo target is clipped per particle (norm 20), and the loss
 //!   weight is DEM's `NoLambdaWeighter` (`lambda: none`, λ = 1);
-//! * no coordinate normalisation (`data_normalization_factor` 1).
+//! * no coordinate normalisation (`data_normalization_factor` 1);
+//! * `ema` (DEM's `use_ema`, off in its particle configs) saves the moving
+//!   average of the weights as the model, as on GMM-40, while the buffer is
+//!   filled by the current weights.
+//!
+//! * LJ-55's `negative_time` tail (`negative_time_steps: 10`) follows every
+//!   reverse SDE, the buffer's and the final samples' ([`NegativeTime`]).
 //!
 //! Not implemented: DEM's `ReduceLROnPlateau` on the validation loss (the
-//! rate stays at `lr`), and LJ-55's `negative_time` Langevin tail.
+//! rate stays at `lr`).
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -29,9 +35,11 @@ use super::generate::particle_columns;
 use super::sample::{mc_score_particles, prior_draw};
 use super::train::{Buffer, Fitted, IdemParams, Losses, Tracked, loss_table, tracker_table};
 use super::validate::{BoltzmannChecksParams, particle_metrics};
+use crate::energy::Energy;
 use crate::energy::particles::{Particles, remove_mean};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::stage::{Backend, StageError, rng};
+use crate::model::backprop::ema_update;
 use crate::sde::ve::Geometric;
 
 /// The EGNN's sizes for `p` on `sys`: `hidden`, and `layers` (0: DEM's — 3
@@ -80,16 +88,55 @@ fn clip_global_norm(net: &Egnn, grads: &mut GradientsParams, max: f64) -> f64 {
     norm
 }
 
+/// DEM's `negative_time_descent`, the tail `integrate_sde` appends when
+/// `negative_time` is set (LJ-55: 10 steps): after the reverse SDE has reached
+/// `t = 0`, `steps` plain gradient steps on the energy, `x ← x + dt·clip(−∇E(x))`
+/// with DEM's `dt` = 10⁻⁴, the step clipped by DEM's clipper over the whole
+/// configuration's norm (`max_norm`; no per-particle reshape here, as in DEM)
+/// and the centre of mass removed after each.
+pub struct NegativeTime<'a> {
+    pub sys: &'a Particles,
+    pub steps: usize,
+    pub max_norm: f64,
+}
+
+impl NegativeTime<'_> {
+    /// DEM's step size (`negative_time_descent`'s default, which DEM never changes).
+    pub const DT: f64 = 1e-4;
+
+    /// Apply the tail to a batch of configurations (`m × n·d`), in place.
+    pub fn descend(&self, x: &mut [f64]) -> Result<(), String> {
+        let dim = self.sys.n * self.sys.d;
+        x.par_chunks_mut(dim).enumerate().try_for_each(|(i, xp)| {
+            let mut g = vec![0f64; dim];
+            for step in 0..self.steps {
+                self.sys.grad_log_prob(xp, &mut g);
+                let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+                if !norm.is_finite() {
+                    return Err(format!("particle {i}: the energy's gradient is not finite at descent step {step}"));
+                }
+                let c = if self.max_norm > 0.0 { (self.max_norm / (norm + 1e-6)).min(1.0) } else { 1.0 };
+                xp.iter_mut().zip(&g).for_each(|(v, gv)| *v += Self::DT * c * gv);
+                remove_mean(xp, self.sys.n, self.sys.d);
+            }
+            Ok(())
+        })
+    }
+}
+
 /// `n` particles through the network's reverse SDE (DEM's `integrate_sde`:
 /// Euler–Maruyama from `t = 1`, noise times `diffusion_scale`, centre of mass
 /// removed after every step), from the mean-free prior, the scores from the
-/// hand-written forward ([`EgnnRun`]); particle `i` draws its prior point
-/// and noise from stream `(seed, tag, i)`. `n × n_p·d`.
+/// hand-written forward ([`EgnnRun`]), then DEM's negative-time tail when
+/// `tail` has steps; particle `i` draws its prior point and noise from stream
+/// `(seed, tag, i)`. `n × n_p·d`.
+#[allow(clippy::too_many_arguments)]
 pub fn egnn_sde_particles(
     net: &EgnnRun,
     schedule: &Geometric,
     steps: usize,
     diffusion_scale: f64,
+    tail: &NegativeTime,
     n: usize,
     seed: u64,
     tag: &str,
@@ -119,6 +166,7 @@ pub fn egnn_sde_particles(
             return Err(format!("particle {} is not finite at step {step} of {steps}", i / dim));
         }
     }
+    tail.descend(&mut x)?;
     Ok(x.into_iter().map(|v| v as f32).collect())
 }
 
@@ -141,6 +189,7 @@ pub fn fit_particles(
     let device = crate::model::train_device(backend);
     let mut net = Egnn::from_layers(&cfg.init(&mut rng(seed, "idem/weights")), &cfg, &device);
     let mut optim = crate::model::adamw(0.0).init();
+    let mut ema = (p.ema > 0.0).then(|| plain_layers(&net));
     let prior_sd = schedule.h(1.0).sqrt();
     let units = (p.outer + 1) as f64;
     let prior_draw = |r: &mut rand_chacha::ChaCha8Rng| prior_draw(r, dim, prior_sd, Some((sys.n, sys.d)));
@@ -228,6 +277,14 @@ pub fn fit_particles(
                 )));
             }
             net = optim.step(p.lr, net, grads);
+            if let Some(shadow) = ema.as_mut() {
+                let n = (step + 1) as f64;
+                let decay = p.ema.min((1.0 + n) / (10.0 + n));
+                for (s, l) in shadow.iter_mut().zip(plain_layers(&net)) {
+                    ema_update(&mut s.0, &l.0, decay);
+                    ema_update(&mut s.1, &l.1, decay);
+                }
+            }
             losses.0.push(step as i64);
             losses.1.push(outer as i64);
             losses.2.push(loss);
@@ -240,6 +297,7 @@ pub fn fit_particles(
             &schedule,
             p.steps,
             p.diffusion_scale,
+            &NegativeTime { sys, steps: p.negative_time_steps, max_norm: p.max_norm },
             p.samples_per_outer,
             seed,
             &format!("idem/sde/{outer}"),
@@ -263,7 +321,7 @@ pub fn fit_particles(
         sigma_min: p.sigma_min,
         sigma_max: p.sigma_max,
         energy: p.energy.clone(),
-        layers: plain_layers(&net),
+        layers: ema.unwrap_or_else(|| plain_layers(&net)),
     };
     let loss = loss_table(losses, p.lr);
     let mut buffer_t = Table::new().with("outer", ColumnData::I64(snaps.0));
@@ -272,4 +330,68 @@ pub fn fit_particles(
             buffer_t.with(name, ColumnData::F64(snaps.1.iter().skip(j).step_by(dim).map(|v| *v as f64).collect()));
     }
     Ok(Fitted { model: super::train::FittedModel::Egnn(model), loss, buffer: buffer_t, tracker: tracker_table(&track) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// A perturbed LJ-13 icosahedron, mean-free: large gradients somewhere.
+    fn noisy_lj13(seed: u64, scale: f64) -> (Particles, Vec<f64>) {
+        let sys = Particles::lj(13);
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut x = crate::energy::particles::icosahedron(1, 1.0);
+        x.iter_mut().for_each(|v| *v += scale * r.sample::<f64, _>(StandardNormal));
+        remove_mean(&mut x, 13, 3);
+        (sys, x)
+    }
+
+    #[test]
+    fn negative_time_tail_is_dems_clipped_descent() {
+        let (sys, x0) = noisy_lj13(3, 0.1);
+        // no steps: nothing moves
+        let mut x = x0.clone();
+        NegativeTime { sys: &sys, steps: 0, max_norm: 20.0 }.descend(&mut x).unwrap();
+        assert_eq!(x, x0);
+        // one step by hand: x + dt · (−∇E) · min(1, 20 / (‖∇E‖ + 1e-6)), centred
+        let mut g = vec![0.0; 39];
+        sys.grad_log_prob(&x0, &mut g);
+        let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+        assert!(norm > 20.0, "the test wants a clipped step, ‖∇E‖ = {norm}");
+        let c = 20.0 / (norm + 1e-6);
+        let mut want: Vec<f64> = x0.iter().zip(&g).map(|(x, g)| x + 1e-4 * c * g).collect();
+        remove_mean(&mut want, 13, 3);
+        let mut x = x0.clone();
+        NegativeTime { sys: &sys, steps: 1, max_norm: 20.0 }.descend(&mut x).unwrap();
+        for (a, b) in x.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-15, "{a} vs {b}");
+        }
+        // unclipped (max_norm 0) moves by dt·‖∇E‖
+        let mut x = x0.clone();
+        NegativeTime { sys: &sys, steps: 1, max_norm: 0.0 }.descend(&mut x).unwrap();
+        let moved = x.iter().zip(&x0).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+        assert!((moved - 1e-4 * norm).abs() < 1e-9 * norm, "{moved} vs {}", 1e-4 * norm);
+    }
+
+    #[test]
+    fn negative_time_tail_lowers_the_energy_and_stays_mean_free() {
+        let (sys, x0) = noisy_lj13(5, 0.05);
+        let mut batch: Vec<f64> = x0.iter().chain(&noisy_lj13(6, 0.05).1).copied().collect();
+        let before: Vec<f64> = batch.chunks(39).map(|x| sys.energy(x, None)).collect();
+        NegativeTime { sys: &sys, steps: 200, max_norm: 0.0 }.descend(&mut batch).unwrap();
+        for (i, x) in batch.chunks(39).enumerate() {
+            let after = sys.energy(x, None);
+            assert!(after < before[i] - 1e-3, "configuration {i}: {} → {after}", before[i]);
+            for k in 0..3 {
+                let m: f64 = (0..13).map(|p| x[p * 3 + k]).sum();
+                assert!(m.abs() < 1e-12);
+            }
+        }
+        // a NaN configuration is an error naming it
+        let mut bad = x0.clone();
+        bad[4] = f64::NAN;
+        let err = NegativeTime { sys: &sys, steps: 1, max_norm: 20.0 }.descend(&mut bad).unwrap_err();
+        assert!(err.contains("particle 0") && err.contains("not finite"), "{err}");
+    }
 }

@@ -9,7 +9,7 @@ use super::estimator::{Estimator, Form, Scratch};
 use super::generate::Target;
 use super::mlp::{CHUNK, DemMlpRun, flatten};
 use super::net::DemModel;
-use super::particles_train::egnn_sde_particles;
+use super::particles_train::{NegativeTime, egnn_sde_particles};
 use crate::energy::Scaled;
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamDef, ParamType};
@@ -241,6 +241,8 @@ crate::params! {
         n_samples: usize = (ParamType::Int { min: 1, max: 10_000_000 }, Default::Int(1000), "particles (DEM's evaluation batch: 1000)"),
         steps: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(1000), "Euler–Maruyama steps (DEM: 1000)"),
         diffusion_scale: f64 = (ParamType::Float { min: 0.0, max: 100.0 }, Default::Float(1.0), "multiplies the SDE's noise (DEM: 1)"),
+        negative_time_steps: usize = (ParamType::Int { min: 0, max: 1_000_000 }, Default::Int(0), "particle systems: gradient-descent steps on the energy after the reverse SDE (DEM's negative_time tail, dt 1e-4; DEM: 10 for lj55, off otherwise)"),
+        max_norm: f64 = (ParamType::Float { min: 0.0, max: 1e12 }, Default::Float(20.0), "the negative-time tail's clip on each configuration's gradient norm (DEM's clipper: 20); 0: no clip"),
     }
 }
 static VE_PARAMS: &[ParamDef] = VeSdeParams::DEFS;
@@ -252,7 +254,7 @@ static VE_INPUTS: &[InputDef] = &[InputDef {
 }];
 
 impl Stage for VeSde {
-    describe!(Kind::Sample, "ve_sde", version 1, VE_PARAMS, VE_INPUTS, OUTPUTS);
+    describe!(Kind::Sample, "ve_sde", version 2, VE_PARAMS, VE_INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = VeSdeParams::read(ctx.params);
         let blob = ctx.blob("model")?;
@@ -260,14 +262,28 @@ impl Stage for VeSde {
             let model = EgnnModel::from_bytes(blob).map_err(|e| StageError::Failed(e.to_string()))?;
             let net = EgnnRun::new(&model.config, &model.layers);
             let schedule = Geometric { sigma_min: model.sigma_min, sigma_max: model.sigma_max };
-            let pts = egnn_sde_particles(&net, &schedule, p.steps, p.diffusion_scale, p.n_samples, ctx.seed, "ve_sde")
-                .map_err(StageError::Failed)?;
             let target = Target::by_name(&model.energy)
                 .ok_or_else(|| StageError::Failed(format!("the model's energy `{}` is unknown", model.energy)))?;
+            let Target::Particles(sys) = &target else {
+                return Err(StageError::Failed(format!(
+                    "an EGNN trained on `{}`, not a particle system",
+                    model.energy
+                )));
+            };
+            let tail = NegativeTime { sys, steps: p.negative_time_steps, max_norm: p.max_norm };
+            let pts =
+                egnn_sde_particles(&net, &schedule, p.steps, p.diffusion_scale, &tail, p.n_samples, ctx.seed, "ve_sde")
+                    .map_err(StageError::Failed)?;
             let xs: Vec<f64> = pts.iter().map(|v| *v as f64).collect();
             return Ok([("samples".to_string(), Artifact::Table(points_table(&target, &xs, 1.0)))]
                 .into_iter()
                 .collect());
+        }
+        if p.negative_time_steps > 0 {
+            return Err(StageError::Failed(
+                "negative_time_steps: the negative-time tail is for the particle systems; this is a GMM-40 model"
+                    .to_string(),
+            ));
         }
         let model = DemModel::from_bytes(blob).map_err(|e| StageError::Failed(e.to_string()))?;
         let params = flatten(&model.layers);

@@ -89,6 +89,7 @@ crate::params! {
         lambda: String = (ParamType::Str { choices: &["h_plus_eps", "none"] }, Default::Str("h_plus_eps"), "the loss weight: λ(t) = h(t) + lambda_eps (DEM's BasicLambdaWeighter, GMM-40) or 1 (NoLambdaWeighter, DEM's particle systems)"),
         hidden: usize = (ParamType::Int { min: 1, max: 4096 }, Default::Int(128), "particle systems: the EGNN's width (DEM: 128)"),
         layers: usize = (ParamType::Int { min: 0, max: 64 }, Default::Int(0), "particle systems: the EGNN's layers; 0: DEM's (3 for dw4, 5 for lj13/lj55)"),
+        negative_time_steps: usize = (ParamType::Int { min: 0, max: 1_000_000 }, Default::Int(0), "particle systems: gradient-descent steps on the energy after every reverse SDE (DEM's negative_time tail, dt 1e-4, clipped to max_norm; DEM: 10 for lj55, off otherwise)"),
     }
 }
 static PARAMS: &[ParamDef] = IdemParams::DEFS;
@@ -154,7 +155,7 @@ impl Buffer {
 }
 
 impl Stage for Idem {
-    describe!(Kind::Train, "idem", version 2, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Train, "idem", version 3, PARAMS, INPUTS, OUTPUTS);
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         match output {
             "loss" => Some(&["step", "outer", "loss", "grad_norm", "lr"]),
@@ -166,6 +167,13 @@ impl Stage for Idem {
         let mut errors = super::sample::schedule_errors(&p.energy, p.sigma_min, p.sigma_max, p.normalization);
         if p.use_buffer && p.n_init + p.samples_per_outer == 0 {
             errors.push(("n_init", "the buffer would stay empty".to_string()));
+        }
+        if p.energy == "gmm40" && p.negative_time_steps > 0 {
+            errors.push((
+                "negative_time_steps",
+                "`negative_time_steps` is for the particle systems (DEM's negative-time tail, used on lj55 only)"
+                    .to_string(),
+            ));
         }
         errors
     }
