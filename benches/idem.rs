@@ -72,9 +72,10 @@ fn network(c: &mut Criterion) {
 
 /// The particle systems (issue 16): the log-sum-exp estimator on LJ-13 at
 /// DEM's batch 512 × K = 1000 (per-particle clip 20), and DEM's EGNN — one
-/// training step (forward, autodiff backward, Adam) at batch 512 on DW-4
-/// (128 wide, 3 layers) and LJ-13 (128 wide, 5 layers, batch 64), and one
-/// reverse-SDE forward over 1000 DW-4 particles.
+/// training step (forward, backward, clip, Adam) at batch 512 on DW-4 (128
+/// wide, 3 layers) and LJ-13 (128 wide, 5 layers, batch 64) through burn's
+/// autodiff and by hand (`_by_hand`, what training runs), LJ-55's by hand,
+/// and one reverse-SDE forward over 1000 DW-4 particles.
 fn particles(c: &mut Criterion) {
     use burn::optim::GradientsParams;
     use burn::tensor::{Tensor, TensorData};
@@ -137,6 +138,42 @@ fn particles(c: &mut Criterion) {
                 let loss = (n.forward(xs, ts) - ys).powi_scalar(2).mean();
                 let grads = GradientsParams::from_grads(loss.backward(), &n);
                 net = Some(optim.step(1e-3, n, grads));
+            })
+        });
+        // The same step by hand (what `train objective: idem` runs): loss and
+        // gradients (EgnnBackprop), global-norm clip, Adam.
+        let bp = scoreflow::workloads::idem::egnn_backprop::EgnnBackprop::new(&cfg);
+        let mut params = scoreflow::workloads::idem::mlp::flatten(&cfg.init(&mut rng));
+        let mut grad = vec![0f32; params.len()];
+        let mut adam = scoreflow::model::backprop::AdamW::new(params.len(), 0.0);
+        let w = vec![1f32; b];
+        g.bench_function(format!("{name}_by_hand"), |bench| {
+            bench.iter(|| {
+                let loss = bp.loss_and_grad(&params, &x, &t, &y, &w, &mut grad);
+                scoreflow::model::backprop::clip_grad_norm(&mut grad, 0.5);
+                adam.step(&mut params, &grad, 1e-3);
+                loss
+            })
+        });
+    }
+    // LJ-55 at DEM's width and batch (128 × 5, 128 configurations), by hand.
+    {
+        let cfg = EgnnConfig::lj(55);
+        let b = 128;
+        let bp = scoreflow::workloads::idem::egnn_backprop::EgnnBackprop::new(&cfg);
+        let mut params = scoreflow::workloads::idem::mlp::flatten(&cfg.init(&mut rng));
+        let mut grad = vec![0f32; params.len()];
+        let mut adam = scoreflow::model::backprop::AdamW::new(params.len(), 0.0);
+        let x: Vec<f32> = (0..b * 165).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let t: Vec<f32> = (0..b).map(|_| rng.random_range(0.0..1.0)).collect();
+        let y: Vec<f32> = (0..b * 165).map(|_| rng.random_range(-5.0..5.0)).collect();
+        let w = vec![1f32; b];
+        g.bench_function("lj55_train_step_128_by_hand", |bench| {
+            bench.iter(|| {
+                let loss = bp.loss_and_grad(&params, &x, &t, &y, &w, &mut grad);
+                scoreflow::model::backprop::clip_grad_norm(&mut grad, 0.5);
+                adam.step(&mut params, &grad, 1e-3);
+                loss
             })
         });
     }

@@ -8,15 +8,15 @@ idem` (issue 16), the way DEM computes them:
   of mass); then DEM's per-particle norm clip of 20;
 * DEM's EGNN (`EGNN_dynamics`: recurrent, attention, tanh, sum aggregation,
   time as the node input, edge attribute = input squared distances), written
-  here from the architecture, one training step (forward, backward, Adam) at
-  DW-4 (128 wide, 3 layers, batch 512) and LJ-13 (128 wide, 5 layers, batch
-  64), and one forward over 1000 DW-4 and LJ-13 particles. Edges are DEM's index lists
+  here from the architecture, one training step (forward, backward, global-norm clip 0.5, Adam) at
+  DW-4 (128 wide, 3 layers, batch 512), LJ-13 (128 wide, 5 layers, batch
+  64) and LJ-55 (128 wide, 5 layers, batch 128), and one forward over 1000 DW-4 and LJ-13 particles. Edges are DEM's index lists
   with scatter-add (its `unsorted_segment_sum`).
 
 Not a dependency: run it in a venv outside the repository (`pip install
 torch`), on the machine that runs the Rust bench:
 
-    python benches/torch/dem_particles.py [--threads N]
+    python benches/torch/dem_particles.py [--threads N] [--only estimator|train|forward]
 
 Prints the median time of each over 10 runs after 2 warm-up runs.
 """
@@ -30,6 +30,7 @@ import torch.nn as nn
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+parser.add_argument("--only", choices=["estimator", "train", "forward"], help="run one group")
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(0)
@@ -91,7 +92,8 @@ def est_batch():
 
 
 print(f"torch {torch.__version__}, {args.threads} threads")
-timeit("estimator log_sum_exp lj13 512x1000", est_batch, reps=5)
+if args.only in (None, "estimator"):
+    timeit("estimator log_sum_exp lj13 512x1000", est_batch, reps=5)
 
 
 # --- DEM's EGNN ---------------------------------------------------------------
@@ -159,18 +161,22 @@ def train_bench(name, n, d, hid, layers, b):
         opt.zero_grad()
         loss = (net(ts, xs) - ys).pow(2).mean()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)
         opt.step()
 
     timeit(name, step)
 
 
-train_bench("egnn dw4 train step 512", 4, 2, 128, 3, 512)
-train_bench("egnn lj13 train step 64", 13, 3, 128, 5, 64)
-net = EGNN(4, 2, 128, 3)
-xs, ts = torch.rand(1000, 8) * 4 - 2, torch.full((1000,), 0.4)
-with torch.no_grad():
-    timeit("egnn dw4 forward 1000", lambda: net(ts, xs))
-net13 = EGNN(13, 3, 128, 5)
-xs13, ts13 = torch.rand(1000, 39) * 3 - 1.5, torch.full((1000,), 0.4)
-with torch.no_grad():
-    timeit("egnn lj13 forward 1000", lambda: net13(ts13, xs13), reps=5)
+if args.only in (None, "train"):
+    train_bench("egnn dw4 train step 512", 4, 2, 128, 3, 512)
+    train_bench("egnn lj13 train step 64", 13, 3, 128, 5, 64)
+    train_bench("egnn lj55 train step 128", 55, 3, 128, 5, 128)
+if args.only in (None, "forward"):
+    net = EGNN(4, 2, 128, 3)
+    xs, ts = torch.rand(1000, 8) * 4 - 2, torch.full((1000,), 0.4)
+    with torch.no_grad():
+        timeit("egnn dw4 forward 1000", lambda: net(ts, xs))
+    net13 = EGNN(13, 3, 128, 5)
+    xs13, ts13 = torch.rand(1000, 39) * 3 - 1.5, torch.full((1000,), 0.4)
+    with torch.no_grad():
+        timeit("egnn lj13 forward 1000", lambda: net13(ts13, xs13), reps=5)

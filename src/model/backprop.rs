@@ -80,7 +80,7 @@ fn act_backward_avx512(g: &mut [f32], u: &[f32], s: &[f32]) {
 }
 
 /// `u ← u + bias`, `s ← σ(u)`, `h ← u·s` (SiLU), row-wise.
-fn act_forward(u: &mut [f32], s: &mut [f32], h: &mut [f32], bias: &[f32]) {
+pub(crate) fn act_forward(u: &mut [f32], s: &mut [f32], h: &mut [f32], bias: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -96,7 +96,7 @@ fn act_forward(u: &mut [f32], s: &mut [f32], h: &mut [f32], bias: &[f32]) {
 }
 
 /// `g ← g·SiLU'(u)` with `SiLU'(u) = σ(1 + u(1 − σ))`.
-fn act_backward(g: &mut [f32], u: &[f32], s: &[f32]) {
+pub(crate) fn act_backward(g: &mut [f32], u: &[f32], s: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {

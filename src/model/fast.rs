@@ -323,6 +323,54 @@ pub(crate) fn mm(
     }
 }
 
+/// `dst += lhs · rhs`, the strided product of [`mm`] added to what `dst` holds.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn mm_acc(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    (dcs, drs): (usize, usize),
+    lhs: &[f32],
+    (lcs, lrs): (usize, usize),
+    rhs: &[f32],
+    (rcs, rrs): (usize, usize),
+) {
+    let last = |cs: usize, rs: usize, r: usize, c: usize| (r - 1) * rs + (c - 1) * cs;
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(dst.len() > last(dcs, drs, m, n));
+    if k == 0 {
+        return;
+    }
+    assert!(lhs.len() > last(lcs, lrs, m, k) && rhs.len() > last(rcs, rrs, k, n));
+    // SAFETY: the asserts above bound every element the strides address.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dcs as isize,
+            drs as isize,
+            true,
+            lhs.as_ptr(),
+            lcs as isize,
+            lrs as isize,
+            rhs.as_ptr(),
+            rcs as isize,
+            rrs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// Dot product with 16 independent partial sums (fixed order on every CPU).
 #[inline]
 fn dot(a: &[f32], b: &[f32]) -> f32 {

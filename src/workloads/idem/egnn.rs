@@ -38,7 +38,7 @@ use crate::model::{
 
 /// Linear layers per equivariant layer, in storage order:
 /// edge₁, edge₂, attention, node₁, node₂, coord₁, coord₂.
-const PER_LAYER: usize = 7;
+pub(crate) const PER_LAYER: usize = 7;
 const COORD2: usize = 6;
 
 /// The network's sizes.

@@ -6,6 +6,7 @@
 //! the stages.
 
 pub mod egnn;
+pub mod egnn_backprop;
 pub mod estimator;
 pub mod generate;
 pub mod mlp;

@@ -2,9 +2,10 @@
 //! DEM's loop (see [`super::train`]) with its molecule settings
 //! (`configs/experiment/{dw4,lj13,lj55}_idem.yaml`):
 //!
-//! * the network is DEM's EGNN ([`super::egnn`]), trained through burn's
-//!   autodiff with Adam (`lr`; DEM: 10⁻³) and the gradient's global norm
-//!   clipped (Lightning's `gradient_clip_val` 0.5);
+//! * the network is DEM's EGNN ([`super::egnn`]), its loss and gradients
+//!   computed by hand ([`super::egnn_backprop`], tested against burn's
+//!   autodiff of the module), Adam (`lr`; DEM: 10⁻³) with the gradient's
+//!   global norm clipped (Lightning's `gradient_clip_val` 0.5);
 //! * everything stays in the mean-free subspace: the prior is DEM's
 //!   `MeanFreePrior` with scale `√h(1)`, noised training points have their
 //!   centre of mass removed (`remove_mean` in `training_step`), and so has
@@ -14,32 +15,30 @@
 //! * no coordinate normalisation (`data_normalization_factor` 1);
 //! * `ema` (DEM's `use_ema`, off in its particle configs) saves the moving
 //!   average of the weights as the model, as on GMM-40, while the buffer is
-//!   filled by the current weights.
-//!
+//!   filled by the current weights;
 //! * LJ-55's `negative_time` tail (`negative_time_steps: 10`) follows every
 //!   reverse SDE, the buffer's and the final samples' ([`NegativeTime`]).
 //!
 //! Not implemented: DEM's `ReduceLROnPlateau` on the validation loss (the
 //! rate stays at `lr`).
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::GradientsParams;
-use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
-use super::egnn::{Egnn, EgnnConfig, EgnnModel, EgnnRun, plain_layers};
+use super::egnn::{EgnnConfig, EgnnModel, EgnnRun};
+use super::egnn_backprop::{EgnnBackprop, unflatten};
 use super::estimator::{Estimator, Form, Scratch};
 use super::generate::particle_columns;
+use super::mlp::flatten;
 use super::sample::{mc_score_particles, prior_draw};
 use super::train::{Buffer, Fitted, IdemParams, Losses, Tracked, loss_table, tracker_table};
 use super::validate::{BoltzmannChecksParams, particle_metrics};
 use crate::energy::Energy;
 use crate::energy::particles::{Particles, remove_mean};
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::stage::{Backend, StageError, rng};
-use crate::model::backprop::ema_update;
+use crate::engine::stage::{StageError, rng};
+use crate::model::backprop::{AdamW, clip_grad_norm, ema_update};
 use crate::sde::ve::Geometric;
 
 /// The EGNN's sizes for `p` on `sys`: `hidden`, and `layers` (0: DEM's — 3
@@ -47,45 +46,6 @@ use crate::sde::ve::Geometric;
 pub fn egnn_config(p: &IdemParams, sys: &Particles) -> EgnnConfig {
     let dem_layers = if sys.n == 4 { 3 } else { 5 };
     EgnnConfig { n: sys.n, d: sys.d, hidden: p.hidden, layers: if p.layers == 0 { dem_layers } else { p.layers } }
-}
-
-/// The global L2 norm of all gradients, then every gradient scaled by
-/// `min(1, max / (norm + 10⁻⁶))` (PyTorch's `clip_grad_norm_`, which
-/// Lightning's `gradient_clip_val` calls). Returns the norm before clipping.
-fn clip_global_norm(net: &Egnn, grads: &mut GradientsParams, max: f64) -> f64 {
-    struct SumSq<'a> {
-        grads: &'a GradientsParams,
-        total: f64,
-    }
-    impl ModuleVisitor for SumSq<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.get::<D>(param.id) {
-                let v = g.powi_scalar(2).sum().into_data().try_to_vec::<f32>().expect("f32")[0];
-                self.total += v as f64;
-            }
-        }
-    }
-    struct Scale<'a> {
-        grads: &'a mut GradientsParams,
-        factor: f32,
-    }
-    impl ModuleVisitor for Scale<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.remove::<D>(param.id) {
-                self.grads.register(param.id, g.mul_scalar(self.factor));
-            }
-        }
-    }
-    let mut s = SumSq { grads, total: 0.0 };
-    net.visit(&mut s);
-    let norm = s.total.sqrt();
-    if max > 0.0 {
-        let factor = (max / (norm + 1e-6)).min(1.0);
-        if factor < 1.0 {
-            net.visit(&mut Scale { grads, factor: factor as f32 });
-        }
-    }
-    norm
 }
 
 /// DEM's `negative_time_descent`, the tail `integrate_sde` appends when
@@ -177,7 +137,6 @@ pub fn fit_particles(
     sys: &Particles,
     target: &[f64],
     seed: u64,
-    backend: Backend,
     progress: &(dyn Fn(f64) + Sync),
 ) -> Result<Fitted, StageError> {
     let cfg = egnn_config(p, sys);
@@ -186,10 +145,11 @@ pub fn fit_particles(
     let est = Estimator { form, k: p.k, max_norm: (p.max_norm > 0.0).then_some(p.max_norm) };
     let schedule = Geometric { sigma_min: p.sigma_min, sigma_max: p.sigma_max };
     let checks = BoltzmannChecksParams::read(&BoltzmannChecksParams::example());
-    let device = crate::model::train_device(backend);
-    let mut net = Egnn::from_layers(&cfg.init(&mut rng(seed, "idem/weights")), &cfg, &device);
-    let mut optim = crate::model::adamw(0.0).init();
-    let mut ema = (p.ema > 0.0).then(|| plain_layers(&net));
+    let backprop = EgnnBackprop::new(&cfg);
+    let mut params = flatten(&cfg.init(&mut rng(seed, "idem/weights")));
+    let mut grad = vec![0f32; params.len()];
+    let mut optim = AdamW::new(params.len(), 0.0);
+    let mut ema = (p.ema > 0.0).then(|| params.clone());
     let prior_sd = schedule.h(1.0).sqrt();
     let units = (p.outer + 1) as f64;
     let prior_draw = |r: &mut rand_chacha::ChaCha8Rng| prior_draw(r, dim, prior_sd, Some((sys.n, sys.d)));
@@ -254,36 +214,27 @@ pub fn fit_particles(
             })?;
             let weights: Vec<f32> =
                 hs.iter().map(|h| if p.lambda == "none" { 1.0 } else { (h + p.lambda_eps) as f32 }).collect();
-            let x_t = Tensor::<2>::from_data(
-                TensorData::new(xt.iter().map(|v| *v as f32).collect::<Vec<_>>(), [b, dim]),
-                &device,
-            );
-            let t_t = Tensor::<1>::from_data(TensorData::new(tt.clone(), [b]), &device);
-            let target_t = Tensor::<2>::from_data(TensorData::new(targets, [b, dim]), &device);
-            let w_t = Tensor::<2>::from_data(TensorData::new(weights, [b, 1]), &device);
-            let pred = net.forward(x_t, t_t);
-            let loss_t = ((pred - target_t).powi_scalar(2).mean_dim(1) * w_t).mean();
-            let loss = loss_t.clone().into_data().try_to_vec::<f32>().expect("f32")[0] as f64;
+            let xs: Vec<f32> = xt.iter().map(|v| *v as f32).collect();
+            let loss = backprop.loss_and_grad(&params, &xs, &tt, &targets, &weights, &mut grad);
             if !loss.is_finite() {
                 return Err(StageError::Failed(format!(
                     "training step {step} (outer {outer}): the loss is {loss}; nothing was kept"
                 )));
             }
-            let mut grads = GradientsParams::from_grads(loss_t.backward(), &net);
-            let norm = clip_global_norm(&net, &mut grads, p.grad_clip);
+            let norm = if p.grad_clip > 0.0 {
+                clip_grad_norm(&mut grad, p.grad_clip)
+            } else {
+                grad.iter().map(|g| (*g as f64).powi(2)).sum::<f64>().sqrt()
+            };
             if !norm.is_finite() {
                 return Err(StageError::Failed(format!(
                     "training step {step} (outer {outer}): the gradient norm is {norm}; nothing was kept"
                 )));
             }
-            net = optim.step(p.lr, net, grads);
+            optim.step(&mut params, &grad, p.lr);
             if let Some(shadow) = ema.as_mut() {
                 let n = (step + 1) as f64;
-                let decay = p.ema.min((1.0 + n) / (10.0 + n));
-                for (s, l) in shadow.iter_mut().zip(plain_layers(&net)) {
-                    ema_update(&mut s.0, &l.0, decay);
-                    ema_update(&mut s.1, &l.1, decay);
-                }
+                ema_update(shadow, &params, p.ema.min((1.0 + n) / (10.0 + n)));
             }
             losses.0.push(step as i64);
             losses.1.push(outer as i64);
@@ -291,7 +242,7 @@ pub fn fit_particles(
             losses.3.push(norm);
             progress((outer as f64 + 1.0 + 0.5 * (inner + 1) as f64 / p.inner as f64) / units);
         }
-        let infer = EgnnRun::new(&cfg, &plain_layers(&net));
+        let infer = EgnnRun::new(&cfg, &unflatten(&cfg, &params));
         let new = egnn_sde_particles(
             &infer,
             &schedule,
@@ -321,7 +272,7 @@ pub fn fit_particles(
         sigma_min: p.sigma_min,
         sigma_max: p.sigma_max,
         energy: p.energy.clone(),
-        layers: ema.unwrap_or_else(|| plain_layers(&net)),
+        layers: unflatten(&cfg, ema.as_deref().unwrap_or(&params)),
     };
     let loss = loss_table(losses, p.lr);
     let mut buffer_t = Table::new().with("outer", ColumnData::I64(snaps.0));

@@ -155,7 +155,7 @@ impl Buffer {
 }
 
 impl Stage for Idem {
-    describe!(Kind::Train, "idem", version 3, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Train, "idem", version 4, PARAMS, INPUTS, OUTPUTS);
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         match output {
             "loss" => Some(&["step", "outer", "loss", "grad_norm", "lr"]),
@@ -189,7 +189,7 @@ impl Stage for Idem {
             }
             Some(Target::Particles(sys)) => {
                 let target = ctx.table("target")?.rows_f64(&particle_columns(sys.n, sys.d))?;
-                fit_particles(&p, &sys, &target, ctx.seed, ctx.backend, ctx.progress)?
+                fit_particles(&p, &sys, &target, ctx.seed, ctx.progress)?
             }
             None => return Err(StageError::Failed(format!("unknown energy `{}`", p.energy))),
         };
