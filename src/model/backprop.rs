@@ -126,6 +126,23 @@ pub(crate) struct Slot {
     pub(crate) output: usize,
 }
 
+impl Slot {
+    /// The slots of layers of `shapes` (in, out) laid out one after another,
+    /// and the parameter count.
+    pub(crate) fn layout(shapes: impl IntoIterator<Item = (usize, usize)>) -> (Vec<Slot>, usize) {
+        let mut at = 0;
+        let slots = shapes
+            .into_iter()
+            .map(|(input, output)| {
+                let s = Slot { w: at, b: at + input * output, input, output };
+                at += input * output + output;
+                s
+            })
+            .collect();
+        (slots, at)
+    }
+}
+
 /// One chunk's activations and gradient.
 struct Workspace {
     emb: Vec<f32>,
@@ -153,12 +170,7 @@ pub struct EpsBackprop {
 
 impl EpsBackprop {
     pub fn new(cfg: &EpsNetConfig) -> EpsBackprop {
-        let mut slots = Vec::new();
-        let mut at = 0;
-        for (input, output) in cfg.temb_shapes().into_iter().chain(cfg.trunk_shapes()) {
-            slots.push(Slot { w: at, b: at + input * output, input, output });
-            at += input * output + output;
-        }
+        let (slots, at) = Slot::layout(cfg.temb_shapes().into_iter().chain(cfg.trunk_shapes()));
         EpsBackprop { cfg: cfg.clone(), freqs: cfg.frequencies(), slots, n_params: at, spaces: Vec::new() }
     }
 

@@ -281,46 +281,13 @@ pub(crate) fn mm(
     n: usize,
     k: usize,
     dst: &mut [f32],
-    (dcs, drs): (usize, usize),
+    dst_strides: (usize, usize),
     lhs: &[f32],
-    (lcs, lrs): (usize, usize),
+    lhs_strides: (usize, usize),
     rhs: &[f32],
-    (rcs, rrs): (usize, usize),
+    rhs_strides: (usize, usize),
 ) {
-    let last = |cs: usize, rs: usize, r: usize, c: usize| (r - 1) * rs + (c - 1) * cs;
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(dst.len() > last(dcs, drs, m, n));
-    if k == 0 {
-        dst.iter_mut().for_each(|v| *v = 0.0);
-        return;
-    }
-    assert!(lhs.len() > last(lcs, lrs, m, k) && rhs.len() > last(rcs, rrs, k, n));
-    // SAFETY: the asserts above bound every element the strides address.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            dcs as isize,
-            drs as isize,
-            false,
-            lhs.as_ptr(),
-            lcs as isize,
-            lrs as isize,
-            rhs.as_ptr(),
-            rcs as isize,
-            rrs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    gemm_strided(m, n, k, dst, dst_strides, lhs, lhs_strides, rhs, rhs_strides, false)
 }
 
 /// `dst += lhs · rhs`, the strided product of [`mm`] added to what `dst` holds.
@@ -330,11 +297,28 @@ pub(crate) fn mm_acc(
     n: usize,
     k: usize,
     dst: &mut [f32],
+    dst_strides: (usize, usize),
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+) {
+    gemm_strided(m, n, k, dst, dst_strides, lhs, lhs_strides, rhs, rhs_strides, true)
+}
+
+/// [`mm`] (`accumulate` false: `dst` overwritten) or [`mm_acc`] (added to it).
+#[allow(clippy::too_many_arguments)]
+fn gemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
     (dcs, drs): (usize, usize),
     lhs: &[f32],
     (lcs, lrs): (usize, usize),
     rhs: &[f32],
     (rcs, rrs): (usize, usize),
+    accumulate: bool,
 ) {
     let last = |cs: usize, rs: usize, r: usize, c: usize| (r - 1) * rs + (c - 1) * cs;
     if m == 0 || n == 0 {
@@ -342,6 +326,9 @@ pub(crate) fn mm_acc(
     }
     assert!(dst.len() > last(dcs, drs, m, n));
     if k == 0 {
+        if !accumulate {
+            dst.iter_mut().for_each(|v| *v = 0.0);
+        }
         return;
     }
     assert!(lhs.len() > last(lcs, lrs, m, k) && rhs.len() > last(rcs, rrs, k, n));
@@ -354,14 +341,14 @@ pub(crate) fn mm_acc(
             dst.as_mut_ptr(),
             dcs as isize,
             drs as isize,
-            true,
+            accumulate,
             lhs.as_ptr(),
             lcs as isize,
             lrs as isize,
             rhs.as_ptr(),
             rcs as isize,
             rrs as isize,
-            1.0,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,

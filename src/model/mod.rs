@@ -170,6 +170,21 @@ impl ScoreNet {
 /// Plain layers: (weight `[input × output]` row-major, bias, input, output).
 pub type Layers = Vec<(Vec<f32>, Vec<f32>, usize, usize)>;
 
+/// Plain layers of a flat parameter vector (each layer's `[in × out]` weight,
+/// then its bias, in the order of `shapes`) — the inverse of flattening.
+pub fn unflatten_layers(shapes: &[(usize, usize)], params: &[f32]) -> Layers {
+    let mut at = 0;
+    shapes
+        .iter()
+        .map(|&(i, o)| {
+            let w = params[at..at + i * o].to_vec();
+            let b = params[at + i * o..at + i * o + o].to_vec();
+            at += i * o + o;
+            (w, b, i, o)
+        })
+        .collect()
+}
+
 /// burn `Linear`s from plain layers; parameter ids count from `first_id` in layer
 /// order, so records are deterministic. Gradients are tracked on autodiff devices.
 pub fn linears(layers: &Layers, device: &Device, first_id: u64) -> Vec<Linear> {

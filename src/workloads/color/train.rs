@@ -245,16 +245,7 @@ impl Stage for ColorAe {
 /// The model blob: `SFCOL001`, the JSON header, then the four layers in burn's
 /// record format.
 pub fn model_bytes(params: &[f32]) -> Vec<u8> {
-    let mut at = 0;
-    let layers: crate::model::Layers = SHAPES
-        .iter()
-        .map(|&(i, o)| {
-            let w = params[at..at + i * o].to_vec();
-            let b = params[at + i * o..at + i * o + o].to_vec();
-            at += i * o + o;
-            (w, b, i, o)
-        })
-        .collect();
+    let layers = crate::model::unflatten_layers(&SHAPES, params);
     let record = record_bytes(linears(&layers, &io_device(), 0));
     let header = serde_json::json!({ "model": "ColorMLP", "shapes": SHAPES });
     crate::model::frame_blob(MAGIC, &header, &[&record])

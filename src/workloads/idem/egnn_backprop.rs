@@ -37,17 +37,8 @@
 use rayon::prelude::*;
 
 use super::egnn::{EgnnConfig, PER_LAYER};
-use crate::model::backprop::{act_backward, act_forward, bias_grad};
+use crate::model::backprop::{Slot, act_backward, act_forward, bias_grad};
 use crate::model::fast::{mm, mm_acc};
-
-/// One linear layer's place in the flat parameter vector.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    w: usize,
-    b: usize,
-    input: usize,
-    output: usize,
-}
 
 /// The EGNN's loss and gradient on a flat parameter vector.
 #[derive(Debug, Clone)]
@@ -90,12 +81,7 @@ struct Tape {
 
 impl EgnnBackprop {
     pub fn new(cfg: &EgnnConfig) -> EgnnBackprop {
-        let mut slots = Vec::new();
-        let mut at = 0;
-        for (input, output) in cfg.shapes() {
-            slots.push(Slot { w: at, b: at + input * output, input, output });
-            at += input * output + output;
-        }
+        let (slots, at) = Slot::layout(cfg.shapes());
         EgnnBackprop { cfg: *cfg, slots, n_params: at }
     }
 
@@ -476,16 +462,7 @@ impl EgnnBackprop {
 
 /// Plain layers (`[in × out]` weight, bias) of a flat parameter vector.
 pub fn unflatten(cfg: &EgnnConfig, params: &[f32]) -> crate::model::Layers {
-    let mut at = 0;
-    cfg.shapes()
-        .into_iter()
-        .map(|(i, o)| {
-            let w = params[at..at + i * o].to_vec();
-            let b = params[at + i * o..at + i * o + o].to_vec();
-            at += i * o + o;
-            (w, b, i, o)
-        })
-        .collect()
+    crate::model::unflatten_layers(&cfg.shapes(), params)
 }
 
 #[cfg(test)]

@@ -45,16 +45,7 @@ pub fn flatten(layers: &Layers) -> Vec<f32> {
 
 /// Plain layers of a flat parameter vector.
 pub fn unflatten(cfg: &DemMlpConfig, params: &[f32]) -> Layers {
-    let mut at = 0;
-    cfg.shapes()
-        .into_iter()
-        .map(|(i, o)| {
-            let w = params[at..at + i * o].to_vec();
-            let b = params[at + i * o..at + i * o + o].to_vec();
-            at += i * o + o;
-            (w, b, i, o)
-        })
-        .collect()
+    crate::model::unflatten_layers(&cfg.shapes(), params)
 }
 
 // ---------------------------------------------------------------- kernels
@@ -173,12 +164,7 @@ pub struct DemMlpRun {
 
 impl DemMlpRun {
     pub fn new(cfg: &DemMlpConfig) -> DemMlpRun {
-        let mut slots = Vec::new();
-        let mut at = 0;
-        for (input, output) in cfg.shapes() {
-            slots.push(Slot { w: at, b: at + input * output, input, output });
-            at += input * output + output;
-        }
+        let (slots, at) = Slot::layout(cfg.shapes());
         DemMlpRun {
             cfg: *cfg,
             freqs: cfg.frequencies(),
