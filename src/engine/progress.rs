@@ -2,13 +2,16 @@
 //!
 //! The executor emits [`Event`]s; a [`Reporter`] renders them. On a terminal the
 //! human reporter draws an indicatif bar for each running stage that reports
-//! progress; elsewhere (CI logs, pipes) it prints plain lines. `--json` prints one
-//! JSON object per event on stdout and nothing else there.
+//! progress; elsewhere (CI logs, pipes, a run left in the background) it prints
+//! plain lines, and a stage that reports progress gets a line like
+//! `train  running  42% after 21m04s` at most once a minute, so a log shows
+//! how far an hour-long stage has come. `--json` prints one JSON object per
+//! event on stdout and nothing else there.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -66,6 +69,10 @@ pub trait Reporter: Sync {
 pub struct Human {
     multi: Option<MultiProgress>,
     bars: Mutex<HashMap<String, ProgressBar>>,
+    /// Without a terminal: each running stage's start and its last progress line.
+    plain: Mutex<HashMap<String, (Instant, Instant)>>,
+    /// Without a terminal: the least time between two progress lines of a stage.
+    every: Duration,
     width: usize,
 }
 
@@ -74,7 +81,11 @@ impl Human {
     pub fn new(width: usize) -> Human {
         let tty = std::io::stdout().is_terminal();
         let multi = tty.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout()));
-        Human { multi, bars: Mutex::new(HashMap::new()), width }
+        Human::with(multi, width, Duration::from_secs(60))
+    }
+
+    fn with(multi: Option<MultiProgress>, width: usize, every: Duration) -> Human {
+        Human { multi, bars: Mutex::new(HashMap::new()), plain: Mutex::new(HashMap::new()), every, width }
     }
 
     /// One finished line. On a terminal the bars are cleared, the line is
@@ -91,6 +102,22 @@ impl Human {
             Some(m) => m.suspend(write),
             None => write(),
         }
+    }
+
+    /// Without a terminal, the progress line of `stage` at `fraction` when the
+    /// last one is at least `every` old (then it counts as written).
+    fn plain_progress(&self, stage: &str, fraction: f64) -> Option<String> {
+        let mut plain = self.plain.lock().expect("not poisoned");
+        let (start, last) = plain.get_mut(stage)?;
+        let now = Instant::now();
+        if now.duration_since(*last) < self.every {
+            return None;
+        }
+        *last = now;
+        let secs = now.duration_since(*start).as_secs();
+        let pct = (fraction.clamp(0.0, 1.0) * 100.0).floor();
+        let w = self.width;
+        Some(format!("{stage:w$}  running  {pct:.0}% after {}m{:02}s", secs / 60, secs % 60))
     }
 }
 
@@ -110,6 +137,9 @@ impl Reporter for Human {
                     bar.set_prefix(format!("{stage:w$}"));
                     bar.enable_steady_tick(Duration::from_millis(200));
                     self.bars.lock().expect("not poisoned").insert(stage.clone(), bar);
+                } else {
+                    let now = Instant::now();
+                    self.plain.lock().expect("not poisoned").insert(stage.clone(), (now, now));
                 }
             }
             Event::Submitted { stage, job } => self.line(format!("{stage:w$}  queued   as Slurm job {job}")),
@@ -117,11 +147,15 @@ impl Reporter for Human {
                 if let Some(bar) = self.bars.lock().expect("not poisoned").get(stage) {
                     bar.set_position((fraction.clamp(0.0, 1.0) * 1000.0) as u64);
                 }
+                if let Some(text) = self.plain_progress(stage, *fraction) {
+                    self.line(text);
+                }
             }
             Event::Finished { stage, seconds, fresh, .. } => {
                 if let Some(bar) = self.bars.lock().expect("not poisoned").remove(stage) {
                     bar.finish_and_clear();
                 }
+                self.plain.lock().expect("not poisoned").remove(stage);
                 let what = if *fresh { "fresh    (computed by a concurrent run)" } else { "done    " };
                 self.line(format!("{stage:w$}  {what} {seconds:.3}s"));
             }
@@ -129,6 +163,7 @@ impl Reporter for Human {
                 if let Some(bar) = self.bars.lock().expect("not poisoned").remove(stage) {
                     bar.finish_and_clear();
                 }
+                self.plain.lock().expect("not poisoned").remove(stage);
                 self.line(format!("{stage:w$}  FAILED   {error}"));
             }
             Event::Skipped { stage, because } => self.line(format!("{stage:w$}  skipped  {because}")),
@@ -188,4 +223,30 @@ pub struct Silent;
 
 impl Reporter for Silent {
     fn event(&self, _event: &Event) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(stage: &str) -> Event {
+        Event::Started { stage: stage.into(), key: "0".repeat(64), reasons: vec!["no record".into()] }
+    }
+
+    #[test]
+    fn without_a_terminal_progress_is_a_line_at_most_every_interval() {
+        // due at once: a line with the percentage (floored) and the time so far
+        let h = Human::with(None, 6, Duration::ZERO);
+        assert_eq!(h.plain_progress("train", 0.5), None, "no line for a stage that has not started");
+        h.event(&started("train"));
+        assert_eq!(h.plain_progress("train", 0.427).as_deref(), Some("train   running  42% after 0m00s"));
+        assert_eq!(h.plain_progress("train", 1.7).as_deref(), Some("train   running  100% after 0m00s"));
+        // finished: no more lines
+        h.event(&Event::Finished { stage: "train".into(), key: "0".repeat(64), seconds: 1.0, fresh: false });
+        assert_eq!(h.plain_progress("train", 0.9), None);
+        // an hour apart: the first report comes only after the interval
+        let h = Human::with(None, 6, Duration::from_secs(3600));
+        h.event(&started("sample"));
+        assert_eq!(h.plain_progress("sample", 0.9), None);
+    }
 }

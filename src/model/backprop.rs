@@ -355,10 +355,18 @@ impl EpsBackprop {
     }
 }
 
+/// The factor that brings a vector of norm `norm` to norm at most `max`:
+/// `min(1, max/(norm + 10⁻⁶))`, the rule of `torch.nn.utils.clip_grad_norm_` and
+/// of DEM's `Clipper` (the Monte Carlo score's clip and the negative-time
+/// tail's step).
+pub fn clip_factor(norm: f64, max: f64) -> f64 {
+    (max / (norm + 1e-6)).min(1.0)
+}
+
 /// `torch.nn.utils.clip_grad_norm_(…, max_norm)`: returns the norm before clipping.
 pub fn clip_grad_norm(grad: &mut [f32], max_norm: f64) -> f64 {
     let norm = grad.iter().map(|g| (*g as f64) * (*g as f64)).sum::<f64>().sqrt();
-    let coef = max_norm / (norm + 1e-6);
+    let coef = clip_factor(norm, max_norm);
     if coef < 1.0 {
         let c = coef as f32;
         grad.iter_mut().for_each(|g| *g *= c);

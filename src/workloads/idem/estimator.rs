@@ -60,7 +60,7 @@ pub enum EstimateError {
 /// Scale `s` so that its norm is at most `max` (DEM's `Clipper.clip_scores`).
 pub fn clip_norm(s: &mut [f64], max: f64) {
     let norm = s.iter().map(|v| v * v).sum::<f64>().sqrt();
-    let c = (max / (norm + 1e-6)).min(1.0);
+    let c = crate::model::backprop::clip_factor(norm, max);
     s.iter_mut().for_each(|v| *v *= c);
 }
 

@@ -38,7 +38,7 @@ use crate::energy::Energy;
 use crate::energy::particles::{Particles, remove_mean};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::stage::{StageError, rng};
-use crate::model::backprop::{AdamW, clip_grad_norm, ema_update};
+use crate::model::backprop::{AdamW, clip_factor, clip_grad_norm, ema_update};
 use crate::sde::ve::Geometric;
 
 /// The EGNN's sizes for `p` on `sys`: `hidden`, and `layers` (0: DEM's — 3
@@ -75,7 +75,7 @@ impl NegativeTime<'_> {
                 if !norm.is_finite() {
                     return Err(format!("particle {i}: the energy's gradient is not finite at descent step {step}"));
                 }
-                let c = if self.max_norm > 0.0 { (self.max_norm / (norm + 1e-6)).min(1.0) } else { 1.0 };
+                let c = if self.max_norm > 0.0 { clip_factor(norm, self.max_norm) } else { 1.0 };
                 xp.iter_mut().zip(&g).for_each(|(v, gv)| *v += Self::DT * c * gv);
                 remove_mean(xp, self.sys.n, self.sys.d);
             }
