@@ -247,3 +247,64 @@ fn ema_and_the_negative_time_tail_on_particles() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("negative_time_steps") && err.contains("particle systems"), "{err}");
 }
+
+/// DEM's `ReduceLROnPlateau` on particles: with a `val` input every
+/// `plateau_every` steps a validation loss is recorded and steps the rate
+/// (PyTorch's rule, recomputed here from the recorded losses), the loss
+/// table's rate follows it; validation never changes training otherwise (a
+/// patience no run can exhaust gives the model of a run without `val`, whose
+/// `val` table is empty).
+#[test]
+fn the_plateau_schedule_follows_the_validation_loss() {
+    let train = |val: bool, patience: usize| {
+        let mut spec = spec("dw4", 4);
+        let inputs = if val { "target: reference.samples, val: floor.samples" } else { "target: reference.samples" };
+        spec.push_str(&format!(
+            "  train:
+    kind: train
+    inputs: {{ {inputs} }}
+    params: {{ objective: idem, energy: dw4, outer: 2, inner: 4, batch: 8, k: 8, hidden: 8, steps: 10, samples_per_outer: 8, n_init: 8, init_from_prior: true, lambda: none, max_norm: 20.0, sigma_max: 3.0, normalization: 1.0, lr: 0.01, plateau_every: 1, plateau_patience: {patience}, plateau_factor: 0.5, val_batch: 6 }}
+"
+        ));
+        let ws = Workspace::new();
+        ws.write("p.yaml", &spec);
+        let (out, _) = ws.run_json("p.yaml", &[]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let num = |rows: Vec<Vec<String>>| -> Vec<Vec<f64>> {
+            rows.iter().skip(1).map(|r| r.iter().map(|v| v.parse().unwrap()).collect()).collect()
+        };
+        let val = export_csv(&ws, "train.val");
+        assert_eq!(val[0], ["step", "val_loss", "lr"]);
+        let loss = export_csv(&ws, "train.loss");
+        let m = ws.latest_manifest("particles");
+        let model =
+            m["stages"].as_array().unwrap().iter().find(|s| s["name"] == "train").unwrap()["outputs"]["model"].clone();
+        (num(val), num(loss), model)
+    };
+    let (val, loss, _) = train(true, 0);
+    assert_eq!(val.len(), 8, "one validation a step");
+    // PyTorch's rule from the recorded losses: better when below best·(1 − 1e-4),
+    // else the rate halves (patience 0)
+    let (mut best, mut lr) = (f64::INFINITY, 0.01);
+    for (i, row) in val.iter().enumerate() {
+        assert_eq!(row[0] as usize, i + 1);
+        assert!(row[1].is_finite() && row[1] > 0.0);
+        if row[1] < best * (1.0 - 1e-4) {
+            best = row[1];
+        } else {
+            lr *= 0.5;
+        }
+        assert!((row[2] - lr).abs() < 1e-12, "validation {i}: rate {} vs {lr}", row[2]);
+        // the next step trains at the rate this validation set
+        if i + 1 < loss.len() {
+            assert!((loss[i + 1][4] - row[2]).abs() < 1e-12, "step {}", i + 1);
+        }
+    }
+    assert!(lr < 0.01, "the schedule reduced the rate at least once");
+    assert_eq!(loss[0][4], 0.01);
+    let (_, _, model) = train(true, 100);
+    let (none, plain_loss, plain_model) = train(false, 100);
+    assert!(none.is_empty(), "no val input: no validations");
+    assert!(plain_loss.iter().all(|r| r[4] == 0.01));
+    assert_eq!(model, plain_model, "validating does not change training");
+}

@@ -19,8 +19,13 @@
 //! * LJ-55's `negative_time` tail (`negative_time_steps: 10`) follows every
 //!   reverse SDE, the buffer's and the final samples' ([`NegativeTime`]).
 //!
-//! Not implemented: DEM's `ReduceLROnPlateau` on the validation loss (the
-//! rate stays at `lr`).
+//! * DEM's `ReduceLROnPlateau` (`mode: min`, factor 0.1, patience 10) on the
+//!   validation loss, stepped every `plateau_every` training steps (DEM: every
+//!   10 epochs of 100 steps, LJ-55 every 5): the loss of `val_batch` points of
+//!   the `val` input (DEM's validation set — a second MCMC set here, never the
+//!   reference the metrics use), noised at uniform times and scored against
+//!   fresh Monte Carlo targets, as DEM's `eval_step`. Without a `val` input the
+//!   rate stays at `lr`.
 
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -32,13 +37,13 @@ use super::estimator::{Estimator, Form, Scratch};
 use super::generate::particle_columns;
 use super::mlp::flatten;
 use super::sample::{mc_score_particles, prior_draw};
-use super::train::{Buffer, Fitted, IdemParams, Losses, Tracked, loss_table, tracker_table};
+use super::train::{Buffer, Fitted, IdemParams, Losses, Tracked, loss_table, tracker_table, val_table};
 use super::validate::{BoltzmannChecksParams, particle_metrics};
 use crate::energy::Energy;
 use crate::energy::particles::{Particles, remove_mean};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::stage::{StageError, rng};
-use crate::model::backprop::{AdamW, clip_factor, clip_grad_norm, ema_update};
+use crate::model::backprop::{AdamW, Plateau, clip_factor, clip_grad_norm, ema_update};
 use crate::sde::ve::Geometric;
 
 /// The EGNN's sizes for `p` on `sys`: `hidden`, and `layers` (0: DEM's — 3
@@ -130,12 +135,83 @@ pub fn egnn_sde_particles(
     Ok(x.into_iter().map(|v| v as f32).collect())
 }
 
+/// One batch of iDEM's loss: `xt` (`b × n·d`, mean-free) at times `tt` with
+/// variances `hs`, the Monte Carlo targets drawn from stream `(seed, tag, first
+/// + i)` for point `i`; returns the loss with its gradient in `grad`.
+#[allow(clippy::too_many_arguments)]
+fn batch_loss(
+    p: &IdemParams,
+    sys: &Particles,
+    est: &Estimator,
+    backprop: &EgnnBackprop,
+    params: &[f32],
+    (xt, tt, hs): (&[f64], &[f32], &[f64]),
+    (seed, tag, first): (u64, &str, usize),
+    grad: &mut [f32],
+) -> Result<f64, String> {
+    let dim = sys.n * sys.d;
+    let mut targets = vec![0f32; tt.len() * dim];
+    targets.par_chunks_mut(dim).enumerate().try_for_each(|(i, out)| {
+        let mut r = crate::engine::rng::particle(seed, tag, first + i);
+        let mut s = vec![0f64; dim];
+        est.estimate(sys, &xt[i * dim..(i + 1) * dim], hs[i], &mut r, &mut Scratch::default(), &mut s)
+            .map_err(|e| format!("point {i}: {e}"))?;
+        out.iter_mut().zip(&s).for_each(|(o, v)| *o = *v as f32);
+        Ok::<(), String>(())
+    })?;
+    let weights: Vec<f32> =
+        hs.iter().map(|h| if p.lambda == "none" { 1.0 } else { (h + p.lambda_eps) as f32 }).collect();
+    let xs: Vec<f32> = xt.iter().map(|v| *v as f32).collect();
+    Ok(backprop.loss_and_grad(params, &xs, tt, &targets, &weights, grad))
+}
+
+/// DEM's validation loss (its `eval_step` on the validation set): `p.val_batch`
+/// configurations of `val` drawn without replacement, noised at uniform
+/// times, centred, scored against fresh Monte Carlo targets.
+#[allow(clippy::too_many_arguments)]
+fn validation_loss(
+    p: &IdemParams,
+    sys: &Particles,
+    est: &Estimator,
+    backprop: &EgnnBackprop,
+    schedule: &Geometric,
+    params: &[f32],
+    val: &[f64],
+    r: &mut rand_chacha::ChaCha8Rng,
+    (seed, count): (u64, usize),
+) -> Result<f64, String> {
+    let dim = sys.n * sys.d;
+    let m = val.len() / dim;
+    let b = p.val_batch.min(m);
+    // a partial Fisher–Yates shuffle: the first b indices, without replacement
+    let mut idx: Vec<usize> = (0..m).collect();
+    for i in 0..b {
+        let j = r.random_range(i..m);
+        idx.swap(i, j);
+    }
+    let (mut xt, mut tt, mut hs) = (vec![0f64; b * dim], vec![0f32; b], vec![0f64; b]);
+    for (i, &k) in idx[..b].iter().enumerate() {
+        let t: f32 = r.random();
+        let h = schedule.h(t as f64);
+        for d in 0..dim {
+            let z: f64 = r.sample(StandardNormal);
+            xt[i * dim + d] = val[k * dim + d] + h.sqrt() * z;
+        }
+        tt[i] = t;
+        hs[i] = h;
+    }
+    remove_mean(&mut xt, sys.n, sys.d);
+    let mut grad = vec![0f32; params.len()];
+    batch_loss(p, sys, est, backprop, params, (&xt, &tt, &hs), (seed, "idem/val_estimate", count * b), &mut grad)
+}
+
 /// The training loop on a particle system (see the module documentation),
-/// tracked against `target` (`m × n·d`).
+/// tracked against `target` (`m × n·d`), validated on `val` when given.
 pub fn fit_particles(
     p: &IdemParams,
     sys: &Particles,
     target: &[f64],
+    val: Option<&[f64]>,
     seed: u64,
     progress: &(dyn Fn(f64) + Sync),
 ) -> Result<Fitted, StageError> {
@@ -181,6 +257,9 @@ pub fn fit_particles(
     let b = p.batch;
     let mut losses: Losses = Default::default();
     let mut track: Vec<Tracked> = Vec::new();
+    let mut plateau = Plateau::new(p.lr, p.plateau_factor, p.plateau_patience);
+    let mut val_rng = rng(seed, "idem/val");
+    let (mut lr, mut lrs, mut vals) = (p.lr, Vec::new(), Vec::new());
     for outer in 0..p.outer {
         for inner in 0..p.inner {
             let step = outer * p.inner + inner;
@@ -203,19 +282,17 @@ pub fn fit_particles(
                 hs[i] = h;
             }
             remove_mean(&mut xt, sys.n, sys.d);
-            let mut targets = vec![0f32; b * dim];
-            targets.par_chunks_mut(dim).enumerate().try_for_each(|(i, out)| {
-                let mut r = crate::engine::rng::particle(seed, "idem/estimate", step * b + i);
-                let mut s = vec![0f64; dim];
-                est.estimate(sys, &xt[i * dim..(i + 1) * dim], hs[i], &mut r, &mut Scratch::default(), &mut s)
-                    .map_err(|e| StageError::Failed(format!("training step {step} (outer {outer}): point {i}: {e}")))?;
-                out.iter_mut().zip(&s).for_each(|(o, v)| *o = *v as f32);
-                Ok::<(), StageError>(())
-            })?;
-            let weights: Vec<f32> =
-                hs.iter().map(|h| if p.lambda == "none" { 1.0 } else { (h + p.lambda_eps) as f32 }).collect();
-            let xs: Vec<f32> = xt.iter().map(|v| *v as f32).collect();
-            let loss = backprop.loss_and_grad(&params, &xs, &tt, &targets, &weights, &mut grad);
+            let loss = batch_loss(
+                p,
+                sys,
+                &est,
+                &backprop,
+                &params,
+                (&xt, &tt, &hs),
+                (seed, "idem/estimate", step * b),
+                &mut grad,
+            )
+            .map_err(|e| StageError::Failed(format!("training step {step} (outer {outer}): {e}")))?;
             if !loss.is_finite() {
                 return Err(StageError::Failed(format!(
                     "training step {step} (outer {outer}): the loss is {loss}; nothing was kept"
@@ -231,7 +308,7 @@ pub fn fit_particles(
                     "training step {step} (outer {outer}): the gradient norm is {norm}; nothing was kept"
                 )));
             }
-            optim.step(&mut params, &grad, p.lr);
+            optim.step(&mut params, &grad, lr);
             if let Some(shadow) = ema.as_mut() {
                 let n = (step + 1) as f64;
                 ema_update(shadow, &params, p.ema.min((1.0 + n) / (10.0 + n)));
@@ -240,6 +317,19 @@ pub fn fit_particles(
             losses.1.push(outer as i64);
             losses.2.push(loss);
             losses.3.push(norm);
+            lrs.push(lr);
+            if let (Some(val), true) = (val, p.plateau_every > 0 && (step + 1).is_multiple_of(p.plateau_every)) {
+                let v =
+                    validation_loss(p, sys, &est, &backprop, &schedule, &params, val, &mut val_rng, (seed, vals.len()))
+                        .map_err(|e| StageError::Failed(format!("validation after training step {step}: {e}")))?;
+                if !v.is_finite() {
+                    return Err(StageError::Failed(format!(
+                        "validation after training step {step}: the loss is {v}; nothing was kept"
+                    )));
+                }
+                lr = plateau.step(v);
+                vals.push((step + 1, v, lr));
+            }
             progress((outer as f64 + 1.0 + 0.5 * (inner + 1) as f64 / p.inner as f64) / units);
         }
         let infer = EgnnRun::new(&cfg, &unflatten(&cfg, &params));
@@ -274,13 +364,19 @@ pub fn fit_particles(
         energy: p.energy.clone(),
         layers: unflatten(&cfg, ema.as_deref().unwrap_or(&params)),
     };
-    let loss = loss_table(losses, p.lr);
+    let loss = loss_table(losses, lrs);
     let mut buffer_t = Table::new().with("outer", ColumnData::I64(snaps.0));
     for (j, name) in particle_columns(sys.n, sys.d).iter().enumerate() {
         buffer_t =
             buffer_t.with(name, ColumnData::F64(snaps.1.iter().skip(j).step_by(dim).map(|v| *v as f64).collect()));
     }
-    Ok(Fitted { model: super::train::FittedModel::Egnn(model), loss, buffer: buffer_t, tracker: tracker_table(&track) })
+    Ok(Fitted {
+        model: super::train::FittedModel::Egnn(model),
+        loss,
+        buffer: buffer_t,
+        tracker: tracker_table(&track),
+        val: val_table(vals),
+    })
 }
 
 #[cfg(test)]

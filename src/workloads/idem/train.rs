@@ -90,15 +90,27 @@ crate::params! {
         hidden: usize = (ParamType::Int { min: 1, max: 4096 }, Default::Int(128), "particle systems: the EGNN's width (DEM: 128)"),
         layers: usize = (ParamType::Int { min: 0, max: 64 }, Default::Int(0), "particle systems: the EGNN's layers; 0: DEM's (3 for dw4, 5 for lj13/lj55)"),
         negative_time_steps: usize = (ParamType::Int { min: 0, max: 1_000_000 }, Default::Int(0), "particle systems: gradient-descent steps on the energy after every reverse SDE (DEM's negative_time tail, dt 1e-4, clipped to max_norm; DEM: 10 for lj55, off otherwise)"),
+        plateau_every: usize = (ParamType::Int { min: 0, max: 100_000_000 }, Default::Int(1000), "particle systems with a `val` input: training steps between validations, each stepping DEM's ReduceLROnPlateau on the validation loss (DEM: every 10 epochs of 100 steps; lj55: 5); 0: the rate stays at lr"),
+        plateau_patience: usize = (ParamType::Int { min: 0, max: 1_000_000 }, Default::Int(10), "validations without improvement the plateau schedule tolerates before it multiplies the rate by plateau_factor (DEM: 10)"),
+        plateau_factor: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.1), "the plateau schedule's factor (DEM: 0.1)"),
+        val_batch: usize = (ParamType::Int { min: 1, max: 10_000_000 }, Default::Int(1000), "points of `val` per validation, drawn without replacement (DEM's eval_batch_size: 1000 for dw4, 1024 lj13, 128 lj55)"),
     }
 }
 static PARAMS: &[ParamDef] = IdemParams::DEFS;
-static INPUTS: &[InputDef] = &[InputDef {
-    name: "target",
-    media: Media::Table,
-    required: true,
-    doc: "exact reference samples (x, y): the tracker's yardstick (never read by training)",
-}];
+static INPUTS: &[InputDef] = &[
+    InputDef {
+        name: "target",
+        media: Media::Table,
+        required: true,
+        doc: "exact reference samples (x, y): the tracker's yardstick (never read by training)",
+    },
+    InputDef {
+        name: "val",
+        media: Media::Table,
+        required: false,
+        doc: "particle systems: DEM's validation set (e.g. the floor's MCMC set; not the reference the metrics use), whose iDEM loss steps the learning-rate plateau; without it the rate stays at lr",
+    },
+];
 static OUTPUTS: &[OutputDef] = &[
     OutputDef {
         name: "model",
@@ -115,6 +127,11 @@ static OUTPUTS: &[OutputDef] = &[
         name: "tracker",
         media: Media::Table,
         doc: "outer, step, then checks: boltzmann's metrics of that outer step's particles against `target`",
+    },
+    OutputDef {
+        name: "val",
+        media: Media::Table,
+        doc: "step, val_loss, lr: each validation's loss on `val` and the rate the plateau schedule set after it (no rows without validations)",
     },
 ];
 
@@ -155,10 +172,11 @@ impl Buffer {
 }
 
 impl Stage for Idem {
-    describe!(Kind::Train, "idem", version 4, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Train, "idem", version 5, PARAMS, INPUTS, OUTPUTS);
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         match output {
             "loss" => Some(&["step", "outer", "loss", "grad_norm", "lr"]),
+            "val" => Some(&["step", "val_loss", "lr"]),
             _ => None,
         }
     }
@@ -188,8 +206,13 @@ impl Stage for Idem {
                 fit(&p, &energy, &target, ctx.seed, ctx.progress)?
             }
             Some(Target::Particles(sys)) => {
-                let target = ctx.table("target")?.rows_f64(&particle_columns(sys.n, sys.d))?;
-                fit_particles(&p, &sys, &target, ctx.seed, ctx.progress)?
+                let cols = particle_columns(sys.n, sys.d);
+                let target = ctx.table("target")?.rows_f64(&cols)?;
+                let val = match ctx.inputs.contains_key("val") {
+                    true => Some(ctx.table("val")?.rows_f64(&cols)?),
+                    false => None,
+                };
+                fit_particles(&p, &sys, &target, val.as_deref(), ctx.seed, ctx.progress)?
             }
             None => return Err(StageError::Failed(format!("unknown energy `{}`", p.energy))),
         };
@@ -198,6 +221,7 @@ impl Stage for Idem {
             ("loss".to_string(), Artifact::Table(f.loss)),
             ("buffer".to_string(), Artifact::Table(f.buffer)),
             ("tracker".to_string(), Artifact::Table(f.tracker)),
+            ("val".to_string(), Artifact::Table(f.val)),
         ]
         .into_iter()
         .collect())
@@ -219,12 +243,13 @@ impl FittedModel {
     }
 }
 
-/// What [`fit`] produces: the stage's four outputs.
+/// What [`fit`] produces: the stage's five outputs.
 pub struct Fitted {
     pub model: FittedModel,
     pub loss: Table,
     pub buffer: Table,
     pub tracker: Table,
+    pub val: Table,
 }
 
 /// The training loop of `objective: idem` on `energy` (in the network's
@@ -395,27 +420,35 @@ pub fn fit(
         energy: p.energy.clone(),
         layers: unflatten(&cfg, ema.as_deref().unwrap_or(&params)),
     };
-    let loss = loss_table(losses, p.lr);
+    let n = losses.0.len();
+    let loss = loss_table(losses, vec![p.lr; n]);
     let buffer_t = Table::new()
         .with("outer", ColumnData::I64(snaps.0))
         .with("x", ColumnData::F64(snaps.1))
         .with("y", ColumnData::F64(snaps.2));
     let tracker = tracker_table(&track);
-    Ok(Fitted { model: FittedModel::Mlp(model), loss, buffer: buffer_t, tracker })
+    Ok(Fitted { model: FittedModel::Mlp(model), loss, buffer: buffer_t, tracker, val: val_table(Vec::new()) })
 }
 
 /// Per-step losses: (step, outer, loss, gradient norm).
 pub(crate) type Losses = (Vec<i64>, Vec<i64>, Vec<f64>, Vec<f64>);
 
-/// The `loss` output: step, outer, loss, grad_norm, lr.
-pub(crate) fn loss_table(losses: Losses, lr: f64) -> Table {
-    let n = losses.0.len();
+/// The `loss` output: step, outer, loss, grad_norm, lr (the rate of each step).
+pub(crate) fn loss_table(losses: Losses, lr: Vec<f64>) -> Table {
     Table::new()
         .with("step", ColumnData::I64(losses.0))
         .with("outer", ColumnData::I64(losses.1))
         .with("loss", ColumnData::F64(losses.2))
         .with("grad_norm", ColumnData::F64(losses.3))
-        .with("lr", ColumnData::F64(vec![lr; n]))
+        .with("lr", ColumnData::F64(lr))
+}
+
+/// The `val` output: step, val_loss, lr — one row per validation.
+pub(crate) fn val_table(rows: Vec<(usize, f64, f64)>) -> Table {
+    Table::new()
+        .with("step", ColumnData::I64(rows.iter().map(|r| r.0 as i64).collect()))
+        .with("val_loss", ColumnData::F64(rows.iter().map(|r| r.1).collect()))
+        .with("lr", ColumnData::F64(rows.iter().map(|r| r.2).collect()))
 }
 
 /// The `tracker` output: outer, step, then one column per metric.
