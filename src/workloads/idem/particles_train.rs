@@ -135,6 +135,24 @@ pub fn egnn_sde_particles(
     Ok(x.into_iter().map(|v| v as f32).collect())
 }
 
+/// DEM's noising of a training or validation point: `t ~ U(0, 1)`, then
+/// `x_t = x₀ + √h(t)·z` with `z` standard normal (drawn after `t`, one
+/// coordinate at a time); returns `(t, h(t))`.
+fn noise_at_uniform_time(
+    r: &mut rand_chacha::ChaCha8Rng,
+    schedule: &Geometric,
+    x0: &[f64],
+    xt: &mut [f64],
+) -> (f32, f64) {
+    let t: f32 = r.random();
+    let h = schedule.h(t as f64);
+    for (x, x0) in xt.iter_mut().zip(x0) {
+        let z: f64 = r.sample(StandardNormal);
+        *x = x0 + h.sqrt() * z;
+    }
+    (t, h)
+}
+
 /// One batch of iDEM's loss: `xt` (`b × n·d`, mean-free) at times `tt` with
 /// variances `hs`, the Monte Carlo targets drawn from stream `(seed, tag, first
 /// + i)` for point `i`; returns the loss with its gradient in `grad`.
@@ -191,14 +209,8 @@ fn validation_loss(
     }
     let (mut xt, mut tt, mut hs) = (vec![0f64; b * dim], vec![0f32; b], vec![0f64; b]);
     for (i, &k) in idx[..b].iter().enumerate() {
-        let t: f32 = r.random();
-        let h = schedule.h(t as f64);
-        for d in 0..dim {
-            let z: f64 = r.sample(StandardNormal);
-            xt[i * dim + d] = val[k * dim + d] + h.sqrt() * z;
-        }
-        tt[i] = t;
-        hs[i] = h;
+        (tt[i], hs[i]) =
+            noise_at_uniform_time(r, schedule, &val[k * dim..(k + 1) * dim], &mut xt[i * dim..(i + 1) * dim]);
     }
     remove_mean(&mut xt, sys.n, sys.d);
     let mut grad = vec![0f32; params.len()];
@@ -272,14 +284,7 @@ pub fn fit_particles(
                 } else {
                     prior_draw(&mut batch_rng)
                 };
-                let t: f32 = batch_rng.random();
-                let h = schedule.h(t as f64);
-                for d in 0..dim {
-                    let z: f64 = batch_rng.sample(StandardNormal);
-                    xt[i * dim + d] = x0[d] + h.sqrt() * z;
-                }
-                tt[i] = t;
-                hs[i] = h;
+                (tt[i], hs[i]) = noise_at_uniform_time(&mut batch_rng, &schedule, &x0, &mut xt[i * dim..(i + 1) * dim]);
             }
             remove_mean(&mut xt, sys.n, sys.d);
             let loss = batch_loss(
@@ -318,7 +323,10 @@ pub fn fit_particles(
             losses.2.push(loss);
             losses.3.push(norm);
             lrs.push(lr);
-            if let (Some(val), true) = (val, p.plateau_every > 0 && (step + 1).is_multiple_of(p.plateau_every)) {
+            if let Some(val) = val
+                && p.plateau_every > 0
+                && (step + 1).is_multiple_of(p.plateau_every)
+            {
                 let v =
                     validation_loss(p, sys, &est, &backprop, &schedule, &params, val, &mut val_rng, (seed, vals.len()))
                         .map_err(|e| StageError::Failed(format!("validation after training step {step}: {e}")))?;
