@@ -256,31 +256,7 @@ fn ema_and_the_negative_time_tail_on_particles() {
 /// `val` table is empty).
 #[test]
 fn the_plateau_schedule_follows_the_validation_loss() {
-    let train = |val: bool, patience: usize| {
-        let mut spec = spec("dw4", 4);
-        let inputs = if val { "target: reference.samples, val: floor.samples" } else { "target: reference.samples" };
-        spec.push_str(&format!(
-            "  train:
-    kind: train
-    inputs: {{ {inputs} }}
-    params: {{ objective: idem, energy: dw4, outer: 2, inner: 4, batch: 8, k: 8, hidden: 8, steps: 10, samples_per_outer: 8, n_init: 8, init_from_prior: true, lambda: none, max_norm: 20.0, sigma_max: 3.0, normalization: 1.0, lr: 0.01, plateau_every: 1, plateau_patience: {patience}, plateau_factor: 0.5, val_batch: 6 }}
-"
-        ));
-        let ws = Workspace::new();
-        ws.write("p.yaml", &spec);
-        let (out, _) = ws.run_json("p.yaml", &[]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let num = |rows: Vec<Vec<String>>| -> Vec<Vec<f64>> {
-            rows.iter().skip(1).map(|r| r.iter().map(|v| v.parse().unwrap()).collect()).collect()
-        };
-        let val = export_csv(&ws, "train.val");
-        assert_eq!(val[0], ["step", "val_loss", "lr"]);
-        let loss = export_csv(&ws, "train.loss");
-        let m = ws.latest_manifest("particles");
-        let model =
-            m["stages"].as_array().unwrap().iter().find(|s| s["name"] == "train").unwrap()["outputs"]["model"].clone();
-        (num(val), num(loss), model)
-    };
+    let train = |val: bool, patience: usize| train_dw4_tiny(val, patience, "none");
     let (val, loss, _) = train(true, 0);
     assert_eq!(val.len(), 8, "one validation a step");
     // PyTorch's rule from the recorded losses: better when below best·(1 − 1e-4),
@@ -307,4 +283,49 @@ fn the_plateau_schedule_follows_the_validation_loss() {
     assert!(none.is_empty(), "no val input: no validations");
     assert!(plain_loss.iter().all(|r| r[4] == 0.01));
     assert_eq!(model, plain_model, "validating does not change training");
+}
+
+/// `lr_decay: cosine` (not DEM's) multiplies whatever rate the plateau set by
+/// ½(1 + cos(π·step/steps)): each recorded step's rate is the plateau's rate
+/// after the validations before it times the half cosine.
+#[test]
+fn the_cosine_decay_multiplies_the_plateau_rate() {
+    let (val, loss, model) = train_dw4_tiny(true, 0, "cosine");
+    let (_, _, plain) = train_dw4_tiny(true, 0, "none");
+    assert_ne!(model, plain, "the decay changes the model");
+    assert_eq!(loss.len(), 8);
+    for (i, row) in loss.iter().enumerate() {
+        let plateau = if i == 0 { 0.01 } else { val[i - 1][2] };
+        let want = plateau * 0.5 * (1.0 + (std::f64::consts::PI * i as f64 / 8.0).cos());
+        assert!((row[4] - want).abs() < 1e-12, "step {i}: {} vs {want}", row[4]);
+    }
+}
+
+/// A tiny DW-4 iDEM training (2 × 4 steps, one validation a step when `val`
+/// is wired) through the binary: its `val` and `loss` tables as numbers, and
+/// the manifest's model entry.
+fn train_dw4_tiny(val: bool, patience: usize, decay: &str) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, serde_json::Value) {
+    let mut spec = spec("dw4", 4);
+    let inputs = if val { "target: reference.samples, val: floor.samples" } else { "target: reference.samples" };
+    spec.push_str(&format!(
+        "  train:
+    kind: train
+    inputs: {{ {inputs} }}
+    params: {{ objective: idem, energy: dw4, outer: 2, inner: 4, batch: 8, k: 8, hidden: 8, steps: 10, samples_per_outer: 8, n_init: 8, init_from_prior: true, lambda: none, max_norm: 20.0, sigma_max: 3.0, normalization: 1.0, lr: 0.01, plateau_every: 1, plateau_patience: {patience}, plateau_factor: 0.5, val_batch: 6, lr_decay: {decay} }}
+"
+    ));
+    let ws = Workspace::new();
+    ws.write("p.yaml", &spec);
+    let (out, _) = ws.run_json("p.yaml", &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let num = |rows: Vec<Vec<String>>| -> Vec<Vec<f64>> {
+        rows.iter().skip(1).map(|r| r.iter().map(|v| v.parse().unwrap()).collect()).collect()
+    };
+    let val = export_csv(&ws, "train.val");
+    assert_eq!(val[0], ["step", "val_loss", "lr"]);
+    let loss = export_csv(&ws, "train.loss");
+    let m = ws.latest_manifest("particles");
+    let model =
+        m["stages"].as_array().unwrap().iter().find(|s| s["name"] == "train").unwrap()["outputs"]["model"].clone();
+    (num(val), num(loss), model)
 }

@@ -159,6 +159,15 @@ fn check_applies_cross_parameter_rules() {
     ));
 }
 
+/// A `val` input on a GMM-40 iDEM training (whose DEM config has no plateau
+/// schedule to step) is refused at the input, before anything runs.
+#[test]
+fn check_refuses_a_validation_set_on_gmm40() {
+    insta::assert_snapshot!(errors(
+        "name: x\nstages:\n  ref:\n    kind: generate\n    params: { dataset: boltzmann, energy: gmm40, n_samples: 100 }\n  train:\n    kind: train\n    inputs: { target: ref, val: ref }\n    params: { objective: idem }\n"
+    ));
+}
+
 /// A matrix is checked like the spec: its targets, every value's type, and
 /// the rules across parameters in every combination, each at its place.
 #[test]

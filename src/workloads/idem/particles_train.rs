@@ -26,6 +26,8 @@
 //!   reference the metrics use), noised at uniform times and scored against
 //!   fresh Monte Carlo targets, as DEM's `eval_step`. Without a `val` input the
 //!   rate stays at `lr`.
+//! * `lr_decay: cosine` (not DEM's) multiplies that rate by a half cosine
+//!   over the run's steps ([`IdemParams::decayed`]).
 
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -313,7 +315,8 @@ pub fn fit_particles(
                     "training step {step} (outer {outer}): the gradient norm is {norm}; nothing was kept"
                 )));
             }
-            optim.step(&mut params, &grad, lr);
+            let rate = p.decayed(lr, step);
+            optim.step(&mut params, &grad, rate);
             if let Some(shadow) = ema.as_mut() {
                 let n = (step + 1) as f64;
                 ema_update(shadow, &params, p.ema.min((1.0 + n) / (10.0 + n)));
@@ -322,7 +325,7 @@ pub fn fit_particles(
             losses.1.push(outer as i64);
             losses.2.push(loss);
             losses.3.push(norm);
-            lrs.push(lr);
+            lrs.push(rate);
             if let Some(val) = val
                 && p.plateau_every > 0
                 && (step + 1).is_multiple_of(p.plateau_every)

@@ -94,9 +94,26 @@ crate::params! {
         plateau_patience: usize = (ParamType::Int { min: 0, max: 1_000_000 }, Default::Int(10), "validations without improvement the plateau schedule tolerates before it multiplies the rate by plateau_factor (DEM: 10)"),
         plateau_factor: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.1), "the plateau schedule's factor (DEM: 0.1)"),
         val_batch: usize = (ParamType::Int { min: 1, max: 10_000_000 }, Default::Int(1000), "points of `val` per validation, drawn without replacement (DEM's eval_batch_size: 1000 for dw4, 1024 lj13, 128 lj55)"),
+        lr_decay: String = (ParamType::Str { choices: &["none", "cosine"] }, Default::Str("none"), "none: DEM's rate (constant, or the plateau's); cosine (not DEM's): the rate times ½(1 + cos(π·step/steps)) over the outer × inner steps, so a short budget ends at a small rate as DEM's long runs do through the plateau"),
     }
 }
 static PARAMS: &[ParamDef] = IdemParams::DEFS;
+
+impl IdemParams {
+    /// The rate of training step `step` (0-based) given the schedule's rate
+    /// `lr` (the constant `lr`, or the plateau's): `lr_decay: cosine` scales
+    /// it by ½(1 + cos(π·step/steps)) over the `outer × inner` steps, so the
+    /// first step trains at `lr` and the rate tends to 0 at the end.
+    pub(crate) fn decayed(&self, lr: f64, step: usize) -> f64 {
+        match self.lr_decay.as_str() {
+            "cosine" => {
+                let total = (self.outer * self.inner) as f64;
+                lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total).cos())
+            }
+            _ => lr,
+        }
+    }
+}
 static INPUTS: &[InputDef] = &[
     InputDef {
         name: "target",
@@ -108,7 +125,7 @@ static INPUTS: &[InputDef] = &[
         name: "val",
         media: Media::Table,
         required: false,
-        doc: "particle systems: DEM's validation set (e.g. the floor's MCMC set; not the reference the metrics use), whose iDEM loss steps the learning-rate plateau; without it the rate stays at lr",
+        doc: "particle systems only: DEM's validation set (e.g. the floor's MCMC set; not the reference the metrics use), whose iDEM loss steps the learning-rate plateau; without it the rate stays at lr",
     },
 ];
 static OUTPUTS: &[OutputDef] = &[
@@ -194,6 +211,18 @@ impl Stage for Idem {
             ));
         }
         errors
+    }
+    fn check_input(
+        &self,
+        p: &crate::engine::params::Params,
+        input: &str,
+        _producer: &dyn Stage,
+        _producer_params: &crate::engine::params::Params,
+    ) -> Option<String> {
+        let p = IdemParams::read(p);
+        (input == "val" && p.energy == "gmm40").then(|| {
+            "`val` steps DEM's plateau schedule, which only the particle systems use (DEM's GMM-40 config has no scheduler): remove it, or train a particle system".to_string()
+        })
     }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = IdemParams::read(ctx.params);
@@ -325,6 +354,7 @@ pub fn fit(
     let mut hs = vec![0f64; b];
     let mut target_s = vec![0f32; b * dim];
     let mut losses: Losses = std::default::Default::default();
+    let mut lrs = Vec::with_capacity(total_steps);
     let mut track: Vec<Tracked> = Vec::new();
     for outer in 0..p.outer {
         for inner in 0..p.inner {
@@ -374,7 +404,9 @@ pub fn fit(
                     "training step {step} (outer {outer}): the gradient norm is {norm}; nothing was kept"
                 )));
             }
-            opt.step(&mut params, &grad, p.lr);
+            let lr = p.decayed(p.lr, step);
+            opt.step(&mut params, &grad, lr);
+            lrs.push(lr);
             if let Some(shadow) = ema.as_mut() {
                 let n = (step + 1) as f64;
                 ema_update(shadow, &params, p.ema.min((1.0 + n) / (10.0 + n)));
@@ -420,8 +452,7 @@ pub fn fit(
         energy: p.energy.clone(),
         layers: unflatten(&cfg, ema.as_deref().unwrap_or(&params)),
     };
-    let n = losses.0.len();
-    let loss = loss_table(losses, vec![p.lr; n]);
+    let loss = loss_table(losses, lrs);
     let buffer_t = Table::new()
         .with("outer", ColumnData::I64(snaps.0))
         .with("x", ColumnData::F64(snaps.1))
@@ -529,6 +560,28 @@ mod tests {
         let f = fit(&tiny(&[]), &fine, &target, 1, &|_| {}).expect("trains");
         assert_eq!(f.loss.f64s("loss").unwrap().len(), 6);
         assert!(f.loss.f64s("loss").unwrap().iter().all(|v| v.is_finite()));
+    }
+
+    /// `lr_decay: cosine` (GMM-40's loop): step i of n trains at
+    /// lr·½(1 + cos(πi/n)), recorded in the loss table; `none` keeps `lr`.
+    #[test]
+    fn the_cosine_decay_sets_each_steps_rate() {
+        use crate::engine::params::Value;
+        let fine = NanBeyond { edge: f64::INFINITY };
+        let target = vec![0.0; 20];
+        let cos = tiny(&[("lr_decay", Value::Str("cosine".into())), ("lr", Value::Float(0.01))]);
+        let f = fit(&cos, &fine, &target, 1, &|_| {}).expect("trains");
+        let lrs = f.loss.f64s("lr").unwrap();
+        assert_eq!(lrs.len(), 6);
+        for (i, lr) in lrs.iter().enumerate() {
+            let want = 0.01 * 0.5 * (1.0 + (std::f64::consts::PI * i as f64 / 6.0).cos());
+            assert!((lr - want).abs() < 1e-15, "step {i}: {lr} vs {want}");
+        }
+        assert_eq!(lrs[0], 0.01);
+        assert!(lrs[5] < 0.001);
+        let plain = fit(&tiny(&[("lr", Value::Float(0.01))]), &fine, &target, 1, &|_| {}).expect("trains");
+        assert!(plain.loss.f64s("lr").unwrap().iter().all(|v| *v == 0.01));
+        assert_ne!(plain.model.to_bytes(), f.model.to_bytes(), "the decay changes training");
     }
 
     /// FIFO: the oldest particles leave first once the buffer is full.
