@@ -104,7 +104,7 @@ impl IdemParams {
     /// `lr` (the constant `lr`, or the plateau's): `lr_decay: cosine` scales
     /// it by ½(1 + cos(π·step/steps)) over the `outer × inner` steps, so the
     /// first step trains at `lr` and the rate tends to 0 at the end.
-    pub(crate) fn decayed(&self, lr: f64, step: usize) -> f64 {
+    pub fn decayed(&self, lr: f64, step: usize) -> f64 {
         match self.lr_decay.as_str() {
             "cosine" => {
                 let total = (self.outer * self.inner) as f64;
