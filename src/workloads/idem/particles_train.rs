@@ -179,8 +179,7 @@ fn batch_loss(
         out.iter_mut().zip(&s).for_each(|(o, v)| *o = *v as f32);
         Ok::<(), String>(())
     })?;
-    let weights: Vec<f32> =
-        hs.iter().map(|h| if p.lambda == "none" { 1.0 } else { (h + p.lambda_eps) as f32 }).collect();
+    let weights: Vec<f32> = hs.iter().map(|h| p.loss_weight(*h)).collect();
     let xs: Vec<f32> = xt.iter().map(|v| *v as f32).collect();
     Ok(backprop.loss_and_grad(params, &xs, tt, &targets, &weights, grad))
 }

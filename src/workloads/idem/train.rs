@@ -113,6 +113,12 @@ impl IdemParams {
             _ => lr,
         }
     }
+
+    /// The loss weight λ at noise variance `h`: 1 (`lambda: none`, DEM's
+    /// `NoLambdaWeighter`) or `h + lambda_eps` (its `BasicLambdaWeighter`).
+    pub(crate) fn loss_weight(&self, h: f64) -> f32 {
+        if self.lambda == "none" { 1.0 } else { (h + self.lambda_eps) as f32 }
+    }
 }
 static INPUTS: &[InputDef] = &[
     InputDef {
@@ -376,7 +382,7 @@ pub fn fit(
                 }
                 tt[i] = t;
                 hs[i] = h;
-                wt[i] = if p.lambda == "none" { 1.0 } else { (h + p.lambda_eps) as f32 };
+                wt[i] = p.loss_weight(h);
             }
             target_s.par_chunks_mut(dim).enumerate().try_for_each(|(i, out)| {
                 let mut r = crate::engine::rng::particle(seed, "idem/estimate", step * b + i);
