@@ -109,18 +109,38 @@ impl EgnnBackprop {
         weight: &[f32],
         grad: &mut [f32],
     ) -> f64 {
+        self.chunked_loss(params, x, t, target, weight, Some(grad))
+    }
+
+    /// The loss of [`EgnnBackprop::loss_and_grad`] alone, bit for bit, without
+    /// the backward pass (a validation loss, which steps no weights).
+    pub fn loss(&self, params: &[f32], x: &[f32], t: &[f32], target: &[f32], weight: &[f32]) -> f64 {
+        self.chunked_loss(params, x, t, target, weight, None)
+    }
+
+    /// Both of the above: the same chunks in the same order, so the loss is
+    /// the same bytes with or without the gradient.
+    fn chunked_loss(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        t: &[f32],
+        target: &[f32],
+        weight: &[f32],
+        grad: Option<&mut [f32]>,
+    ) -> f64 {
+        let want_grad = grad.is_some();
         let dim = self.cfg.n * self.cfg.d;
         let b = t.len();
         let cc = self.chunk_configs();
         let norm = 2.0 / (b * dim) as f32;
-        let parts: Vec<(Vec<f32>, f64)> = (0..b.div_ceil(cc))
+        let parts: Vec<(Option<Vec<f32>>, f64)> = (0..b.div_ceil(cc))
             .into_par_iter()
             .map(|c| {
                 let (r0, r1) = (c * cc, ((c + 1) * cc).min(b));
                 let rows = r0 * dim..r1 * dim;
                 let mut out = vec![0f32; (r1 - r0) * dim];
                 let tapes = self.forward(params, &x[rows.clone()], &t[r0..r1], &mut out);
-                let mut g = vec![0f32; self.n_params];
                 let mut sq = 0f64;
                 // dL/ds for this chunk's configurations.
                 for ((o, tg), w) in
@@ -134,17 +154,21 @@ impl EgnnBackprop {
                     }
                     sq += *w as f64 * s;
                 }
-                self.backward(params, &x[rows], &t[r0..r1], &tapes, &out, &mut g);
+                let g = want_grad.then(|| {
+                    let mut g = vec![0f32; self.n_params];
+                    self.backward(params, &x[rows], &t[r0..r1], &tapes, &out, &mut g);
+                    g
+                });
                 (g, sq)
             })
             .collect();
-        grad.iter_mut().for_each(|v| *v = 0.0);
-        let mut loss = 0f64;
-        for (g, sq) in &parts {
-            grad.iter_mut().zip(g).for_each(|(a, v)| *a += v);
-            loss += sq;
+        if let Some(grad) = grad {
+            grad.iter_mut().for_each(|v| *v = 0.0);
+            for g in parts.iter().filter_map(|(g, _)| g.as_ref()) {
+                grad.iter_mut().zip(g).for_each(|(a, v)| *a += v);
+            }
         }
-        loss / (b * dim) as f64
+        parts.iter().map(|(_, sq)| sq).fold(0f64, |a, sq| a + sq) / (b * dim) as f64
     }
 
     /// The scores alone (`B × n·d` into `out`), each configuration at its own
@@ -494,6 +518,7 @@ mod tests {
         assert_eq!(params.len(), bp.n_params());
         let mut grad = vec![0f32; bp.n_params()];
         let loss = bp.loss_and_grad(&params, &x, &t, &target, &weight, &mut grad);
+        assert_eq!(bp.loss(&params, &x, &t, &target, &weight).to_bits(), loss.to_bits(), "the loss alone");
 
         let device = crate::model::train_device(crate::model::Backend::Flex);
         let net = Egnn::from_layers(&layers, &cfg, &device);

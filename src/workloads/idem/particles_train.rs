@@ -157,7 +157,8 @@ fn noise_at_uniform_time(
 
 /// One batch of iDEM's loss: `xt` (`b × n·d`, mean-free) at times `tt` with
 /// variances `hs`, the Monte Carlo targets drawn from stream `(seed, tag, first
-/// + i)` for point `i`; returns the loss with its gradient in `grad`.
+/// + i)` for point `i`; returns the loss, with its gradient in `grad` when
+/// given (a validation takes none, and skips the backward pass).
 #[allow(clippy::too_many_arguments)]
 fn batch_loss(
     p: &IdemParams,
@@ -167,7 +168,7 @@ fn batch_loss(
     params: &[f32],
     (xt, tt, hs): (&[f64], &[f32], &[f64]),
     (seed, tag, first): (u64, &str, usize),
-    grad: &mut [f32],
+    grad: Option<&mut [f32]>,
 ) -> Result<f64, String> {
     let dim = sys.n * sys.d;
     let mut targets = vec![0f32; tt.len() * dim];
@@ -181,7 +182,10 @@ fn batch_loss(
     })?;
     let weights: Vec<f32> = hs.iter().map(|h| p.loss_weight(*h)).collect();
     let xs: Vec<f32> = xt.iter().map(|v| *v as f32).collect();
-    Ok(backprop.loss_and_grad(params, &xs, tt, &targets, &weights, grad))
+    Ok(match grad {
+        Some(grad) => backprop.loss_and_grad(params, &xs, tt, &targets, &weights, grad),
+        None => backprop.loss(params, &xs, tt, &targets, &weights),
+    })
 }
 
 /// DEM's validation loss (its `eval_step` on the validation set): `p.val_batch`
@@ -214,8 +218,7 @@ fn validation_loss(
             noise_at_uniform_time(r, schedule, &val[k * dim..(k + 1) * dim], &mut xt[i * dim..(i + 1) * dim]);
     }
     remove_mean(&mut xt, sys.n, sys.d);
-    let mut grad = vec![0f32; params.len()];
-    batch_loss(p, sys, est, backprop, params, (&xt, &tt, &hs), (seed, "idem/val_estimate", count * b), &mut grad)
+    batch_loss(p, sys, est, backprop, params, (&xt, &tt, &hs), (seed, "idem/val_estimate", count * b), None)
 }
 
 /// The training loop on a particle system (see the module documentation),
@@ -296,7 +299,7 @@ pub fn fit_particles(
                 &params,
                 (&xt, &tt, &hs),
                 (seed, "idem/estimate", step * b),
-                &mut grad,
+                Some(&mut grad),
             )
             .map_err(|e| StageError::Failed(format!("training step {step} (outer {outer}): {e}")))?;
             if !loss.is_finite() {
