@@ -156,9 +156,9 @@ fn noise_at_uniform_time(
 }
 
 /// One batch of iDEM's loss: `xt` (`b × n·d`, mean-free) at times `tt` with
-/// variances `hs`, the Monte Carlo targets drawn from stream `(seed, tag, first
-/// + i)` for point `i`; returns the loss, with its gradient in `grad` when
-/// given (a validation takes none, and skips the backward pass).
+/// variances `hs`, the Monte Carlo targets drawn from stream
+/// `(seed, tag, first + i)` for point `i`; returns the loss, with its gradient
+/// in `grad` when given (a validation takes none, and skips the backward pass).
 #[allow(clippy::too_many_arguments)]
 fn batch_loss(
     p: &IdemParams,
