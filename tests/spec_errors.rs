@@ -219,3 +219,21 @@ fn cross_parameter_rules_wait_for_well_typed_parameters() {
     let rule = "name: x\nstages:\n  mc:\n    kind: sample\n    params: { sampler: mc_score, sigma_min: 2.0 }\n";
     insta::assert_snapshot!("cross_parameter_rule", errors(rule));
 }
+
+/// The rules between a stage's parameters and its input's (`check_input`)
+/// also wait for both maps to be well typed: a `--set` that leaves an iDEM
+/// training's clip as `none` (a float parameter) is one clear error, exit 2,
+/// not a crash in the rule that reads it.
+#[test]
+fn input_rules_wait_for_well_typed_parameters() {
+    let ws = Workspace::new();
+    ws.write(
+        "p.yaml",
+        "name: x\nstages:\n  reference:\n    kind: generate\n    params: { dataset: boltzmann, energy: dw4, method: mcmc, n_samples: 8, chains: 4, burn_in: 10, thin: 2 }\n  train:\n    kind: train\n    inputs: { target: reference.samples }\n    params: { objective: idem, energy: dw4, outer: 1, inner: 1, batch: 4, k: 4, hidden: 8, steps: 4, samples_per_outer: 4, max_norm: 20.0 }\n",
+    );
+    let out = ws.cmd(&["run", "p.yaml", "--set", "stages.train.params.max_norm=none"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stderr);
+    insta::assert_snapshot!(text.trim_end());
+    assert!(!ws.artifacts().exists(), "nothing written");
+}

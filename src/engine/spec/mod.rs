@@ -251,6 +251,10 @@ struct Draft {
     pos: Pos,
     imp: Option<&'static dyn Stage>,
     params: Params,
+    /// Whether every parameter in `params` is present and well typed: with one
+    /// reported wrong the map lacks it, so rules that read the map
+    /// (`check_input`) must not run.
+    params_ok: bool,
     seed: Option<u64>,
     /// input name → (reference, its position)
     inputs: Vec<(String, InputText, Pos)>,
@@ -456,8 +460,12 @@ pub fn validate_with(path: &Path, text: &str, registry: &Registry, overrides: &[
                     }
                 }
                 // Rules between the two stages' parameters (use_ema on a model
-                // trained without EMA, say).
-                if let Some(why) = imp.check_input(&d.params, input, target_imp, &target.params) {
+                // trained without EMA, say): only between parameter maps that
+                // passed their own checks, as the rules read every parameter.
+                if d.params_ok
+                    && target.params_ok
+                    && let Some(why) = imp.check_input(&d.params, input, target_imp, &target.params)
+                {
                     c.err(*pos, format!("input `{input}` of stage `{}`: {why}", d.name));
                     continue;
                 }
@@ -539,6 +547,7 @@ fn parse_stage(c: &mut Collector, registry: &Registry, name: String, pos: Pos, n
         pos,
         imp: None,
         params: Params::new(),
+        params_ok: false,
         seed: None,
         inputs: Vec::new(),
         resources: Resources::default(),
@@ -659,7 +668,8 @@ fn parse_stage(c: &mut Collector, registry: &Registry, name: String, pos: Pos, n
             }
         };
         if let Some(imp) = imp {
-            draft.params = check_params(c, &name, imp, params_node.map_or(pos, |p| p.pos), param_entries);
+            (draft.params, draft.params_ok) =
+                check_params(c, &name, imp, params_node.map_or(pos, |p| p.pos), param_entries);
             draft.inputs = check_inputs(c, &name, imp, pos, inputs_node);
             draft.imp = Some(imp);
         }
@@ -667,7 +677,15 @@ fn parse_stage(c: &mut Collector, registry: &Registry, name: String, pos: Pos, n
     draft
 }
 
-fn check_params(c: &mut Collector, stage: &str, imp: &'static dyn Stage, at: Pos, given: &[(Node, Node)]) -> Params {
+/// The stage's parameter map, defaults filled in, and whether every parameter
+/// in it is well typed (a cross-parameter rule broken still leaves it typed).
+fn check_params(
+    c: &mut Collector,
+    stage: &str,
+    imp: &'static dyn Stage,
+    at: Pos,
+    given: &[(Node, Node)],
+) -> (Params, bool) {
     let selector = imp.kind().selector();
     let defs = imp.params();
     let names: Vec<&str> = std::iter::once(selector).chain(defs.iter().map(|d| d.name)).collect();
@@ -722,7 +740,7 @@ fn check_params(c: &mut Collector, stage: &str, imp: &'static dyn Stage, at: Pos
     // Rules across parameters, and the memory estimate, need every parameter
     // typed: with one already reported wrong they would read a map without it.
     if c.diagnostics.len() > errors_before {
-        return params;
+        return (params, false);
     }
     // Rules across parameters, reported at the first parameter they name.
     for (param, why) in imp.check_params(&params) {
@@ -743,7 +761,7 @@ fn check_params(c: &mut Collector, stage: &str, imp: &'static dyn Stage, at: Pos
             ),
         );
     }
-    params
+    (params, true)
 }
 
 /// The memory a run may plan for: `SCOREFLOW_MEMORY` (bytes, or with a `K`, `M`,
