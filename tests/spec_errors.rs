@@ -237,3 +237,64 @@ fn input_rules_wait_for_well_typed_parameters() {
     insta::assert_snapshot!(text.trim_end());
     assert!(!ws.artifacts().exists(), "nothing written");
 }
+
+/// The general rule behind the test above, over every shipped pipeline: a
+/// `--set` that gives any parameter of any stage a value of the wrong type,
+/// `null`, or a number below its range is a spec error naming that parameter
+/// (never a panic in a rule that reads the map, never accepted).
+#[test]
+fn any_ill_typed_parameter_in_any_pipeline_is_an_error_naming_it() {
+    use scoreflow::engine::params::ParamType;
+    use scoreflow::engine::spec::{Override, load_with};
+    let registry = scoreflow::registry();
+    let mut pipelines: Vec<_> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    pipelines.sort();
+    assert!(pipelines.len() >= 10);
+    let mut failures = Vec::new();
+    let mut tried = 0;
+    for path in &pipelines {
+        let spec = load_with(path, registry, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // A matrix expands `report` into `report[seed=3]`, …: set the
+        // stage's own entry, once.
+        let mut seen = std::collections::BTreeSet::new();
+        for st in &spec.stages {
+            let name = st.name.split('[').next().unwrap();
+            if !seen.insert(name.to_string()) {
+                continue;
+            }
+            for def in st.imp.params() {
+                let mut values = vec!["~".to_string()];
+                values.push(match def.ty {
+                    ParamType::Str { .. } => "[1, 2]".to_string(),
+                    _ => "zzz".to_string(),
+                });
+                match def.ty {
+                    ParamType::Int { min, .. } if min > i64::MIN => values.push((min as i128 - 1).to_string()),
+                    ParamType::Float { min, .. } if min.is_finite() => values.push(format!("{:?}", min - 1.0)),
+                    _ => {}
+                }
+                for value in values {
+                    let set = format!("stages.{name}.params.{}={value}", def.name);
+                    let ov = Override::parse(false, &set).unwrap();
+                    tried += 1;
+                    let outcome =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_with(path, registry, &[ov])));
+                    match outcome {
+                        Err(_) => failures.push(format!("{}: --set {set}: panicked", path.display())),
+                        Ok(Ok(_)) => failures.push(format!("{}: --set {set}: accepted", path.display())),
+                        Ok(Err(e)) if !e.to_string().contains(&format!("`{}`", def.name)) => {
+                            failures.push(format!("{}: --set {set}: the error does not name it: {e}", path.display()))
+                        }
+                        Ok(Err(_)) => {}
+                    }
+                }
+            }
+        }
+    }
+    assert!(tried > 1000, "{tried}");
+    assert!(failures.is_empty(), "{} of {tried}:\n{}", failures.len(), failures.join("\n"));
+}
