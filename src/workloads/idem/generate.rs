@@ -37,7 +37,12 @@ const BYTES_PER_ROW: u64 = 4096;
 /// `i` (DEM's flattened order). The `diagnostics` table (`statistic, value`)
 /// gives the energy's mean and quartiles, and for MCMC the acceptance rate,
 /// the adapted step sizes, and split-R̂ and effective sample size of the
-/// energy (and of the mean interatomic distance for particles).
+/// energy (and of the mean interatomic distance for particles). Chains that
+/// have not mixed — a split-R̂ above `max_rhat` (1.1; Gelman and Rubin's
+/// classic bar, Vehtari et al. now ask 1.01 of longer chains), such as
+/// chains jammed in clashing configurations with their step sizes adapted
+/// to nothing — fail the stage rather than cache a biased reference;
+/// `max_rhat: 0` keeps them.
 ///
 /// `draw` selects an independent stream under the same seed (draw 1 and 2
 /// give two independent reference sets for a floor). Streams are ChaCha8,
@@ -58,6 +63,7 @@ crate::params! {
         target_accept: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(MALA_TARGET_ACCEPT), "MCMC: adapt ε during burn-in towards this acceptance rate (0: keep ε)"),
         init: String = (ParamType::Str { choices: &["prior", "minimum"] }, Default::Str("prior"), "MCMC: chains start from the prior, or (Lennard-Jones) from the perturbed global minimum"),
         init_scale: f64 = (ParamType::Float { min: 0.0, max: 1e6 }, Default::Float(1.0), "MCMC: the prior's standard deviation, or the perturbation of the minimum"),
+        max_rhat: f64 = (ParamType::Float { min: 0.0, max: 1e6 }, Default::Float(1.1), "MCMC: fail when the split-R̂ of a reported statistic exceeds this (chains that have not mixed, or are stuck); 0: report only"),
     }
 }
 static PARAMS: &[ParamDef] = BoltzmannParams::DEFS;
@@ -247,6 +253,7 @@ fn run_mcmc(p: &BoltzmannParams, target: &Target, ctx: &StageCtx) -> Result<(Tab
     diag.push(("step_max".into(), steps[steps.len() - 1]));
     let per_chain_energy: Vec<Vec<f64>> = chains.iter().map(|c| c.log_prob.iter().map(|l| -l).collect()).collect();
     let (rhat, ess) = rhat_ess(&per_chain_energy);
+    let mut rhats = vec![("energy", rhat)];
     diag.push(("rhat_energy".into(), rhat));
     diag.push(("ess_energy".into(), ess));
     if let Target::Particles(sys) = target {
@@ -263,8 +270,33 @@ fn run_mcmc(p: &BoltzmannParams, target: &Target, ctx: &StageCtx) -> Result<(Tab
             })
             .collect();
         let (rhat, ess) = rhat_ess(&per_chain_dist);
+        rhats.push(("mean interatomic distance", rhat));
         diag.push(("rhat_mean_distance".into(), rhat));
         diag.push(("ess_mean_distance".into(), ess));
+    }
+    let unmixed: Vec<String> = rhats
+        .iter()
+        .filter(|(_, r)| p.max_rhat > 0.0 && *r > p.max_rhat)
+        .map(|(what, r)| format!("{r:.3} for the {what}"))
+        .collect();
+    if !unmixed.is_empty() {
+        let q = |name: &str| {
+            let v = diag.iter().find(|(k, _)| k == name).map_or(f64::NAN, |(_, v)| *v);
+            if v.abs() < 1e4 { format!("{v:.2}") } else { format!("{v:.3e}") }
+        };
+        return Err(StageError::Failed(format!(
+            "the {} chains have not mixed: split-R̂ {} {} above max_rhat {} (kept energies' quartiles {} … {}; \
+             adapted step sizes {:.3e} … {:.3e}, a chain stuck where only vanishing steps are accepted shows as a tiny one). \
+             Lengthen burn_in, start the chains elsewhere (init, init_scale), or set max_rhat: 0 to keep them",
+            p.chains,
+            unmixed.join(" and "),
+            if unmixed.len() == 1 { "is" } else { "are" },
+            p.max_rhat,
+            q("energy_q25"),
+            q("energy_q75"),
+            steps[0],
+            steps[steps.len() - 1],
+        )));
     }
     diag.push(("chains".into(), p.chains as f64));
     diag.push(("draws_per_chain".into(), cfg.draws as f64));
