@@ -190,14 +190,20 @@ fn a_stuck_chain_fails_its_stage_and_caches_nothing() {
         "name: stuck\nstages:\n  reference:\n    kind: generate\n    params: { dataset: boltzmann, energy: lj13, method: mcmc, n_samples: 4, chains: 2, burn_in: 10, thin: 100, step: 1000.0, target_accept: 0.0 }\n",
     );
     for _ in 0..2 {
-        let (out, events) = ws.run_json("p.yaml", &[]);
-        assert_eq!(out.status.code(), Some(1));
-        let failed = events.iter().find(|e| e["event"] == "failed").expect("a failed event");
-        assert_eq!(failed["stage"], "reference");
-        let error = failed["error"].as_str().unwrap();
+        let error = reference_failure(&ws);
         assert!(error.contains("chain ") && error.contains("accepted no proposal"), "{error}");
-        assert!(ws.files_under("artifacts/records").is_empty(), "no record of a failed stage");
     }
+}
+
+/// Runs `p.yaml`, which must fail (exit 1) at its `reference` stage leaving
+/// no record, and returns the stage's error.
+fn reference_failure(ws: &Workspace) -> String {
+    let (out, events) = ws.run_json("p.yaml", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let failed = events.iter().find(|e| e["event"] == "failed").expect("a failed event");
+    assert_eq!(failed["stage"], "reference");
+    assert!(ws.files_under("artifacts/records").is_empty(), "no record of a failed stage");
+    failed["error"].as_str().unwrap().to_string()
 }
 
 /// Chains that each accept proposals but do not agree — LJ-13 started from
@@ -215,14 +221,9 @@ fn chains_that_have_not_mixed_fail_on_rhat_unless_asked_to_keep_them() {
     };
     let ws = Workspace::new();
     ws.write("p.yaml", &spec(""));
-    let (out, events) = ws.run_json("p.yaml", &[]);
-    assert_eq!(out.status.code(), Some(1));
-    let failed = events.iter().find(|e| e["event"] == "failed").expect("a failed event");
-    assert_eq!(failed["stage"], "reference");
-    let error = failed["error"].as_str().unwrap();
+    let error = reference_failure(&ws);
     assert!(error.contains("20 chains have not mixed: split-R̂") && error.contains("above max_rhat 1.1"), "{error}");
     assert!(error.contains("for the energy") && error.contains("step sizes"), "{error}");
-    assert!(ws.files_under("artifacts/records").is_empty(), "no record of a failed stage");
 
     ws.write("p.yaml", &spec(", max_rhat: 0.0"));
     let (out, _) = ws.run_json("p.yaml", &[]);
