@@ -8,12 +8,11 @@ use common::Workspace;
 
 fn workspace() -> Workspace {
     let ws = Workspace::new();
-    let root = env!("CARGO_MANIFEST_DIR");
     for dir in ["pipelines", "data"] {
         std::fs::create_dir_all(ws.path().join(dir)).unwrap();
     }
-    std::fs::copy(format!("{root}/pipelines/color.yaml"), ws.path().join("pipelines/color.yaml")).unwrap();
-    std::fs::copy(format!("{root}/data/ex-1.7-dopesheet.csv"), ws.path().join("data/ex-1.7-dopesheet.csv")).unwrap();
+    std::fs::copy(common::checkout("pipelines/color.yaml"), ws.path().join("pipelines/color.yaml")).unwrap();
+    std::fs::copy(common::checkout("data/ex-1.7-dopesheet.csv"), ws.path().join("data/ex-1.7-dopesheet.csv")).unwrap();
     ws
 }
 

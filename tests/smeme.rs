@@ -8,7 +8,7 @@ use common::Workspace;
 /// The flagship spec's data stages (generate, label): the diffusion stages are
 /// exercised with small settings in `tests/diffusion.rs`.
 fn smeme() -> String {
-    let full = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/smeme.yaml")).unwrap();
+    let full = std::fs::read_to_string(common::checkout("pipelines/smeme.yaml")).unwrap();
     full[..full.find("  pretrain:").expect("pretrain stage")].to_string()
 }
 

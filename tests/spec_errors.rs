@@ -247,7 +247,7 @@ fn any_ill_typed_parameter_in_any_pipeline_is_an_error_naming_it() {
     use scoreflow::engine::params::ParamType;
     use scoreflow::engine::spec::{Override, load_with};
     let registry = scoreflow::registry();
-    let mut pipelines: Vec<_> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"))
+    let mut pipelines: Vec<_> = std::fs::read_dir(common::checkout("pipelines"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))

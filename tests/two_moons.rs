@@ -18,7 +18,7 @@ fn shrink(text: &str) -> String {
 }
 
 fn small(name: &str) -> String {
-    shrink(&std::fs::read_to_string(format!("{}/pipelines/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap())
+    shrink(&std::fs::read_to_string(common::checkout(&format!("pipelines/{name}"))).unwrap())
 }
 
 #[test]

@@ -6,6 +6,17 @@ use std::process::Output;
 
 use assert_cmd::Command;
 
+/// `rel` in the checkout these tests belong to, found when they run:
+/// `cargo test` sets `CARGO_MANIFEST_DIR` for the test process. The
+/// compile-time value is only the fallback, because a test binary that cargo
+/// reuses from another checkout sharing the target directory (CI's clean
+/// clones build into the same one) would otherwise read that checkout's files.
+pub fn checkout(rel: &str) -> PathBuf {
+    let root =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    root.join(rel)
+}
+
 pub struct Workspace {
     pub dir: tempfile::TempDir,
 }
@@ -77,7 +88,7 @@ impl Workspace {
 
 /// The two-moons pipeline at small settings: tables, a model blob, a report.
 pub fn small_moons() -> String {
-    std::fs::read_to_string(format!("{}/pipelines/two_moons.yaml", env!("CARGO_MANIFEST_DIR")))
+    std::fs::read_to_string(checkout("pipelines/two_moons.yaml"))
         .unwrap()
         .replace("n_samples: 50000", "n_samples: 2000")
         .replace("n_samples: 5000, noise", "n_samples: 300, noise")
@@ -89,7 +100,7 @@ pub fn small_moons() -> String {
 
 /// pipelines/smeme.yaml with small training and sampling settings.
 pub fn small_smeme() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/smeme.yaml"))
+    std::fs::read_to_string(checkout("pipelines/smeme.yaml"))
         .unwrap()
         .replace("epochs: 16", "epochs: 2")
         .replace("batches_per_epoch: 100", "batches_per_epoch: 20")
