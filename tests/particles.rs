@@ -6,7 +6,7 @@ mod common;
 
 use common::Workspace;
 
-/// Chains this short have not mixed (DW-4's wells are metastable: R̂ passes
+/// Chains this short have not mixed (DW-4's wells are metastable: R̂ exceeds
 /// 1.1 at this length), so the sets are kept with `max_rhat: 0` — these tests
 /// exercise the pipeline, not the reference's quality.
 fn spec(energy: &str, chains: usize) -> String {
