@@ -14,7 +14,10 @@ use scoreflow::engine::progress::Silent;
 use scoreflow::engine::spec;
 
 fn smeme_spec() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/smeme.yaml")).unwrap()
+    // `cargo bench` sets CARGO_MANIFEST_DIR at run time: read this checkout's
+    // pipeline even when the binary was built from another one.
+    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    std::fs::read_to_string(std::path::Path::new(&root).join("pipelines/smeme.yaml")).unwrap()
 }
 
 /// The flagship's data stages only (generate, label).
@@ -31,7 +34,7 @@ fn chain_spec(stages: usize) -> String {
     for i in 1..stages {
         let input = if i == 1 { "s0".to_string() } else { format!("s{}.labels", i - 1) };
         s.push_str(&format!(
-            "  s{i}:\n    kind: label\n    inputs: {{ data: {input} }}\n    params: {{ tol: {} }}\n",
+            "  s{i}:\n    kind: label\n    inputs: {{ data: {input} }}\n    params: {{ scheme: triangle_types, tol: {} }}\n",
             0.01 + i as f64 * 1e-5
         ));
     }

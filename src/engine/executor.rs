@@ -594,7 +594,7 @@ mod tests {
 
     #[test]
     fn git_commit_reads_the_checked_out_commit() {
-        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let here = crate::checkout("");
         if here.join(".git").exists() {
             let c = git_commit(&here.join("Cargo.toml")).expect("a commit");
             assert!(c.len() == 40 && c.chars().all(|ch| ch.is_ascii_hexdigit()), "{c}");

@@ -26,8 +26,8 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> String {
-        let path = format!("{}/tests/fixtures/dopesheets/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        let path = crate::checkout(&format!("tests/fixtures/dopesheets/{name}"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
     fn steps(text: &str) -> Vec<usize> {
@@ -164,7 +164,7 @@ mod tests {
     /// Every published sheet parses; phases and actions land on their steps.
     #[test]
     fn every_published_sheet_parses() {
-        let dir = format!("{}/tests/fixtures/dopesheets", env!("CARGO_MANIFEST_DIR"));
+        let dir = crate::checkout("tests/fixtures/dopesheets");
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
