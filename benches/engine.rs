@@ -14,10 +14,8 @@ use scoreflow::engine::progress::Silent;
 use scoreflow::engine::spec;
 
 fn smeme_spec() -> String {
-    // `cargo bench` sets CARGO_MANIFEST_DIR at run time: read this checkout's
-    // pipeline even when the binary was built from another one.
-    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
-    std::fs::read_to_string(std::path::Path::new(&root).join("pipelines/smeme.yaml")).unwrap()
+    // This checkout's pipeline, even when the binary was built from another one.
+    std::fs::read_to_string(scoreflow::checkout("pipelines/smeme.yaml")).unwrap()
 }
 
 /// The flagship's data stages only (generate, label).

@@ -34,13 +34,14 @@ pub mod sde;
 pub mod temporal;
 pub mod workloads;
 
-/// The checkout's file at `rel`, for the library's unit tests. `cargo test`
-/// sets `CARGO_MANIFEST_DIR` when it runs a test; the compile-time value is
-/// only the fallback, because a test binary cargo reuses from another checkout
-/// sharing the target directory (CI's clean clones build into the same one)
-/// would read that checkout's files (`tests/common::checkout` is the same rule).
-#[cfg(test)]
-pub(crate) fn checkout(rel: &str) -> std::path::PathBuf {
+/// The checkout's file at `rel`, for the tests and benchmarks of this package
+/// (the library's unit tests, `tests/`, `benches/`): one rule for all three.
+/// `cargo test` and `cargo bench` set `CARGO_MANIFEST_DIR` when they run a
+/// target; the compile-time value is only the fallback, because a binary cargo
+/// reuses from another checkout sharing the target directory (CI's clean
+/// clones build into the same one) would otherwise read that checkout's files.
+#[doc(hidden)]
+pub fn checkout(rel: &str) -> std::path::PathBuf {
     let root = std::env::var_os("CARGO_MANIFEST_DIR")
         .map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from);
     root.join(rel)

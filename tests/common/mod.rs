@@ -6,16 +6,9 @@ use std::process::Output;
 
 use assert_cmd::Command;
 
-/// `rel` in the checkout these tests belong to, found when they run:
-/// `cargo test` sets `CARGO_MANIFEST_DIR` for the test process. The
-/// compile-time value is only the fallback, because a test binary that cargo
-/// reuses from another checkout sharing the target directory (CI's clean
-/// clones build into the same one) would otherwise read that checkout's files.
-pub fn checkout(rel: &str) -> PathBuf {
-    let root =
-        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
-    root.join(rel)
-}
+/// `rel` in the checkout these tests belong to, found when they run (the
+/// library's rule, shared with its unit tests and the benchmarks).
+pub use scoreflow::checkout;
 
 pub struct Workspace {
     pub dir: tempfile::TempDir,
