@@ -141,6 +141,10 @@ fn idem_trains_an_egnn_on_dw4_and_reports() {
     kind: report
     inputs: { target: reference.samples, samples: samples, mc_samples: mc, metrics: model_metrics.metrics, loss: train.loss, tracker: train.tracker, buffer: train.buffer }
     params: { layout: idem, energy: dw4 }
+  score_fit:
+    kind: validate
+    inputs: { model: train.model, target: reference.samples }
+    params: { checks: network_score, ts: [0.0, 0.5], points: 12, repeats: 3, k: 16 }
 ",
     );
     let outputs: Vec<serde_json::Value> = ["1", "2"]
@@ -164,6 +168,14 @@ fn idem_trains_an_egnn_on_dw4_and_reports() {
             }
             let html = std::fs::read_to_string(page.join("index.html")).unwrap();
             assert!(html.contains("iDEM on DW4") && html.contains("interquartile range"), "{html}");
+            // the network against its training target, one row per t
+            let score = export_csv(&ws, "score_fit.score");
+            assert_eq!(score[0][..4], ["metric", "t", "h", "gain"]);
+            assert_eq!(score.iter().skip(1).map(|r| r[0].as_str()).collect::<Vec<_>>(), ["t=0", "t=0.5"]);
+            for row in &score[1..] {
+                assert!(row[1..].iter().all(|v| v.parse::<f64>().unwrap().is_finite()), "{row:?}");
+                assert_eq!(row[11], "12", "points");
+            }
             let m = ws.latest_manifest("particles");
             serde_json::Value::Array(
                 m["stages"]
@@ -365,4 +377,26 @@ fn train_dw4_tiny(val: bool, patience: usize, decay: &str) -> (Vec<Vec<f64>>, Ve
     let model =
         m["stages"].as_array().unwrap().iter().find(|s| s["name"] == "train").unwrap()["outputs"]["model"].clone();
     (num(val), num(loss), model)
+}
+
+/// `checks: network_score` compares an EGNN with its targets; given DEM's
+/// MLP (a GMM-40 model) the stage fails saying so, and leaves no record of
+/// itself.
+#[test]
+fn network_score_on_a_gmm_model_is_a_clear_error() {
+    let ws = Workspace::new();
+    ws.write(
+        "p.yaml",
+        "name: mlp\nseed: 5\nstages:\n  target:\n    kind: generate\n    params: { dataset: boltzmann, n_samples: 40, draw: 1 }\n  train:\n    kind: train\n    inputs: { target: target.samples }\n    params: { objective: idem, outer: 1, inner: 2, batch: 8, k: 4, n_init: 8, samples_per_outer: 8, steps: 5 }\n  score_fit:\n    kind: validate\n    inputs: { model: train.model, target: target.samples }\n    params: { checks: network_score, points: 4, repeats: 2, k: 4 }\n",
+    );
+    let (out, events) = ws.run_json("p.yaml", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let failed = events.iter().find(|e| e["event"] == "failed").expect("a failed event");
+    assert_eq!(failed["stage"], "score_fit");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("checks an EGNN") && error.contains("DEM's MLP"), "{error}");
+    assert!(
+        !ws.files_under("artifacts/records").iter().any(|r| r.contains("score_fit")),
+        "no record of the failed stage"
+    );
 }

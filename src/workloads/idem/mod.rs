@@ -11,6 +11,7 @@ pub mod estimator;
 pub mod generate;
 pub mod mlp;
 pub mod net;
+pub mod network_score;
 pub mod particles_train;
 pub mod report;
 pub mod sample;
