@@ -57,11 +57,13 @@ pub enum EstimateError {
     NonFinite { form: &'static str, h: f64 },
 }
 
-/// Scale `s` so that its norm is at most `max` (DEM's `Clipper.clip_scores`).
-pub fn clip_norm(s: &mut [f64], max: f64) {
+/// Scale `s` so that its norm is at most `max` (DEM's `Clipper.clip_scores`);
+/// returns the factor applied (below 1 where it clipped).
+pub fn clip_norm(s: &mut [f64], max: f64) -> f64 {
     let norm = s.iter().map(|v| v * v).sum::<f64>().sqrt();
     let c = crate::model::backprop::clip_factor(norm, max);
     s.iter_mut().for_each(|v| *v *= c);
+    c
 }
 
 /// Reusable buffers for [`Estimator::estimate`].
@@ -99,8 +101,12 @@ impl Estimator {
             match energy.particles() {
                 // DEM reshapes a molecule's score to (n, d) before clipping:
                 // each particle's vector is clipped on its own.
-                Some((_, d)) => out.chunks_mut(d).for_each(|s| clip_norm(s, max)),
-                None => clip_norm(out, max),
+                Some((_, d)) => out.chunks_mut(d).for_each(|s| {
+                    clip_norm(s, max);
+                }),
+                None => {
+                    clip_norm(out, max);
+                }
             }
         }
         Ok(())

@@ -33,6 +33,7 @@ use rayon::prelude::*;
 use super::egnn::{EgnnModel, EgnnRun};
 use super::estimator::{Estimator, Form, Scratch, clip_norm};
 use super::generate::{Target, particle_columns};
+use super::particles_train::noise_into;
 use crate::energy::particles::{Particles, remove_mean};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamDef, ParamType};
@@ -141,12 +142,8 @@ pub fn compare(
             .par_chunks_mut(dim)
             .enumerate()
             .map(|(i, x)| {
-                use rand::Rng;
                 let mut r = crate::engine::rng::particle(seed, &format!("network_score/{j}"), i);
-                let x0 = &configs[(i % m) * dim..(i % m + 1) * dim];
-                for (x, x0) in x.iter_mut().zip(x0) {
-                    *x = x0 + h.sqrt() * r.sample::<f64, _>(rand_distr::StandardNormal);
-                }
+                noise_into(&mut r, h, &configs[(i % m) * dim..(i % m + 1) * dim], x);
                 remove_mean(x, n, d);
                 let (mut ests, mut clipped) = (Vec::with_capacity(p.repeats), 0usize);
                 let mut scratch = Scratch::default();
@@ -155,11 +152,7 @@ pub fn compare(
                     est.estimate(energy, x, h, &mut r, &mut scratch, &mut s)
                         .map_err(|e| format!("t = {t}, point {i}: {e}"))?;
                     if p.max_norm > 0.0 {
-                        for v in s.chunks_mut(d) {
-                            let before = v.iter().map(|a| a * a).sum::<f64>();
-                            clip_norm(v, p.max_norm);
-                            clipped += usize::from(v.iter().map(|a| a * a).sum::<f64>() < before);
-                        }
+                        clipped += s.chunks_mut(d).map(|v| usize::from(clip_norm(v, p.max_norm) < 1.0)).sum::<usize>();
                     }
                     remove_mean(&mut s, n, d);
                     ests.push(s);

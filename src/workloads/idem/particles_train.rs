@@ -148,11 +148,18 @@ fn noise_at_uniform_time(
 ) -> (f32, f64) {
     let t: f32 = r.random();
     let h = schedule.h(t as f64);
+    noise_into(r, h, x0, xt);
+    (t, h)
+}
+
+/// `x_t = x₀ + √h·z`, `z` standard normal drawn one coordinate at a time:
+/// the training's noising at a given variance (`checks: network_score`
+/// noises its configurations with it too).
+pub fn noise_into(r: &mut rand_chacha::ChaCha8Rng, h: f64, x0: &[f64], xt: &mut [f64]) {
     for (x, x0) in xt.iter_mut().zip(x0) {
         let z: f64 = r.sample(StandardNormal);
         *x = x0 + h.sqrt() * z;
     }
-    (t, h)
 }
 
 /// One batch of iDEM's loss: `xt` (`b × n·d`, mean-free) at times `tt` with
