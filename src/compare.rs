@@ -211,11 +211,13 @@ pub struct RunDiff {
 /// left out.
 fn stage_metrics(cache: &Cache, imp: &dyn Stage, hash_of: impl Fn(&str) -> Option<Hash>) -> Vec<(String, f64)> {
     let mut out = Vec::new();
-    for (output, column) in imp.metrics() {
+    let declared = imp.metrics();
+    for (output, column) in declared {
         let Some(hash) = hash_of(output) else { continue };
         let Ok(Artifact::Table(t)) = cache.read(&hash, Format::Table) else { continue };
         let (Ok(names), Ok(values)) = (t.strs("metric"), t.f64s(column)) else { continue };
-        out.extend(names.iter().cloned().zip(values));
+        let several = declared.iter().filter(|(o, _)| o == output).count() > 1;
+        out.extend(names.iter().map(|n| if several { format!("{column}({n})") } else { n.clone() }).zip(values));
     }
     out
 }

@@ -176,6 +176,16 @@ fn idem_trains_an_egnn_on_dw4_and_reports() {
                 assert!(row[1..].iter().all(|v| v.parse::<f64>().unwrap().is_finite()), "{row:?}");
                 assert_eq!(row[11], "12", "points");
             }
+            // compare shows both of the check's measures, each row once per measure
+            let out = ws.cmd(&["compare", "p.yaml", "--json"]).output().unwrap();
+            let row: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            for (measure, column) in [("gain", 3), ("rel_mse", 6)] {
+                for (i, t) in ["t=0", "t=0.5"].iter().enumerate() {
+                    let v = row[format!("score_fit.{measure}({t})")].as_f64().unwrap_or_else(|| panic!("{row}"));
+                    let exported: f64 = score[i + 1][column].parse().unwrap();
+                    assert!((v - exported).abs() <= 1e-12 * exported.abs(), "{measure} {t}: {v} vs {exported}");
+                }
+            }
             let m = ws.latest_manifest("particles");
             serde_json::Value::Array(
                 m["stages"]

@@ -367,7 +367,8 @@ pub trait Stage: Sync {
     }
     /// The outputs that hold metrics, for `scoreflow compare`: (output, the
     /// numeric column to read); such a table has a string column `metric`
-    /// naming each row.
+    /// naming each row. An output listed with several columns gives each row
+    /// once per column, named `column(metric)`.
     fn metrics(&self) -> &'static [(&'static str, &'static str)] {
         &[]
     }

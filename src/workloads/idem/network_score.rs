@@ -217,7 +217,7 @@ impl Stage for NetworkScore {
         (output == "score").then_some(&COLUMNS[..])
     }
     fn metrics(&self) -> &'static [(&'static str, &'static str)] {
-        &[("score", "gain")]
+        &[("score", "gain"), ("score", "rel_mse")]
     }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = NetworkScoreParams::read(ctx.params);
