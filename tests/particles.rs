@@ -172,15 +172,21 @@ fn idem_trains_an_egnn_on_dw4_and_reports() {
             let score = export_csv(&ws, "score_fit.score");
             assert_eq!(score[0][..4], ["metric", "t", "h", "gain"]);
             assert_eq!(score.iter().skip(1).map(|r| r[0].as_str()).collect::<Vec<_>>(), ["t=0", "t=0.5"]);
+            let col = |name: &str| score[0].iter().position(|c| c == name).unwrap_or_else(|| panic!("{name}"));
             for row in &score[1..] {
                 assert!(row[1..].iter().all(|v| v.parse::<f64>().unwrap().is_finite()), "{row:?}");
-                assert_eq!(row[11], "12", "points");
+                assert_eq!(row[col("points")], "12", "points");
+                // the estimates' effective number of draws lies in [1, k]
+                let (ess, q10): (f64, f64) = (row[col("ess")].parse().unwrap(), row[col("ess_q10")].parse().unwrap());
+                assert!((1.0..=16.0 + 1e-9).contains(&q10) && q10 <= ess && ess <= 16.0 + 1e-9, "{row:?}");
             }
+            // at t = 0 every draw is the point itself: all k weigh alike
+            assert!((score[1][col("ess")].parse::<f64>().unwrap() - 16.0).abs() < 1e-9);
             // compare shows both of the check's measures, each row once per measure
             let out = ws.cmd(&["compare", "p.yaml", "--json"]).output().unwrap();
             let row: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             for measure in ["gain", "rel_mse"] {
-                let column = score[0].iter().position(|c| c == measure).unwrap_or_else(|| panic!("{measure}"));
+                let column = col(measure);
                 for (i, t) in ["t=0", "t=0.5"].iter().enumerate() {
                     let v = row[format!("score_fit.{measure}({t})")].as_f64().unwrap_or_else(|| panic!("{row}"));
                     let exported: f64 = score[i + 1][column].parse().unwrap();

@@ -75,6 +75,25 @@ pub struct Scratch {
     l: Vec<f64>,
 }
 
+impl Scratch {
+    /// The effective number of Monte Carlo samples behind the last estimate
+    /// made with this scratch: Kish's `(Σ w)² / Σ w²` of its self-normalised
+    /// weights `w = softmax(l)` — `K` when the draws weigh alike, near 1 when
+    /// one draw carries the estimate. `None` before any estimate, or where
+    /// every weight is zero.
+    pub fn effective_samples(&self) -> Option<f64> {
+        let max = self.l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if max == f64::NEG_INFINITY {
+            return None;
+        }
+        let (s1, s2) = self.l.iter().fold((0.0, 0.0), |(a, b), v| {
+            let w = (v - max).exp();
+            (a + w, b + w * w)
+        });
+        Some(s1 * s1 / s2)
+    }
+}
+
 /// An estimator: its form, its number of samples, and DEM's norm clip.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Estimator {
@@ -230,6 +249,23 @@ mod tests {
         let mut small = [3.0, 4.0];
         clip_norm(&mut small, 70.0);
         assert_eq!(small, [3.0, 4.0]);
+    }
+
+    /// Kish's effective sample size: K for equal weights, 1 for one
+    /// dominant draw, and in between for a known spread.
+    #[test]
+    fn effective_samples_counts_the_draws_that_carry_the_weight() {
+        let mut s = Scratch::default();
+        assert_eq!(s.effective_samples(), None);
+        s.l = vec![-3.0; 10];
+        assert!((s.effective_samples().unwrap() - 10.0).abs() < 1e-12);
+        s.l = vec![0.0, -800.0, -900.0, f64::NEG_INFINITY];
+        assert!((s.effective_samples().unwrap() - 1.0).abs() < 1e-12);
+        // weights 1, 1, 2: (4)² / (1 + 1 + 4) = 8/3
+        s.l = vec![0.0, 0.0, 2f64.ln()];
+        assert!((s.effective_samples().unwrap() - 8.0 / 3.0).abs() < 1e-12);
+        s.l = vec![f64::NEG_INFINITY; 3];
+        assert_eq!(s.effective_samples(), None);
     }
 
     #[test]

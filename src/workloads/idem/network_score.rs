@@ -25,8 +25,12 @@
 //! noise lowers it where `target_var` is large); `target_var` — one estimate's
 //! variance (summed over coordinates), what the training's targets scatter by;
 //! `clipped` — the fraction of the estimates' particle vectors the clip
-//! shortened. The pooled sums weigh each point by its target's size, so the
-//! strongest forces dominate `gain`.
+//! shortened; `ess`, `ess_q10` — the median and the 10th percentile, over
+//! every estimate at that `t`, of the effective number of its `k` draws
+//! (Kish's `(Σw)²/Σw²` of the log-sum-exp weights; the network does not enter
+//! them): where it is a few, a larger `k` barely lowers the targets' noise.
+//! The pooled sums weigh each point by its target's size, so the strongest
+//! forces dominate `gain`.
 
 use rayon::prelude::*;
 
@@ -70,7 +74,7 @@ static INPUTS: &[InputDef] = &[
         doc: "configurations to noise (p{i}_x, …), e.g. the MCMC reference",
     },
 ];
-const COLUMNS: [&str; 13] = [
+const COLUMNS: [&str; 15] = [
     "metric",
     "t",
     "h",
@@ -82,13 +86,15 @@ const COLUMNS: [&str; 13] = [
     "target_norm2",
     "target_var",
     "clipped",
+    "ess",
+    "ess_q10",
     "points",
     "sigma",
 ];
 static OUTPUTS: &[OutputDef] = &[OutputDef {
     name: "score",
     media: Media::Table,
-    doc: "one row per t: metric (`t=…`), t, h, gain, cosine, mse, rel_mse, net_norm2, target_norm2, target_var, clipped, points, sigma",
+    doc: "one row per t: metric (`t=…`), t, h, gain, cosine, mse, rel_mse, net_norm2, target_norm2, target_var, clipped, ess, ess_q10, points, sigma",
 }];
 
 /// One time's comparison.
@@ -104,11 +110,14 @@ pub struct Row {
     pub target_norm2: f64,
     pub target_var: f64,
     pub clipped: f64,
+    pub ess: f64,
+    pub ess_q10: f64,
     pub points: usize,
 }
 
 /// Per point: ⟨s, T⟩, |T|², |s|², |s − T|², cos, one estimate's variance,
-/// clipped particle vectors.
+/// clipped particle vectors (the estimates' effective sample sizes are kept
+/// apart).
 type PointStats = (f64, f64, f64, f64, f64, f64, usize);
 
 /// A network's score: configurations (`B × n·d`) at a shared time into `out`.
@@ -138,7 +147,7 @@ pub fn compare(
     for (j, &t) in ts.iter().enumerate() {
         let h = schedule.h(t);
         let mut xt = vec![0f64; p.points * dim];
-        let targets: Vec<(Vec<f64>, f64, usize)> = xt
+        let targets: Vec<(Vec<f64>, f64, usize, Vec<f64>)> = xt
             .par_chunks_mut(dim)
             .enumerate()
             .map(|(i, x)| {
@@ -146,11 +155,13 @@ pub fn compare(
                 noise_into(&mut r, h, &configs[(i % m) * dim..(i % m + 1) * dim], x);
                 remove_mean(x, n, d);
                 let (mut ests, mut clipped) = (Vec::with_capacity(p.repeats), 0usize);
+                let mut ess = Vec::with_capacity(p.repeats);
                 let mut scratch = Scratch::default();
                 for _ in 0..p.repeats {
                     let mut s = vec![0f64; dim];
                     est.estimate(energy, x, h, &mut r, &mut scratch, &mut s)
                         .map_err(|e| format!("t = {t}, point {i}: {e}"))?;
+                    ess.extend(scratch.effective_samples());
                     if p.max_norm > 0.0 {
                         clipped += s.chunks_mut(d).map(|v| usize::from(clip_norm(v, p.max_norm) < 1.0)).sum::<usize>();
                     }
@@ -162,7 +173,7 @@ pub fn compare(
                 let var =
                     ests.iter().map(|s| s.iter().zip(&mean).map(|(a, b)| (a - b).powi(2)).sum::<f64>()).sum::<f64>()
                         / (reps - 1.0);
-                Ok((mean, var, clipped))
+                Ok((mean, var, clipped, ess))
             })
             .collect::<Result<_, String>>()?;
         let xs: Vec<f32> = xt.iter().map(|v| *v as f32).collect();
@@ -174,7 +185,7 @@ pub fn compare(
         let stats: Vec<PointStats> = targets
             .iter()
             .zip(s.chunks(dim))
-            .map(|((tg, var, clipped), s)| {
+            .map(|((tg, var, clipped, _), s)| {
                 let dot: f64 = tg.iter().zip(s).map(|(a, b)| a * *b as f64).sum();
                 let tn: f64 = tg.iter().map(|a| a * a).sum();
                 let sn: f64 = s.iter().map(|b| (*b as f64).powi(2)).sum();
@@ -194,6 +205,10 @@ pub fn compare(
         let mse = err / np - noise;
         let tn = tn - noise * np;
         let clipped = stats.iter().map(|s| s.6).sum::<usize>() as f64 / (np * p.repeats as f64 * n as f64);
+        let mut ess: Vec<f64> = targets.iter().flat_map(|tg| tg.3.iter().copied()).collect();
+        ess.sort_by(f64::total_cmp);
+        let ess_q10 = ess[(ess.len() - 1) / 10];
+        let ess = crate::compare::median(&mut ess);
         rows.push(Row {
             t,
             h,
@@ -205,6 +220,8 @@ pub fn compare(
             target_norm2: tn / np,
             target_var: var,
             clipped,
+            ess,
+            ess_q10,
             points: p.points,
         });
     }
@@ -212,7 +229,7 @@ pub fn compare(
 }
 
 impl Stage for NetworkScore {
-    describe!(Kind::Validate, "network_score", version 1, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Validate, "network_score", version 2, PARAMS, INPUTS, OUTPUTS);
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         (output == "score").then_some(&COLUMNS[..])
     }
@@ -263,6 +280,8 @@ impl Stage for NetworkScore {
             .with("target_norm2", col(&|r| r.target_norm2))
             .with("target_var", col(&|r| r.target_var))
             .with("clipped", col(&|r| r.clipped))
+            .with("ess", col(&|r| r.ess))
+            .with("ess_q10", col(&|r| r.ess_q10))
             .with("points", ColumnData::I64(rows.iter().map(|r| r.points as i64).collect()))
             .with("sigma", col(&|r| r.h.sqrt()));
         Ok([("score".to_string(), Artifact::Table(table))].into_iter().collect())
@@ -325,6 +344,8 @@ mod tests {
             let rows = compare(&f, &schedule, &sys, &xs, &[0.0], &params(3, 0.0), 1).unwrap();
             let r = &rows[0];
             assert_eq!((r.h, r.clipped), (0.0, 0.0));
+            // no noise: every draw is the point itself, weighing alike
+            assert!((r.ess - 64.0).abs() < 1e-9 && (r.ess_q10 - 64.0).abs() < 1e-9, "{r:?}");
             // identical estimates: no scatter beyond the mean's rounding
             assert!(r.target_var < 1e-20 * r.target_norm2, "{r:?}");
             // float32 outputs: agreement to 1e-5 relative
@@ -355,5 +376,7 @@ mod tests {
         // the clipped target is weaker than the force the network outputs
         assert!(r0.gain > 1.0 && r0.net_norm2 > r0.target_norm2, "{r0:?}");
         assert!(r3.target_var > 0.0 && r3.h > 0.0, "{r3:?}");
+        // with noise the weights spread over the draws unevenly
+        assert!(r3.ess_q10 <= r3.ess && r3.ess < 64.0 && r3.ess_q10 >= 1.0, "{r3:?}");
     }
 }
