@@ -1,6 +1,8 @@
 //! Engine benchmarks: no-op reruns (in process and as a whole process), a
-//! synthetic 200-stage chain, generate + label of 4096 triangles, and the
-//! overhead of a 100-instance sweep (check, status, no-op run, compare).
+//! synthetic 200-stage chain, generate + label of 4096 triangles, the
+//! overhead of a 100-instance sweep (check, status, no-op run, compare), and
+//! command stages: a no-op rerun of 20, and one stage's fixed cost beside its
+//! command run bare.
 //!
 //! Run with `cargo bench --bench engine`.
 
@@ -157,9 +159,70 @@ fn matrix100(c: &mut Criterion) {
     g.finish();
 }
 
+/// 20 command stages in a chain, each `sh` copying its input table (the
+/// first writing one); `code:` holds a script file per stage.
+fn command_chain_spec(dir: &Path, stages: usize) -> String {
+    std::fs::create_dir_all(dir.join("scripts")).unwrap();
+    let mut s = String::from("name: commands20\nseed: 1\nstages:\n");
+    for i in 0..stages {
+        let script = format!("scripts/s{i}.sh");
+        let body = if i == 0 {
+            "printf 'i,v\\n1,2\\n' > \"$SCOREFLOW_OUTPUT_DIR/t.csv\"\n".to_string()
+        } else {
+            "cp \"$SCOREFLOW_INPUT_DATA\" \"$SCOREFLOW_OUTPUT_DIR/t.parquet\"\n".to_string()
+        };
+        std::fs::write(dir.join(&script), body).unwrap();
+        s.push_str(&format!(
+            "  s{i}:\n    kind: generate\n    run: [sh, {script}]\n    code: [{script}]\n    outputs: {{ t: table }}\n"
+        ));
+        if i > 0 {
+            s.push_str(&format!("    inputs: {{ data: s{} }}\n", i - 1));
+        }
+    }
+    s
+}
+
+fn command_stages(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = command_chain_spec(dir.path(), 20);
+    let chain = prepared(dir.path(), "commands.yaml", &text);
+    let cache = Cache::new(dir.path().join("artifacts"));
+    let mut g = c.benchmark_group("command");
+    g.bench_function("noop20_in_process", |b| {
+        b.iter(|| {
+            let spec = spec::load(&chain, scoreflow::registry()).unwrap();
+            run(&spec, &cache, &RunOptions::default(), &Silent).unwrap()
+        })
+    });
+    // One stage forced: spec, key, sandbox, stage file, spawn, wait, read and
+    // store the table, record — against the same `sh` command run bare.
+    let one = prepared(dir.path(), "one.yaml", &command_chain_spec(dir.path(), 1).replace("commands20", "one"));
+    let forced = RunOptions { force: vec!["s0".into()], ..RunOptions::default() };
+    g.bench_function("one_stage_forced", |b| {
+        b.iter(|| {
+            let spec = spec::load(&one, scoreflow::registry()).unwrap();
+            let r = run(&spec, &cache, &forced, &Silent).unwrap();
+            assert!(r.ok());
+        })
+    });
+    let out = dir.path().join("bare");
+    std::fs::create_dir_all(&out).unwrap();
+    g.bench_function("one_command_bare", |b| {
+        b.iter(|| {
+            let status = Command::new("sh")
+                .arg(dir.path().join("scripts/s0.sh"))
+                .env("SCOREFLOW_OUTPUT_DIR", &out)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = noop_reruns, generate_and_label, matrix100
+    targets = noop_reruns, generate_and_label, matrix100, command_stages
 }
 criterion_main!(benches);

@@ -141,6 +141,18 @@ pub enum Command {
         #[arg(long, short, value_name = "PATH")]
         output: PathBuf,
     },
+    /// Show what a command stage printed in its latest run: the command,
+    /// stdout and stderr (kept under `artifacts/logs/<key>/`).
+    Logs {
+        /// The stage (`STAGE`, or `STAGE[k=v]` for one instance of a matrix).
+        stage: String,
+        /// The pipeline that defines STAGE.
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        /// Only the last N lines of each stream.
+        #[arg(long, short = 'n')]
+        tail: Option<usize>,
+    },
     /// Remove cached results that no pipeline's latest run uses.
     Gc {
         /// Report what would be removed, remove nothing.
@@ -197,6 +209,37 @@ pub enum Command {
         #[arg(long)]
         markdown: bool,
     },
+}
+
+/// The whole `scoreflow` program, with a user crate's stages beside the
+/// built-in ones: every command (`run`, `status`, `inspect`, `compare`, …)
+/// and the Slurm worker (jobs run this same binary) know them.
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     scoreflow::cli::main_with(vec![/* &my_crate::Spiral, … */])
+/// }
+/// ```
+///
+/// `examples/custom_stage.rs` is a whole crate's worth.
+pub fn main_with(stages: Vec<&'static dyn crate::engine::stage::Stage>) -> ExitCode {
+    if let Err(why) = crate::add_stages(stages) {
+        eprintln!("error: {why}");
+        return ExitCode::from(crate::error::EXIT_FAILURE);
+    }
+    match main_with_args(std::env::args_os()) {
+        Ok(code) => code,
+        Err(err) => {
+            let code = err.exit_code();
+            match &err {
+                // Spec errors print as a list of `error: file:line:col: …` lines.
+                Error::Spec(e) => eprintln!("{e}"),
+                // Every error's message already names its cause: print it once.
+                _ => eprintln!("error: {err}"),
+            }
+            ExitCode::from(code)
+        }
+    }
 }
 
 /// Parse `args` and run the command.
@@ -303,6 +346,60 @@ fn worker(artifacts: &Option<PathBuf>, job_file: &Path, result: &Path, device: &
     let bytes = serde_json::to_vec(&worker::outcome_to_json(&outcome)).expect("json");
     cache.write_atomic(result, &bytes)?;
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) })
+}
+
+/// `scoreflow logs`: a command stage's log of its latest run, found through
+/// the key the pipeline's latest manifest records for it (a failed stage's
+/// too), else through its current key.
+fn logs(
+    artifacts: &Option<PathBuf>,
+    overrides: &[spec::Override],
+    stage: &str,
+    file: &Path,
+    tail: Option<usize>,
+) -> Result<ExitCode, Error> {
+    let spec = load_spec(file, overrides)?;
+    let cache = cache_for(artifacts, file);
+    let home = cache.home(&spec.name, file, false)?;
+    let recorded = cache
+        .latest_manifest(&home.dir)
+        .and_then(|m| m.stage(stage).and_then(|s| s.key.clone()))
+        .and_then(|k| k.parse::<crate::engine::hash::Hash>().ok());
+    let key = match recorded {
+        Some(k) => Some(k),
+        None => {
+            let Some(idx) = spec.index(stage) else {
+                let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
+                return Err(Error::BadInput(format!(
+                    "pipeline {} has no stage `{stage}`{}",
+                    spec.name,
+                    crate::engine::params::suggest(stage, &names)
+                )));
+            };
+            crate::engine::fingerprint::status(&spec, &cache, &home.dir)?[idx].key
+        }
+    };
+    let dir = key.map(|k| crate::engine::command::log_dir(&cache, &k)).filter(|d| d.is_dir());
+    let Some(dir) = dir else {
+        return Err(Error::BadInput(format!(
+            "stage `{stage}` of {} has no log: only command stages keep one, once they have run",
+            spec.name
+        )));
+    };
+    let mut text = String::new();
+    for (title, name) in [("command", "command.txt"), ("stdout", "stdout.log"), ("stderr", "stderr.log")] {
+        let path = dir.join(name);
+        let body = match tail {
+            Some(n) => crate::engine::command::tail(&path, n),
+            None => std::fs::read_to_string(&path).unwrap_or_default(),
+        };
+        text.push_str(&format!("── {title} ({}) ──\n{}", path.display(), body));
+        if !body.is_empty() && !body.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    out(&text);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Run a parsed command line.
@@ -650,6 +747,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) })
         }
         Command::Worker { job, result, device } => worker(&cli.artifacts, job, result, device),
+        Command::Logs { stage, pipeline, tail } => logs(&cli.artifacts, &overrides, stage, pipeline, *tail),
         Command::Inspect { target, pipeline, head, sql, json } => {
             // polars prints at most 10 rows unless told otherwise; show all `-n`.
             // SAFETY: set before anything in this process has used polars or
@@ -711,7 +809,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 (crate::engine::stage::Format::Blob, "safetensors") => {
                     crate::export::to_safetensors(&bytes).map_err(|e| Error::BadInput(format!("{}: {e}", r.label)))?
                 }
-                (crate::engine::stage::Format::Blob, _) => bytes,
+                (crate::engine::stage::Format::Blob, ext) => {
+                    refuse_blob_extension(&r, ext)?;
+                    bytes
+                }
             };
             if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| Error::Fault(format!("create {}: {e}", dir.display())))?;
@@ -761,6 +862,36 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     }
 }
 
+/// A model is written as safetensors, as scoreflow's own bytes (`.bin`), or
+/// — a command's model, `model/pt` say — with its framing's extension; an
+/// image or page with its own. Anything else would be a file that only looks
+/// like what its name says (`-o model.pt` holding scoreflow's framing), so it
+/// is refused with the formats that exist.
+fn refuse_blob_extension(r: &Resolved, ext: &str) -> Result<(), Error> {
+    use crate::engine::stage::Media;
+    let allowed: Vec<String> = match r.media {
+        None | Some(Media::File) | Some(Media::Table) => return Ok(()),
+        Some(Media::Png) => vec!["png".into()],
+        Some(Media::Html) => vec!["html".into()],
+        Some(Media::Model(framing)) => {
+            let mut v = vec!["safetensors".to_string(), "bin".to_string()];
+            if !v.contains(&framing.to_string()) && framing.chars().all(|c| c.is_ascii_alphanumeric()) {
+                v.push(framing.to_string());
+            }
+            v
+        }
+    };
+    if allowed.iter().any(|a| a == ext) {
+        return Ok(());
+    }
+    let media = r.media.map(|m| m.name()).unwrap_or_default();
+    Err(Error::BadInput(format!(
+        "{} is {media}: export it as {} (`.safetensors` loads in PyTorch with safetensors.torch.load_file; `.bin` is scoreflow's own framing), not `.{ext}`",
+        r.label,
+        allowed.iter().map(|a| format!(".{a}")).collect::<Vec<_>>().join(", ")
+    )))
+}
+
 fn width(spec: &Spec) -> usize {
     spec.stages.iter().map(|s| s.name.len()).max().unwrap_or(0)
 }
@@ -784,6 +915,8 @@ struct Resolved {
     label: String,
     /// Set when the cached object failed verification.
     warning: Option<String>,
+    /// What the output holds, when a stage's output was named.
+    media: Option<crate::engine::stage::Media>,
 }
 
 fn resolve_output(
@@ -803,7 +936,7 @@ fn resolve_output(
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
             .is_ok_and(|()| &magic == b"PAR1");
         let format = if is_parquet { Format::Table } else { Format::Blob };
-        return Ok(Resolved { path, format, label: target.to_string(), warning: None });
+        return Ok(Resolved { path, format, label: target.to_string(), warning: None, media: None });
     }
     let Some(file) = pipeline else {
         return Err(Error::BadInput(format!("`{target}` is not a file; to name a stage, add --pipeline FILE")));
@@ -854,6 +987,7 @@ fn resolve_output(
         format: def.format(),
         label: format!("{stage_name}.{output}"),
         warning,
+        media: Some(def.media),
     })
 }
 

@@ -215,7 +215,9 @@ fn stage_metrics(cache: &Cache, imp: &dyn Stage, hash_of: impl Fn(&str) -> Optio
     for (output, column) in declared {
         let Some(hash) = hash_of(output) else { continue };
         let Ok(Artifact::Table(t)) = cache.read(&hash, Format::Table) else { continue };
-        let (Ok(names), Ok(values)) = (t.strs("metric"), t.f64s(column)) else { continue };
+        // A command's metrics may come as integers (a count, from CSV).
+        let values = t.f64s(column).or_else(|_| t.i64s(column).map(|v| v.iter().map(|x| *x as f64).collect()));
+        let (Ok(names), Ok(values)) = (t.strs("metric"), values) else { continue };
         let several = declared.iter().filter(|(o, _)| o == output).count() > 1;
         out.extend(names.iter().map(|n| if several { format!("{column}({n})") } else { n.clone() }).zip(values));
     }
@@ -229,9 +231,14 @@ fn stage_metrics(cache: &Cache, imp: &dyn Stage, hash_of: impl Fn(&str) -> Optio
 fn run_metrics(cache: &Cache, m: &Manifest) -> Vec<(String, f64)> {
     let mut out: Vec<(String, f64)> = Vec::new();
     for line in m.stages.iter().filter(|l| l.status.settled()) {
-        let Some(imp) =
-            crate::engine::stage::Kind::parse(&line.kind).and_then(|k| crate::registry().find(k, &line.method))
-        else {
+        let found = crate::engine::stage::Kind::parse(&line.kind).and_then(|k| crate::registry().find(k, &line.method));
+        // A command stage is rebuilt from its record's key inputs.
+        let found = found.or_else(|| {
+            let key = line.key.as_ref()?.parse().ok()?;
+            let ki = crate::engine::hash::KeyInputs::from_json(&cache.load_record(&key).ok()??.hash_inputs)?;
+            crate::engine::worker::implementation_of(&ki, crate::registry()).ok()
+        });
+        let Some(imp) = found else {
             continue;
         };
         for (n, v) in stage_metrics(cache, imp, |output| line.outputs.get(output).and_then(|h| h.parse().ok())) {

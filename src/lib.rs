@@ -47,8 +47,30 @@ pub fn checkout(rel: &str) -> std::path::PathBuf {
     root.join(rel)
 }
 
-/// Every stage implementation this build has, for [`engine::spec::load`].
+static REGISTRY: std::sync::OnceLock<engine::stage::Registry> = std::sync::OnceLock::new();
+
+/// Every stage implementation this process has, for [`engine::spec::load`]:
+/// the built-in workloads' and those a user crate added ([`add_stages`]).
 pub fn registry() -> &'static engine::stage::Registry {
-    static REGISTRY: std::sync::OnceLock<engine::stage::Registry> = std::sync::OnceLock::new();
     REGISTRY.get_or_init(|| engine::stage::Registry::new(workloads::all()))
+}
+
+/// Add a user crate's stage implementations to the registry, beside the
+/// built-in ones, before anything uses it ([`cli::main_with`] calls this).
+/// An implementation whose (kind, method) the registry has already, or that
+/// is named `command`, is refused with a sentence naming it.
+pub fn add_stages(extra: Vec<&'static dyn engine::stage::Stage>) -> Result<(), String> {
+    let mut all = workloads::all();
+    for s in extra {
+        if s.method() == engine::command::METHOD {
+            return Err(format!("a {} stage may not be named `command`: that name runs commands", s.kind()));
+        }
+        if all.iter().any(|b| b.kind() == s.kind() && b.method() == s.method()) {
+            return Err(format!("{} {} is registered twice", s.kind(), s.method()));
+        }
+        all.push(s);
+    }
+    REGISTRY
+        .set(engine::stage::Registry::new(all))
+        .map_err(|_| "the registry is in use already: add stages before anything else".to_string())
 }

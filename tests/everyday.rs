@@ -150,6 +150,12 @@ fn export_round_trips_tables_and_models_and_latest_links_find_them() {
     // A table cannot become safetensors; inspect describes a blob instead of failing.
     let out = ws.cmd(&["export", "samples", "--pipeline", "p.yaml", "-o", "x.safetensors"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // A model is never written under a name that promises another format.
+    let out = ws.cmd(&["export", "pretrain.model", "--pipeline", "p.yaml", "-o", "x.pt"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("export it as .safetensors, .bin") && err.contains("not `.pt`"), "{err}");
+    assert!(!ws.path().join("x.pt").exists());
     let out = ws.cmd(&["inspect", "pretrain.model", "--pipeline", "p.yaml"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("model weights (score network)"));
     let out = ws.cmd(&["inspect", "samples.nope", "--pipeline", "p.yaml"]).output().unwrap();

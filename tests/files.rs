@@ -68,7 +68,7 @@ fn a_file_input_is_keyed_by_its_content() {
 #[test]
 fn file_input_errors_are_spec_errors() {
     let ws = workspace();
-    let spec = "name: bad\nstages:\n  timeline:\n    kind: generate\n    inputs: { sheet: { file: data/missing.csv } }\n    params: { dataset: dopesheet }\n  other:\n    kind: generate\n    inputs: { sheet: timeline }\n    params: { dataset: dopesheet }\n  moons:\n    kind: generate\n    inputs: { stats: { file: data/sheet.csv } }\n    params: { dataset: two_moons }\n";
+    let spec = "name: bad\nstages:\n  timeline:\n    kind: generate\n    inputs: { sheet: { file: data/missing.csv } }\n    params: { dataset: dopesheet }\n  other:\n    kind: generate\n    inputs: { sheet: timeline }\n    params: { dataset: dopesheet }\n  moons:\n    kind: sample\n    inputs: { model: { file: data/sheet.csv } }\n    params: { sampler: euler_discrete }\n";
     ws.write("bad.yaml", spec);
     let out = ws.cmd(&["run", "bad.yaml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -194,3 +194,35 @@ fn ctrl_c_cancels_the_submitted_jobs() {
     assert!(ws.files_under("artifacts/records").is_empty(), "a cancelled job leaves no record");
     assert_eq!(ws.latest_manifest("cancel")["stages"][0]["status"], "interrupted");
 }
+
+/// A command stage runs on a node as a worker job with the keys and output
+/// hashes it has locally: the sandbox, code and inputs come from the shared
+/// cache, not from the submitting process.
+#[test]
+fn a_command_stage_on_slurm_yields_the_local_hashes() {
+    if !cluster() {
+        return;
+    }
+    let script = "set -e\nawk -v s=\"$SCOREFLOW_SEED\" 'BEGIN { print \"i,v\"; for (i = 0; i < 50; i++) print i \",\" (i * s) % 7 }' > \"$SCOREFLOW_OUTPUT_DIR/t.csv\"\n";
+    let spec = "name: cmd\nseed: 5\nmatrix:\n  seed: [1, 2]\nstages:\n  moons:\n    kind: generate\n    seed: 3\n    params: { dataset: two_moons, n_samples: 100 }\n  table:\n    kind: generate\n    run: [sh, scripts/make.sh]\n    code: [scripts/make.sh]\n    outputs: { t: table }\n  copy:\n    kind: validate\n    run: [sh, -c, 'cp \"$SCOREFLOW_INPUT_DATA\" \"$SCOREFLOW_OUTPUT_DIR/d.parquet\"']\n    inputs: { data: moons }\n    outputs: { d: table }\n";
+    let mut outcomes = Vec::new();
+    for executor in ["local", "slurm"] {
+        let ws = Workspace::new();
+        std::fs::create_dir_all(ws.path().join("scripts")).unwrap();
+        ws.write("scripts/make.sh", script);
+        ws.write("p.yaml", spec);
+        let args: &[&str] = if executor == "slurm" { &["--executor", "slurm", "--poll", "0.2"] } else { &[] };
+        let (out, events) = ws.run_json("p.yaml", args);
+        assert!(
+            out.status.success(),
+            "{executor}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if executor == "slurm" {
+            assert!(events.iter().any(|e| e["event"] == "submitted" && e["stage"] == "table[seed=2]"), "{events:?}");
+        }
+        outcomes.push(results(&ws, "cmd"));
+    }
+    assert_eq!(outcomes[0], outcomes[1], "same keys and content hashes on Slurm as locally");
+}

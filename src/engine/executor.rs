@@ -63,11 +63,16 @@ static IN_FLIGHT: Mutex<Option<InFlight>> = Mutex::new(None);
 pub fn interrupt() -> Option<String> {
     let mut guard = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
     let state = guard.take()?;
+    let commands = crate::engine::command::kill_all();
     let cancelled = slurm::cancel_outstanding();
     let cancelled = match cancelled {
         0 => String::new(),
         1 => "; cancelled its Slurm job".to_string(),
         n => format!("; cancelled its {n} Slurm jobs"),
+    };
+    let cancelled = match commands {
+        0 => cancelled,
+        n => format!("{cancelled}; killed {n} running command{}", if n == 1 { "" } else { "s" }),
     };
     let mut manifest = state.manifest;
     let t = now_ms();
@@ -418,12 +423,11 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                 });
                 // Files the spec names enter the store as objects, so a worker
                 // (here or on a cluster node) reads them like any input.
-                if let Some(error) = stage.files.values().find_map(|f| {
-                    cache
-                        .store(&crate::engine::stage::Artifact::Blob(f.bytes.to_vec()), &[])
-                        .err()
-                        .map(|e| format!("storing file {}: {e}", f.path))
-                }) {
+                if let Some(error) = stage
+                    .files
+                    .values()
+                    .find_map(|f| cache.store(&f.artifact, &[]).err().map(|e| format!("storing file {}: {e}", f.path)))
+                {
                     board.settle(i, Settle::Failed(error), (now_ms(), now_ms()));
                     refused = true;
                     continue;
@@ -434,6 +438,7 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                     pipeline: spec.name.clone(),
                     spec_file: template.spec_id.clone(),
                     forced: forced.contains(&i) || recompute.contains_key(&i),
+                    time_limit_s: stage.resources.time_seconds(),
                 };
                 match &opts.executor {
                     Executor::Local => {
@@ -488,6 +493,24 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                 }
                 Err(WorkError::Failed { error, started_ms, finished_ms }) => {
                     board.settle(idx, Settle::Failed(error), (started_ms, finished_ms));
+                }
+                Err(WorkError::InputCorrupt { input }) if !stage.inputs.contains_key(&input) => {
+                    // A file the spec names (or a command's code): stored again
+                    // from the spec's bytes when the stage is planned again.
+                    let tries = corrupt_retries.entry(idx).or_insert(0);
+                    *tries += 1;
+                    if *tries > 2 {
+                        let error = format!("input `{input}` is corrupt again after storing it anew");
+                        board.settle(idx, Settle::Failed(error), (now_ms(), now_ms()));
+                        continue;
+                    }
+                    reporter.event(&Event::Warning {
+                        message: format!(
+                            "cached copy of `{input}` of {} was corrupt or missing; storing it again",
+                            stage.name
+                        ),
+                    });
+                    board.keys[idx] = None;
                 }
                 Err(WorkError::InputCorrupt { input }) => {
                     let r = &stage.inputs[&input];

@@ -65,6 +65,17 @@ pub enum Reason {
         input: String,
         path: String,
     },
+    /// A command stage's `code:` file changed content (or was added or removed).
+    CodeChanged {
+        path: String,
+    },
+    /// A field of a command stage's declaration changed (`run`, `outputs`,
+    /// `env` values, `version`, …).
+    CommandChanged {
+        field: String,
+        old: Option<Value>,
+        new: Option<Value>,
+    },
     OutputMissing {
         output: String,
     },
@@ -107,6 +118,10 @@ impl fmt::Display for Reason {
             }
             Reason::InputRemoved { input } => write!(f, "input `{input}` removed"),
             Reason::FileChanged { input, path } => write!(f, "file {path} changed (as `{input}`)"),
+            Reason::CodeChanged { path } => write!(f, "code {path} changed"),
+            Reason::CommandChanged { field, old, new } => {
+                write!(f, "command {field} changed {} → {}", opt(old), opt(new))
+            }
             Reason::OutputMissing { output } => write!(f, "output {output} missing from the cache"),
             Reason::OutputCorrupt { output } => write!(f, "cached output {output} was corrupt"),
             Reason::RecordCorrupt { path } => write!(f, "cached record {path} was corrupt"),
@@ -148,7 +163,39 @@ pub fn explain(prev: &KeyInputs, cur: &KeyInputs, sources: &BTreeMap<String, Sou
         Some(Source::File(p)) => format!("file {p}"),
         None => input.clone(),
     };
+    // A command's declaration, field by field (`env` variable by variable).
+    let fields = |ki: &KeyInputs| match &ki.definition {
+        Some(Value::Map(m)) => m.clone(),
+        _ => BTreeMap::new(),
+    };
+    let (pd, cd) = (fields(prev), fields(cur));
+    for field in pd.keys().chain(cd.keys()).collect::<BTreeSet<_>>() {
+        match (pd.get(field), cd.get(field)) {
+            (Some(Value::Map(a)), Some(Value::Map(b))) if field == "env" => {
+                for var in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
+                    if a.get(var) != b.get(var) {
+                        reasons.push(Reason::CommandChanged {
+                            field: format!("env {var}"),
+                            old: a.get(var).cloned(),
+                            new: b.get(var).cloned(),
+                        });
+                    }
+                }
+            }
+            (a, b) if a != b => {
+                reasons.push(Reason::CommandChanged { field: field.clone(), old: a.cloned(), new: b.cloned() })
+            }
+            _ => {}
+        }
+    }
+    let code = |input: &str| input.strip_prefix(crate::engine::command::CODE_PREFIX).map(str::to_string);
     for (input, hash) in &cur.inputs {
+        if let Some(path) = code(input) {
+            if prev.inputs.get(input) != Some(hash) {
+                reasons.push(Reason::CodeChanged { path });
+            }
+            continue;
+        }
         match prev.inputs.get(input) {
             None => reasons.push(Reason::InputAdded { input: input.clone(), stage: source(input) }),
             Some(h) if h != hash => reasons.push(match sources.get(input) {
@@ -160,7 +207,10 @@ pub fn explain(prev: &KeyInputs, cur: &KeyInputs, sources: &BTreeMap<String, Sou
     }
     for input in prev.inputs.keys() {
         if !cur.inputs.contains_key(input) {
-            reasons.push(Reason::InputRemoved { input: input.clone() });
+            reasons.push(match code(input) {
+                Some(path) => Reason::CodeChanged { path },
+                None => Reason::InputRemoved { input: input.clone() },
+            });
         }
     }
     if reasons.is_empty() {
@@ -190,6 +240,7 @@ pub fn key_inputs(stage: &StageSpec, done: &HashMap<String, OutputMap>) -> Optio
         params: stage.params.clone(),
         seed: stage.seed,
         inputs,
+        definition: stage.imp.definition(),
     })
 }
 
@@ -370,6 +421,31 @@ mod tests {
         cur.inputs.insert("data".into(), Hash::of(b"b"));
         let sources = [("data".to_string(), Source::Stage("triangles".to_string()))].into_iter().collect();
         assert_eq!(explain(&prev, &cur, &sources)[0].to_string(), "input triangles changed (as `data`)");
+    }
+
+    #[test]
+    fn explain_names_a_command_s_changed_code_and_declaration() {
+        let def = |env: &str, run: &str| {
+            Some(Value::Map(
+                [
+                    ("env".to_string(), Value::Map([("TORCH".to_string(), Value::Str(env.into()))].into())),
+                    ("run".to_string(), Value::List(vec![Value::Str(run.into())])),
+                ]
+                .into(),
+            ))
+        };
+        let mut prev = ki();
+        prev.inputs.insert("code:scripts/a.py".into(), Hash::of(b"a"));
+        prev.definition = def("2.4", "a");
+        let mut cur = prev.clone();
+        cur.inputs.insert("code:scripts/a.py".into(), Hash::of(b"b"));
+        cur.definition = def("2.5", "a");
+        let r: Vec<String> = explain(&prev, &cur, &BTreeMap::new()).iter().map(|r| r.to_string()).collect();
+        assert_eq!(r, ["command env TORCH changed 2.4 → 2.5", "code scripts/a.py changed"]);
+        cur.definition = def("2.4", "b");
+        cur.inputs = prev.inputs.clone();
+        let r: Vec<String> = explain(&prev, &cur, &BTreeMap::new()).iter().map(|r| r.to_string()).collect();
+        assert_eq!(r, ["command run changed [a] → [b]"]);
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub enum FrameError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
-    #[error("column `{name}` has an unsupported type {ty}")]
+    #[error("column `{name}`: {ty}")]
     Unsupported { name: String, ty: String },
     #[error("column `{0}` contains nulls; scoreflow tables have none")]
     Nulls(String),
@@ -220,7 +220,14 @@ impl Table {
         let mut table = Table::new();
         for (i, field) in schema.fields().iter().enumerate() {
             let name = field.name().clone();
-            let arrays: Vec<&ArrayRef> = batches.iter().map(|b| b.column(i)).collect();
+            // Types scoreflow holds without loss (i32, view strings, …) are
+            // cast to its five; anything else is an error naming the column.
+            let arrays = batches
+                .iter()
+                .map(|b| crate::engine::tables::normalise(field, b.column(i)))
+                .collect::<Result<Vec<ArrayRef>, String>>()
+                .map_err(|why| FrameError::Unsupported { name: name.clone(), ty: why })?;
+            let arrays: Vec<&ArrayRef> = arrays.iter().collect();
             if arrays.iter().any(|a| a.null_count() > 0) {
                 return Err(FrameError::Nulls(name));
             }
@@ -234,14 +241,27 @@ impl Table {
                     ColumnData::$variant(out)
                 }};
             }
-            let data = match field.data_type() {
+            let ty = arrays.first().map_or_else(|| field.data_type().clone(), |a| a.data_type().clone());
+            let ty = match ty {
+                DataType::Float16 => DataType::Float32,
+                DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::UInt8
+                | DataType::UInt16
+                | DataType::UInt32
+                | DataType::UInt64 => DataType::Int64,
+                DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => DataType::Utf8,
+                t => t,
+            };
+            let data = match &ty {
                 DataType::Float64 => collect!(Float64Array, F64, |x| x),
                 DataType::Float32 => collect!(Float32Array, F32, |x| x),
                 DataType::Int64 => collect!(Int64Array, I64, |x| x),
                 DataType::Boolean => collect!(BooleanArray, Bool, |x| x),
                 DataType::Utf8 => collect!(StringArray, Str, |x: &str| x.to_string()),
                 other => {
-                    return Err(FrameError::Unsupported { name, ty: other.to_string() });
+                    return Err(FrameError::Unsupported { name, ty: format!("unsupported type {other}") });
                 }
             };
             table.columns.push(Column { name, data });

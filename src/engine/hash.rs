@@ -20,6 +20,7 @@
 //! | `params`          | canonical map: sorted keys, defaults filled, typed values      |
 //! | `seed`            | u64, the stage's effective seed                                |
 //! | `inputs`          | sorted map input name → content hash of the referenced output  |
+//! | `definition`      | command stages only: argv, outputs, env values, … (canonical map) |
 //!
 //! Every field is written as `len(name) ‖ name ‖ len(value) ‖ value` with lengths as
 //! little-endian u64, so no two different inputs share an encoding. Never part of the
@@ -125,6 +126,10 @@ pub struct KeyInputs {
     pub seed: u64,
     /// input name → content hash of the output it refers to.
     pub inputs: BTreeMap<String, Hash>,
+    /// What a command stage declares beyond the fields above
+    /// ([`crate::engine::stage::Stage::definition`]); `None` for built-in
+    /// stages, whose keys it leaves as they were.
+    pub definition: Option<Value>,
 }
 
 impl KeyInputs {
@@ -146,18 +151,27 @@ impl KeyInputs {
             inputs.extend_from_slice(&hash.0);
         }
         c.field("inputs", &inputs);
+        if let Some(def) = &self.definition {
+            let mut bytes = Vec::new();
+            def.encode(&mut bytes);
+            c.field("definition", &bytes);
+        }
         c.finish()
     }
 
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "kind": self.kind,
             "method": self.method,
             "version": self.version,
             "params": params_to_json(&self.params),
             "seed": self.seed,
             "inputs": self.inputs.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.hex()))).collect::<serde_json::Map<_, _>>(),
-        })
+        });
+        if let Some(def) = &self.definition {
+            json["definition"] = def.to_json();
+        }
+        json
     }
 
     pub fn from_json(json: &serde_json::Value) -> Option<KeyInputs> {
@@ -178,6 +192,10 @@ impl KeyInputs {
             params,
             seed: json.get("seed")?.as_u64()?,
             inputs,
+            definition: match json.get("definition") {
+                None => None,
+                Some(d) => Some(Value::from_json(d)?),
+            },
         })
     }
 }
@@ -203,6 +221,7 @@ pub(crate) mod tests {
             params: [("n_samples".to_string(), Value::Int(4096))].into_iter().collect(),
             seed: 42,
             inputs: BTreeMap::new(),
+            definition: None,
         }
     }
 
@@ -224,12 +243,17 @@ pub(crate) mod tests {
         let mut k = sample();
         k.inputs.insert("data".into(), Hash::of(b"x"));
         assert_ne!(k.key(), base);
+        let mut k = sample();
+        k.definition = Some(Value::Map(BTreeMap::new()));
+        assert_ne!(k.key(), base);
     }
 
     #[test]
     fn json_round_trip() {
         let mut k = sample();
         k.inputs.insert("data".into(), Hash::of(b"x"));
+        assert_eq!(KeyInputs::from_json(&k.to_json()).unwrap(), k);
+        k.definition = Some(Value::Map([("run".to_string(), Value::List(vec![Value::Str("x".into())]))].into()));
         assert_eq!(KeyInputs::from_json(&k.to_json()).unwrap(), k);
     }
 

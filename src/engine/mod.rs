@@ -13,6 +13,7 @@
 //! in `crate::workloads` and reach the engine only through the registry.
 
 pub mod cache;
+pub mod command;
 pub mod dag;
 pub mod executor;
 pub mod fingerprint;
@@ -25,6 +26,7 @@ pub mod progress;
 pub mod rng;
 pub mod slurm;
 pub mod spec;
+pub mod tables;
 #[macro_use]
 pub mod stage;
 pub mod worker;

@@ -251,6 +251,21 @@ impl Backend {
     }
 }
 
+/// Where a job runs, for implementations that leave the process (command
+/// stages: their sandbox, logs and limits); built-in stages never look.
+pub struct JobCtx<'a> {
+    pub stage: &'a str,
+    pub pipeline: &'a str,
+    pub key: crate::engine::hash::Hash,
+    pub cache: &'a crate::engine::cache::Cache,
+    /// The content hash of each input (its object in the cache).
+    pub input_hashes: &'a BTreeMap<String, crate::engine::hash::Hash>,
+    /// The wall-clock limit (`resources.time`), enforced here as on Slurm.
+    pub time_limit: Option<std::time::Duration>,
+    /// The threads the stage may use.
+    pub threads: usize,
+}
+
 /// Everything a stage may look at.
 pub struct StageCtx<'a> {
     pub params: &'a Params,
@@ -260,6 +275,8 @@ pub struct StageCtx<'a> {
     pub inputs: BTreeMap<String, Arc<Artifact>>,
     /// Report progress as a fraction in [0, 1]; cheap, call it freely.
     pub progress: &'a (dyn Fn(f64) + Sync),
+    /// Where the job runs (`None` in unit tests that call `run` directly).
+    pub job: Option<&'a JobCtx<'a>>,
 }
 
 impl StageCtx<'_> {
@@ -395,6 +412,13 @@ pub trait Stage: Sync {
     /// `check` and `run` refuse, before anything runs, a stage that cannot fit
     /// in the machine's memory ([`crate::engine::spec`]).
     fn memory_bytes(&self, _params: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
+        None
+    }
+    /// What the stage's declaration adds to its key beyond kind, method,
+    /// version, params, seed and inputs: `None` for a built-in stage (its code
+    /// is the version); a command stage's argv, outputs and env values
+    /// ([`crate::engine::command::CommandDef`]).
+    fn definition(&self) -> Option<crate::engine::params::Value> {
         None
     }
 }

@@ -17,7 +17,7 @@ use crate::engine::cache::{Cache, ObjectError, OutputEntry, RECORD_FORMAT, Recor
 use crate::engine::fingerprint::{OutputMap, outputs_of};
 use crate::engine::hash::{Hash, KeyInputs};
 use crate::engine::params::params_to_json;
-use crate::engine::stage::{Artifact, Backend, Format, Kind, Registry, Stage, StageCtx};
+use crate::engine::stage::{Artifact, Backend, Format, JobCtx, Kind, Registry, Stage, StageCtx};
 
 /// One stage to compute: what determines its key, and where it comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +31,9 @@ pub struct Job {
     pub spec_file: String,
     /// Recompute even when the key has a record.
     pub forced: bool,
+    /// Not hashed: the wall-clock limit in seconds (`resources.time`), which
+    /// a command stage enforces wherever it runs.
+    pub time_limit_s: Option<u64>,
 }
 
 impl Job {
@@ -45,6 +48,7 @@ impl Job {
             "pipeline": self.pipeline,
             "spec_file": self.spec_file,
             "forced": self.forced,
+            "time_limit_s": self.time_limit_s,
         })
     }
 
@@ -55,24 +59,43 @@ impl Job {
             pipeline: json.get("pipeline")?.as_str()?.to_string(),
             spec_file: json.get("spec_file")?.as_str()?.to_string(),
             forced: json.get("forced")?.as_bool()?,
+            time_limit_s: json.get("time_limit_s").and_then(serde_json::Value::as_u64),
         })
     }
 
     /// The implementation a job names, in `registry`, at the version it names.
     pub fn implementation(&self, registry: &Registry) -> Result<&'static dyn Stage, String> {
-        let ki = &self.key_inputs;
-        let kind = Kind::parse(&ki.kind).ok_or_else(|| format!("unknown stage kind `{}`", ki.kind))?;
-        let imp = registry.find(kind, &ki.method).ok_or_else(|| format!("no {kind} implementation `{}`", ki.method))?;
-        if imp.version() != ki.version {
+        implementation_of(&self.key_inputs, registry)
+    }
+}
+
+/// The implementation a key's inputs name, in `registry`, at the version they
+/// name; a command stage is rebuilt from its definition.
+pub fn implementation_of(ki: &KeyInputs, registry: &Registry) -> Result<&'static dyn Stage, String> {
+    let kind = Kind::parse(&ki.kind).ok_or_else(|| format!("unknown stage kind `{}`", ki.kind))?;
+    if ki.method == crate::engine::command::METHOD {
+        let def = ki.definition.as_ref().ok_or("a command job without its definition")?;
+        let stage = crate::engine::command::from_key(kind, def, &ki.inputs)
+            .ok_or("a command job whose definition does not parse")?;
+        if ki.version != crate::engine::command::PROTOCOL {
             return Err(format!(
-                "the job wants {kind} {} version {}, this build has version {}",
-                ki.method,
+                "the job wants command protocol {}, this build has {}",
                 ki.version,
-                imp.version()
+                crate::engine::command::PROTOCOL
             ));
         }
-        Ok(imp)
+        return Ok(stage);
     }
+    let imp = registry.find(kind, &ki.method).ok_or_else(|| format!("no {kind} implementation `{}`", ki.method))?;
+    if imp.version() != ki.version {
+        return Err(format!(
+            "the job wants {kind} {} version {}, this build has version {}",
+            ki.method,
+            ki.version,
+            imp.version()
+        ));
+    }
+    Ok(imp)
 }
 
 /// A computed (or, found meanwhile, fresh) stage.
@@ -216,7 +239,16 @@ pub fn execute(
             Err(ObjectError::Cache(e)) => return Err(fail(e.to_string())),
         }
     }
-    let ctx = StageCtx { params: &ki.params, seed: ki.seed, backend, inputs, progress };
+    let job_ctx = JobCtx {
+        stage: &job.stage,
+        pipeline: &job.pipeline,
+        key,
+        cache,
+        input_hashes: &ki.inputs,
+        time_limit: job.time_limit_s.map(std::time::Duration::from_secs),
+        threads: rayon::current_num_threads(),
+    };
+    let ctx = StageCtx { params: &ki.params, seed: ki.seed, backend, inputs, progress, job: Some(&job_ctx) };
     let outputs = imp.run(&ctx).map_err(|e| fail(e.to_string()))?;
     // Store objects, then the record.
     let params_json = params_to_json(&ki.params).to_string();
@@ -292,6 +324,7 @@ mod tests {
             pipeline: "p".into(),
             spec_file: "pipelines/p.yaml".into(),
             forced: false,
+            time_limit_s: Some(90),
         };
         let text = job.to_json().to_string();
         let back = Job::from_json(&serde_json::from_str(&text).unwrap()).unwrap();

@@ -103,7 +103,9 @@ fn axes(c: &mut Collector, node: &Node, base: &Spec) -> Vec<Axis> {
                 None => None,
                 Some(i) => {
                     let imp = base.stages[i].imp;
-                    if imp.params().iter().any(|d| d.name == *p) {
+                    // A command stage's params are free-form: any name is one.
+                    let free = imp.method() == crate::engine::command::METHOD;
+                    if free || imp.params().iter().any(|d| d.name == *p) {
                         Some((Target::Param(i, p.to_string()), p.to_string()))
                     } else {
                         let names: Vec<&str> = imp.params().iter().map(|d| d.name).collect();
@@ -147,10 +149,10 @@ fn axes(c: &mut Collector, node: &Node, base: &Spec) -> Vec<Axis> {
                     Raw::Int(i) if i >= 0 => Ok(Value::Int(i)),
                     _ => Err(format!("a seed must be a non-negative integer, found {}", item.describe())),
                 },
-                Target::Param(i, p) => {
-                    let def = base.stages[*i].imp.params().iter().find(|d| d.name == p).expect("checked above");
-                    def.ty.coerce(&item.to_raw())
-                }
+                Target::Param(i, p) => match base.stages[*i].imp.params().iter().find(|d| d.name == p) {
+                    Some(def) => def.ty.coerce(&item.to_raw()),
+                    None => crate::engine::command::free_param(&item.to_raw()),
+                },
             };
             match coerced {
                 Ok(value) => values.push((value, item.pos)),

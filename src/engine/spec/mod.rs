@@ -22,6 +22,7 @@
 //!     params: { scheme: triangle_types, tol: 0.01 }
 //! ```
 
+mod command;
 pub mod matrix;
 pub mod overrides;
 pub mod resources;
@@ -33,6 +34,7 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::params::{Default as ParamDefault, Params, Raw, Value, suggest};
 use crate::engine::stage::{self, Kind, Registry, Stage};
+pub use command::project_root;
 pub use overrides::Override;
 pub use resources::Resources;
 use yaml::{Node, NodeValue, Pos};
@@ -86,20 +88,29 @@ impl fmt::Display for InputRef {
     }
 }
 
-/// A file a stage reads (`inputs: { sheet: { file: path } }`): read when the
-/// spec is validated; its content hash, never its path, enters the key.
+/// A file a stage reads (`inputs: { sheet: { file: path } }`, or a command
+/// stage's `code:`): read when the spec is validated; its content hash, never
+/// its path, enters the key. On a table input the file is read as a table
+/// ([`crate::engine::tables`]) and keyed by its logical content, so the same
+/// samples in another format or codec keep the key.
 #[derive(Clone)]
 pub struct FileInput {
-    /// The path as the spec writes it (relative to the spec's folder).
+    /// The path as the spec writes it (relative to the spec's folder; a
+    /// command's code file: relative to the project root).
     pub path: String,
-    /// [`crate::engine::hash::blob_hash`] of the content: the object it is stored as.
+    /// The content hash of [`FileInput::artifact`]: the object it is stored as.
     pub hash: crate::engine::hash::Hash,
-    pub bytes: std::sync::Arc<Vec<u8>>,
+    /// The bytes (a blob), or the table read from them.
+    pub artifact: std::sync::Arc<stage::Artifact>,
 }
 
 impl fmt::Debug for FileInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "file {} ({} bytes, {})", self.path, self.bytes.len(), &self.hash.hex()[..12])
+        let what = match self.artifact.as_ref() {
+            stage::Artifact::Blob(b) => format!("{} bytes", b.len()),
+            stage::Artifact::Table(t) => format!("a table of {} rows", t.num_rows()),
+        };
+        write!(f, "file {} ({what}, {})", self.path, &self.hash.hex()[..12])
     }
 }
 
@@ -213,7 +224,21 @@ impl Collector {
 }
 
 const TOP_KEYS: &[&str] = &["name", "seed", "description", "stages", "matrix", "resources"];
-const STAGE_KEYS: &[&str] = &["kind", "params", "inputs", "seed", "resources", "description"];
+const STAGE_KEYS: &[&str] = &[
+    "kind",
+    "params",
+    "inputs",
+    "seed",
+    "resources",
+    "description",
+    // A command stage's (see `command`).
+    "run",
+    "shell",
+    "code",
+    "outputs",
+    "env",
+    "version",
+];
 
 fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
@@ -242,14 +267,18 @@ fn parse_seed(c: &mut Collector, node: &Node, what: &str) -> Option<u64> {
 enum InputText {
     /// `stage` or `stage.output`.
     Stage(String),
-    /// `{ file: path }`.
-    File(String),
+    /// `{ file: path }`, with `columns:` naming a bare array's columns.
+    File { path: String, columns: Option<Vec<String>> },
 }
 
 struct Draft {
     name: String,
     pos: Pos,
+    kind: Option<Kind>,
+    /// The implementation; for a command stage, made once its inputs are resolved.
     imp: Option<&'static dyn Stage>,
+    /// A command stage's declaration (`run:` and the rest).
+    command: Option<command::CommandDraft>,
     params: Params,
     /// Whether every parameter in `params` is present and well typed: with one
     /// reported wrong the map lacks it, so rules that read the map
@@ -259,6 +288,28 @@ struct Draft {
     /// input name → (reference, its position)
     inputs: Vec<(String, InputText, Pos)>,
     resources: Resources,
+}
+
+impl Draft {
+    /// The outputs the stage declares, with their media: its implementation's,
+    /// or a command's `outputs:`. `None` when the stage itself is in error.
+    fn outputs(&self) -> Option<Vec<(&str, stage::Media)>> {
+        match (&self.command, self.imp) {
+            (Some(cmd), _) => Some(cmd.outputs.iter().map(|(n, m)| (n.as_str(), *m)).collect()),
+            (None, Some(imp)) => Some(imp.outputs().iter().map(|o| (o.name, o.media)).collect()),
+            (None, None) => None,
+        }
+    }
+
+    /// `train ddpm_eps`, `generate command`: for messages.
+    fn what(&self) -> String {
+        let kind = self.kind.map_or("?", |k| k.name());
+        match (&self.command, self.imp) {
+            (Some(_), _) => format!("{kind} {}", crate::engine::command::METHOD),
+            (None, Some(imp)) => format!("{kind} {}", imp.method()),
+            (None, None) => kind.to_string(),
+        }
+    }
 }
 
 /// Validate spec text against the implementations in `registry`. `path` is
@@ -354,7 +405,7 @@ pub fn validate_with(path: &Path, text: &str, registry: &Registry, overrides: &[
                         continue;
                     }
                     seen.insert(stage_name.clone(), k.pos);
-                    drafts.push(parse_stage(&mut c, registry, stage_name, k.pos, v));
+                    drafts.push(parse_stage(&mut c, registry, path, stage_name, k.pos, v));
                 }
             }
             _ => c.err(
@@ -370,11 +421,16 @@ pub fn validate_with(path: &Path, text: &str, registry: &Registry, overrides: &[
     for d in &drafts {
         let mut inputs = BTreeMap::new();
         let mut files = BTreeMap::new();
+        // A command stage's inputs: media and, for a file, its extension.
+        let mut command_inputs = BTreeMap::new();
         for (input, text, pos) in &d.inputs {
             let text = match text {
                 InputText::Stage(t) => t,
-                InputText::File(p) => {
-                    if let Some(f) = file_input(&mut c, path, d, input, p, *pos) {
+                InputText::File { path: p, columns } => {
+                    if let Some(f) = file_input(&mut c, path, d, input, p, columns.as_deref(), *pos) {
+                        let ext =
+                            Path::new(p).extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+                        command_inputs.insert(input.clone(), (stage::Media::File, ext));
                         files.insert(input.clone(), f);
                     }
                     continue;
@@ -400,10 +456,10 @@ pub fn validate_with(path: &Path, text: &str, registry: &Registry, overrides: &[
                 c.err(*pos, format!("stage `{}` cannot take its own output as input `{input}`", d.name));
                 continue;
             }
-            let Some(target_imp) = target.imp else {
+            let Some(declared) = target.outputs() else {
                 continue;
             };
-            let outputs: Vec<&str> = target_imp.outputs().iter().map(|o| o.name).collect();
+            let outputs: Vec<&str> = declared.iter().map(|(n, _)| *n).collect();
             let output = match output {
                 None => outputs[0],
                 Some(o) if outputs.contains(&o) => o,
@@ -411,9 +467,8 @@ pub fn validate_with(path: &Path, text: &str, registry: &Registry, overrides: &[
                     c.err(
                         *pos,
                         format!(
-                            "stage `{stage_name}` ({} {}) has no output `{o}`; its outputs are: {}{}",
-                            target_imp.kind(),
-                            target_imp.method(),
+                            "stage `{stage_name}` ({}) has no output `{o}`; its outputs are: {}{}",
+                            target.what(),
                             outputs.join(", "),
                             suggest(o, &outputs)
                         ),
@@ -421,29 +476,32 @@ pub fn validate_with(path: &Path, text: &str, registry: &Registry, overrides: &[
                     continue;
                 }
             };
+            let found = declared.iter().find(|(n, _)| *n == output).expect("listed above").1;
+            if d.command.is_some() {
+                command_inputs.insert(input.clone(), (found, String::new()));
+            }
             if let Some(imp) = d.imp
                 && let Some(def) = imp.inputs().iter().find(|i| i.name == input)
             {
-                let found = stage::output_def(target_imp, output).expect("listed above").media;
                 if def.media != found {
                     c.err(
                         *pos,
                         format!(
-                            "input `{input}` of a {} {} stage expects {}, but `{stage_name}.{output}` is {} \
-                             (from a {} {} stage)",
-                            imp.kind(),
-                            imp.method(),
+                            "input `{input}` of a {} stage expects {}, but `{stage_name}.{output}` is {} (from a {} stage)",
+                            d.what(),
                             def.media,
                             found,
-                            target_imp.kind(),
-                            target_imp.method()
+                            target.what()
                         ),
                     );
                     continue;
                 }
-                // Columns: what the consumer needs against what the producer declares.
+                // Columns: what the consumer needs against what the producer
+                // declares (a command's columns are known only when it has run).
                 let needed = imp.input_columns(input);
-                if let Some(has) = target_imp.output_columns(output) {
+                if let Some(target_imp) = target.imp.filter(|_| target.command.is_none())
+                    && let Some(has) = target_imp.output_columns(output)
+                {
                     let missing: Vec<&str> = needed.iter().copied().filter(|c| !has.contains(c)).collect();
                     if !missing.is_empty() {
                         c.err(
@@ -464,6 +522,7 @@ pub fn validate_with(path: &Path, text: &str, registry: &Registry, overrides: &[
                 // passed their own checks, as the rules read every parameter.
                 if d.params_ok
                     && target.params_ok
+                    && let Some(target_imp) = target.imp.filter(|_| target.command.is_none())
                     && let Some(why) = imp.check_input(&d.params, input, target_imp, &target.params)
                 {
                     c.err(*pos, format!("input `{input}` of stage `{}`: {why}", d.name));
@@ -472,7 +531,14 @@ pub fn validate_with(path: &Path, text: &str, registry: &Registry, overrides: &[
             }
             inputs.insert(input.clone(), InputRef { stage: stage_name.to_string(), output: output.to_string() });
         }
-        if let Some(imp) = d.imp {
+        let imp = match (&d.command, d.kind) {
+            (Some(cmd), Some(kind)) => {
+                files.extend(cmd.code.iter().map(|(k, f)| (k.clone(), f.clone())));
+                Some(command::build(kind, cmd, command_inputs))
+            }
+            _ => d.imp,
+        };
+        if let Some(imp) = imp {
             stages.push(StageSpec {
                 name: d.name.clone(),
                 imp,
@@ -541,11 +607,13 @@ fn find_cycle(spec: &Spec) -> Option<Vec<String>> {
     }
 }
 
-fn parse_stage(c: &mut Collector, registry: &Registry, name: String, pos: Pos, node: &Node) -> Draft {
+fn parse_stage(c: &mut Collector, registry: &Registry, spec: &Path, name: String, pos: Pos, node: &Node) -> Draft {
     let mut draft = Draft {
         name: name.clone(),
         pos,
+        kind: None,
         imp: None,
+        command: None,
         params: Params::new(),
         params_ok: false,
         seed: None,
@@ -560,6 +628,7 @@ fn parse_stage(c: &mut Collector, registry: &Registry, name: String, pos: Pos, n
         return draft;
     };
     let (mut kind_node, mut params_node, mut inputs_node) = (None, None, None);
+    let mut command_fields: BTreeMap<&str, &Node> = BTreeMap::new();
     let mut seen: HashMap<&str, Pos> = HashMap::new();
     for (k, v) in fields {
         let key = k.as_str().unwrap_or_default();
@@ -574,6 +643,9 @@ fn parse_stage(c: &mut Collector, registry: &Registry, name: String, pos: Pos, n
             "seed" => draft.seed = parse_seed(c, v, "a stage seed"),
             "resources" => draft.resources = resources::parse(c, v, &format!("stage `{name}`")),
             "description" => {}
+            k if command::KEYS.contains(&k) => {
+                command_fields.insert(k, v);
+            }
             other => c.err(
                 k.pos,
                 format!(
@@ -620,6 +692,22 @@ fn parse_stage(c: &mut Collector, registry: &Registry, name: String, pos: Pos, n
             }
         },
     };
+    draft.kind = kind;
+    // A stage with `run:` runs the researcher's own command.
+    if command_fields.contains_key("run") {
+        draft.params = command::params(c, &name, param_entries);
+        draft.params_ok = true;
+        draft.inputs = check_inputs(c, &name, None, pos, inputs_node);
+        let input_names: Vec<String> = draft.inputs.iter().map(|(n, _, _)| n.clone()).collect();
+        if kind.is_some() {
+            draft.command = command::parse(c, spec, &name, &command_fields, &draft.params, &input_names);
+        }
+        return draft;
+    }
+    for k in command_fields.keys() {
+        let at = fields.iter().find(|(key, _)| key.as_str() == Some(k)).map_or(pos, |(key, _)| key.pos);
+        c.err(at, format!("`{k}` is for command stages: stage `{name}` has no `run:` (a command to run)"));
+    }
     if let Some(kind) = kind {
         let selector = kind.selector();
         let methods = registry.methods(kind);
@@ -670,7 +758,7 @@ fn parse_stage(c: &mut Collector, registry: &Registry, name: String, pos: Pos, n
         if let Some(imp) = imp {
             (draft.params, draft.params_ok) =
                 check_params(c, &name, imp, params_node.map_or(pos, |p| p.pos), param_entries);
-            draft.inputs = check_inputs(c, &name, imp, pos, inputs_node);
+            draft.inputs = check_inputs(c, &name, Some(imp), pos, inputs_node);
             draft.imp = Some(imp);
         }
     }
@@ -790,49 +878,92 @@ fn gib(bytes: u64) -> String {
     format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
-/// Read a file input, relative to the spec's folder; an unreadable file or an
-/// input that does not take a file is reported at the path's position.
-fn file_input(c: &mut Collector, spec: &Path, d: &Draft, input: &str, written: &str, pos: Pos) -> Option<FileInput> {
-    if let Some(imp) = d.imp
-        && let Some(def) = imp.inputs().iter().find(|i| i.name == input)
-        && def.media != stage::Media::File
-    {
-        c.err(
-            pos,
-            format!(
-                "input `{input}` of a {} {} stage expects {}, not a file; name a stage or `stage.output`",
-                imp.kind(),
-                imp.method(),
-                def.media
-            ),
-        );
-        return None;
-    }
+/// Read a file input, relative to the spec's folder: on a table input, as a
+/// table of any format [`crate::engine::tables`] reads; on a file input (and
+/// any input of a command stage), as bytes. An unreadable file, a table that
+/// does not parse or an input that takes neither is reported at the path.
+fn file_input(
+    c: &mut Collector,
+    spec: &Path,
+    d: &Draft,
+    input: &str,
+    written: &str,
+    columns: Option<&[String]>,
+    pos: Pos,
+) -> Option<FileInput> {
+    let media = match d.imp.and_then(|imp| imp.inputs().iter().find(|i| i.name == input)) {
+        _ if d.command.is_some() => stage::Media::File,
+        Some(def) if matches!(def.media, stage::Media::File | stage::Media::Table) => def.media,
+        Some(def) => {
+            c.err(
+                pos,
+                format!(
+                    "input `{input}` of a {} stage expects {}, not a file; name a stage or `stage.output`",
+                    d.what(),
+                    def.media
+                ),
+            );
+            return None;
+        }
+        None => return None,
+    };
     let full = spec.parent().unwrap_or(Path::new(".")).join(written);
-    match std::fs::read(&full) {
-        Ok(bytes) => Some(FileInput {
-            path: written.to_string(),
-            hash: crate::engine::hash::blob_hash(&bytes),
-            bytes: std::sync::Arc::new(bytes),
-        }),
+    let bytes = match std::fs::read(&full) {
+        Ok(bytes) => bytes,
         Err(e) => {
             c.err(
                 pos,
                 format!("input `{input}` of stage `{}`: cannot read `{written}` ({}): {e}", d.name, full.display()),
             );
+            return None;
+        }
+    };
+    if media != stage::Media::Table {
+        if columns.is_some() {
+            c.err(pos, format!("input `{input}` of stage `{}`: `columns` names a table's columns; this input takes the file as it is", d.name));
+            return None;
+        }
+        let hash = crate::engine::hash::blob_hash(&bytes);
+        return Some(FileInput {
+            path: written.to_string(),
+            hash,
+            artifact: std::sync::Arc::new(stage::Artifact::Blob(bytes)),
+        });
+    }
+    let Some(ext) = crate::engine::tables::table_extension(written) else {
+        c.err(
+            pos,
+            format!(
+                "input `{input}` of stage `{}` takes a table; `{written}` is none of .{}",
+                d.name,
+                crate::engine::tables::EXTENSIONS.join(", .")
+            ),
+        );
+        return None;
+    };
+    match crate::engine::tables::read(&bytes, &ext, columns) {
+        Ok(table) => Some(FileInput {
+            path: written.to_string(),
+            hash: table.content_hash(),
+            artifact: std::sync::Arc::new(stage::Artifact::Table(table)),
+        }),
+        Err(why) => {
+            c.err(pos, format!("input `{input}` of stage `{}`: `{written}` is not a readable table: {why}", d.name));
             None
         }
     }
 }
 
+/// The `inputs:` of a stage: checked against `imp`'s declared inputs, or, for
+/// a command stage (`imp` `None`), any valid names.
 fn check_inputs(
     c: &mut Collector,
     stage: &str,
-    imp: &'static dyn Stage,
+    imp: Option<&'static dyn Stage>,
     at: Pos,
     node: Option<&Node>,
 ) -> Vec<(String, InputText, Pos)> {
-    let defs = imp.inputs();
+    let defs = imp.map_or(&[][..], |i| i.inputs());
     let names: Vec<&str> = defs.iter().map(|d| d.name).collect();
     let mut out = Vec::new();
     if let Some(node) = node {
@@ -851,31 +982,38 @@ fn check_inputs(
                         c.err(k.pos, format!("input `{key}` is given twice in stage `{stage}`"));
                         continue;
                     }
-                    if !names.contains(&key) {
-                        let expected = if names.is_empty() {
-                            "it takes no inputs".to_string()
-                        } else {
-                            format!("expected one of: {}", names.join(", "))
-                        };
-                        c.err(
-                            k.pos,
-                            format!(
-                                "unknown input `{key}` for a {} stage ({}); {expected}{}",
-                                imp.kind(),
-                                imp.method(),
-                                suggest(key, &names)
-                            ),
-                        );
+                    match imp {
+                        None if !valid_name(key) => {
+                            c.err(k.pos, format!("input name `{key}` must be letters, digits, `_` or `-`"));
+                            continue;
+                        }
+                        Some(imp) if !names.contains(&key) => {
+                            let expected = if names.is_empty() {
+                                "it takes no inputs".to_string()
+                            } else {
+                                format!("expected one of: {}", names.join(", "))
+                            };
+                            c.err(
+                                k.pos,
+                                format!(
+                                    "unknown input `{key}` for a {} stage ({}); {expected}{}",
+                                    imp.kind(),
+                                    imp.method(),
+                                    suggest(key, &names)
+                                ),
+                            );
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    if let Some(r) = v.as_str().filter(|r| !r.is_empty()) {
+                        out.push((key.to_string(), InputText::Stage(r.to_string()), v.pos));
                         continue;
                     }
-                    let file = entries(v).and_then(|e| match e {
-                        [(fk, fv)] if fk.as_str() == Some("file") => fv.as_str().map(|p| (p.to_string(), fv.pos)),
-                        _ => None,
-                    });
-                    match (v.as_str(), file) {
-                        (Some(r), _) if !r.is_empty() => out.push((key.to_string(), InputText::Stage(r.to_string()), v.pos)),
-                        (_, Some((p, pos))) if !p.is_empty() => out.push((key.to_string(), InputText::File(p), pos)),
-                        _ => c.err(
+                    match file_entry(c, key, v) {
+                        Some(Some((text, pos))) => out.push((key.to_string(), text, pos)),
+                        Some(None) => {}
+                        None => c.err(
                             v.pos,
                             format!(
                                 "input `{key}` must name a stage, `stage.output`, or a file as `{{ file: path }}`, found {}",
@@ -902,4 +1040,50 @@ fn check_inputs(
         }
     }
     out
+}
+
+/// A `{ file: path, columns: [..] }` entry: `None` when `v` is no such
+/// mapping; `Some(None)` when it is one with an error (reported).
+fn file_entry(c: &mut Collector, input: &str, v: &Node) -> Option<Option<(InputText, Pos)>> {
+    let e = entries(v)?;
+    if !e.iter().any(|(k, _)| k.as_str() == Some("file")) {
+        return None;
+    }
+    let (mut path, mut columns, mut ok) = (None, None, true);
+    for (k, val) in e {
+        match k.as_str().unwrap_or_default() {
+            "file" => match val.as_str().filter(|p| !p.is_empty() && matches!(val.value, NodeValue::Scalar { .. })) {
+                Some(p) => path = Some((p.to_string(), val.pos)),
+                None => {
+                    c.err(val.pos, format!("`file` of input `{input}` must be a path, found {}", val.describe()));
+                    ok = false;
+                }
+            },
+            "columns" => match &val.value {
+                NodeValue::Seq(items)
+                    if !items.is_empty() && items.iter().all(|i| i.as_str().is_some_and(|s| !s.is_empty())) =>
+                {
+                    columns = Some(items.iter().map(|i| i.as_str().unwrap_or_default().to_string()).collect());
+                }
+                _ => {
+                    c.err(
+                        val.pos,
+                        format!(
+                            "`columns` of input `{input}` must be a list of column names, found {}",
+                            val.describe()
+                        ),
+                    );
+                    ok = false;
+                }
+            },
+            other => {
+                c.err(k.pos, format!("unknown key `{other}` in file input `{input}`; expected file, columns"));
+                ok = false;
+            }
+        }
+    }
+    Some(match (ok, path) {
+        (true, Some((path, pos))) => Some((InputText::File { path, columns }, pos)),
+        _ => None,
+    })
 }

@@ -64,6 +64,29 @@ impl Resources {
     }
 }
 
+impl Resources {
+    /// The time limit in seconds, read as Slurm reads `time` (a bare number
+    /// is minutes; `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`).
+    pub fn time_seconds(&self) -> Option<u64> {
+        let s = self.time.as_deref()?;
+        let (days, rest) = match s.split_once('-') {
+            Some((d, r)) => (d.parse::<u64>().ok()?, Some(r)),
+            None => (0, None),
+        };
+        let n: Vec<u64> = rest.unwrap_or(s).split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+        let secs = match (rest.is_some(), n.as_slice()) {
+            (false, [m]) => m * 60,
+            (false, [m, s]) => m * 60 + s,
+            (false, [h, m, s]) => h * 3600 + m * 60 + s,
+            (true, [h]) => h * 3600,
+            (true, [h, m]) => h * 3600 + m * 60,
+            (true, [h, m, s]) => h * 3600 + m * 60 + s,
+            _ => return None,
+        };
+        Some(days * 86_400 + secs)
+    }
+}
+
 fn digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
