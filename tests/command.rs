@@ -241,7 +241,7 @@ fn no_spec_value_reaches_a_shell_unquoted() {
         "test \"$1\" = \"$(printf '%s' \"$SCOREFLOW_PARAM_V\")\" && printf 'v\\n1\\n' > $SCOREFLOW_OUTPUT_DIR/t.csv";
     for (shell, run) in [
         (false, format!("[sh, -c, {}, sh, \"{{params.v}}\"]", serde_json::to_string(check).unwrap())),
-        (true, format!("{}", serde_json::to_string(&format!("set -- {{params.v}}; {check}")).unwrap())),
+        (true, serde_json::to_string(&format!("set -- {{params.v}}; {check}")).unwrap()),
     ] {
         let spec = format!(
             "name: inj\nstages:\n  s:\n    kind: generate\n    run: {run}\n    shell: {shell}\n    outputs: {{ t: table }}\n    params: {{ v: {} }}\n",
@@ -352,4 +352,154 @@ fn a_user_crate_adds_stages_to_the_whole_cli() {
     let out = ws.cmd(&["check", "spiral.yaml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown dataset `spiral`"), "{}", stderr(&out));
+}
+
+/// Ctrl-C ends a running command with everything it started (its process
+/// group), records it as interrupted and caches nothing for it.
+#[test]
+fn ctrl_c_kills_the_command_and_its_children() {
+    let ws = Workspace::new();
+    let pids = ws.path().join("pids");
+    let spec = format!(
+        "name: long\nstages:\n  slow:\n    kind: generate\n    run: [sh, -c, 'sleep 300 & echo $! > {0}; sleep 300 & echo $! >> {0}; wait']\n    outputs: {{ t: table }}\n",
+        pids.display()
+    );
+    ws.write("long.yaml", &spec);
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("scoreflow"))
+        .current_dir(ws.path())
+        .env_remove("SCOREFLOW_ARTIFACTS")
+        .args(["run", "long.yaml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let read = || std::fs::read_to_string(&pids).unwrap_or_default();
+    while read().lines().count() < 2 {
+        assert!(started.elapsed().as_secs() < 30, "the command never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sleepers: Vec<String> = read().lines().map(str::to_string).collect();
+    assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("killed 1 running command"), "{}", stderr(&out));
+    // The sleeps are gone (reaped or killed: no such process, or a zombie of init).
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for pid in sleepers {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let alive = state.split_whitespace().nth(2).is_some_and(|s| s != "Z");
+        assert!(!alive, "process {pid} of the command outlived the interrupt: {state}");
+    }
+    assert_eq!(records(&ws), 0);
+    assert_eq!(ws.latest_manifest("long")["stages"][0]["status"], "interrupted");
+}
+
+/// Exported models load in PyTorch through the helper
+/// (`scoreflow.torch_model`) and compute scoreflow's own forward pass, row by
+/// row: the two-moons ε-network, the S-MEME score network, and the tuned one
+/// with its delta. Runs where the Python (`SCOREFLOW_PYTHON`, else `python3`)
+/// has torch; says it was skipped elsewhere.
+#[test]
+fn exported_models_load_in_pytorch_with_scoreflows_forward() {
+    use scoreflow::model::ScoreNetWeights;
+    use scoreflow::model::eps::EpsModelWeights;
+    use scoreflow::model::fast::{FastEps, FastMlp};
+    use scoreflow::sde::ddpm::EpsModel;
+    use scoreflow::sde::sampler::ScoreModel;
+    let py = std::env::var("SCOREFLOW_PYTHON").unwrap_or_else(|_| "python3".into());
+    let torch = std::process::Command::new(&py).args(["-c", "import torch"]).output();
+    if !torch.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: {py} has no torch (pip install torch, or set SCOREFLOW_PYTHON)");
+        return;
+    }
+    let ws = Workspace::new();
+    ws.write("moons.yaml", &common::small_moons());
+    ws.write("smeme.yaml", &common::small_smeme());
+    for spec in ["moons.yaml", "smeme.yaml"] {
+        let out = ws.cmd(&["run", spec]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let export = |spec: &str, target: &str, file: &str| {
+        let out = ws.cmd(&["export", target, "--pipeline", spec, "-o", file]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::read(ws.path().join(file)).unwrap()
+    };
+    // A few rows, scoreflow's forward on them, and what torch must give.
+    let mut cases = Vec::new();
+    let rows = |dim: usize| (0..5 * dim).map(|i| ((i as f32) * 0.37).sin() * 1.5).collect::<Vec<f32>>();
+    let bin = export("moons.yaml", "ddpm.model", "eps.bin");
+    export("moons.yaml", "ddpm.model", "eps.safetensors");
+    let w = EpsModelWeights::from_bytes(&bin).unwrap();
+    let eps = FastEps::new(&w.config, &w.raw);
+    let x = rows(w.config.dim);
+    let mut out = vec![0f32; x.len()];
+    eps.eval(&x, 417.0, &mut out, &mut eps.scratch(5));
+    cases
+        .push(serde_json::json!({"file": "eps.safetensors", "t": 417.0, "dim": w.config.dim, "x": x, "expected": out}));
+    for (target, file) in [("pretrain.model", "score"), ("tuned.model", "tuned")] {
+        let bin = export("smeme.yaml", target, &format!("{file}.bin"));
+        export("smeme.yaml", target, &format!("{file}.safetensors"));
+        let w = ScoreNetWeights::from_bytes(&bin).unwrap();
+        assert_eq!(w.delta.is_empty(), file == "score");
+        let net = FastMlp::new(&w);
+        let x = rows(w.dim);
+        let mut out = vec![0f32; x.len()];
+        net.forward(&x, 0.3, &mut out, &mut net.scratch(5));
+        cases.push(
+            serde_json::json!({"file": format!("{file}.safetensors"), "t": 0.3, "dim": w.dim, "x": x, "expected": out}),
+        );
+    }
+    std::fs::write(ws.path().join("cases.json"), serde_json::to_vec(&cases).unwrap()).unwrap();
+    let script = r#"
+import json, sys, torch
+sys.path.insert(0, sys.argv[1])
+import scoreflow
+worst = 0.0
+for c in json.load(open("cases.json")):
+    net = scoreflow.torch_model(c["file"])
+    x = torch.tensor(c["x"], dtype=torch.float32).reshape(-1, c["dim"])
+    with torch.no_grad():
+        y = net(x, torch.full((x.shape[0],), c["t"]))
+    want = torch.tensor(c["expected"]).reshape(y.shape)
+    err = float(((y - want).abs() / (1e-3 + want.abs())).max())
+    worst = max(worst, err)
+    print(c["file"], type(net).__name__, "max relative error %.2e" % err)
+assert worst < 1e-4, worst
+"#;
+    let out = std::process::Command::new(&py)
+        .args(["-c", script, common::checkout("python").to_str().unwrap()])
+        .current_dir(ws.path())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("eps.safetensors EpsNet") && text.contains("tuned.safetensors ScoreNet"), "{text}");
+    eprintln!("{text}");
+}
+
+/// A corrupt copy of a command's code file in the cache is stored again from
+/// the spec's bytes before the command runs; the stage runs the right script.
+#[test]
+fn a_corrupt_cached_code_file_is_stored_again() {
+    use scoreflow::engine::cache::Cache;
+    use scoreflow::engine::stage::Format;
+    let ws = Workspace::new();
+    let script = "printf 'v\\n1\\n' > \"$SCOREFLOW_OUTPUT_DIR/t.csv\"\n";
+    ws.write("make.sh", script);
+    ws.write("p.yaml", "name: p\nstages:\n  s:\n    kind: generate\n    run: [sh, make.sh]\n    code: [make.sh]\n    outputs: { t: table }\n");
+    let (out, _) = ws.run_json("p.yaml", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let object =
+        Cache::new(ws.artifacts()).object_path(&scoreflow::engine::hash::blob_hash(script.as_bytes()), Format::Blob);
+    assert!(object.is_file(), "the code is an object of the cache");
+    std::fs::write(&object, "rm -rf /\n").unwrap();
+    let out = ws.cmd(&["run", "p.yaml", "--force", "s"]).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(out.status.success(), "{text}");
+    // Stored again before the job read it (the store checks a file in place).
+    assert_eq!(std::fs::read_to_string(&object).unwrap(), script);
+    let out = ws.cmd(&["logs", "s", "--pipeline", "p.yaml"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sh make.sh"), "{}", String::from_utf8_lossy(&out.stdout));
 }

@@ -14,6 +14,7 @@ Inside a command stage (a stage with ``run:`` in a pipeline)::
 From a notebook::
 
     df = scoreflow.load("pipelines/two_moons.yaml", "samples.samples")
+    net = scoreflow.torch_model("eps.safetensors")   # after `scoreflow export ddpm.model -o eps.safetensors`
 
 The core is the Python standard library alone. polars, pandas or pyarrow are
 used when installed (in that order of preference); without any of them tables
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 
-__all__ = ["Stage", "stage", "load", "PROTOCOL"]
+__all__ = ["Stage", "stage", "load", "torch_model", "PROTOCOL"]
 
 #: The protocol version this helper speaks (the stage file's ``protocol``).
 PROTOCOL = 1
@@ -228,6 +229,14 @@ class Stage:
         """Move the stage's progress bar to ``fraction`` (0 to 1)."""
         sys.stdout.write("scoreflow:progress %.4f\n" % float(fraction))
         sys.stdout.flush()
+
+
+def torch_model(path, ema=False):
+    """A model exported with ``scoreflow export … -o m.safetensors`` as a
+    ``torch.nn.Module`` (needs torch); see :mod:`scoreflow.torch_models`."""
+    from .torch_models import load as _load
+
+    return _load(path, ema=ema)
 
 
 def stage(path=None):

@@ -494,47 +494,38 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                 Err(WorkError::Failed { error, started_ms, finished_ms }) => {
                     board.settle(idx, Settle::Failed(error), (started_ms, finished_ms));
                 }
-                Err(WorkError::InputCorrupt { input }) if !stage.inputs.contains_key(&input) => {
-                    // A file the spec names (or a command's code): stored again
-                    // from the spec's bytes when the stage is planned again.
-                    let tries = corrupt_retries.entry(idx).or_insert(0);
-                    *tries += 1;
-                    if *tries > 2 {
-                        let error = format!("input `{input}` is corrupt again after storing it anew");
-                        board.settle(idx, Settle::Failed(error), (now_ms(), now_ms()));
-                        continue;
-                    }
-                    reporter.event(&Event::Warning {
-                        message: format!(
-                            "cached copy of `{input}` of {} was corrupt or missing; storing it again",
-                            stage.name
-                        ),
-                    });
-                    board.keys[idx] = None;
-                }
                 Err(WorkError::InputCorrupt { input }) => {
-                    let r = &stage.inputs[&input];
-                    let (producer, output) = (r.stage.clone(), r.output.clone());
-                    let p = spec.index(&producer).expect("validated reference");
-                    let tries = corrupt_retries.entry(p).or_insert(0);
+                    // Whose copy was bad: a producer's output (recomputed), or
+                    // a file the spec names or a command's code (stored again
+                    // from the spec's bytes when the stage is planned again).
+                    let producer = stage.inputs.get(&input).map(|r| {
+                        (spec.index(&r.stage).expect("validated reference"), r.stage.clone(), r.output.clone())
+                    });
+                    let (retry, what, redo) = match &producer {
+                        Some((p, s, o)) => (*p, format!("output {s}.{o}"), format!("recomputing {s}")),
+                        None => (idx, format!("copy of `{input}` of {}", stage.name), "storing it again".to_string()),
+                    };
+                    let tries = corrupt_retries.entry(retry).or_insert(0);
                     *tries += 1;
                     if *tries > 2 {
-                        let error = format!("input {producer}.{output} is corrupt again after recomputing it");
+                        let error = format!("{what} is corrupt again after {redo}");
                         board.settle(idx, Settle::Failed(error), (now_ms(), now_ms()));
                         continue;
                     }
                     reporter.event(&Event::Warning {
-                        message: format!("cached output {producer}.{output} is corrupt or missing; removed it and recomputing {producer}"),
+                        message: format!("cached {what} is corrupt or missing; removed it and {redo}"),
                     });
-                    if let Some(k) = board.keys[p] {
-                        cache.remove_record(&k);
-                    }
-                    // Re-plan the producer and this consumer.
-                    board.done.remove(&producer);
-                    board.outcomes[p] = None;
-                    board.keys[p] = None;
                     board.keys[idx] = None;
-                    recompute.insert(p, output);
+                    if let Some((p, producer, output)) = producer {
+                        if let Some(k) = board.keys[p] {
+                            cache.remove_record(&k);
+                        }
+                        // Re-plan the producer, then this consumer.
+                        board.done.remove(&producer);
+                        board.outcomes[p] = None;
+                        board.keys[p] = None;
+                        recompute.insert(p, output);
+                    }
                 }
             }
         }
