@@ -632,6 +632,24 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 if !(poll.is_finite() && poll > 0.0) {
                     return Err(Error::BadInput(format!("--poll must be a positive number of seconds, not {poll}")));
                 }
+                // Values written into every batch script: names Slurm reads,
+                // never a newline or a quote that would add lines of their own.
+                for (flag, value) in [("--partition", partition), ("--account", account)] {
+                    if let Some(v) = value
+                        && !crate::engine::spec::resources::slurm_word(v)
+                    {
+                        return Err(Error::BadInput(format!(
+                            "{flag} {v:?} is not a Slurm name (letters, digits, `_`, `-`, `.`, `,`)"
+                        )));
+                    }
+                }
+                let root = std::path::absolute(cli.artifacts.clone().unwrap_or_else(|| default_artifacts(file)))
+                    .map_err(|e| Error::BadInput(format!("the artifacts directory: {e}")))?;
+                if root.to_str().is_none_or(|p| p.chars().any(char::is_control)) {
+                    return Err(Error::BadInput(format!(
+                        "the artifacts directory {root:?} holds a control character or is not UTF-8; a Slurm batch script cannot name it"
+                    )));
+                }
                 Executor::Slurm(SlurmOptions {
                     partition: partition.clone(),
                     account: account.clone(),

@@ -330,3 +330,31 @@ fn ctrl_c_records_what_finished_and_says_what_was_interrupted() {
         assert!(!ran.contains(&"d".to_string()), "d finished before the interrupt: reused");
     }
 }
+
+/// A stage that panics fails like any failed stage: the run ends at once
+/// (never waits for a message the dead thread would have sent) with exit 1
+/// and a manifest, its dependents are skipped, independent stages finish,
+/// and `gc` takes the cache's lock immediately after.
+#[test]
+fn a_panicking_stage_fails_the_run_and_leaves_the_cache_usable() {
+    let ws = Workspace::new();
+    ws.write(
+        "p.yaml",
+        "name: pan\nstages:\n  a:\n    kind: debug\n    params: { panic: true }\n  b:\n    kind: debug\n    inputs: { data: a }\n  c:\n    kind: debug\n    params: { value: 3 }\n",
+    );
+    let out = ws.cmd(&["run", "p.yaml"]).timeout(std::time::Duration::from_secs(60)).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("the stage panicked (a bug, please report it): debug stage asked to panic"), "{text}");
+    let m = ws.latest_manifest("pan");
+    let status = |name: &str| {
+        m["stages"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!((status("a"), status("b"), status("c")), ("failed".into(), "skipped".into(), "ran".into()));
+    assert_eq!(ws.files_under("artifacts/records").len(), 1, "only c's record");
+    let out = ws.cmd(&["gc", "--dry-run"]).timeout(std::time::Duration::from_secs(20)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -298,3 +298,37 @@ fn any_ill_typed_parameter_in_any_pipeline_is_an_error_naming_it() {
     assert!(tried > 1000, "{tried}");
     assert!(failures.is_empty(), "{} of {tried}:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// Values that end up in a Slurm batch script — a GPU type, `--partition`,
+/// `--account`, the artifacts path — are names or paths, never lines: a
+/// newline or a quote in one is bad input (exit 2) before anything is written
+/// or submitted, so no spec or option can add a command to the script.
+#[test]
+fn hostile_slurm_values_never_reach_a_batch_script() {
+    let ws = Workspace::new();
+    let pwned = ws.path().join("PWNED");
+    let one = "  a:\n    kind: generate\n    params: { dataset: two_moons, n_samples: 10 }\n";
+    ws.write(
+        "bad.yaml",
+        &format!("name: h\nstages:\n{one}    resources: {{ gpus: \"a100\\ntouch {}\\n#:1\" }}\n", pwned.display()),
+    );
+    let out = ws.cmd(&["check", "bad.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`resources.gpus` of stage `a` must be"));
+    ws.write("ok.yaml", &format!("name: h\nstages:\n{one}"));
+    let hostile = format!("x\ntouch {}", pwned.display());
+    for args in [
+        vec!["--partition", hostile.as_str()],
+        vec!["--account", "acct'; touch PWNED; '"],
+        vec!["--artifacts", "art\nx"],
+    ] {
+        let mut all = vec!["run", "ok.yaml", "--executor", "slurm"];
+        all.extend(args.iter().copied());
+        let out = ws.cmd(&all).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(args[0].trim_start_matches("--")), "{args:?}: {err}");
+    }
+    assert!(!pwned.exists() && !ws.path().join("PWNED").exists());
+    assert!(!ws.artifacts().join("slurm").exists(), "nothing submitted");
+}

@@ -285,7 +285,17 @@ impl Table {
     }
 
     /// Parse Parquet bytes; returns the table and its key-value metadata.
+    /// Bytes that make the decoder panic (some single-bit flips do) are an
+    /// error like any other unreadable file, never a panic of the caller.
     pub fn from_parquet(bytes: Vec<u8>) -> Result<(Table, Vec<(String, String)>), FrameError> {
+        std::panic::catch_unwind(|| Table::from_parquet_unguarded(bytes)).unwrap_or_else(|_| {
+            Err(FrameError::Parquet(parquet::errors::ParquetError::General(
+                "the Parquet decoder panicked on these bytes (corrupt)".into(),
+            )))
+        })
+    }
+
+    fn from_parquet_unguarded(bytes: Vec<u8>) -> Result<(Table, Vec<(String, String)>), FrameError> {
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))?;
         let metadata = builder
             .metadata()
@@ -352,6 +362,21 @@ mod tests {
         // Metadata is not content.
         let bytes = sample().to_parquet(&[("k".into(), "v".into())]).unwrap();
         assert_eq!(Table::from_parquet(bytes).unwrap().0.content_hash(), base);
+    }
+
+    /// Every single-bit flip of a table's file: an error or a table, never a
+    /// panic (some flips make the decoder itself panic).
+    #[test]
+    fn no_bit_flip_makes_reading_panic() {
+        let bytes = sample().to_parquet(&[("k".into(), "v".into())]).unwrap();
+        for offset in 0..bytes.len() {
+            for bit in [0u8, 5] {
+                let mut b = bytes.clone();
+                b[offset] ^= 1 << bit;
+                let caught = std::panic::catch_unwind(|| Table::from_parquet(b));
+                assert!(caught.is_ok(), "offset {offset} bit {bit} panicked");
+            }
+        }
     }
 
     #[test]

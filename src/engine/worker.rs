@@ -199,8 +199,36 @@ impl Memo {
 }
 
 /// Compute `job` with implementation `imp` (the one [`Job::implementation`]
-/// names): lock, re-check, load inputs, run, store, record.
+/// names): lock, re-check, load inputs, run, store, record. A panic anywhere
+/// in it — a stage's bug, a decoder's — is the stage's failure, with the
+/// panic's message: the key's lock is released on the way out, nothing is
+/// recorded, and the caller (the run's coordinator, a Slurm worker) always
+/// gets an outcome, never a silent thread.
 pub fn execute(
+    job: &Job,
+    imp: &dyn Stage,
+    cache: &Cache,
+    memo: &Memo,
+    backend: Backend,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Result<Done, WorkError> {
+    let started_ms = now_ms();
+    let run = std::panic::AssertUnwindSafe(|| execute_unguarded(job, imp, cache, memo, backend, progress));
+    std::panic::catch_unwind(run).unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string());
+        Err(WorkError::Failed {
+            error: format!("the stage panicked (a bug, please report it): {why}; nothing was cached"),
+            started_ms,
+            finished_ms: now_ms(),
+        })
+    })
+}
+
+fn execute_unguarded(
     job: &Job,
     imp: &dyn Stage,
     cache: &Cache,

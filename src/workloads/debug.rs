@@ -15,6 +15,7 @@ crate::params! {
         sleep_ms: u64 = (ParamType::Int { min: 0, max: 600_000 }, Default::Int(0), "sleep before returning (does not change the output)"),
         fail: bool = (ParamType::Bool, Default::Bool(false), "fail after sleeping"),
         nan: bool = (ParamType::Bool, Default::Bool(false), "report a non-finite loss"),
+        panic: bool = (ParamType::Bool, Default::Bool(false), "panic after sleeping (a stage's bug)"),
     }
 }
 static PARAMS: &[ParamDef] = DebugParams::DEFS;
@@ -34,6 +35,9 @@ impl Stage for Debug {
         }
         if p.fail {
             return Err(StageError::Failed("debug stage asked to fail".into()));
+        }
+        if p.panic {
+            panic!("debug stage asked to panic");
         }
         if p.nan {
             return Err(StageError::NonFinite { step: 3, value: f64::NAN });

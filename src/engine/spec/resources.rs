@@ -87,6 +87,13 @@ impl Resources {
     }
 }
 
+/// A word Slurm reads as a name (a GPU type, a partition, an account):
+/// letters, digits, `_`, `-`, `.`, and `,` between names. Nothing that can end
+/// a line of a batch script or start a shell word.
+pub fn slurm_word(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.,".contains(c))
+}
+
 fn digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -149,7 +156,9 @@ pub(super) fn parse(c: &mut Collector, node: &Node, whose: &str) -> Resources {
             "gpus" => match scalar(v) {
                 Some(s)
                     if match s.rsplit_once(':') {
-                        Some((ty, n)) => !ty.is_empty() && digits(n),
+                        // A GPU type is a word: a newline or a quote would
+                        // write lines of its own into the batch script.
+                        Some((ty, n)) => slurm_word(ty) && digits(n),
                         None => digits(&s),
                     } =>
                 {
