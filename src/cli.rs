@@ -140,6 +140,9 @@ pub enum Command {
         /// weights, any other name for the bytes as cached.
         #[arg(long, short, value_name = "PATH")]
         output: PathBuf,
+        /// Replace PATH if it exists (a symbolic link is never written through).
+        #[arg(long)]
+        force: bool,
     },
     /// Show what a command stage printed in its latest run: the command,
     /// stdout and stderr (kept under `artifacts/logs/<key>/`).
@@ -488,6 +491,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 t
             };
             out(&text);
+            if !cmp.unreadable.is_empty() {
+                for what in &cmp.unreadable {
+                    eprintln!(
+                        "error: the metrics of {what} could not be read; they show as NaN (`scoreflow run` recomputes a corrupt result)"
+                    );
+                }
+                return Ok(ExitCode::from(EXIT_FAILURE));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Runs { file, json } => {
@@ -804,7 +815,20 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             out(&inspect::render(&r.path, &metadata, &opts)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Export { target, pipeline, output } => {
+        Command::Export { target, pipeline, output, force } => {
+            // Never through a link (`latest/` points into the object store),
+            // never over a file unless asked.
+            if let Ok(meta) = std::fs::symlink_metadata(output) {
+                if meta.file_type().is_symlink() {
+                    return Err(Error::BadInput(format!(
+                        "{} is a symbolic link; export writes files, never through a link (remove it, or choose another path)",
+                        output.display()
+                    )));
+                }
+                if !force {
+                    return Err(Error::BadInput(format!("{} exists; add --force to replace it", output.display())));
+                }
+            }
             let r = resolve_output(&cli.artifacts, target, pipeline.as_deref(), &overrides)?;
             if let Some(w) = &r.warning {
                 return Err(Error::Fault(format!("{w}; not exported")));

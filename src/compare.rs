@@ -23,6 +23,9 @@ pub struct Comparison {
     pub rows: Vec<(Vec<String>, Vec<f64>)>,
     /// Stages whose result is not in the cache yet (run the spec first).
     pub missing: Vec<String>,
+    /// `stage.output` metric tables that could not be read (corrupt, or not
+    /// a metric table): their metrics are NaN, and `compare` exits 1.
+    pub unreadable: Vec<String>,
 }
 
 /// Read every instance's metrics from the current (fresh) results in the cache.
@@ -65,6 +68,7 @@ fn tabulate(
     let mut metric_names: Vec<String> = Vec::new();
     let mut per_instance: Vec<BTreeMap<String, f64>> = Vec::new();
     let mut missing = Vec::new();
+    let mut unreadable = Vec::new();
     let mut memo: BTreeMap<String, Option<BTreeMap<String, f64>>> = BTreeMap::new();
     for instance in &instances {
         let mut row = BTreeMap::new();
@@ -77,9 +81,11 @@ fn tabulate(
             if !memo.contains_key(merged) {
                 let read = outputs(idx).map(|hashes| {
                     let mut found = BTreeMap::new();
-                    for (n, v) in stage_metrics(cache, imp, |output| hashes.get(output).copied()) {
+                    let (metrics, bad) = stage_metrics(cache, imp, |output| hashes.get(output).copied());
+                    for (n, v) in metrics {
                         found.entry(n).or_insert(v);
                     }
+                    unreadable.extend(bad.into_iter().map(|why| format!("{merged}.{why}")));
                     found
                 });
                 if read.is_none() {
@@ -107,7 +113,7 @@ fn tabulate(
             )
         })
         .collect();
-    Comparison { swept, metric_names, rows, missing }
+    Comparison { swept, metric_names, rows, missing, unreadable }
 }
 
 impl Comparison {
@@ -209,19 +215,39 @@ pub struct RunDiff {
 /// every table output its implementation declares as metrics, read by content
 /// hash (`hash_of(output)`); tables that are gone or not metric tables are
 /// left out.
-fn stage_metrics(cache: &Cache, imp: &dyn Stage, hash_of: impl Fn(&str) -> Option<Hash>) -> Vec<(String, f64)> {
+/// The metrics a stage's outputs hold, and the outputs that could not be read
+/// as metric tables (`output: why`).
+fn stage_metrics(
+    cache: &Cache,
+    imp: &dyn Stage,
+    hash_of: impl Fn(&str) -> Option<Hash>,
+) -> (Vec<(String, f64)>, Vec<String>) {
     let mut out = Vec::new();
+    let mut bad = Vec::new();
     let declared = imp.metrics();
     for (output, column) in declared {
         let Some(hash) = hash_of(output) else { continue };
-        let Ok(Artifact::Table(t)) = cache.read(&hash, Format::Table) else { continue };
+        let t = match cache.read(&hash, Format::Table) {
+            Ok(Artifact::Table(t)) => t,
+            Ok(Artifact::Blob(_)) => continue,
+            Err(e) => {
+                bad.push(format!("{output} ({e})"));
+                continue;
+            }
+        };
         // A command's metrics may come as integers (a count, from CSV).
         let values = t.f64s(column).or_else(|_| t.i64s(column).map(|v| v.iter().map(|x| *x as f64).collect()));
-        let (Ok(names), Ok(values)) = (t.strs("metric"), values) else { continue };
+        let (names, values) = match (t.strs("metric"), values) {
+            (Ok(n), Ok(v)) => (n, v),
+            (Err(e), _) | (_, Err(e)) => {
+                bad.push(format!("{output} (not a metric table: {e})"));
+                continue;
+            }
+        };
         let several = declared.iter().filter(|(o, _)| o == output).count() > 1;
         out.extend(names.iter().map(|n| if several { format!("{column}({n})") } else { n.clone() }).zip(values));
     }
-    out
+    (out, bad)
 }
 
 /// The metrics a run's results hold, by `stage.metric`, read through the
@@ -241,7 +267,7 @@ fn run_metrics(cache: &Cache, m: &Manifest) -> Vec<(String, f64)> {
         let Some(imp) = found else {
             continue;
         };
-        for (n, v) in stage_metrics(cache, imp, |output| line.outputs.get(output).and_then(|h| h.parse().ok())) {
+        for (n, v) in stage_metrics(cache, imp, |output| line.outputs.get(output).and_then(|h| h.parse().ok())).0 {
             let name = format!("{}.{n}", line.name);
             if !out.iter().any(|(k, _)| *k == name) {
                 out.push((name, v));

@@ -274,7 +274,8 @@ fn files_from_polars_pandas_and_numpy_are_scored_by_validate() {
         ws.write("files.yaml", &spec);
         let out = ws.cmd(&["run", "files.yaml"]).output().unwrap();
         assert!(out.status.success(), "{file}: {}", stderr(&out));
-        let out = ws.cmd(&["export", "metrics", "--pipeline", "files.yaml", "-o", "m.csv"]).output().unwrap();
+        let out =
+            ws.cmd(&["export", "metrics", "--pipeline", "files.yaml", "-o", "m.csv", "--force"]).output().unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
         let csv = std::fs::read_to_string(ws.path().join("m.csv")).unwrap();
         values.push(csv);

@@ -156,6 +156,24 @@ fn export_round_trips_tables_and_models_and_latest_links_find_them() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("export it as .safetensors, .bin") && err.contains("not `.pt`"), "{err}");
     assert!(!ws.path().join("x.pt").exists());
+    // An existing file is kept unless --force; a link is never written through.
+    let spec_before = std::fs::read(ws.path().join("p.yaml")).unwrap();
+    let out = ws.cmd(&["export", "samples", "--pipeline", "p.yaml", "-o", "p.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("p.yaml exists; add --force"));
+    assert_eq!(std::fs::read(ws.path().join("p.yaml")).unwrap(), spec_before, "the spec is untouched");
+    let link = ws.artifacts().join("latest/smeme/samples/samples.parquet");
+    let object = std::fs::read(&link).unwrap();
+    let out = ws
+        .cmd(&["export", "validity", "--pipeline", "p.yaml", "-o", link.to_str().unwrap(), "--force"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a symbolic link"));
+    assert_eq!(std::fs::read(&link).unwrap(), object, "the object behind the link is untouched");
+    let out =
+        ws.cmd(&["export", "samples", "--pipeline", "p.yaml", "-o", "out/s.parquet", "--force"]).output().unwrap();
+    assert!(out.status.success(), "--force replaces: {}", String::from_utf8_lossy(&out.stderr));
     let out = ws.cmd(&["inspect", "pretrain.model", "--pipeline", "p.yaml"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("model weights (score network)"));
     let out = ws.cmd(&["inspect", "samples.nope", "--pipeline", "p.yaml"]).output().unwrap();

@@ -34,7 +34,8 @@ fn spec(energy: &str, chains: usize) -> String {
 
 fn export_csv(ws: &Workspace, what: &str) -> Vec<Vec<String>> {
     let path = ws.path().join(format!("{what}.csv"));
-    let out = ws.cmd(&["export", what, "--pipeline", "p.yaml", "-o", path.to_str().unwrap()]).output().unwrap();
+    let out =
+        ws.cmd(&["export", what, "--pipeline", "p.yaml", "-o", path.to_str().unwrap(), "--force"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::read_to_string(path).unwrap().lines().map(|l| l.split(',').map(str::to_string).collect()).collect()
 }

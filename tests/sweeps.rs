@@ -173,4 +173,27 @@ fn command_line_overrides_act_as_the_edited_file() {
     let out = ws.cmd(&["check", "p.yaml", "--matrix", "stages.tuned.params.betta=1,2"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     insta::assert_snapshot!("override_matrix_error", String::from_utf8_lossy(&out.stderr));
+    // Two lists are one too many: an error, not the first list alone.
+    let out = ws.cmd(&["check", "p.yaml", "--matrix", "seed=[1,2],[3]"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--matrix seed=[1,2],[3]: the values must be one list"), "{err}");
+}
+
+/// A metrics table that is corrupt in the cache is reported by `compare`
+/// (exit 1, naming it), never silently left out of the table.
+#[test]
+fn compare_reports_a_corrupt_metrics_table() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &common::small_moons());
+    let out = ws.cmd(&["run", "p.yaml"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let object = std::fs::canonicalize(ws.artifacts().join("latest/two_moons/metrics/metrics.parquet")).unwrap();
+    // Same size, other bytes: the record still looks complete by size.
+    let size = std::fs::metadata(&object).unwrap().len() as usize;
+    std::fs::write(&object, vec![b'x'; size]).unwrap();
+    let out = ws.cmd(&["compare", "p.yaml"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the metrics of metrics.metrics") && err.contains("could not be read"), "{err}");
 }

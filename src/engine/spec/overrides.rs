@@ -43,9 +43,38 @@ impl Override {
             return Err(format!("{flag} {arg}: `{path}` is not a dotted path"));
         }
         let value = value.trim();
+        // A bracketed list must be the whole value: `[1,2],[3]` is not read as
+        // `[1,2]` with the rest dropped.
+        if matrix && value.starts_with('[') && list_end(value) != Some(value.len() - 1) {
+            return Err(format!(
+                "{flag} {arg}: the values must be one list, `{path}=V1,V2,…` or `{path}=[V1, V2, …]`, with nothing after its `]`"
+            ));
+        }
         let value = if matrix && !value.starts_with('[') { format!("[{value}]") } else { value.to_string() };
         Ok(Override { text: format!("{flag} {arg}"), matrix, path, value })
     }
+}
+
+/// The byte index of the `]` that closes the list opening `text`, skipping
+/// brackets inside quotes; `None` when it is never closed.
+fn list_end(text: &str) -> Option<usize> {
+    let (mut depth, mut quote) = (0usize, None::<char>);
+    for (i, ch) in text.char_indices() {
+        match (quote, ch) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(ch),
+            (None, '[' | '{') => depth += 1,
+            (None, ']' | '}') => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Give `node` and everything under it the position that stands for option
@@ -136,5 +165,11 @@ mod tests {
         assert!(Override::parse(false, "lr").is_err());
         assert!(Override::parse(false, "=1").is_err());
         assert!(Override::parse(false, "stages..x=1").is_err());
+        // Nothing after the list is dropped silently: it is an error.
+        for bad in ["seed=[1,2],[3]", "seed=[1,2]3", "seed=[1,2"] {
+            let e = Override::parse(true, bad).unwrap_err();
+            assert!(e.contains("must be one list"), "{bad}: {e}");
+        }
+        assert_eq!(Override::parse(true, "x=[\"a]\", [1, 2]]").unwrap().value, "[\"a]\", [1, 2]]");
     }
 }
