@@ -358,3 +358,26 @@ fn a_panicking_stage_fails_the_run_and_leaves_the_cache_usable() {
     let out = ws.cmd(&["gc", "--dry-run"]).timeout(std::time::Duration::from_secs(20)).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A truncated `latest.json` is not skipped as a gc root (which removed all of
+/// its pipeline's results): gc refuses, naming the file, exit 2, nothing removed.
+#[test]
+fn gc_refuses_when_a_latest_manifest_does_not_parse() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 0, 2));
+    let (out, _) = ws.run_json("p.yaml", &[]);
+    assert!(out.status.success());
+    let before = ws.files_under("artifacts/objects").len() + ws.files_under("artifacts/records").len();
+    let latest = ws.artifacts().join("runs/chain/latest.json");
+    let text = std::fs::read(&latest).unwrap();
+    std::fs::write(&latest, &text[..text.len() / 2]).unwrap();
+    for args in [["gc", "--dry-run"], ["gc", ""]] {
+        let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
+        let out = ws.cmd(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("latest.json does not parse") && err.contains("removed nothing"), "{err}");
+    }
+    let after = ws.files_under("artifacts/objects").len() + ws.files_under("artifacts/records").len();
+    assert_eq!(after, before, "nothing removed");
+}

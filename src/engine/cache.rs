@@ -69,6 +69,12 @@ pub enum CacheError {
     Io { action: &'static str, path: PathBuf, source: io::Error },
     #[error("cannot encode {what}: {why}")]
     Encode { what: String, why: String },
+    /// A run manifest that `gc` needs as a root does not parse: removing
+    /// anything could remove what it names.
+    #[error(
+        "{path} does not parse ({why}); gc keeps what each pipeline's latest run names, so it removed nothing. Restore the file (runs/<pipeline>/ holds every run's manifest) or remove that pipeline's runs/ folder"
+    )]
+    BadRoot { path: PathBuf, why: String },
 }
 
 pub(crate) fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CacheError + 'a {

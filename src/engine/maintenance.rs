@@ -127,12 +127,13 @@ impl Cache {
         let runs = self.root.join("runs");
         for entry in read_dir(&runs)? {
             let latest = entry.join("latest.json");
-            let Ok(bytes) = fs::read(&latest) else {
-                continue;
+            let bytes = match fs::read(&latest) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(CacheError::BadRoot { path: latest, why: e.to_string() }),
             };
-            let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
-                continue;
-            };
+            let manifest = serde_json::from_slice::<Manifest>(&bytes)
+                .map_err(|e| CacheError::BadRoot { path: latest.clone(), why: e.to_string() })?;
             for stage in &manifest.stages {
                 let Some(key) = stage.key.as_ref().and_then(|k| k.parse::<Hash>().ok()) else {
                     continue;
