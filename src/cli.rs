@@ -868,7 +868,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let r = cache.verify()?;
             let mut text = String::new();
             for p in &r.problems {
-                text.push_str(&format!("bad: {}: {} (removed)\n", p.path, p.what));
+                let fate = if p.removed { "removed" } else { "left in place: not a file verify can read" };
+                text.push_str(&format!("bad: {}: {} ({fate})\n", p.path, p.what));
             }
             text.push_str(&format!(
                 "verified {} records, {} objects in {}: {}\n",

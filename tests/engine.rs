@@ -381,3 +381,26 @@ fn gc_refuses_when_a_latest_manifest_does_not_parse() {
     let after = ws.files_under("artifacts/objects").len() + ws.files_under("artifacts/records").len();
     assert_eq!(after, before, "nothing removed");
 }
+
+/// `verify` goes on past an entry it cannot read (a directory where an object
+/// or a record should be): every problem is reported, the run after heals.
+#[test]
+fn verify_reports_every_bad_entry_and_goes_on_past_unreadable_ones() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 0, 2));
+    let (out, _) = ws.run_json("p.yaml", &[]);
+    assert!(out.status.success());
+    let objects = ws.files_under("artifacts/objects");
+    assert!(objects.len() >= 2, "{objects:?}");
+    // Directories squatting at an object's and a record's name (in the first
+    // shards), and a corrupt object that sorts after them.
+    std::fs::create_dir_all(ws.artifacts().join("objects/00").join(format!("{}.parquet", "0".repeat(64)))).unwrap();
+    std::fs::create_dir_all(ws.artifacts().join("records/00").join(format!("{}.json", "0".repeat(64)))).unwrap();
+    let last = ws.artifacts().join("objects").join(objects.last().unwrap());
+    std::fs::write(&last, b"garbage").unwrap();
+    let out = ws.cmd(&["verify"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.matches("(left in place: not a file verify can read)").count(), 2, "both directories: {text}");
+    assert!(text.contains(objects.last().unwrap().as_str()), "the corrupt object after them too: {text}");
+}

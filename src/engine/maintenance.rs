@@ -17,6 +17,8 @@ pub struct Problem {
     /// Path relative to the cache root.
     pub path: String,
     pub what: String,
+    /// Whether verify removed it (an entry it cannot read is left in place).
+    pub removed: bool,
 }
 
 /// What `scoreflow verify` checked.
@@ -59,13 +61,24 @@ impl Cache {
                 let verdict = match name.parse::<Hash>() {
                     Ok(hash) => match self.read(&hash, format) {
                         Ok(_) => continue,
-                        Err(ObjectError::Cache(e)) => return Err(e),
+                        // Not readable as a file (a directory in its place, say):
+                        // reported, left for a person to look at, and the
+                        // check goes on with the next entry.
+                        Err(ObjectError::Cache(e)) => {
+                            report.problems.push(Problem {
+                                path: rel.clone(),
+                                what: format!("unreadable ({e})"),
+                                removed: false,
+                            });
+                            bad_objects.insert(rel);
+                            continue;
+                        }
                         Err(e) => e.to_string(),
                     },
                     Err(_) => "not an object name".to_string(),
                 };
                 let _ = fs::remove_file(&file);
-                report.problems.push(Problem { path: rel.clone(), what: verdict });
+                report.problems.push(Problem { path: rel.clone(), what: verdict, removed: true });
                 bad_objects.insert(rel);
             }
         }
@@ -75,17 +88,25 @@ impl Cache {
                 let rel = self.rel(&file);
                 let key = file.file_stem().and_then(|n| n.to_str()).and_then(|n| n.parse::<Hash>().ok());
                 let record = match key {
-                    Some(k) => match self.lookup(&k)? {
-                        Lookup::Hit(r) => r,
-                        _ => {
+                    Some(k) => match self.lookup(&k) {
+                        Ok(Lookup::Hit(r)) => r,
+                        Err(e) => {
+                            report.problems.push(Problem {
+                                path: rel,
+                                what: format!("unreadable ({e})"),
+                                removed: false,
+                            });
+                            continue;
+                        }
+                        Ok(_) => {
                             let _ = fs::remove_file(&file);
-                            report.problems.push(Problem { path: rel, what: "not a record".into() });
+                            report.problems.push(Problem { path: rel, what: "not a record".into(), removed: true });
                             continue;
                         }
                     },
                     None => {
                         let _ = fs::remove_file(&file);
-                        report.problems.push(Problem { path: rel, what: "not a record name".into() });
+                        report.problems.push(Problem { path: rel, what: "not a record name".into(), removed: true });
                         continue;
                     }
                 };
@@ -97,7 +118,7 @@ impl Cache {
                 });
                 if let Some(what) = bad {
                     let _ = fs::remove_file(&file);
-                    report.problems.push(Problem { path: rel, what });
+                    report.problems.push(Problem { path: rel, what, removed: true });
                 }
             }
         }
