@@ -425,8 +425,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let spec = load_spec(file, &overrides)?;
             let cache = cache_for(&cli.artifacts, file);
             let home = cache.home(&spec.name, file, false)?;
+            let recorded = cache.runs_checked(&home.dir)?;
             if let [a, b] = runs.as_slice() {
-                let recorded = cache.runs(&home.dir);
                 let a = crate::compare::find_run(&recorded, a).map_err(Error::BadInput)?;
                 let b = crate::compare::find_run(&recorded, b).map_err(Error::BadInput)?;
                 let mut d = crate::compare::diff_runs(&cache, a, b);
@@ -521,7 +521,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                     "skipped"
                 ));
             }
-            for m in cache.runs(&home.dir) {
+            for m in cache.runs_checked(&home.dir)? {
                 let count = |s: StageState| m.stages.iter().filter(|l| l.status == s).count();
                 let (ran, fresh, failed) =
                     (count(StageState::Ran), count(StageState::Fresh), count(StageState::Failed));
@@ -1020,8 +1020,7 @@ fn resolve_output(
         )));
     };
     let entry = &record.outputs[output];
-    let hash = entry.content_hash().ok_or_else(|| Error::BadInput("record names a malformed hash".into()))?;
-    let warning = match cache.read(&hash, def.format()) {
+    let warning = match cache.read_entry(entry) {
         Ok(_) => None,
         Err(e) => Some(format!("{stage_name}.{output} failed verification ({e}); the next run will recompute it")),
     };

@@ -8,12 +8,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::engine::cache::{Cache, Manifest};
+use crate::engine::cache::{Cache, Manifest, OutputEntry};
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::hash::Hash;
 use crate::engine::spec::Spec;
 use crate::engine::spec::matrix::Instance;
-use crate::engine::stage::{Artifact, Format, Stage};
+use crate::engine::stage::{Artifact, Stage};
 
 /// The table: one row per instance; `values` are the swept targets' values as
 /// text, `metrics` the metric columns (NaN where a stage has no fresh result).
@@ -35,17 +34,14 @@ pub fn compare(spec: &Spec, cache: &Cache) -> Result<Comparison, crate::engine::
     // read; the rest of each result need only be there.
     let mut fresh =
         crate::engine::fingerprint::assess_fresh(spec, cache, None, None, crate::engine::cache::Verify::Size)?;
-    Ok(tabulate(spec, cache, |idx| {
-        let record = fresh[idx].take()?.record?;
-        Some(record.outputs.iter().filter_map(|(name, o)| Some((name.clone(), o.content_hash()?))).collect())
-    }))
+    Ok(tabulate(spec, cache, |idx| Some(fresh[idx].take()?.record?.outputs)))
 }
 
 /// The metrics of a run's results: the output hashes its manifest names.
 pub fn from_manifest(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Comparison {
     tabulate(spec, cache, |idx| {
         let line = manifest.stage(&spec.stages[idx].name).filter(|l| l.status.settled())?;
-        Some(line.outputs.iter().filter_map(|(name, h)| Some((name.clone(), h.parse().ok()?))).collect())
+        entries_of(cache, line)
     })
 }
 
@@ -54,7 +50,7 @@ pub fn from_manifest(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Compari
 fn tabulate(
     spec: &Spec,
     cache: &Cache,
-    mut outputs: impl FnMut(usize) -> Option<BTreeMap<String, Hash>>,
+    mut outputs: impl FnMut(usize) -> Option<BTreeMap<String, OutputEntry>>,
 ) -> Comparison {
     let instances: Vec<Instance> = match &spec.matrix {
         Some(m) => m.combinations.clone(),
@@ -81,7 +77,7 @@ fn tabulate(
             if !memo.contains_key(merged) {
                 let read = outputs(idx).map(|hashes| {
                     let mut found = BTreeMap::new();
-                    let (metrics, bad) = stage_metrics(cache, imp, |output| hashes.get(output).copied());
+                    let (metrics, bad) = stage_metrics(cache, imp, |output| hashes.get(output).cloned());
                     for (n, v) in metrics {
                         found.entry(n).or_insert(v);
                     }
@@ -220,14 +216,14 @@ pub struct RunDiff {
 fn stage_metrics(
     cache: &Cache,
     imp: &dyn Stage,
-    hash_of: impl Fn(&str) -> Option<Hash>,
+    entry_of: impl Fn(&str) -> Option<OutputEntry>,
 ) -> (Vec<(String, f64)>, Vec<String>) {
     let mut out = Vec::new();
     let mut bad = Vec::new();
     let declared = imp.metrics();
     for (output, column) in declared {
-        let Some(hash) = hash_of(output) else { continue };
-        let t = match cache.read(&hash, Format::Table) {
+        let Some(entry) = entry_of(output) else { continue };
+        let t = match cache.read_entry(&entry) {
             Ok(Artifact::Table(t)) => t,
             Ok(Artifact::Blob(_)) => continue,
             Err(e) => {
@@ -267,7 +263,8 @@ fn run_metrics(cache: &Cache, m: &Manifest) -> Vec<(String, f64)> {
         let Some(imp) = found else {
             continue;
         };
-        for (n, v) in stage_metrics(cache, imp, |output| line.outputs.get(output).and_then(|h| h.parse().ok())).0 {
+        let Some(entries) = entries_of(cache, line) else { continue };
+        for (n, v) in stage_metrics(cache, imp, |output| entries.get(output).cloned()).0 {
             let name = format!("{}.{n}", line.name);
             if !out.iter().any(|(k, _)| *k == name) {
                 out.push((name, v));
@@ -275,6 +272,15 @@ fn run_metrics(cache: &Cache, m: &Manifest) -> Vec<(String, f64)> {
         }
     }
     out
+}
+
+/// The output entries (file hashes included) of a manifest line's result:
+/// its record's, when the record names the outputs the line names.
+fn entries_of(cache: &Cache, line: &crate::engine::cache::ManifestStage) -> Option<BTreeMap<String, OutputEntry>> {
+    let key = line.key.as_ref()?.parse().ok()?;
+    let record = cache.load_record(&key).ok()??;
+    let same = line.outputs.iter().all(|(name, h)| record.outputs.get(name).is_some_and(|o| &o.hash == h));
+    same.then_some(record.outputs)
 }
 
 /// Compare run `a` with run `b`.

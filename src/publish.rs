@@ -62,7 +62,19 @@ pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result
                 unchanged.push(file);
                 continue;
             }
-            let bytes = match cache.read(&hash, Format::Blob) {
+            // Through the record's entry: size and file hash before anything else.
+            let entry = line
+                .key
+                .as_ref()
+                .and_then(|k| k.parse().ok())
+                .and_then(|k| cache.load_record(&k).ok().flatten())
+                .and_then(|r| r.outputs.get(def.name).cloned())
+                .filter(|o| o.hash == hash.hex());
+            let read = match &entry {
+                Some(o) => cache.read_entry(o),
+                None => cache.read(&hash, Format::Blob),
+            };
+            let bytes = match read {
                 Ok(crate::engine::stage::Artifact::Blob(bytes)) => bytes,
                 Err(crate::engine::cache::ObjectError::Cache(e)) => return Err(e.into()),
                 _ => {

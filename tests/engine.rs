@@ -404,3 +404,109 @@ fn verify_reports_every_bad_entry_and_goes_on_past_unreadable_ones() {
     assert_eq!(text.matches("(left in place: not a file verify can read)").count(), 2, "both directories: {text}");
     assert!(text.contains(objects.last().unwrap().as_str()), "the corrupt object after them too: {text}");
 }
+
+/// The record file and the object file of stage `stage`'s output `table` in
+/// the latest run of `chain`.
+fn record_and_object(ws: &Workspace, stage: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let m = ws.latest_manifest("chain");
+    let line = m["stages"].as_array().unwrap().iter().find(|s| s["name"] == stage).unwrap();
+    let key = line["key"].as_str().unwrap();
+    let hash = line["outputs"]["table"].as_str().unwrap();
+    (
+        ws.artifacts().join("records").join(&key[..2]).join(format!("{key}.json")),
+        ws.artifacts().join("objects").join(&hash[..2]).join(format!("{hash}.parquet")),
+    )
+}
+
+/// A flip in an object's Parquet footer metadata that still decodes to the
+/// right content (`stage_kind: debug` → `eebug`): the stage reruns, and the
+/// store replaces the flipped file with the right bytes instead of keeping it
+/// as "valid by content" and recording its new file hash.
+#[test]
+fn a_flip_in_footer_metadata_is_replaced_not_adopted() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 0, 2));
+    assert!(ws.run_json("p.yaml", &[]).0.status.success());
+    let (_, object) = record_and_object(&ws, "a");
+    let clean = std::fs::read(&object).unwrap();
+    let at = clean.windows(5).rposition(|w| w == b"debug").expect("the stage kind in the footer");
+    let mut flipped = clean.clone();
+    flipped[at] ^= 0x01; // 'd' → 'e'
+    std::fs::write(&object, &flipped).unwrap();
+    let (out, ev) = ws.run_json("p.yaml", &[]);
+    assert!(out.status.success());
+    assert_eq!(Workspace::ran(&ev), ["a"], "the flipped object is not fresh; its content is unchanged, so b is");
+    assert_eq!(std::fs::read(&object).unwrap(), clean, "the original bytes are back");
+    let out = ws.cmd(&["verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let shown = ws.cmd(&["inspect", "a", "--pipeline", "p.yaml"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&shown.stdout).contains("eebug"));
+}
+
+/// A record whose output `hash` was edited names an object that is not the
+/// file it names: never fresh, and `verify` removes it.
+#[test]
+fn a_record_naming_another_objects_hash_is_not_a_result() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 0, 2));
+    assert!(ws.run_json("p.yaml", &[]).0.status.success());
+    let (record, _) = record_and_object(&ws, "d");
+    let text = std::fs::read_to_string(&record).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["outputs"]["table"]["hash"] = serde_json::Value::String("ab".repeat(32));
+    std::fs::write(&record, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+
+    let out = ws.cmd(&["verify"]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("the record names file"), "{said}");
+    assert!(!record.exists(), "the record is removed");
+
+    std::fs::write(&record, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    let (out, ev) = ws.run_json("p.yaml", &[]);
+    assert!(out.status.success());
+    assert_eq!(Workspace::ran(&ev), ["d"]);
+    let (_, ev) = ws.run_json("p.yaml", &[]);
+    assert!(Workspace::ran(&ev).is_empty(), "healed: the rerun's record is right");
+}
+
+/// `gc` after a failed run keeps the previous results of the stages that
+/// failed or were skipped in it: fixing the failure reuses them.
+#[test]
+fn gc_after_a_failed_run_keeps_the_previous_results_of_what_failed() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 0, 2));
+    assert!(ws.run_json("p.yaml", &[]).0.status.success());
+    // b now fails (c is skipped); a and d are fresh.
+    ws.write("p.yaml", &chain(1, 0, 2).replace("params: { value: 2 }", "params: { value: 2, fail: true }"));
+    assert_eq!(ws.run_json("p.yaml", &[]).0.status.code(), Some(1));
+    let out = ws.cmd(&["gc"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("removed record"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    ws.write("p.yaml", &chain(1, 0, 2));
+    let (out, ev) = ws.run_json("p.yaml", &[]);
+    assert!(out.status.success());
+    assert!(Workspace::ran(&ev).is_empty(), "b and c kept through gc: {:?}", Workspace::ran(&ev));
+}
+
+/// `runs` and `compare` refuse a manifest that does not parse (exit 2, naming
+/// it) instead of reporting without it.
+#[test]
+fn runs_and_compare_refuse_a_manifest_that_does_not_parse() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 0, 2));
+    assert!(ws.run_json("p.yaml", &[]).0.status.success());
+    let latest = ws.artifacts().join("runs/chain/latest.json");
+    let text = std::fs::read(&latest).unwrap();
+    std::fs::write(&latest, &text[..text.len() / 2]).unwrap();
+    for args in [&["runs", "p.yaml"][..], &["compare", "p.yaml"][..]] {
+        let out = ws.cmd(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("latest.json does not parse"), "{args:?}: {err}");
+    }
+}

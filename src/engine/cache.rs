@@ -75,6 +75,11 @@ pub enum CacheError {
         "{path} does not parse ({why}); gc keeps what each pipeline's latest run names, so it removed nothing. Restore the file (runs/<pipeline>/ holds every run's manifest) or remove that pipeline's runs/ folder"
     )]
     BadRoot { path: PathBuf, why: String },
+    /// A run manifest that a report on runs needs does not parse.
+    #[error(
+        "{path} does not parse ({why}); a run's manifest is written whole or not at all, so something else changed it. Restore it, or remove it to leave that run out"
+    )]
+    BadManifest { path: PathBuf, why: String },
 }
 
 pub(crate) fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CacheError + 'a {
@@ -310,10 +315,35 @@ impl Cache {
     }
 
     fn check_entry_by(&self, o: &OutputEntry, verify: Verify) -> Result<(), ObjectError> {
+        self.read_checked(o, verify, false).map(|_| ())
+    }
+
+    /// Read the object an output entry names, checked (identity, size, file
+    /// hash) before any decoder sees its bytes, then verified by content.
+    pub fn read_entry(&self, o: &OutputEntry) -> Result<Artifact, ObjectError> {
+        self.read_checked(o, Verify::Bytes, true).map(|a| a.expect("decoded on request"))
+    }
+
+    /// The entry's object, checked as `verify` says; decoded (and verified by
+    /// content) when `decode` asks or when the entry has no file hash.
+    fn read_checked(&self, o: &OutputEntry, verify: Verify, decode: bool) -> Result<Option<Artifact>, ObjectError> {
+        // A record names its object by content hash: the file it names must be
+        // that object's, so an edited `hash` or `file` is never taken at its word
+        // (and never names a path outside the store).
+        let hash =
+            o.content_hash().ok_or_else(|| ObjectError::Corrupt(format!("bad content hash {:?} in record", o.hash)))?;
+        let expected = Cache::object_rel(&hash, o.format());
+        if o.file != expected {
+            return Err(ObjectError::Corrupt(format!(
+                "the record names file {} for object {}, whose file is {expected}",
+                o.file,
+                hash.short()
+            )));
+        }
         let path = self.root.join(&o.file);
         if verify == Verify::Size {
             return match fs::metadata(&path) {
-                Ok(m) if m.len() == o.bytes => Ok(()),
+                Ok(m) if m.len() == o.bytes => Ok(None),
                 Ok(m) => Err(ObjectError::Corrupt(format!("{} bytes, recorded {}", m.len(), o.bytes))),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ObjectError::Missing),
                 Err(e) => Err(CacheError::Io { action: "stat", path, source: e }.into()),
@@ -327,23 +357,20 @@ impl Cache {
         if bytes.len() as u64 != o.bytes {
             return Err(ObjectError::Corrupt(format!("{} bytes, recorded {}", bytes.len(), o.bytes)));
         }
-        match &o.file_hash {
-            Some(h) => {
-                let found = blake3::hash(&bytes).to_hex();
-                if found.as_str() != h {
-                    return Err(ObjectError::Corrupt(format!(
-                        "file hash {}, recorded {}",
-                        &found[..12],
-                        &h[..12.min(h.len())]
-                    )));
-                }
-                Ok(())
+        if let Some(h) = &o.file_hash {
+            let found = blake3::hash(&bytes).to_hex();
+            if found.as_str() != h {
+                return Err(ObjectError::Corrupt(format!(
+                    "file hash {}, recorded {}",
+                    &found[..12],
+                    h.get(..12).unwrap_or(h)
+                )));
             }
-            None => {
-                let hash = o.content_hash().ok_or_else(|| ObjectError::Corrupt("bad content hash in record".into()))?;
-                verify_bytes(bytes, &hash, o.format()).map(|_| ())
+            if !decode {
+                return Ok(None);
             }
         }
+        verify_bytes(bytes, &hash, o.format()).map(Some)
     }
 
     /// The first output of `record` whose object is missing or corrupt, with why.
@@ -432,10 +459,15 @@ impl Cache {
         let _ = fs::remove_file(self.record_path(key));
     }
 
-    /// Store an artifact under its content hash. An object already at that path
-    /// is kept only if it verifies (read and hashed by content); otherwise it is
-    /// replaced atomically. `metadata` goes into Parquet key-value metadata.
-    /// Returns its entry, with the size and file hash of the object now in place.
+    /// Store an artifact under its content hash. A file already at that path
+    /// is kept only when its bytes are the ones about to be written, or when
+    /// they are the bytes another stage's record names for this object (two
+    /// stages that produce one content write files that differ in their
+    /// provenance metadata: the first placed stays). Anything else in place —
+    /// a file whose footer or statistics were flipped but still decodes to the
+    /// right content, say — is replaced atomically. `metadata` goes into
+    /// Parquet key-value metadata. Returns its entry, with the size and file
+    /// hash of the object now in place.
     pub fn store(&self, artifact: &Artifact, metadata: &[(String, String)]) -> Result<OutputEntry, CacheError> {
         let (hash, format, rows) = match artifact {
             Artifact::Table(t) => (t.content_hash(), Format::Table, Some(t.num_rows() as u64)),
@@ -443,35 +475,23 @@ impl Cache {
         };
         let rel = Cache::object_rel(&hash, format);
         let path = self.root.join(&rel);
-        // (size, file hash) of the object in place, if it verifies by content.
-        let in_place = || {
-            fs::read(&path).ok().and_then(|bytes| {
-                let found = (bytes.len() as u64, blake3::hash(&bytes));
-                verify_bytes(bytes, &hash, format).ok().map(|_| found)
-            })
+        let encoded = match artifact {
+            Artifact::Table(t) => {
+                let mut meta = metadata.to_vec();
+                meta.push(("scoreflow.content_hash".into(), hash.hex()));
+                t.to_parquet(&meta).map_err(|e| CacheError::Encode { what: "table".into(), why: e.to_string() })?
+            }
+            Artifact::Blob(b) => b.clone(),
         };
-        let (bytes, file_hash) = match in_place() {
-            Some(found) => found,
-            None => {
-                let encoded = match artifact {
-                    Artifact::Table(t) => {
-                        let mut meta = metadata.to_vec();
-                        meta.push(("scoreflow.content_hash".into(), hash.hex()));
-                        t.to_parquet(&meta)
-                            .map_err(|e| CacheError::Encode { what: "table".into(), why: e.to_string() })?
-                    }
-                    Artifact::Blob(b) => b.clone(),
-                };
-                let mine = (encoded.len() as u64, blake3::hash(&encoded));
-                // Two stages (threads, processes, cluster nodes) that produce the
-                // same content at once write files that differ in their metadata:
-                // the first placed is the object, and the other records its bytes.
-                if self.place_new(&path, &encoded)? {
-                    mine
-                } else if let Some(found) = in_place() {
-                    found
-                } else {
-                    // What is in place is corrupt: replace it.
+        let mine = (encoded.len() as u64, blake3::hash(&encoded));
+        let (bytes, file_hash) = if self.place_new(&path, &encoded)? {
+            mine
+        } else {
+            match fs::read(&path) {
+                Ok(found) if blake3::hash(&found) == mine.1 => mine,
+                Ok(found) if self.named_by_its_record(&rel, &found) => (found.len() as u64, blake3::hash(&found)),
+                // Corrupt, unreadable or unknown: replaced by this writer's bytes.
+                _ => {
                     self.write_atomic(&path, &encoded)?;
                     mine
                 }
@@ -485,6 +505,29 @@ impl Cache {
             rows,
             file_hash: Some(file_hash.to_hex().to_string()),
         })
+    }
+
+    /// Whether `bytes` (in place at object `rel`) are the file that the record
+    /// of the stage key in their own provenance metadata names for it, size and
+    /// file hash: the object of another stage with the same content. The file
+    /// hash covers every byte, so a flip anywhere (the metadata included) fails.
+    fn named_by_its_record(&self, rel: &str, bytes: &[u8]) -> bool {
+        let Some(key) = Table::parquet_metadata(bytes)
+            .and_then(|m| m.into_iter().find(|(k, _)| k == "scoreflow.stage_key").map(|(_, v)| v))
+            .and_then(|k| k.parse::<Hash>().ok())
+        else {
+            return false;
+        };
+        let Ok(Lookup::Hit(record)) = self.lookup(&key) else {
+            // No record yet: its writer may be between this object and its
+            // record, holding its key's lock. A live writer's object stays.
+            return self.key_is_locked(&key);
+        };
+        let found = blake3::hash(bytes).to_hex();
+        record
+            .outputs
+            .values()
+            .any(|o| o.file == rel && o.bytes == bytes.len() as u64 && o.file_hash.as_deref() == Some(found.as_str()))
     }
 
     /// Read an object and verify it against its content hash.
@@ -503,6 +546,12 @@ impl Cache {
     /// Delete an object that failed verification.
     pub fn remove_object(&self, hash: &Hash, format: Format) {
         let _ = fs::remove_file(self.object_path(hash, format));
+    }
+
+    /// Whether some process holds the lock of stage key `key` now.
+    fn key_is_locked(&self, key: &Hash) -> bool {
+        let path = self.root.join("locks").join(format!("{}.lock", key.hex()));
+        File::open(&path).is_ok_and(|f| matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)))
     }
 
     /// Take the exclusive lock of a stage key, waiting for another process that
@@ -637,8 +686,9 @@ mod tests {
         assert!(elsewhere.exists(), "not this host's to judge");
     }
 
-    /// Two writers of one content at once: the first file placed stays, and
-    /// both entries name its bytes.
+    /// Writers of one content at once (stages of different keys, each under
+    /// its key's lock, storing then recording as the worker does): the first
+    /// file placed stays, and every entry names its bytes.
     #[test]
     fn concurrent_stores_of_one_content_agree_on_the_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -648,7 +698,23 @@ mod tests {
             let hs: Vec<_> = (0..8)
                 .map(|i| {
                     let (cache, t) = (&cache, &t);
-                    s.spawn(move || cache.store(t, &[("writer".into(), i.to_string())]).unwrap())
+                    s.spawn(move || {
+                        let key = Hash::of(format!("stage {i}").as_bytes());
+                        let _lock = cache.lock(&key).unwrap();
+                        let entry = cache.store(t, &[("scoreflow.stage_key".into(), key.hex())]).unwrap();
+                        let record = Record {
+                            format: RECORD_FORMAT,
+                            key: key.hex(),
+                            hash_inputs: serde_json::Value::Null,
+                            outputs: [("table".to_string(), entry.clone())].into_iter().collect(),
+                            stage_name: format!("s{i}"),
+                            started_ms: 0,
+                            finished_ms: 0,
+                            scoreflow_version: String::new(),
+                        };
+                        cache.write_record(&record).unwrap();
+                        entry
+                    })
                 })
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()

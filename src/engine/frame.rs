@@ -295,6 +295,24 @@ impl Table {
         })
     }
 
+    /// The key-value metadata of Parquet bytes, from the footer alone (no
+    /// column is decoded); `None` for bytes that are not Parquet, or that make
+    /// the footer's decoder panic.
+    pub fn parquet_metadata(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+        let bytes = bytes::Bytes::copy_from_slice(bytes);
+        std::panic::catch_unwind(|| {
+            let meta = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&bytes).ok()?;
+            Some(
+                meta.file_metadata()
+                    .key_value_metadata()
+                    .map(|kvs| kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default())).collect())
+                    .unwrap_or_default(),
+            )
+        })
+        .ok()
+        .flatten()
+    }
+
     fn from_parquet_unguarded(bytes: Vec<u8>) -> Result<(Table, Vec<(String, String)>), FrameError> {
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))?;
         let metadata = builder

@@ -3,11 +3,13 @@
 //! the cache exclusively (runs hold it shared), so neither ever touches a result
 //! a live run has made and not yet recorded.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::path::Path;
 
-use crate::engine::cache::{Cache, CacheError, Lease, Lookup, Manifest, ObjectError, Record, io_err, read_dir};
+use crate::engine::cache::{
+    Cache, CacheError, Lease, Lookup, Manifest, ManifestStage, ObjectError, Record, io_err, read_dir,
+};
 use crate::engine::hash::Hash;
 use crate::engine::stage::Format;
 
@@ -52,15 +54,46 @@ impl Cache {
         let _gc = self.exclusive()?;
         let mut report = VerifyReport::default();
         let mut bad_objects = BTreeSet::new();
+        // The file hashes records give each object: its bytes are checked
+        // against them before any decoder reads it (an object no record names
+        // is verified by content).
+        let mut recorded: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for shard in read_dir(&self.root.join("records"))? {
+            for file in read_dir(&shard).unwrap_or_default() {
+                let key = file.file_stem().and_then(|n| n.to_str()).and_then(|n| n.parse::<Hash>().ok());
+                if let Some(Ok(Lookup::Hit(record))) = key.map(|k| self.lookup(&k)) {
+                    for o in record.outputs.values() {
+                        if let Some(h) = &o.file_hash {
+                            recorded.entry(o.file.clone()).or_default().insert(h.clone());
+                        }
+                    }
+                }
+            }
+        }
         for shard in read_dir(&self.root.join("objects"))? {
             for file in read_dir(&shard)? {
                 report.objects += 1;
                 let rel = self.rel(&file);
                 let name = file.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let format = if file.extension().is_some_and(|e| e == "bin") { Format::Blob } else { Format::Table };
+                let by_file_hash = recorded.get(&rel).map(|hashes| match fs::read(&file) {
+                    Ok(bytes) => {
+                        let found = blake3::hash(&bytes).to_hex();
+                        if hashes.contains(found.as_str()) {
+                            Ok(())
+                        } else {
+                            Err(ObjectError::Corrupt(format!(
+                                "file hash {}, recorded {}",
+                                &found[..12],
+                                hashes.iter().map(|h| h.get(..12).unwrap_or(h)).collect::<Vec<_>>().join(" or ")
+                            )))
+                        }
+                    }
+                    Err(e) => Err(ObjectError::Cache(CacheError::Io { action: "read", path: file.clone(), source: e })),
+                });
                 let verdict = match name.parse::<Hash>() {
-                    Ok(hash) => match self.read(&hash, format) {
-                        Ok(_) => continue,
+                    Ok(hash) => match by_file_hash.unwrap_or_else(|| self.read(&hash, format).map(|_| ())) {
+                        Ok(()) => continue,
                         // Not readable as a file (a directory in its place, say):
                         // reported, left for a person to look at, and the
                         // check goes on with the next entry.
@@ -125,6 +158,53 @@ impl Cache {
         Ok(report)
     }
 
+    /// The stage keys a pipeline's runs keep: each stage of its latest run
+    /// whose result is in the cache, and for a stage that failed, was skipped
+    /// or interrupted there, its result in the newest earlier run that has one
+    /// (a failed run never costs the previous good results). An earlier
+    /// manifest that is needed and does not parse stops gc.
+    fn roots(&self, dir: &Path, latest: &Manifest) -> Result<Vec<Hash>, CacheError> {
+        let key_of = |s: &ManifestStage| s.key.as_ref().and_then(|k| k.parse::<Hash>().ok());
+        let mut keys: Vec<Hash> = latest.stages.iter().filter_map(key_of).collect();
+        let mut wanted: BTreeSet<&str> = latest
+            .stages
+            .iter()
+            .filter(|s| !s.status.settled() || key_of(s).is_none_or(|k| !self.record_path(&k).exists()))
+            .map(|s| s.name.as_str())
+            .collect();
+        if wanted.is_empty() {
+            return Ok(keys);
+        }
+        let mut earlier = Vec::new();
+        for path in read_dir(dir)? {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if !name.ends_with(".json") || name == "latest.json" || name == "spec.json" {
+                continue;
+            }
+            let bytes = fs::read(&path).map_err(|e| CacheError::BadRoot { path: path.clone(), why: e.to_string() })?;
+            let m = serde_json::from_slice::<Manifest>(&bytes)
+                .map_err(|e| CacheError::BadRoot { path: path.clone(), why: e.to_string() })?;
+            earlier.push(m);
+        }
+        earlier.sort_by(|a, b| (b.started_ms, &b.run_id).cmp(&(a.started_ms, &a.run_id)));
+        for m in &earlier {
+            for s in &m.stages {
+                if wanted.contains(s.name.as_str())
+                    && s.status.settled()
+                    && let Some(k) = key_of(s)
+                    && self.record_path(&k).exists()
+                {
+                    wanted.remove(s.name.as_str());
+                    keys.push(k);
+                }
+            }
+            if wanted.is_empty() {
+                break;
+            }
+        }
+        Ok(keys)
+    }
+
     /// Exclusive hold on the cache (no run holds a [`Lease`] meanwhile); says on
     /// stderr when it has to wait for running pipelines.
     fn exclusive(&self) -> Result<Lease, CacheError> {
@@ -155,10 +235,7 @@ impl Cache {
             };
             let manifest = serde_json::from_slice::<Manifest>(&bytes)
                 .map_err(|e| CacheError::BadRoot { path: latest.clone(), why: e.to_string() })?;
-            for stage in &manifest.stages {
-                let Some(key) = stage.key.as_ref().and_then(|k| k.parse::<Hash>().ok()) else {
-                    continue;
-                };
+            for key in self.roots(&entry, &manifest)? {
                 if let Some(record) = self.load_record(&key)? {
                     keep_records.insert(self.record_path(&key));
                     for o in record.outputs.values() {

@@ -259,6 +259,29 @@ impl Cache {
         runs
     }
 
+    /// Every recorded run of a spec's home, oldest first, for a command that
+    /// reports on them (`runs`, `compare`): a manifest that does not parse,
+    /// `latest.json` included, is an error naming it rather than a run
+    /// silently left out.
+    pub fn runs_checked(&self, home: &str) -> Result<Vec<Manifest>, CacheError> {
+        let dir = self.runs_dir(home);
+        let mut runs = Vec::new();
+        for p in crate::engine::cache::read_dir(&dir)? {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if !name.ends_with(".json") || name == "spec.json" {
+                continue;
+            }
+            let bytes = fs::read(&p).map_err(|e| CacheError::BadManifest { path: p.clone(), why: e.to_string() })?;
+            let m: Manifest = serde_json::from_slice(&bytes)
+                .map_err(|e| CacheError::BadManifest { path: p.clone(), why: e.to_string() })?;
+            if name != "latest.json" {
+                runs.push(m);
+            }
+        }
+        runs.sort_by(|a: &Manifest, b: &Manifest| (a.started_ms, &a.run_id).cmp(&(b.started_ms, &b.run_id)));
+        Ok(runs)
+    }
+
     /// The latest manifest of a pipeline, if any (an unreadable one counts as none).
     pub fn latest_manifest(&self, pipeline: &str) -> Option<Manifest> {
         let bytes = fs::read(self.runs_dir(pipeline).join("latest.json")).ok()?;
