@@ -419,6 +419,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let n = spec.stages.len();
             let sweep = spec.matrix.as_ref().map_or(String::new(), |m| format!(" (matrix: {m})"));
             out(&format!("{}: ok, {n} stage{}{sweep}\n", file.display(), if n == 1 { "" } else { "s" }));
+            for stage in &spec.stages {
+                for (input, f) in stage.files.iter().filter(|(_, f)| f.outside) {
+                    out(&format!(
+                        "note: input `{input}` of stage `{}` reads `{}` from outside the project (allow_outside: true)\n",
+                        stage.name, f.path
+                    ));
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Compare { file, metrics, json, csv, runs } => {

@@ -332,3 +332,54 @@ fn hostile_slurm_values_never_reach_a_batch_script() {
     assert!(!pwned.exists() && !ws.path().join("PWNED").exists());
     assert!(!ws.artifacts().join("slurm").exists(), "nothing submitted");
 }
+
+/// A 1 KB alias bomb and a matrix of a million combinations are refused by
+/// `check` at their line, quickly, without exhausting memory.
+#[test]
+fn an_alias_bomb_and_a_huge_matrix_are_refused_quickly() {
+    let mut bomb = String::from("name: x\nx-0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let p = format!("*a{}", i - 1);
+        bomb.push_str(&format!("x-{i}: &a{i} [{}]\n", vec![p; 10].join(", ")));
+    }
+    bomb.push_str(GOOD_GEN.replace("  triangles:", "stages:\n  triangles:").as_str());
+    insta::assert_snapshot!("alias_bomb", errors(&bomb));
+    let values: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+    let huge = format!(
+        "name: x\nmatrix:\n  seed: [{}]\n  stages.triangles.params.n_samples: [{}]\nstages:\n{GOOD_GEN}",
+        values.join(", "),
+        values.iter().map(|v| format!("{}", 100 + v.parse::<usize>().unwrap())).collect::<Vec<_>>().join(", ")
+    );
+    insta::assert_snapshot!("matrix_too_big", errors(&huge));
+    let ws = Workspace::new();
+    ws.write("bomb.yaml", &bomb);
+    let out = ws.cmd(&["check", "bomb.yaml"]).timeout(std::time::Duration::from_secs(20)).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Widths and batches scale allocations too: `check` refuses, with the
+/// estimate, a network or batch that cannot fit (a 65 536-wide score net, a
+/// tune stage of a million rows and a million units) before anything runs,
+/// and passes the shipped settings.
+#[test]
+fn widths_and_batches_are_inside_the_memory_estimate() {
+    let ws = Workspace::new();
+    let smeme = std::fs::read_to_string(common::checkout("pipelines/smeme.yaml")).unwrap();
+    ws.write("s.yaml", &smeme);
+    let check = |sets: &[&str]| {
+        let mut args = vec!["check", "s.yaml"];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        let out = ws.cmd(&args).env("SCOREFLOW_MEMORY", "16G").output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    assert_eq!(check(&[]).0, Some(0), "{}", check(&[]).1);
+    let (code, err) = check(&["stages.pretrain.params.hidden=65536"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("stage `pretrain` would need about") && err.contains("with hidden = 65536"), "{err}");
+    let (code, err) = check(&["stages.tuned.params.hidden=1000000", "stages.tuned.params.batch_size=1000000"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("stage `tuned` would need about"), "{err}");
+    assert!(!ws.artifacts().exists());
+}

@@ -242,7 +242,9 @@ impl Cache {
         }
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = tmp_dir.join(format!("{}-{}-{n}@{}.partial", std::process::id(), now_ms(), host()));
-        let written = File::create(&tmp)
+        let written = self
+            .file_options()
+            .open(&tmp)
             .map_err(io_err("create", &tmp))
             .and_then(|mut f| f.write_all(bytes).map_err(io_err("write", &tmp)));
         if let Err(e) = written {
@@ -251,6 +253,23 @@ impl Cache {
             return Err(e);
         }
         Ok(tmp)
+    }
+
+    /// How the cache creates a file: with the read and write bits of the cache
+    /// root's own mode (a cache only its owner may enter gets files only its
+    /// owner may read; the umask still applies), never those of a file it
+    /// copies — a file input read from a 0600 file never becomes a 0644 object
+    /// in a cache others can read.
+    fn file_options(&self) -> fs::OpenOptions {
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let mode = fs::metadata(&self.root).map_or(0o644, |m| m.permissions().mode() & 0o666);
+            options.mode(mode);
+        }
+        options
     }
 
     /// Write `bytes` to `dest` atomically: a unique file under `tmp/`, then rename.

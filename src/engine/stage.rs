@@ -407,6 +407,13 @@ pub trait Stage: Sync {
     ) -> Option<String> {
         None
     }
+    /// Problems the stage can see in a file bound to input `input` before it
+    /// runs (a dopesheet that does not parse, a step past its bound): each at
+    /// its 1-based line and column in that file, reported by `check` as
+    /// `file:line:col` beside the spec's position.
+    fn check_file(&self, _input: &str, _bytes: &[u8]) -> Vec<FileProblem> {
+        Vec::new()
+    }
     /// The memory this stage needs with these params, where the params alone
     /// say (rows it will hold): the parameter that drives it and the bytes.
     /// `check` and `run` refuse, before anything runs, a stage that cannot fit
@@ -421,6 +428,14 @@ pub trait Stage: Sync {
     fn definition(&self) -> Option<crate::engine::params::Value> {
         None
     }
+}
+
+/// A problem in a file input, at its 1-based line and column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileProblem {
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
 }
 
 /// `bytes_per_row × n_samples` plus a fixed 64 MiB: the memory estimate of a

@@ -291,6 +291,42 @@ impl ModelMeta {
 
 /// AdamW as PyTorch's defaults (β = 0.9, 0.999, ε = 1e-8) with `weight_decay`:
 /// the optimiser of every burn-trained network here.
+/// The memory to train a dense network of layer `shapes` (in, out) on
+/// `batch` rows, as (weights, activations) in bytes: f32 weights, their
+/// gradients, AdamW's two moments and one spare copy (an EMA, or autodiff's
+/// transposes: 5 copies); every layer's output, pre-activation and their
+/// gradients for each row (4 copies). An upper bound for `check` to refuse a
+/// width or batch that cannot fit before anything runs, not a prediction.
+pub fn dense_train_memory(shapes: &[(usize, usize)], batch: usize) -> (u64, u64) {
+    let params: u128 = shapes.iter().map(|&(i, o)| (i as u128 + 1) * o as u128).sum();
+    let outputs: u128 =
+        shapes.iter().map(|&(_, o)| o as u128).sum::<u128>() + shapes.first().map_or(0, |s| s.0 as u128);
+    let clamp = |v: u128| u64::try_from(v).unwrap_or(u64::MAX);
+    (clamp(params * 4 * 5), clamp(outputs * batch as u128 * 4 * 4))
+}
+
+/// [`dense_train_memory`] as a stage's memory estimate: the total plus 64 MiB,
+/// named after `width` when the weights dominate, else after `batch`.
+pub fn dense_estimate(
+    shapes: &[(usize, usize)],
+    batch: usize,
+    width: &'static str,
+    batch_name: &'static str,
+) -> (&'static str, u64) {
+    let (weights, activations) = dense_train_memory(shapes, batch);
+    let total = weights.saturating_add(activations).saturating_add(64 << 20);
+    (if weights >= activations { width } else { batch_name }, total)
+}
+
+/// Layer shapes of a dense network: `input` → `depth` hidden layers of
+/// `hidden` → `output`.
+pub fn dense_shapes(input: usize, hidden: usize, depth: usize, output: usize) -> Vec<(usize, usize)> {
+    let mut shapes = vec![(input, hidden)];
+    shapes.extend((1..depth.max(1)).map(|_| (hidden, hidden)));
+    shapes.push((hidden, output));
+    shapes
+}
+
 pub fn adamw(weight_decay: f64) -> burn::optim::AdamWConfig {
     burn::optim::AdamWConfig::new()
         .with_beta_1(0.9)

@@ -104,6 +104,43 @@ impl fmt::Display for SheetError {
     }
 }
 
+/// The last step a sheet may key: the realised timeline holds one row of
+/// every property per step, so a step of 10¹² would ask for terabytes.
+pub const MAX_STEP: usize = 10_000_000;
+
+/// The 1-based character column where field `field` (0-based) of `line`
+/// starts, commas inside double quotes not counting.
+pub fn field_column(line: &str, field: usize) -> usize {
+    let (mut seen, mut quoted) = (0, false);
+    for (i, ch) in line.chars().enumerate() {
+        if seen == field {
+            return i + 1;
+        }
+        match ch {
+            '"' => quoted = !quoted,
+            ',' if !quoted => seen += 1,
+            _ => {}
+        }
+    }
+    if seen == field { line.chars().count() + 1 } else { 1 }
+}
+
+impl SheetError {
+    /// Where in `text` (the sheet) this error lies: its line, and the column
+    /// where its field starts (found by the header naming it; 1 when the
+    /// error names no column).
+    pub fn position(&self, text: &str) -> (usize, usize) {
+        let mut lines = text.lines();
+        let header = lines.next().unwrap_or_default();
+        let field = header.split(',').position(|h| h.trim().trim_matches('"') == self.column);
+        let col = match (field, text.lines().nth(self.line.saturating_sub(1))) {
+            (Some(f), Some(l)) => field_column(l, f),
+            _ => 1,
+        };
+        (self.line.max(1), col)
+    }
+}
+
 /// pandas' default NA tokens: cells that mean "not keyed".
 const NA_TOKENS: &[&str] = &[
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA",
@@ -305,7 +342,7 @@ pub fn parse(text: &str) -> Result<Dopesheet, Vec<SheetError>> {
         let step = match cell {
             StepCell::Anchor(a) => Ok(a as f64),
             StepCell::After(n) => prev_anchor(i)
-                .map(|a| (a + n) as f64)
+                .map(|a| a as f64 + n as f64)
                 .ok_or_else(|| missing("a relative step needs an anchor above it, and there is none")),
             StepCell::Before(n) => next_anchor(i)
                 .map(|a| a as f64 - n as f64)
@@ -320,6 +357,13 @@ pub fn parse(text: &str) -> Result<Dopesheet, Vec<SheetError>> {
             },
         };
         match step {
+            Ok(s) if s > MAX_STEP as f64 => errors.push(SheetError {
+                line,
+                column: "STEP".into(),
+                message: format!(
+                    "step {s} is past the last step a sheet may have ({MAX_STEP}): the timeline holds a row for every step"
+                ),
+            }),
             Ok(s) => {
                 row.step = s.max(0.0) as usize;
                 rows.push(row);

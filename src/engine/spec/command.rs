@@ -243,8 +243,12 @@ pub(super) fn parse(
                 match std::fs::read(&f) {
                     Ok(bytes) => {
                         let hash = crate::engine::hash::blob_hash(&bytes);
-                        let file =
-                            FileInput { path: rel.clone(), hash, artifact: std::sync::Arc::new(Artifact::Blob(bytes)) };
+                        let file = FileInput {
+                            path: rel.clone(),
+                            hash,
+                            artifact: std::sync::Arc::new(Artifact::Blob(bytes)),
+                            outside: false,
+                        };
                         code.insert(format!("{CODE_PREFIX}{rel}"), file);
                     }
                     Err(e) => c.err(pos, format!("`code` of stage `{stage}`: cannot read `{}`: {e}", f.display())),

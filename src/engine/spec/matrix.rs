@@ -164,6 +164,15 @@ fn axes(c: &mut Collector, node: &Node, base: &Spec) -> Vec<Axis> {
     axes
 }
 
+/// The most combinations one matrix may have: a grid larger than this is
+/// several specs' work (they share one cache), and checking it would take
+/// minutes and gigabytes before anything ran.
+pub const MAX_COMBINATIONS: usize = 10_000;
+
+/// The most stage instances (combinations × stages, before identical ones are
+/// shared) one matrix may expand to.
+pub const MAX_STAGE_INSTANCES: usize = 200_000;
+
 /// Expand `base` by the matrix in `node`: the merged spec and what it
 /// expanded to. Errors go to `c` (the returned spec is then not used).
 pub(super) fn expand(c: &mut Collector, node: &Node, base: Spec) -> (Spec, Option<MatrixInfo>) {
@@ -171,6 +180,21 @@ pub(super) fn expand(c: &mut Collector, node: &Node, base: Spec) -> (Spec, Optio
     // reported), so the rules of the remaining combinations are still checked.
     let axes: Vec<Axis> = axes(c, node, &base).into_iter().filter(|a| !a.values.is_empty()).collect();
     if axes.is_empty() {
+        return (base, None);
+    }
+    let count = axes.iter().fold(1usize, |n, a| n.saturating_mul(a.values.len()));
+    let instances = count.saturating_mul(base.stages.len().max(1));
+    if count > MAX_COMBINATIONS || instances > MAX_STAGE_INSTANCES {
+        let sizes: Vec<String> = axes.iter().map(|a| a.values.len().to_string()).collect();
+        c.err(
+            node.pos,
+            format!(
+                "the matrix has {count} combinations ({}) of {} stage{}, more than one spec may expand to ({MAX_COMBINATIONS} combinations, {MAX_STAGE_INSTANCES} stages before sharing); split the sweep over several specs sharing one cache",
+                sizes.join(" × "),
+                base.stages.len(),
+                if base.stages.len() == 1 { "" } else { "s" }
+            ),
+        );
         return (base, None);
     }
     // Combinations in declaration order, the last axis fastest.

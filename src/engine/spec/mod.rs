@@ -102,6 +102,9 @@ pub struct FileInput {
     pub hash: crate::engine::hash::Hash,
     /// The bytes (a blob), or the table read from them.
     pub artifact: std::sync::Arc<stage::Artifact>,
+    /// Read from outside the project, as the input's `allow_outside: true`
+    /// allowed (`check` names every such file).
+    pub outside: bool,
 }
 
 impl fmt::Debug for FileInput {
@@ -267,8 +270,9 @@ fn parse_seed(c: &mut Collector, node: &Node, what: &str) -> Option<u64> {
 enum InputText {
     /// `stage` or `stage.output`.
     Stage(String),
-    /// `{ file: path }`, with `columns:` naming a bare array's columns.
-    File { path: String, columns: Option<Vec<String>> },
+    /// `{ file: path }`, with `columns:` naming a bare array's columns and
+    /// `allow_outside: true` letting the path leave the project.
+    File { path: String, columns: Option<Vec<String>>, allow_outside: bool },
 }
 
 struct Draft {
@@ -338,7 +342,11 @@ pub fn validate_with(path: &Path, text: &str, registry: &Registry, overrides: &[
             return fail(c);
         }
         Err(e) => {
-            c.err(e.pos, format!("this is not valid YAML: {}", e.message));
+            if e.limit {
+                c.err(e.pos, e.message);
+            } else {
+                c.err(e.pos, format!("this is not valid YAML: {}", e.message));
+            }
             return fail(c);
         }
     };
@@ -426,8 +434,9 @@ pub fn validate_with(path: &Path, text: &str, registry: &Registry, overrides: &[
         for (input, text, pos) in &d.inputs {
             let text = match text {
                 InputText::Stage(t) => t,
-                InputText::File { path: p, columns } => {
-                    if let Some(f) = file_input(&mut c, path, d, input, p, columns.as_deref(), *pos) {
+                InputText::File { path: p, columns, allow_outside } => {
+                    let how = FileRead { written: p, columns: columns.as_deref(), allow_outside: *allow_outside };
+                    if let Some(f) = file_input(&mut c, path, d, input, &how, *pos) {
                         let ext =
                             Path::new(p).extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
                         command_inputs.insert(input.clone(), (stage::Media::File, ext));
@@ -856,17 +865,8 @@ fn check_params(
 /// `G` suffix) if set, else 80 % of the machine's total memory (Linux; the rest
 /// is the system's and the allocator's), else no limit.
 pub fn memory_limit() -> Option<u64> {
-    if let Ok(v) = std::env::var("SCOREFLOW_MEMORY") {
-        let v = v.trim();
-        let (num, mult) = match v.chars().last() {
-            Some('K' | 'k') => (&v[..v.len() - 1], 1u64 << 10),
-            Some('M' | 'm') => (&v[..v.len() - 1], 1 << 20),
-            Some('G' | 'g') => (&v[..v.len() - 1], 1 << 30),
-            _ => (v, 1),
-        };
-        if let Ok(n) = num.trim().parse::<f64>() {
-            return Some((n * mult as f64) as u64);
-        }
+    if let Some(n) = std::env::var("SCOREFLOW_MEMORY").ok().and_then(|v| parse_bytes(&v)) {
+        return Some(n);
     }
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
@@ -878,19 +878,76 @@ fn gib(bytes: u64) -> String {
     format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
+/// How a spec asks for a file input.
+struct FileRead<'a> {
+    written: &'a str,
+    columns: Option<&'a [String]>,
+    allow_outside: bool,
+}
+
+/// The most bytes a file input may have: `SCOREFLOW_MAX_INPUT_BYTES` (bytes,
+/// or with a `K`, `M`, `G` suffix), else 1 GiB.
+pub fn max_input_bytes() -> u64 {
+    std::env::var("SCOREFLOW_MAX_INPUT_BYTES").ok().and_then(|v| parse_bytes(&v)).unwrap_or(1 << 30)
+}
+
+/// `123`, `64K`, `1.5G`: a byte count.
+fn parse_bytes(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (num, mult) = match v.chars().last() {
+        Some('K' | 'k') => (&v[..v.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&v[..v.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&v[..v.len() - 1], 1 << 30),
+        _ => (v, 1),
+    };
+    num.trim().parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0).map(|n| (n * mult as f64) as u64)
+}
+
+/// The bytes of a file input at `written` (relative to the spec's folder):
+/// inside the spec's project unless `allow_outside` (symbolic links are
+/// followed before the check), a regular file (never a FIFO, a device or a
+/// folder, which could block or never end), at most [`max_input_bytes`].
+/// Returns the bytes and whether the file lies outside the project.
+fn read_confined(spec: &Path, written: &str, allow_outside: bool) -> Result<(Vec<u8>, bool), String> {
+    use std::io::Read;
+    let full = spec.parent().unwrap_or(Path::new(".")).join(written);
+    let real =
+        std::fs::canonicalize(&full).map_err(|e| format!("cannot read `{written}` ({}): {e}", full.display()))?;
+    let root = command::project_root(spec);
+    let outside = !real.starts_with(&root);
+    if outside && !allow_outside {
+        return Err(format!(
+            "`{written}` lies outside the project ({}); a spec reads files of its own project unless the input says `allow_outside: true`",
+            root.display()
+        ));
+    }
+    let meta = std::fs::metadata(&real).map_err(|e| format!("cannot read `{written}`: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("`{written}` is not a regular file (a folder, device or pipe); name a file"));
+    }
+    let cap = max_input_bytes();
+    if meta.len() > cap {
+        return Err(format!(
+            "`{written}` has {} bytes, more than the {cap} a file input may have (SCOREFLOW_MAX_INPUT_BYTES raises it)",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(&real)
+        .and_then(|f| f.take(cap + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read `{written}`: {e}"))?;
+    if bytes.len() as u64 > cap {
+        return Err(format!("`{written}` grew past the {cap} bytes a file input may have while it was read"));
+    }
+    Ok((bytes, outside))
+}
+
 /// Read a file input, relative to the spec's folder: on a table input, as a
 /// table of any format [`crate::engine::tables`] reads; on a file input (and
 /// any input of a command stage), as bytes. An unreadable file, a table that
 /// does not parse or an input that takes neither is reported at the path.
-fn file_input(
-    c: &mut Collector,
-    spec: &Path,
-    d: &Draft,
-    input: &str,
-    written: &str,
-    columns: Option<&[String]>,
-    pos: Pos,
-) -> Option<FileInput> {
+fn file_input(c: &mut Collector, spec: &Path, d: &Draft, input: &str, how: &FileRead, pos: Pos) -> Option<FileInput> {
+    let FileRead { written, columns, allow_outside } = *how;
     let media = match d.imp.and_then(|imp| imp.inputs().iter().find(|i| i.name == input)) {
         _ if d.command.is_some() => stage::Media::File,
         Some(def) if matches!(def.media, stage::Media::File | stage::Media::Table) => def.media,
@@ -907,14 +964,10 @@ fn file_input(
         }
         None => return None,
     };
-    let full = spec.parent().unwrap_or(Path::new(".")).join(written);
-    let bytes = match std::fs::read(&full) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            c.err(
-                pos,
-                format!("input `{input}` of stage `{}`: cannot read `{written}` ({}): {e}", d.name, full.display()),
-            );
+    let (bytes, outside) = match read_confined(spec, written, allow_outside) {
+        Ok(read) => read,
+        Err(why) => {
+            c.err(pos, format!("input `{input}` of stage `{}`: {why}", d.name));
             return None;
         }
     };
@@ -923,11 +976,24 @@ fn file_input(
             c.err(pos, format!("input `{input}` of stage `{}`: `columns` names a table's columns; this input takes the file as it is", d.name));
             return None;
         }
+        if let Some(imp) = d.imp {
+            let problems = imp.check_file(input, &bytes);
+            for p in &problems {
+                c.err(
+                    pos,
+                    format!("input `{input}` of stage `{}`: {written}:{}:{}: {}", d.name, p.line, p.col, p.message),
+                );
+            }
+            if !problems.is_empty() {
+                return None;
+            }
+        }
         let hash = crate::engine::hash::blob_hash(&bytes);
         return Some(FileInput {
             path: written.to_string(),
             hash,
             artifact: std::sync::Arc::new(stage::Artifact::Blob(bytes)),
+            outside,
         });
     }
     let Some(ext) = crate::engine::tables::table_extension(written) else {
@@ -946,6 +1012,7 @@ fn file_input(
             path: written.to_string(),
             hash: table.content_hash(),
             artifact: std::sync::Arc::new(stage::Artifact::Table(table)),
+            outside,
         }),
         Err(why) => {
             c.err(pos, format!("input `{input}` of stage `{}`: `{written}` is not a readable table: {why}", d.name));
@@ -1049,7 +1116,7 @@ fn file_entry(c: &mut Collector, input: &str, v: &Node) -> Option<Option<(InputT
     if !e.iter().any(|(k, _)| k.as_str() == Some("file")) {
         return None;
     }
-    let (mut path, mut columns, mut ok) = (None, None, true);
+    let (mut path, mut columns, mut allow_outside, mut ok) = (None, None, false, true);
     for (k, val) in e {
         match k.as_str().unwrap_or_default() {
             "file" => match val.as_str().filter(|p| !p.is_empty() && matches!(val.value, NodeValue::Scalar { .. })) {
@@ -1076,14 +1143,30 @@ fn file_entry(c: &mut Collector, input: &str, v: &Node) -> Option<Option<(InputT
                     ok = false;
                 }
             },
+            "allow_outside" => match match (&val.value, val.to_raw()) {
+                (NodeValue::Scalar { .. }, crate::engine::params::Raw::Bool(b)) => Some(b),
+                _ => None,
+            } {
+                Some(b) => allow_outside = b,
+                None => {
+                    c.err(
+                        val.pos,
+                        format!("`allow_outside` of input `{input}` must be true or false, found {}", val.describe()),
+                    );
+                    ok = false;
+                }
+            },
             other => {
-                c.err(k.pos, format!("unknown key `{other}` in file input `{input}`; expected file, columns"));
+                c.err(
+                    k.pos,
+                    format!("unknown key `{other}` in file input `{input}`; expected file, columns, allow_outside"),
+                );
                 ok = false;
             }
         }
     }
     Some(match (ok, path) {
-        (true, Some((path, pos))) => Some((InputText::File { path, columns }, pos)),
+        (true, Some((path, pos))) => Some((InputText::File { path, columns, allow_outside }, pos)),
         _ => None,
     })
 }

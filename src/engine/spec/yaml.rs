@@ -117,13 +117,41 @@ fn resolve_plain(text: &str) -> Raw {
 pub struct SyntaxError {
     pub pos: Pos,
     pub message: String,
+    /// Valid YAML past one of the spec's size limits ([`MAX_NODES`],
+    /// [`MAX_DEPTH`]), not a syntax error.
+    pub limit: bool,
 }
 
 struct Builder {
     stack: Vec<Frame>,
     root: Option<Node>,
-    /// Completed anchored nodes by anchor id.
-    anchors: std::collections::HashMap<usize, Node>,
+    /// Completed anchored nodes by anchor id, with their sizes in nodes.
+    anchors: std::collections::HashMap<usize, (Node, usize)>,
+    /// Nodes in the tree so far, aliases counted as the copies they are.
+    nodes: usize,
+    /// Where the tree outgrew [`MAX_NODES`] or [`MAX_DEPTH`], and which
+    /// (nothing is copied or nested after it).
+    overflow: Option<(Pos, String)>,
+    /// Levels opened past [`MAX_DEPTH`] and not yet closed.
+    deep: usize,
+}
+
+/// The most nodes a spec may expand to. A large grid spec has a few thousand;
+/// the cap stops an alias bomb (each level repeating the one before) from
+/// exhausting memory before anything is checked.
+pub const MAX_NODES: usize = 200_000;
+
+/// The deepest a spec may nest (a spec needs a handful of levels; a file of
+/// ten thousand `[` would otherwise recurse past the stack in every walk).
+pub const MAX_DEPTH: usize = 128;
+
+/// The number of nodes in a tree.
+fn size(node: &Node) -> usize {
+    1 + match &node.value {
+        NodeValue::Seq(items) => items.iter().map(size).sum(),
+        NodeValue::Map(entries) => entries.iter().map(|(k, v)| size(k) + size(v)).sum(),
+        _ => 0,
+    }
 }
 
 enum Frame {
@@ -185,8 +213,10 @@ impl Builder {
 
 impl Builder {
     fn push_anchored(&mut self, node: Node, anchor: usize) {
+        self.nodes += 1;
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let n = size(&node);
+            self.anchors.insert(anchor, (node.clone(), n));
         }
         self.push(node);
     }
@@ -199,6 +229,16 @@ impl MarkedEventReceiver for Builder {
                 let plain = matches!(style, TScalarStyle::Plain);
                 self.push_anchored(Node { pos: pos(mark), value: NodeValue::Scalar { text, plain } }, anchor);
             }
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+                if self.overflow.is_none() {
+                    self.overflow =
+                        Some((pos(mark), format!("the spec nests deeper than {MAX_DEPTH} levels here; flatten it")));
+                }
+                // Count the level so that its end balances; keep nothing of it.
+                self.deep += 1;
+            }
+            Event::SequenceEnd | Event::MappingEnd if self.deep > 0 => self.deep -= 1,
+            _ if self.deep > 0 => {}
             Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(pos(mark), anchor, Vec::new())),
             Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(pos(mark), anchor, Vec::new(), None)),
             Event::SequenceEnd | Event::MappingEnd => {
@@ -212,7 +252,22 @@ impl MarkedEventReceiver for Builder {
                 self.push_anchored(node, anchor);
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().unwrap_or(Node { pos: pos(mark), value: NodeValue::Alias });
+                let n = self.anchors.get(&id).map_or(1, |(_, n)| *n);
+                if self.overflow.is_none() && self.nodes + n > MAX_NODES {
+                    self.overflow = Some((
+                        pos(mark),
+                        format!(
+                            "this alias makes the spec more than {MAX_NODES} nodes (each alias is a copy of its anchor); a spec that large is a mistake or an attack"
+                        ),
+                    ));
+                }
+                let node = match self.anchors.get(&id) {
+                    Some((node, n)) if self.overflow.is_none() => {
+                        self.nodes += n;
+                        node.clone()
+                    }
+                    _ => Node { pos: pos(mark), value: NodeValue::Alias },
+                };
                 self.push(node);
             }
             _ => {}
@@ -224,7 +279,8 @@ impl MarkedEventReceiver for Builder {
 /// byte-order mark at the start is ignored.
 pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut builder = Builder { stack: Vec::new(), root: None, anchors: Default::default() };
+    let mut builder =
+        Builder { stack: Vec::new(), root: None, anchors: Default::default(), nodes: 0, overflow: None, deep: 0 };
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, false).map_err(|e| {
         let mut at = pos(*e.marker());
@@ -246,14 +302,46 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 at = Pos { line, col };
             }
         }
-        SyntaxError { pos: at, message: e.info().to_string() }
+        SyntaxError { pos: at, message: e.info().to_string(), limit: false }
     })?;
+    if let Some((pos, message)) = builder.overflow {
+        return Err(SyntaxError { pos, message, limit: true });
+    }
     Ok(builder.root)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A few lines of aliases, each repeating the one before nine times,
+    /// would expand to billions of nodes: refused at the alias that crosses
+    /// the cap, quickly and in little memory.
+    #[test]
+    fn an_alias_bomb_is_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        }
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("more than 200000 nodes"), "{}", err.message);
+        assert!(err.pos.line > 1);
+        // Ordinary aliases are fine.
+        assert!(parse("a: &x [1, 2]\nb: *x\n").is_ok());
+    }
+
+    /// Deep nesting is refused before any walk could overflow the stack.
+    #[test]
+    fn nesting_past_the_limit_is_refused() {
+        let text = format!("a: {}{}\n", "[".repeat(200), "]".repeat(200));
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("deeper than 128"), "{}", err.message);
+        // Far deeper, the parser's own limit answers first: an error either way.
+        let text = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(&text).is_err());
+        assert!(parse(&format!("a: {}1{}\n", "[".repeat(20), "]".repeat(20))).is_ok());
+    }
 
     #[test]
     fn positions_are_one_based() {

@@ -25,6 +25,29 @@ static OUTPUTS: &[OutputDef] = &[
 
 impl Stage for DopesheetTimeline {
     describe!(Kind::Generate, "dopesheet", version 1, PARAMS, INPUTS, OUTPUTS);
+    /// The whole sheet is parsed and range-checked when the spec is, so a bad
+    /// cell stops `check` at its line and column before anything runs.
+    fn check_file(&self, _input: &str, bytes: &[u8]) -> Vec<crate::engine::stage::FileProblem> {
+        use crate::engine::stage::FileProblem;
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
+                return vec![FileProblem { line, col: 1, message: format!("the sheet is not UTF-8: {e}") }];
+            }
+        };
+        match parse(text) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors
+                .iter()
+                .map(|e| {
+                    let (line, col) = e.position(text);
+                    let what = if e.column.is_empty() { String::new() } else { format!("{}: ", e.column) };
+                    FileProblem { line, col, message: format!("{what}{}", e.message) }
+                })
+                .collect(),
+        }
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let bytes = ctx.blob("sheet")?;
         let text =

@@ -196,6 +196,42 @@ impl Buffer {
 
 impl Stage for Idem {
     describe!(Kind::Train, "idem", version 5, PARAMS, INPUTS, OUTPUTS);
+    /// The largest of: the network (DEM's MLP for GMM-40, an EGNN of `hidden`
+    /// × `layers` for a particle system, with its per-chunk edge activations),
+    /// the replay buffer, and the Monte Carlo estimate of one batch (`k` noisy
+    /// copies of each point, their energies and forces).
+    fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
+        let p = IdemParams::read(p);
+        let (dim, n) = match p.energy.as_str() {
+            "dw4" => (8u128, 4u128),
+            "lj13" => (39, 13),
+            "lj55" => (165, 55),
+            _ => (2, 1),
+        };
+        let (batch, k, h) = (p.batch as u128, p.k as u128, p.hidden as u128);
+        let layers = match (p.layers, p.energy.as_str()) {
+            (0, "dw4") => 3,
+            (0, _) => 5,
+            (l, _) => l as u128,
+        };
+        let network = if p.energy == "gmm40" {
+            let shapes = crate::model::dense_shapes(2 + 128, 256, 3, 2);
+            let (w, a) = crate::model::dense_train_memory(&shapes, p.batch);
+            w as u128 + a as u128
+        } else {
+            // Weights, gradients and moments of ~6 h² a layer; per chunk of up
+            // to 256 points, every edge's h features kept for the backward pass.
+            layers * 6 * h * h * 4 * 5 + batch.min(256) * n * n * h * layers * 4 * 3
+        };
+        let buffer = (p.buffer_size as u128) * dim * 4 * 2;
+        let estimate = batch * k * dim * 4 * 3;
+        let clamp = |v: u128| u64::try_from(v.saturating_add(64 << 20)).unwrap_or(u64::MAX);
+        let (name, most) = [("hidden", network), ("buffer_size", buffer), ("k", estimate)]
+            .into_iter()
+            .max_by_key(|(_, v)| *v)
+            .expect("three");
+        Some((name, clamp(most.max(network + buffer + estimate))))
+    }
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         match output {
             "loss" => Some(&["step", "outer", "loss", "grad_norm", "lr"]),

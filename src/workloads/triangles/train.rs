@@ -148,6 +148,12 @@ impl DsmConfig {
 
 impl Stage for DsmOu {
     describe!(Kind::Train, "dsm_ou", version 2, PARAMS, INPUTS, OUTPUTS);
+    fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
+        let p = DsmParams::read(p);
+        // Triangles are 6 coordinates; the time embedding adds 2 per frequency.
+        let shapes = crate::model::dense_shapes(6 + 2 * p.n_freqs, p.hidden, p.depth, 6);
+        Some(crate::model::dense_estimate(&shapes, p.batch_size, "hidden", "batch_size"))
+    }
     fn input_columns(&self, _input: &str) -> &'static [&'static str] {
         &["a", "b", "c"]
     }

@@ -181,6 +181,16 @@ fn scalar(t: Tensor<1>) -> f64 {
 
 impl Stage for Smeme {
     describe!(Kind::Tune, "smeme", version 4, PARAMS, INPUTS, OUTPUTS);
+    fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
+        let p = TuneParams::read(p);
+        // The delta network trains on `batch_size` rows; the student samples
+        // `dataset_size` rows at a time (the teacher's activations are small
+        // beside them, and counted as one more batch).
+        let shapes = crate::model::dense_shapes(7, p.hidden, 2, 6);
+        let rows = p.batch_size.max(p.dataset_size).saturating_mul(2);
+        let name = if p.dataset_size > p.batch_size { "dataset_size" } else { "batch_size" };
+        Some(crate::model::dense_estimate(&shapes, rows, "hidden", name))
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = &TuneParams::read(ctx.params);
         let base = ScoreNetWeights::from_bytes(ctx.blob("model")?)?;

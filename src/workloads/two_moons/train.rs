@@ -258,6 +258,17 @@ pub fn train_ddpm(
 
 impl Stage for DdpmEps {
     describe!(Kind::Train, "ddpm_eps", version 2, DDPM_PARAMS, DDPM_INPUTS, DDPM_OUTPUTS);
+    fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
+        let p = DdpmParams::read(p);
+        use crate::model::eps::EpsNetConfig;
+        let base = if p.architecture == "wide" { EpsNetConfig::wide(2) } else { EpsNetConfig::origin(2) };
+        let channels = p.time_channels.unwrap_or(base.time_channels);
+        let depth = p.depth.unwrap_or(base.depth);
+        // The time embedding's two layers, then the trunk on [x, temb].
+        let mut shapes = vec![(channels, channels), (channels, channels)];
+        shapes.extend(crate::model::dense_shapes(2 + channels, p.hidden, depth, 2));
+        Some(crate::model::dense_estimate(&shapes, p.batch_size, "hidden", "batch_size"))
+    }
     fn check_params(&self, p: &crate::engine::params::Params) -> Vec<(&'static str, String)> {
         let p = &DdpmParams::read(p);
         let mut broken = Vec::new();
