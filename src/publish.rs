@@ -36,7 +36,8 @@ pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result
             continue;
         };
         // Which object each published file is a copy of: a figure whose object
-        // is the one already published is not read or written again.
+        // is the one already published, and whose bytes are intact, is not
+        // written again.
         let dir = cache.report_dir(home(manifest), &stage.name);
         // Beside the folder, which holds only what the page shows.
         let sources_file = dir.with_file_name(format!(".{}.sources.json", stage.name));
@@ -58,7 +59,12 @@ pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result
                 continue;
             };
             sources.insert(file.clone(), hash.hex());
-            if def.media == Media::Png && published.get(&file) == Some(&hash.hex()) && dir.join(&file).is_file() {
+            // Kept only when its bytes are still the object's: a figure changed
+            // or corrupted in place is written again.
+            let intact = || {
+                std::fs::read(dir.join(&file)).is_ok_and(|b| crate::engine::hash::blob_hash(&b) == hash)
+            };
+            if def.media == Media::Png && published.get(&file) == Some(&hash.hex()) && intact() {
                 unchanged.push(file);
                 continue;
             }

@@ -510,3 +510,37 @@ fn runs_and_compare_refuse_a_manifest_that_does_not_parse() {
         assert!(err.contains("latest.json does not parse"), "{args:?}: {err}");
     }
 }
+
+/// `run` and `status` go on past an object or record they cannot read (a
+/// directory in its place): that stage is not fresh, every other stage is
+/// still assessed, and the run fails only the stage whose file is in the way,
+/// saying where.
+#[test]
+fn run_and_status_go_on_past_unreadable_entries() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &chain(1, 0, 2));
+    assert!(ws.run_json("p.yaml", &[]).0.status.success());
+    let (_, object) = record_and_object(&ws, "a");
+    let (record, _) = record_and_object(&ws, "d");
+    std::fs::remove_file(&object).unwrap();
+    std::fs::create_dir(&object).unwrap();
+    std::fs::remove_file(&record).unwrap();
+    std::fs::create_dir(&record).unwrap();
+    let out = ws.cmd(&["status", "p.yaml", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fresh: Vec<(String, bool)> = st
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["stage"].as_str().unwrap().to_string(), s["fresh"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(fresh.len(), 4, "{fresh:?}");
+    assert!(fresh.iter().all(|(_, f)| !f), "a and d unreadable, b and c downstream of a: {fresh:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cached output table was corrupt"), "{text}");
+    let (out, _) = ws.run_json("p.yaml", &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("Is a directory"), "the stage says what is in the way: {text}");
+}

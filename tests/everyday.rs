@@ -48,6 +48,33 @@ fn a_diverging_training_fails_and_caches_nothing() {
     assert_eq!(pretrain["fresh"], false, "no record for the diverged stage");
 }
 
+/// One step is enough to diverge: the update after the only loss the loop
+/// sees is checked by one more loss of the final weights, so `lr: 1000` with
+/// a single step fails the training stage (not only the sampler after it).
+#[test]
+fn a_single_diverging_step_fails_the_training_stage() {
+    for (pipeline, stage, edit) in [
+        (small_smeme(), "pretrain", [("lr: 0.01", "lr: 1000"), ("epochs: 2", "epochs: 1"), ("batches_per_epoch: 20", "batches_per_epoch: 1")]),
+        (common::small_moons(), "ddpm", [("lr: 0.001", "lr: 1000"), ("train_steps: 60", "train_steps: 1"), ("weight_decay: 0.01", "weight_decay: 0.01")]),
+    ] {
+        let ws = Workspace::new();
+        let text = edit.iter().fold(pipeline, |t, (a, b)| {
+            assert!(t.contains(a), "{a}");
+            t.replace(a, b)
+        });
+        ws.write("p.yaml", &text);
+        let out = ws.cmd(&["run", "p.yaml"]).output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert!(said.contains(&format!("{stage} FAILED")) || said.contains(stage), "{said}");
+        assert!(said.contains("training diverged") || said.contains("non-finite loss"), "{stage}: {said}");
+        let status = ws.cmd(&["status", "p.yaml", "--json"]).output().unwrap();
+        let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        let line = st.as_array().unwrap().iter().find(|s| s["stage"] == stage).unwrap();
+        assert_eq!(line["fresh"], false, "{stage}: no record for the diverged stage");
+    }
+}
+
 #[test]
 fn a_missing_spec_file_is_named_in_plain_words() {
     let ws = Workspace::new();

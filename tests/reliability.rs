@@ -224,3 +224,26 @@ fn a_bounded_kill_9_loop_leaves_nothing_the_next_run_does_not_clean() {
     let out = ws.cmd(&["verify"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// A figure corrupted (or edited) in `reports/` is written again by the next
+/// run, although its object is unchanged; an intact one is left alone.
+#[test]
+fn a_corrupted_published_figure_is_rewritten() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &small_moons());
+    ws.cmd(&["run", "p.yaml"]).assert().success();
+    let dir = ws.artifacts().join("reports/two_moons/report");
+    let figure = dir.join("training.png");
+    let clean = std::fs::read(&figure).unwrap();
+    let mut bad = clean.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x20;
+    std::fs::write(&figure, &bad).unwrap();
+    let other = dir.join("generated.png");
+    let before = std::fs::metadata(&other).unwrap().modified().unwrap();
+    let (out, ev) = ws.run_json("p.yaml", &[]);
+    assert!(out.status.success());
+    assert!(Workspace::ran(&ev).is_empty());
+    assert_eq!(std::fs::read(&figure).unwrap(), clean, "the figure is the object's bytes again");
+    assert_eq!(std::fs::metadata(&other).unwrap().modified().unwrap(), before, "an intact figure is not rewritten");
+}

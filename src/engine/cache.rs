@@ -311,6 +311,9 @@ impl Cache {
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lookup::Miss),
+            // Not readable as a file (a directory in its place, say): not a
+            // result, and no reason to stop at it; `verify` reports it.
+            Err(_) if fs::metadata(&path).is_ok_and(|m| !m.is_file()) => return Ok(Lookup::Garbage(self.rel(&path))),
             Err(e) => {
                 return Err(CacheError::Io { action: "read", path, source: e });
             }
@@ -404,7 +407,10 @@ impl Cache {
         for (name, o) in &record.outputs {
             match self.check_entry_by(o, verify) {
                 Ok(()) => {}
-                Err(ObjectError::Cache(e)) => return Err(e),
+                // An object that cannot be read (a directory in its place, a
+                // permission) is not a result: the stage reruns, and storing
+                // its output says what is in the way if it still is.
+                Err(ObjectError::Cache(e)) => return Ok(Some((name.clone(), ObjectError::Corrupt(format!("unreadable ({e})"))))),
                 Err(e) => return Ok(Some((name.clone(), e))),
             }
         }

@@ -120,6 +120,10 @@ impl Cache {
                 report.records += 1;
                 let rel = self.rel(&file);
                 let key = file.file_stem().and_then(|n| n.to_str()).and_then(|n| n.parse::<Hash>().ok());
+                if fs::metadata(&file).is_ok_and(|m| !m.is_file()) {
+                    report.problems.push(Problem { path: rel, what: "unreadable (not a file)".into(), removed: false });
+                    continue;
+                }
                 let record = match key {
                     Some(k) => match self.lookup(&k) {
                         Ok(Lookup::Hit(r)) => r,

@@ -84,7 +84,9 @@ pub fn train_dsm(
     let total = cfg.epochs * cfg.batches_per_epoch;
     let mut losses = Vec::with_capacity(total);
     let mut guard = crate::engine::stage::LossGuard::default();
-    for step in 0..total {
+    // One pass more than the steps: the final weights' loss on a fresh batch
+    // is checked and nothing else (the last update can diverge too).
+    for step in 0..=total {
         let p = ou_pairs(pool, dim, cfg.batch_size, ou, cfg.meta.t_max, &mut data_rng);
         let b = cfg.batch_size;
         let mean_var = p.var.iter().map(|v| *v as f64).sum::<f64>() / b as f64;
@@ -97,6 +99,9 @@ pub fn train_dsm(
         let loss = (target - pred).powi_scalar(2).mul(w).mean();
         let value: f32 = loss.clone().into_scalar();
         guard.check(step, value as f64)?;
+        if step == total {
+            break;
+        }
         losses.push(value);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(cfg.lr, model, grads);

@@ -210,7 +210,10 @@ pub fn train_ddpm(
     let (mut losses, mut lrs, mut norms) =
         (Vec::with_capacity(cfg.steps), Vec::with_capacity(cfg.steps), Vec::with_capacity(cfg.steps));
     let mut guard = crate::engine::stage::LossGuard::default();
-    for step in 0..cfg.steps {
+    // One pass more than the steps: its loss, of the final weights on a fresh
+    // batch, is checked and nothing else (the last update can diverge too, and
+    // a single step's loss is the initial weights').
+    for step in 0..=cfg.steps {
         let batch = batches.next_batch();
         let rows = batch.len();
         for (r, &row) in batch.iter().enumerate() {
@@ -226,6 +229,9 @@ pub fn train_ddpm(
         }
         let loss = bp.loss_and_grad(&params, &xt[..rows * dim], &t[..rows], &eps[..rows * dim], &mut grad);
         guard.check(step, loss)?;
+        if step == cfg.steps {
+            break;
+        }
         let norm = if cfg.grad_clip > 0.0 {
             clip_grad_norm(&mut grad, cfg.grad_clip)
         } else {
