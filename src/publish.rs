@@ -61,9 +61,7 @@ pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result
             sources.insert(file.clone(), hash.hex());
             // Kept only when its bytes are still the object's: a figure changed
             // or corrupted in place is written again.
-            let intact = || {
-                std::fs::read(dir.join(&file)).is_ok_and(|b| crate::engine::hash::blob_hash(&b) == hash)
-            };
+            let intact = || std::fs::read(dir.join(&file)).is_ok_and(|b| crate::engine::hash::blob_hash(&b) == hash);
             if def.media == Media::Png && published.get(&file) == Some(&hash.hex()) && intact() {
                 unchanged.push(file);
                 continue;

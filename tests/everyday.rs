@@ -54,8 +54,20 @@ fn a_diverging_training_fails_and_caches_nothing() {
 #[test]
 fn a_single_diverging_step_fails_the_training_stage() {
     for (pipeline, stage, edit) in [
-        (small_smeme(), "pretrain", [("lr: 0.01", "lr: 1000"), ("epochs: 2", "epochs: 1"), ("batches_per_epoch: 20", "batches_per_epoch: 1")]),
-        (common::small_moons(), "ddpm", [("lr: 0.001", "lr: 1000"), ("train_steps: 60", "train_steps: 1"), ("weight_decay: 0.01", "weight_decay: 0.01")]),
+        (
+            small_smeme(),
+            "pretrain",
+            [("lr: 0.01", "lr: 1000"), ("epochs: 2", "epochs: 1"), ("batches_per_epoch: 20", "batches_per_epoch: 1")],
+        ),
+        (
+            common::small_moons(),
+            "ddpm",
+            [
+                ("lr: 0.001", "lr: 1000"),
+                ("train_steps: 60", "train_steps: 1"),
+                ("weight_decay: 0.01", "weight_decay: 0.01"),
+            ],
+        ),
     ] {
         let ws = Workspace::new();
         let text = edit.iter().fold(pipeline, |t, (a, b)| {

@@ -410,7 +410,9 @@ impl Cache {
                 // An object that cannot be read (a directory in its place, a
                 // permission) is not a result: the stage reruns, and storing
                 // its output says what is in the way if it still is.
-                Err(ObjectError::Cache(e)) => return Ok(Some((name.clone(), ObjectError::Corrupt(format!("unreadable ({e})"))))),
+                Err(ObjectError::Cache(e)) => {
+                    return Ok(Some((name.clone(), ObjectError::Corrupt(format!("unreadable ({e})")))));
+                }
                 Err(e) => return Ok(Some((name.clone(), e))),
             }
         }
