@@ -70,7 +70,7 @@ fn network(c: &mut Criterion) {
     g.finish();
 }
 
-/// The particle systems (issue 16): the log-sum-exp estimator on LJ-13 at
+/// The particle systems: the log-sum-exp estimator on LJ-13 at
 /// DEM's batch 512 × K = 1000 (per-particle clip 20), and DEM's EGNN — one
 /// training step (forward, backward, clip, Adam) at batch 512 on DW-4 (128
 /// wide, 3 layers) and LJ-13 (128 wide, 5 layers, batch 64) through burn's

@@ -20,9 +20,9 @@ pub mod engine;
 pub mod energy;
 
 pub mod cli;
+pub use cli::error;
 pub mod compare;
 pub mod describe;
-pub mod error;
 pub mod export;
 pub mod inspect;
 pub mod mcmc;

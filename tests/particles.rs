@@ -1,4 +1,4 @@
-//! iDEM's particle systems (DW-4, LJ-13; issue 16) through the binary: MCMC
+//! iDEM's particle systems (DW-4, LJ-13) through the binary: MCMC
 //! reference sets with their diagnostics, the mc_score sampler kept
 //! mean-free, and the molecule metrics beside their floor.
 

@@ -1,5 +1,5 @@
 """PyTorch CPU reference for the particle-system benches in `cargo bench --bench
-idem` (issue 16), the way DEM computes them:
+idem`, the way DEM computes them:
 
 * the log-sum-exp score estimator on LJ-13 at a training batch (512 points x
   K = 1000): `torch.func.grad` of `logsumexp(-E(x + sqrt(h) z_i)) - log K`,
