@@ -153,7 +153,7 @@ impl Comparison {
                     .collect()
             };
             for (name, f) in [
-                ("median", &median as &dyn Fn(&mut [f64]) -> f64),
+                ("median", &crate::metrics::median as &dyn Fn(&mut [f64]) -> f64),
                 ("min", &|v: &mut [f64]| v.iter().copied().fold(f64::INFINITY, f64::min)),
                 ("max", &|v: &mut [f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
             ] {
@@ -186,13 +186,6 @@ impl Comparison {
         }
         t
     }
-}
-
-/// The median (the mean of the middle two for an even count).
-pub fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
 /// Two runs of a spec side by side (`scoreflow compare FILE --runs A B`):
@@ -365,7 +358,7 @@ pub fn render_diff(d: &RunDiff, a: &Manifest, b: &Manifest, json: bool, csv: boo
         s.push_str(&format!(
             "{label}: run {} started {}{}\n",
             m.run_id,
-            crate::publish::utc(m.started_ms),
+            crate::report::utc(m.started_ms),
             if m.overrides.is_empty() { String::new() } else { format!(" ({})", m.overrides.join(" ")) }
         ));
     }

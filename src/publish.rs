@@ -14,19 +14,27 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::time::{Duration, UNIX_EPOCH};
 
 use crate::engine::cache::{Cache, Manifest, StageState};
 use crate::engine::spec::Spec;
 use crate::engine::stage::{Format, Media};
-use crate::error::Error;
 use crate::report::esc;
+
+/// Why publishing a run's views failed: the cache's file work, or drawing a
+/// figure.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Cache(#[from] crate::engine::cache::CacheError),
+    #[error("{0}")]
+    Figure(String),
+}
 
 /// Publish every report stage of the run, adding the run's section to its
 /// page. Returns the pages' paths, or (inner `Err`) which report object turned
 /// out missing or corrupt — it has been removed with the record naming it, so
 /// the next run recomputes the stage.
-pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result<Vec<PathBuf>, String>, Error> {
+pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result<Vec<PathBuf>, String>, PublishError> {
     let mut pages = Vec::new();
     let dag = crate::engine::dag::Dag::new(spec);
     // A stage with an HTML output is a page: published with its images.
@@ -114,7 +122,7 @@ pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result
 /// one panel per metric against the first swept value other than the seed
 /// (the seed when it is the only one), and links to the instances' pages.
 /// The figure is drawn again only when the table changed.
-fn sweep_page(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<PathBuf, Error> {
+fn sweep_page(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<PathBuf, PublishError> {
     use crate::report::plot::{SweepPanel, sweep_panels};
     let dir = cache.root().join("reports").join(home(manifest));
     let cmp = crate::compare::from_manifest(spec, cache, manifest);
@@ -152,7 +160,7 @@ fn sweep_page(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<PathBuf
             .filter_map(|c| {
                 let x = x_of(c);
                 let mut ys: Vec<f64> = points.iter().filter(|p| p.0 == x).map(|p| p.1).collect();
-                (!ys.is_empty()).then(|| (x, crate::compare::median(&mut ys)))
+                (!ys.is_empty()).then(|| (x, crate::metrics::median(&mut ys)))
             })
             .collect();
         median.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -174,7 +182,7 @@ fn sweep_page(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<PathBuf
     let stamp = dir.join(".sweep.sources");
     let figure = dir.join("sweep.png");
     if !(std::fs::read_to_string(&stamp).is_ok_and(|s| s == fingerprint) && figure.is_file()) {
-        let png = sweep_panels(&panels).map_err(|e| Error::Fault(e.to_string()))?;
+        let png = sweep_panels(&panels).map_err(|e| PublishError::Figure(e.to_string()))?;
         cache.write_atomic(&figure, &png)?;
         cache.write_atomic(&stamp, fingerprint.as_bytes())?;
     }
@@ -193,7 +201,7 @@ fn sweep_page(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<PathBuf
          <p>Instance pages: {}</p>",
         esc(if manifest.spec_id.is_empty() { &manifest.spec_file } else { &manifest.spec_id }),
         esc(&manifest.run_id),
-        utc(manifest.started_ms),
+        crate::report::utc(manifest.started_ms),
         esc(&axis_name),
         links.join(", "),
     );
@@ -212,7 +220,12 @@ fn sweep_page(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<PathBuf
 /// `latest/<home>/<stage>/<output>.<ext>` for every output of the run.
 /// Links of outputs and stages the run no longer has are removed. A stage
 /// whose outputs are those of the `previous` run's has its links already.
-pub fn link_latest(spec: &Spec, cache: &Cache, manifest: &Manifest, previous: Option<&Manifest>) -> Result<(), Error> {
+pub fn link_latest(
+    spec: &Spec,
+    cache: &Cache,
+    manifest: &Manifest,
+    previous: Option<&Manifest>,
+) -> Result<(), PublishError> {
     let root = cache.root().join("latest").join(home(manifest));
     for line in manifest.stages.iter().filter(|l| l.status.settled()) {
         let Some(stage) = spec.stage(&line.name) else { continue };
@@ -241,14 +254,6 @@ fn home(m: &Manifest) -> &str {
     if m.home.is_empty() { &m.pipeline } else { &m.home }
 }
 
-/// A Unix time in milliseconds as `2026-11-29 21:03:07 UTC`.
-pub fn utc(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms))
-        .to_string()
-        .replace('T', " ")
-        .replace('Z', " UTC")
-}
-
 fn seconds(ms: u64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
 }
@@ -265,7 +270,7 @@ pub fn run_section(spec: &Spec, m: &Manifest, shown: &BTreeSet<usize>) -> String
         esc(&m.run_id),
         esc(if m.spec_id.is_empty() { &m.spec_file } else { &m.spec_id }),
         esc(&m.pipeline),
-        utc(m.started_ms),
+        crate::report::utc(m.started_ms),
     );
     if let Some(commit) = &m.git_commit {
         let _ = write!(s, ", spec repository at commit <code>{}</code>", esc(commit));
@@ -286,7 +291,11 @@ pub fn run_section(spec: &Spec, m: &Manifest, shown: &BTreeSet<usize>) -> String
         let why = match st.status {
             StageState::Fresh => match st.computed_ms {
                 Some([started, finished]) => {
-                    format!("cached: computed {} in {}", utc(finished), seconds(finished.saturating_sub(started)))
+                    format!(
+                        "cached: computed {} in {}",
+                        crate::report::utc(finished),
+                        seconds(finished.saturating_sub(started))
+                    )
                 }
                 None => "cached".to_string(),
             },

@@ -22,6 +22,8 @@ pub enum Error {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Inspect(#[from] InspectError),
+    #[error(transparent)]
+    Publish(#[from] crate::publish::PublishError),
     /// A command-line argument that names something that is not there.
     #[error("{0}")]
     BadInput(String),
@@ -36,7 +38,7 @@ impl Error {
             Error::Spec(_) | Error::BadInput(_) | Error::Inspect(_) => EXIT_BAD_INPUT,
             Error::Exec(ExecError::UnknownStage(_)) => EXIT_BAD_INPUT,
             Error::Cache(CacheError::BadRoot { .. } | CacheError::BadManifest { .. }) => EXIT_BAD_INPUT,
-            Error::Exec(_) | Error::Cache(_) | Error::Fault(_) => EXIT_FAILURE,
+            Error::Exec(_) | Error::Cache(_) | Error::Publish(_) | Error::Fault(_) => EXIT_FAILURE,
         }
     }
 }

@@ -48,7 +48,7 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &RunsArgs) -> R
             text.push_str(&format!(
                 "{:<22} {:<20} {seconds:>9.2} {ran:>5} {fresh:>5} {failed:>6} {skipped:>7}  {result}\n",
                 m.run_id,
-                crate::publish::utc(m.started_ms).trim_end_matches(" UTC"),
+                crate::report::utc(m.started_ms).trim_end_matches(" UTC"),
             ));
         }
     }

@@ -1,3 +1,4 @@
+// Over 700 lines: objects, records, locks and leases share one set of file rules; a third is their unit tests.
 //! The artifact cache: every file scoreflow writes lives here.
 //!
 //! ```text

@@ -1,3 +1,4 @@
+// Over 700 lines: the command-stage protocol end to end (sandbox, argv, env, outputs, logs) with its unit tests.
 //! Command stages: a researcher's own program, in any language, as a stage of
 //! any kind, under the same keys, cache, reasons and integrity as the
 //! built-in stages.

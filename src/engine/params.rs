@@ -1,3 +1,4 @@
+// Over 700 lines: the parameter value model, its validation, canonical encoding and the params! macro, which share one type.
 //! Parameter values and the schemas that type them.
 //!
 //! Every stage implementation declares its parameters as a static slice of
@@ -616,6 +617,7 @@ macro_rules! params {
             ];
 
             /// Read a validated parameter map.
+            #[allow(unused_variables)] // a struct of no parameters reads nothing
             pub fn read(p: &$crate::engine::params::Params) -> Self {
                 $name { $( $field: $crate::engine::params::ParamValue::read(p, stringify!($field)), )* }
             }

@@ -24,7 +24,15 @@ use crate::engine::params::{ParamDef, Params};
 /// `describe!(Kind::Train, "dsm_ou", version 2, PARAMS, INPUTS, OUTPUTS);`
 #[macro_export]
 macro_rules! describe {
-    ($kind:expr, $method:literal, version $version:literal, $params:expr, $inputs:expr, $outputs:expr) => {
+    ($kind:expr, $method:expr, version $version:literal, params $params:ty, $inputs:expr, $outputs:expr) => {
+        describe!($kind, $method, version $version, <$params>::DEFS, $inputs, $outputs);
+        fn reads_its_params(&self) -> Option<usize> {
+            let example = <$params>::example();
+            let _ = <$params>::read(&example);
+            Some(example.len())
+        }
+    };
+    ($kind:expr, $method:expr, version $version:literal, $params:expr, $inputs:expr, $outputs:expr) => {
         fn kind(&self) -> $crate::engine::stage::Kind {
             $kind
         }
@@ -414,6 +422,14 @@ pub trait Stage: Sync {
     fn check_file(&self, _input: &str, _bytes: &[u8]) -> Vec<FileProblem> {
         Vec::new()
     }
+    /// Read an example of every declared parameter through the stage's
+    /// parameter struct (declared with `describe!(…, params STRUCT, …)`): the
+    /// number read, or `None` for a stage without one (a command stage). A
+    /// field whose Rust type disagrees with its declaration panics here, in
+    /// the registry-wide test, instead of in a run.
+    fn reads_its_params(&self) -> Option<usize> {
+        None
+    }
     /// The memory this stage needs with these params, where the params alone
     /// say (rows it will hold): the parameter that drives it and the bytes.
     /// `check` and `run` refuse, before anything runs, a stage that cannot fit
@@ -428,6 +444,11 @@ pub trait Stage: Sync {
     fn definition(&self) -> Option<crate::engine::params::Value> {
         None
     }
+}
+
+crate::params! {
+    /// The parameters of an implementation that takes none.
+    pub struct NoParams {}
 }
 
 /// A problem in a file input, at its 1-based line and column.

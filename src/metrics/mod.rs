@@ -37,6 +37,13 @@ pub fn hist2d_entropy(x: &[f64], y: &[f64], bins: usize, lo: f64, hi: f64) -> (f
     (entropy, occupied)
 }
 
+/// The median (the mean of the middle two for an even count); sorts `v`.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,3 +98,12 @@ code{{font-size:.9em}}td.params{{text-align:left;font-size:.92em}}.default{{colo
     s.push_str("\n</body></html>\n");
     s
 }
+
+/// A Unix time in milliseconds as `2026-11-29 21:03:07 UTC`.
+pub fn utc(ms: u64) -> String {
+    use std::time::{Duration, UNIX_EPOCH};
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms))
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', " UTC")
+}

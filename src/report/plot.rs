@@ -1,3 +1,4 @@
+// Over 700 lines: every figure the reports draw, each a short function over one palette and axis style.
 //! Figures for reports, drawn with plotters into PNG bytes (no files, no clock).
 //!
 //! Text uses DejaVu Sans, embedded in the binary (`assets/`, Bitstream Vera

@@ -3,7 +3,7 @@
 //! cutoff without depending on the numerics of real stages.
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 
 pub struct Debug;
@@ -18,13 +18,12 @@ crate::params! {
         panic: bool = (ParamType::Bool, Default::Bool(false), "panic after sleeping (a stage's bug)"),
     }
 }
-static PARAMS: &[ParamDef] = DebugParams::DEFS;
 static INPUTS: &[InputDef] =
     &[InputDef { name: "data", media: Media::Table, required: false, doc: "a table with an i64 column `value`" }];
 static OUTPUTS: &[OutputDef] = &[OutputDef { name: "table", media: Media::Table, doc: "one i64 column `value`" }];
 
 impl Stage for Debug {
-    describe!(Kind::Debug, "echo", version 1, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Debug, "echo", version 1, params DebugParams, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = DebugParams::read(ctx.params);
         let sleep = p.sleep_ms;

@@ -49,43 +49,20 @@ pub fn all() -> Vec<&'static dyn Stage> {
 
 #[cfg(test)]
 mod tests {
-    /// Every implementation's parameter struct reads a map in which every
-    /// parameter is given: each field's Rust type matches its declared type.
+    /// Every registered implementation declares its parameters through a
+    /// struct, and that struct reads a map in which every parameter is given:
+    /// each field's Rust type matches its declared type. Driven by the
+    /// registry, so a new stage is checked without being listed here.
     #[test]
-    fn every_parameter_struct_reads_every_declared_parameter() {
-        use super::{triangles as t, two_moons as m};
-        macro_rules! reads {
-            ($($s:path),* $(,)?) => {$({
-                use $s as S;
-                let p = S::example();
-                assert_eq!(p.len(), S::DEFS.len());
-                let _ = S::read(&p);
-            })*};
+    fn every_stage_reads_every_declared_parameter_through_its_struct() {
+        for imp in super::all() {
+            let read = imp.reads_its_params();
+            let name = format!("{} {}", imp.kind(), imp.method());
+            assert_eq!(
+                read,
+                Some(imp.params().len()),
+                "{name}: declare its params with `describe!(…, params STRUCT, …)`"
+            );
         }
-        reads!(
-            t::generate::TrianglesParams,
-            t::label::LabelParams,
-            t::train::DsmParams,
-            t::sample::PcParams,
-            t::validate::TriangleChecksParams,
-            t::tune::TuneParams,
-            t::report::SmemeReportParams,
-            m::generate::MoonsParams,
-            super::idem::generate::BoltzmannParams,
-            super::idem::validate::BoltzmannChecksParams,
-            super::idem::sample::McScoreParams,
-            super::idem::sample::VeSdeParams,
-            super::idem::train::IdemParams,
-            super::color::stages::ColorCubeParams,
-            super::color::stages::ColorSoftParams,
-            super::color::train::ColorAeParams,
-            super::color::report::ColorReportParams,
-            super::idem::study::StudyParams,
-            super::idem::network_score::NetworkScoreParams,
-            m::train::DdpmParams,
-            m::sample::EpsSamplerParams,
-            m::validate::DistributionParams,
-            m::report::MoonsReportParams,
-        );
     }
 }

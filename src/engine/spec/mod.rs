@@ -1,3 +1,4 @@
+// Over 700 lines: the rules that need the whole spec at once (stages, inputs, files, params); the rest are its submodules.
 //! Pipeline specs: YAML in, a validated [`Spec`] out, or every error at once.
 //!
 //! Loading has three steps, each its own type: [`yaml::parse`] turns text into a

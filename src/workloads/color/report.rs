@@ -5,7 +5,7 @@
 //! training (APNG), the latent checks over time, and the metric table.
 
 use crate::engine::frame::Table;
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::report::plot::{self, ColoredPanel, ColoredPoint, Lines, TimelineSeries};
 use crate::report::{esc, html_table_with, moving_mean, page, plot_err};
@@ -20,7 +20,6 @@ crate::params! {
         frame_ms: usize = (ParamType::Int { min: 10, max: 10_000 }, Default::Int(80), "each frame's duration"),
     }
 }
-static PARAMS: &[ParamDef] = ColorReportParams::DEFS;
 static INPUTS: &[InputDef] = &[
     InputDef { name: "timeline", media: Media::Table, required: true, doc: "generate dataset: dopesheet's timeline" },
     InputDef { name: "keys", media: Media::Table, required: true, doc: "generate dataset: dopesheet's keys" },
@@ -71,7 +70,7 @@ fn snapshots(lat: &Table) -> Result<Vec<Snapshot>, StageError> {
 }
 
 impl Stage for ColorReport {
-    describe!(Kind::Report, "color", version 1, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Report, "color", version 1, params ColorReportParams, INPUTS, OUTPUTS);
     fn input_columns(&self, input: &str) -> &'static [&'static str] {
         match input {
             "timeline" => &["step", "phase"],

@@ -5,7 +5,7 @@ use rand::Rng;
 
 use super::data::{hsv_cube, rgb_grid, soft_labels};
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 
 /// `dataset: color_cube`: the notebook's HSV training cube (3600 colours) with
@@ -18,7 +18,6 @@ crate::params! {
         grid: usize = (ParamType::Int { min: 2, max: 64 }, Default::Int(8), "points per axis of the RGB evaluation grid (the notebook: 8)"),
     }
 }
-static CUBE_PARAMS: &[ParamDef] = ColorCubeParams::DEFS;
 static CUBE_OUTPUTS: &[OutputDef] = &[
     OutputDef {
         name: "samples",
@@ -29,7 +28,7 @@ static CUBE_OUTPUTS: &[OutputDef] = &[
 ];
 
 impl Stage for ColorCube {
-    describe!(Kind::Generate, "color_cube", version 1, CUBE_PARAMS, &[], CUBE_OUTPUTS);
+    describe!(Kind::Generate, "color_cube", version 1, params ColorCubeParams, &[], CUBE_OUTPUTS);
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         match output {
             "samples" => Some(&["h", "s", "v", "r", "g", "b", "vibrancy", "bias"]),
@@ -74,7 +73,6 @@ crate::params! {
         scale: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.5), "with stochastic: the probabilities' factor (the origin's HEAD: 0.5)"),
     }
 }
-static SOFT_PARAMS: &[ParamDef] = ColorSoftParams::DEFS;
 static SOFT_INPUTS: &[InputDef] = &[InputDef {
     name: "data",
     media: Media::Table,
@@ -85,7 +83,7 @@ static SOFT_OUTPUTS: &[OutputDef] =
     &[OutputDef { name: "labels", media: Media::Table, doc: "the input's columns, then red and vibrant" }];
 
 impl Stage for ColorSoft {
-    describe!(Kind::Label, "color_soft", version 1, SOFT_PARAMS, SOFT_INPUTS, SOFT_OUTPUTS);
+    describe!(Kind::Label, "color_soft", version 1, params ColorSoftParams, SOFT_INPUTS, SOFT_OUTPUTS);
     fn input_columns(&self, _input: &str) -> &'static [&'static str] {
         &["r", "g", "b", "vibrancy"]
     }

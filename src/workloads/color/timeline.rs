@@ -2,7 +2,6 @@
 //! table — the schedule as a cached, inspectable, plottable artifact.
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::ParamDef;
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::temporal::{parse, realize};
 
@@ -11,7 +10,6 @@ use crate::temporal::{parse, realize};
 /// ([`crate::temporal::realize`]: steps `0..=len`), and the keyframes.
 pub struct DopesheetTimeline;
 
-static PARAMS: &[ParamDef] = &[];
 static INPUTS: &[InputDef] =
     &[InputDef { name: "sheet", media: Media::File, required: true, doc: "the dopesheet CSV: `{ file: path }`" }];
 static OUTPUTS: &[OutputDef] = &[
@@ -24,7 +22,7 @@ static OUTPUTS: &[OutputDef] = &[
 ];
 
 impl Stage for DopesheetTimeline {
-    describe!(Kind::Generate, "dopesheet", version 1, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Generate, "dopesheet", version 1, params crate::engine::stage::NoParams, INPUTS, OUTPUTS);
     /// The whole sheet is parsed and range-checked when the spec is, so a bad
     /// cell stops `check` at its line and column before anything runs.
     fn check_file(&self, _input: &str, bytes: &[u8]) -> Vec<crate::engine::stage::FileProblem> {

@@ -20,7 +20,7 @@ use rand::Rng;
 
 use super::model::{LATENT, N_PARAMS, SHAPES, Weights, forward, loss_and_grad};
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::model::backprop::AdamW;
 use crate::model::{init_layers, io_device, linears, record_bytes};
@@ -36,7 +36,6 @@ crate::params! {
         snapshot_every: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(50), "steps between latent snapshots of the evaluation grid (the notebook records every step and plots every 200)"),
     }
 }
-static PARAMS: &[ParamDef] = ColorAeParams::DEFS;
 static INPUTS: &[InputDef] = &[
     InputDef {
         name: "data",
@@ -63,7 +62,7 @@ const KNOWN: &[&str] = &["lr", "loss-recon", "reg-polar", "reg-separate", "reg-p
 const MAGIC: &[u8; 8] = b"SFCOL001";
 
 impl Stage for ColorAe {
-    describe!(Kind::Train, "color_ae", version 1, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Train, "color_ae", version 1, params ColorAeParams, INPUTS, OUTPUTS);
     fn input_columns(&self, input: &str) -> &'static [&'static str] {
         match input {
             "data" => &["r", "g", "b", "bias", "red", "vibrant"],

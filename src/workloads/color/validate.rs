@@ -18,12 +18,10 @@
 use super::data::hsv_to_rgb;
 use super::model::{LATENT, SHAPES, forward};
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::ParamDef;
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 
 pub struct ColorLatent;
 
-static PARAMS: &[ParamDef] = &[];
 static INPUTS: &[InputDef] = &[
     InputDef {
         name: "model",
@@ -127,7 +125,7 @@ fn latent_metrics(grid: &[[f64; 3]], z: &[[f64; LATENT]]) -> Vec<(&'static str, 
 }
 
 impl Stage for ColorLatent {
-    describe!(Kind::Validate, "color_latent", version 1, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Validate, "color_latent", version 1, params crate::engine::stage::NoParams, INPUTS, OUTPUTS);
     fn metrics(&self) -> &'static [(&'static str, &'static str)] {
         &[("metrics", "value")]
     }

@@ -7,7 +7,7 @@ use crate::energy::Energy;
 use crate::energy::gmm::Gmm;
 use crate::energy::particles::{Particles, icosahedron, relax, remove_mean};
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::rng::particle as particle_rng;
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::mcmc::{MALA_TARGET_ACCEPT, MalaConfig, mala, rhat_ess};
@@ -66,7 +66,6 @@ crate::params! {
         max_rhat: f64 = (ParamType::Float { min: 0.0, max: 1e6 }, Default::Float(1.1), "MCMC: fail when the split-R̂ of a reported statistic exceeds this (chains that have not mixed, or are stuck); 0: report only"),
     }
 }
-static PARAMS: &[ParamDef] = BoltzmannParams::DEFS;
 static INPUTS: &[InputDef] = &[];
 static OUTPUTS: &[OutputDef] = &[
     OutputDef {
@@ -128,7 +127,7 @@ fn summary(energies: &[f64]) -> Vec<(String, f64)> {
 }
 
 impl Stage for Boltzmann {
-    describe!(Kind::Generate, "boltzmann", version 2, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Generate, "boltzmann", version 2, params BoltzmannParams, INPUTS, OUTPUTS);
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         (output == "diagnostics").then_some(&["statistic", "value"][..])
     }

@@ -40,7 +40,7 @@ use super::generate::{Target, particle_columns};
 use super::particles_train::noise_into;
 use crate::energy::particles::{Particles, remove_mean};
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::sde::ve::Geometric;
 
@@ -59,7 +59,6 @@ crate::params! {
         max_norm: f64 = (ParamType::Float { min: 0.0, max: 1e12 }, Default::Float(20.0), "clip each particle's estimated score to this norm, as the training did (DEM: 20); 0: no clip"),
     }
 }
-static PARAMS: &[ParamDef] = NetworkScoreParams::DEFS;
 static INPUTS: &[InputDef] = &[
     InputDef {
         name: "model",
@@ -208,7 +207,7 @@ pub fn compare(
         let mut ess: Vec<f64> = targets.iter().flat_map(|tg| tg.3.iter().copied()).collect();
         ess.sort_by(f64::total_cmp);
         let ess_q10 = ess[(ess.len() - 1) / 10];
-        let ess = crate::compare::median(&mut ess);
+        let ess = crate::metrics::median(&mut ess);
         rows.push(Row {
             t,
             h,
@@ -229,7 +228,7 @@ pub fn compare(
 }
 
 impl Stage for NetworkScore {
-    describe!(Kind::Validate, "network_score", version 2, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Validate, "network_score", version 2, params NetworkScoreParams, INPUTS, OUTPUTS);
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         (output == "score").then_some(&COLUMNS[..])
     }

@@ -5,7 +5,7 @@
 use super::generate::{Target, particle_columns};
 use crate::energy::particles::Particles;
 use crate::engine::frame::Table;
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::report::plot::{self, Lines};
 use crate::report::{esc, html_table_with, page, plot_err};
@@ -23,7 +23,6 @@ crate::params! {
         energy: String = (ParamType::Str { choices: &["gmm40", "dw4", "lj13", "lj55"] }, Default::Str("gmm40"), "the target the sets are of: GMM-40 draws points over its density; the particle systems draw energy and interatomic-distance histograms"),
     }
 }
-static PARAMS: &[ParamDef] = IdemReportParams::DEFS;
 static INPUTS: &[InputDef] = &[
     InputDef {
         name: "target",
@@ -220,7 +219,7 @@ fn study_panels(study: &Table) -> Result<Vec<u8>, StageError> {
 }
 
 impl Stage for IdemReport {
-    describe!(Kind::Report, "idem", version 3, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Report, "idem", version 3, params IdemReportParams, INPUTS, OUTPUTS);
     fn input_columns(&self, input: &str) -> &'static [&'static str] {
         match input {
             "loss" => &["outer", "loss"],

@@ -12,7 +12,7 @@ use super::net::DemModel;
 use super::particles_train::{NegativeTime, egnn_sde_particles};
 use crate::energy::Scaled;
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::sde::ve::{Geometric, reverse_em};
 
@@ -42,7 +42,6 @@ crate::params! {
         diffusion_scale: f64 = (ParamType::Float { min: 0.0, max: 100.0 }, Default::Float(1.0), "multiplies the SDE's noise (DEM: 1)"),
     }
 }
-static PARAMS: &[ParamDef] = McScoreParams::DEFS;
 static INPUTS: &[InputDef] = &[];
 static OUTPUTS: &[OutputDef] = &[OutputDef {
     name: "samples",
@@ -51,7 +50,7 @@ static OUTPUTS: &[OutputDef] = &[OutputDef {
 }];
 
 impl Stage for McScore {
-    describe!(Kind::Sample, "mc_score", version 3, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Sample, "mc_score", version 3, params McScoreParams, INPUTS, OUTPUTS);
     fn check_params(&self, p: &crate::engine::params::Params) -> Vec<(&'static str, String)> {
         let p = McScoreParams::read(p);
         schedule_errors(&p.energy, p.sigma_min, p.sigma_max, p.normalization)
@@ -245,7 +244,6 @@ crate::params! {
         max_norm: f64 = (ParamType::Float { min: 0.0, max: 1e12 }, Default::Float(20.0), "the negative-time tail's clip on each configuration's gradient norm (DEM's clipper: 20); 0: no clip"),
     }
 }
-static VE_PARAMS: &[ParamDef] = VeSdeParams::DEFS;
 static VE_INPUTS: &[InputDef] = &[InputDef {
     name: "model",
     media: Media::Model("idem"),
@@ -254,7 +252,7 @@ static VE_INPUTS: &[InputDef] = &[InputDef {
 }];
 
 impl Stage for VeSde {
-    describe!(Kind::Sample, "ve_sde", version 2, VE_PARAMS, VE_INPUTS, OUTPUTS);
+    describe!(Kind::Sample, "ve_sde", version 2, params VeSdeParams, VE_INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = VeSdeParams::read(ctx.params);
         let blob = ctx.blob("model")?;

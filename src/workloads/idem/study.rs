@@ -8,7 +8,7 @@ use super::estimator::{EstimateError, Estimator, Form, Scratch};
 use crate::energy::Energy;
 use crate::energy::gmm::Gmm;
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::sde::ve::Geometric;
 
@@ -42,7 +42,6 @@ crate::params! {
         normalization: f64 = (ParamType::Float { min: 1e-9, max: 1e9 }, Default::Float(50.0), "the energy's coordinates divided by this (DEM: 50)"),
     }
 }
-static PARAMS: &[ParamDef] = StudyParams::DEFS;
 static INPUTS: &[InputDef] = &[];
 static OUTPUTS: &[OutputDef] = &[OutputDef {
     name: "study",
@@ -143,7 +142,7 @@ fn study(
 }
 
 impl Stage for ScoreEstimatorStudy {
-    describe!(Kind::Validate, "score_estimator", version 3, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Validate, "score_estimator", version 3, params StudyParams, INPUTS, OUTPUTS);
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         (output == "study")
             .then_some(&["form", "k", "t", "h", "bias2", "variance", "mse", "rel_mse", "cosine", "failed"][..])

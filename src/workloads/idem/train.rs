@@ -52,7 +52,7 @@ use super::validate::{BoltzmannChecksParams, metrics};
 use crate::energy::gmm::Gmm;
 use crate::energy::{Energy, Scaled};
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::model::backprop::{AdamW, clip_grad_norm, ema_update};
 use crate::sde::ve::Geometric;
@@ -97,7 +97,6 @@ crate::params! {
         lr_decay: String = (ParamType::Str { choices: &["none", "cosine"] }, Default::Str("none"), "none: DEM's rate (constant, or the plateau's); cosine (not DEM's): the rate times ½(1 + cos(π·step/steps)) over the outer × inner steps, so a short budget ends at a small rate as DEM's long runs do through the plateau"),
     }
 }
-static PARAMS: &[ParamDef] = IdemParams::DEFS;
 
 impl IdemParams {
     /// The rate of training step `step` (0-based) given the schedule's rate
@@ -195,7 +194,7 @@ impl Buffer {
 }
 
 impl Stage for Idem {
-    describe!(Kind::Train, "idem", version 5, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Train, "idem", version 5, params IdemParams, INPUTS, OUTPUTS);
     /// The largest of: the network (DEM's MLP for GMM-40, an EGNN of `hidden`
     /// × `layers` for a particle system, with its per-chunk edge activations),
     /// the replay buffer, and the Monte Carlo estimate of one batch (`k` noisy

@@ -6,7 +6,7 @@ use crate::energy::Energy;
 use crate::energy::gmm::Gmm;
 use crate::energy::particles::Particles;
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 
 use super::generate::Target;
@@ -56,7 +56,6 @@ crate::params! {
         max_points: usize = (ParamType::Int { min: 2, max: 20_000 }, Default::Int(2000), "at most this many points of each set enter x_w2 (the first ones)"),
     }
 }
-static PARAMS: &[ParamDef] = BoltzmannChecksParams::DEFS;
 static INPUTS: &[InputDef] = &[
     InputDef {
         name: "samples",
@@ -221,7 +220,7 @@ pub fn particle_metrics(
 }
 
 impl Stage for BoltzmannChecks {
-    describe!(Kind::Validate, "boltzmann", version 3, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Validate, "boltzmann", version 3, params BoltzmannChecksParams, INPUTS, OUTPUTS);
     fn metrics(&self) -> &'static [(&'static str, &'static str)] {
         &[("metrics", "value")]
     }

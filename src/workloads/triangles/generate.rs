@@ -6,7 +6,7 @@
 //! and a type left out of a bias map keeps none of its triangles, as in the seed.
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::workloads::triangles::geometry::{AngleType, SideType, classify_angles, classify_sides, sample_valid_sides};
 use rand::seq::{SliceRandom, index};
@@ -29,7 +29,6 @@ crate::params! {
         tol: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.01), "classification tolerance used for the quotas"),
     }
 }
-static PARAMS: &[ParamDef] = TrianglesParams::DEFS;
 
 static OUTPUTS: &[OutputDef] = &[OutputDef { name: "samples", media: Media::Table, doc: "side lengths a, b, c" }];
 
@@ -56,7 +55,7 @@ fn apply_quota<T: Copy + PartialEq>(
 }
 
 impl Stage for Triangles {
-    describe!(Kind::Generate, "triangles", version 1, PARAMS, &[], OUTPUTS);
+    describe!(Kind::Generate, "triangles", version 1, params TrianglesParams, &[], OUTPUTS);
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         (output == "samples").then_some(&["a", "b", "c"])
     }

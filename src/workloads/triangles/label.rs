@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::workloads::triangles::geometry::{AngleType, SideType, classify_angles, classify_sides};
 
@@ -20,7 +20,6 @@ crate::params! {
         tol: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.01), "absolute tolerance for equal sides; tol·90° for right angles"),
     }
 }
-static PARAMS: &[ParamDef] = LabelParams::DEFS;
 static INPUTS: &[InputDef] =
     &[InputDef { name: "data", media: Media::Table, required: true, doc: "a table with columns a, b, c" }];
 static OUTPUTS: &[OutputDef] = &[
@@ -83,7 +82,7 @@ pub fn format_counts(counts: &Table) -> Option<String> {
 }
 
 impl Stage for TriangleTypes {
-    describe!(Kind::Label, "triangle_types", version 1, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Label, "triangle_types", version 1, params LabelParams, INPUTS, OUTPUTS);
     fn input_columns(&self, _input: &str) -> &'static [&'static str] {
         &["a", "b", "c"]
     }

@@ -5,7 +5,7 @@
 
 use super::label::{classify_all, type_fractions};
 use crate::engine::frame::Table;
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::model::ScoreNetWeights;
 use crate::model::fast::FastMlp;
@@ -26,7 +26,6 @@ crate::params! {
         density_bins: usize = (ParamType::Int { min: 4, max: 200 }, Default::Int(32), "bins per axis of the shape-space histograms over [0, 2)²"),
     }
 }
-static PARAMS: &[ParamDef] = SmemeReportParams::DEFS;
 static INPUTS: &[InputDef] = &[
     InputDef { name: "loss", media: Media::Table, required: true, doc: "pre-training loss (train.loss)" },
     InputDef {
@@ -130,7 +129,7 @@ fn field(w: &ScoreNetWeights, grid: usize, c: f64, t: f64) -> Vec<plot::Arrow> {
 }
 
 impl Stage for Smeme {
-    describe!(Kind::Report, "smeme", version 3, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Report, "smeme", version 3, params SmemeReportParams, INPUTS, OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = &SmemeReportParams::read(ctx.params);
         let tol = p.tol;

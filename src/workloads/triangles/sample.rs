@@ -21,7 +21,7 @@
 //! cached as samples.
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Decl, Default, ParamDef, ParamType};
+use crate::engine::params::{Decl, Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::model::ScoreNetWeights;
 use crate::model::fast::FastMlp;
@@ -66,7 +66,6 @@ crate::params! {
         trajectory_every: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(10), "record every k-th step"),
     }
 }
-static PARAMS: &[ParamDef] = PcParams::DEFS;
 static INPUTS: &[InputDef] =
     &[InputDef { name: "model", media: Media::Model("score_ou"), required: true, doc: "a trained score model" }];
 static OUTPUTS: &[OutputDef] = &[
@@ -79,7 +78,7 @@ static OUTPUTS: &[OutputDef] = &[
 pub const CHUNK: usize = 512;
 
 impl Stage for Pc {
-    describe!(Kind::Sample, "pc", version 3, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Sample, "pc", version 3, params PcParams, INPUTS, OUTPUTS);
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         match output {
             "samples" => Some(&["a", "b", "c"]),

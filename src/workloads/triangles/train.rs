@@ -16,7 +16,7 @@
 //! cached. The training loop is written by hand on burn's autodiff.
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, POS, ParamDef, ParamType};
+use crate::engine::params::{Default, POS, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::model::{ModelMeta, ScoreNet, ScoreNetConfig, ScoreNetWeights, train_device};
 use crate::sde::{Ou, ou_pairs};
@@ -44,7 +44,6 @@ crate::params! {
         shift: f64 = (ParamType::Float { min: -1e6, max: 1e6 }, Default::Float(-1.0), "data scaling: scale·x + shift"),
     }
 }
-static PARAMS: &[ParamDef] = DsmParams::DEFS;
 static INPUTS: &[InputDef] =
     &[InputDef { name: "data", media: Media::Table, required: true, doc: "training samples with columns a, b, c" }];
 static OUTPUTS: &[OutputDef] = &[
@@ -152,7 +151,7 @@ impl DsmConfig {
 }
 
 impl Stage for DsmOu {
-    describe!(Kind::Train, "dsm_ou", version 2, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Train, "dsm_ou", version 2, params DsmParams, INPUTS, OUTPUTS);
     fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
         let p = DsmParams::read(p);
         // Triangles are 6 coordinates; the time embedding adds 2 per frequency.
@@ -201,7 +200,7 @@ mod tests {
         let mut cfg = DsmConfig::from_params(
             &crate::engine::params::Params::new()
                 .into_iter()
-                .chain(PARAMS.iter().filter_map(|d| d.default.value().map(|v| (d.name.to_string(), v))))
+                .chain(DsmParams::DEFS.iter().filter_map(|d| d.default.value().map(|v| (d.name.to_string(), v))))
                 .collect(),
         );
         cfg.epochs = 2;

@@ -50,7 +50,7 @@ use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use crate::model::fast::FastMlp;
 use crate::model::{DeltaNet, ScoreNet, ScoreNetWeights, backend_device, init_layers, layers_of, linears};
@@ -85,7 +85,6 @@ crate::params! {
         t_direction: f64 = (NONNEG, Default::Float(0.1), "small_t variant: cut-off time"),
     }
 }
-static PARAMS: &[ParamDef] = TuneParams::DEFS;
 static INPUTS: &[InputDef] =
     &[InputDef { name: "model", media: Media::Model("score_ou"), required: true, doc: "the pre-trained score model" }];
 static OUTPUTS: &[OutputDef] = &[
@@ -180,7 +179,7 @@ fn scalar(t: Tensor<1>) -> f64 {
 }
 
 impl Stage for Smeme {
-    describe!(Kind::Tune, "smeme", version 4, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Tune, "smeme", version 4, params TuneParams, INPUTS, OUTPUTS);
     fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
         let p = TuneParams::read(p);
         // The delta network trains on `batch_size` rows; the student samples

@@ -9,7 +9,7 @@
 
 use super::label::{classify_all, format_counts, type_counts, type_fractions};
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::workloads::triangles::geometry::{AngleType, SideType, Validity};
 use std::collections::BTreeMap;
@@ -26,7 +26,6 @@ crate::params! {
         tol: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.01), "type classification tolerance"),
     }
 }
-static PARAMS: &[ParamDef] = TriangleChecksParams::DEFS;
 static INPUTS: &[InputDef] = &[
     InputDef { name: "samples", media: Media::Table, required: true, doc: "a table with columns a, b, c" },
     InputDef {
@@ -80,7 +79,7 @@ pub fn summarize(v: &[Validity]) -> (Vec<String>, Vec<f64>) {
 }
 
 impl Stage for TriangleChecks {
-    describe!(Kind::Validate, "triangle", version 1, PARAMS, INPUTS, OUTPUTS);
+    describe!(Kind::Validate, "triangle", version 1, params TriangleChecksParams, INPUTS, OUTPUTS);
     fn metrics(&self) -> &'static [(&'static str, &'static str)] {
         // The validity summary; with a reference, the exploration metrics of
         // these samples (rare-type mass, (u, v) entropy, …).

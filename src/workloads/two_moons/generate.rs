@@ -2,7 +2,7 @@
 //! (seed 002).
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 use rand::seq::SliceRandom;
 
@@ -34,7 +34,6 @@ crate::params! {
         draw: i64 = (ParamType::Int { min: 0, max: 1_000_000 }, Default::Int(0), "independent draw number under the same seed"),
     }
 }
-static MOONS_PARAMS: &[ParamDef] = MoonsParams::DEFS;
 static MOONS_INPUTS: &[InputDef] = &[InputDef {
     name: "stats",
     media: Media::Table,
@@ -70,7 +69,7 @@ pub fn make_moons(n: usize, noise: f64, seed: u64, draw: i64) -> (Vec<f64>, Vec<
 }
 
 impl Stage for TwoMoons {
-    describe!(Kind::Generate, "two_moons", version 1, MOONS_PARAMS, MOONS_INPUTS, MOONS_OUTPUTS);
+    describe!(Kind::Generate, "two_moons", version 1, params MoonsParams, MOONS_INPUTS, MOONS_OUTPUTS);
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         match output {
             "samples" => Some(&["x", "y", "moon"]),

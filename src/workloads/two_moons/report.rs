@@ -1,7 +1,7 @@
 //! `report` / `layout: two_moons`: the DDPM baseline's report (seed 002).
 
 use crate::engine::frame::Table;
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::report::plot::{self, Lines};
 use crate::report::{html_table_with, moving_mean, page, plot_err};
@@ -19,7 +19,6 @@ crate::params! {
         loss_window: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(100), "steps in the loss curve's moving mean"),
     }
 }
-static MOONS_PARAMS: &[ParamDef] = MoonsReportParams::DEFS;
 static MOONS_INPUTS: &[InputDef] = &[
     InputDef { name: "target", media: Media::Table, required: true, doc: "an independent draw of the target" },
     InputDef { name: "samples", media: Media::Table, required: true, doc: "generated points" },
@@ -51,7 +50,7 @@ fn points2(t: &Table) -> Result<Vec<(f64, f64)>, StageError> {
 }
 
 impl Stage for TwoMoons {
-    describe!(Kind::Report, "two_moons", version 3, MOONS_PARAMS, MOONS_INPUTS, MOONS_OUTPUTS);
+    describe!(Kind::Report, "two_moons", version 3, params MoonsReportParams, MOONS_INPUTS, MOONS_OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let target = points2(ctx.table("target")?)?;
         let samples = points2(ctx.table("samples")?)?;

@@ -3,7 +3,7 @@
 //! ([`Ancestral`]) with diffusers' DDPM ancestral scheduler.
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::model::eps::EpsModelWeights;
 use crate::model::fast::FastEps;
@@ -30,7 +30,6 @@ crate::params! {
         max_nonfinite: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.01), "largest fraction of non-finite samples kept (counted as invalid); more fails the stage"),
     }
 }
-static EULER_PARAMS: &[ParamDef] = EpsSamplerParams::DEFS;
 static EULER_INPUTS: &[InputDef] = &[InputDef {
     name: "model",
     media: Media::Model("eps_ddpm"),
@@ -124,7 +123,7 @@ fn run_eps_sampler(scheduler: &dyn EpsScheduler, ctx: &StageCtx) -> Result<Outpu
 macro_rules! eps_sampler {
     ($ty:ty, $method:literal, version $version:literal) => {
         impl Stage for $ty {
-            describe!(Kind::Sample, $method, version $version, EULER_PARAMS, EULER_INPUTS, EULER_OUTPUTS);
+            describe!(Kind::Sample, $method, version $version, params EpsSamplerParams, EULER_INPUTS, EULER_OUTPUTS);
             fn check_input(
                 &self,
                 p: &crate::engine::params::Params,

@@ -2,7 +2,7 @@
 //! trained with a hand-written forward/backward ([`crate::model::backprop`]).
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, POS, ParamDef, ParamType};
+use crate::engine::params::{Default, POS, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
 
 /// `objective: ddpm_eps`: the two-moons DDPM (seed 002) — ε-prediction with
@@ -52,7 +52,6 @@ crate::params! {
         train_timesteps: usize = (ParamType::Int { min: 2, max: 1_000_000 }, Default::Int(1000), "DDPM timesteps T"),
     }
 }
-static DDPM_PARAMS: &[ParamDef] = DdpmParams::DEFS;
 static DDPM_INPUTS: &[InputDef] =
     &[InputDef { name: "data", media: Media::Table, required: true, doc: "training points (every float column)" }];
 static DDPM_OUTPUTS: &[OutputDef] = &[
@@ -263,7 +262,7 @@ pub fn train_ddpm(
 }
 
 impl Stage for DdpmEps {
-    describe!(Kind::Train, "ddpm_eps", version 2, DDPM_PARAMS, DDPM_INPUTS, DDPM_OUTPUTS);
+    describe!(Kind::Train, "ddpm_eps", version 2, params DdpmParams, DDPM_INPUTS, DDPM_OUTPUTS);
     fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
         let p = DdpmParams::read(p);
         use crate::model::eps::EpsNetConfig;
@@ -329,7 +328,7 @@ mod tests {
 
     fn small_ddpm() -> DdpmConfig {
         let params: crate::engine::params::Params =
-            DDPM_PARAMS.iter().filter_map(|d| d.default.value().map(|v| (d.name.to_string(), v))).collect();
+            DdpmParams::DEFS.iter().filter_map(|d| d.default.value().map(|v| (d.name.to_string(), v))).collect();
         let mut cfg = DdpmConfig::from_params(&params, 2);
         cfg.steps = 150;
         cfg.batch_size = 200;

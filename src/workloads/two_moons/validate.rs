@@ -3,7 +3,7 @@
 //! floor between two independent draws (seed 002).
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamDef, ParamType};
+use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,7 +37,6 @@ crate::params! {
         directions: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(256), "random directions L of the sliced W1"),
     }
 }
-static DIST_PARAMS: &[ParamDef] = DistributionParams::DEFS;
 static DIST_INPUTS: &[InputDef] = &[
     InputDef { name: "samples", media: Media::Table, required: true, doc: "generated points" },
     InputDef { name: "target", media: Media::Table, required: true, doc: "an independent draw of the target" },
@@ -50,7 +49,7 @@ static DIST_OUTPUTS: &[OutputDef] = &[OutputDef {
 }];
 
 impl Stage for Distribution {
-    describe!(Kind::Validate, "distribution", version 2, DIST_PARAMS, DIST_INPUTS, DIST_OUTPUTS);
+    describe!(Kind::Validate, "distribution", version 2, params DistributionParams, DIST_INPUTS, DIST_OUTPUTS);
     fn metrics(&self) -> &'static [(&'static str, &'static str)] {
         &[("metrics", "value")]
     }
