@@ -9,32 +9,31 @@
 //! * blobs: any extension writes the cached bytes as they are; model weights also
 //!   export as `.safetensors` ([`to_safetensors`]) so PyTorch users can load them.
 //!
-//! **safetensors layout.** Every `Linear` becomes `<name>.weight` of shape
-//! `[out, in]` (PyTorch's layout: scoreflow stores `[in, out]` and transposes) and
-//! `<name>.bias`, float32. For the two-moons ε-network with the origin's
-//! architecture the names are the origin's `ScoreNet` state-dict keys —
-//! `time_emb.time_mlp.linear_1`, `time_emb.time_mlp.linear_2`, `net.0`, `net.2`,
-//! `net.4` — so `ScoreNet().load_state_dict(load_file(p))` loads the raw weights;
-//! EMA weights, when present, follow under the prefix `ema.`. Other networks use
-//! `temb.<i>` / `trunk.<i>` (the `wide` ε-network) and `layers.<i>` / `delta.<i>`
-//! (the S-MEME score network and its tuned delta). The header's `__metadata__`
-//! holds the model's configuration as JSON (`scoreflow.model`).
+//! **safetensors layout.** Every model format a workload registers
+//! ([`crate::model_formats`]: the score network, the two-moons ε-network,
+//! DEM's MLP and EGNN, the colour autoencoder) names its layers; every
+//! `Linear` becomes `<name>.weight` of shape `[out, in]` (PyTorch's layout:
+//! scoreflow stores `[in, out]` and transposes) and `<name>.bias`, float32.
+//! The two-moons ε-network with the origin's architecture carries the
+//! origin's `ScoreNet` state-dict keys, so `load_state_dict` takes the file
+//! as it is. The header's `__metadata__` holds the model's configuration as
+//! JSON (`scoreflow.model`).
 
 use std::collections::HashMap;
 
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::model::eps::{EpsLayers, EpsModelWeights, Join};
-use crate::model::{Layers, ScoreNetWeights};
+use crate::model::Layers;
 
-/// What a cached blob holds, from its first bytes.
+/// What a cached blob holds, from its first bytes: a registered model
+/// format ([`crate::model_formats`]) by its magic, else an image, a page, a
+/// table.
 pub fn blob_kind(bytes: &[u8]) -> &'static str {
-    if bytes.starts_with(b"SFEPS001") {
-        "model weights (two-moons ε-network)"
-    } else if bytes.starts_with(b"SFNET001") {
-        "model weights (score network)"
-    } else if bytes.starts_with(b"\x89PNG") {
+    if let Some(f) = crate::model::format::format_of(&crate::model_formats(), bytes) {
+        return f.describe;
+    }
+    if bytes.starts_with(b"\x89PNG") {
         "PNG image"
     } else if bytes.starts_with(b"<!DOCTYPE") || bytes.starts_with(b"<html") {
         "HTML page"
@@ -76,54 +75,32 @@ fn push_layers(out: &mut Vec<(String, Vec<usize>, Vec<u8>)>, names: &[String], l
     }
 }
 
-fn eps_names(w: &EpsModelWeights, layers: &EpsLayers) -> (Vec<String>, Vec<String>) {
-    match w.config.join {
-        Join::Concat => (
-            vec!["time_emb.time_mlp.linear_1".into(), "time_emb.time_mlp.linear_2".into()],
-            (0..layers.trunk.len()).map(|i| format!("net.{}", 2 * i)).collect(),
-        ),
-        Join::Add => (
-            (0..layers.temb.len()).map(|i| format!("temb.{i}")).collect(),
-            (0..layers.trunk.len()).map(|i| format!("trunk.{i}")).collect(),
-        ),
-    }
-}
-
-/// Model weights (either model blob) as a safetensors file; see the module docs.
+/// Model weights of any registered format as a safetensors file; see the
+/// module docs.
 pub fn to_safetensors(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    let config = if bytes.starts_with(b"SFEPS001") {
-        let w = EpsModelWeights::from_bytes(bytes).map_err(|e| e.to_string())?;
-        for (prefix, layers) in std::iter::once(("", &w.raw)).chain(w.ema.as_ref().map(|e| ("ema.", e))) {
-            let (temb, trunk) = eps_names(&w, layers);
-            let add = |n: Vec<String>| n.into_iter().map(|s| format!("{prefix}{s}")).collect::<Vec<_>>();
-            push_layers(&mut tensors, &add(temb), &layers.temb);
-            push_layers(&mut tensors, &add(trunk), &layers.trunk);
-        }
-        serde_json::json!({ "kind": "eps", "config": w.config, "schedule": w.schedule, "columns": w.columns })
-    } else if bytes.starts_with(b"SFNET001") {
-        let w = ScoreNetWeights::from_bytes(bytes).map_err(|e| e.to_string())?;
-        let names = |p: &str, n: usize| (0..n).map(|i| format!("{p}.{i}")).collect::<Vec<_>>();
-        push_layers(&mut tensors, &names("layers", w.layers.len()), &w.layers);
-        push_layers(&mut tensors, &names("delta", w.delta.len()), &w.delta);
-        serde_json::json!({ "kind": "score", "config": w.config, "meta": w.meta, "freqs": w.freqs })
-    } else {
+    let formats = crate::model_formats();
+    let Some(format) = crate::model::format::format_of(&formats, bytes) else {
         return Err(format!("a {} is not model weights", blob_kind(bytes)));
     };
+    let named = (format.layers)(bytes)?;
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (names, layers) in &named.groups {
+        push_layers(&mut tensors, names, layers);
+    }
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(n, shape, data)| {
             Ok((n.clone(), TensorView::new(Dtype::F32, shape.clone(), data).map_err(|e| e.to_string())?))
         })
         .collect::<Result<_, String>>()?;
-    let info = HashMap::from([("scoreflow.model".to_string(), config.to_string())]);
+    let info = HashMap::from([("scoreflow.model".to_string(), named.config.to_string())]);
     safetensors::tensor::serialize(views, Some(info)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::eps::{EpsNetConfig, ScheduleMeta};
+    use crate::model::eps::{EpsLayers, EpsModelWeights, EpsNetConfig, ScheduleMeta};
     use rand::SeedableRng;
 
     #[test]

@@ -55,6 +55,12 @@ pub fn registry() -> &'static engine::stage::Registry {
     REGISTRY.get_or_init(|| engine::stage::Registry::new(workloads::all()))
 }
 
+/// Every model format a stage of this crate writes (by its workload's
+/// registration): what `inspect` names and `export` converts to safetensors.
+pub fn model_formats() -> Vec<&'static model::format::ModelFormat> {
+    workloads::model_formats()
+}
+
 /// Add a user crate's stage implementations to the registry, beside the
 /// built-in ones, before anything uses it ([`cli::main_with`] calls this).
 /// An implementation whose (kind, method) the registry has already, or that

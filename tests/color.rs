@@ -42,6 +42,20 @@ fn the_color_pipeline_runs_and_a_sheet_edit_reruns_only_what_follows() {
     assert!(metric(&ws, "red_angle") < 30.0);
     assert_eq!(metric(&ws, "hue_order"), 1.0);
     assert_eq!(metric(&ws, "hue_turns").abs(), 1.0);
+    let names = ws.export_model("train.model", "pipelines/color.yaml", "colour autoencoder");
+    assert_eq!(
+        names,
+        [
+            "decoder.0.bias",
+            "decoder.0.weight",
+            "decoder.1.bias",
+            "decoder.1.weight",
+            "encoder.0.bias",
+            "encoder.0.weight",
+            "encoder.1.bias",
+            "encoder.1.weight"
+        ]
+    );
     // One cell: reg-planar at step 5000, 0.05 → 0.04.
     let path = ws.path().join("data/ex-1.7-dopesheet.csv");
     let sheet = std::fs::read_to_string(&path).unwrap();

@@ -93,6 +93,8 @@ fn idem_training_runs_end_to_end_and_does_not_depend_on_the_thread_count() {
             assert!(buffer.contains(n), "{buffer}");
         }
         assert!(ws.path().join("artifacts/reports/idem_train/report/training.png").exists());
+        let names = ws.export_model("train.model", "p.yaml", "iDEM MLP");
+        assert!(names.contains(&"layers.0.weight".to_string()) && names.len().is_multiple_of(2), "{names:?}");
     }
     assert_eq!(outputs[0], outputs[1]);
 }

@@ -163,6 +163,11 @@ fn idem_trains_an_egnn_on_dw4_and_reports() {
             }
             let loss = export_csv(&ws, "train.loss");
             assert_eq!(loss.len() - 1, 6);
+            let names = ws.export_model("train.model", "p.yaml", "iDEM EGNN");
+            assert!(
+                names.contains(&"gcl.2.coord_2.weight".to_string()) && names.contains(&"embedding.bias".to_string()),
+                "{names:?}"
+            );
             let page = ws.path().join("artifacts/reports/particles/report");
             for f in ["index.html", "samples.png", "training.png", "buffer.png"] {
                 assert!(page.join(f).exists(), "{f}");

@@ -225,7 +225,7 @@ pub struct EpsModelWeights {
     pub ema: Option<EpsLayers>,
 }
 
-const MAGIC: &[u8; 8] = b"SFEPS001";
+pub const MAGIC: &[u8; 8] = b"SFEPS001";
 
 #[derive(Serialize, Deserialize)]
 struct Header {

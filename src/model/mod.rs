@@ -30,6 +30,7 @@
 pub mod backprop;
 pub mod eps;
 pub mod fast;
+pub mod format;
 
 use burn::module::{Module, Param, ParamId};
 use burn::nn::Linear;
@@ -411,7 +412,7 @@ pub(crate) fn skeleton_layers(shapes: &[(usize, usize)]) -> Layers {
     init_layers(shapes, false, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0))
 }
 
-const MAGIC: &[u8; 8] = b"SFNET001";
+pub const MAGIC: &[u8; 8] = b"SFNET001";
 
 #[derive(Serialize, Deserialize)]
 struct Header {

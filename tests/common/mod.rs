@@ -57,6 +57,24 @@ impl Workspace {
         let p = self.artifacts().join("runs").join(pipeline).join("latest.json");
         serde_json::from_slice(&std::fs::read(p).expect("manifest")).expect("json")
     }
+    /// `scoreflow export TARGET --pipeline SPEC -o <tmp>.safetensors`, after
+    /// `inspect` has named the blob `kind`: the tensors' names, sorted.
+    pub fn export_model(&self, target: &str, spec: &str, kind: &str) -> Vec<String> {
+        let shown = self.cmd(&["inspect", target, "--pipeline", spec]).output().expect("inspect");
+        let text = String::from_utf8_lossy(&shown.stdout);
+        assert!(text.contains(kind), "inspect {target}: expected `{kind}` in {text}");
+        let file = self.path().join(format!("{}.safetensors", target.replace('.', "_")));
+        let out =
+            self.cmd(&["export", target, "--pipeline", spec, "-o", file.to_str().unwrap()]).output().expect("export");
+        assert!(out.status.success(), "export {target}: {}", String::from_utf8_lossy(&out.stderr));
+        let bytes = std::fs::read(&file).expect("exported");
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors header");
+        let mut names: Vec<String> =
+            header.as_object().unwrap().keys().filter(|k| *k != "__metadata__").cloned().collect();
+        names.sort();
+        names
+    }
     /// All files under a directory, relative, sorted.
     pub fn files_under(&self, rel: &str) -> Vec<String> {
         let mut out = Vec::new();

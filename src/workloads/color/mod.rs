@@ -10,3 +10,22 @@ pub mod stages;
 pub mod timeline;
 pub mod train;
 pub mod validate;
+
+use crate::model::format::{ModelFormat, NamedLayers};
+
+/// The colour autoencoder's blob (`model/color_mlp`): `encoder.0`,
+/// `encoder.1` (RGB → hidden → latent) and `decoder.0`, `decoder.1`.
+pub static COLOR_FORMAT: ModelFormat = ModelFormat {
+    magic: train::MAGIC,
+    framing: "color_mlp",
+    describe: "model weights (colour autoencoder)",
+    layers: color_layers,
+};
+
+fn color_layers(bytes: &[u8]) -> Result<NamedLayers, String> {
+    let params = validate::load_params(bytes)?;
+    let layers = crate::model::unflatten_layers(&model::SHAPES, &params);
+    let names = ["encoder.0", "encoder.1", "decoder.0", "decoder.1"].map(String::from).to_vec();
+    let config = serde_json::json!({ "kind": "color_mlp", "shapes": model::SHAPES });
+    Ok(NamedLayers { groups: vec![(names, layers)], config })
+}

@@ -59,7 +59,7 @@ static OUTPUTS: &[OutputDef] = &[
 /// The dopesheet columns this objective reads (any other is an error).
 const KNOWN: &[&str] = &["lr", "loss-recon", "reg-polar", "reg-separate", "reg-planar", "reg-norm-v", "reg-norm"];
 
-const MAGIC: &[u8; 8] = b"SFCOL001";
+pub const MAGIC: &[u8; 8] = b"SFCOL001";
 
 impl Stage for ColorAe {
     describe!(Kind::Train, "color_ae", version 1, params ColorAeParams, INPUTS, OUTPUTS);

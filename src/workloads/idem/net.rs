@@ -124,7 +124,7 @@ struct Header {
     energy: String,
 }
 
-const MAGIC: &[u8; 8] = b"SFDEM001";
+pub const MAGIC: &[u8; 8] = b"SFDEM001";
 
 impl DemModel {
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -11,3 +11,25 @@ pub mod sample;
 pub mod train;
 pub mod tune;
 pub mod validate;
+
+use crate::model::ScoreNetWeights;
+use crate::model::format::{ModelFormat, NamedLayers, numbered};
+
+/// The score network's blob (`model/score_ou`), pre-trained or tuned:
+/// `layers.<i>`, and the S-MEME delta network's `delta.<i>` when present.
+pub static SCORE_FORMAT: ModelFormat = ModelFormat {
+    magic: crate::model::MAGIC,
+    framing: "score_ou",
+    describe: "model weights (score network)",
+    layers: score_layers,
+};
+
+fn score_layers(bytes: &[u8]) -> Result<NamedLayers, String> {
+    let w = ScoreNetWeights::from_bytes(bytes).map_err(|e| e.to_string())?;
+    let groups = vec![
+        (numbered("layers", w.layers.len()), w.layers.clone()),
+        (numbered("delta", w.delta.len()), w.delta.clone()),
+    ];
+    let config = serde_json::json!({ "kind": "score", "config": w.config, "meta": w.meta, "freqs": w.freqs });
+    Ok(NamedLayers { groups, config })
+}
