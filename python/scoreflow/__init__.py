@@ -20,7 +20,7 @@ The core is the Python standard library alone. polars, pandas or pyarrow are
 used when installed (in that order of preference); without any of them tables
 travel as CSV, converted by the ``scoreflow`` binary itself.
 
-The protocol this follows is docs/command-stages.md: the stage's
+The protocol this follows is the README's "Command stages" section: the stage's
 values come from the JSON file named by ``SCOREFLOW_STAGE``; outputs are files
 ``NAME.<ext>`` in the stage's output folder.
 """

@@ -94,6 +94,17 @@ impl Scratch {
     }
 }
 
+/// `k`, Monte Carlo samples per estimate, as every stage that estimates
+/// scores declares it (each with the default its origin uses).
+pub const K: crate::engine::params::ParamType = crate::engine::params::ParamType::Int { min: 1, max: 100_000 };
+
+/// The estimator's form, as every stage that picks one declares it.
+pub const FORMS: crate::engine::params::ParamType =
+    crate::engine::params::ParamType::Str { choices: &["log_sum_exp", "tweedie", "jensen"] };
+
+/// A norm clip (0: none), as the stages that clip declare it.
+pub const MAX_NORM: crate::engine::params::ParamType = crate::engine::params::ParamType::Float { min: 0.0, max: 1e12 };
+
 /// An estimator: its form, its number of samples, and DEM's norm clip.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Estimator {
@@ -105,6 +116,14 @@ pub struct Estimator {
 }
 
 impl Estimator {
+    /// The estimator a stage's parameters describe: `estimator` (one of
+    /// [`FORMS`]), `k`, and `max_norm` (0: no clip) — the one reading of them
+    /// every stage shares.
+    pub fn from_params(estimator: &str, k: usize, max_norm: f64) -> Estimator {
+        let form = Form::parse(estimator).expect("the declared choices");
+        Estimator { form, k, max_norm: (max_norm > 0.0).then_some(max_norm) }
+    }
+
     /// The estimate of `∇ log p_t(x)`, `p_t = p ∗ N(0, h I)`, written to `out`.
     pub fn estimate<R: Rng>(
         &self,

@@ -8,7 +8,9 @@
 pub mod egnn;
 pub mod egnn_backprop;
 pub mod estimator;
+pub mod fitting;
 pub mod generate;
+pub mod integrate;
 pub mod mlp;
 pub mod net;
 pub mod network_score;

@@ -55,8 +55,8 @@ crate::params! {
         ts: Option<Vec<f64>> = (ParamType::List { item: &ParamType::Float { min: 0.0, max: 1.0 }, min_len: 1 }, Default::Optional, "diffusion times t in [0, 1] [default: 0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1]"),
         points: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(256), "reference configurations noised at each t (the first ones of `target`, cycled if it has fewer)"),
         repeats: usize = (ParamType::Int { min: 2, max: 10_000 }, Default::Int(4), "independent estimates per point, averaged into its target"),
-        k: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(1000), "Monte Carlo samples per estimate (DEM's LJ: 1000)"),
-        max_norm: f64 = (ParamType::Float { min: 0.0, max: 1e12 }, Default::Float(20.0), "clip each particle's estimated score to this norm, as the training did (DEM: 20); 0: no clip"),
+        k: usize = (super::estimator::K, Default::Int(1000), "Monte Carlo samples per estimate (DEM's LJ: 1000)"),
+        max_norm: f64 = (super::estimator::MAX_NORM, Default::Float(20.0), "clip each particle's estimated score to this norm, as the training did (DEM: 20); 0: no clip"),
     }
 }
 static INPUTS: &[InputDef] = &[
@@ -306,7 +306,7 @@ mod tests {
         let ico = crate::energy::particles::icosahedron(1, 0.9);
         (0..m)
             .flat_map(|_| {
-                super::super::sample::prior_draw(&mut r, 39, 0.05, None)
+                super::super::integrate::prior_draw(&mut r, 39, 0.05, None)
                     .into_iter()
                     .zip(ico.clone())
                     .map(|(z, x)| x + z)

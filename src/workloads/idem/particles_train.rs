@@ -35,17 +35,17 @@ use rayon::prelude::*;
 
 use super::egnn::{EgnnConfig, EgnnModel, EgnnRun};
 use super::egnn_backprop::{EgnnBackprop, unflatten};
-use super::estimator::{Estimator, Form, Scratch};
+use super::estimator::{Estimator, Scratch};
+use super::fitting::{Buffer, Fitted, FittedModel, IdemParams, Losses, Tracked, loss_table, tracker_table, val_table};
 use super::generate::particle_columns;
+use super::integrate::{NegativeTime, egnn_sde_particles, mc_score_particles, prior_draw};
 use super::mlp::flatten;
-use super::sample::{mc_score_particles, prior_draw};
-use super::train::{Buffer, Fitted, IdemParams, Losses, Tracked, loss_table, tracker_table, val_table};
 use super::validate::{BoltzmannChecksParams, particle_metrics};
-use crate::energy::Energy;
+
 use crate::energy::particles::{Particles, remove_mean};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::stage::{StageError, rng};
-use crate::model::backprop::{AdamW, Plateau, clip_factor, clip_grad_norm, ema_update};
+use crate::model::backprop::{AdamW, Plateau, clip_grad_norm, ema_update};
 use crate::sde::ve::Geometric;
 
 /// The EGNN's sizes for `p` on `sys`: `hidden`, and `layers` (0: DEM's — 3
@@ -53,88 +53,6 @@ use crate::sde::ve::Geometric;
 pub fn egnn_config(p: &IdemParams, sys: &Particles) -> EgnnConfig {
     let dem_layers = if sys.n == 4 { 3 } else { 5 };
     EgnnConfig { n: sys.n, d: sys.d, hidden: p.hidden, layers: if p.layers == 0 { dem_layers } else { p.layers } }
-}
-
-/// DEM's `negative_time_descent`, the tail `integrate_sde` appends when
-/// `negative_time` is set (LJ-55: 10 steps): after the reverse SDE has reached
-/// `t = 0`, `steps` plain gradient steps on the energy, `x ← x + dt·clip(−∇E(x))`
-/// with DEM's `dt` = 10⁻⁴, the step clipped by DEM's clipper over the whole
-/// configuration's norm (`max_norm`; no per-particle reshape here, as in DEM)
-/// and the centre of mass removed after each.
-pub struct NegativeTime<'a> {
-    pub sys: &'a Particles,
-    pub steps: usize,
-    pub max_norm: f64,
-}
-
-impl NegativeTime<'_> {
-    /// DEM's step size (`negative_time_descent`'s default, which DEM never changes).
-    pub const DT: f64 = 1e-4;
-
-    /// Apply the tail to a batch of configurations (`m × n·d`), in place.
-    pub fn descend(&self, x: &mut [f64]) -> Result<(), String> {
-        let dim = self.sys.n * self.sys.d;
-        x.par_chunks_mut(dim).enumerate().try_for_each(|(i, xp)| {
-            let mut g = vec![0f64; dim];
-            for step in 0..self.steps {
-                self.sys.grad_log_prob(xp, &mut g);
-                let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
-                if !norm.is_finite() {
-                    return Err(format!("particle {i}: the energy's gradient is not finite at descent step {step}"));
-                }
-                let c = if self.max_norm > 0.0 { clip_factor(norm, self.max_norm) } else { 1.0 };
-                xp.iter_mut().zip(&g).for_each(|(v, gv)| *v += Self::DT * c * gv);
-                remove_mean(xp, self.sys.n, self.sys.d);
-            }
-            Ok(())
-        })
-    }
-}
-
-/// `n` particles through the network's reverse SDE (DEM's `integrate_sde`:
-/// Euler–Maruyama from `t = 1`, noise times `diffusion_scale`, centre of mass
-/// removed after every step), from the mean-free prior, the scores from the
-/// hand-written forward ([`EgnnRun`]), then DEM's negative-time tail when
-/// `tail` has steps; particle `i` draws its prior point and noise from stream
-/// `(seed, tag, i)`. `n × n_p·d`.
-#[allow(clippy::too_many_arguments)]
-pub fn egnn_sde_particles(
-    net: &EgnnRun,
-    schedule: &Geometric,
-    steps: usize,
-    diffusion_scale: f64,
-    tail: &NegativeTime,
-    n: usize,
-    seed: u64,
-    tag: &str,
-) -> Result<Vec<f32>, String> {
-    let cfg = net.config();
-    let dim = cfg.n * cfg.d;
-    let prior_sd = schedule.h(1.0).sqrt();
-    let mut rngs: Vec<_> = (0..n).map(|i| crate::engine::rng::particle(seed, tag, i)).collect();
-    let mut x: Vec<f64> = rngs.iter_mut().flat_map(|r| prior_draw(r, dim, prior_sd, Some((cfg.n, cfg.d)))).collect();
-    let dt = 1.0 / steps as f64;
-    let mut xs = vec![0f32; n * dim];
-    let mut s = vec![0f32; n * dim];
-    for step in 0..steps {
-        let t = 1.0 - step as f64 * dt;
-        xs.iter_mut().zip(&x).for_each(|(a, b)| *a = *b as f32);
-        net.forward(&xs, t as f32, &mut s);
-        let g = schedule.g(t);
-        let (a, b) = (g * g * dt, diffusion_scale * g * dt.sqrt());
-        x.par_chunks_mut(dim).zip(s.par_chunks(dim)).zip(rngs.par_iter_mut()).for_each(|((xp, sp), r)| {
-            for (xv, sv) in xp.iter_mut().zip(sp) {
-                let z: f64 = r.sample(StandardNormal);
-                *xv += a * *sv as f64 + b * z;
-            }
-        });
-        remove_mean(&mut x, cfg.n, cfg.d);
-        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(format!("particle {} is not finite at step {step} of {steps}", i / dim));
-        }
-    }
-    tail.descend(&mut x)?;
-    Ok(x.into_iter().map(|v| v as f32).collect())
 }
 
 /// DEM's noising of a training or validation point: `t ~ U(0, 1)`, then
@@ -240,8 +158,7 @@ pub fn fit_particles(
 ) -> Result<Fitted, StageError> {
     let cfg = egnn_config(p, sys);
     let dim = sys.n * sys.d;
-    let form = Form::parse(&p.estimator).expect("declared choices");
-    let est = Estimator { form, k: p.k, max_norm: (p.max_norm > 0.0).then_some(p.max_norm) };
+    let est = Estimator::from_params(&p.estimator, p.k, p.max_norm);
     let schedule = Geometric { sigma_min: p.sigma_min, sigma_max: p.sigma_max };
     let checks = BoltzmannChecksParams::read(&BoltzmannChecksParams::example());
     let backprop = EgnnBackprop::new(&cfg);
@@ -391,7 +308,7 @@ pub fn fit_particles(
             buffer_t.with(name, ColumnData::F64(snaps.1.iter().skip(j).step_by(dim).map(|v| *v as f64).collect()));
     }
     Ok(Fitted {
-        model: super::train::FittedModel::Egnn(model),
+        model: FittedModel::Egnn(model),
         loss,
         buffer: buffer_t,
         tracker: tracker_table(&track),
@@ -402,6 +319,7 @@ pub fn fit_particles(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::energy::Energy;
     use rand::SeedableRng;
 
     /// A perturbed LJ-13 icosahedron, mean-free: large gradients somewhere.

@@ -2,19 +2,17 @@
 //! Monte Carlo score estimator itself — no network. A strong baseline the
 //! paper does not report: what iDEM's network is trained to imitate.
 
-use rayon::prelude::*;
-
 use super::egnn::{EgnnModel, EgnnRun};
-use super::estimator::{Estimator, Form, Scratch};
+use super::estimator::Estimator;
 use super::generate::Target;
-use super::mlp::{CHUNK, DemMlpRun, flatten};
+use super::integrate::{NegativeTime, egnn_sde_particles, mc_score_particles, schedule_errors, ve_sde_particles};
+use super::mlp::{DemMlpRun, flatten};
 use super::net::DemModel;
-use super::particles_train::{NegativeTime, egnn_sde_particles};
 use crate::energy::Scaled;
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
-use crate::sde::ve::{Geometric, reverse_em};
+use crate::sde::ve::Geometric;
 
 /// `sampler: mc_score`: `n_samples` particles from DEM's prior `N(0, h(1) I)`
 /// in DEM's normalised coordinates (the energy's divided by `normalization`,
@@ -33,9 +31,9 @@ crate::params! {
         energy: String = (ParamType::Str { choices: &["gmm40", "dw4", "lj13", "lj55"] }, Default::Str("gmm40"), "the target (the particle systems are not normalised: set `normalization: 1`)"),
         n_samples: usize = (ParamType::Int { min: 1, max: 10_000_000 }, Default::Int(1000), "particles"),
         steps: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(1000), "Euler–Maruyama steps (DEM: 1000)"),
-        k: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(100), "Monte Carlo samples per score estimate"),
-        estimator: String = (ParamType::Str { choices: &["log_sum_exp", "tweedie", "jensen"] }, Default::Str("log_sum_exp"), "the score estimator (DEM: log_sum_exp); `unbiased` needs the exact p_t and is for the study only"),
-        max_norm: f64 = (ParamType::Float { min: 0.0, max: 1e12 }, Default::Float(70.0), "clip each estimate's norm to this (DEM: 70 for GMM-40; 20 per particle for DW-4 and LJ); 0: no clip"),
+        k: usize = (super::estimator::K, Default::Int(100), "Monte Carlo samples per score estimate"),
+        estimator: String = (super::estimator::FORMS, Default::Str("log_sum_exp"), "the score estimator (DEM: log_sum_exp); `unbiased` needs the exact p_t and is for the study only"),
+        max_norm: f64 = (super::estimator::MAX_NORM, Default::Float(70.0), "clip each estimate's norm to this (DEM: 70 for GMM-40; 20 per particle for DW-4 and LJ); 0: no clip"),
         sigma_min: f64 = (ParamType::Float { min: 1e-12, max: 1e6 }, Default::Float(1e-5), "geometric schedule's σ_min (DEM: 1e-5)"),
         sigma_max: f64 = (ParamType::Float { min: 1e-12, max: 1e6 }, Default::Float(1.0), "geometric schedule's σ_max (DEM: 1)"),
         normalization: f64 = (ParamType::Float { min: 1e-9, max: 1e9 }, Default::Float(50.0), "the energy's coordinates divided by this (DEM: 50 for GMM-40)"),
@@ -65,8 +63,7 @@ impl Stage for McScore {
             None => return Err(StageError::Failed(format!("unknown energy `{}`", p.energy))),
         };
         let energy = Scaled { energy: target.energy(), scale: p.normalization };
-        let form = Form::parse(&p.estimator).expect("declared choices");
-        let est = Estimator { form, k: p.k, max_norm: (p.max_norm > 0.0).then_some(p.max_norm) };
+        let est = Estimator::from_params(&p.estimator, p.k, p.max_norm);
         let schedule = Geometric { sigma_min: p.sigma_min, sigma_max: p.sigma_max };
         let n = p.n_samples;
         let xs =
@@ -92,141 +89,6 @@ pub fn points_table(target: &Target, xs: &[f64], normalization: f64) -> Table {
     table
 }
 
-/// The parameter rules `mc_score` and `train objective: idem` share: σ_min
-/// below σ_max, and no normalisation for the particle systems (DEM's
-/// `data_normalization_factor` is 1 for them; the default, 50, is GMM-40's).
-pub fn schedule_errors(
-    energy: &str,
-    sigma_min: f64,
-    sigma_max: f64,
-    normalization: f64,
-) -> Vec<(&'static str, String)> {
-    let mut errors = Vec::new();
-    if sigma_min >= sigma_max {
-        errors.push(("sigma_min", format!("sigma_min ({sigma_min}) must be below sigma_max ({sigma_max})")));
-    }
-    if energy != "gmm40" && normalization != 1.0 {
-        errors.push((
-            "normalization",
-            format!(
-                "DEM does not normalise `{energy}` (data_normalization_factor 1.0); set `normalization: 1` (the default, 50, is GMM-40's)"
-            ),
-        ));
-    }
-    errors
-}
-
-/// One draw of DEM's prior `N(0, sd² I)` in `dim` coordinates; for a particle
-/// system (`mean_free: Some((n, d))`) its centre of mass removed — DEM's
-/// `MeanFreePrior`.
-pub fn prior_draw(rng: &mut impl rand::Rng, dim: usize, sd: f64, mean_free: Option<(usize, usize)>) -> Vec<f64> {
-    let mut x: Vec<f64> = (0..dim).map(|_| sd * rng.sample::<f64, _>(rand_distr::StandardNormal)).collect();
-    if let Some((n, d)) = mean_free {
-        crate::energy::particles::remove_mean(&mut x, n, d);
-    }
-    x
-}
-
-/// `n` particles from DEM's prior `N(0, h(1) I)` (mean-free for a particle
-/// system, DEM's `MeanFreePrior`) through the reverse SDE with the score
-/// estimated at every step (in the energy's coordinates as given: DEM's
-/// normalised ones when `energy` is [`Scaled`]); `n × dim`, row-major.
-/// Particle `i` has its own stream `(seed, tag, i)` for the prior, the SDE
-/// noise and the Monte Carlo draws, so the result does not depend on the
-/// thread count. The first failed estimate (or non-finite particle) is the
-/// error.
-#[allow(clippy::too_many_arguments)]
-pub fn mc_score_particles(
-    energy: &(dyn crate::energy::Energy + Sync),
-    est: &Estimator,
-    schedule: &Geometric,
-    steps: usize,
-    diffusion_scale: f64,
-    n: usize,
-    seed: u64,
-    tag: &str,
-    progress: &(dyn Fn(f64) + Sync),
-) -> Result<Vec<f64>, String> {
-    let prior_sd = schedule.h(1.0).sqrt();
-    let dim = energy.dim();
-    let mean_free = energy.particles();
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let rows: Vec<Vec<f64>> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let mut rng = crate::engine::rng::particle(seed, tag, i);
-            let mut x = prior_draw(&mut rng, dim, prior_sd, mean_free);
-            let mut scratch = Scratch::default();
-            reverse_em(schedule, steps, diffusion_scale, &mut x, &mut rng, mean_free, |_, h, x, out, rng| {
-                est.estimate(energy, x, h, rng, &mut scratch, out)
-            })
-            .map_err(|(step, e)| format!("particle {i}, step {step} of {steps}: {e}"))?;
-            if !x.iter().all(|v| v.is_finite()) {
-                return Err(format!("particle {i} is not finite after {steps} steps"));
-            }
-            let finished = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if finished.is_multiple_of(50) {
-                progress(finished as f64 / n as f64);
-            }
-            Ok(x)
-        })
-        .collect::<Result<_, String>>()?;
-    Ok(rows.concat())
-}
-
-/// `n` particles from the prior through the network's reverse SDE (DEM's
-/// `integrate_sde` with the model's score, unclipped as DEM's GMM config),
-/// in the network's coordinates. Particle `i` draws its prior point and its
-/// noise from its own stream `(seed, tag, i)`; the network's forward is
-/// chunked on fixed rows: the result does not depend on the thread count.
-#[allow(clippy::too_many_arguments)]
-pub fn ve_sde_particles(
-    run: &mut DemMlpRun,
-    params: &[f32],
-    schedule: &Geometric,
-    steps: usize,
-    diffusion_scale: f64,
-    n: usize,
-    seed: u64,
-    tag: &str,
-) -> Result<Vec<[f32; 2]>, String> {
-    use rand::Rng;
-    let dim = 2;
-    let prior_sd = schedule.h(1.0).sqrt();
-    let mut rngs: Vec<_> = (0..n).map(|i| crate::engine::rng::particle(seed, tag, i)).collect();
-    let mut x: Vec<f32> = rngs
-        .iter_mut()
-        .flat_map(|r| {
-            let a = prior_sd * r.sample::<f64, _>(rand_distr::StandardNormal);
-            let b = prior_sd * r.sample::<f64, _>(rand_distr::StandardNormal);
-            [a as f32, b as f32]
-        })
-        .collect();
-    let mut s = vec![0f32; n * dim];
-    let dt = 1.0 / steps as f64;
-    for step in 0..steps {
-        let t = 1.0 - step as f64 * dt;
-        run.forward_shared_t(params, &x, t as f32, &mut s);
-        let g = schedule.g(t);
-        let (a, b) = ((g * g * dt) as f32, (diffusion_scale * g * dt.sqrt()) as f32);
-        x.par_chunks_mut(dim * CHUNK).zip(s.par_chunks(dim * CHUNK)).zip(rngs.par_chunks_mut(CHUNK)).for_each(
-            |((xc, sc), rc)| {
-                for ((xp, sp), r) in xc.chunks_exact_mut(dim).zip(sc.chunks_exact(dim)).zip(rc.iter_mut()) {
-                    for (xv, sv) in xp.iter_mut().zip(sp) {
-                        let z: f32 = r.sample(rand_distr::StandardNormal);
-                        *xv += a * sv + b * z;
-                    }
-                }
-            },
-        );
-        let check = step % 100 == 99 || step + 1 == steps;
-        if check && let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(format!("particle {} is not finite at step {step} of {steps}", i / dim));
-        }
-    }
-    Ok(x.chunks_exact(dim).map(|q| [q[0], q[1]]).collect())
-}
-
 /// `sampler: ve_sde`: a trained iDEM network's reverse SDE — DEM's sampler —
 /// with the schedule and normalisation the model was trained with; samples
 /// in the energy's coordinates. DEM's MLP (GMM-40) through
@@ -241,7 +103,7 @@ crate::params! {
         steps: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(1000), "Euler–Maruyama steps (DEM: 1000)"),
         diffusion_scale: f64 = (ParamType::Float { min: 0.0, max: 100.0 }, Default::Float(1.0), "multiplies the SDE's noise (DEM: 1)"),
         negative_time_steps: usize = (ParamType::Int { min: 0, max: 1_000_000 }, Default::Int(0), "particle systems: gradient-descent steps on the energy after the reverse SDE (DEM's negative_time tail, dt 1e-4; DEM: 10 for lj55, off otherwise)"),
-        max_norm: f64 = (ParamType::Float { min: 0.0, max: 1e12 }, Default::Float(20.0), "the negative-time tail's clip on each configuration's gradient norm (DEM's clipper: 20); 0: no clip"),
+        max_norm: f64 = (super::estimator::MAX_NORM, Default::Float(20.0), "the negative-time tail's clip on each configuration's gradient norm (DEM's clipper: 20); 0: no clip"),
     }
 }
 static VE_INPUTS: &[InputDef] = &[InputDef {
