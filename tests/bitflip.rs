@@ -15,14 +15,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use common::{Workspace, small_moons};
 use scoreflow::engine::cache::{Cache, Record};
 use scoreflow::engine::frame::Table;
 use scoreflow::engine::stage::Artifact;
-
-static PANICS: AtomicUsize = AtomicUsize::new(0);
 
 /// A tiny two-moons pipeline: a table of 64 rows, a model of width 8, a page.
 fn tiny_moons() -> String {
@@ -65,11 +63,7 @@ fn flips(len: usize) -> Vec<(usize, u8)> {
 
 #[test]
 fn every_swept_bit_flip_is_caught_never_served_and_healed() {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        PANICS.fetch_add(1, Ordering::SeqCst);
-        hook(info);
-    }));
+    let panics = common::panics();
 
     let ws = Workspace::new();
     ws.write("p.yaml", &tiny_moons());
@@ -129,7 +123,7 @@ fn every_swept_bit_flip_is_caught_never_served_and_healed() {
         assert!(cache.bad_output(&t.record).unwrap().is_none());
     }
     assert!(swept > 3000, "{swept} flips");
-    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "panics (caught or not) over {swept} flips");
+    assert_eq!(panics.load(Ordering::SeqCst), 0, "panics (caught or not) over {swept} flips");
 
     // A few through the binary: the run heals each with the original bytes.
     for t in &targets {

@@ -9,6 +9,8 @@
 //! * no single allocation reaches 1 GiB, and live memory never does (a
 //!   counting allocator wraps the system's).
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -54,8 +56,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
-
-static PANICS: AtomicUsize = AtomicUsize::new(0);
 
 const SNIPPETS: &[&str] = &[
     "&a ",
@@ -168,11 +168,7 @@ impl<T> Pipe for T {}
 
 #[test]
 fn five_thousand_mutated_specs_never_panic_hang_or_allocate_a_gibibyte() {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        PANICS.fetch_add(1, Ordering::SeqCst);
-        hook(info);
-    }));
+    let panics = common::panics();
     let pipelines: Vec<(PathBuf, String)> = {
         let mut v: Vec<PathBuf> = std::fs::read_dir(scoreflow::checkout("pipelines"))
             .unwrap()
@@ -224,7 +220,7 @@ fn five_thousand_mutated_specs_never_panic_hang_or_allocate_a_gibibyte() {
     let (cases, refused) = (cases.into_inner(), refused.into_inner());
     assert_eq!(cases, 5000);
     eprintln!("{cases} mutated specs, {refused} refused");
-    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "panics over {cases} specs");
+    assert_eq!(panics.load(Ordering::SeqCst), 0, "panics over {cases} specs");
     let gib = 1usize << 30;
     assert!(LARGEST.load(Ordering::Relaxed) < gib, "an allocation of {} bytes", LARGEST.load(Ordering::Relaxed));
     assert!(PEAK.load(Ordering::Relaxed) < base_peak + gib, "live memory peaked at {}", PEAK.load(Ordering::Relaxed));

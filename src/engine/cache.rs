@@ -381,14 +381,7 @@ impl Cache {
             return Err(ObjectError::Corrupt(format!("{} bytes, recorded {}", bytes.len(), o.bytes)));
         }
         if let Some(h) = &o.file_hash {
-            let found = blake3::hash(&bytes).to_hex();
-            if found.as_str() != h {
-                return Err(ObjectError::Corrupt(format!(
-                    "file hash {}, recorded {}",
-                    &found[..12],
-                    h.get(..12).unwrap_or(h)
-                )));
-            }
+            check_file_hash(&bytes, [h.as_str()])?;
             if !decode {
                 return Ok(None);
             }
@@ -599,6 +592,21 @@ impl Cache {
             }
         }
     }
+}
+
+/// `Ok` when the blake3 of `bytes` is one of the `recorded` file hashes
+/// (hex), else `Corrupt` naming what was found and what was recorded.
+pub(crate) fn check_file_hash<'a>(
+    bytes: &[u8],
+    recorded: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ObjectError> {
+    let found = blake3::hash(bytes).to_hex();
+    let recorded: Vec<&str> = recorded.into_iter().collect();
+    if recorded.contains(&found.as_str()) {
+        return Ok(());
+    }
+    let short: Vec<&str> = recorded.iter().map(|h| h.get(..12).unwrap_or(h)).collect();
+    Err(ObjectError::Corrupt(format!("file hash {}, recorded {}", &found[..12], short.join(" or "))))
 }
 
 /// Parse and hash an object's bytes; `Corrupt` unless the content hash matches.

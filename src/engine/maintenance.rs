@@ -8,7 +8,7 @@ use std::fs::{self, File};
 use std::path::Path;
 
 use crate::engine::cache::{
-    Cache, CacheError, Lease, Lookup, Manifest, ManifestStage, ObjectError, Record, io_err, read_dir,
+    Cache, CacheError, Lease, Lookup, Manifest, ManifestStage, ObjectError, Record, check_file_hash, io_err, read_dir,
 };
 use crate::engine::hash::Hash;
 use crate::engine::stage::Format;
@@ -54,18 +54,26 @@ impl Cache {
         let _gc = self.exclusive()?;
         let mut report = VerifyReport::default();
         let mut bad_objects = BTreeSet::new();
+        // Every record file, read once: its key (from its name), whether it is
+        // a file at all, and what it holds.
+        let mut records = Vec::new();
+        for shard in read_dir(&self.root.join("records"))? {
+            for file in read_dir(&shard)? {
+                let key = file.file_stem().and_then(|n| n.to_str()).and_then(|n| n.parse::<Hash>().ok());
+                let readable = !fs::metadata(&file).is_ok_and(|m| !m.is_file());
+                let looked = if readable { key.map(|k| self.lookup(&k)) } else { None };
+                records.push((file, key, readable, looked));
+            }
+        }
         // The file hashes records give each object: its bytes are checked
         // against them before any decoder reads it (an object no record names
         // is verified by content).
         let mut recorded: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for shard in read_dir(&self.root.join("records"))? {
-            for file in read_dir(&shard).unwrap_or_default() {
-                let key = file.file_stem().and_then(|n| n.to_str()).and_then(|n| n.parse::<Hash>().ok());
-                if let Some(Ok(Lookup::Hit(record))) = key.map(|k| self.lookup(&k)) {
-                    for o in record.outputs.values() {
-                        if let Some(h) = &o.file_hash {
-                            recorded.entry(o.file.clone()).or_default().insert(h.clone());
-                        }
+        for (_, _, _, looked) in &records {
+            if let Some(Ok(Lookup::Hit(record))) = looked {
+                for o in record.outputs.values() {
+                    if let Some(h) = &o.file_hash {
+                        recorded.entry(o.file.clone()).or_default().insert(h.clone());
                     }
                 }
             }
@@ -77,18 +85,7 @@ impl Cache {
                 let name = file.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let format = if file.extension().is_some_and(|e| e == "bin") { Format::Blob } else { Format::Table };
                 let by_file_hash = recorded.get(&rel).map(|hashes| match fs::read(&file) {
-                    Ok(bytes) => {
-                        let found = blake3::hash(&bytes).to_hex();
-                        if hashes.contains(found.as_str()) {
-                            Ok(())
-                        } else {
-                            Err(ObjectError::Corrupt(format!(
-                                "file hash {}, recorded {}",
-                                &found[..12],
-                                hashes.iter().map(|h| h.get(..12).unwrap_or(h)).collect::<Vec<_>>().join(" or ")
-                            )))
-                        }
-                    }
+                    Ok(bytes) => check_file_hash(&bytes, hashes.iter().map(String::as_str)),
                     Err(e) => Err(ObjectError::Cache(CacheError::Io { action: "read", path: file.clone(), source: e })),
                 });
                 let verdict = match name.parse::<Hash>() {
@@ -115,48 +112,39 @@ impl Cache {
                 bad_objects.insert(rel);
             }
         }
-        for shard in read_dir(&self.root.join("records"))? {
-            for file in read_dir(&shard)? {
-                report.records += 1;
-                let rel = self.rel(&file);
-                let key = file.file_stem().and_then(|n| n.to_str()).and_then(|n| n.parse::<Hash>().ok());
-                if fs::metadata(&file).is_ok_and(|m| !m.is_file()) {
-                    report.problems.push(Problem { path: rel, what: "unreadable (not a file)".into(), removed: false });
+        for (file, key, readable, looked) in records {
+            report.records += 1;
+            let rel = self.rel(&file);
+            if !readable {
+                report.problems.push(Problem { path: rel, what: "unreadable (not a file)".into(), removed: false });
+                continue;
+            }
+            let record = match (key, looked) {
+                (Some(_), Some(Ok(Lookup::Hit(r)))) => r,
+                (Some(_), Some(Err(e))) => {
+                    report.problems.push(Problem { path: rel, what: format!("unreadable ({e})"), removed: false });
                     continue;
                 }
-                let record = match key {
-                    Some(k) => match self.lookup(&k) {
-                        Ok(Lookup::Hit(r)) => r,
-                        Err(e) => {
-                            report.problems.push(Problem {
-                                path: rel,
-                                what: format!("unreadable ({e})"),
-                                removed: false,
-                            });
-                            continue;
-                        }
-                        Ok(_) => {
-                            let _ = fs::remove_file(&file);
-                            report.problems.push(Problem { path: rel, what: "not a record".into(), removed: true });
-                            continue;
-                        }
-                    },
-                    None => {
-                        let _ = fs::remove_file(&file);
-                        report.problems.push(Problem { path: rel, what: "not a record name".into(), removed: true });
-                        continue;
-                    }
-                };
-                let bad = record.outputs.iter().find_map(|(name, o)| {
-                    if bad_objects.contains(&o.file) {
-                        return Some(format!("output {name}: its object {} was corrupt", o.file));
-                    }
-                    self.check_entry(o).err().map(|e| format!("output {name}: object {} {e}", o.file))
-                });
-                if let Some(what) = bad {
+                (Some(_), _) => {
                     let _ = fs::remove_file(&file);
-                    report.problems.push(Problem { path: rel, what, removed: true });
+                    report.problems.push(Problem { path: rel, what: "not a record".into(), removed: true });
+                    continue;
                 }
+                (None, _) => {
+                    let _ = fs::remove_file(&file);
+                    report.problems.push(Problem { path: rel, what: "not a record name".into(), removed: true });
+                    continue;
+                }
+            };
+            let bad = record.outputs.iter().find_map(|(name, o)| {
+                if bad_objects.contains(&o.file) {
+                    return Some(format!("output {name}: its object {} was corrupt", o.file));
+                }
+                self.check_entry(o).err().map(|e| format!("output {name}: object {} {e}", o.file))
+            });
+            if let Some(what) = bad {
+                let _ = fs::remove_file(&file);
+                report.problems.push(Problem { path: rel, what, removed: true });
             }
         }
         Ok(report)
@@ -179,19 +167,10 @@ impl Cache {
         if wanted.is_empty() {
             return Ok(keys);
         }
-        let mut earlier = Vec::new();
-        for path in read_dir(dir)? {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if !name.ends_with(".json") || name == "latest.json" || name == "spec.json" {
-                continue;
-            }
-            let bytes = fs::read(&path).map_err(|e| CacheError::BadRoot { path: path.clone(), why: e.to_string() })?;
-            let m = serde_json::from_slice::<Manifest>(&bytes)
-                .map_err(|e| CacheError::BadRoot { path: path.clone(), why: e.to_string() })?;
-            earlier.push(m);
-        }
-        earlier.sort_by(|a, b| (b.started_ms, &b.run_id).cmp(&(a.started_ms, &a.run_id)));
-        for m in &earlier {
+        let earlier =
+            crate::engine::manifest::run_manifests(dir).map_err(|(path, why)| CacheError::BadRoot { path, why })?;
+        // Newest first.
+        for m in earlier.iter().rev() {
             for s in &m.stages {
                 if wanted.contains(s.name.as_str())
                     && s.status.settled()

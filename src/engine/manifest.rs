@@ -247,15 +247,10 @@ impl Cache {
     /// Every recorded run of a spec's home, oldest first (unreadable manifests
     /// are passed over; `latest.json` is a copy of the newest, not a run).
     pub fn runs(&self, home: &str) -> Vec<Manifest> {
-        let Ok(entries) = fs::read_dir(self.runs_dir(home)) else { return Vec::new() };
-        let mut runs: Vec<Manifest> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .filter(|p| !p.file_name().is_some_and(|n| n == "latest.json" || n == "spec.json"))
-            .filter_map(|p| serde_json::from_slice(&fs::read(p).ok()?).ok())
-            .collect();
-        runs.sort_by(|a: &Manifest, b: &Manifest| (a.started_ms, &a.run_id).cmp(&(b.started_ms, &b.run_id)));
+        let Ok(files) = crate::engine::cache::read_dir(&self.runs_dir(home)) else { return Vec::new() };
+        let mut runs: Vec<Manifest> =
+            files.iter().filter(|p| is_run_file(p)).filter_map(|p| read_manifest(p).ok()).collect();
+        sort_runs(&mut runs);
         runs
     }
 
@@ -265,21 +260,11 @@ impl Cache {
     /// silently left out.
     pub fn runs_checked(&self, home: &str) -> Result<Vec<Manifest>, CacheError> {
         let dir = self.runs_dir(home);
-        let mut runs = Vec::new();
-        for p in crate::engine::cache::read_dir(&dir)? {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if !name.ends_with(".json") || name == "spec.json" {
-                continue;
-            }
-            let bytes = fs::read(&p).map_err(|e| CacheError::BadManifest { path: p.clone(), why: e.to_string() })?;
-            let m: Manifest = serde_json::from_slice(&bytes)
-                .map_err(|e| CacheError::BadManifest { path: p.clone(), why: e.to_string() })?;
-            if name != "latest.json" {
-                runs.push(m);
-            }
+        let latest = dir.join("latest.json");
+        if fs::symlink_metadata(&latest).is_ok() {
+            read_manifest(&latest).map_err(|(path, why)| CacheError::BadManifest { path, why })?;
         }
-        runs.sort_by(|a: &Manifest, b: &Manifest| (a.started_ms, &a.run_id).cmp(&(b.started_ms, &b.run_id)));
-        Ok(runs)
+        run_manifests(&dir).map_err(|(path, why)| CacheError::BadManifest { path, why })
     }
 
     /// The latest manifest of a pipeline, if any (an unreadable one counts as none).
@@ -287,4 +272,30 @@ impl Cache {
         let bytes = fs::read(self.runs_dir(pipeline).join("latest.json")).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
+}
+
+/// Whether `path` is one run's manifest in a home's folder (not the
+/// `latest.json` copy, not the `spec.json` ownership file).
+fn is_run_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "json")
+        && !path.file_name().is_some_and(|n| n == "latest.json" || n == "spec.json")
+}
+
+/// One manifest file, parsed; why not as `(path, why)`.
+pub(crate) fn read_manifest(path: &Path) -> Result<Manifest, (PathBuf, String)> {
+    let bytes = fs::read(path).map_err(|e| (path.to_path_buf(), e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| (path.to_path_buf(), e.to_string()))
+}
+
+/// Every run manifest in a home's folder `dir`, oldest first; the first that
+/// cannot be read or parsed is an error `(path, why)`.
+pub(crate) fn run_manifests(dir: &Path) -> Result<Vec<Manifest>, (PathBuf, String)> {
+    let files = crate::engine::cache::read_dir(dir).map_err(|e| (dir.to_path_buf(), e.to_string()))?;
+    let mut runs = files.iter().filter(|p| is_run_file(p)).map(|p| read_manifest(p)).collect::<Result<Vec<_>, _>>()?;
+    sort_runs(&mut runs);
+    Ok(runs)
+}
+
+fn sort_runs(runs: &mut [Manifest]) {
+    runs.sort_by(|a, b| (a.started_ms, &a.run_id).cmp(&(b.started_ms, &b.run_id)));
 }

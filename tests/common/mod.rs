@@ -121,3 +121,18 @@ pub fn small_smeme() -> String {
         .replace("dataset_size: 1024", "dataset_size: 256")
         .replace("steps: 1000\n", "steps: 40\n")
 }
+
+/// A count of every panic in this test process from the first call on,
+/// caught or not (the hook before it still prints each).
+pub fn panics() -> &'static std::sync::atomic::AtomicUsize {
+    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+    &COUNT
+}
