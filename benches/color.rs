@@ -10,7 +10,7 @@ use scoreflow::workloads::color::model::{N_PARAMS, SHAPES, Weights, loss_and_gra
 
 fn step(c: &mut Criterion) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    let layers = scoreflow::model::init_layers(&SHAPES, false, &mut rng);
+    let layers = scoreflow::numerics::nn::init_layers(&SHAPES, false, &mut rng);
     let p: Vec<f32> = layers.iter().flat_map(|(w, b, _, _)| w.iter().chain(b).copied()).collect();
     let x: Vec<[f32; 3]> = (0..32).map(|_| [rng.random(), rng.random(), rng.random()]).collect();
     let red: Vec<f32> = (0..32).map(|_| rng.random()).collect();

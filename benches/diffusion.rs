@@ -16,10 +16,12 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Tensor, TensorData};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
-use scoreflow::model::fast::FastMlp;
-use scoreflow::model::{Backend, ModelMeta, ScoreNet, ScoreNetConfig, ScoreNetWeights, backend_device};
-use scoreflow::sde::sampler::{PcConfig, Prior, ScoreModel, pc_sample, prior_draw};
-use scoreflow::sde::{Ou, ou_pairs};
+use scoreflow::engine::stage::Backend;
+use scoreflow::numerics::sde::sampler::{PcConfig, Prior, ScoreModel, pc_sample, prior_draw};
+use scoreflow::numerics::sde::{Ou, ou_pairs};
+use scoreflow::workloads::backend_device;
+use scoreflow::workloads::triangles::net::FastMlp;
+use scoreflow::workloads::triangles::net::{ModelMeta, ScoreNet, ScoreNetConfig, ScoreNetWeights};
 
 fn weights() -> ScoreNetWeights {
     let meta = ModelMeta { lambda: 0.3, sigma: 0.5, t_max: 1.0, scale: 2.0, shift: -1.0 };
@@ -107,11 +109,12 @@ fn sampler(c: &mut Criterion) {
 }
 
 fn ddpm(c: &mut Criterion) {
-    use scoreflow::metrics::distance::{Points, directions, energy_distance, mmd, sliced_w1};
-    use scoreflow::model::backprop::{AdamW, EpsBackprop, clip_grad_norm, ema_update};
-    use scoreflow::model::eps::{EpsLayers, EpsNetConfig, ScheduleMeta};
-    use scoreflow::model::fast::FastEps;
-    use scoreflow::sde::ddpm::{DdpmSchedule, EulerDiscrete, euler_sample};
+    use scoreflow::numerics::metrics::distance::{Points, directions, energy_distance, mmd, sliced_w1};
+    use scoreflow::numerics::nn::backprop::{AdamW, clip_grad_norm, ema_update};
+    use scoreflow::numerics::sde::ddpm::{DdpmSchedule, EulerDiscrete, euler_sample};
+    use scoreflow::workloads::two_moons::backprop::EpsBackprop;
+    use scoreflow::workloads::two_moons::net::FastEps;
+    use scoreflow::workloads::two_moons::net::{EpsLayers, EpsNetConfig, ScheduleMeta};
     use scoreflow::workloads::two_moons::train::{DdpmConfig, train_ddpm};
 
     let cfg = EpsNetConfig::origin(2);
@@ -144,7 +147,7 @@ fn ddpm(c: &mut Criterion) {
 
     // The same step on burn's autodiff (flex), for comparison.
     {
-        use scoreflow::model::eps::EpsNet;
+        use scoreflow::workloads::two_moons::net::EpsNet;
         let device = backend_device(Backend::Flex).autodiff();
         let mut model = EpsNet::from_layers(&layers, &cfg, &device);
         let mut optim = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(0.01).init();
@@ -185,17 +188,17 @@ fn ddpm(c: &mut Criterion) {
     let sched = EulerDiscrete::new(&DdpmSchedule::linear(1e-4, 0.02, 1000), 1000);
     g.bench_function("euler_5000x1000", |bench| {
         bench.iter(|| {
-            let mut x = scoreflow::sde::sampler::normal_rows(5000, 2, 3, "x_T");
+            let mut x = scoreflow::numerics::sde::sampler::normal_rows(5000, 2, 3, "x_T");
             x.iter_mut().for_each(|v| *v *= sched.init_noise_sigma);
             euler_sample(&fast, &sched, &mut x, scoreflow::workloads::two_moons::sample::EULER_CHUNK, &|_| {});
             x
         })
     });
-    let ancestral = scoreflow::sde::ddpm::DdpmAncestral::new(&DdpmSchedule::linear(1e-4, 0.02, 1000), 1000);
+    let ancestral = scoreflow::numerics::sde::ddpm::DdpmAncestral::new(&DdpmSchedule::linear(1e-4, 0.02, 1000), 1000);
     g.bench_function("ancestral_5000x1000", |bench| {
         bench.iter(|| {
-            let mut x = scoreflow::sde::sampler::normal_rows(5000, 2, 3, "x_T");
-            scoreflow::sde::ddpm::ancestral_sample(
+            let mut x = scoreflow::numerics::sde::sampler::normal_rows(5000, 2, 3, "x_T");
+            scoreflow::numerics::sde::ddpm::ancestral_sample(
                 &fast,
                 &ancestral,
                 &mut x,

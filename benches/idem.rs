@@ -10,9 +10,9 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rayon::prelude::*;
-use scoreflow::energy::Scaled;
-use scoreflow::energy::gmm::Gmm;
-use scoreflow::sde::ve::Geometric;
+use scoreflow::numerics::energy::Scaled;
+use scoreflow::numerics::energy::gmm::Gmm;
+use scoreflow::numerics::sde::ve::Geometric;
 use scoreflow::workloads::idem::estimator::{Estimator, Form, Scratch};
 use scoreflow::workloads::idem::mlp::{DemMlpRun, flatten};
 use scoreflow::workloads::idem::net::DemMlpConfig;
@@ -22,7 +22,7 @@ fn estimator(c: &mut Criterion) {
     let energy = Scaled { energy: &gmm, scale: 50.0 };
     let h = Geometric { sigma_min: 1e-5, sigma_max: 1.0 }.h(0.5);
     let (batch, k) = (512usize, 500usize);
-    let points = gmm.rescaled(50.0).noised(h).sample(batch, &mut scoreflow::engine::rng::stream(1, "bench/points"));
+    let points = gmm.rescaled(50.0).noised(h).sample(batch, &mut scoreflow::numerics::rng::stream(1, "bench/points"));
     let est = Estimator { form: Form::LogSumExp, k, max_norm: Some(70.0) };
     let mut g = c.benchmark_group("estimator");
     g.throughput(Throughput::Elements((batch * k) as u64));
@@ -34,7 +34,7 @@ fn estimator(c: &mut Criterion) {
                 .par_chunks(2)
                 .enumerate()
                 .map(|(i, x)| {
-                    let mut rng = scoreflow::engine::rng::particle(round, "bench/estimate", i);
+                    let mut rng = scoreflow::numerics::rng::particle(round, "bench/estimate", i);
                     let mut s = [0.0; 2];
                     est.estimate(&energy, x, h, &mut rng, &mut Scratch::default(), &mut s).unwrap();
                     s
@@ -80,7 +80,7 @@ fn particles(c: &mut Criterion) {
     use burn::optim::GradientsParams;
     use burn::tensor::{Tensor, TensorData};
     use rand::{Rng, SeedableRng};
-    use scoreflow::energy::particles::{Particles, icosahedron, remove_mean};
+    use scoreflow::numerics::energy::particles::{Particles, icosahedron, remove_mean};
     use scoreflow::workloads::idem::egnn::{Egnn, EgnnConfig};
 
     let lj = Particles::lj(13);
@@ -106,7 +106,7 @@ fn particles(c: &mut Criterion) {
                 .par_chunks(39)
                 .enumerate()
                 .map(|(i, x)| {
-                    let mut rng = scoreflow::engine::rng::particle(round, "bench/estimate", i);
+                    let mut rng = scoreflow::numerics::rng::particle(round, "bench/estimate", i);
                     let mut s = vec![0.0; 39];
                     est.estimate(&lj, x, h, &mut rng, &mut Scratch::default(), &mut s).unwrap();
                     s
@@ -123,9 +123,9 @@ fn particles(c: &mut Criterion) {
         [("dw4_train_step_512", EgnnConfig::DW4, 512usize), ("lj13_train_step_64", EgnnConfig::lj(13), 64)]
     {
         let dim = cfg.n * cfg.d;
-        let dev = scoreflow::model::train_device(scoreflow::model::Backend::Flex);
+        let dev = scoreflow::workloads::train_device(scoreflow::engine::stage::Backend::Flex);
         let mut net = Some(Egnn::from_layers(&cfg.init(&mut rng), &cfg, &dev));
-        let mut optim = scoreflow::model::adamw(0.0).init();
+        let mut optim = scoreflow::numerics::nn::adamw(0.0).init();
         let x: Vec<f32> = (0..b * dim).map(|_| rng.random_range(-2.0..2.0)).collect();
         let t: Vec<f32> = (0..b).map(|_| rng.random_range(0.0..1.0)).collect();
         let y: Vec<f32> = (0..b * dim).map(|_| rng.random_range(-5.0..5.0)).collect();
@@ -145,12 +145,12 @@ fn particles(c: &mut Criterion) {
         let bp = scoreflow::workloads::idem::egnn_backprop::EgnnBackprop::new(&cfg);
         let mut params = scoreflow::workloads::idem::mlp::flatten(&cfg.init(&mut rng));
         let mut grad = vec![0f32; params.len()];
-        let mut adam = scoreflow::model::backprop::AdamW::new(params.len(), 0.0);
+        let mut adam = scoreflow::numerics::nn::backprop::AdamW::new(params.len(), 0.0);
         let w = vec![1f32; b];
         g.bench_function(format!("{name}_by_hand"), |bench| {
             bench.iter(|| {
                 let loss = bp.loss_and_grad(&params, &x, &t, &y, &w, &mut grad);
-                scoreflow::model::backprop::clip_grad_norm(&mut grad, 0.5);
+                scoreflow::numerics::nn::backprop::clip_grad_norm(&mut grad, 0.5);
                 adam.step(&mut params, &grad, 1e-3);
                 loss
             })
@@ -163,7 +163,7 @@ fn particles(c: &mut Criterion) {
         let bp = scoreflow::workloads::idem::egnn_backprop::EgnnBackprop::new(&cfg);
         let mut params = scoreflow::workloads::idem::mlp::flatten(&cfg.init(&mut rng));
         let mut grad = vec![0f32; params.len()];
-        let mut adam = scoreflow::model::backprop::AdamW::new(params.len(), 0.0);
+        let mut adam = scoreflow::numerics::nn::backprop::AdamW::new(params.len(), 0.0);
         let x: Vec<f32> = (0..b * 165).map(|_| rng.random_range(-2.0..2.0)).collect();
         let t: Vec<f32> = (0..b).map(|_| rng.random_range(0.0..1.0)).collect();
         let y: Vec<f32> = (0..b * 165).map(|_| rng.random_range(-5.0..5.0)).collect();
@@ -171,14 +171,14 @@ fn particles(c: &mut Criterion) {
         g.bench_function("lj55_train_step_128_by_hand", |bench| {
             bench.iter(|| {
                 let loss = bp.loss_and_grad(&params, &x, &t, &y, &w, &mut grad);
-                scoreflow::model::backprop::clip_grad_norm(&mut grad, 0.5);
+                scoreflow::numerics::nn::backprop::clip_grad_norm(&mut grad, 0.5);
                 adam.step(&mut params, &grad, 1e-3);
                 loss
             })
         });
     }
     let cfg = EgnnConfig::DW4;
-    let dev = scoreflow::model::io_device();
+    let dev = scoreflow::numerics::nn::io_device();
     let net = Egnn::from_layers(&cfg.init(&mut rng), &cfg, &dev);
     let m = 1000;
     let x: Vec<f32> = (0..m * 8).map(|_| rng.random_range(-2.0..2.0)).collect();

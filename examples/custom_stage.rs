@@ -55,7 +55,7 @@ impl Stage for Spiral {
         let n = ctx.params.i64("n_samples") as usize;
         let turns = ctx.params.f64("turns");
         // Every random stream derives from the stage seed: same spec, same bytes.
-        let mut rng = scoreflow::engine::stage::rng(ctx.seed, "spiral");
+        let mut rng = scoreflow::numerics::rng::stream(ctx.seed, "spiral");
         let noise = Normal::new(0.0, ctx.params.f64("noise")).map_err(|e| StageError::Failed(e.to_string()))?;
         let (mut x, mut y) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for i in 0..n {

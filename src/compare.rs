@@ -153,7 +153,7 @@ impl Comparison {
                     .collect()
             };
             for (name, f) in [
-                ("median", &crate::metrics::median as &dyn Fn(&mut [f64]) -> f64),
+                ("median", &crate::numerics::metrics::median as &dyn Fn(&mut [f64]) -> f64),
                 ("min", &|v: &mut [f64]| v.iter().copied().fold(f64::INFINITY, f64::min)),
                 ("max", &|v: &mut [f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
             ] {

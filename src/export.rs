@@ -24,13 +24,13 @@ use std::collections::HashMap;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::engine::frame::{ColumnData, Table};
-use crate::model::Layers;
+use crate::numerics::nn::Layers;
 
 /// What a cached blob holds, from its first bytes: a registered model
 /// format ([`crate::model_formats`]) by its magic, else an image, a page, a
 /// table.
 pub fn blob_kind(bytes: &[u8]) -> &'static str {
-    if let Some(f) = crate::model::format::format_of(&crate::model_formats(), bytes) {
+    if let Some(f) = crate::numerics::nn::format::format_of(&crate::model_formats(), bytes) {
         return f.describe;
     }
     if bytes.starts_with(b"\x89PNG") {
@@ -79,7 +79,7 @@ fn push_layers(out: &mut Vec<(String, Vec<usize>, Vec<u8>)>, names: &[String], l
 /// module docs.
 pub fn to_safetensors(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let formats = crate::model_formats();
-    let Some(format) = crate::model::format::format_of(&formats, bytes) else {
+    let Some(format) = crate::numerics::nn::format::format_of(&formats, bytes) else {
         return Err(format!("a {} is not model weights", blob_kind(bytes)));
     };
     let named = (format.layers)(bytes)?;
@@ -100,37 +100,6 @@ pub fn to_safetensors(bytes: &[u8]) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::eps::{EpsLayers, EpsModelWeights, EpsNetConfig, ScheduleMeta};
-    use rand::SeedableRng;
-
-    #[test]
-    fn safetensors_round_trip_in_pytorch_layout_with_the_origins_names() {
-        let cfg = EpsNetConfig::origin(2);
-        let raw = EpsLayers::init(&cfg, &mut rand_chacha::ChaCha8Rng::seed_from_u64(2));
-        let w = EpsModelWeights {
-            config: cfg,
-            schedule: ScheduleMeta { beta_start: 1e-4, beta_end: 0.02, train_timesteps: 1000 },
-            columns: vec!["x".into(), "y".into()],
-            raw: raw.clone(),
-            ema: Some(raw.clone()),
-        };
-        let file = to_safetensors(&w.to_bytes()).unwrap();
-        let st = safetensors::SafeTensors::deserialize(&file).unwrap();
-        let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
-        names.sort();
-        assert!(names.contains(&"time_emb.time_mlp.linear_1.weight".to_string()));
-        assert!(names.contains(&"net.4.bias".to_string()) && names.contains(&"ema.net.0.weight".to_string()));
-        assert_eq!(names.len(), 20, "{names:?}");
-        // net.0 is Linear(66, 128): PyTorch's [out, in] = [128, 66], transposed from [in, out].
-        let t = st.tensor("net.0.weight").unwrap();
-        assert_eq!(t.shape(), &[128, 66]);
-        let (wv, _, input, output) = &raw.trunk[0];
-        let at = |o: usize, i: usize| f32::from_le_bytes(t.data()[(o * input + i) * 4..][..4].try_into().unwrap());
-        assert_eq!(at(5, 7), wv[7 * output + 5]);
-        assert_eq!(at(127, 65), wv[65 * output + 127]);
-        // Not model weights: a clear error.
-        assert!(to_safetensors(b"\x89PNG....").unwrap_err().contains("PNG image"));
-    }
 
     #[test]
     fn csv_has_a_header_and_one_line_per_row() {

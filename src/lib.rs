@@ -11,13 +11,13 @@
 //! every rerun with a named [`engine::executor::Reason`]. Outputs are Parquet tables
 //! ([`engine::frame`]) addressed by the hash of their logical content.
 //!
-//! Dependencies point one way: the engine knows no workload; workloads, numerics
-//! (`model`, `sde`, `metrics`), reports and the CLI build on it.
+//! Dependencies point one way: the engine knows no workload and no numerics;
+//! the [`numerics`] (the network kit, SDEs, metrics, energies, MCMC, keyframed
+//! schedules) know no engine and no workload; [`workloads`] build on both;
+//! reports and the CLI on everything.
 
 #[macro_use]
 pub mod engine;
-
-pub mod energy;
 
 pub mod cli;
 pub use cli::error;
@@ -25,13 +25,9 @@ pub mod compare;
 pub mod describe;
 pub mod export;
 pub mod inspect;
-pub mod mcmc;
-pub mod metrics;
-pub mod model;
+pub mod numerics;
 pub mod publish;
 pub mod report;
-pub mod sde;
-pub mod temporal;
 pub mod workloads;
 
 /// The checkout's file at `rel`, for the tests and benchmarks of this package
@@ -57,7 +53,7 @@ pub fn registry() -> &'static engine::stage::Registry {
 
 /// Every model format a stage of this crate writes (by its workload's
 /// registration): what `inspect` names and `export` converts to safetensors.
-pub fn model_formats() -> Vec<&'static model::format::ModelFormat> {
+pub fn model_formats() -> Vec<&'static numerics::nn::format::ModelFormat> {
     workloads::model_formats()
 }
 

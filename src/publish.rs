@@ -160,7 +160,7 @@ fn sweep_page(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<PathBuf
             .filter_map(|c| {
                 let x = x_of(c);
                 let mut ys: Vec<f64> = points.iter().filter(|p| p.0 == x).map(|p| p.1).collect();
-                (!ys.is_empty()).then(|| (x, crate::metrics::median(&mut ys)))
+                (!ys.is_empty()).then(|| (x, crate::numerics::metrics::median(&mut ys)))
             })
             .collect();
         median.sort_by(|a, b| a.0.total_cmp(&b.0));

@@ -403,11 +403,12 @@ fn ctrl_c_kills_the_command_and_its_children() {
 /// has torch; says it was skipped elsewhere.
 #[test]
 fn exported_models_load_in_pytorch_with_scoreflows_forward() {
-    use scoreflow::model::ScoreNetWeights;
-    use scoreflow::model::eps::EpsModelWeights;
-    use scoreflow::model::fast::{FastEps, FastMlp};
-    use scoreflow::sde::ddpm::EpsModel;
-    use scoreflow::sde::sampler::ScoreModel;
+    use scoreflow::numerics::sde::ddpm::EpsModel;
+    use scoreflow::numerics::sde::sampler::ScoreModel;
+    use scoreflow::workloads::triangles::net::FastMlp;
+    use scoreflow::workloads::triangles::net::ScoreNetWeights;
+    use scoreflow::workloads::two_moons::net::EpsModelWeights;
+    use scoreflow::workloads::two_moons::net::FastEps;
     let py = std::env::var("SCOREFLOW_PYTHON").unwrap_or_else(|_| "python3".into());
     let torch = std::process::Command::new(&py).args(["-c", "import torch"]).output();
     if !torch.is_ok_and(|o| o.status.success()) {

@@ -544,3 +544,26 @@ fn run_and_status_go_on_past_unreadable_entries() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("Is a directory"), "the stage says what is in the way: {text}");
 }
+
+/// The numerics' random streams are the engine's canonical encoding of
+/// (domain, seed, name[, particle]): every cached result was drawn from
+/// streams seeded this way, so the two must never drift apart.
+#[test]
+fn random_streams_use_the_engines_canonical_encoding() {
+    use rand::{RngCore, SeedableRng};
+    use scoreflow::engine::hash::Canon;
+    for (seed, name, p) in [(0u64, "", 0usize), (7, "init", 3), (u64::MAX, "pc", 1 << 40), (42, "ddpm-ancestral", 9)] {
+        let mut c = Canon::new("scoreflow/rng/v1");
+        c.u64(seed).bytes(name.as_bytes());
+        let want = rand_chacha::ChaCha8Rng::from_seed(c.finish().0).next_u64();
+        assert_eq!(scoreflow::numerics::rng::stream(seed, name).next_u64(), want, "stream({seed}, {name:?})");
+        let mut c = Canon::new("scoreflow/particle-rng/v1");
+        c.u64(seed).bytes(name.as_bytes()).u64(p as u64);
+        let want = rand_chacha::ChaCha8Rng::from_seed(c.finish().0).next_u64();
+        assert_eq!(
+            scoreflow::numerics::rng::particle(seed, name, p).next_u64(),
+            want,
+            "particle({seed}, {name:?}, {p})"
+        );
+    }
+}

@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::cache::{Cache, host, now_ms};
 use crate::engine::params::Value;
-use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::engine::stage::{Artifact, InputDef, JobCtx, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 
 /// The method name every command stage has.
 pub const METHOD: &str = "command";
@@ -438,17 +438,28 @@ pub fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn run_command(def: &CommandDef, ctx: &StageCtx) -> Result<Outputs, String> {
-    let job = ctx.job.ok_or("a command stage needs a job (stage name, cache) to run")?;
+/// Where a command runs: its sandbox's folders and the paths its inputs and
+/// outputs have there.
+struct Layout {
+    root: PathBuf,
+    project: PathBuf,
+    out_dir: PathBuf,
+    workdir: PathBuf,
+    input_paths: BTreeMap<String, PathBuf>,
+    output_paths: BTreeMap<String, PathBuf>,
+}
+
+/// `what path: error`, for an I/O failure.
+fn io(what: &str, p: &Path) -> impl FnOnce(std::io::Error) -> String {
+    let (what, p) = (what.to_string(), p.display().to_string());
+    move |e: std::io::Error| format!("{what} {p}: {e}")
+}
+
+/// Lay out the sandbox under `root`: the project's code at its place in a
+/// mirror of the project, the inputs as read-only copies of their verified
+/// objects, an empty output folder.
+fn lay_out(def: &CommandDef, ctx: &StageCtx, job: &JobCtx, root: PathBuf) -> Result<Layout, String> {
     let cache = job.cache;
-    let tmp = cache.root().join("tmp");
-    let root = tmp.join(format!("{}-{}-{}@{}.cmd", std::process::id(), now_ms(), job.key.short(), host()));
-    let sandbox = Sandbox(root.clone());
-    let io = |what: &str, p: &Path| {
-        let p = p.display().to_string();
-        let what = what.to_string();
-        move |e: std::io::Error| format!("{what} {p}: {e}")
-    };
     let (project, inputs_dir, out_dir) = (root.join("project"), root.join("inputs"), root.join("outputs"));
     for d in [&project, &inputs_dir, &out_dir] {
         std::fs::create_dir_all(d).map_err(io("create", d))?;
@@ -490,15 +501,21 @@ fn run_command(def: &CommandDef, ctx: &StageCtx) -> Result<Outputs, String> {
         .iter()
         .map(|(name, media)| (name.clone(), out_dir.join(format!("{name}{}", blob_ext(*media, "")))))
         .collect();
+    Ok(Layout { root, project, out_dir, workdir, input_paths, output_paths })
+}
 
-    // The argv, placeholders filled.
+/// The argv, placeholders filled (quoted for `sh -c` when `shell`), and how
+/// it is shown in messages.
+fn argv(def: &CommandDef, ctx: &StageCtx, l: &Layout) -> Result<(Vec<String>, String), String> {
     let fill = |p: &Placeholder| -> Result<String, String> {
         Ok(match p {
             Placeholder::Seed => ctx.seed.to_string(),
             Placeholder::Param(n) => param_text(ctx.params.get(n).ok_or_else(|| format!("no parameter `{n}`"))?),
-            Placeholder::Input(n) => input_paths.get(n).ok_or_else(|| format!("no input `{n}`"))?.display().to_string(),
+            Placeholder::Input(n) => {
+                l.input_paths.get(n).ok_or_else(|| format!("no input `{n}`"))?.display().to_string()
+            }
             Placeholder::Output(n) => {
-                output_paths.get(n).ok_or_else(|| format!("no output `{n}`"))?.display().to_string()
+                l.output_paths.get(n).ok_or_else(|| format!("no output `{n}`"))?.display().to_string()
             }
         })
     };
@@ -520,8 +537,12 @@ fn run_command(def: &CommandDef, ctx: &StageCtx) -> Result<Outputs, String> {
         .map(|a| if a.contains([' ', '\'', '"', '\n']) { shell_quote(a) } else { a.clone() })
         .collect::<Vec<_>>()
         .join(" ");
+    Ok((argv, shown))
+}
 
-    // The stage file and the environment.
+/// Write the stage file (`stage.json`, the protocol's one description of
+/// the stage) into the sandbox; returns its path.
+fn write_stage_file(def: &CommandDef, ctx: &StageCtx, job: &JobCtx, l: &Layout) -> Result<PathBuf, String> {
     let params_json = crate::engine::params::params_to_json(ctx.params);
     let stage_json = serde_json::json!({
         "protocol": PROTOCOL,
@@ -531,38 +552,46 @@ fn run_command(def: &CommandDef, ctx: &StageCtx) -> Result<Outputs, String> {
         "key": job.key.hex(),
         "seed": ctx.seed,
         "params": params_json,
-        "inputs": input_paths.iter().map(|(k, p)| (k.clone(), serde_json::json!(p.display().to_string()))).collect::<serde_json::Map<_, _>>(),
+        "inputs": l.input_paths.iter().map(|(k, p)| (k.clone(), serde_json::json!(p.display().to_string()))).collect::<serde_json::Map<_, _>>(),
         "outputs": def.outputs.iter().map(|(k, m)| (k.clone(), serde_json::json!({
-            "media": m.name(), "path": output_paths[k].display().to_string()
+            "media": m.name(), "path": l.output_paths[k].display().to_string()
         }))).collect::<serde_json::Map<_, _>>(),
-        "output_dir": out_dir.display().to_string(),
-        "workdir": workdir.display().to_string(),
+        "output_dir": l.out_dir.display().to_string(),
+        "workdir": l.workdir.display().to_string(),
         "threads": job.threads,
     });
-    let stage_file = root.join("stage.json");
+    let stage_file = l.root.join("stage.json");
     std::fs::write(&stage_file, serde_json::to_vec_pretty(&stage_json).expect("json"))
         .map_err(io("write", &stage_file))?;
-    let logs = log_dir(cache, &job.key);
-    std::fs::create_dir_all(&logs).map_err(io("create", &logs))?;
-    let (out_log, err_log) = (logs.join("stdout.log"), logs.join("stderr.log"));
-    let stderr_file = std::fs::File::create(&err_log).map_err(io("create", &err_log))?;
-    let mut stdout_file = std::fs::File::create(&out_log).map_err(io("create", &out_log))?;
-    let _ = std::fs::write(logs.join("command.txt"), format!("{shown}\n"));
+    Ok(stage_file)
+}
 
+/// The process to start: argv, working directory, the protocol's
+/// environment, stdout piped (for progress lines), stderr to its log, in a
+/// process group of its own.
+fn command(
+    def: &CommandDef,
+    ctx: &StageCtx,
+    job: &JobCtx,
+    l: &Layout,
+    argv: &[String],
+    stage_file: &Path,
+    stderr: std::fs::File,
+) -> Command {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
-        .current_dir(&workdir)
+        .current_dir(&l.workdir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::from(stderr_file))
-        .env("SCOREFLOW_STAGE", &stage_file)
+        .stderr(Stdio::from(stderr))
+        .env("SCOREFLOW_STAGE", stage_file)
         .env("SCOREFLOW_STAGE_NAME", job.stage)
         .env("SCOREFLOW_PIPELINE", job.pipeline)
         .env("SCOREFLOW_KIND", def.kind.name())
         .env("SCOREFLOW_SEED", ctx.seed.to_string())
-        .env("SCOREFLOW_OUTPUT_DIR", &out_dir)
+        .env("SCOREFLOW_OUTPUT_DIR", &l.out_dir)
         .env("SCOREFLOW_THREADS", job.threads.to_string())
-        .env("SCOREFLOW_PROJECT", &project);
+        .env("SCOREFLOW_PROJECT", &l.project);
     // The helper (`python/`) reads tables through this binary where no
     // Parquet library is installed.
     if let Ok(exe) = std::env::current_exe() {
@@ -571,10 +600,10 @@ fn run_command(def: &CommandDef, ctx: &StageCtx) -> Result<Outputs, String> {
     for (k, v) in ctx.params {
         cmd.env(env_name("PARAM", k), param_text(v));
     }
-    for (k, p) in &input_paths {
+    for (k, p) in &l.input_paths {
         cmd.env(env_name("INPUT", k), p);
     }
-    for (k, p) in &output_paths {
+    for (k, p) in &l.output_paths {
         cmd.env(env_name("OUTPUT", k), p);
     }
     for var in ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"] {
@@ -587,6 +616,25 @@ fn run_command(def: &CommandDef, ctx: &StageCtx) -> Result<Outputs, String> {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
     }
+    cmd
+}
+
+fn run_command(def: &CommandDef, ctx: &StageCtx) -> Result<Outputs, String> {
+    let job = ctx.job.ok_or("a command stage needs a job (stage name, cache) to run")?;
+    let cache = job.cache;
+    let tmp = cache.root().join("tmp");
+    let root = tmp.join(format!("{}-{}-{}@{}.cmd", std::process::id(), now_ms(), job.key.short(), host()));
+    let sandbox = Sandbox(root.clone());
+    let layout = lay_out(def, ctx, job, root)?;
+    let (argv, shown) = argv(def, ctx, &layout)?;
+    let stage_file = write_stage_file(def, ctx, job, &layout)?;
+    let logs = log_dir(cache, &job.key);
+    std::fs::create_dir_all(&logs).map_err(io("create", &logs))?;
+    let (out_log, err_log) = (logs.join("stdout.log"), logs.join("stderr.log"));
+    let stderr_file = std::fs::File::create(&err_log).map_err(io("create", &err_log))?;
+    let mut stdout_file = std::fs::File::create(&out_log).map_err(io("create", &out_log))?;
+    let _ = std::fs::write(logs.join("command.txt"), format!("{shown}\n"));
+    let mut cmd = command(def, ctx, job, &layout, &argv, &stage_file, stderr_file);
     let context = |why: String| {
         let mut m = format!("command `{shown}` {why}");
         let t = tail(&err_log, TAIL_LINES);
@@ -656,7 +704,7 @@ fn run_command(def: &CommandDef, ctx: &StageCtx) -> Result<Outputs, String> {
         }
         Ok(Some(_)) => {}
     }
-    let outputs = collect_outputs(def, &out_dir).map_err(context)?;
+    let outputs = collect_outputs(def, &layout.out_dir).map_err(context)?;
     drop(sandbox);
     Ok(outputs)
 }

@@ -294,29 +294,240 @@ pub fn per_percent<'a>(emit: impl Fn(f64) + Sync + 'a) -> impl Fn(f64) + Sync + 
     }
 }
 
+/// What the coordinator knows while a run goes on, beside the [`Board`]:
+/// what was asked, what is waiting for a worker, and what is being
+/// recomputed because a consumer found its copy corrupt.
+struct Coordinator<'a> {
+    spec: &'a Spec,
+    cache: &'a Cache,
+    reporter: &'a dyn Reporter,
+    dag: Dag,
+    forced: BTreeSet<usize>,
+    previous: Option<Manifest>,
+    board: Board<'a>,
+    /// Assessed, not cached, waiting for a worker (in DAG order).
+    waiting: VecDeque<(usize, Assessment)>,
+    in_progress: BTreeSet<usize>,
+    summaries: Vec<(String, String)>,
+    corrupt_retries: HashMap<usize, u32>,
+    /// Producers being recomputed because a consumer found their output corrupt.
+    recompute: HashMap<usize, String>,
+}
+
+impl<'a> Coordinator<'a> {
+    /// The stages `--only` selects (and what they need) and those `--force`d;
+    /// an unknown name is an error before anything runs.
+    fn new(
+        spec: &'a Spec,
+        cache: &'a Cache,
+        opts: &RunOptions,
+        reporter: &'a dyn Reporter,
+        previous: Option<Manifest>,
+    ) -> Result<Coordinator<'a>, ExecError> {
+        for name in opts.only.iter().chain(&opts.force) {
+            if spec.index(name).is_none() {
+                return Err(unknown_stage(spec, name));
+            }
+        }
+        let dag = Dag::new(spec);
+        let n = spec.stages.len();
+        let selected: BTreeSet<usize> = if opts.only.is_empty() {
+            (0..n).collect()
+        } else {
+            let roots: Vec<usize> = opts.only.iter().filter_map(|s| spec.index(s)).collect();
+            dag.ancestors_of(&roots)
+        };
+        let mut board = Board::new(spec, reporter);
+        for i in (0..n).filter(|i| !selected.contains(i)) {
+            board.outcomes[i] = Some(Outcome::NotSelected);
+        }
+        Ok(Coordinator {
+            spec,
+            cache,
+            reporter,
+            dag,
+            forced: opts.force.iter().filter_map(|s| spec.index(s)).collect(),
+            previous,
+            board,
+            waiting: VecDeque::new(),
+            in_progress: BTreeSet::new(),
+            summaries: Vec::new(),
+            corrupt_retries: HashMap::new(),
+            recompute: HashMap::new(),
+        })
+    }
+
+    fn is_forced(&self, i: usize) -> bool {
+        self.forced.contains(&i) || self.recompute.contains_key(&i)
+    }
+
+    /// Assess every stage whose upstream is settled: skip it when something
+    /// upstream failed, settle it from the cache when fresh, else queue it.
+    fn assess_ready(&mut self) -> Result<(), ExecError> {
+        let (spec, board) = (self.spec, &mut self.board);
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            for &i in &self.dag.order {
+                if board.outcomes[i].is_some() || board.keys[i].is_some() {
+                    continue;
+                }
+                let stage = &spec.stages[i];
+                let failed_upstream = self
+                    .dag
+                    .upstream(i)
+                    .into_iter()
+                    .find(|u| matches!(board.outcomes[*u], Some(Outcome::Failed(_)) | Some(Outcome::Skipped(_))));
+                if let Some(bad) = failed_upstream {
+                    let because = format!("upstream stage {} did not complete", spec.stages[bad].name);
+                    board.settle(i, Settle::Skipped(because), (now_ms(), now_ms()));
+                    progressed = true;
+                    continue;
+                }
+                let Some(ki) = key_inputs(stage, &board.done) else {
+                    continue;
+                };
+                let is_forced = self.forced.contains(&i) || self.recompute.contains_key(&i);
+                let mut a = assess(self.cache, stage, ki, self.previous.as_ref(), is_forced, Verify::Bytes)?;
+                for message in a.warnings.drain(..) {
+                    self.reporter.event(&Event::Warning { message });
+                }
+                if let Some(output) = self.recompute.get(&i) {
+                    a.reasons = vec![Reason::OutputCorrupt { output: output.clone() }];
+                }
+                board.keys[i] = Some(a.key);
+                progressed = true;
+                if let Some(r) = &a.record
+                    && let Some(outs) = outputs_of(r)
+                {
+                    let t = now_ms();
+                    board.settle(i, Settle::Cached(outs, [r.started_ms, r.finished_ms]), (t, t));
+                    continue;
+                }
+                board.reasons[i] = a.reasons.clone();
+                self.waiting.push_back((i, a));
+            }
+        }
+        Ok(())
+    }
+
+    /// Announce stage `i` and describe its job; the files its spec names
+    /// enter the store first, so a worker (here or on a cluster node) reads
+    /// them like any input. A file that cannot be stored fails the stage.
+    fn job(&mut self, i: usize, a: Assessment, spec_id: &str) -> Option<Job> {
+        let stage = &self.spec.stages[i];
+        self.reporter.event(&Event::Started {
+            stage: stage.name.clone(),
+            key: a.key.hex(),
+            reasons: a.reasons.iter().map(|r| r.to_string()).collect(),
+        });
+        if let Some(error) = stage
+            .files
+            .values()
+            .find_map(|f| self.cache.store(&f.artifact, &[]).err().map(|e| format!("storing file {}: {e}", f.path)))
+        {
+            self.board.settle(i, Settle::Failed(error), (now_ms(), now_ms()));
+            return None;
+        }
+        Some(Job {
+            key_inputs: a.key_inputs,
+            stage: stage.name.clone(),
+            pipeline: self.spec.name.clone(),
+            spec_file: spec_id.to_string(),
+            forced: self.is_forced(i),
+            time_limit_s: stage.resources.time_seconds(),
+        })
+    }
+
+    /// Settle what a worker reported for stage `idx`. A corrupt input is
+    /// removed and its producer re-planned (a file the spec names, or a
+    /// command's code, is stored again from the spec's bytes), at most twice.
+    fn on_result(&mut self, idx: usize, result: Result<worker::Done, WorkError>) {
+        let (spec, board) = (self.spec, &mut self.board);
+        let stage = &spec.stages[idx];
+        let (error, started_ms, finished_ms) = match result {
+            Ok(d) => {
+                if let Some(text) = d.summary {
+                    self.summaries.push((stage.name.clone(), text));
+                }
+                let how = Settle::Done { outputs: d.outputs, fresh: d.fresh };
+                board.settle(idx, how, (d.started_ms, d.finished_ms));
+                return;
+            }
+            Err(WorkError::Failed { error, started_ms, finished_ms }) => (error, started_ms, finished_ms),
+            Err(WorkError::InputCorrupt { input }) => {
+                let producer = stage
+                    .inputs
+                    .get(&input)
+                    .map(|r| (spec.index(&r.stage).expect("validated reference"), r.stage.clone(), r.output.clone()));
+                let (retry, what, redo) = match &producer {
+                    Some((p, s, o)) => (*p, format!("output {s}.{o}"), format!("recomputing {s}")),
+                    None => (idx, format!("copy of `{input}` of {}", stage.name), "storing it again".to_string()),
+                };
+                let tries = self.corrupt_retries.entry(retry).or_insert(0);
+                *tries += 1;
+                if *tries > 2 {
+                    (format!("{what} is corrupt again after {redo}"), now_ms(), now_ms())
+                } else {
+                    self.reporter.event(&Event::Warning {
+                        message: format!("cached {what} is corrupt or missing; removed it and {redo}"),
+                    });
+                    board.keys[idx] = None;
+                    if let Some((p, producer, output)) = producer {
+                        if let Some(k) = board.keys[p] {
+                            self.cache.remove_record(&k);
+                        }
+                        // Re-plan the producer, then this consumer.
+                        board.done.remove(&producer);
+                        board.outcomes[p] = None;
+                        board.keys[p] = None;
+                        self.recompute.insert(p, output);
+                    }
+                    return;
+                }
+            }
+        };
+        board.settle(idx, Settle::Failed(error), (started_ms, finished_ms));
+    }
+
+    /// The run's manifest: every selected stage's line, and for a stage not
+    /// selected the previous run's (so `gc` does not drop its results).
+    /// Stages never reached are reported as skipped. The report's
+    /// `manifest_path` is left empty: the manifest is not written yet.
+    fn finish(mut self, template: Manifest) -> RunReport {
+        let n = self.spec.stages.len();
+        for i in 0..n {
+            if self.board.outcomes[i].is_none() {
+                self.board.settle(i, Settle::Skipped("not reached".into()), (now_ms(), now_ms()));
+            }
+        }
+        let Board { lines, outcomes, .. } = self.board;
+        let ok = outcomes.iter().all(|o| !matches!(o, Some(Outcome::Failed(_)) | Some(Outcome::Skipped(_))));
+        let previous = self.previous;
+        let stages = (0..n)
+            .filter_map(|i| match &outcomes[i] {
+                Some(Outcome::NotSelected) => {
+                    previous.as_ref().and_then(|m| m.stage(&self.spec.stages[i].name)).cloned()
+                }
+                _ => lines[i].clone(),
+            })
+            .collect();
+        let manifest = Manifest { finished_ms: now_ms(), ok, stages, ..template };
+        let outcomes =
+            self.spec.stages.iter().zip(outcomes).map(|(s, o)| (s.name.clone(), o.expect("settled"))).collect();
+        RunReport { manifest, manifest_path: PathBuf::new(), outcomes, summaries: self.summaries, previous }
+    }
+}
+
 /// Run a pipeline.
 pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporter) -> Result<RunReport, ExecError> {
-    for name in opts.only.iter().chain(&opts.force) {
-        if spec.index(name).is_none() {
-            return Err(unknown_stage(spec, name));
-        }
-    }
-    let dag = Dag::new(spec);
-    let n = spec.stages.len();
-    let selected: BTreeSet<usize> = if opts.only.is_empty() {
-        (0..n).collect()
-    } else {
-        let roots: Vec<usize> = opts.only.iter().filter_map(|s| spec.index(s)).collect();
-        dag.ancestors_of(&roots)
-    };
-    let forced: BTreeSet<usize> = opts.force.iter().filter_map(|s| spec.index(s)).collect();
+    let home = opts.home.clone().unwrap_or_else(|| spec.name.clone());
+    let mut co = Coordinator::new(spec, cache, opts, reporter, cache.latest_manifest(&home))?;
     let jobs = match &opts.executor {
         Executor::Slurm(s) => s.max_jobs.max(1),
         Executor::Local if opts.jobs == 0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         Executor::Local => opts.jobs,
     };
-    let home = opts.home.clone().unwrap_or_else(|| spec.name.clone());
-    let previous = cache.latest_manifest(&home);
     let run_started = now_ms();
     let template = Manifest {
         pipeline: spec.name.clone(),
@@ -340,17 +551,7 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
             state.running = running.iter().map(|i| spec.stages[*i].name.clone()).collect();
         }
     };
-    let mut in_progress: BTreeSet<usize> = BTreeSet::new();
-
     let memo = Memo::default();
-    let mut board = Board::new(spec, reporter);
-    let mut summaries = Vec::new();
-    let mut corrupt_retries: HashMap<usize, u32> = HashMap::new();
-    // Producers being recomputed because a consumer found their output corrupt.
-    let mut recompute: HashMap<usize, String> = HashMap::new();
-    for i in (0..n).filter(|i| !selected.contains(i)) {
-        board.outcomes[i] = Some(Outcome::NotSelected);
-    }
 
     std::thread::scope(|scope| -> Result<(), ExecError> {
         let (tx, rx) = mpsc::channel::<(usize, Result<worker::Done, WorkError>)>();
@@ -363,83 +564,20 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
         }
         let job_dir = slurm::run_dir(cache, &template.run_id);
         let mut running = 0usize;
-        let mut waiting: VecDeque<(usize, Assessment)> = VecDeque::new();
         loop {
-            sync(&board.lines, &in_progress);
-            // Assess every stage whose upstream is settled.
-            let mut progressed = true;
-            while progressed {
-                progressed = false;
-                for &i in &dag.order {
-                    if board.outcomes[i].is_some() || board.keys[i].is_some() {
-                        continue;
-                    }
-                    let stage = &spec.stages[i];
-                    let failed_upstream = dag
-                        .upstream(i)
-                        .into_iter()
-                        .find(|u| matches!(board.outcomes[*u], Some(Outcome::Failed(_)) | Some(Outcome::Skipped(_))));
-                    if let Some(bad) = failed_upstream {
-                        let because = format!("upstream stage {} did not complete", spec.stages[bad].name);
-                        board.settle(i, Settle::Skipped(because), (now_ms(), now_ms()));
-                        progressed = true;
-                        continue;
-                    }
-                    let Some(ki) = key_inputs(stage, &board.done) else {
-                        continue;
-                    };
-                    let is_forced = forced.contains(&i) || recompute.contains_key(&i);
-                    let mut a = assess(cache, stage, ki, previous.as_ref(), is_forced, Verify::Bytes)?;
-                    for message in a.warnings.drain(..) {
-                        reporter.event(&Event::Warning { message });
-                    }
-                    if let Some(output) = recompute.get(&i) {
-                        a.reasons = vec![Reason::OutputCorrupt { output: output.clone() }];
-                    }
-                    board.keys[i] = Some(a.key);
-                    progressed = true;
-                    if let Some(r) = &a.record
-                        && let Some(outs) = outputs_of(r)
-                    {
-                        let t = now_ms();
-                        board.settle(i, Settle::Cached(outs, [r.started_ms, r.finished_ms]), (t, t));
-                        continue;
-                    }
-                    board.reasons[i] = a.reasons.clone();
-                    waiting.push_back((i, a));
-                }
-            }
+            sync(&co.board.lines, &co.in_progress);
+            co.assess_ready()?;
             // Start workers.
             let mut refused = false;
             while running < jobs {
-                let Some((i, a)) = waiting.pop_front() else {
+                let Some((i, a)) = co.waiting.pop_front() else {
                     break;
                 };
-                let stage = &spec.stages[i];
-                reporter.event(&Event::Started {
-                    stage: stage.name.clone(),
-                    key: a.key.hex(),
-                    reasons: a.reasons.iter().map(|r| r.to_string()).collect(),
-                });
-                // Files the spec names enter the store as objects, so a worker
-                // (here or on a cluster node) reads them like any input.
-                if let Some(error) = stage
-                    .files
-                    .values()
-                    .find_map(|f| cache.store(&f.artifact, &[]).err().map(|e| format!("storing file {}: {e}", f.path)))
-                {
-                    board.settle(i, Settle::Failed(error), (now_ms(), now_ms()));
+                let Some(job) = co.job(i, a, &template.spec_id) else {
                     refused = true;
                     continue;
-                }
-                let job = Job {
-                    key_inputs: a.key_inputs,
-                    stage: stage.name.clone(),
-                    pipeline: spec.name.clone(),
-                    spec_file: template.spec_id.clone(),
-                    forced: forced.contains(&i) || recompute.contains_key(&i),
-                    time_limit_s: stage.resources.time_seconds(),
                 };
+                let stage = &spec.stages[i];
                 match &opts.executor {
                     Executor::Local => {
                         let (tx, memo, backend) = (tx.clone(), &memo, opts.backend);
@@ -458,7 +596,7 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                                 submit_tx.send(sub).expect("the poller lives as long as the run");
                             }
                             Err(error) => {
-                                board.settle(i, Settle::Failed(error), (now_ms(), now_ms()));
+                                co.board.settle(i, Settle::Failed(error), (now_ms(), now_ms()));
                                 refused = true;
                                 continue;
                             }
@@ -466,8 +604,8 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                     }
                 }
                 running += 1;
-                in_progress.insert(i);
-                sync(&board.lines, &in_progress);
+                co.in_progress.insert(i);
+                sync(&co.board.lines, &co.in_progress);
             }
             if running == 0 {
                 if refused {
@@ -478,56 +616,8 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
             }
             let (idx, result) = rx.recv().expect("a worker is running");
             running -= 1;
-            in_progress.remove(&idx);
-            let stage = &spec.stages[idx];
-            match result {
-                Ok(d) => {
-                    if let Some(text) = d.summary {
-                        summaries.push((stage.name.clone(), text));
-                    }
-                    board.settle(
-                        idx,
-                        Settle::Done { outputs: d.outputs, fresh: d.fresh },
-                        (d.started_ms, d.finished_ms),
-                    );
-                }
-                Err(WorkError::Failed { error, started_ms, finished_ms }) => {
-                    board.settle(idx, Settle::Failed(error), (started_ms, finished_ms));
-                }
-                Err(WorkError::InputCorrupt { input }) => {
-                    // Whose copy was bad: a producer's output (recomputed), or
-                    // a file the spec names or a command's code (stored again
-                    // from the spec's bytes when the stage is planned again).
-                    let producer = stage.inputs.get(&input).map(|r| {
-                        (spec.index(&r.stage).expect("validated reference"), r.stage.clone(), r.output.clone())
-                    });
-                    let (retry, what, redo) = match &producer {
-                        Some((p, s, o)) => (*p, format!("output {s}.{o}"), format!("recomputing {s}")),
-                        None => (idx, format!("copy of `{input}` of {}", stage.name), "storing it again".to_string()),
-                    };
-                    let tries = corrupt_retries.entry(retry).or_insert(0);
-                    *tries += 1;
-                    if *tries > 2 {
-                        let error = format!("{what} is corrupt again after {redo}");
-                        board.settle(idx, Settle::Failed(error), (now_ms(), now_ms()));
-                        continue;
-                    }
-                    reporter.event(&Event::Warning {
-                        message: format!("cached {what} is corrupt or missing; removed it and {redo}"),
-                    });
-                    board.keys[idx] = None;
-                    if let Some((p, producer, output)) = producer {
-                        if let Some(k) = board.keys[p] {
-                            cache.remove_record(&k);
-                        }
-                        // Re-plan the producer, then this consumer.
-                        board.done.remove(&producer);
-                        board.outcomes[p] = None;
-                        board.keys[p] = None;
-                        recompute.insert(p, output);
-                    }
-                }
-            }
+            co.in_progress.remove(&idx);
+            co.on_result(idx, result);
         }
         // Lets the poller (on Slurm) finish; on an early return it goes with
         // the closure, and the poller cancels the jobs still out.
@@ -535,38 +625,19 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
         Ok(())
     })?;
 
-    // Stages never reached (only possible if something upstream failed in a way
-    // that did not mark them) are reported as skipped.
-    for i in 0..n {
-        if board.outcomes[i].is_none() {
-            board.settle(i, Settle::Skipped("not reached".into()), (now_ms(), now_ms()));
-        }
-    }
-    let Board { lines, outcomes, .. } = board;
-    let ok = outcomes.iter().all(|o| !matches!(o, Some(Outcome::Failed(_)) | Some(Outcome::Skipped(_))));
-    let stages = (0..n)
-        .filter_map(|i| match &outcomes[i] {
-            Some(Outcome::NotSelected) => {
-                // Keep the previous run's line so `gc` does not drop unselected results.
-                previous.as_ref().and_then(|m| m.stage(&spec.stages[i].name)).cloned()
-            }
-            _ => lines[i].clone(),
-        })
-        .collect();
-    let manifest = Manifest { finished_ms: now_ms(), ok, stages, ..template };
+    let mut report = co.finish(template);
     // From here on an interrupt has nothing to add: the manifest is complete.
     *IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    let manifest_path = cache.write_manifest(&manifest)?;
+    report.manifest_path = cache.write_manifest(&report.manifest)?;
     // The job files of a successful run are of no more use; a failed run's are
     // kept beside their logs (gc removes them).
-    let job_dir = slurm::run_dir(cache, &manifest.run_id);
-    if manifest.ok && job_dir.exists() {
+    let job_dir = slurm::run_dir(cache, &report.manifest.run_id);
+    if report.manifest.ok && job_dir.exists() {
         let _ = std::fs::remove_dir_all(&job_dir);
         let _ = job_dir.parent().map(std::fs::remove_dir); // when empty
     }
     reporter.finish();
-    let outcomes = spec.stages.iter().zip(outcomes).map(|(s, o)| (s.name.clone(), o.expect("settled"))).collect();
-    Ok(RunReport { manifest, manifest_path, outcomes, summaries, previous })
+    Ok(report)
 }
 
 /// The commit checked out in the git repository holding `path`, read from

@@ -7,8 +7,7 @@
 //! each computing one key from a serialisable job; [`cache`] stores records and
 //! content-addressed objects, [`manifest`] the runs and their views,
 //! [`maintenance`] gc and verify; [`progress`] shows a run; [`frame`] moves
-//! tables to and from Parquet; [`params`] types parameters; [`rng`] derives
-//! every random stream from a stage seed; [`stage`] is the contract an
+//! tables to and from Parquet; [`params`] types parameters; [`stage`] is the contract an
 //! implementation fulfils. Nothing here imports a workload: implementations live
 //! in `crate::workloads` and reach the engine only through the registry.
 
@@ -23,7 +22,6 @@ pub mod maintenance;
 pub mod manifest;
 pub mod params;
 pub mod progress;
-pub mod rng;
 pub mod slurm;
 pub mod spec;
 pub mod tables;

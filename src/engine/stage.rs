@@ -474,8 +474,6 @@ pub fn output_def(stage: &dyn Stage, name: &str) -> Option<OutputDef> {
     stage.outputs().iter().copied().find(|o| o.name == name)
 }
 
-pub use crate::engine::rng::stream as rng;
-
 /// The stage implementations a run may use, built by the caller (the crate's
 /// [`crate::registry`]) and passed to [`crate::engine::spec::load`]: the engine
 /// knows the seven kinds, never which code implements them.

@@ -1,7 +1,8 @@
-//! The workloads: one folder each, holding its stage implementations and the
-//! numerics only it uses. Shared numerics live in `model`, `sde` and `metrics`;
-//! the contract is [`crate::engine::stage`]. A new workload is a folder here
-//! and its lines in [`all`].
+//! The workloads: one folder each, holding its stage implementations, the
+//! networks it trains and the numerics only it uses. Shared numerics live in
+//! [`crate::numerics`]; the contract is [`crate::engine::stage`]. A new
+//! workload is a folder here and its lines in [`all`] (and in
+//! [`model_formats`] if it writes a model format of its own).
 
 pub mod color;
 #[cfg(feature = "test-stages")]
@@ -10,11 +11,32 @@ pub mod idem;
 pub mod triangles;
 pub mod two_moons;
 
-use crate::engine::stage::Stage;
+use crate::engine::stage::{Backend, Stage, StageError};
+use crate::numerics::nn::ModelError;
+
+/// The plain burn device of the backend a run chose (`--device`).
+pub fn backend_device(b: Backend) -> burn::tensor::Device {
+    match b {
+        Backend::Flex => crate::numerics::nn::flex_device(),
+        Backend::NdArray => crate::numerics::nn::ndarray_device(),
+    }
+}
+
+/// The autodiff device of the backend a run chose.
+pub fn train_device(b: Backend) -> burn::tensor::Device {
+    backend_device(b).autodiff()
+}
+
+/// A model blob that does not decode fails the stage that reads it.
+impl From<ModelError> for StageError {
+    fn from(e: ModelError) -> Self {
+        StageError::Failed(e.to_string())
+    }
+}
 
 /// Every model format the workloads' stages write, for
 /// [`crate::model_formats`].
-pub fn model_formats() -> Vec<&'static crate::model::format::ModelFormat> {
+pub fn model_formats() -> Vec<&'static crate::numerics::nn::format::ModelFormat> {
     vec![&triangles::SCORE_FORMAT, &two_moons::EPS_FORMAT, &idem::DEM_FORMAT, &idem::EGNN_FORMAT, &color::COLOR_FORMAT]
 }
 
@@ -60,8 +82,8 @@ mod tests {
     /// A small blob of every registered format, from the workloads' own
     /// constructors.
     fn blobs() -> Vec<Vec<u8>> {
-        use crate::model::eps::{EpsLayers, EpsModelWeights, EpsNetConfig, ScheduleMeta};
-        use crate::model::{ModelMeta, ScoreNetConfig, ScoreNetWeights};
+        use crate::workloads::triangles::net::{ModelMeta, ScoreNetConfig, ScoreNetWeights};
+        use crate::workloads::two_moons::net::{EpsLayers, EpsModelWeights, EpsNetConfig, ScheduleMeta};
         let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let meta = ModelMeta { lambda: 0.3, sigma: 0.5, t_max: 1.0, scale: 2.0, shift: -1.0 };
         let score = ScoreNetWeights::init(ScoreNetConfig { hidden: 8, ..ScoreNetConfig::seed_default() }, meta, &mut r);

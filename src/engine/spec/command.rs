@@ -111,7 +111,6 @@ fn strings(c: &mut Collector, node: &Node, what: &str) -> Vec<(String, Pos)> {
 /// Read a command stage's keys (`fields`: its mapping's entries by key).
 /// `params` and `inputs` are parsed by the caller; the placeholders in `run`
 /// are checked against them here.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn parse(
     c: &mut Collector,
     spec: &Path,
@@ -129,9 +128,47 @@ pub(super) fn parse(
             false
         }
     };
-    // run: an argv list, or a string split as a shell splits words (no shell runs it).
     let run_node = fields.get("run").expect("a command stage has run");
-    let run: Vec<(String, Pos)> = match &run_node.value {
+    let run = parse_run(c, stage, run_node, shell)?;
+    if run.is_empty() || run[0].0.trim().is_empty() {
+        c.err(run_node.pos, format!("`run` of stage `{stage}` names no command"));
+    }
+    let outputs = parse_outputs(c, stage, fields.get("outputs").copied(), run_node.pos);
+    check_placeholders(c, stage, &run, params, input_names, &outputs);
+    let (code, workdir_rel) = parse_code(c, spec, stage, fields.get("code").copied());
+    let env = parse_env(c, stage, fields.get("env").copied());
+    let version = match fields.get("version") {
+        None => String::new(),
+        Some(n) => match n.as_str() {
+            Some(s) if matches!(n.value, NodeValue::Scalar { .. }) => s.to_string(),
+            _ => {
+                c.err(
+                    n.pos,
+                    format!("`version` of stage `{stage}` must be a string or a number, found {}", n.describe()),
+                );
+                String::new()
+            }
+        },
+    };
+    if c.diagnostics.len() > errors {
+        return None;
+    }
+    Some(CommandDraft {
+        run: run.into_iter().map(|(a, _)| a).collect(),
+        shell,
+        outputs,
+        code,
+        workdir: workdir_rel.iter().map(|p| p.to_string_lossy().into_owned()).collect::<Vec<_>>().join("/"),
+        env,
+        version,
+    })
+}
+
+/// `run`: an argv list, or a string split as a shell splits words (no shell
+/// runs it), or with `shell: true` one string for `sh -c`. `None` when it
+/// cannot be read at all.
+fn parse_run(c: &mut Collector, stage: &str, run_node: &Node, shell: bool) -> Option<Vec<(String, Pos)>> {
+    Some(match &run_node.value {
         NodeValue::Scalar { text, .. } if shell => vec![(text.clone(), run_node.pos)],
         NodeValue::Scalar { text, .. } => match shlex::split(text) {
             Some(words) if !words.is_empty() => words.into_iter().map(|w| (w, run_node.pos)).collect(),
@@ -146,15 +183,15 @@ pub(super) fn parse(
             return None;
         }
         _ => strings(c, run_node, &format!("`run` of stage `{stage}`")),
-    };
-    if run.is_empty() || run[0].0.trim().is_empty() {
-        c.err(run_node.pos, format!("`run` of stage `{stage}` names no command"));
-    }
-    // outputs: name → media.
+    })
+}
+
+/// `outputs`: a non-empty mapping from names to media.
+fn parse_outputs(c: &mut Collector, stage: &str, node: Option<&Node>, run_pos: Pos) -> BTreeMap<String, Media> {
     let mut outputs = BTreeMap::new();
-    match fields.get("outputs") {
+    match node {
         None => c.err(
-            run_node.pos,
+            run_pos,
             format!("command stage `{stage}` declares no `outputs`; add e.g. `outputs: {{ samples: table }}`"),
         ),
         Some(node) => match entries(node) {
@@ -190,8 +227,20 @@ pub(super) fn parse(
             ),
         },
     }
-    // Placeholders name known values.
-    for (arg, pos) in &run {
+    outputs
+}
+
+/// Every `{params.x}`, `{inputs.x}` and `{outputs.x}` of `run` names a value
+/// the stage has.
+fn check_placeholders(
+    c: &mut Collector,
+    stage: &str,
+    run: &[(String, Pos)],
+    params: &Params,
+    input_names: &[String],
+    outputs: &BTreeMap<String, Media>,
+) {
+    for (arg, pos) in run {
         match command::parse_template(arg) {
             Err(why) => c.err(*pos, format!("`run` of stage `{stage}`: {why}")),
             Ok(parts) => {
@@ -216,13 +265,23 @@ pub(super) fn parse(
             }
         }
     }
-    // code: files or folders, by content.
+}
+
+/// `code`: files or folders, by content, each inside the project; and the
+/// spec's folder relative to the project root (the command's working
+/// directory in the sandbox's mirror).
+fn parse_code(
+    c: &mut Collector,
+    spec: &Path,
+    stage: &str,
+    node: Option<&Node>,
+) -> (BTreeMap<String, FileInput>, PathBuf) {
     let root = project_root(spec);
     let spec_folder = spec.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let spec_folder_abs = std::fs::canonicalize(spec_folder).unwrap_or_else(|_| spec_folder.to_path_buf());
     let workdir_rel = spec_folder_abs.strip_prefix(&root).map(Path::to_path_buf).unwrap_or_default();
     let mut code = BTreeMap::new();
-    if let Some(node) = fields.get("code") {
+    if let Some(node) = node {
         for (written, pos) in strings(c, node, &format!("`code` of stage `{stage}`")) {
             let full = spec_folder.join(&written);
             let mut files = Vec::new();
@@ -256,9 +315,13 @@ pub(super) fn parse(
             }
         }
     }
-    // env: names whose values enter the key.
+    (code, workdir_rel)
+}
+
+/// `env`: names of environment variables whose values enter the key.
+fn parse_env(c: &mut Collector, stage: &str, node: Option<&Node>) -> BTreeMap<String, Option<String>> {
     let mut env = BTreeMap::new();
-    if let Some(node) = fields.get("env") {
+    if let Some(node) = node {
         for (var, pos) in strings(c, node, &format!("`env` of stage `{stage}`")) {
             let ok = !var.is_empty()
                 && !var.starts_with(|ch: char| ch.is_ascii_digit())
@@ -270,31 +333,7 @@ pub(super) fn parse(
             env.insert(var.clone(), std::env::var(&var).ok());
         }
     }
-    let version = match fields.get("version") {
-        None => String::new(),
-        Some(n) => match n.as_str() {
-            Some(s) if matches!(n.value, NodeValue::Scalar { .. }) => s.to_string(),
-            _ => {
-                c.err(
-                    n.pos,
-                    format!("`version` of stage `{stage}` must be a string or a number, found {}", n.describe()),
-                );
-                String::new()
-            }
-        },
-    };
-    if c.diagnostics.len() > errors {
-        return None;
-    }
-    Some(CommandDraft {
-        run: run.into_iter().map(|(a, _)| a).collect(),
-        shell,
-        outputs,
-        code,
-        workdir: workdir_rel.iter().map(|p| p.to_string_lossy().into_owned()).collect::<Vec<_>>().join("/"),
-        env,
-        version,
-    })
+    env
 }
 
 /// Free-form params of a command stage: any JSON-representable value.

@@ -212,89 +212,15 @@ pub(super) fn expand(c: &mut Collector, node: &Node, base: Spec) -> (Spec, Optio
     // per merged stage: input name → the merged index of its upstream stage
     let mut upstream: Vec<HashMap<String, usize>> = Vec::new();
     for (ci, combo) in combos.iter().enumerate() {
-        let mut stages = base.stages.clone();
-        let mut pipeline_seed = base.seed;
-        for (a, &j) in axes.iter().zip(combo) {
-            let (value, _) = &a.values[j];
-            match (&a.target, value) {
-                (Target::PipelineSeed, Value::Int(s)) => pipeline_seed = *s as u64,
-                (Target::StageSeed(i), Value::Int(s)) => stages[*i].seed = *s as u64,
-                (Target::Param(i, p), v) => {
-                    stages[*i].params.insert(p.clone(), v.clone());
-                }
-                _ => unreachable!("seeds are integers"),
-            }
-        }
-        for (i, st) in stages.iter_mut().enumerate() {
-            if !base.stages[i].seed_given && !axes.iter().any(|a| matches!(a.target, Target::StageSeed(s) if s == i)) {
-                st.seed = pipeline_seed;
-            }
-        }
-        // Rules across parameters and between stages, in this combination.
-        // The value to point at: the swept `param` of stage `i` if it is swept,
-        // else any swept value of that stage, else the matrix.
-        let at = |i: usize, param: Option<&str>| {
-            let of = |a: &Axis| match &a.target {
-                Target::Param(s, p) => *s == i && param.is_none_or(|q| q == p),
-                Target::StageSeed(s) => *s == i && param.is_none(),
-                Target::PipelineSeed => false,
-            };
-            let value = |a: &Axis, j: usize| a.values[j].1;
-            axes.iter()
-                .zip(combo)
-                .find(|(a, _)| of(a))
-                .or_else(|| {
-                    axes.iter()
-                        .zip(combo)
-                        .find(|(a, _)| matches!(&a.target, Target::Param(s, _) | Target::StageSeed(s) if *s == i))
-                })
-                .map(|(a, &j)| value(a, j))
-                .unwrap_or(node.pos)
-        };
-        for (i, st) in stages.iter().enumerate() {
-            for (param, why) in st.imp.check_params(&st.params) {
-                c.err(
-                    at(i, Some(param)),
-                    format!("in the matrix combination {}: stage `{}`: {why}", label(&axes, combo), st.name),
-                );
-            }
-            for (input, r) in &st.inputs {
-                let up = &stages[base.index(&r.stage).expect("validated")];
-                if let Some(why) = st.imp.check_input(&st.params, input, up.imp, &up.params) {
-                    c.err(
-                        at(base.index(&r.stage).expect("validated"), None),
-                        format!(
-                            "in the matrix combination {}: input `{input}` of stage `{}`: {why}",
-                            label(&axes, combo),
-                            st.name
-                        ),
-                    );
-                }
-            }
-        }
+        let stages = instantiate(&base, &axes, combo);
+        check_combination(c, node, &base, &axes, combo, &stages);
         // Merge by structure, in file order (inputs come before their consumers
         // only in DAG order: walk that).
         let mut ids: Vec<Option<Hash>> = vec![None; n];
         let mut map = vec![usize::MAX; n];
         for &i in &crate::engine::dag::Dag::new(&base).order {
             let st = &stages[i];
-            let mut canon = Canon::new("scoreflow/matrix-node/v1");
-            canon
-                .bytes(st.imp.kind().name().as_bytes())
-                .bytes(st.imp.method().as_bytes())
-                .u64(st.imp.version() as u64)
-                .u64(st.seed);
-            let mut params = Vec::new();
-            encode_params(&st.params, &mut params);
-            canon.bytes(&params);
-            for (input, r) in &st.inputs {
-                let up = base.index(&r.stage).expect("validated");
-                canon.bytes(input.as_bytes()).bytes(&ids[up].expect("upstream first").0).bytes(r.output.as_bytes());
-            }
-            for (input, f) in &st.files {
-                canon.bytes(input.as_bytes()).bytes(&f.hash.0);
-            }
-            let id = canon.finish();
+            let id = structural_id(st, &base, &ids);
             ids[i] = Some(id);
             let entry = nodes.entry(id).or_insert_with(|| {
                 // Inputs name their upstream by its merged index until every
@@ -310,23 +236,7 @@ pub(super) fn expand(c: &mut Collector, node: &Node, base: Spec) -> (Spec, Optio
         }
         maps.push(map);
     }
-    // Names: a stage all instances share keeps its own; others are named after
-    // the swept values that are the same in every instance using them.
-    let mut final_names = vec![String::new(); merged.len()];
-    for (idx, users) in nodes.values() {
-        let base_name = &merged[*idx].name;
-        final_names[*idx] = if users.len() == combos.len() {
-            base_name.clone()
-        } else {
-            let fixed: Vec<String> = axes
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| users.iter().all(|u| combos[*u][*k] == combos[users[0]][*k]))
-                .map(|(k, a)| format!("{}={}", a.label, a.values[combos[users[0]][k]].0))
-                .collect();
-            format!("{base_name}[{}]", fixed.join(","))
-        };
-    }
+    let final_names = names(&merged, &nodes, &axes, &combos);
     for (st, ups) in merged.iter_mut().zip(&upstream) {
         for (input, r) in st.inputs.iter_mut() {
             r.stage = final_names[ups[input]].clone();
@@ -352,6 +262,135 @@ pub(super) fn expand(c: &mut Collector, node: &Node, base: Spec) -> (Spec, Optio
     };
     let spec = Spec { stages: merged, ..base };
     (spec, Some(info))
+}
+
+/// The base spec's stages with one combination's values: swept parameters
+/// and seeds set, and every stage without a seed of its own given the
+/// combination's pipeline seed.
+fn instantiate(base: &Spec, axes: &[Axis], combo: &[usize]) -> Vec<StageSpec> {
+    let mut stages = base.stages.clone();
+    let mut pipeline_seed = base.seed;
+    for (a, &j) in axes.iter().zip(combo) {
+        let (value, _) = &a.values[j];
+        match (&a.target, value) {
+            (Target::PipelineSeed, Value::Int(s)) => pipeline_seed = *s as u64,
+            (Target::StageSeed(i), Value::Int(s)) => stages[*i].seed = *s as u64,
+            (Target::Param(i, p), v) => {
+                stages[*i].params.insert(p.clone(), v.clone());
+            }
+            _ => unreachable!("seeds are integers"),
+        }
+    }
+    for (i, st) in stages.iter_mut().enumerate() {
+        if !base.stages[i].seed_given && !axes.iter().any(|a| matches!(a.target, Target::StageSeed(s) if s == i)) {
+            st.seed = pipeline_seed;
+        }
+    }
+    stages
+}
+
+/// The rules across parameters and between stages, checked in one
+/// combination; an error points at the value that makes it.
+fn check_combination(
+    c: &mut Collector,
+    node: &Node,
+    base: &Spec,
+    axes: &[Axis],
+    combo: &[usize],
+    stages: &[StageSpec],
+) {
+    // Rules across parameters and between stages, in this combination.
+    // The value to point at: the swept `param` of stage `i` if it is swept,
+    // else any swept value of that stage, else the matrix.
+    let at = |i: usize, param: Option<&str>| {
+        let of = |a: &Axis| match &a.target {
+            Target::Param(s, p) => *s == i && param.is_none_or(|q| q == p),
+            Target::StageSeed(s) => *s == i && param.is_none(),
+            Target::PipelineSeed => false,
+        };
+        let value = |a: &Axis, j: usize| a.values[j].1;
+        axes.iter()
+            .zip(combo)
+            .find(|(a, _)| of(a))
+            .or_else(|| {
+                axes.iter()
+                    .zip(combo)
+                    .find(|(a, _)| matches!(&a.target, Target::Param(s, _) | Target::StageSeed(s) if *s == i))
+            })
+            .map(|(a, &j)| value(a, j))
+            .unwrap_or(node.pos)
+    };
+    for (i, st) in stages.iter().enumerate() {
+        for (param, why) in st.imp.check_params(&st.params) {
+            c.err(
+                at(i, Some(param)),
+                format!("in the matrix combination {}: stage `{}`: {why}", label(axes, combo), st.name),
+            );
+        }
+        for (input, r) in &st.inputs {
+            let up = &stages[base.index(&r.stage).expect("validated")];
+            if let Some(why) = st.imp.check_input(&st.params, input, up.imp, &up.params) {
+                c.err(
+                    at(base.index(&r.stage).expect("validated"), None),
+                    format!(
+                        "in the matrix combination {}: input `{input}` of stage `{}`: {why}",
+                        label(axes, combo),
+                        st.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A stage instance's structural identity: its implementation, seed,
+/// parameters, inputs (by their producers' identities) and files. Instances
+/// of the same identity are one stage of the merged spec.
+fn structural_id(st: &StageSpec, base: &Spec, ids: &[Option<Hash>]) -> Hash {
+    let mut canon = Canon::new("scoreflow/matrix-node/v1");
+    canon
+        .bytes(st.imp.kind().name().as_bytes())
+        .bytes(st.imp.method().as_bytes())
+        .u64(st.imp.version() as u64)
+        .u64(st.seed);
+    let mut params = Vec::new();
+    encode_params(&st.params, &mut params);
+    canon.bytes(&params);
+    for (input, r) in &st.inputs {
+        let up = base.index(&r.stage).expect("validated");
+        canon.bytes(input.as_bytes()).bytes(&ids[up].expect("upstream first").0).bytes(r.output.as_bytes());
+    }
+    for (input, f) in &st.files {
+        canon.bytes(input.as_bytes()).bytes(&f.hash.0);
+    }
+    canon.finish()
+}
+
+/// The merged stages' names: a stage all instances share keeps its own;
+/// others are named after the swept values that are the same in every
+/// instance using them (`train[seed=2]`).
+fn names(
+    merged: &[StageSpec],
+    nodes: &HashMap<Hash, (usize, Vec<usize>)>,
+    axes: &[Axis],
+    combos: &[Vec<usize>],
+) -> Vec<String> {
+    let mut final_names = vec![String::new(); merged.len()];
+    for (idx, users) in nodes.values() {
+        let base_name = &merged[*idx].name;
+        final_names[*idx] = if users.len() == combos.len() {
+            base_name.clone()
+        } else {
+            let fixed: Vec<String> = axes
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| users.iter().all(|u| combos[*u][*k] == combos[users[0]][*k]))
+                .map(|(k, a)| format!("{}={}", a.label, a.values[combos[users[0]][k]].0))
+                .collect();
+            format!("{base_name}[{}]", fixed.join(","))
+        };
+    }
+    final_names
 }
 
 fn label(axes: &[Axis], combo: &[usize]) -> String {

@@ -359,210 +359,16 @@ pub fn validate_with(path: &Path, text: &str, registry: &Registry, overrides: &[
         return fail(c);
     };
 
-    let (mut name, mut seed, mut stages_node, mut matrix_node) = (None, 0u64, None, None);
-    let mut resources = Resources::default();
-    let mut seen_top: HashMap<String, Pos> = HashMap::new();
-    for (k, v) in top {
-        let key = k.as_str().unwrap_or_default();
-        if let Some(first) = seen_top.insert(key.to_string(), k.pos) {
-            c.err(k.pos, format!("`{key}` is given twice (first at line {})", first.line));
-            continue;
+    let top = parse_top(&mut c, top);
+    let drafts = match top.stages {
+        None => {
+            c.err(Pos { line: 1, col: 1 }, "missing `stages`: a pipeline needs at least one stage");
+            Vec::new()
         }
-        match key {
-            "name" => match v.as_str() {
-                Some(s) if valid_name(s) => name = Some(s.to_string()),
-                _ => c.err(
-                    v.pos,
-                    format!("the pipeline name must be letters, digits, `_` or `-`, found {}", v.describe()),
-                ),
-            },
-            "seed" => seed = parse_seed(&mut c, v, "the pipeline seed").unwrap_or(0),
-            "description" => {}
-            "stages" => stages_node = Some(v),
-            "matrix" => matrix_node = Some(v),
-            "resources" => resources = resources::parse(&mut c, v, "the pipeline"),
-            // Extension keys: ignored, a place for YAML anchors shared by stages.
-            other if other.starts_with("x-") => {}
-            other => c.err(
-                k.pos,
-                format!("unknown key `{other}`; expected one of: {}{}", TOP_KEYS.join(", "), suggest(other, TOP_KEYS)),
-            ),
-        }
-    }
-    if name.is_none() && !seen_top.contains_key("name") {
-        c.err(Pos { line: 1, col: 1 }, "missing `name`: give the pipeline a name, e.g. `name: smeme`");
-    }
-    let mut drafts = Vec::new();
-    match stages_node {
-        None => c.err(Pos { line: 1, col: 1 }, "missing `stages`: a pipeline needs at least one stage"),
-        Some(node) => match entries(node) {
-            Some(list) if !list.is_empty() => {
-                let mut seen: HashMap<String, Pos> = HashMap::new();
-                for (k, v) in list {
-                    let stage_name = k.as_str().unwrap_or_default().to_string();
-                    if !valid_name(&stage_name) {
-                        c.err(
-                            k.pos,
-                            format!("stage name `{stage_name}` must be letters, digits, `_` or `-` (a dot separates a stage from its output in references)"),
-                        );
-                    }
-                    if let Some(first) = seen.get(&stage_name) {
-                        c.err(
-                            k.pos,
-                            format!("duplicate stage name `{stage_name}` (first defined at line {}); stage names must be unique", first.line),
-                        );
-                        continue;
-                    }
-                    seen.insert(stage_name.clone(), k.pos);
-                    drafts.push(parse_stage(&mut c, registry, path, stage_name, k.pos, v));
-                }
-            }
-            _ => c.err(
-                node.pos,
-                format!("`stages` must be a non-empty mapping from stage names to stages, found {}", node.describe()),
-            ),
-        },
-    }
-
-    // Resolve references now that every stage is known.
-    let by_name: HashMap<&str, &Draft> = drafts.iter().map(|d| (d.name.as_str(), d)).collect();
-    let mut stages = Vec::new();
-    for d in &drafts {
-        let mut inputs = BTreeMap::new();
-        let mut files = BTreeMap::new();
-        // A command stage's inputs: media and, for a file, its extension.
-        let mut command_inputs = BTreeMap::new();
-        for (input, text, pos) in &d.inputs {
-            let text = match text {
-                InputText::Stage(t) => t,
-                InputText::File { path: p, columns, allow_outside } => {
-                    let how = FileRead { written: p, columns: columns.as_deref(), allow_outside: *allow_outside };
-                    if let Some(f) = file_input(&mut c, path, d, input, &how, *pos) {
-                        let ext =
-                            Path::new(p).extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
-                        command_inputs.insert(input.clone(), (stage::Media::File, ext));
-                        files.insert(input.clone(), f);
-                    }
-                    continue;
-                }
-            };
-            let (stage_name, output) = match text.split_once('.') {
-                Some((s, o)) => (s, Some(o)),
-                None => (text.as_str(), None),
-            };
-            let Some(target) = by_name.get(stage_name) else {
-                let names: Vec<&str> = drafts.iter().map(|d| d.name.as_str()).collect();
-                c.err(
-                    *pos,
-                    format!(
-                        "input `{input}` of stage `{}` refers to stage `{stage_name}`, which does not exist{}",
-                        d.name,
-                        suggest(stage_name, &names)
-                    ),
-                );
-                continue;
-            };
-            if target.name == d.name {
-                c.err(*pos, format!("stage `{}` cannot take its own output as input `{input}`", d.name));
-                continue;
-            }
-            let Some(declared) = target.outputs() else {
-                continue;
-            };
-            let outputs: Vec<&str> = declared.iter().map(|(n, _)| *n).collect();
-            let output = match output {
-                None => outputs[0],
-                Some(o) if outputs.contains(&o) => o,
-                Some(o) => {
-                    c.err(
-                        *pos,
-                        format!(
-                            "stage `{stage_name}` ({}) has no output `{o}`; its outputs are: {}{}",
-                            target.what(),
-                            outputs.join(", "),
-                            suggest(o, &outputs)
-                        ),
-                    );
-                    continue;
-                }
-            };
-            let found = declared.iter().find(|(n, _)| *n == output).expect("listed above").1;
-            if d.command.is_some() {
-                command_inputs.insert(input.clone(), (found, String::new()));
-            }
-            if let Some(imp) = d.imp
-                && let Some(def) = imp.inputs().iter().find(|i| i.name == input)
-            {
-                if def.media != found {
-                    c.err(
-                        *pos,
-                        format!(
-                            "input `{input}` of a {} stage expects {}, but `{stage_name}.{output}` is {} (from a {} stage)",
-                            d.what(),
-                            def.media,
-                            found,
-                            target.what()
-                        ),
-                    );
-                    continue;
-                }
-                // Columns: what the consumer needs against what the producer
-                // declares (a command's columns are known only when it has run).
-                let needed = imp.input_columns(input);
-                if let Some(target_imp) = target.imp.filter(|_| target.command.is_none())
-                    && let Some(has) = target_imp.output_columns(output)
-                {
-                    let missing: Vec<&str> = needed.iter().copied().filter(|c| !has.contains(c)).collect();
-                    if !missing.is_empty() {
-                        c.err(
-                            *pos,
-                            format!(
-                                "input `{input}` of stage `{}` needs columns {}; `{stage_name}.{output}` has {} (missing: {})",
-                                d.name,
-                                needed.join(", "),
-                                has.join(", "),
-                                missing.join(", ")
-                            ),
-                        );
-                        continue;
-                    }
-                }
-                // Rules between the two stages' parameters (use_ema on a model
-                // trained without EMA, say): only between parameter maps that
-                // passed their own checks, as the rules read every parameter.
-                if d.params_ok
-                    && target.params_ok
-                    && let Some(target_imp) = target.imp.filter(|_| target.command.is_none())
-                    && let Some(why) = imp.check_input(&d.params, input, target_imp, &target.params)
-                {
-                    c.err(*pos, format!("input `{input}` of stage `{}`: {why}", d.name));
-                    continue;
-                }
-            }
-            inputs.insert(input.clone(), InputRef { stage: stage_name.to_string(), output: output.to_string() });
-        }
-        let imp = match (&d.command, d.kind) {
-            (Some(cmd), Some(kind)) => {
-                files.extend(cmd.code.iter().map(|(k, f)| (k.clone(), f.clone())));
-                Some(command::build(kind, cmd, command_inputs))
-            }
-            _ => d.imp,
-        };
-        if let Some(imp) = imp {
-            stages.push(StageSpec {
-                name: d.name.clone(),
-                imp,
-                params: d.params.clone(),
-                seed: d.seed.unwrap_or(seed),
-                seed_given: d.seed.is_some(),
-                inputs,
-                files,
-                resources: d.resources.or(&resources),
-                pos: d.pos,
-            });
-        }
-    }
-
+        Some(node) => parse_stages(&mut c, registry, path, node),
+    };
+    let stages = resolve(&mut c, path, &drafts, top.seed, &top.resources);
+    let (name, seed, matrix_node) = (top.name, top.seed, top.matrix);
     let spec = Spec { path: path.to_path_buf(), name: name.unwrap_or_default(), seed, matrix: None, stages };
     if let Some(cycle) = find_cycle(&spec) {
         let first = spec.stage(&cycle[0]).expect("cycle names stages");
@@ -580,6 +386,244 @@ pub fn validate_with(path: &Path, text: &str, registry: &Registry, overrides: &[
         }
     };
     if c.diagnostics.is_empty() { Ok(spec) } else { fail(c) }
+}
+
+/// The top level of a spec: what it names, before any stage is read.
+struct Top<'n> {
+    name: Option<String>,
+    seed: u64,
+    stages: Option<&'n Node>,
+    matrix: Option<&'n Node>,
+    resources: Resources,
+}
+
+/// Read the top-level keys: each once, known or `x-` extensions.
+fn parse_top<'n>(c: &mut Collector, top: &'n [(Node, Node)]) -> Top<'n> {
+    let mut t = Top { name: None, seed: 0, stages: None, matrix: None, resources: Resources::default() };
+    let mut seen_top: HashMap<String, Pos> = HashMap::new();
+    for (k, v) in top {
+        let key = k.as_str().unwrap_or_default();
+        if let Some(first) = seen_top.insert(key.to_string(), k.pos) {
+            c.err(k.pos, format!("`{key}` is given twice (first at line {})", first.line));
+            continue;
+        }
+        match key {
+            "name" => match v.as_str() {
+                Some(s) if valid_name(s) => t.name = Some(s.to_string()),
+                _ => c.err(
+                    v.pos,
+                    format!("the pipeline name must be letters, digits, `_` or `-`, found {}", v.describe()),
+                ),
+            },
+            "seed" => t.seed = parse_seed(c, v, "the pipeline seed").unwrap_or(0),
+            "description" => {}
+            "stages" => t.stages = Some(v),
+            "matrix" => t.matrix = Some(v),
+            "resources" => t.resources = resources::parse(c, v, "the pipeline"),
+            // Extension keys: ignored, a place for YAML anchors shared by stages.
+            other if other.starts_with("x-") => {}
+            other => c.err(
+                k.pos,
+                format!("unknown key `{other}`; expected one of: {}{}", TOP_KEYS.join(", "), suggest(other, TOP_KEYS)),
+            ),
+        }
+    }
+    if t.name.is_none() && !seen_top.contains_key("name") {
+        c.err(Pos { line: 1, col: 1 }, "missing `name`: give the pipeline a name, e.g. `name: smeme`");
+    }
+    t
+}
+
+/// Every stage of `stages:`, each name valid and given once.
+fn parse_stages(c: &mut Collector, registry: &Registry, path: &Path, node: &Node) -> Vec<Draft> {
+    let mut drafts = Vec::new();
+    match entries(node) {
+        Some(list) if !list.is_empty() => {
+            let mut seen: HashMap<String, Pos> = HashMap::new();
+            for (k, v) in list {
+                let stage_name = k.as_str().unwrap_or_default().to_string();
+                if !valid_name(&stage_name) {
+                    c.err(
+                        k.pos,
+                        format!("stage name `{stage_name}` must be letters, digits, `_` or `-` (a dot separates a stage from its output in references)"),
+                    );
+                }
+                if let Some(first) = seen.get(&stage_name) {
+                    c.err(
+                        k.pos,
+                        format!("duplicate stage name `{stage_name}` (first defined at line {}); stage names must be unique", first.line),
+                    );
+                    continue;
+                }
+                seen.insert(stage_name.clone(), k.pos);
+                drafts.push(parse_stage(c, registry, path, stage_name, k.pos, v));
+            }
+        }
+        _ => c.err(
+            node.pos,
+            format!("`stages` must be a non-empty mapping from stage names to stages, found {}", node.describe()),
+        ),
+    }
+    drafts
+}
+
+/// Resolve every stage's inputs now that every stage is known: references
+/// to a producer's output (its media, columns and the rules between the two
+/// stages' parameters), files the spec names; then build command stages.
+fn resolve(c: &mut Collector, path: &Path, drafts: &[Draft], seed: u64, resources: &Resources) -> Vec<StageSpec> {
+    let by_name: HashMap<&str, &Draft> = drafts.iter().map(|d| (d.name.as_str(), d)).collect();
+    let mut stages = Vec::new();
+    for d in drafts {
+        let mut inputs = BTreeMap::new();
+        let mut files = BTreeMap::new();
+        // A command stage's inputs: media and, for a file, its extension.
+        let mut command_inputs = BTreeMap::new();
+        for (input, text, pos) in &d.inputs {
+            let text = match text {
+                InputText::Stage(t) => t,
+                InputText::File { path: p, columns, allow_outside } => {
+                    let how = FileRead { written: p, columns: columns.as_deref(), allow_outside: *allow_outside };
+                    if let Some(f) = file_input(c, path, d, input, &how, *pos) {
+                        let ext =
+                            Path::new(p).extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+                        command_inputs.insert(input.clone(), (stage::Media::File, ext));
+                        files.insert(input.clone(), f);
+                    }
+                    continue;
+                }
+            };
+            if let Some((r, media)) = resolve_reference(c, drafts, &by_name, d, input, text, *pos) {
+                if d.command.is_some() {
+                    command_inputs.insert(input.clone(), (media, String::new()));
+                }
+                inputs.insert(input.clone(), r);
+            }
+        }
+        let imp = match (&d.command, d.kind) {
+            (Some(cmd), Some(kind)) => {
+                files.extend(cmd.code.iter().map(|(k, f)| (k.clone(), f.clone())));
+                Some(command::build(kind, cmd, command_inputs))
+            }
+            _ => d.imp,
+        };
+        if let Some(imp) = imp {
+            stages.push(StageSpec {
+                name: d.name.clone(),
+                imp,
+                params: d.params.clone(),
+                seed: d.seed.unwrap_or(seed),
+                seed_given: d.seed.is_some(),
+                inputs,
+                files,
+                resources: d.resources.or(resources),
+                pos: d.pos,
+            });
+        }
+    }
+    stages
+}
+
+/// One input `stage` or `stage.output` of draft `d`: the producer exists and
+/// is not `d`, has that output, of the media (and columns) the consumer
+/// expects, and the two stages' parameters agree. `None` after an error.
+fn resolve_reference(
+    c: &mut Collector,
+    drafts: &[Draft],
+    by_name: &HashMap<&str, &Draft>,
+    d: &Draft,
+    input: &str,
+    text: &str,
+    pos: Pos,
+) -> Option<(InputRef, stage::Media)> {
+    let (stage_name, output) = match text.split_once('.') {
+        Some((s, o)) => (s, Some(o)),
+        None => (text, None),
+    };
+    let Some(target) = by_name.get(stage_name) else {
+        let names: Vec<&str> = drafts.iter().map(|d| d.name.as_str()).collect();
+        c.err(
+            pos,
+            format!(
+                "input `{input}` of stage `{}` refers to stage `{stage_name}`, which does not exist{}",
+                d.name,
+                suggest(stage_name, &names)
+            ),
+        );
+        return None;
+    };
+    if target.name == d.name {
+        c.err(pos, format!("stage `{}` cannot take its own output as input `{input}`", d.name));
+        return None;
+    }
+    let declared = target.outputs()?;
+    let outputs: Vec<&str> = declared.iter().map(|(n, _)| *n).collect();
+    let output = match output {
+        None => outputs[0],
+        Some(o) if outputs.contains(&o) => o,
+        Some(o) => {
+            c.err(
+                pos,
+                format!(
+                    "stage `{stage_name}` ({}) has no output `{o}`; its outputs are: {}{}",
+                    target.what(),
+                    outputs.join(", "),
+                    suggest(o, &outputs)
+                ),
+            );
+            return None;
+        }
+    };
+    let found = declared.iter().find(|(n, _)| *n == output).expect("listed above").1;
+    if let Some(imp) = d.imp
+        && let Some(def) = imp.inputs().iter().find(|i| i.name == input)
+    {
+        if def.media != found {
+            c.err(
+                pos,
+                format!(
+                    "input `{input}` of a {} stage expects {}, but `{stage_name}.{output}` is {} (from a {} stage)",
+                    d.what(),
+                    def.media,
+                    found,
+                    target.what()
+                ),
+            );
+            return None;
+        }
+        // Columns: what the consumer needs against what the producer
+        // declares (a command's columns are known only when it has run).
+        let needed = imp.input_columns(input);
+        if let Some(target_imp) = target.imp.filter(|_| target.command.is_none())
+            && let Some(has) = target_imp.output_columns(output)
+        {
+            let missing: Vec<&str> = needed.iter().copied().filter(|c| !has.contains(c)).collect();
+            if !missing.is_empty() {
+                c.err(
+                    pos,
+                    format!(
+                        "input `{input}` of stage `{}` needs columns {}; `{stage_name}.{output}` has {} (missing: {})",
+                        d.name,
+                        needed.join(", "),
+                        has.join(", "),
+                        missing.join(", ")
+                    ),
+                );
+                return None;
+            }
+        }
+        // Rules between the two stages' parameters (use_ema on a model
+        // trained without EMA, say): only between parameter maps that
+        // passed their own checks, as the rules read every parameter.
+        if d.params_ok
+            && target.params_ok
+            && let Some(target_imp) = target.imp.filter(|_| target.command.is_none())
+            && let Some(why) = imp.check_input(&d.params, input, target_imp, &target.params)
+        {
+            c.err(pos, format!("input `{input}` of stage `{}`: {why}", d.name));
+            return None;
+        }
+    }
+    Some((InputRef { stage: stage_name.to_string(), output: output.to_string() }, found))
 }
 
 /// The first cycle among the stages, as a closed path of names
@@ -667,29 +711,7 @@ fn parse_stage(c: &mut Collector, registry: &Registry, spec: &Path, name: String
         }
     }
 
-    let kind_names: Vec<&str> = Kind::PUBLIC.iter().map(|k| k.name()).collect();
-    let kind = match kind_node {
-        None => {
-            c.err(pos, format!("stage `{name}` has no `kind`; expected one of: {}", kind_names.join(", ")));
-            None
-        }
-        Some(k) => match k.as_str().and_then(Kind::parse) {
-            Some(kind) => Some(kind),
-            None => {
-                let found = k.as_str().unwrap_or_default();
-                c.err(
-                    k.pos,
-                    format!(
-                        "unknown stage kind {}; expected one of: {}{}",
-                        k.describe(),
-                        kind_names.join(", "),
-                        suggest(found, &kind_names)
-                    ),
-                );
-                None
-            }
-        },
-    };
+    let kind = parse_kind(c, &name, pos, kind_node);
 
     // Params: find the selector first, then check the rest against its schema.
     let param_entries: &[(Node, Node)] = match params_node {
@@ -719,52 +741,7 @@ fn parse_stage(c: &mut Collector, registry: &Registry, spec: &Path, name: String
         c.err(at, format!("`{k}` is for command stages: stage `{name}` has no `run:` (a command to run)"));
     }
     if let Some(kind) = kind {
-        let selector = kind.selector();
-        let methods = registry.methods(kind);
-        let method_names: Vec<&str> = methods.iter().map(|m| m.method()).collect();
-        let chosen = param_entries.iter().find(|(k, _)| k.as_str() == Some(selector));
-        let imp = match chosen {
-            Some((_, v)) => {
-                let m = v.as_str().unwrap_or_default();
-                match registry.find(kind, m) {
-                    Some(imp) => Some(imp),
-                    None if method_names.is_empty() => {
-                        c.err(v.pos, format!("stage kind `{kind}` has no implementations in this build"));
-                        None
-                    }
-                    None => {
-                        c.err(
-                            v.pos,
-                            format!(
-                                "unknown {selector} {} for a {kind} stage; expected one of: {}{}",
-                                v.describe(),
-                                method_names.join(", "),
-                                suggest(m, &method_names)
-                            ),
-                        );
-                        None
-                    }
-                }
-            }
-            None if methods.len() == 1 => Some(methods[0]),
-            None if methods.is_empty() => {
-                c.err(
-                    kind_node.map_or(pos, |k| k.pos),
-                    format!("stage kind `{kind}` has no implementations in this build"),
-                );
-                None
-            }
-            None => {
-                c.err(
-                    params_node.map_or(pos, |p| p.pos),
-                    format!(
-                        "stage `{name}` must choose `{selector}` in its params: one of {}",
-                        method_names.join(", ")
-                    ),
-                );
-                None
-            }
-        };
+        let imp = implementation(c, registry, kind, (&name, pos), (kind_node, params_node), param_entries);
         if let Some(imp) = imp {
             (draft.params, draft.params_ok) =
                 check_params(c, &name, imp, params_node.map_or(pos, |p| p.pos), param_entries);
@@ -773,6 +750,88 @@ fn parse_stage(c: &mut Collector, registry: &Registry, spec: &Path, name: String
         }
     }
     draft
+}
+
+/// A stage's `kind`: given, and one of the seven.
+fn parse_kind(c: &mut Collector, name: &str, pos: Pos, kind_node: Option<&Node>) -> Option<Kind> {
+    let kind_names: Vec<&str> = Kind::PUBLIC.iter().map(|k| k.name()).collect();
+    match kind_node {
+        None => {
+            c.err(pos, format!("stage `{name}` has no `kind`; expected one of: {}", kind_names.join(", ")));
+            None
+        }
+        Some(k) => match k.as_str().and_then(Kind::parse) {
+            Some(kind) => Some(kind),
+            None => {
+                let found = k.as_str().unwrap_or_default();
+                c.err(
+                    k.pos,
+                    format!(
+                        "unknown stage kind {}; expected one of: {}{}",
+                        k.describe(),
+                        kind_names.join(", "),
+                        suggest(found, &kind_names)
+                    ),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// The implementation a stage of `kind` chooses by its selector parameter
+/// (`objective`, `sampler`, …), or the only one the kind has.
+fn implementation(
+    c: &mut Collector,
+    registry: &Registry,
+    kind: Kind,
+    (name, pos): (&str, Pos),
+    (kind_node, params_node): (Option<&Node>, Option<&Node>),
+    param_entries: &[(Node, Node)],
+) -> Option<&'static dyn Stage> {
+    let selector = kind.selector();
+    let methods = registry.methods(kind);
+    let method_names: Vec<&str> = methods.iter().map(|m| m.method()).collect();
+    let chosen = param_entries.iter().find(|(k, _)| k.as_str() == Some(selector));
+    match chosen {
+        Some((_, v)) => {
+            let m = v.as_str().unwrap_or_default();
+            match registry.find(kind, m) {
+                Some(imp) => Some(imp),
+                None if method_names.is_empty() => {
+                    c.err(v.pos, format!("stage kind `{kind}` has no implementations in this build"));
+                    None
+                }
+                None => {
+                    c.err(
+                        v.pos,
+                        format!(
+                            "unknown {selector} {} for a {kind} stage; expected one of: {}{}",
+                            v.describe(),
+                            method_names.join(", "),
+                            suggest(m, &method_names)
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        None if methods.len() == 1 => Some(methods[0]),
+        None if methods.is_empty() => {
+            c.err(
+                kind_node.map_or(pos, |k| k.pos),
+                format!("stage kind `{kind}` has no implementations in this build"),
+            );
+            None
+        }
+        None => {
+            c.err(
+                params_node.map_or(pos, |p| p.pos),
+                format!("stage `{name}` must choose `{selector}` in its params: one of {}", method_names.join(", ")),
+            );
+            None
+        }
+    }
 }
 
 /// The stage's parameter map, defaults filled in, and whether every parameter

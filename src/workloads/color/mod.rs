@@ -1,7 +1,7 @@
 //! The colour autoencoder (seed 003, experiment 1.7 of `z0u/ex-color-transformer`):
 //! a tiny autoencoder whose latent space is shaped by per-sample regularizers
 //! weighted by soft labels and, over time, by a keyframed dopesheet
-//! ([`crate::temporal`]).
+//! ([`crate::numerics::temporal`]).
 
 pub mod data;
 pub mod model;
@@ -11,7 +11,7 @@ pub mod timeline;
 pub mod train;
 pub mod validate;
 
-use crate::model::format::{ModelFormat, NamedLayers};
+use crate::numerics::nn::format::{ModelFormat, NamedLayers};
 
 /// The colour autoencoder's blob (`model/color_mlp`): `encoder.0`,
 /// `encoder.1` (RGB → hidden → latent) and `decoder.0`, `decoder.1`.
@@ -24,7 +24,7 @@ pub static COLOR_FORMAT: ModelFormat = ModelFormat {
 
 fn color_layers(bytes: &[u8]) -> Result<NamedLayers, String> {
     let params = validate::load_params(bytes)?;
-    let layers = crate::model::unflatten_layers(&model::SHAPES, &params);
+    let layers = crate::numerics::nn::unflatten_layers(&model::SHAPES, &params);
     let names = ["encoder.0", "encoder.1", "decoder.0", "decoder.1"].map(String::from).to_vec();
     let config = serde_json::json!({ "kind": "color_mlp", "shapes": model::SHAPES });
     Ok(NamedLayers { groups: vec![(names, layers)], config })

@@ -21,7 +21,7 @@
 //! affinities `[B]` to `[B, B]`, so its term is `B·ΣLᵢ/(B + 10⁻⁸)` — the batch
 //! *sum*, not the mean, of the per-sample losses.
 
-use crate::model::fast::normal_cdf_pdf;
+use crate::numerics::nn::fast::normal_cdf_pdf;
 
 /// Latent width (the notebook's `E`).
 pub const LATENT: usize = 4;
@@ -410,7 +410,7 @@ mod tests {
 
     fn gradients_match(w: Weights) {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-        let layers = crate::model::init_layers(&SHAPES, false, &mut rng);
+        let layers = crate::numerics::nn::init_layers(&SHAPES, false, &mut rng);
         let p: Vec<f32> = layers.iter().flat_map(|(w, b, _, _)| w.iter().chain(b).copied()).collect();
         assert_eq!(p.len(), N_PARAMS);
         let b = 7;
@@ -420,8 +420,8 @@ mod tests {
         let mut grad = vec![0f32; N_PARAMS];
         let terms = loss_and_grad(&p, &x, &red, &vib, &w, &mut grad);
 
-        let dev = crate::model::train_device(crate::model::Backend::Flex);
-        let lin = crate::model::linears(&layers, &dev, 0);
+        let dev = crate::workloads::train_device(crate::engine::stage::Backend::Flex);
+        let lin = crate::numerics::nn::linears(&layers, &dev, 0);
         let xt =
             Tensor::<2>::from_data(TensorData::new(x.iter().flatten().copied().collect::<Vec<f32>>(), [b, 3]), &dev);
         let z = lin[1].forward(burn_gelu(lin[0].forward(xt.clone())));

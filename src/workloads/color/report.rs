@@ -81,6 +81,8 @@ impl Stage for ColorReport {
             _ => &[],
         }
     }
+    // Over 150 lines: figure assembly — each figure's data read and drawn in order, as
+    // the page shows them.
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ColorReportParams::read(ctx.params);
         // Timeline: every property column, keyframes from `keys`.

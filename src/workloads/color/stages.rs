@@ -6,7 +6,8 @@ use rand::Rng;
 use super::data::{hsv_cube, rgb_grid, soft_labels};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
-use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::numerics::rng::stream as rng;
 
 /// `dataset: color_cube`: the notebook's HSV training cube (3600 colours) with
 /// its vibrancy and sampling bias, and the `n³` RGB evaluation grid.

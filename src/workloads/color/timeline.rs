@@ -3,11 +3,11 @@
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
-use crate::temporal::{parse, realize};
+use crate::numerics::temporal::{parse, realize};
 
-/// `dataset: dopesheet`: reads the `sheet` file input ([`crate::temporal::parse`])
+/// `dataset: dopesheet`: reads the `sheet` file input ([`crate::numerics::temporal::parse`])
 /// and writes the value of every property at every step
-/// ([`crate::temporal::realize`]: steps `0..=len`), and the keyframes.
+/// ([`crate::numerics::temporal::realize`]: steps `0..=len`), and the keyframes.
 pub struct DopesheetTimeline;
 
 static INPUTS: &[InputDef] =

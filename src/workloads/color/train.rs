@@ -21,9 +21,10 @@ use rand::Rng;
 use super::model::{LATENT, N_PARAMS, SHAPES, Weights, forward, loss_and_grad};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
-use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
-use crate::model::backprop::AdamW;
-use crate::model::{init_layers, io_device, linears, record_bytes};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::numerics::nn::backprop::AdamW;
+use crate::numerics::nn::{init_layers, io_device, linears, record_bytes};
+use crate::numerics::rng::stream as rng;
 
 /// `objective: color_ae` (see the module documentation).
 pub struct ColorAe;
@@ -100,27 +101,7 @@ impl Stage for ColorAe {
             return Err(StageError::Failed("the data's bias must be finite, non-negative and not all 0".into()));
         }
         let timeline = ctx.table("timeline")?;
-        let names: Vec<&str> = timeline.columns.iter().map(|c| c.name.as_str()).collect();
-        let unknown: Vec<&str> =
-            names.iter().copied().filter(|n| !["step", "phase", "action"].contains(n) && !KNOWN.contains(n)).collect();
-        if !unknown.is_empty() {
-            return Err(StageError::Failed(format!(
-                "the dopesheet has {} {}, which objective: color_ae does not read (it reads {})",
-                if unknown.len() == 1 { "column" } else { "columns" },
-                unknown.join(", "),
-                KNOWN.join(", ")
-            )));
-        }
-        let lr =
-            timeline.f64s("lr").map_err(|_| StageError::Failed("the dopesheet must have an `lr` column".into()))?;
-        let weight = |name: &str| timeline.f64s(name).ok();
-        let (w_polar, w_sep, w_planar, w_norm_v, w_norm) = (
-            weight("reg-polar"),
-            weight("reg-separate"),
-            weight("reg-planar"),
-            weight("reg-norm-v"),
-            weight("reg-norm"),
-        );
+        let (lr, [w_polar, w_sep, w_planar, w_norm_v, w_norm]) = schedule(timeline)?;
         let at = |w: &Option<Vec<f64>>, s: usize| w.as_ref().map_or(1.0, |v| v[s]);
         // The timeline has steps 0..=len; training runs 0..len.
         let steps = timeline.num_rows().saturating_sub(1).max(1);
@@ -215,21 +196,8 @@ impl Stage for ColorAe {
             return Err(StageError::Failed("the weights are not finite after training".into()));
         }
 
-        let mut loss = Table::new().with("step", ColumnData::I64(loss_rows.iter().map(|r| r[0] as i64).collect()));
-        for (k, name) in ["lr", "total", "recon", "reg-polar", "reg-separate", "reg-planar", "reg-norm-v", "reg-norm"]
-            .iter()
-            .enumerate()
-        {
-            loss = loss.with(name, ColumnData::F64(loss_rows.iter().map(|r| r[k + 1]).collect()));
-        }
-        let mut latents = Table::new()
-            .with("step", ColumnData::I64(snap_step))
-            .with("r", ColumnData::F64(snap_rgb.iter().map(|c| c[0] as f64).collect()))
-            .with("g", ColumnData::F64(snap_rgb.iter().map(|c| c[1] as f64).collect()))
-            .with("b", ColumnData::F64(snap_rgb.iter().map(|c| c[2] as f64).collect()));
-        for k in 0..LATENT {
-            latents = latents.with(&format!("z{k}"), ColumnData::F64(snap_z.iter().map(|z| z[k] as f64).collect()));
-        }
+        let loss = loss_table(&loss_rows);
+        let latents = latents_table(snap_step, &snap_rgb, &snap_z);
         let model = model_bytes(&params);
         Ok([
             ("model".to_string(), Artifact::Blob(model)),
@@ -241,11 +209,59 @@ impl Stage for ColorAe {
     }
 }
 
+/// The dopesheet's timeline as the objective reads it: the learning rate
+/// per step, and each regulariser's weight per step where the sheet has its
+/// column (else 1). A column it does not read is an error.
+#[allow(clippy::type_complexity)]
+fn schedule(timeline: &Table) -> Result<(Vec<f64>, [Option<Vec<f64>>; 5]), StageError> {
+    let names: Vec<&str> = timeline.columns.iter().map(|c| c.name.as_str()).collect();
+    let unknown: Vec<&str> =
+        names.iter().copied().filter(|n| !["step", "phase", "action"].contains(n) && !KNOWN.contains(n)).collect();
+    if !unknown.is_empty() {
+        return Err(StageError::Failed(format!(
+            "the dopesheet has {} {}, which objective: color_ae does not read (it reads {})",
+            if unknown.len() == 1 { "column" } else { "columns" },
+            unknown.join(", "),
+            KNOWN.join(", ")
+        )));
+    }
+    let lr = timeline.f64s("lr").map_err(|_| StageError::Failed("the dopesheet must have an `lr` column".into()))?;
+    let weight = |name: &str| timeline.f64s(name).ok();
+    Ok((
+        lr,
+        [weight("reg-polar"), weight("reg-separate"), weight("reg-planar"), weight("reg-norm-v"), weight("reg-norm")],
+    ))
+}
+
+/// The `loss` table: one row per step.
+fn loss_table(loss_rows: &[[f64; 9]]) -> Table {
+    let mut loss = Table::new().with("step", ColumnData::I64(loss_rows.iter().map(|r| r[0] as i64).collect()));
+    for (k, name) in
+        ["lr", "total", "recon", "reg-polar", "reg-separate", "reg-planar", "reg-norm-v", "reg-norm"].iter().enumerate()
+    {
+        loss = loss.with(name, ColumnData::F64(loss_rows.iter().map(|r| r[k + 1]).collect()));
+    }
+    loss
+}
+
+/// The `latents` table: the grid's latent codes at every snapshot.
+fn latents_table(snap_step: Vec<i64>, snap_rgb: &[[f32; 3]], snap_z: &[[f32; LATENT]]) -> Table {
+    let mut latents = Table::new()
+        .with("step", ColumnData::I64(snap_step))
+        .with("r", ColumnData::F64(snap_rgb.iter().map(|c| c[0] as f64).collect()))
+        .with("g", ColumnData::F64(snap_rgb.iter().map(|c| c[1] as f64).collect()))
+        .with("b", ColumnData::F64(snap_rgb.iter().map(|c| c[2] as f64).collect()));
+    for k in 0..LATENT {
+        latents = latents.with(&format!("z{k}"), ColumnData::F64(snap_z.iter().map(|z| z[k] as f64).collect()));
+    }
+    latents
+}
+
 /// The model blob: `SFCOL001`, the JSON header, then the four layers in burn's
 /// record format.
 pub fn model_bytes(params: &[f32]) -> Vec<u8> {
-    let layers = crate::model::unflatten_layers(&SHAPES, params);
+    let layers = crate::numerics::nn::unflatten_layers(&SHAPES, params);
     let record = record_bytes(linears(&layers, &io_device(), 0));
     let header = serde_json::json!({ "model": "ColorMLP", "shapes": SHAPES });
-    crate::model::frame_blob(MAGIC, &header, &[&record])
+    crate::numerics::nn::frame_blob(MAGIC, &header, &[&record])
 }

@@ -48,10 +48,14 @@ static OUTPUTS: &[OutputDef] = &[
 /// Flat parameters of a `color_mlp` blob.
 pub fn load_params(bytes: &[u8]) -> Result<Vec<f32>, String> {
     let (_, body): (serde_json::Value, _) =
-        crate::model::unframe_blob(bytes, b"SFCOL001", "not a colour model").map_err(|e| e.to_string())?;
-    let skeleton = crate::model::linears(&crate::model::skeleton_layers(&SHAPES), &crate::model::io_device(), 0);
-    let lin = crate::model::load_record(skeleton, body).map_err(|e| e.to_string())?;
-    Ok(crate::model::layers_of(&lin).into_iter().flat_map(|(w, b, _, _)| w.into_iter().chain(b)).collect())
+        crate::numerics::nn::unframe_blob(bytes, b"SFCOL001", "not a colour model").map_err(|e| e.to_string())?;
+    let skeleton = crate::numerics::nn::linears(
+        &crate::numerics::nn::skeleton_layers(&SHAPES),
+        &crate::numerics::nn::io_device(),
+        0,
+    );
+    let lin = crate::numerics::nn::load_record(skeleton, body).map_err(|e| e.to_string())?;
+    Ok(crate::numerics::nn::layers_of(&lin).into_iter().flat_map(|(w, b, _, _)| w.into_iter().chain(b)).collect())
 }
 
 fn hue_of(c: [f64; 3]) -> f64 {

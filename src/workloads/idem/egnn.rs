@@ -31,7 +31,7 @@ use burn::tensor::activation::{sigmoid, silu};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 
-use crate::model::{
+use crate::numerics::nn::{
     Layers, ModelError, frame_blob, init_layers, io_device, layers_of, linears, load_record, record_bytes,
     skeleton_layers, unframe_blob,
 };
@@ -213,7 +213,7 @@ impl EgnnRun {
     }
 
     fn chunk(&self, x: &[f32], t: f32, out: &mut [f32]) {
-        use crate::model::fast::{mm, silu_bias};
+        use crate::numerics::nn::fast::{mm, silu_bias};
         let EgnnConfig { n, d, hidden: hd, layers: depth } = self.cfg;
         let dim = n * d;
         let bc = x.len() / dim;
@@ -425,7 +425,7 @@ mod tests {
             let b = 3;
             let x: Vec<f32> = (0..b * n * d).map(|_| r.sample::<f32, _>(StandardNormal) * 1.5).collect();
             let t = [0.1f32, 0.5, 0.9];
-            let q = crate::energy::particles::tests::random_orthogonal(d, &mut r);
+            let q = crate::numerics::energy::particles::tests::random_orthogonal(d, &mut r);
             let shift: Vec<f64> = (0..d).map(|_| r.random_range(-3.0..3.0)).collect();
             let mut perm: Vec<usize> = (0..n).collect();
             for i in (1..n).rev() {
@@ -469,7 +469,7 @@ mod tests {
     #[test]
     fn gradients_reach_every_layer_the_score_reads() {
         let cfg = EgnnConfig { hidden: 8, ..EgnnConfig::DW4 };
-        let dev = crate::model::train_device(crate::model::Backend::Flex);
+        let dev = crate::workloads::train_device(crate::engine::stage::Backend::Flex);
         let net = Egnn::from_layers(&cfg.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1)), &cfg, &dev);
         let b = 5;
         let x = tensor2((0..b * 8).map(|i| ((i * 37 % 11) as f32 - 5.0) / 2.0).collect(), [b, 8], &dev);

@@ -37,8 +37,23 @@
 use rayon::prelude::*;
 
 use super::egnn::{EgnnConfig, PER_LAYER};
-use crate::model::backprop::{Slot, act_backward, act_forward, bias_grad};
-use crate::model::fast::{mm, mm_acc};
+use crate::numerics::nn::backprop::{ChunkGrad, ChunkPool, Slot, act_backward, act_forward, bias_grad};
+use crate::numerics::nn::fast::{mm, mm_acc};
+
+/// One chunk's weighted squared error and, when asked, its gradient.
+struct Part {
+    grad: Vec<f32>,
+    sq: f64,
+}
+
+impl ChunkGrad for Part {
+    fn grad(&self) -> &[f32] {
+        &self.grad
+    }
+    fn loss(&self) -> f64 {
+        self.sq
+    }
+}
 
 /// The EGNN's loss and gradient on a flat parameter vector.
 #[derive(Debug, Clone)]
@@ -132,43 +147,32 @@ impl EgnnBackprop {
         let want_grad = grad.is_some();
         let dim = self.cfg.n * self.cfg.d;
         let b = t.len();
-        let cc = self.chunk_configs();
         let norm = 2.0 / (b * dim) as f32;
-        let parts: Vec<(Option<Vec<f32>>, f64)> = (0..b.div_ceil(cc))
-            .into_par_iter()
-            .map(|c| {
-                let (r0, r1) = (c * cc, ((c + 1) * cc).min(b));
-                let rows = r0 * dim..r1 * dim;
-                let mut out = vec![0f32; (r1 - r0) * dim];
-                let tapes = self.forward(params, &x[rows.clone()], &t[r0..r1], &mut out);
-                let mut sq = 0f64;
-                // dL/ds for this chunk's configurations.
-                for ((o, tg), w) in
-                    out.chunks_exact_mut(dim).zip(target[rows.clone()].chunks_exact(dim)).zip(&weight[r0..r1])
-                {
-                    let mut s = 0f64;
-                    for (ov, tv) in o.iter_mut().zip(tg) {
-                        let e = *ov - tv;
-                        s += (e as f64) * (e as f64);
-                        *ov = e * norm * w;
-                    }
-                    sq += *w as f64 * s;
+        let make = || Part { grad: if want_grad { vec![0f32; self.n_params] } else { Vec::new() }, sq: 0.0 };
+        let sum = ChunkPool::default().sum(b, self.chunk_configs(), make, grad, |r, part| {
+            let rows = r.start * dim..r.end * dim;
+            let mut out = vec![0f32; r.len() * dim];
+            let tapes = self.forward(params, &x[rows.clone()], &t[r.clone()], &mut out);
+            let mut sq = 0f64;
+            // dL/ds for this chunk's configurations.
+            for ((o, tg), w) in
+                out.chunks_exact_mut(dim).zip(target[rows.clone()].chunks_exact(dim)).zip(&weight[r.clone()])
+            {
+                let mut s = 0f64;
+                for (ov, tv) in o.iter_mut().zip(tg) {
+                    let e = *ov - tv;
+                    s += (e as f64) * (e as f64);
+                    *ov = e * norm * w;
                 }
-                let g = want_grad.then(|| {
-                    let mut g = vec![0f32; self.n_params];
-                    self.backward(params, &x[rows], &t[r0..r1], &tapes, &out, &mut g);
-                    g
-                });
-                (g, sq)
-            })
-            .collect();
-        if let Some(grad) = grad {
-            grad.iter_mut().for_each(|v| *v = 0.0);
-            for g in parts.iter().filter_map(|(g, _)| g.as_ref()) {
-                grad.iter_mut().zip(g).for_each(|(a, v)| *a += v);
+                sq += *w as f64 * s;
             }
-        }
-        parts.iter().map(|(_, sq)| sq).fold(0f64, |a, sq| a + sq) / (b * dim) as f64
+            part.sq = sq;
+            if want_grad {
+                part.grad.fill(0.0);
+                self.backward(params, &x[rows], &t[r], &tapes, &out, &mut part.grad);
+            }
+        });
+        sum / (b * dim) as f64
     }
 
     /// The scores alone (`B × n·d` into `out`), each configuration at its own
@@ -323,6 +327,8 @@ impl EgnnBackprop {
 
     /// One chunk's backward pass from `gout = ∂L/∂s` (`B × n·d`); the
     /// parameter gradient into `grad`.
+    // Over 150 lines: the hand-written backward pass, layer by layer in reverse, beside its
+    // forward (`forward`): split, it would thread a dozen buffers through every call.
     fn backward(&self, p: &[f32], x: &[f32], t: &[f32], tapes: &[Tape], gout: &[f32], grad: &mut [f32]) {
         let EgnnConfig { n, d, hidden: hd, layers: depth } = self.cfg;
         let bc = t.len();
@@ -485,8 +491,8 @@ impl EgnnBackprop {
 }
 
 /// Plain layers (`[in × out]` weight, bias) of a flat parameter vector.
-pub fn unflatten(cfg: &EgnnConfig, params: &[f32]) -> crate::model::Layers {
-    crate::model::unflatten_layers(&cfg.shapes(), params)
+pub fn unflatten(cfg: &EgnnConfig, params: &[f32]) -> crate::numerics::nn::Layers {
+    crate::numerics::nn::unflatten_layers(&cfg.shapes(), params)
 }
 
 #[cfg(test)]
@@ -520,7 +526,7 @@ mod tests {
         let loss = bp.loss_and_grad(&params, &x, &t, &target, &weight, &mut grad);
         assert_eq!(bp.loss(&params, &x, &t, &target, &weight).to_bits(), loss.to_bits(), "the loss alone");
 
-        let device = crate::model::train_device(crate::model::Backend::Flex);
+        let device = crate::workloads::train_device(crate::engine::stage::Backend::Flex);
         let net = Egnn::from_layers(&layers, &cfg, &device);
         let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [batch, dim]), &device);
         let tt = Tensor::<1>::from_data(TensorData::new(t.clone(), [batch]), &device);

@@ -20,7 +20,7 @@
 use rand::Rng;
 use rand_distr::StandardNormal;
 
-use crate::energy::Energy;
+use crate::numerics::energy::Energy;
 
 /// Which estimator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +61,7 @@ pub enum EstimateError {
 /// returns the factor applied (below 1 where it clipped).
 pub fn clip_norm(s: &mut [f64], max: f64) -> f64 {
     let norm = s.iter().map(|v| v * v).sum::<f64>().sqrt();
-    let c = crate::model::backprop::clip_factor(norm, max);
+    let c = crate::numerics::nn::backprop::clip_factor(norm, max);
     s.iter_mut().for_each(|v| *v *= c);
     c
 }
@@ -226,7 +226,7 @@ fn raw<R: Rng>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::energy::gmm::Gmm;
+    use crate::numerics::energy::gmm::Gmm;
     use rand::SeedableRng;
 
     /// Mean squared error of each form against the exact noised score, over

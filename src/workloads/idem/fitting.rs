@@ -1,12 +1,16 @@
 //! What iDEM's two training loops (DEM's MLP on GMM-40, the EGNN on particle
-//! systems) share: the parameters, the replay buffer, the fitted result and
-//! the tables the stage writes.
+//! systems) share: the parameters, the replay buffer, one optimiser step
+//! ([`Stepper`]: checks, clipping, AdamW, EMA, the loss log), the fitted
+//! result and the tables the stage writes. Each loop keeps only what differs:
+//! its network, how a batch is drawn and what it tracks.
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
 
 use super::egnn::EgnnModel;
 use super::net::DemModel;
+use crate::engine::stage::StageError;
+use crate::numerics::nn::backprop::{AdamW, clip_grad_norm, ema_update};
 use rand::Rng;
 
 crate::params! {
@@ -120,7 +124,7 @@ impl FittedModel {
     }
 }
 
-/// What [`fit`] produces: the stage's five outputs.
+/// What [`super::train::fit`] produces: the stage's five outputs.
 pub struct Fitted {
     pub model: FittedModel,
     pub loss: Table,
@@ -161,4 +165,73 @@ pub(crate) fn tracker_table(track: &[Tracked]) -> Table {
         tracker = tracker.with(name, ColumnData::F64(col));
     }
     tracker
+}
+
+/// One training step after the loss and its gradient, the same for both
+/// networks: the loss and the gradient norm must be finite (else the stage
+/// fails naming the step, and nothing is kept); the gradient is clipped to
+/// `grad_clip` (0: not clipped, its norm still logged); AdamW steps at the
+/// decayed rate; DEM's `EMAWrapper` shadow (from the initial weights, decay
+/// `min(ema, (1 + n)/(10 + n))`) follows; the step is logged.
+pub(crate) struct Stepper {
+    opt: AdamW,
+    ema: Option<Vec<f32>>,
+    losses: Losses,
+    lrs: Vec<f64>,
+}
+
+impl Stepper {
+    /// A stepper for the initial weights `params`.
+    pub(crate) fn new(p: &IdemParams, params: &[f32]) -> Stepper {
+        Stepper {
+            opt: AdamW::new(params.len(), 0.0),
+            ema: (p.ema > 0.0).then(|| params.to_vec()),
+            losses: Losses::default(),
+            lrs: Vec::new(),
+        }
+    }
+
+    /// Step `params` by `grad` (clipped in place) at `p.decayed(lr, step)`.
+    pub(crate) fn step(
+        &mut self,
+        p: &IdemParams,
+        params: &mut [f32],
+        grad: &mut [f32],
+        loss: f64,
+        lr: f64,
+        (step, outer): (usize, usize),
+    ) -> Result<(), StageError> {
+        if !loss.is_finite() {
+            return Err(StageError::Failed(format!(
+                "training step {step} (outer {outer}): the loss is {loss}; nothing was kept"
+            )));
+        }
+        let norm = if p.grad_clip > 0.0 {
+            clip_grad_norm(grad, p.grad_clip)
+        } else {
+            grad.iter().map(|g| (*g as f64).powi(2)).sum::<f64>().sqrt()
+        };
+        if !norm.is_finite() {
+            return Err(StageError::Failed(format!(
+                "training step {step} (outer {outer}): the gradient norm is {norm}; nothing was kept"
+            )));
+        }
+        let rate = p.decayed(lr, step);
+        self.opt.step(params, grad, rate);
+        if let Some(shadow) = self.ema.as_mut() {
+            let n = (step + 1) as f64;
+            ema_update(shadow, params, p.ema.min((1.0 + n) / (10.0 + n)));
+        }
+        self.losses.0.push(step as i64);
+        self.losses.1.push(outer as i64);
+        self.losses.2.push(loss);
+        self.losses.3.push(norm);
+        self.lrs.push(rate);
+        Ok(())
+    }
+
+    /// The weights to keep (the EMA shadow when there is one) and the loss table.
+    pub(crate) fn finish(self, params: Vec<f32>) -> (Vec<f32>, Table) {
+        (self.ema.unwrap_or(params), loss_table(self.losses, self.lrs))
+    }
 }

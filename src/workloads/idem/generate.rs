@@ -3,14 +3,15 @@
 //! the target has an exact sampler (GMM-40), by MCMC otherwise (DW-4, LJ-13,
 //! LJ-55, where DEM downloads MCMC sets we cannot fetch).
 
-use crate::energy::Energy;
-use crate::energy::gmm::Gmm;
-use crate::energy::particles::{Particles, icosahedron, relax, remove_mean};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
-use crate::engine::rng::particle as particle_rng;
-use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
-use crate::mcmc::{MALA_TARGET_ACCEPT, MalaConfig, mala, rhat_ess};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::numerics::energy::Energy;
+use crate::numerics::energy::gmm::Gmm;
+use crate::numerics::energy::particles::{Particles, icosahedron, relax, remove_mean};
+use crate::numerics::mcmc::{MALA_TARGET_ACCEPT, MalaConfig, mala, rhat_ess};
+use crate::numerics::rng::particle as particle_rng;
+use crate::numerics::rng::stream as rng;
 use rand::Rng;
 use rand_distr::StandardNormal;
 
@@ -24,7 +25,7 @@ const BYTES_PER_ROW: u64 = 4096;
 ///   uniformly, then its normal, in the energy's own coordinates (DEM's test
 ///   set is in these too; its training works on `x / 50`). Each row records
 ///   the component drawn (`mode`).
-/// * `method: mcmc`: `chains` parallel MALA chains ([`crate::mcmc`]), each
+/// * `method: mcmc`: `chains` parallel MALA chains ([`crate::numerics::mcmc`]), each
 ///   `burn_in` steps with step-size adaptation, then `n_samples / chains`
 ///   draws `thin` steps apart. Chains start from the mean-free prior
 ///   `N(0, init_scale² I)` (`init: prior`), or, for Lennard-Jones, from the

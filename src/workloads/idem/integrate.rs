@@ -3,14 +3,14 @@
 //! negative-time tail. The training loops fill their buffers with them and
 //! the `sample` stages draw with them, so they live apart from both.
 
-use crate::energy::Energy;
-use crate::energy::particles::{Particles, remove_mean};
+use crate::numerics::energy::Energy;
+use crate::numerics::energy::particles::{Particles, remove_mean};
 
 use super::egnn::EgnnRun;
 use super::estimator::{Estimator, Scratch};
 use super::mlp::{CHUNK, DemMlpRun};
-use crate::model::backprop::clip_factor;
-use crate::sde::ve::{Geometric, reverse_em};
+use crate::numerics::nn::backprop::clip_factor;
+use crate::numerics::sde::ve::{Geometric, reverse_em};
 use rand::Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
@@ -45,7 +45,7 @@ pub fn schedule_errors(
 pub fn prior_draw(rng: &mut impl rand::Rng, dim: usize, sd: f64, mean_free: Option<(usize, usize)>) -> Vec<f64> {
     let mut x: Vec<f64> = (0..dim).map(|_| sd * rng.sample::<f64, _>(rand_distr::StandardNormal)).collect();
     if let Some((n, d)) = mean_free {
-        crate::energy::particles::remove_mean(&mut x, n, d);
+        crate::numerics::energy::particles::remove_mean(&mut x, n, d);
     }
     x
 }
@@ -53,14 +53,14 @@ pub fn prior_draw(rng: &mut impl rand::Rng, dim: usize, sd: f64, mean_free: Opti
 /// `n` particles from DEM's prior `N(0, h(1) I)` (mean-free for a particle
 /// system, DEM's `MeanFreePrior`) through the reverse SDE with the score
 /// estimated at every step (in the energy's coordinates as given: DEM's
-/// normalised ones when `energy` is [`Scaled`]); `n × dim`, row-major.
+/// normalised ones when `energy` is [`crate::numerics::energy::Scaled`]); `n × dim`, row-major.
 /// Particle `i` has its own stream `(seed, tag, i)` for the prior, the SDE
 /// noise and the Monte Carlo draws, so the result does not depend on the
 /// thread count. The first failed estimate (or non-finite particle) is the
 /// error.
 #[allow(clippy::too_many_arguments)]
 pub fn mc_score_particles(
-    energy: &(dyn crate::energy::Energy + Sync),
+    energy: &(dyn crate::numerics::energy::Energy + Sync),
     est: &Estimator,
     schedule: &Geometric,
     steps: usize,
@@ -77,7 +77,7 @@ pub fn mc_score_particles(
     let rows: Vec<Vec<f64>> = (0..n)
         .into_par_iter()
         .map(|i| {
-            let mut rng = crate::engine::rng::particle(seed, tag, i);
+            let mut rng = crate::numerics::rng::particle(seed, tag, i);
             let mut x = prior_draw(&mut rng, dim, prior_sd, mean_free);
             let mut scratch = Scratch::default();
             reverse_em(schedule, steps, diffusion_scale, &mut x, &mut rng, mean_free, |_, h, x, out, rng| {
@@ -116,7 +116,7 @@ pub fn ve_sde_particles(
     use rand::Rng;
     let dim = 2;
     let prior_sd = schedule.h(1.0).sqrt();
-    let mut rngs: Vec<_> = (0..n).map(|i| crate::engine::rng::particle(seed, tag, i)).collect();
+    let mut rngs: Vec<_> = (0..n).map(|i| crate::numerics::rng::particle(seed, tag, i)).collect();
     let mut x: Vec<f32> = rngs
         .iter_mut()
         .flat_map(|r| {
@@ -206,7 +206,7 @@ pub fn egnn_sde_particles(
     let cfg = net.config();
     let dim = cfg.n * cfg.d;
     let prior_sd = schedule.h(1.0).sqrt();
-    let mut rngs: Vec<_> = (0..n).map(|i| crate::engine::rng::particle(seed, tag, i)).collect();
+    let mut rngs: Vec<_> = (0..n).map(|i| crate::numerics::rng::particle(seed, tag, i)).collect();
     let mut x: Vec<f64> = rngs.iter_mut().flat_map(|r| prior_draw(r, dim, prior_sd, Some((cfg.n, cfg.d)))).collect();
     let dt = 1.0 / steps as f64;
     let mut xs = vec![0f32; n * dim];

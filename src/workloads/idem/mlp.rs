@@ -5,11 +5,11 @@
 //! step integrates 1000 particles through 1000 reverse-SDE steps (DEM's
 //! budget), and every inner step fits a batch of 512. burn's CPU backends
 //! dispatch and allocate per op, so, as for the ε-network
-//! ([`crate::model::backprop`]), the hot paths are written out:
+//! ([`crate::numerics::nn::backprop`]), the hot paths are written out:
 //!
 //! * parameters live in one flat `Vec<f32>` (layer order, weight `[in × out]`
 //!   row-major then bias — [`flatten`]); the optimiser and clipping are the
-//!   shared [`crate::model::backprop`] loops;
+//!   shared [`crate::numerics::nn::backprop`] loops;
 //! * rows are cut into fixed chunks of [`CHUNK`]; each chunk runs on one
 //!   thread with the `gemm` crate and fused bias + GELU kernels; the chunks'
 //!   gradients are summed in chunk order, so results do not depend on the
@@ -28,12 +28,10 @@
 //! Both paths are checked against burn's autodiff of the module in this
 //! module's tests.
 
-use rayon::prelude::*;
-
 use super::net::{DemMlpConfig, INPUT_SCALE};
-use crate::model::Layers;
-use crate::model::backprop::{Slot, bias_grad};
-use crate::model::fast::{mm, normal_cdf_pdf as phi};
+use crate::numerics::nn::Layers;
+use crate::numerics::nn::backprop::{ChunkGrad, ChunkPool, Slot, bias_grad};
+use crate::numerics::nn::fast::{mm, normal_cdf_pdf as phi};
 
 /// Rows per chunk (a fixed property of the computation).
 pub const CHUNK: usize = 128;
@@ -45,7 +43,7 @@ pub fn flatten(layers: &Layers) -> Vec<f32> {
 
 /// Plain layers of a flat parameter vector.
 pub fn unflatten(cfg: &DemMlpConfig, params: &[f32]) -> Layers {
-    crate::model::unflatten_layers(&cfg.shapes(), params)
+    crate::numerics::nn::unflatten_layers(&cfg.shapes(), params)
 }
 
 // ---------------------------------------------------------------- kernels
@@ -151,13 +149,22 @@ struct Workspace {
     loss: f64,
 }
 
+impl ChunkGrad for Workspace {
+    fn grad(&self) -> &[f32] {
+        &self.grad
+    }
+    fn loss(&self) -> f64 {
+        self.loss
+    }
+}
+
 /// Loss, gradient and forward passes of one DEM MLP architecture.
 pub struct DemMlpRun {
     cfg: DemMlpConfig,
     freqs: Vec<f32>,
     slots: Vec<Slot>,
     n_params: usize,
-    spaces: Vec<Workspace>,
+    pool: ChunkPool<Workspace>,
     /// The first layer's bias with the shared time embedding folded in.
     bias_t: Vec<f32>,
 }
@@ -170,7 +177,7 @@ impl DemMlpRun {
             freqs: cfg.frequencies(),
             slots,
             n_params: at,
-            spaces: Vec::new(),
+            pool: ChunkPool::default(),
             bias_t: vec![0.0; cfg.hidden],
         }
     }
@@ -192,13 +199,6 @@ impl DemMlpRun {
             g2: vec![0.0; n * hid],
             grad: vec![0.0; self.n_params],
             loss: 0.0,
-        }
-    }
-
-    fn ensure_spaces(&mut self, chunks: usize) {
-        while self.spaces.len() < chunks {
-            let ws = self.workspace();
-            self.spaces.push(ws);
         }
     }
 
@@ -235,22 +235,24 @@ impl DemMlpRun {
 
     /// The network at `(x_i, t_i)` for every row (`x: [rows × dim]`, `t: [rows]`).
     pub fn forward(&mut self, params: &[f32], x: &[f32], t: &[f32], out: &mut [f32]) {
-        let rows = t.len();
-        let chunks = rows.div_ceil(CHUNK);
-        self.ensure_spaces(chunks);
-        let mut spaces = std::mem::take(&mut self.spaces);
+        let (rows, dim) = (t.len(), self.cfg.dim);
+        let mut pool = std::mem::take(&mut self.pool);
         let this = &*self;
-        let dim = self.cfg.dim;
-        spaces[..chunks].par_iter_mut().zip(out.par_chunks_mut(CHUNK * dim)).enumerate().for_each(|(c, (ws, o))| {
-            let r0 = c * CHUNK;
-            let r1 = (r0 + CHUNK).min(rows);
-            this.embed_rows(&x[r0 * dim..r1 * dim], Some(&t[r0..r1]), ws);
-            let ein = (dim + 1) * this.cfg.emb_size;
-            let b0 = &params[this.slots[0].b..this.slots[0].b + this.cfg.hidden];
-            this.trunk_forward::<false>(params, r1 - r0, ein, b0, ws);
-            o.copy_from_slice(&ws.out[..(r1 - r0) * dim]);
-        });
-        self.spaces = spaces;
+        pool.for_each_out(
+            rows,
+            CHUNK,
+            out,
+            dim,
+            || this.workspace(),
+            |r, ws, o| {
+                this.embed_rows(&x[r.start * dim..r.end * dim], Some(&t[r.clone()]), ws);
+                let ein = (dim + 1) * this.cfg.emb_size;
+                let b0 = &params[this.slots[0].b..this.slots[0].b + this.cfg.hidden];
+                this.trunk_forward::<false>(params, r.len(), ein, b0, ws);
+                o.copy_from_slice(&ws.out[..r.len() * dim]);
+            },
+        );
+        self.pool = pool;
     }
 
     /// The network at `(x_i, t)` for every row, all at one time `t` (the
@@ -258,8 +260,6 @@ impl DemMlpRun {
     pub fn forward_shared_t(&mut self, params: &[f32], x: &[f32], t: f32, out: &mut [f32]) {
         let (dim, e, hid) = (self.cfg.dim, self.cfg.emb_size, self.cfg.hidden);
         let rows = x.len() / dim;
-        let chunks = rows.div_ceil(CHUNK);
-        self.ensure_spaces(chunks);
         // bias_t = b₀ + emb(t)·W₀[time rows].
         let s0 = self.slots[0];
         let mut temb = vec![0f32; e];
@@ -270,16 +270,21 @@ impl DemMlpRun {
         for (k, tv) in temb.iter().enumerate() {
             bias_t.iter_mut().zip(&wt[k * hid..(k + 1) * hid]).for_each(|(b, w)| *b += tv * w);
         }
-        let mut spaces = std::mem::take(&mut self.spaces);
+        let mut pool = std::mem::take(&mut self.pool);
         let this = &*self;
-        spaces[..chunks].par_iter_mut().zip(out.par_chunks_mut(CHUNK * dim)).enumerate().for_each(|(c, (ws, o))| {
-            let r0 = c * CHUNK;
-            let r1 = (r0 + CHUNK).min(rows);
-            this.embed_rows(&x[r0 * dim..r1 * dim], None, ws);
-            this.trunk_forward::<false>(params, r1 - r0, dim * e, &bias_t, ws);
-            o.copy_from_slice(&ws.out[..(r1 - r0) * dim]);
-        });
-        self.spaces = spaces;
+        pool.for_each_out(
+            rows,
+            CHUNK,
+            out,
+            dim,
+            || this.workspace(),
+            |r, ws, o| {
+                this.embed_rows(&x[r.start * dim..r.end * dim], None, ws);
+                this.trunk_forward::<false>(params, r.len(), dim * e, &bias_t, ws);
+                o.copy_from_slice(&ws.out[..r.len() * dim]);
+            },
+        );
+        self.pool = pool;
         self.bias_t = bias_t;
     }
 
@@ -312,23 +317,19 @@ impl DemMlpRun {
     ) -> f64 {
         let dim = self.cfg.dim;
         let rows = t.len();
-        let chunks = rows.div_ceil(CHUNK);
-        self.ensure_spaces(chunks);
-        let mut spaces = std::mem::take(&mut self.spaces);
+        let mut pool = std::mem::take(&mut self.pool);
         let this = &*self;
-        spaces[..chunks].par_iter_mut().enumerate().for_each(|(c, ws)| {
-            let r0 = c * CHUNK;
-            let r1 = (r0 + CHUNK).min(rows);
-            let rd = r0 * dim..r1 * dim;
-            this.chunk(params, &x[rd.clone()], &t[r0..r1], &target[rd], &weight[r0..r1], rows, ws);
-        });
-        grad.copy_from_slice(&spaces[0].grad);
-        let mut loss = spaces[0].loss;
-        for ws in &spaces[1..chunks] {
-            grad.iter_mut().zip(&ws.grad).for_each(|(g, v)| *g += v);
-            loss += ws.loss;
-        }
-        self.spaces = spaces;
+        let loss = pool.sum(
+            rows,
+            CHUNK,
+            || this.workspace(),
+            Some(grad),
+            |r, ws| {
+                let rd = r.start * dim..r.end * dim;
+                this.chunk(params, &x[rd.clone()], &t[r.clone()], &target[rd], &weight[r], rows, ws);
+            },
+        );
+        self.pool = pool;
         loss / rows as f64
     }
 
@@ -421,7 +422,7 @@ mod tests {
         let mut grad = vec![0f32; run.n_params()];
         let loss = run.loss_and_grad(&params, &x, &t, &y, &w, &mut grad);
 
-        let dev = crate::model::train_device(crate::model::Backend::Flex);
+        let dev = crate::workloads::train_device(crate::engine::stage::Backend::Flex);
         let net = DemMlp::from_layers(&layers, &SMALL, &dev);
         let xt = Tensor::<2>::from_data(TensorData::new(x, [rows, 2]), &dev);
         let tt = Tensor::<1>::from_data(TensorData::new(t, [rows]), &dev);
@@ -458,7 +459,7 @@ mod tests {
         let (mut a, mut b) = (vec![0f32; rows * 2], vec![0f32; rows * 2]);
         run.forward(&params, &x, &ts, &mut a);
         run.forward_shared_t(&params, &x, t, &mut b);
-        let dev = crate::model::backend_device(crate::model::Backend::Flex);
+        let dev = crate::workloads::backend_device(crate::engine::stage::Backend::Flex);
         let net = DemMlp::from_layers(&layers, &SMALL, &dev);
         let want = net
             .forward(

@@ -1,7 +1,7 @@
 //! iDEM (seed 001): sampling a Boltzmann density from its energy alone.
 //!
 //! Akhound-Sadegh et al. 2024, "Iterated Denoising Energy Matching"; origin
-//! code `jarridrb/DEM`. The energies are shared numerics ([`crate::energy`]);
+//! code `jarridrb/DEM`. The energies are shared numerics ([`crate::numerics::energy`]);
 //! this folder holds what only iDEM uses: the Monte Carlo score estimators and
 //! the stages.
 
@@ -21,7 +21,7 @@ pub mod study;
 pub mod train;
 pub mod validate;
 
-use crate::model::format::{ModelFormat, NamedLayers, numbered};
+use crate::numerics::nn::format::{ModelFormat, NamedLayers, numbered};
 
 /// DEM's MLP for GMM-40 (`model/idem`): `layers.<i>` (the first reads the
 /// sinusoidal embeddings of x and t, concatenated).

@@ -19,7 +19,7 @@ use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 
-use crate::model::{
+use crate::numerics::nn::{
     Layers, ModelError, frame_blob, init_layers, io_device, layers_of, linears, load_record, record_bytes,
     skeleton_layers, unframe_blob,
 };
@@ -84,10 +84,10 @@ impl DemMlp {
         let mut parts: Vec<Tensor<2>> = (0..dim)
             .map(|j| {
                 let v = x.clone().slice([0..b, j..j + 1]).reshape([b]).mul_scalar(INPUT_SCALE);
-                crate::model::sinusoidal(v, freqs.clone(), false)
+                crate::numerics::nn::sinusoidal(v, freqs.clone(), false)
             })
             .collect();
-        parts.push(crate::model::sinusoidal(t, freqs, false));
+        parts.push(crate::numerics::nn::sinusoidal(t, freqs, false));
         let last = self.layers.len() - 1;
         let mut h = gelu(self.layers[0].forward(Tensor::cat(parts, 1)));
         for block in &self.layers[1..last] {
@@ -174,7 +174,7 @@ mod tests {
     fn forward_and_gradients_reach_every_layer() {
         let cfg = DemMlpConfig::GMM;
         let layers = cfg.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
-        let dev = crate::model::train_device(crate::model::Backend::Flex);
+        let dev = crate::workloads::train_device(crate::engine::stage::Backend::Flex);
         let net = DemMlp::from_layers(&layers, &cfg, &dev);
         let b = 16;
         let x = Tensor::<2>::from_data(

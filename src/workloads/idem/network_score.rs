@@ -38,11 +38,11 @@ use super::egnn::{EgnnModel, EgnnRun};
 use super::estimator::{Estimator, Form, Scratch, clip_norm};
 use super::generate::{Target, particle_columns};
 use super::particles_train::noise_into;
-use crate::energy::particles::{Particles, remove_mean};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
-use crate::sde::ve::Geometric;
+use crate::numerics::energy::particles::{Particles, remove_mean};
+use crate::numerics::sde::ve::Geometric;
 
 /// `checks: network_score` (see the module documentation).
 pub struct NetworkScore;
@@ -150,7 +150,7 @@ pub fn compare(
             .par_chunks_mut(dim)
             .enumerate()
             .map(|(i, x)| {
-                let mut r = crate::engine::rng::particle(seed, &format!("network_score/{j}"), i);
+                let mut r = crate::numerics::rng::particle(seed, &format!("network_score/{j}"), i);
                 noise_into(&mut r, h, &configs[(i % m) * dim..(i % m + 1) * dim], x);
                 remove_mean(x, n, d);
                 let (mut ests, mut clipped) = (Vec::with_capacity(p.repeats), 0usize);
@@ -207,7 +207,7 @@ pub fn compare(
         let mut ess: Vec<f64> = targets.iter().flat_map(|tg| tg.3.iter().copied()).collect();
         ess.sort_by(f64::total_cmp);
         let ess_q10 = ess[(ess.len() - 1) / 10];
-        let ess = crate::metrics::median(&mut ess);
+        let ess = crate::numerics::metrics::median(&mut ess);
         rows.push(Row {
             t,
             h,
@@ -303,7 +303,7 @@ mod tests {
     fn configs(m: usize) -> Vec<f64> {
         use rand::SeedableRng;
         let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let ico = crate::energy::particles::icosahedron(1, 0.9);
+        let ico = crate::numerics::energy::particles::icosahedron(1, 0.9);
         (0..m)
             .flat_map(|_| {
                 super::super::integrate::prior_draw(&mut r, 39, 0.05, None)

@@ -36,17 +36,18 @@ use rayon::prelude::*;
 use super::egnn::{EgnnConfig, EgnnModel, EgnnRun};
 use super::egnn_backprop::{EgnnBackprop, unflatten};
 use super::estimator::{Estimator, Scratch};
-use super::fitting::{Buffer, Fitted, FittedModel, IdemParams, Losses, Tracked, loss_table, tracker_table, val_table};
+use super::fitting::{Buffer, Fitted, FittedModel, IdemParams, Stepper, Tracked, tracker_table, val_table};
 use super::generate::particle_columns;
 use super::integrate::{NegativeTime, egnn_sde_particles, mc_score_particles, prior_draw};
 use super::mlp::flatten;
 use super::validate::{BoltzmannChecksParams, particle_metrics};
 
-use crate::energy::particles::{Particles, remove_mean};
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::stage::{StageError, rng};
-use crate::model::backprop::{AdamW, Plateau, clip_grad_norm, ema_update};
-use crate::sde::ve::Geometric;
+use crate::engine::stage::StageError;
+use crate::numerics::energy::particles::{Particles, remove_mean};
+use crate::numerics::nn::backprop::Plateau;
+use crate::numerics::rng::stream as rng;
+use crate::numerics::sde::ve::Geometric;
 
 /// The EGNN's sizes for `p` on `sys`: `hidden`, and `layers` (0: DEM's — 3
 /// for DW-4, 5 for the Lennard-Jones clusters).
@@ -98,7 +99,7 @@ fn batch_loss(
     let dim = sys.n * sys.d;
     let mut targets = vec![0f32; tt.len() * dim];
     targets.par_chunks_mut(dim).enumerate().try_for_each(|(i, out)| {
-        let mut r = crate::engine::rng::particle(seed, tag, first + i);
+        let mut r = crate::numerics::rng::particle(seed, tag, first + i);
         let mut s = vec![0f64; dim];
         est.estimate(sys, &xt[i * dim..(i + 1) * dim], hs[i], &mut r, &mut Scratch::default(), &mut s)
             .map_err(|e| format!("point {i}: {e}"))?;
@@ -164,8 +165,7 @@ pub fn fit_particles(
     let backprop = EgnnBackprop::new(&cfg);
     let mut params = flatten(&cfg.init(&mut rng(seed, "idem/weights")));
     let mut grad = vec![0f32; params.len()];
-    let mut optim = AdamW::new(params.len(), 0.0);
-    let mut ema = (p.ema > 0.0).then(|| params.clone());
+    let mut stepper = Stepper::new(p, &params);
     let prior_sd = schedule.h(1.0).sqrt();
     let units = (p.outer + 1) as f64;
     let prior_draw = |r: &mut rand_chacha::ChaCha8Rng| prior_draw(r, dim, prior_sd, Some((sys.n, sys.d)));
@@ -195,11 +195,10 @@ pub fn fit_particles(
 
     let mut batch_rng = rng(seed, "idem/batch");
     let b = p.batch;
-    let mut losses: Losses = Default::default();
     let mut track: Vec<Tracked> = Vec::new();
     let mut plateau = Plateau::new(p.lr, p.plateau_factor, p.plateau_patience);
     let mut val_rng = rng(seed, "idem/val");
-    let (mut lr, mut lrs, mut vals) = (p.lr, Vec::new(), Vec::new());
+    let (mut lr, mut vals) = (p.lr, Vec::new());
     for outer in 0..p.outer {
         for inner in 0..p.inner {
             let step = outer * p.inner + inner;
@@ -226,32 +225,7 @@ pub fn fit_particles(
                 Some(&mut grad),
             )
             .map_err(|e| StageError::Failed(format!("training step {step} (outer {outer}): {e}")))?;
-            if !loss.is_finite() {
-                return Err(StageError::Failed(format!(
-                    "training step {step} (outer {outer}): the loss is {loss}; nothing was kept"
-                )));
-            }
-            let norm = if p.grad_clip > 0.0 {
-                clip_grad_norm(&mut grad, p.grad_clip)
-            } else {
-                grad.iter().map(|g| (*g as f64).powi(2)).sum::<f64>().sqrt()
-            };
-            if !norm.is_finite() {
-                return Err(StageError::Failed(format!(
-                    "training step {step} (outer {outer}): the gradient norm is {norm}; nothing was kept"
-                )));
-            }
-            let rate = p.decayed(lr, step);
-            optim.step(&mut params, &grad, rate);
-            if let Some(shadow) = ema.as_mut() {
-                let n = (step + 1) as f64;
-                ema_update(shadow, &params, p.ema.min((1.0 + n) / (10.0 + n)));
-            }
-            losses.0.push(step as i64);
-            losses.1.push(outer as i64);
-            losses.2.push(loss);
-            losses.3.push(norm);
-            lrs.push(rate);
+            stepper.step(p, &mut params, &mut grad, loss, lr, (step, outer))?;
             if let Some(val) = val
                 && p.plateau_every > 0
                 && (step + 1).is_multiple_of(p.plateau_every)
@@ -294,14 +268,14 @@ pub fn fit_particles(
         progress((outer as f64 + 2.0) / units);
     }
 
+    let (kept, loss) = stepper.finish(params);
     let model = EgnnModel {
         config: cfg,
         sigma_min: p.sigma_min,
         sigma_max: p.sigma_max,
         energy: p.energy.clone(),
-        layers: unflatten(&cfg, ema.as_deref().unwrap_or(&params)),
+        layers: unflatten(&cfg, &kept),
     };
-    let loss = loss_table(losses, lrs);
     let mut buffer_t = Table::new().with("outer", ColumnData::I64(snaps.0));
     for (j, name) in particle_columns(sys.n, sys.d).iter().enumerate() {
         buffer_t =
@@ -319,14 +293,14 @@ pub fn fit_particles(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::energy::Energy;
+    use crate::numerics::energy::Energy;
     use rand::SeedableRng;
 
     /// A perturbed LJ-13 icosahedron, mean-free: large gradients somewhere.
     fn noisy_lj13(seed: u64, scale: f64) -> (Particles, Vec<f64>) {
         let sys = Particles::lj(13);
         let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let mut x = crate::energy::particles::icosahedron(1, 1.0);
+        let mut x = crate::numerics::energy::particles::icosahedron(1, 1.0);
         x.iter_mut().for_each(|v| *v += scale * r.sample::<f64, _>(StandardNormal));
         remove_mean(&mut x, 13, 3);
         (sys, x)

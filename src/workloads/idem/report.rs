@@ -3,10 +3,10 @@
 //! study's curves when it is bound.
 
 use super::generate::{Target, particle_columns};
-use crate::energy::particles::Particles;
 use crate::engine::frame::Table;
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::numerics::energy::particles::Particles;
 use crate::report::plot::{self, Lines};
 use crate::report::{esc, html_table_with, page, plot_err};
 
@@ -62,8 +62,8 @@ const FIELD_BINS: usize = 112;
 /// GMM-40's log-density on the plotting grid, scaled to [0, 1] over the
 /// 12 nats below its maximum (the shading under every scatter).
 fn density_field() -> Vec<f64> {
-    use crate::energy::Energy;
-    let gmm = crate::energy::gmm::Gmm::dem40().unmasked();
+    use crate::numerics::energy::Energy;
+    let gmm = crate::numerics::energy::gmm::Gmm::dem40().unmasked();
     let d = (SQUARE.1 - SQUARE.0) / FIELD_BINS as f64;
     let lp: Vec<f64> = (0..FIELD_BINS * FIELD_BINS)
         .map(|k| {

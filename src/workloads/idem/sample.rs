@@ -8,18 +8,18 @@ use super::generate::Target;
 use super::integrate::{NegativeTime, egnn_sde_particles, mc_score_particles, schedule_errors, ve_sde_particles};
 use super::mlp::{DemMlpRun, flatten};
 use super::net::DemModel;
-use crate::energy::Scaled;
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
-use crate::sde::ve::Geometric;
+use crate::numerics::energy::Scaled;
+use crate::numerics::sde::ve::Geometric;
 
 /// `sampler: mc_score`: `n_samples` particles from DEM's prior `N(0, h(1) I)`
 /// in DEM's normalised coordinates (the energy's divided by `normalization`,
-/// 50 for GMM-40), integrated by [`reverse_em`] with the score at each step
+/// 50 for GMM-40), integrated by [`crate::numerics::sde::ve::reverse_em`] with the score at each step
 /// estimated from `k` energy evaluations ([`Estimator`], DEM's log-sum-exp and
 /// norm clip by default), then scaled back. The energy is GMM-40 without
-/// FAB's −∞ floor ([`crate::energy::gmm::Gmm::unmasked`]): the same estimates wherever DEM's are
+/// FAB's −∞ floor ([`crate::numerics::energy::gmm::Gmm::unmasked`]): the same estimates wherever DEM's are
 /// defined. Each particle has its own random
 /// stream of the stage seed (prior, SDE noise, Monte Carlo draws), so samples
 /// do not depend on the thread count.

@@ -5,12 +5,12 @@
 use rayon::prelude::*;
 
 use super::estimator::{EstimateError, Estimator, Form, Scratch};
-use crate::energy::Energy;
-use crate::energy::gmm::Gmm;
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
-use crate::sde::ve::Geometric;
+use crate::numerics::energy::Energy;
+use crate::numerics::energy::gmm::Gmm;
+use crate::numerics::sde::ve::Geometric;
 
 /// `checks: score_estimator` on GMM-40 in DEM's coordinates (÷ `normalization`,
 /// as the normalised mixture, so the exact `p_t` the `unbiased` form needs is
@@ -86,9 +86,9 @@ fn study(
             let h = schedule.h(t);
             let noised = gmm.noised(h);
             // The same evaluation points for every form and K at this t.
-            let xs = noised.sample(points, &mut crate::engine::rng::particle(seed, "study/points", ti));
+            let xs = noised.sample(points, &mut crate::numerics::rng::particle(seed, "study/points", ti));
             let est = Estimator { form, k, max_norm: None };
-            let mut rng = crate::engine::rng::particle(seed, &format!("study/{}/{k}", form.name()), ti);
+            let mut rng = crate::numerics::rng::particle(seed, &format!("study/{}/{k}", form.name()), ti);
             let mut scratch = Scratch::default();
             let (mut bias2, mut variance, mut mse, mut cosine, mut norm2) = (0.0, 0.0, 0.0, 0.0, 0.0);
             let (mut failed, mut used_points, mut used) = (0usize, 0usize, 0usize);

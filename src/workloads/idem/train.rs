@@ -43,20 +43,21 @@ use rayon::prelude::*;
 
 use super::estimator::{Estimator, Scratch};
 pub use super::fitting::IdemParams;
-use super::fitting::{Buffer, Fitted, FittedModel, Losses, Tracked, loss_table, tracker_table, val_table};
+use super::fitting::{Buffer, Fitted, FittedModel, Stepper, Tracked, tracker_table, val_table};
 use super::generate::{Target, particle_columns};
 use super::integrate::{mc_score_particles, ve_sde_particles};
 use super::mlp::{DemMlpRun, flatten, unflatten};
 use super::net::{DemMlpConfig, DemModel};
 use super::particles_train::fit_particles;
 use super::validate::{BoltzmannChecksParams, metrics};
-use crate::energy::gmm::Gmm;
-use crate::energy::{Energy, Scaled};
 use crate::engine::frame::{ColumnData, Table};
+use crate::numerics::energy::gmm::Gmm;
+use crate::numerics::energy::{Energy, Scaled};
 
-use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
-use crate::model::backprop::{AdamW, clip_grad_norm, ema_update};
-use crate::sde::ve::Geometric;
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
+
+use crate::numerics::rng::stream as rng;
+use crate::numerics::sde::ve::Geometric;
 
 /// `objective: idem` (see the module documentation).
 pub struct Idem;
@@ -120,8 +121,8 @@ impl Stage for Idem {
             (l, _) => l as u128,
         };
         let network = if p.energy == "gmm40" {
-            let shapes = crate::model::dense_shapes(2 + 128, 256, 3, 2);
-            let (w, a) = crate::model::dense_train_memory(&shapes, p.batch);
+            let shapes = crate::numerics::nn::dense_shapes(2 + 128, 256, 3, 2);
+            let (w, a) = crate::numerics::nn::dense_train_memory(&shapes, p.batch);
             w as u128 + a as u128
         } else {
             // Weights, gradients and moments of ~6 h² a layer; per chunk of up
@@ -223,12 +224,9 @@ pub fn fit(
     let cfg = DemMlpConfig::GMM;
     let mut params = flatten(&cfg.init(&mut rng(seed, "idem/weights")));
     let mut run = DemMlpRun::new(&cfg);
-    let mut opt = AdamW::new(params.len(), 0.0);
     let mut grad = vec![0f32; params.len()];
-    // DEM's EMAWrapper: the shadow starts as the initial weights.
-    let mut ema = (p.ema > 0.0).then(|| params.clone());
+    let mut stepper = Stepper::new(p, &params);
     let prior_sd = schedule.h(1.0).sqrt();
-    let total_steps = p.outer * p.inner;
     // Work units for progress: the initial buffer counts as one outer step.
     let units = (p.outer + 1) as f64;
 
@@ -275,8 +273,6 @@ pub fn fit(
     let (mut xt, mut tt, mut wt) = (vec![0f32; b * dim], vec![0f32; b], vec![0f32; b]);
     let mut hs = vec![0f64; b];
     let mut target_s = vec![0f32; b * dim];
-    let mut losses: Losses = std::default::Default::default();
-    let mut lrs = Vec::with_capacity(total_steps);
     let mut track: Vec<Tracked> = Vec::new();
     for outer in 0..p.outer {
         for inner in 0..p.inner {
@@ -301,7 +297,7 @@ pub fn fit(
                 wt[i] = p.loss_weight(h);
             }
             target_s.par_chunks_mut(dim).enumerate().try_for_each(|(i, out)| {
-                let mut r = crate::engine::rng::particle(seed, "idem/estimate", step * b + i);
+                let mut r = crate::numerics::rng::particle(seed, "idem/estimate", step * b + i);
                 let x = [xt[i * dim] as f64, xt[i * dim + 1] as f64];
                 let mut s = [0f64; 2];
                 est.estimate(energy, &x, hs[i], &mut r, &mut Scratch::default(), &mut s)
@@ -311,32 +307,7 @@ pub fn fit(
                 Ok::<(), StageError>(())
             })?;
             let loss = run.loss_and_grad(&params, &xt, &tt, &target_s, &wt, &mut grad);
-            if !loss.is_finite() {
-                return Err(StageError::Failed(format!(
-                    "training step {step} (outer {outer}): the loss is {loss}; nothing was kept"
-                )));
-            }
-            let norm = if p.grad_clip > 0.0 {
-                clip_grad_norm(&mut grad, p.grad_clip)
-            } else {
-                grad.iter().map(|g| (*g as f64).powi(2)).sum::<f64>().sqrt()
-            };
-            if !norm.is_finite() {
-                return Err(StageError::Failed(format!(
-                    "training step {step} (outer {outer}): the gradient norm is {norm}; nothing was kept"
-                )));
-            }
-            let lr = p.decayed(p.lr, step);
-            opt.step(&mut params, &grad, lr);
-            lrs.push(lr);
-            if let Some(shadow) = ema.as_mut() {
-                let n = (step + 1) as f64;
-                ema_update(shadow, &params, p.ema.min((1.0 + n) / (10.0 + n)));
-            }
-            losses.0.push(step as i64);
-            losses.1.push(outer as i64);
-            losses.2.push(loss);
-            losses.3.push(norm);
+            stepper.step(p, &mut params, &mut grad, loss, p.lr, (step, outer))?;
             if inner % 10 == 9 {
                 progress((outer as f64 + 1.0 + 0.5 * (inner + 1) as f64 / p.inner as f64) / units);
             }
@@ -364,17 +335,15 @@ pub fn fit(
         }
         progress((outer as f64 + 2.0) / units);
     }
-    debug_assert_eq!(losses.0.len(), total_steps);
-
+    let (kept, loss) = stepper.finish(params);
     let model = DemModel {
         config: cfg,
         sigma_min: p.sigma_min,
         sigma_max: p.sigma_max,
         normalization: p.normalization,
         energy: p.energy.clone(),
-        layers: unflatten(&cfg, ema.as_deref().unwrap_or(&params)),
+        layers: unflatten(&cfg, &kept),
     };
-    let loss = loss_table(losses, lrs);
     let buffer_t = Table::new()
         .with("outer", ColumnData::I64(snaps.0))
         .with("x", ColumnData::F64(snaps.1))

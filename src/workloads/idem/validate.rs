@@ -2,12 +2,12 @@
 //! exact reference set, by DEM's metrics and a few more, each beside its floor
 //! (the same metric between two independent exact sets).
 
-use crate::energy::Energy;
-use crate::energy::gmm::Gmm;
-use crate::energy::particles::Particles;
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::numerics::energy::Energy;
+use crate::numerics::energy::gmm::Gmm;
+use crate::numerics::energy::particles::Particles;
 
 use super::generate::Target;
 

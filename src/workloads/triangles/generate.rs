@@ -7,7 +7,8 @@
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
-use crate::engine::stage::{Artifact, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
+use crate::engine::stage::{Artifact, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::numerics::rng::stream as rng;
 use crate::workloads::triangles::geometry::{AngleType, SideType, classify_angles, classify_sides, sample_valid_sides};
 use rand::seq::{SliceRandom, index};
 

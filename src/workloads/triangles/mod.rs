@@ -6,19 +6,20 @@
 pub mod generate;
 pub mod geometry;
 pub mod label;
+pub mod net;
 pub mod report;
 pub mod sample;
 pub mod train;
 pub mod tune;
 pub mod validate;
 
-use crate::model::ScoreNetWeights;
-use crate::model::format::{ModelFormat, NamedLayers, numbered};
+use crate::numerics::nn::format::{ModelFormat, NamedLayers, numbered};
+use crate::workloads::triangles::net::ScoreNetWeights;
 
 /// The score network's blob (`model/score_ou`), pre-trained or tuned:
 /// `layers.<i>`, and the S-MEME delta network's `delta.<i>` when present.
 pub static SCORE_FORMAT: ModelFormat = ModelFormat {
-    magic: crate::model::MAGIC,
+    magic: crate::workloads::triangles::net::MAGIC,
     framing: "score_ou",
     describe: "model weights (score network)",
     layers: score_layers,

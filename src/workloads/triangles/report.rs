@@ -7,11 +7,11 @@ use super::label::{classify_all, type_fractions};
 use crate::engine::frame::Table;
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
-use crate::model::ScoreNetWeights;
-use crate::model::fast::FastMlp;
+use crate::numerics::sde::sampler::ScoreModel;
 use crate::report::plot::{self, Lines};
 use crate::report::{html_table, moving_mean, page, plot_err};
-use crate::sde::sampler::ScoreModel;
+use crate::workloads::triangles::net::FastMlp;
+use crate::workloads::triangles::net::ScoreNetWeights;
 
 pub struct Smeme;
 
@@ -130,6 +130,8 @@ fn field(w: &ScoreNetWeights, grid: usize, c: f64, t: f64) -> Vec<plot::Arrow> {
 
 impl Stage for Smeme {
     describe!(Kind::Report, "smeme", version 3, params SmemeReportParams, INPUTS, OUTPUTS);
+    // Over 150 lines: figure assembly — each figure's data read and drawn in order, as
+    // the page shows them.
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = &SmemeReportParams::read(ctx.params);
         let tol = p.tol;

@@ -1,7 +1,7 @@
 //! `sample` stages: draw from a trained model.
 //!
 //! `sampler: pc` runs the reverse-time predictor–corrector sampler
-//! ([`crate::sde::sampler`]) with the OU coefficients and data scaling stored in
+//! ([`crate::numerics::sde::sampler`]) with the OU coefficients and data scaling stored in
 //! the model, then maps samples back to side lengths (`(x − shift)/scale`).
 //! The prior draw depends only on (`prior_seed`, particle), so two sample stages
 //! with the same `prior_seed` start from the same `x_T` — the seed samples its
@@ -11,7 +11,7 @@
 //! The origin's `reverse_pc_sampler_torch` adds noise on every corrector step,
 //! the last included, and so does `sample` by default; `denoise: true` (Song et
 //! al.'s `denoise=True`) returns the last corrector step's mean instead (see
-//! [`crate::sde::sampler`]).
+//! [`crate::numerics::sde::sampler`]).
 //!
 //! A particle that diverges (the fixed-step Langevin corrector can overshoot
 //! where the learned score is steep, near t = 0) is kept as it is: non-finite
@@ -23,10 +23,10 @@
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Decl, Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
-use crate::model::ScoreNetWeights;
-use crate::model::fast::FastMlp;
-use crate::sde::Ou;
-use crate::sde::sampler::{PcConfig, Prior, pc_sample, prior_draw};
+use crate::numerics::sde::Ou;
+use crate::numerics::sde::sampler::{PcConfig, Prior, pc_sample, prior_draw};
+use crate::workloads::triangles::net::FastMlp;
+use crate::workloads::triangles::net::ScoreNetWeights;
 
 pub struct Pc;
 

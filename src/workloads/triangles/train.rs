@@ -6,7 +6,7 @@
 //! batches_per_epoch=100)`:
 //!
 //! * data `(a, b, c)` scaled by `scale·x + shift` (seed: `2x − 1`);
-//! * each step draws a fresh batch of pairs ([`crate::sde::ou_pairs`]);
+//! * each step draws a fresh batch of pairs ([`crate::numerics::sde::ou_pairs`]);
 //! * loss `mean((v/mean(v))·(score − s(xt, t))²)` over the batch's rows and
 //!   coordinates (the variance-weighted MSE; at initialisation it equals
 //!   `1/mean(v) ≈ 9.7`, and the seed's first-epoch average is 7.57);
@@ -15,11 +15,13 @@
 //! A non-finite loss stops the stage with an error naming the step; nothing is
 //! cached. The training loop is written by hand on burn's autodiff.
 
+use super::net::{ModelMeta, ScoreNet, ScoreNetConfig, ScoreNetWeights};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, POS, ParamType};
-use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
-use crate::model::{ModelMeta, ScoreNet, ScoreNetConfig, ScoreNetWeights, train_device};
-use crate::sde::{Ou, ou_pairs};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::numerics::rng::stream as rng;
+use crate::numerics::sde::{Ou, ou_pairs};
+use crate::workloads::train_device;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -65,7 +67,7 @@ pub struct DsmConfig {
 
 /// Train from scratch on `pool` (already scaled, row-major, `net.dim` columns).
 /// Returns the weights and the per-step losses.
-/// `device` must be an autodiff device ([`crate::model::train_device`]).
+/// `device` must be an autodiff device ([`crate::workloads::train_device`]).
 pub fn train_dsm(
     cfg: &DsmConfig,
     pool: &[f32],
@@ -76,7 +78,7 @@ pub fn train_dsm(
     let device = device.clone();
     let init = ScoreNetWeights::init(cfg.net.clone(), cfg.meta.clone(), &mut rng(seed, "init"));
     let mut model = ScoreNet::from_weights(&init, &device);
-    let mut optim = crate::model::adamw(cfg.weight_decay).init();
+    let mut optim = crate::numerics::nn::adamw(cfg.weight_decay).init();
     let ou = Ou { lambda: cfg.meta.lambda, sigma: cfg.meta.sigma };
     let mut data_rng = rng(seed, "pairs");
     let dim = cfg.net.dim;
@@ -155,8 +157,8 @@ impl Stage for DsmOu {
     fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
         let p = DsmParams::read(p);
         // Triangles are 6 coordinates; the time embedding adds 2 per frequency.
-        let shapes = crate::model::dense_shapes(6 + 2 * p.n_freqs, p.hidden, p.depth, 6);
-        Some(crate::model::dense_estimate(&shapes, p.batch_size, "hidden", "batch_size"))
+        let shapes = crate::numerics::nn::dense_shapes(6 + 2 * p.n_freqs, p.hidden, p.depth, 6);
+        Some(crate::numerics::nn::dense_estimate(&shapes, p.batch_size, "hidden", "batch_size"))
     }
     fn input_columns(&self, _input: &str) -> &'static [&'static str] {
         &["a", "b", "c"]
@@ -194,7 +196,7 @@ impl Stage for DsmOu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Backend;
+    use crate::engine::stage::Backend;
 
     fn small() -> DsmConfig {
         let mut cfg = DsmConfig::from_params(
@@ -215,7 +217,7 @@ mod tests {
 
     #[test]
     fn training_is_deterministic_and_lowers_the_loss() {
-        let dev = crate::model::backend_device(Backend::Flex).autodiff();
+        let dev = crate::workloads::backend_device(Backend::Flex).autodiff();
         let (w1, l1) = train_dsm(&small(), &pool(), 7, &dev, &|_| {}).unwrap();
         let (w2, l2) = train_dsm(&small(), &pool(), 7, &dev, &|_| {}).unwrap();
         assert_eq!(w1, w2);
@@ -227,10 +229,11 @@ mod tests {
 
     #[test]
     fn flex_and_ndarray_agree_within_float_tolerance() {
-        let a =
-            train_dsm(&small(), &pool(), 3, &crate::model::backend_device(Backend::Flex).autodiff(), &|_| {}).unwrap();
-        let b = train_dsm(&small(), &pool(), 3, &crate::model::backend_device(Backend::NdArray).autodiff(), &|_| {})
+        let a = train_dsm(&small(), &pool(), 3, &crate::workloads::backend_device(Backend::Flex).autodiff(), &|_| {})
             .unwrap();
+        let b =
+            train_dsm(&small(), &pool(), 3, &crate::workloads::backend_device(Backend::NdArray).autodiff(), &|_| {})
+                .unwrap();
         for (x, y) in a.1.iter().zip(&b.1) {
             assert!((x - y).abs() <= 1e-3 * (1.0 + x.abs()), "loss {x} vs {y}");
         }
@@ -243,7 +246,7 @@ mod tests {
 
     #[test]
     fn a_nan_loss_is_an_error_naming_the_step() {
-        let dev = crate::model::backend_device(Backend::Flex).autodiff();
+        let dev = crate::workloads::backend_device(Backend::Flex).autodiff();
         let mut cfg = small();
         cfg.lr = 1e30;
         let err = train_dsm(&cfg, &pool(), 1, &dev, &|_| {}).unwrap_err();

@@ -5,7 +5,7 @@
 //! calls as the origin (`tuomorphism/diffusion-on-the-edge`) writes them:
 //!
 //! * student `s = s_pre + Δ` with `s_pre` frozen and `Δ` a small network on
-//!   `[x, t]` ([`crate::model::DeltaNet`], hidden 64, PyTorch's default
+//!   `[x, t]` ([`crate::workloads::triangles::net::DeltaNet`], hidden 64, PyTorch's default
 //!   initialisation — the origin's `ResidualScore` does not zero it, and the
 //!   seed's first inner epoch already shows Δ/teach ≈ 0.05); the teacher in the
 //!   loss is the pre-trained model (the seed calls `score_model(x, t)`);
@@ -49,14 +49,17 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
 
+use super::net::{DeltaNet, ScoreNet, ScoreNetWeights};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
-use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
-use crate::model::fast::FastMlp;
-use crate::model::{DeltaNet, ScoreNet, ScoreNetWeights, backend_device, init_layers, layers_of, linears};
-use crate::sde::sampler::{Prior, pc_sample, prior_draw};
-use crate::sde::{Ou, ou_pairs};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::numerics::nn::{init_layers, layers_of, linears};
+use crate::numerics::rng::stream as rng;
+use crate::numerics::sde::sampler::{Prior, pc_sample, prior_draw};
+use crate::numerics::sde::{Ou, ou_pairs};
+use crate::workloads::backend_device;
 use crate::workloads::triangles::geometry::{Validity, is_triangle_strict};
+use crate::workloads::triangles::net::FastMlp;
 
 pub struct Smeme;
 
@@ -185,10 +188,10 @@ impl Stage for Smeme {
         // The delta network trains on `batch_size` rows; the student samples
         // `dataset_size` rows at a time (the teacher's activations are small
         // beside them, and counted as one more batch).
-        let shapes = crate::model::dense_shapes(7, p.hidden, 2, 6);
+        let shapes = crate::numerics::nn::dense_shapes(7, p.hidden, 2, 6);
         let rows = p.batch_size.max(p.dataset_size).saturating_mul(2);
         let name = if p.dataset_size > p.batch_size { "dataset_size" } else { "batch_size" };
-        Some(crate::model::dense_estimate(&shapes, rows, "hidden", name))
+        Some(crate::numerics::nn::dense_estimate(&shapes, rows, "hidden", name))
     }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = &TuneParams::read(ctx.params);
@@ -214,7 +217,7 @@ impl Stage for Smeme {
         let shapes = [(dim + 1, hidden), (hidden, hidden), (hidden, dim)];
         let mut delta =
             DeltaNet { layers: linears(&init_layers(&shapes, false, &mut rng(ctx.seed, "delta-init")), &dev, 0) };
-        let mut optim = crate::model::adamw(p.weight_decay).init();
+        let mut optim = crate::numerics::nn::adamw(p.weight_decay).init();
         let mut pair_rng = rng(ctx.seed, "pairs");
         let mut rows: Vec<Row> = Vec::new();
         let total = (outer_n * (inner_n + 1)) as f64;
@@ -346,7 +349,7 @@ mod tests {
     use super::*;
 
     fn device() -> burn::tensor::Device {
-        backend_device(crate::model::Backend::Flex)
+        backend_device(crate::engine::stage::Backend::Flex)
     }
 
     fn t2(v: &[f32], rows: usize, cols: usize) -> Tensor<2> {
@@ -403,7 +406,7 @@ mod tests {
 
     #[test]
     fn the_student_is_the_teacher_plus_delta() {
-        use crate::model::{ModelMeta, ScoreNetConfig};
+        use crate::workloads::triangles::net::{ModelMeta, ScoreNetConfig};
         use rand::SeedableRng;
         let meta = ModelMeta { lambda: 0.3, sigma: 0.5, t_max: 1.0, scale: 2.0, shift: -1.0 };
         let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(1);
@@ -416,7 +419,7 @@ mod tests {
         let x = [0.1f32, -0.2, 0.3, 0.5, 0.5, -0.5];
         let t = 0.4f32;
         let eval = |w: &ScoreNetWeights| {
-            use crate::sde::sampler::ScoreModel;
+            use crate::numerics::sde::sampler::ScoreModel;
             let f = FastMlp::new(w);
             let mut out = vec![0f32; 6];
             let mut s = f.scratch(2);

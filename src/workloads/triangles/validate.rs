@@ -206,7 +206,7 @@ pub fn exploration(set: &ValidSet, p: &TriangleChecksParams) -> Vec<(&'static st
     let u: Vec<f64> = va.iter().zip(vc).map(|(a, c)| a / c).collect();
     let v: Vec<f64> = vb.iter().zip(vc).map(|(b, c)| b / c).collect();
     let bins = p.bins;
-    let (entropy, occupied) = crate::metrics::hist2d_entropy(&u, &v, bins, 0.0, p.uv_max);
+    let (entropy, occupied) = crate::numerics::metrics::hist2d_entropy(&u, &v, bins, 0.0, p.uv_max);
     let f = type_fractions(&set.sides, &set.angles);
     vec![
         ("valid_fraction", n_valid as f64 / set.checks.len().max(1) as f64),

@@ -3,7 +3,8 @@
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
-use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::numerics::rng::stream as rng;
 use rand::seq::SliceRandom;
 
 /// Peak memory per requested row (measured; see [`crate::engine::stage::rows_memory`]).

@@ -1,14 +1,16 @@
 //! The two-moons DDPM baseline (seed 002): `make_moons` data, the ε-prediction
 //! DDPM and its samplers, distribution distances with their floor, the report.
 
+pub mod backprop;
 pub mod generate;
+pub mod net;
 pub mod report;
 pub mod sample;
 pub mod train;
 pub mod validate;
 
-use crate::model::eps::{EpsLayers, EpsModelWeights, Join};
-use crate::model::format::{ModelFormat, NamedLayers, numbered};
+use crate::numerics::nn::format::{ModelFormat, NamedLayers, numbered};
+use crate::workloads::two_moons::net::{EpsLayers, EpsModelWeights, Join};
 
 /// The ε-network's blob (`model/eps_ddpm`). With the origin's architecture
 /// its layers carry the origin's `ScoreNet` state-dict names —
@@ -17,7 +19,7 @@ use crate::model::format::{ModelFormat, NamedLayers, numbered};
 /// them; the `wide` network's are `temb.<i>` / `trunk.<i>`. EMA weights follow
 /// under the prefix `ema.`.
 pub static EPS_FORMAT: ModelFormat = ModelFormat {
-    magic: crate::model::eps::MAGIC,
+    magic: crate::workloads::two_moons::net::MAGIC,
     framing: "eps_ddpm",
     describe: "model weights (two-moons ε-network)",
     layers: eps_layers,

@@ -5,17 +5,17 @@
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
-use crate::model::eps::EpsModelWeights;
-use crate::model::fast::FastEps;
-use crate::sde::ddpm::{DdpmSchedule, ancestral_sample, euler_sample};
-use crate::sde::sampler::normal_rows;
+use crate::numerics::sde::ddpm::{DdpmSchedule, ancestral_sample, euler_sample};
+use crate::numerics::sde::sampler::normal_rows;
+use crate::workloads::two_moons::net::EpsModelWeights;
+use crate::workloads::two_moons::net::FastEps;
 
 /// Peak memory per requested row (measured; see [`crate::engine::stage::rows_memory`]).
 const EPS_BYTES_PER_ROW: u64 = 50;
 
 /// `sampler: euler_discrete`: diffusers' `EulerDiscreteScheduler` for an
 /// ε-prediction model trained by `objective: ddpm_eps` (see
-/// [`crate::sde::ddpm`] for the exact update). `x_T` is `N(0, I)·init_noise_sigma`,
+/// [`crate::numerics::sde::ddpm`] for the exact update). `x_T` is `N(0, I)·init_noise_sigma`,
 /// each particle from its own stream of the stage seed; the model's raw or EMA
 /// weights (`use_ema`) are evaluated by the fused [`FastEps`]. Samples keep the
 /// training data's column names and coordinates (standardised, for two moons).
@@ -79,7 +79,7 @@ fn columns_table(columns: &[String], x: &[f32]) -> Outputs {
 }
 
 /// `sampler: ddpm`: diffusers' `DDPMScheduler` ancestral sampler
-/// ([`crate::sde::ddpm::DdpmAncestral`]: posterior mean plus the `fixed_small`
+/// ([`crate::numerics::sde::ddpm::DdpmAncestral`]: posterior mean plus the `fixed_small`
 /// noise at every step but the last) for a model from `objective: ddpm_eps` —
 /// the sampler behind the origin's EMA result ("DDPM (this repo)" in its README
 /// history). Same parameters and outputs as `euler_discrete`; `x_T ~ N(0, I)`
@@ -96,7 +96,7 @@ trait EpsScheduler {
 
 impl EpsScheduler for EulerDiscrete {
     fn sample(&self, ctx: &StageCtx, p: &EpsSamplerParams, model: &FastEps, sched: &DdpmSchedule, x: &mut [f32]) {
-        let euler = crate::sde::ddpm::EulerDiscrete::new(sched, p.steps);
+        let euler = crate::numerics::sde::ddpm::EulerDiscrete::new(sched, p.steps);
         x.iter_mut().for_each(|v| *v *= euler.init_noise_sigma);
         euler_sample(model, &euler, x, EULER_CHUNK, ctx.progress);
     }
@@ -104,7 +104,7 @@ impl EpsScheduler for EulerDiscrete {
 
 impl EpsScheduler for Ancestral {
     fn sample(&self, ctx: &StageCtx, p: &EpsSamplerParams, model: &FastEps, sched: &DdpmSchedule, x: &mut [f32]) {
-        let ancestral = crate::sde::ddpm::DdpmAncestral::new(sched, p.steps);
+        let ancestral = crate::numerics::sde::ddpm::DdpmAncestral::new(sched, p.steps);
         ancestral_sample(model, &ancestral, x, EULER_CHUNK, ctx.seed, ctx.progress);
     }
 }

@@ -1,17 +1,18 @@
 //! `train` / `objective: ddpm_eps`: the two-moons ε-prediction DDPM (seed 002),
-//! trained with a hand-written forward/backward ([`crate::model::backprop`]).
+//! trained with a hand-written forward/backward ([`crate::numerics::nn::backprop`]).
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, POS, ParamType};
-use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError, rng};
+use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
+use crate::numerics::rng::stream as rng;
 
 /// `objective: ddpm_eps`: the two-moons DDPM (seed 002) — ε-prediction with
-/// the linear-β schedule ([`crate::sde::ddpm::DdpmSchedule`]).
+/// the linear-β schedule ([`crate::numerics::sde::ddpm::DdpmSchedule`]).
 ///
 /// * the data: every float column of the `data` table, in order (for two moons:
 ///   the standardised `x`, `y`; the integer `moon` label is not a coordinate);
 /// * the network: the origin's `ScoreNet` by default (`architecture: origin`,
-///   see [`crate::model::eps`]); `architecture: wide` is scoreflow's earlier,
+///   see [`crate::workloads::two_moons::net`]); `architecture: wide` is scoreflow's earlier,
 ///   larger variant;
 /// * shuffled epochs without replacement, batches of `batch_size` taken in order;
 ///   the origin's `DataLoader(shuffle=True, drop_last=True)` skips the short last
@@ -22,10 +23,10 @@ use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, 
 ///   (1.0; 0 turns it off), an optional learning-rate schedule (`constant`, the
 ///   seed's, or `cosine` decay to 0 after `warmup_steps` of linear warm-up);
 /// * optional EMA of the weights (`ema`, decay 0.999, warmed up as diffusers'
-///   `EMAModel`, which the origin uses: see [`crate::model::backprop`]), stored
+///   `EMAModel`, which the origin uses: see [`crate::numerics::nn::backprop`]), stored
 ///   beside the raw weights in the one model blob; `sample` picks with `use_ema`.
 ///
-/// Forward and backward are computed by [`crate::model::backprop`] (checked
+/// Forward and backward are computed by [`crate::numerics::nn::backprop`] (checked
 /// against burn's autodiff); a non-finite loss stops the stage naming the step.
 pub struct DdpmEps;
 
@@ -66,8 +67,8 @@ static DDPM_OUTPUTS: &[OutputDef] = &[
 /// Settings of a DDPM training run.
 #[derive(Debug, Clone)]
 pub struct DdpmConfig {
-    pub net: crate::model::eps::EpsNetConfig,
-    pub schedule: crate::model::eps::ScheduleMeta,
+    pub net: crate::workloads::two_moons::net::EpsNetConfig,
+    pub schedule: crate::workloads::two_moons::net::ScheduleMeta,
     pub steps: usize,
     pub batch_size: usize,
     pub lr: f64,
@@ -82,7 +83,7 @@ pub struct DdpmConfig {
 
 impl DdpmConfig {
     pub fn from_params(p: &crate::engine::params::Params, dim: usize) -> DdpmConfig {
-        use crate::model::eps::EpsNetConfig;
+        use crate::workloads::two_moons::net::EpsNetConfig;
         let p = &DdpmParams::read(p);
         let mut net = match p.architecture.as_str() {
             "wide" => EpsNetConfig::wide(dim),
@@ -93,7 +94,7 @@ impl DdpmConfig {
         net.time_channels = p.time_channels.unwrap_or(net.time_channels);
         DdpmConfig {
             net,
-            schedule: crate::model::eps::ScheduleMeta {
+            schedule: crate::workloads::two_moons::net::ScheduleMeta {
                 beta_start: p.beta_start,
                 beta_end: p.beta_end,
                 train_timesteps: p.train_timesteps,
@@ -128,7 +129,7 @@ impl DdpmConfig {
 /// What a DDPM training run returns: the weights and one row per step.
 #[derive(Debug)]
 pub struct DdpmRun {
-    pub weights: crate::model::eps::EpsModelWeights,
+    pub weights: crate::workloads::two_moons::net::EpsModelWeights,
     pub loss: Vec<f32>,
     pub lr: Vec<f32>,
     pub grad_norm: Vec<f32>,
@@ -172,8 +173,9 @@ pub fn train_ddpm(
     seed: u64,
     progress: &(dyn Fn(f64) + Sync),
 ) -> Result<DdpmRun, StageError> {
-    use crate::model::backprop::{AdamW, EpsBackprop, clip_grad_norm, diffusers_ema_decay, ema_update};
-    use crate::model::eps::{EpsLayers, EpsModelWeights};
+    use super::backprop::EpsBackprop;
+    use crate::numerics::nn::backprop::{AdamW, clip_grad_norm, diffusers_ema_decay, ema_update};
+    use crate::workloads::two_moons::net::{EpsLayers, EpsModelWeights};
     use rand::Rng;
     use rand_distr::{Distribution, StandardNormal};
 
@@ -185,7 +187,7 @@ pub fn train_ddpm(
     if !cfg.net.time_channels.is_multiple_of(2) {
         return Err(StageError::Failed("time_channels must be even".into()));
     }
-    let sched = crate::sde::ddpm::DdpmSchedule::linear(
+    let sched = crate::numerics::sde::ddpm::DdpmSchedule::linear(
         cfg.schedule.beta_start,
         cfg.schedule.beta_end,
         cfg.schedule.train_timesteps,
@@ -265,14 +267,14 @@ impl Stage for DdpmEps {
     describe!(Kind::Train, "ddpm_eps", version 2, params DdpmParams, DDPM_INPUTS, DDPM_OUTPUTS);
     fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
         let p = DdpmParams::read(p);
-        use crate::model::eps::EpsNetConfig;
+        use crate::workloads::two_moons::net::EpsNetConfig;
         let base = if p.architecture == "wide" { EpsNetConfig::wide(2) } else { EpsNetConfig::origin(2) };
         let channels = p.time_channels.unwrap_or(base.time_channels);
         let depth = p.depth.unwrap_or(base.depth);
         // The time embedding's two layers, then the trunk on [x, temb].
         let mut shapes = vec![(channels, channels), (channels, channels)];
-        shapes.extend(crate::model::dense_shapes(2 + channels, p.hidden, depth, 2));
-        Some(crate::model::dense_estimate(&shapes, p.batch_size, "hidden", "batch_size"))
+        shapes.extend(crate::numerics::nn::dense_shapes(2 + channels, p.hidden, depth, 2));
+        Some(crate::numerics::nn::dense_estimate(&shapes, p.batch_size, "hidden", "batch_size"))
     }
     fn check_params(&self, p: &crate::engine::params::Params) -> Vec<(&'static str, String)> {
         let p = &DdpmParams::read(p);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 /// `checks: distribution`: how far samples are from the target distribution,
 /// by the seed 002 metrics as its origin computes them
-/// ([`crate::metrics::distance`]): MMD (five-bandwidth RBF around the median
+/// ([`crate::numerics::metrics::distance`]): MMD (five-bandwidth RBF around the median
 /// heuristic `γ₀ = 2/median d²`, unbiased, square root; the signed `MMD²ᵤ` and
 /// the biased `√MMD²_b` are reported beside it), energy distance (square root)
 /// and sliced Wasserstein-1 over `directions` random directions (drawn from the
@@ -54,7 +54,9 @@ impl Stage for Distribution {
         &[("metrics", "value")]
     }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
-        use crate::metrics::distance::{Mmd2, Points, directions, energy_distance, mmd2, mmd2_wide, sliced_w1};
+        use crate::numerics::metrics::distance::{
+            Mmd2, Points, directions, energy_distance, mmd2, mmd2_wide, sliced_w1,
+        };
         let p = &DistributionParams::read(ctx.params);
         let samples = ctx.table("samples")?;
         let cols = samples.float_columns();
@@ -74,7 +76,7 @@ impl Stage for Distribution {
         }
         let target = load("target")?.expect("required input");
         let floor = load("floor")?;
-        let dirs = directions(p.directions, dim, &mut crate::engine::rng::stream(ctx.seed, "directions"));
+        let dirs = directions(p.directions, dim, &mut crate::numerics::rng::stream(ctx.seed, "directions"));
         let wanted = &p.metrics;
         // Rows (name, value) of one metric between two sets. With MMD, the signed
         // estimate (√max(·, 0) reads 0 whenever MMD²ᵤ < 0) and the biased √MMD²_b

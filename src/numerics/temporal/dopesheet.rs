@@ -225,14 +225,17 @@ fn parse_header(header: &str) -> Result<Property, String> {
     Ok(Property { name: parts[0].to_string(), header: header.to_string(), space, timing })
 }
 
-/// Parse a dopesheet; every problem is reported at once.
-pub fn parse(text: &str) -> Result<Dopesheet, Vec<SheetError>> {
-    let mut errors = Vec::new();
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(text.as_bytes());
-    let headers = match reader.headers() {
-        Ok(h) => h.clone(),
-        Err(e) => return Err(vec![SheetError { line: 1, column: String::new(), message: e.to_string() }]),
-    };
+/// Where the sheet's columns are: STEP, PHASE and ACTION (`None` when one
+/// is missing), then each property and its column.
+struct Columns {
+    fixed: Option<(usize, usize, usize)>,
+    properties: Vec<Property>,
+    at: Vec<usize>,
+}
+
+/// Read the header row: the three required columns and every property's
+/// `name:space:timing`.
+fn columns(headers: &csv::StringRecord, errors: &mut Vec<SheetError>) -> Columns {
     let col = |name: &str| headers.iter().position(|h| h == name);
     let (step_at, phase_at, action_at) = (col("STEP"), col("PHASE"), col("ACTION"));
     for (name, at) in [("STEP", step_at), ("PHASE", phase_at), ("ACTION", action_at)] {
@@ -265,10 +268,22 @@ pub fn parse(text: &str) -> Result<Dopesheet, Vec<SheetError>> {
             Err(m) => errors.push(SheetError { line: 1, column: h.into(), message: m }),
         }
     }
-    let (Some(step_at), Some(phase_at), Some(action_at)) = (step_at, phase_at, action_at) else {
-        return Err(errors);
+    let fixed = match (step_at, phase_at, action_at) {
+        (Some(s), Some(p), Some(a)) => Some((s, p, a)),
+        _ => None,
     };
+    Columns { fixed, properties, at: prop_cols }
+}
 
+/// The rows in file order: (line, the STEP cell as written, the row with
+/// its values). A cell that does not parse is an error and no value.
+fn raw_rows(
+    reader: &mut csv::Reader<&[u8]>,
+    cols: &Columns,
+    (step_at, phase_at, action_at): (usize, usize, usize),
+    errors: &mut Vec<SheetError>,
+) -> Vec<(usize, Option<StepCell>, Row)> {
+    let (properties, prop_cols) = (&cols.properties, &cols.at);
     // Raw rows, in file order.
     let mut raw: Vec<(usize, Option<StepCell>, Row)> = Vec::new();
     for record in reader.records() {
@@ -291,7 +306,7 @@ pub fn parse(text: &str) -> Result<Dopesheet, Vec<SheetError>> {
         };
         let text = |i: usize| Some(cell(i).to_string()).filter(|s| !is_na(s));
         let mut values = Vec::with_capacity(prop_cols.len());
-        for (p, &c) in properties.iter().zip(&prop_cols) {
+        for (p, &c) in properties.iter().zip(prop_cols) {
             let v = cell(c);
             if is_na(v) {
                 values.push(None);
@@ -312,6 +327,12 @@ pub fn parse(text: &str) -> Result<Dopesheet, Vec<SheetError>> {
         raw.push((line, step, Row { line, step: 0, phase: text(phase_at), action: text(action_at), values }));
     }
 
+    raw
+}
+
+/// Each row's step: anchors as written (never decreasing down the sheet),
+/// relative and fractional steps from the anchors around them.
+fn place_rows(raw: Vec<(usize, Option<StepCell>, Row)>, errors: &mut Vec<SheetError>) -> Vec<Row> {
     // Anchors must not decrease down the sheet.
     let anchors: Vec<(usize, usize)> = raw
         .iter()
@@ -371,6 +392,23 @@ pub fn parse(text: &str) -> Result<Dopesheet, Vec<SheetError>> {
             Err(e) => errors.push(e),
         }
     }
+    rows
+}
+
+/// Parse a dopesheet; every problem is reported at once.
+pub fn parse(text: &str) -> Result<Dopesheet, Vec<SheetError>> {
+    let mut errors = Vec::new();
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(text.as_bytes());
+    let headers = match reader.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => return Err(vec![SheetError { line: 1, column: String::new(), message: e.to_string() }]),
+    };
+    let cols = columns(&headers, &mut errors);
+    let Some(fixed) = cols.fixed else {
+        return Err(errors);
+    };
+    let raw = raw_rows(&mut reader, &cols, fixed, &mut errors);
+    let mut rows = place_rows(raw, &mut errors);
     if rows.is_empty() && errors.is_empty() {
         errors.push(SheetError { line: 2, column: "STEP".into(), message: "the sheet has no rows".into() });
     }
@@ -379,5 +417,5 @@ pub fn parse(text: &str) -> Result<Dopesheet, Vec<SheetError>> {
         return Err(errors);
     }
     rows.sort_by_key(|r| r.step);
-    Ok(Dopesheet { properties, rows })
+    Ok(Dopesheet { properties: cols.properties, rows })
 }

@@ -292,7 +292,7 @@ pub fn relax(x: &mut [f64], energy: &dyn Fn(&[f64], &mut [f64]) -> f64, tol: f64
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::energy::tests::check_gradient;
+    use crate::numerics::energy::tests::check_gradient;
     use rand::{Rng, SeedableRng};
     use rand_distr::StandardNormal;
 

@@ -1,6 +1,10 @@
-//! Stochastic differential equations of the S-MEME workload (seed 000).
+//! The diffusion processes and their samplers: the Ornstein–Uhlenbeck SDE
+//! and its predictor–corrector sampler ([`sampler`]) of the S-MEME workload
+//! (seed 000), the discrete-time DDPM and its samplers ([`ddpm`]) of the
+//! two-moons workload (seed 002), and the variance-exploding SDE ([`ve`])
+//! iDEM integrates (seed 001).
 //!
-//! The forward process is the Ornstein–Uhlenbeck SDE `dx = −λx dt + σ dW`
+//! The OU forward process is `dx = −λx dt + σ dW`
 //! (seed: λ = 0.3, σ = 0.5, T = 1). Its transition from `x0` is Gaussian with the
 //! closed forms
 //!
@@ -14,9 +18,7 @@
 //! `T·(1 − u)` with `u ∈ [0, 1)`, so `t > 0` and `v > 0` always; the conditional
 //! score grows like `1/√v` near 0, which the variance-weighted loss
 //! (`v/mean(v)·(score − s)²`, i.e. `z²/mean(v)` at the target) keeps bounded, so
-//! no clamp is needed. Nothing here does I/O; the sampler lives in [`sampler`].
-//! The discrete-time DDPM of the two-moons workload and its Euler-discrete
-//! sampler live in [`ddpm`].
+//! no clamp is needed. Nothing here does I/O.
 
 pub mod ddpm;
 pub mod sampler;

@@ -55,7 +55,7 @@ pub fn reverse_em<R: Rng, E>(
             *xi += g * g * si * dt + diffusion_scale * g * dt.sqrt() * z;
         }
         if let Some((n, d)) = mean_free {
-            crate::energy::particles::remove_mean(x, n, d);
+            crate::numerics::energy::particles::remove_mean(x, n, d);
         }
     }
     Ok(())

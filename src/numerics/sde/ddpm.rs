@@ -383,7 +383,7 @@ mod tests {
         let sched = DdpmSchedule::linear(1e-4, 0.02, 1000);
         let model = Exact(sched.clone(), 0.25);
         let a = DdpmAncestral::new(&sched, 1000);
-        let mut x = crate::sde::sampler::normal_rows(20_000, 1, 3, "x_T");
+        let mut x = crate::numerics::sde::sampler::normal_rows(20_000, 1, 3, "x_T");
         let mut y = x.clone();
         ancestral_sample(&model, &a, &mut x, 1000, 7, &|_| {});
         ancestral_sample(&model, &a, &mut y, 333, 7, &|_| {});

@@ -1,9 +1,10 @@
-//! An inference-only forward pass of the score MLP, for the sampler's hot loop.
+//! Inference-only forward passes of small MLPs, for the samplers' hot loops.
 //!
-//! burn's CPU backends evaluate this small network well below what the hardware
-//! can do (each op allocates and dispatches); sampling calls it 2·N times on the
-//! same weights. [`FastMlp`] copies the trained weights out of the burn module once
-//! and evaluates `x ↦ s(x, t)` with
+//! burn's CPU backends evaluate these small networks well below what the
+//! hardware can do (each op allocates and dispatches); sampling calls them 2·N
+//! times on the same weights. [`FastNet`] copies trained plain layers once and
+//! evaluates `x ↦ f([x, features])` (the score network's `FastMlp` and the
+//! ε-network's `FastEps`, in their workloads, are built on it) with
 //!
 //! * the time embedding folded into a per-call bias: every row of a sampler call
 //!   shares `t`, so `emb(t)·W₁[emb rows] + b₁` is computed once per call and the
@@ -21,8 +22,7 @@
 //! chosen, so results are identical on every x86-64 code path; they agree with
 //! burn's forward to about 1e-6 (tested to 1e-5).
 
-use super::{Layers, ScoreNetWeights, sinusoidal_into};
-use crate::sde::sampler::ScoreModel;
+use super::Layers;
 
 /// A dense layer with row-major weights `[input × output]`.
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ struct Dense {
 /// One MLP whose first layer reads `[x, features]`, where the features are the
 /// same for every row of a call (the time embedding, or `t` itself).
 #[derive(Debug, Clone)]
-struct FastNet {
+pub struct FastNet {
     dim: usize,
     /// First layer, rows 0..dim of its weight (the `x` part).
     first_x: Dense,
@@ -51,15 +51,35 @@ struct FastNet {
 
 /// Working memory for one chunk of rows.
 pub struct Scratch {
-    a: Vec<f32>,
-    b: Vec<f32>,
-    bias: Vec<f32>,
-    feat: Vec<f32>,
-    delta_out: Vec<f32>,
+    /// Two activation buffers, `rows × widest`, the layers ping-pong between.
+    pub a: Vec<f32>,
+    pub b: Vec<f32>,
+    /// The first layer's per-call bias (`widest`).
+    pub bias: Vec<f32>,
+    /// The per-call features (a time embedding).
+    pub feat: Vec<f32>,
+    /// A second network's output, to be added (`rows × dim`; empty: none).
+    pub delta_out: Vec<f32>,
+}
+
+impl Scratch {
+    /// Buffers for `rows` rows of networks at most `widest` wide, `feat`
+    /// features and a second output of `delta` values.
+    pub fn new(rows: usize, widest: usize, feat: usize, delta: usize) -> Scratch {
+        Scratch {
+            a: vec![0.0; rows * widest],
+            b: vec![0.0; rows * widest],
+            bias: vec![0.0; widest],
+            feat: vec![0.0; feat],
+            delta_out: vec![0.0; delta],
+        }
+    }
 }
 
 impl FastNet {
-    fn new(dim: usize, layers: &Layers) -> FastNet {
+    /// The network of plain `layers` whose first layer reads `[x, features]`
+    /// with `x` of `dim` values.
+    pub fn new(dim: usize, layers: &Layers) -> FastNet {
         let (w0, b0, in0, out0) = &layers[0];
         let first_x = Dense { w: w0[..dim * out0].to_vec(), b: vec![0.0; *out0], input: dim, output: *out0 };
         let first_feat = Dense { w: w0[dim * out0..].to_vec(), b: b0.clone(), input: in0 - dim, output: *out0 };
@@ -78,12 +98,28 @@ impl FastNet {
         FastNet { dim, first_x, first_feat, hidden, out_t, out_b: bl.clone(), width: *out0 }
     }
 
-    fn widest(&self) -> usize {
+    /// The input width `x` has.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The first layer's width.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// The first layer's bias (before any per-call feature is added).
+    pub fn first_bias(&self) -> &[f32] {
+        &self.first_feat.b
+    }
+
+    /// The widest layer, for [`Scratch::new`].
+    pub fn widest(&self) -> usize {
         self.hidden.iter().map(|l| l.output).chain([self.width]).max().unwrap_or(self.width)
     }
 
     /// Evaluate into `out` (`rows × dim`), with per-call features `feat`.
-    fn forward(&self, x: &[f32], feat: &[f32], out: &mut [f32], a: &mut [f32], b: &mut [f32], bias: &mut [f32]) {
+    pub fn forward(&self, x: &[f32], feat: &[f32], out: &mut [f32], a: &mut [f32], b: &mut [f32], bias: &mut [f32]) {
         let w = self.width;
         // Per-call bias of the first layer: feat·W_feat + b.
         let bias = &mut bias[..w];
@@ -98,7 +134,7 @@ impl FastNet {
     }
 
     /// Evaluate into `out` with the first layer's complete per-call bias given.
-    fn forward_biased(&self, x: &[f32], bias: &[f32], out: &mut [f32], a: &mut [f32], b: &mut [f32]) {
+    pub fn forward_biased(&self, x: &[f32], bias: &[f32], out: &mut [f32], a: &mut [f32], b: &mut [f32]) {
         let rows = x.len() / self.dim;
         let w = self.width;
         // First layer: bias + x·W_x, then SiLU.
@@ -146,137 +182,10 @@ impl FastNet {
     }
 }
 
-/// The score model — the network, plus the S-MEME delta network when tuned —
-/// ready for fast batched evaluation at a shared `t`.
-#[derive(Debug, Clone)]
-pub struct FastMlp {
-    dim: usize,
-    freqs: Vec<f32>,
-    base: FastNet,
-    delta: Option<FastNet>,
-}
-
-impl FastMlp {
-    pub fn new(w: &ScoreNetWeights) -> FastMlp {
-        FastMlp {
-            dim: w.dim,
-            freqs: w.freqs.clone(),
-            base: FastNet::new(w.dim, &w.layers),
-            delta: (!w.delta.is_empty()).then(|| FastNet::new(w.dim, &w.delta)),
-        }
-    }
-
-    /// Evaluate into `out`; `x` and `out` are row-major with `dim` columns.
-    pub fn forward(&self, x: &[f32], t: f32, out: &mut [f32], s: &mut Scratch) {
-        sinusoidal_into(t, &self.freqs, false, &mut s.feat);
-        self.base.forward(x, &s.feat, out, &mut s.a, &mut s.b, &mut s.bias);
-        if let Some(delta) = &self.delta {
-            let n = x.len();
-            delta.forward(x, &[t], &mut s.delta_out[..n], &mut s.a, &mut s.b, &mut s.bias);
-            for (o, d) in out.iter_mut().zip(&s.delta_out[..n]) {
-                *o += d;
-            }
-        }
-    }
-}
-
-impl ScoreModel for FastMlp {
-    type Scratch = Scratch;
-    fn dim(&self) -> usize {
-        self.dim
-    }
-    fn scratch(&self, rows: usize) -> Scratch {
-        let widest = self.base.widest().max(self.delta.as_ref().map_or(0, |d| d.widest()));
-        Scratch {
-            a: vec![0.0; rows * widest],
-            b: vec![0.0; rows * widest],
-            bias: vec![0.0; widest],
-            feat: vec![0.0; 2 * self.freqs.len()],
-            delta_out: vec![0.0; if self.delta.is_some() { rows * self.dim } else { 0 }],
-        }
-    }
-    fn eval(&self, x: &[f32], t: f32, out: &mut [f32], scratch: &mut Scratch) {
-        self.forward(x, t, out, scratch)
-    }
-}
-
-/// The two-moons ε-network ([`super::eps`]) for sampling: every row of a call
-/// shares the timestep, so the embedding MLP runs once per call on one row and
-/// its output joins the trunk's first-layer bias — added to it (`Join::Add`) or
-/// through the first layer's embedding rows (`Join::Concat`, the same product
-/// `FastNet::forward` forms for per-call features); the trunk is a `FastNet`.
-#[derive(Debug, Clone)]
-pub struct FastEps {
-    freqs: Vec<f32>,
-    /// The embedding MLP: (weight `[in × out]`, bias) per layer.
-    temb: Vec<(Vec<f32>, Vec<f32>, usize, usize)>,
-    trunk: FastNet,
-    concat: bool,
-}
-
-impl FastEps {
-    pub fn new(config: &super::eps::EpsNetConfig, layers: &super::eps::EpsLayers) -> FastEps {
-        FastEps {
-            freqs: config.frequencies(),
-            temb: layers.temb.clone(),
-            trunk: FastNet::new(config.dim, &layers.trunk),
-            concat: config.join == super::eps::Join::Concat,
-        }
-    }
-
-    /// `TimestepEmbedding(Timesteps(t))`.
-    fn temb_at(&self, t: f32) -> Vec<f32> {
-        let mut h = vec![0f32; 2 * self.freqs.len()];
-        super::eps::timestep_embedding_into(t, &self.freqs, &mut h);
-        for (i, (w, b, n_in, n_out)) in self.temb.iter().enumerate() {
-            let mut out = b.clone();
-            for (k, e) in h.iter().enumerate().take(*n_in) {
-                for (o, wv) in out.iter_mut().zip(&w[k * n_out..(k + 1) * n_out]) {
-                    *o += e * wv;
-                }
-            }
-            if i + 1 < self.temb.len() {
-                silu_bias(&mut out, &[]);
-            }
-            h = out;
-        }
-        h
-    }
-}
-
-impl crate::sde::ddpm::EpsModel for FastEps {
-    type Scratch = Scratch;
-    fn dim(&self) -> usize {
-        self.trunk.dim
-    }
-    fn scratch(&self, rows: usize) -> Scratch {
-        let widest = self.trunk.widest();
-        Scratch {
-            a: vec![0.0; rows * widest],
-            b: vec![0.0; rows * widest],
-            bias: vec![0.0; widest],
-            feat: Vec::new(),
-            delta_out: Vec::new(),
-        }
-    }
-    fn eval(&self, x: &[f32], t: f32, out: &mut [f32], s: &mut Scratch) {
-        let temb = self.temb_at(t);
-        if self.concat {
-            self.trunk.forward(x, &temb, out, &mut s.a, &mut s.b, &mut s.bias);
-        } else {
-            let w = self.trunk.width;
-            for ((o, e), b) in s.bias[..w].iter_mut().zip(&temb).zip(&self.trunk.first_feat.b) {
-                *o = e + b;
-            }
-            self.trunk.forward_biased(x, &s.bias[..w], out, &mut s.a, &mut s.b);
-        }
-    }
-}
-
 /// `dst[m×n] = lhs[m×k]·rhs[k×n]`; each operand given with its (column, row)
 /// strides, so transposed views cost nothing.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn mm(
+pub fn mm(
     m: usize,
     n: usize,
     k: usize,
@@ -292,7 +201,7 @@ pub(crate) fn mm(
 
 /// `dst += lhs · rhs`, the strided product of [`mm`] added to what `dst` holds.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn mm_acc(
+pub fn mm_acc(
     m: usize,
     n: usize,
     k: usize,
@@ -391,7 +300,7 @@ const INV_SQRT_2PI: f32 = 0.398_942_3;
 /// vectorisable: `Φ` from Abramowitz & Stegun 7.1.26 (absolute error
 /// < 1.5·10⁻⁷). Exact GELU is `u·Φ(u)`, its derivative `Φ(u) + u·φ(u)`.
 #[inline(always)]
-pub(crate) fn normal_cdf_pdf(u: f32) -> (f32, f32) {
+pub fn normal_cdf_pdf(u: f32) -> (f32, f32) {
     let x = u.abs() * FRAC_1_SQRT_2;
     let e = exp_fast(-x * x);
     let t = 1.0 / (1.0 + 0.327_591_1 * x);
@@ -408,7 +317,7 @@ const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// two so `r` is exact to f32 precision), `e^x = 2ⁿ·e^r` with the degree-6 Taylor
 /// polynomial of `e^r` on `|r| ≤ ln2/2`. Inputs are clamped to [−87, 88].
 #[inline(always)]
-pub(crate) fn exp_fast(x: f32) -> f32 {
+pub fn exp_fast(x: f32) -> f32 {
     // max/min, not clamp: a NaN input becomes −87 instead of propagating, and the
     // pair vectorises to two instructions.
     #[allow(clippy::manual_clamp)]
@@ -459,7 +368,7 @@ fn silu_bias_avx2(h: &mut [f32], bias: &[f32]) {
 }
 
 /// `h ← silu(h + bias)` row-wise (`bias` empty: no bias).
-pub(crate) fn silu_bias(h: &mut [f32], bias: &[f32]) {
+pub fn silu_bias(h: &mut [f32], bias: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -496,42 +405,5 @@ mod tests {
         let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.01).collect();
         let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
         assert!((dot(&a, &b) - naive).abs() < 1e-4);
-    }
-
-    /// The fused ε-network agrees with burn's forward of the reference module,
-    /// for both joins, at integer and fractional timesteps.
-    #[test]
-    fn fast_eps_matches_burn() {
-        use crate::model::eps::{EpsLayers, EpsNet, EpsNetConfig};
-        use crate::sde::ddpm::EpsModel;
-        use burn::tensor::{Tensor, TensorData};
-        use rand::{Rng, SeedableRng};
-        for cfg in [EpsNetConfig::origin(2), EpsNetConfig::wide(2)] {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-            let mut layers = EpsLayers::init(&cfg, &mut rng);
-            let last = layers.trunk.len() - 1;
-            layers.trunk[last].0.iter_mut().for_each(|v| *v = rng.random_range(-0.3..0.3));
-            let rows = 37;
-            let x: Vec<f32> = (0..rows * 2).map(|_| rng.random_range(-2.0..2.0)).collect();
-            let fast = FastEps::new(&cfg, &layers);
-            let net = EpsNet::from_layers(&layers, &cfg, &crate::model::backend_device(crate::model::Backend::Flex));
-            for t in [0.0f32, 17.0, 499.5, 999.0] {
-                let mut out = vec![0f32; rows * 2];
-                let mut s = fast.scratch(rows);
-                fast.eval(&x, t, &mut out, &mut s);
-                let dev = crate::model::backend_device(crate::model::Backend::Flex);
-                let want = net
-                    .forward(
-                        Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, 2]), &dev),
-                        Tensor::<1>::from_data(TensorData::new(vec![t; rows], [rows]), &dev),
-                    )
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .unwrap();
-                for (a, b) in out.iter().zip(&want) {
-                    assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{:?} t {t}: {a} vs {b}", cfg.join);
-                }
-            }
-        }
     }
 }

@@ -21,11 +21,11 @@
 //! pre-activation, `h = SiLU(Linear(x) + temb)`, then `depth − 1` × (Linear(h, h)
 //! → SiLU), then Linear(hidden, dim); depth 3, 32 time channels.
 //!
-//! Initialisation is PyTorch's `nn.Linear` default (see [`super::init_layers`]).
+//! Initialisation is PyTorch's `nn.Linear` default (see [`crate::numerics::nn::init_layers`]).
 //! The module serves as the reference implementation: training uses the
 //! hand-written forward/backward of [`super::backprop`] (checked against this
 //! module's autodiff gradients for both joins), sampling the fused
-//! [`super::fast::FastEps`].
+//! [`FastEps`].
 //!
 //! **Serialisation**: the magic `SFEPS001`, a little-endian u32 length, a JSON
 //! header (config, DDPM schedule, data columns, whether EMA weights follow), then
@@ -39,7 +39,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{
+use crate::numerics::nn::fast::{FastNet, Scratch, silu_bias};
+use crate::numerics::nn::{
     Layers, ModelError, frame_blob, init_layers, io_device, layers_of, linears, load_record, record_bytes,
     skeleton_layers, unframe_blob,
 };
@@ -115,7 +116,7 @@ impl EpsNetConfig {
 
 /// `[cos(t·f₀) … cos(t·fₙ₋₁), sin(t·f₀) … sin(t·fₙ₋₁)]` (flip_sin_to_cos).
 pub fn timestep_embedding_into(t: f32, freqs: &[f32], out: &mut [f32]) {
-    super::sinusoidal_into(t, freqs, true, out);
+    crate::numerics::nn::sinusoidal_into(t, freqs, true, out);
 }
 
 /// The DDPM training schedule a model was trained under (the sampler rebuilds
@@ -144,7 +145,7 @@ impl EpsNet {
         let cfg = EpsNetConfig { dim: 0, hidden: 0, depth: 0, time_channels: self.time_channels, join: Join::Add };
         let half = self.time_channels / 2;
         let freqs = Tensor::<2>::from_data(TensorData::new(cfg.frequencies(), [1, half]), &device);
-        let e = super::sinusoidal(t, freqs, true);
+        let e = crate::numerics::nn::sinusoidal(t, freqs, true);
         let temb = self.temb[1].forward(silu(self.temb[0].forward(e)));
         let mut h = if self.concat {
             silu(self.trunk[0].forward(Tensor::cat(vec![x, temb], 1)))
@@ -269,6 +270,72 @@ impl EpsModelWeights {
     }
 }
 
+/// The two-moons ε-network ([`EpsNet`]) for sampling: every row of a call
+/// shares the timestep, so the embedding MLP runs once per call on one row and
+/// its output joins the trunk's first-layer bias — added to it (`Join::Add`) or
+/// through the first layer's embedding rows (`Join::Concat`, the same product
+/// `FastNet::forward` forms for per-call features); the trunk is a `FastNet`.
+#[derive(Debug, Clone)]
+pub struct FastEps {
+    freqs: Vec<f32>,
+    /// The embedding MLP: (weight `[in × out]`, bias) per layer.
+    temb: Vec<(Vec<f32>, Vec<f32>, usize, usize)>,
+    trunk: FastNet,
+    concat: bool,
+}
+
+impl FastEps {
+    pub fn new(config: &EpsNetConfig, layers: &EpsLayers) -> FastEps {
+        FastEps {
+            freqs: config.frequencies(),
+            temb: layers.temb.clone(),
+            trunk: FastNet::new(config.dim, &layers.trunk),
+            concat: config.join == Join::Concat,
+        }
+    }
+
+    /// `TimestepEmbedding(Timesteps(t))`.
+    fn temb_at(&self, t: f32) -> Vec<f32> {
+        let mut h = vec![0f32; 2 * self.freqs.len()];
+        timestep_embedding_into(t, &self.freqs, &mut h);
+        for (i, (w, b, n_in, n_out)) in self.temb.iter().enumerate() {
+            let mut out = b.clone();
+            for (k, e) in h.iter().enumerate().take(*n_in) {
+                for (o, wv) in out.iter_mut().zip(&w[k * n_out..(k + 1) * n_out]) {
+                    *o += e * wv;
+                }
+            }
+            if i + 1 < self.temb.len() {
+                silu_bias(&mut out, &[]);
+            }
+            h = out;
+        }
+        h
+    }
+}
+
+impl crate::numerics::sde::ddpm::EpsModel for FastEps {
+    type Scratch = Scratch;
+    fn dim(&self) -> usize {
+        self.trunk.dim()
+    }
+    fn scratch(&self, rows: usize) -> Scratch {
+        Scratch::new(rows, self.trunk.widest(), 0, 0)
+    }
+    fn eval(&self, x: &[f32], t: f32, out: &mut [f32], s: &mut Scratch) {
+        let temb = self.temb_at(t);
+        if self.concat {
+            self.trunk.forward(x, &temb, out, &mut s.a, &mut s.b, &mut s.bias);
+        } else {
+            let w = self.trunk.width();
+            for ((o, e), b) in s.bias[..w].iter_mut().zip(&temb).zip(self.trunk.first_bias()) {
+                *o = e + b;
+            }
+            self.trunk.forward_biased(x, &s.bias[..w], out, &mut s.a, &mut s.b);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +388,70 @@ mod tests {
             assert_eq!(EpsModelWeights::from_bytes(&bytes).unwrap(), w);
             assert!(EpsModelWeights::from_bytes(&bytes[..30]).is_err());
         }
+    }
+
+    /// The fused ε-network agrees with burn's forward of the reference module,
+    /// for both joins, at integer and fractional timesteps.
+    #[test]
+    fn fast_eps_matches_burn() {
+        use crate::numerics::sde::ddpm::EpsModel;
+        use burn::tensor::{Tensor, TensorData};
+        use rand::{Rng, SeedableRng};
+        for cfg in [EpsNetConfig::origin(2), EpsNetConfig::wide(2)] {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+            let mut layers = EpsLayers::init(&cfg, &mut rng);
+            let last = layers.trunk.len() - 1;
+            layers.trunk[last].0.iter_mut().for_each(|v| *v = rng.random_range(-0.3..0.3));
+            let rows = 37;
+            let x: Vec<f32> = (0..rows * 2).map(|_| rng.random_range(-2.0..2.0)).collect();
+            let fast = FastEps::new(&cfg, &layers);
+            let net = EpsNet::from_layers(&layers, &cfg, &crate::numerics::nn::flex_device());
+            for t in [0.0f32, 17.0, 499.5, 999.0] {
+                let mut out = vec![0f32; rows * 2];
+                let mut s = fast.scratch(rows);
+                fast.eval(&x, t, &mut out, &mut s);
+                let dev = crate::numerics::nn::flex_device();
+                let want = net
+                    .forward(
+                        Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, 2]), &dev),
+                        Tensor::<1>::from_data(TensorData::new(vec![t; rows], [rows]), &dev),
+                    )
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap();
+                for (a, b) in out.iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{:?} t {t}: {a} vs {b}", cfg.join);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn safetensors_round_trip_in_pytorch_layout_with_the_origins_names() {
+        let cfg = EpsNetConfig::origin(2);
+        let raw = EpsLayers::init(&cfg, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(2));
+        let w = EpsModelWeights {
+            config: cfg,
+            schedule: ScheduleMeta { beta_start: 1e-4, beta_end: 0.02, train_timesteps: 1000 },
+            columns: vec!["x".into(), "y".into()],
+            raw: raw.clone(),
+            ema: Some(raw.clone()),
+        };
+        let file = crate::export::to_safetensors(&w.to_bytes()).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&file).unwrap();
+        let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+        names.sort();
+        assert!(names.contains(&"time_emb.time_mlp.linear_1.weight".to_string()));
+        assert!(names.contains(&"net.4.bias".to_string()) && names.contains(&"ema.net.0.weight".to_string()));
+        assert_eq!(names.len(), 20, "{names:?}");
+        // net.0 is Linear(66, 128): PyTorch's [out, in] = [128, 66], transposed from [in, out].
+        let t = st.tensor("net.0.weight").unwrap();
+        assert_eq!(t.shape(), &[128, 66]);
+        let (wv, _, input, output) = &raw.trunk[0];
+        let at = |o: usize, i: usize| f32::from_le_bytes(t.data()[(o * input + i) * 4..][..4].try_into().unwrap());
+        assert_eq!(at(5, 7), wv[7 * output + 5]);
+        assert_eq!(at(127, 65), wv[65 * output + 127]);
+        // Not model weights: a clear error.
+        assert!(crate::export::to_safetensors(b"\x89PNG....").unwrap_err().contains("PNG image"));
     }
 }

@@ -4,7 +4,8 @@
 //! Shannon entropy (nats) of a 2-D histogram, and the fraction of its bins that
 //! are occupied. A uniform spread over all `n²` bins gives `ln(n²)`; a point mass
 //! gives 0. [`distance`] holds the two-sample distances of the two-moons workload
-//! (MMD, energy distance, sliced Wasserstein-1).
+//! (MMD, energy distance, sliced Wasserstein-1). [`median`] summarises
+//! per-seed figures.
 
 pub mod distance;
 

@@ -208,10 +208,10 @@ mod tests {
     fn the_gradient_is_the_log_densitys() {
         let g = Gmm::dem40();
         for x in [[0.0, 0.0], [-0.3, 21.0], [10.0, -35.0], [3.3, 4.4]] {
-            crate::energy::tests::check_gradient(&g, &x, 1e-6);
+            crate::numerics::energy::tests::check_gradient(&g, &x, 1e-6);
         }
-        let scaled = crate::energy::Scaled { energy: &g, scale: 50.0 };
-        crate::energy::tests::check_gradient(&scaled, &[0.01, 0.42], 1e-5);
+        let scaled = crate::numerics::energy::Scaled { energy: &g, scale: 50.0 };
+        crate::numerics::energy::tests::check_gradient(&scaled, &[0.01, 0.42], 1e-5);
     }
 
     #[test]

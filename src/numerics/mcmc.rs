@@ -36,8 +36,8 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
-use crate::energy::Energy;
-use crate::energy::particles::remove_mean;
+use crate::numerics::energy::Energy;
+use crate::numerics::energy::particles::remove_mean;
 
 /// MALA's asymptotically optimal acceptance rate (Roberts & Rosenthal 1998).
 pub const MALA_TARGET_ACCEPT: f64 = 0.574;

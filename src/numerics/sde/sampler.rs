@@ -71,7 +71,7 @@ pub struct PcConfig {
     pub denoise: bool,
 }
 
-pub(crate) use crate::engine::rng::particle as particle_rng;
+pub(crate) use crate::numerics::rng::particle as particle_rng;
 
 /// Draw `n` particles from the prior; particle `p` depends only on (seed, p), so a
 /// prior draw can be repeated exactly for paired comparisons.
