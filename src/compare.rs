@@ -198,6 +198,11 @@ pub struct RunDiff {
     pub same: usize,
     /// (stage.metric, A's value, B's value); NaN where a run has none.
     pub metrics: Vec<(String, f64, f64)>,
+    /// What determined the changed stages differently, from their records'
+    /// hash inputs: (`stages.<name>.params.<p>` or `stages.<name>.seed`,
+    /// A's value, B's value); a stage only one run has, or whose record is
+    /// gone, is not listed.
+    pub settings: Vec<(String, String, String)>,
 }
 
 /// The metrics one stage's result holds, `(metric, value)` in table order:
@@ -306,7 +311,38 @@ pub fn diff_runs(cache: &Cache, a: &Manifest, b: &Manifest) -> RunDiff {
             metrics.push((n.clone(), f64::NAN, *v));
         }
     }
-    RunDiff { changed, same, metrics }
+    let settings = setting_changes(cache, &changed);
+    RunDiff { changed, same, metrics, settings }
+}
+
+/// The parameter and seed differences behind `changed` (see [`RunDiff`]).
+fn setting_changes(
+    cache: &Cache,
+    changed: &[(String, Option<String>, Option<String>)],
+) -> Vec<(String, String, String)> {
+    let inputs = |key: &Option<String>| -> Option<serde_json::Value> {
+        let key = key.as_ref()?.parse().ok()?;
+        Some(cache.load_record(&key).ok()??.hash_inputs)
+    };
+    let mut out = Vec::new();
+    for (stage, ka, kb) in changed {
+        let (Some(a), Some(b)) = (inputs(ka), inputs(kb)) else { continue };
+        let empty = serde_json::Map::new();
+        let (pa, pb) = (a["params"].as_object().unwrap_or(&empty), b["params"].as_object().unwrap_or(&empty));
+        let mut names: Vec<&String> = pa.keys().chain(pb.keys()).collect();
+        names.sort();
+        names.dedup();
+        let show = |v: Option<&serde_json::Value>| v.map_or("(none)".to_string(), |v| v.to_string());
+        for p in names {
+            if pa.get(p) != pb.get(p) {
+                out.push((format!("stages.{stage}.params.{p}"), show(pa.get(p)), show(pb.get(p))));
+            }
+        }
+        if a["seed"] != b["seed"] {
+            out.push((format!("stages.{stage}.seed"), a["seed"].to_string(), b["seed"].to_string()));
+        }
+    }
+    out
 }
 
 /// The run a `--runs` argument names among `runs` (oldest first): `latest`,
@@ -335,6 +371,9 @@ pub fn render_diff(d: &RunDiff, a: &Manifest, b: &Manifest, json: bool, csv: boo
     let num = |v: f64| if v.is_finite() { serde_json::json!(v) } else { serde_json::Value::Null };
     let mut s = String::new();
     if json {
+        for (setting, va, vb) in &d.settings {
+            s.push_str(&(serde_json::json!({"setting": setting, "a": va, "b": vb}).to_string() + "\n"));
+        }
         for (stage, ka, kb) in &d.changed {
             s.push_str(&(serde_json::json!({"stage": stage, "a": ka, "b": kb}).to_string() + "\n"));
         }
@@ -361,6 +400,12 @@ pub fn render_diff(d: &RunDiff, a: &Manifest, b: &Manifest, json: bool, csv: boo
             crate::report::utc(m.started_ms),
             if m.overrides.is_empty() { String::new() } else { format!(" ({})", m.overrides.join(" ")) }
         ));
+    }
+    if !d.settings.is_empty() {
+        s.push_str(&format!("{} settings differ\n", d.settings.len()));
+        for (setting, va, vb) in &d.settings {
+            s.push_str(&format!("  {setting} {va} → {vb}\n"));
+        }
     }
     let short = |k: &Option<String>| k.as_deref().map_or("no result".to_string(), |k| k[..12.min(k.len())].to_string());
     s.push_str(&format!("{} stages with other results, {} the same\n", d.changed.len(), d.same));

@@ -37,6 +37,13 @@ pub enum PublishError {
 pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result<Vec<PathBuf>, String>, PublishError> {
     let mut pages = Vec::new();
     let dag = crate::engine::dag::Dag::new(spec);
+    // The earlier runs, for why a cached stage once ran (a page is published
+    // without that when they cannot be read).
+    let history = crate::engine::manifest::run_manifests(&cache.root().join("runs").join(home(manifest)))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.run_id != manifest.run_id)
+        .collect::<Vec<_>>();
     // A stage with an HTML output is a page: published with its images.
     let is_page = |imp: &dyn crate::engine::stage::Stage| imp.outputs().iter().any(|o| o.media == Media::Html);
     for (idx, stage) in spec.stages.iter().enumerate().filter(|(_, s)| is_page(s.imp)) {
@@ -98,8 +105,10 @@ pub fn reports(spec: &Spec, cache: &Cache, manifest: &Manifest) -> Result<Result
                 }
             };
             if def.media == Media::Html {
-                let html = String::from_utf8_lossy(&bytes)
-                    .replace(crate::report::STAGES_MARKER, &run_section(spec, manifest, &dag.ancestors_of(&[idx])));
+                let html = String::from_utf8_lossy(&bytes).replace(
+                    crate::report::STAGES_MARKER,
+                    &run_section(spec, manifest, &history, &dag.ancestors_of(&[idx])),
+                );
                 files.push((file, html.into_bytes()));
             } else {
                 files.push((file, bytes));
@@ -230,24 +239,61 @@ pub fn link_latest(
     for line in manifest.stages.iter().filter(|l| l.status.settled()) {
         let Some(stage) = spec.stage(&line.name) else { continue };
         let linked = previous.and_then(|p| p.stage(&line.name)).is_some_and(|p| p.outputs == line.outputs);
-        if linked && root.join(&line.name).is_dir() {
+        let names = line.outputs.keys().filter_map(|o| {
+            crate::engine::stage::output_def(stage.imp, o).map(|d| format!("{o}.{}", d.media.extension()))
+        });
+        if linked && names.map(|n| root.join(&line.name).join(n)).all(|p| p.symlink_metadata().is_ok()) {
             continue;
         }
-        let mut keep = Vec::new();
-        for (output, hash) in &line.outputs {
-            let (Ok(hash), Some(def)) = (hash.parse(), crate::engine::stage::output_def(stage.imp, output)) else {
-                continue;
-            };
-            let file = Cache::object_rel(&hash, def.format());
-            cache.link_latest(home(manifest), &line.name, output, &file)?;
-            keep.push(format!("{output}.{}", file.rsplit('.').next().unwrap_or("bin")));
-        }
+        let keep = link_stage(cache, home(manifest), &line.name, stage, line)?;
         Cache::prune(&root.join(&line.name), &keep.iter().map(String::as_str).collect::<Vec<_>>());
     }
     // A stage that failed or was not selected keeps its older links; a stage
     // gone from the spec loses them.
     Cache::prune(&root, &spec.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>());
+    // Each instance of a sweep under its own name, its stages under theirs in
+    // the spec (`latest/smeme[seed=1]/samples/samples.parquet`); an instance
+    // of an earlier sweep keeps its links (its latest run).
+    if let Some(info) = &spec.matrix {
+        for inst in &info.combinations {
+            let values: Vec<String> = inst.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let dir = format!("{}[{}]", home(manifest), values.join(","));
+            for (base, merged) in &inst.stages {
+                let (Some(stage), Some(line)) = (spec.stage(merged), manifest.stage(merged)) else { continue };
+                if !line.status.settled() {
+                    continue;
+                }
+                let keep = link_stage(cache, &dir, base, stage, line)?;
+                Cache::prune(
+                    &cache.root().join("latest").join(&dir).join(base),
+                    &keep.iter().map(String::as_str).collect::<Vec<_>>(),
+                );
+            }
+        }
+    }
     Ok(())
+}
+
+/// Link every output of `line` as `latest/<dir>/<name>/<output>.<ext>`, the
+/// extension from its media; returns the file names linked.
+fn link_stage(
+    cache: &Cache,
+    dir: &str,
+    name: &str,
+    stage: &crate::engine::spec::StageSpec,
+    line: &crate::engine::cache::ManifestStage,
+) -> Result<Vec<String>, PublishError> {
+    let mut keep = Vec::new();
+    for (output, hash) in &line.outputs {
+        let (Ok(hash), Some(def)) = (hash.parse(), crate::engine::stage::output_def(stage.imp, output)) else {
+            continue;
+        };
+        let file = Cache::object_rel(&hash, def.format());
+        let ext = def.media.extension();
+        cache.link_latest(dir, name, output, &file, ext)?;
+        keep.push(format!("{output}.{ext}"));
+    }
+    Ok(keep)
 }
 
 fn home(m: &Manifest) -> &str {
@@ -261,7 +307,7 @@ fn seconds(ms: u64) -> String {
 /// The run's section of a report page: provenance, then the stage table and
 /// the spec of the stages `shown` (indices into `spec.stages`: the page's stage
 /// and what it depends on; of a swept pipeline, one instance's stages).
-pub fn run_section(spec: &Spec, m: &Manifest, shown: &BTreeSet<usize>) -> String {
+pub fn run_section(spec: &Spec, m: &Manifest, history: &[Manifest], shown: &BTreeSet<usize>) -> String {
     let names: BTreeSet<&str> = shown.iter().map(|&i| spec.stages[i].name.as_str()).collect();
     let mut s = String::from("<h2>This run</h2>\n<p>");
     let _ = write!(
@@ -288,16 +334,33 @@ pub fn run_section(spec: &Spec, m: &Manifest, shown: &BTreeSet<usize>) -> String
          <th>key</th><th>time</th><th style=\"text-align:left\">why it ran, or when it was computed</th></tr></thead><tbody>",
     );
     for st in m.stages.iter().filter(|st| names.contains(st.name.as_str())) {
+        // A cached stage: the run that computed it and why (the newest earlier
+        // run in which its key ran), then when this run last checked it.
+        let computed_by = || {
+            history.iter().rev().find_map(|h| {
+                h.stages
+                    .iter()
+                    .find(|l| l.status == StageState::Ran && l.key.is_some() && l.key == st.key)
+                    .map(|l| (h, l))
+            })
+        };
         let why = match st.status {
-            StageState::Fresh => match st.computed_ms {
-                Some([started, finished]) => {
+            StageState::Fresh => match (computed_by(), st.computed_ms) {
+                (Some((h, l)), _) => format!(
+                    "ran in run {} ({}) because {}; last checked {}",
+                    h.run_id,
+                    crate::report::utc(l.finished_ms),
+                    l.reasons.join("; "),
+                    crate::report::utc(m.started_ms)
+                ),
+                (None, Some([started, finished])) => {
                     format!(
                         "cached: computed {} in {}",
                         crate::report::utc(finished),
                         seconds(finished.saturating_sub(started))
                     )
                 }
-                None => "cached".to_string(),
+                (None, None) => "cached".to_string(),
             },
             _ => st.reasons.iter().chain(&st.error).cloned().collect::<Vec<_>>().join("; "),
         };

@@ -109,7 +109,9 @@ fn the_report_references_only_files_that_exist_and_its_pngs_are_not_blank() {
         let coloured = buf.chunks(3).filter(|p| p != &[255, 255, 255]).count();
         assert!(coloured > 2000, "{src} looks blank");
     }
-    // The rerun above found every stage cached and says when each was computed.
+    // The rerun above found every stage cached and says, for each, the run
+    // that computed it and why, and when this run checked it.
     let html = std::fs::read_to_string(&page).unwrap();
-    assert_eq!(html.matches("cached: computed ").count(), 9, "{html}");
+    assert_eq!(html.matches("ran in run ").count(), 9, "{html}");
+    assert_eq!(html.matches("; last checked ").count(), 9, "{html}");
 }

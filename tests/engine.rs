@@ -253,14 +253,17 @@ fn gc_removes_unreachable_results() {
     ws.write("p.yaml", &chain(1, 0, 3));
     ws.run_json("p.yaml", &[]);
     let before = ws.files_under("artifacts/records").len();
+    // Both runs are young: the default (30 days) keeps the first's results.
     let out = ws.cmd(&["gc", "--dry-run"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("would remove 0 records"));
+    let out = ws.cmd(&["gc", "--dry-run", "--older-than", "0s"]).output().unwrap();
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("would remove 2 records"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
     assert_eq!(ws.files_under("artifacts/records").len(), before);
-    ws.cmd(&["gc"]).assert().success();
+    ws.cmd(&["gc", "--older-than", "0s"]).assert().success();
     assert_eq!(ws.files_under("artifacts/records").len(), before - 2);
     let (_, ev) = ws.run_json("p.yaml", &[]);
     assert!(Workspace::ran(&ev).is_empty());
@@ -292,9 +295,13 @@ fn two_spec_files_with_one_name_keep_their_own_runs_and_gc_roots() {
     // gc lists what it removes, and --dry-run lists the same.
     ws.write("copy.yaml", &chain(1, 0, 4));
     ws.run_json("copy.yaml", &[]);
-    let dry = String::from_utf8_lossy(&ws.cmd(&["gc", "--dry-run"]).output().unwrap().stdout).to_string();
-    let real = String::from_utf8_lossy(&ws.cmd(&["gc"]).output().unwrap().stdout).to_string();
-    assert!(dry.contains("would remove record records/") && dry.contains("(stage `b`)"), "{dry}");
+    let dry = String::from_utf8_lossy(&ws.cmd(&["gc", "--dry-run", "--older-than", "0s"]).output().unwrap().stdout)
+        .to_string();
+    let real = String::from_utf8_lossy(&ws.cmd(&["gc", "--older-than", "0s"]).output().unwrap().stdout).to_string();
+    assert!(
+        dry.contains("would remove record records/") && dry.contains("(stage `b` of chain@copy, last in run "),
+        "{dry}"
+    );
     assert_eq!(dry.replace("would remove", "removed"), real);
 }
 
@@ -480,7 +487,7 @@ fn gc_after_a_failed_run_keeps_the_previous_results_of_what_failed() {
     // b now fails (c is skipped); a and d are fresh.
     ws.write("p.yaml", &chain(1, 0, 2).replace("params: { value: 2 }", "params: { value: 2, fail: true }"));
     assert_eq!(ws.run_json("p.yaml", &[]).0.status.code(), Some(1));
-    let out = ws.cmd(&["gc"]).output().unwrap();
+    let out = ws.cmd(&["gc", "--older-than", "0s"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("removed record"),

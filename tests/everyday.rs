@@ -341,3 +341,37 @@ fn every_shipped_pipeline_checks() {
         assert!(out.status.success(), "{}: {}", spec.display(), String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// `--only` takes a comma list and leaves the file where it is; a run that
+/// computes nothing still prints each validate stage's headline metrics,
+/// from the cache.
+#[test]
+fn only_takes_a_list_and_a_no_op_run_prints_the_headline_metrics() {
+    let ws = Workspace::new();
+    ws.write("m.yaml", &common::small_moons());
+    let out = ws.cmd(&["run", "--only", "moons,target", "m.yaml", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut ran: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "finished")
+        .map(|e| e["stage"].as_str().unwrap().to_string())
+        .collect();
+    ran.sort();
+    assert_eq!(ran, ["moons", "target"]);
+    assert!(
+        ws.cmd(&["run", "--only", "metrics", "--only", "target_floor", "m.yaml"]).output().unwrap().status.success()
+    );
+    let out = ws.cmd(&["run", "m.yaml"]).output().unwrap();
+    assert!(out.status.success());
+    let out = ws.cmd(&["run", "m.yaml"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("0 ran"), "{text}");
+    assert!(text.contains("[metrics]") && text.contains("samples vs target") && text.contains("mmd"), "{text}");
+    // The report page of the no-op run still says why each stage ran, and when.
+    let page = std::fs::read_to_string(ws.artifacts().join("reports/two_moons/report/index.html")).unwrap();
+    assert!(
+        page.contains("ran in run ") && page.contains("because new stage") && page.contains("last checked"),
+        "{page}"
+    );
+}

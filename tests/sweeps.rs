@@ -197,3 +197,100 @@ fn compare_reports_a_corrupt_metrics_table() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("the metrics of metrics.metrics") && err.contains("could not be read"), "{err}");
 }
+
+/// Two generate stages; `--matrix` sweeps the first one's noise, the second
+/// is shared by every instance.
+const MOONS: &str = "name: moons\nstages:\n  moons:\n    kind: generate\n    params: { dataset: two_moons, n_samples: 200 }\n  target:\n    kind: generate\n    params: { dataset: two_moons, n_samples: 100, draw: 2 }\n";
+
+/// gc keeps a sweep after a different run (it is young), drops it with
+/// `--older-than 0s`, and keeps a tagged run through any gc; `latest/` has
+/// the unswept stage under the pipeline and each instance under its values,
+/// with extensions from the media.
+#[test]
+fn a_sweep_survives_gc_unless_old_and_untagged_and_latest_links_every_instance() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", MOONS);
+    let sweep = ["--matrix", "stages.moons.params.noise=0.05,0.1"];
+    assert!(ws.run_json("p.yaml", &sweep).0.status.success());
+    let latest = ws.artifacts().join("latest");
+    for rel in [
+        "moons/target/samples.parquet",
+        "moons[noise=0.05]/moons/samples.parquet",
+        "moons[noise=0.1]/target/stats.parquet",
+    ] {
+        assert!(latest.join(rel).exists(), "latest/{rel}");
+    }
+    let swept_records = ws.files_under("artifacts/records").len();
+    assert_eq!(swept_records, 3, "two instances of moons, one shared target");
+
+    // A different run: the sweep is no longer the latest, but young.
+    assert!(ws.run_json("p.yaml", &["--set", "stages.moons.params.n_samples=300"]).0.status.success());
+    let out = ws.cmd(&["gc"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("removed 0 records"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(ws.files_under("artifacts/records").len(), 4);
+    let out = ws.cmd(&["gc", "--dry-run", "--older-than", "0s"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("would remove 2 records") && text.contains("stage `moons[noise=0.1]` of moons, last in run "),
+        "{text}"
+    );
+    ws.cmd(&["gc", "--older-than", "0s"]).assert().success();
+    assert_eq!(ws.files_under("artifacts/records").len(), 2, "the latest run's two results");
+
+    // The sweep again, tagged: it survives gc --older-than 0s after another run.
+    let (out, _) = ws.run_json("p.yaml", &sweep);
+    assert!(out.status.success());
+    let run_id = ws.latest_manifest("moons")["run_id"].as_str().unwrap().to_string();
+    let out = ws.cmd(&["tag", &run_id[..12], "noise-sweep"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(ws.run_json("p.yaml", &["--set", "stages.moons.params.n_samples=300"]).0.status.success());
+    ws.cmd(&["gc", "--older-than", "0s"]).assert().success();
+    assert_eq!(ws.files_under("artifacts/records").len(), 4, "the tagged sweep's three and the latest's own");
+    let tags = String::from_utf8_lossy(&ws.cmd(&["tags"]).output().unwrap().stdout).to_string();
+    assert!(tags.contains("noise-sweep") && tags.contains(&run_id), "{tags}");
+    // Unknown runs and bad names are errors; an untagged sweep goes.
+    assert_eq!(ws.cmd(&["tag", "nope", "x"]).output().unwrap().status.code(), Some(2));
+    assert_eq!(ws.cmd(&["tag", &run_id, "a/b"]).output().unwrap().status.code(), Some(2));
+    ws.cmd(&["tag", "--delete", "noise-sweep"]).assert().success();
+    ws.cmd(&["gc", "--older-than", "0s"]).assert().success();
+    assert_eq!(ws.files_under("artifacts/records").len(), 2);
+}
+
+/// `compare` without options tables what the latest run ran (its --matrix
+/// read back from its manifest); with nothing to table it exits 1 naming the
+/// runs there are; `compare --runs` lists the settings that changed.
+#[test]
+fn compare_finds_the_latest_runs_options_and_says_when_nothing_matches() {
+    let ws = Workspace::new();
+    ws.write("m.yaml", &common::small_moons());
+    let out = ws.cmd(&["compare", "m.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("it has no recorded run"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ws.run_json("m.yaml", &["--matrix", "seed=1,2"]).0.status.success());
+    let out = ws.cmd(&["compare", "m.yaml", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows[0]["seed"], "1", "the latest run's matrix: {rows:?}");
+    // Options that match no result: exit 1, the runs named.
+    let out = ws.cmd(&["compare", "m.yaml", "--set", "seed=7"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("with --set seed=7") && err.contains("(--matrix seed=1,2)"), "{err}");
+
+    // A YAML edit, then the two runs side by side: the setting first.
+    ws.write("m.yaml", &common::small_moons().replace("lr: 0.001", "lr: 0.002"));
+    assert!(ws.run_json("m.yaml", &["--matrix", "seed=1,2"]).0.status.success());
+    let out = ws.cmd(&["compare", "m.yaml", "--runs", "previous", "latest"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("stages.ddpm[seed=1].params.lr 0.001 → 0.002"), "{text}");
+    assert!(text.find("settings differ").unwrap() < text.find("metric").unwrap(), "{text}");
+}

@@ -45,8 +45,16 @@ pub enum Command {
     /// Show what a command stage printed in its latest run: the command,
     /// stdout and stderr (kept under `artifacts/logs/<key>/`).
     Logs(LogsArgs),
-    /// Remove cached results that no pipeline's latest run uses.
+    /// Remove cached results no run worth keeping uses: kept are each
+    /// pipeline's latest run, every run younger than `--older-than` (30 days)
+    /// and every tagged run.
     Gc(GcArgs),
+    /// Keep a run's results through any `gc`: `scoreflow tag RUN NAME` (RUN as
+    /// `scoreflow runs` prints it, or a unique prefix); `--delete NAME` removes
+    /// a tag.
+    Tag(TagArgs),
+    /// List the tags: name, pipeline, run, when tagged.
+    Tags,
     /// Check every cached object against its content hash and every record
     /// against its objects; remove what is bad (the next run recomputes it).
     /// Exits 1 when something was bad.
@@ -71,11 +79,12 @@ pub enum Command {
 pub struct RunArgs {
     /// The pipeline spec (YAML).
     pub file: PathBuf,
-    /// Run only these stages and what they need.
-    #[arg(long, num_args = 1.., value_name = "STAGE")]
+    /// Run only this stage and what it needs (repeatable, or a comma list:
+    /// `--only samples,validity`; a sweep's instance as `samples[seed=1]`).
+    #[arg(long, value_name = "STAGE")]
     pub only: Vec<String>,
-    /// Recompute these stages even when cached.
-    #[arg(long, num_args = 1.., value_name = "STAGE")]
+    /// Recompute this stage even when cached (repeatable, or a comma list).
+    #[arg(long, value_name = "STAGE")]
     pub force: Vec<String>,
     /// Print one JSON object per event instead of progress lines.
     #[arg(long)]
@@ -199,6 +208,24 @@ pub struct GcArgs {
     /// Report what would be removed, remove nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Keep every run that finished less than this long ago (`30d`, `12h`,
+    /// `0s`: only latest runs and tags).
+    #[arg(long, value_name = "AGE", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub older_than: std::time::Duration,
+}
+
+/// The arguments of `scoreflow tag`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The run (its id, or a unique prefix of it).
+    #[arg(required_unless_present = "delete")]
+    pub run: Option<String>,
+    /// The tag's name (letters, digits, `_`, `-`, `.`).
+    #[arg(required_unless_present = "delete")]
+    pub name: Option<String>,
+    /// Remove this tag instead.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["run", "name"])]
+    pub delete: Option<String>,
 }
 
 /// The arguments of `scoreflow check`.
@@ -213,8 +240,9 @@ pub struct CheckArgs {
 pub struct CompareArgs {
     /// The pipeline spec (YAML).
     pub file: PathBuf,
-    /// Only metrics whose name (`stage.metric`) contains one of these.
-    #[arg(long, num_args = 1.., value_name = "PART")]
+    /// Only metrics whose name (`stage.metric`) contains this (repeatable,
+    /// or a comma list).
+    #[arg(long, value_name = "PART", value_delimiter = ',')]
     pub metrics: Vec<String>,
     /// One JSON object per row.
     #[arg(long, conflicts_with = "csv")]
@@ -269,5 +297,42 @@ mod help_tests {
             }
         }
         assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+}
+
+/// The stage names of `--only`/`--force` values: each value one name or a
+/// comma list, where a comma inside brackets belongs to a sweep instance's
+/// name (`train[seed=1,beta=2]`).
+pub fn stage_list(values: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for v in values {
+        let (mut depth, mut start) = (0i32, 0);
+        for (i, ch) in v.char_indices() {
+            match ch {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                ',' if depth == 0 => {
+                    out.push(v[start..i].trim().to_string());
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        out.push(v[start..].trim().to_string());
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stage_list;
+
+    #[test]
+    fn stage_lists_split_on_commas_outside_brackets() {
+        let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(stage_list(&v(&["a,b", "c"])), ["a", "b", "c"]);
+        assert_eq!(stage_list(&v(&["train[seed=1,beta=2],samples"])), ["train[seed=1,beta=2]", "samples"]);
+        assert_eq!(stage_list(&v(&["a,,b,"])), ["a", "b"]);
     }
 }

@@ -8,6 +8,21 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &CompareArgs) -
     let cache = cache_for(&cli.artifacts, file);
     let home = cache.home(&spec.name, file, false)?;
     let recorded = cache.runs_checked(&home.dir)?;
+    // Without options of its own, the table is of what the latest run ran:
+    // its --set and --matrix, read back from its manifest.
+    let (spec, used, from_latest) = match recorded.last() {
+        Some(last) if overrides.is_empty() && !last.overrides.is_empty() && runs.is_empty() => {
+            let again: Vec<spec::Override> = last
+                .overrides
+                .iter()
+                .filter_map(|t| {
+                    t.split_once(' ').and_then(|(flag, arg)| spec::Override::parse(flag == "--matrix", arg).ok())
+                })
+                .collect();
+            (load_spec(file, &again)?, last.overrides.join(" "), true)
+        }
+        _ => (spec, overrides.iter().map(|o| o.text.clone()).collect::<Vec<_>>().join(" "), false),
+    };
     if let [a, b] = runs.as_slice() {
         let a = crate::compare::find_run(&recorded, a).map_err(Error::BadInput)?;
         let b = crate::compare::find_run(&recorded, b).map_err(Error::BadInput)?;
@@ -19,6 +34,42 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &CompareArgs) -
     let mut cmp = crate::compare::compare(&spec, &cache)?;
     cmp.select(metrics);
     let rows = cmp.all_rows();
+    if cmp.unreadable.is_empty() && !rows.iter().any(|(_, m)| m.iter().any(|v| v.is_finite())) {
+        let listed: Vec<String> = recorded
+            .iter()
+            .rev()
+            .take(5)
+            .map(|m| {
+                let opts = if m.overrides.is_empty() { "no options".to_string() } else { m.overrides.join(" ") };
+                format!("  {} started {} ({opts})", m.run_id, crate::report::utc(m.started_ms))
+            })
+            .collect();
+        eprintln!(
+            "error: no current result of {}{} has metrics to table{}",
+            file.display(),
+            if used.is_empty() { String::new() } else { format!(" with {used}") },
+            if listed.is_empty() {
+                format!("; it has no recorded run (`scoreflow run {}` first)", file.display())
+            } else {
+                format!(
+                    "; its recorded runs, newest first (give their --set/--matrix to compare them):\n{}",
+                    listed.join("\n")
+                )
+            }
+        );
+        return Ok(ExitCode::from(EXIT_FAILURE));
+    }
+    if !*json && !*csv {
+        eprintln!(
+            "the current results of {}{}",
+            file.display(),
+            match (used.is_empty(), from_latest) {
+                (true, _) => String::new(),
+                (false, true) => format!(" with {used}, as its latest run"),
+                (false, false) => format!(" with {used}"),
+            }
+        );
+    }
     let table = cmp.table(&rows);
     let parquet = table.to_parquet(&[]).map_err(|e| Error::Fault(e.to_string()))?;
     let path = cache.root().join("compare").join(format!("{}.parquet", home.dir));

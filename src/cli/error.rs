@@ -37,7 +37,9 @@ impl Error {
         match self {
             Error::Spec(_) | Error::BadInput(_) | Error::Inspect(_) => EXIT_BAD_INPUT,
             Error::Exec(ExecError::UnknownStage(_)) => EXIT_BAD_INPUT,
-            Error::Cache(CacheError::BadRoot { .. } | CacheError::BadManifest { .. }) => EXIT_BAD_INPUT,
+            Error::Cache(CacheError::BadRoot { .. } | CacheError::BadManifest { .. } | CacheError::BadTag(_)) => {
+                EXIT_BAD_INPUT
+            }
             Error::Exec(_) | Error::Cache(_) | Error::Publish(_) | Error::Fault(_) => EXIT_FAILURE,
         }
     }

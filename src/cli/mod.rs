@@ -145,7 +145,15 @@ pub(super) fn out(text: &str) {
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     let overrides = cli.overrides()?;
     if !overrides.is_empty()
-        && matches!(cli.command, Command::Gc(_) | Command::Verify | Command::Stages(_) | Command::Worker(_))
+        && matches!(
+            cli.command,
+            Command::Gc(_)
+                | Command::Tag(_)
+                | Command::Tags
+                | Command::Verify
+                | Command::Stages(_)
+                | Command::Worker(_)
+        )
     {
         return Err(Error::BadInput("--set and --matrix change a spec; this command reads none".into()));
     }
@@ -159,6 +167,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Export(a) => export::run(&cli, o, a),
         Command::Logs(a) => logs::run(&cli.artifacts, o, a),
         Command::Gc(a) => gc::run(&cli, a),
+        Command::Tag(a) => gc::tag(&cli, a),
+        Command::Tags => gc::tags(&cli),
         Command::Verify => verify::run(&cli),
         Command::Check(a) => check::run(o, a),
         Command::Compare(a) => compare::run(&cli, o, a),

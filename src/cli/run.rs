@@ -69,8 +69,8 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &RunArgs) -> Re
         );
     }
     let opts = RunOptions {
-        only: only.clone(),
-        force: force.clone(),
+        only: super::args::stage_list(only),
+        force: super::args::stage_list(force),
         jobs: *jobs,
         home: Some(home.dir.clone()),
         backend: crate::engine::stage::Backend::parse(device).expect("clap checked the value"),

@@ -73,7 +73,7 @@ pub enum CacheError {
     /// A run manifest that `gc` needs as a root does not parse: removing
     /// anything could remove what it names.
     #[error(
-        "{path} does not parse ({why}); gc keeps what each pipeline's latest run names, so it removed nothing. Restore the file (runs/<pipeline>/ holds every run's manifest) or remove that pipeline's runs/ folder"
+        "{path} does not parse ({why}); gc keeps what the runs and tags worth keeping name, so it removed nothing. Restore the file (runs/<pipeline>/ holds every run's manifest, tags/ every tag) or remove it"
     )]
     BadRoot { path: PathBuf, why: String },
     /// A run manifest that a report on runs needs does not parse.
@@ -81,6 +81,9 @@ pub enum CacheError {
         "{path} does not parse ({why}); a run's manifest is written whole or not at all, so something else changed it. Restore it, or remove it to leave that run out"
     )]
     BadManifest { path: PathBuf, why: String },
+    /// `scoreflow tag` could not tag: no such run, several, or a bad name.
+    #[error("{0}")]
+    BadTag(String),
 }
 
 pub(crate) fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CacheError + 'a {
@@ -701,7 +704,7 @@ mod tests {
         let cache = Cache::new(dir.path());
         fs::create_dir_all(dir.path().join("tmp")).unwrap();
         fs::write(dir.path().join("tmp/123.partial"), b"half").unwrap();
-        let report = cache.gc(false).unwrap();
+        let report = cache.gc(false, Default::default()).unwrap();
         assert_eq!(report.temp_files, 1);
         assert!(!dir.path().join("tmp/123.partial").exists());
     }
@@ -770,7 +773,7 @@ mod tests {
         fs::create_dir_all(dir.path().join("tmp")).unwrap();
         let live = dir.path().join(format!("tmp/{}-0.json", std::process::id()));
         fs::write(&live, b"being written").unwrap();
-        let report = cache.gc(false).unwrap();
+        let report = cache.gc(false, Default::default()).unwrap();
         assert_eq!(report.temp_files, 0);
         assert!(live.exists());
     }

@@ -377,17 +377,9 @@ pub fn env_name(prefix: &str, name: &str) -> String {
 /// The extension a blob of this media is written with for the command.
 fn blob_ext(media: Media, file_ext: &str) -> String {
     match media {
-        Media::Png => ".png".into(),
-        Media::Html => ".html".into(),
-        Media::Table => ".parquet".into(),
         Media::File if file_ext.is_empty() => String::new(),
         Media::File => format!(".{file_ext}"),
-        Media::Model(f)
-            if ["pt", "pth", "safetensors", "onnx", "ckpt", "npz", "npy", "pkl", "joblib", "json"].contains(&f) =>
-        {
-            format!(".{f}")
-        }
-        Media::Model(_) => ".bin".into(),
+        m => format!(".{}", m.extension()),
     }
 }
 

@@ -294,6 +294,25 @@ pub fn per_percent<'a>(emit: impl Fn(f64) + Sync + 'a) -> impl Fn(f64) + Sync + 
     }
 }
 
+/// A cached validate stage's summary (its headline metrics), from its
+/// recorded outputs, so a run that computes nothing still answers "did it
+/// work?". Other kinds print theirs only when they run; an output that
+/// cannot be read gives none (the stage is verified when it is next used).
+fn cached_summary(
+    cache: &Cache,
+    imp: &dyn crate::engine::stage::Stage,
+    r: &crate::engine::cache::Record,
+) -> Option<String> {
+    if imp.kind() != crate::engine::stage::Kind::Validate {
+        return None;
+    }
+    let mut outputs = BTreeMap::new();
+    for (name, entry) in &r.outputs {
+        outputs.insert(name.clone(), std::sync::Arc::new(cache.read_entry(entry).ok()?));
+    }
+    imp.summary(&outputs)
+}
+
 /// What the coordinator knows while a run goes on, beside the [`Board`]:
 /// what was asked, what is waiting for a worker, and what is being
 /// recomputed because a consumer found its copy corrupt.
@@ -402,6 +421,9 @@ impl<'a> Coordinator<'a> {
                 {
                     let t = now_ms();
                     board.settle(i, Settle::Cached(outs, [r.started_ms, r.finished_ms]), (t, t));
+                    if let Some(text) = cached_summary(self.cache, stage.imp, r) {
+                        self.summaries.push((stage.name.clone(), text));
+                    }
                     continue;
                 }
                 board.reasons[i] = a.reasons.clone();
@@ -534,7 +556,7 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
         home: home.clone(),
         spec_file: spec.path.display().to_string(),
         spec_id: cache.spec_id(&spec.path),
-        git_commit: git_commit(&spec.path),
+        git_commit: crate::engine::manifest::git_commit(&spec.path),
         overrides: opts.overrides.clone(),
         run_id: format!("{}-{}", run_started, std::process::id()),
         started_ms: run_started,
@@ -638,52 +660,4 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
     }
     reporter.finish();
     Ok(report)
-}
-
-/// The commit checked out in the git repository holding `path`, read from
-/// `.git` directly (a loose or packed ref, or a detached HEAD); `None` outside a
-/// repository.
-pub fn git_commit(path: &std::path::Path) -> Option<String> {
-    let start = std::fs::canonicalize(path).ok()?;
-    let git = start.ancestors().map(|d| d.join(".git")).find(|g| g.exists())?;
-    // A worktree or submodule has a `.git` file pointing at its git dir.
-    let git = if git.is_file() {
-        let text = std::fs::read_to_string(&git).ok()?;
-        let rel = text.strip_prefix("gitdir:")?.trim();
-        git.parent()?.join(rel)
-    } else {
-        git
-    };
-    let head = std::fs::read_to_string(git.join("HEAD")).ok()?;
-    let head = head.trim();
-    let Some(reference) = head.strip_prefix("ref:").map(str::trim) else {
-        return Some(head.to_string());
-    };
-    let common = std::fs::read_to_string(git.join("commondir")).ok().map(|c| git.join(c.trim())).unwrap_or(git.clone());
-    for dir in [&git, &common] {
-        if let Ok(id) = std::fs::read_to_string(dir.join(reference)) {
-            return Some(id.trim().to_string());
-        }
-        if let Ok(packed) = std::fs::read_to_string(dir.join("packed-refs"))
-            && let Some(line) = packed.lines().find(|l| l.ends_with(reference) && !l.starts_with('#'))
-        {
-            return line.split_whitespace().next().map(str::to_string);
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn git_commit_reads_the_checked_out_commit() {
-        let here = crate::checkout("");
-        if here.join(".git").exists() {
-            let c = git_commit(&here.join("Cargo.toml")).expect("a commit");
-            assert!(c.len() == 40 && c.chars().all(|ch| ch.is_ascii_hexdigit()), "{c}");
-        }
-        assert_eq!(git_commit(std::path::Path::new("/")), None);
-    }
 }

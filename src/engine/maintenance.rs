@@ -1,5 +1,7 @@
-//! Keeping a cache healthy: `gc` removes what no pipeline's latest run uses,
-//! `verify` checks every object and record and removes what is bad. Both hold
+//! Keeping a cache healthy: `gc` removes what no run worth keeping uses
+//! (each pipeline's latest run, every run younger than a cut-off, 30 days by
+//! default, and every tagged run), `verify` checks every object and record
+//! and removes what is bad. Both hold
 //! the cache exclusively (runs hold it shared), so neither ever touches a result
 //! a live run has made and not yet recorded.
 
@@ -29,6 +31,30 @@ pub struct VerifyReport {
     pub records: usize,
     pub objects: usize,
     pub problems: Vec<Problem>,
+}
+
+/// What `gc` keeps: each pipeline's latest run (the results of its failed
+/// stages from the newest run that has them), every run that finished less
+/// than `keep_younger_than` ago, and every tagged run ([`Cache::tag`]).
+#[derive(Debug, Clone, Copy)]
+pub struct GcPolicy {
+    pub keep_younger_than: std::time::Duration,
+}
+
+impl Default for GcPolicy {
+    fn default() -> Self {
+        GcPolicy { keep_younger_than: std::time::Duration::from_secs(30 * 24 * 3600) }
+    }
+}
+
+/// A run kept by name: `scoreflow tag RUN NAME`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Tag {
+    pub name: String,
+    /// The pipeline's home (`runs/<home>/`) and the run's id there.
+    pub home: String,
+    pub run_id: String,
+    pub tagged_ms: u64,
 }
 
 /// What `gc` removed (or would remove).
@@ -200,25 +226,109 @@ impl Cache {
         Ok(Lease { _file: file })
     }
 
-    /// Remove every record and object that the latest run of each known pipeline
-    /// does not reach, plus leftovers in `tmp/` and unheld locks. Waits until no
+    /// Tag run `run` (its id as `scoreflow runs` prints it, or a unique
+    /// prefix) as `name`, so `gc` keeps its results; a tag of that name moves.
+    pub fn tag(&self, run: &str, name: &str) -> Result<Tag, CacheError> {
+        let bad = |why: String| CacheError::BadTag(why);
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
+            return Err(bad(format!("a tag is letters, digits, `_`, `-` or `.`, not `{name}`")));
+        }
+        let mut found = Vec::new();
+        for dir in read_dir(&self.root.join("runs"))? {
+            let home = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            for m in
+                crate::engine::manifest::run_manifests(&dir).map_err(|(path, why)| CacheError::BadRoot { path, why })?
+            {
+                if m.run_id.starts_with(run) {
+                    found.push((home.clone(), m.run_id));
+                }
+            }
+        }
+        let (home, run_id) = match found.len() {
+            1 => found.pop().expect("one"),
+            0 => {
+                return Err(bad(format!(
+                    "no run `{run}` in {} (`scoreflow runs FILE` lists them)",
+                    self.root.display()
+                )));
+            }
+            n => return Err(bad(format!("`{run}` names {n} runs; give more of the id"))),
+        };
+        let tag = Tag { name: name.to_string(), home, run_id, tagged_ms: crate::engine::cache::now_ms() };
+        let dir = self.root.join("tags");
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let bytes = serde_json::to_vec_pretty(&tag).expect("json of a plain struct");
+        self.write_atomic(&dir.join(format!("{name}.json")), &bytes)?;
+        Ok(tag)
+    }
+
+    /// Remove tag `name`; `false` when there was none.
+    pub fn untag(&self, name: &str) -> Result<bool, CacheError> {
+        let path = self.root.join("tags").join(format!("{name}.json"));
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("remove", &path)(e)),
+        }
+    }
+
+    /// Every tag, by name. A tag file that does not parse stops `gc` (it
+    /// would otherwise lose what the tag keeps).
+    pub fn tags(&self) -> Result<Vec<Tag>, CacheError> {
+        let mut out = Vec::new();
+        for file in read_dir(&self.root.join("tags"))? {
+            if file.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let tag = fs::read(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Tag>(&b).map_err(|e| e.to_string()))
+                .map_err(|why| CacheError::BadRoot { path: file.clone(), why })?;
+            out.push(tag);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Remove every record and object no run worth keeping reaches (see
+    /// [`GcPolicy`]), plus leftovers in `tmp/` and unheld locks. Waits until no
     /// run holds the cache (runs wait for it in turn), so it never removes what a
     /// live run has made and not yet recorded in its manifest.
-    pub fn gc(&self, dry_run: bool) -> Result<GcReport, CacheError> {
+    pub fn gc(&self, dry_run: bool, policy: GcPolicy) -> Result<GcReport, CacheError> {
         let _gc = self.exclusive()?;
         let mut keep_records = BTreeSet::new();
         let mut keep_objects = BTreeSet::new();
+        let cutoff = crate::engine::cache::now_ms().saturating_sub(policy.keep_younger_than.as_millis() as u64);
+        let tagged: BTreeSet<(String, String)> = self.tags()?.into_iter().map(|t| (t.home, t.run_id)).collect();
+        // The newest run naming each key, for the listing of what goes.
+        let mut last_use: BTreeMap<Hash, String> = BTreeMap::new();
         let runs = self.root.join("runs");
         for entry in read_dir(&runs)? {
             let latest = entry.join("latest.json");
-            let bytes = match fs::read(&latest) {
-                Ok(bytes) => bytes,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            let home = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let all = crate::engine::manifest::run_manifests(&entry)
+                .map_err(|(path, why)| CacheError::BadRoot { path, why })?;
+            let mut keys = Vec::new();
+            for m in &all {
+                let kept = m.finished_ms >= cutoff || tagged.contains(&(home.clone(), m.run_id.clone()));
+                for s in m.stages.iter().filter(|s| s.status.settled()) {
+                    let Some(k) = s.key.as_ref().and_then(|k| k.parse::<Hash>().ok()) else { continue };
+                    last_use.insert(k, format!("stage `{}` of {home}, last in run {}", s.name, m.run_id));
+                    if kept {
+                        keys.push(k);
+                    }
+                }
+            }
+            match fs::read(&latest) {
+                Ok(bytes) => {
+                    let manifest = serde_json::from_slice::<Manifest>(&bytes)
+                        .map_err(|e| CacheError::BadRoot { path: latest.clone(), why: e.to_string() })?;
+                    keys.extend(self.roots(&entry, &manifest)?);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(CacheError::BadRoot { path: latest, why: e.to_string() }),
-            };
-            let manifest = serde_json::from_slice::<Manifest>(&bytes)
-                .map_err(|e| CacheError::BadRoot { path: latest.clone(), why: e.to_string() })?;
-            for key in self.roots(&entry, &manifest)? {
+            }
+            for key in keys {
                 if let Some(record) = self.load_record(&key)? {
                     keep_records.insert(self.record_path(&key));
                     for o in record.outputs.values() {
@@ -241,10 +351,16 @@ impl Cache {
                 if keep_records.contains(&file) {
                     report.kept_records += 1;
                 } else {
-                    let stage = fs::read(&file)
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-                        .map_or_else(|| "not a record".to_string(), |r| format!("stage `{}`", r.stage_name));
+                    let key = file.file_stem().and_then(|n| n.to_str()).and_then(|n| n.parse::<Hash>().ok());
+                    let stage = match key.and_then(|k| last_use.get(&k)) {
+                        Some(used) => used.clone(),
+                        None => {
+                            fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Record>(&b).ok()).map_or_else(
+                                || "not a record".to_string(),
+                                |r| format!("stage `{}`, in no run", r.stage_name),
+                            )
+                        }
+                    };
                     report.removed.push(format!("record {} ({stage})", self.rel(&file)));
                     remove(&file, &mut report.records, &mut report.bytes)?;
                 }

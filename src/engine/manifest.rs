@@ -161,8 +161,7 @@ impl Cache {
     /// Point `latest/<home>/<stage>/<output>.<ext>` at the object a run used, so
     /// the newest results can be found without the tool (symbolic links,
     /// relative, rewritten by every run; on systems without them, nothing).
-    pub fn link_latest(&self, home: &str, stage: &str, output: &str, file: &str) -> Result<(), CacheError> {
-        let ext = Path::new(file).extension().and_then(|e| e.to_str()).unwrap_or("bin");
+    pub fn link_latest(&self, home: &str, stage: &str, output: &str, file: &str, ext: &str) -> Result<(), CacheError> {
         let dir = self.root.join("latest").join(home).join(stage);
         let link = dir.join(format!("{output}.{ext}"));
         #[cfg(unix)]
@@ -298,4 +297,52 @@ pub(crate) fn run_manifests(dir: &Path) -> Result<Vec<Manifest>, (PathBuf, Strin
 
 fn sort_runs(runs: &mut [Manifest]) {
     runs.sort_by(|a, b| (a.started_ms, &a.run_id).cmp(&(b.started_ms, &b.run_id)));
+}
+
+/// The commit checked out in the git repository holding `path`, read from
+/// `.git` directly (a loose or packed ref, or a detached HEAD); `None` outside a
+/// repository.
+pub fn git_commit(path: &std::path::Path) -> Option<String> {
+    let start = std::fs::canonicalize(path).ok()?;
+    let git = start.ancestors().map(|d| d.join(".git")).find(|g| g.exists())?;
+    // A worktree or submodule has a `.git` file pointing at its git dir.
+    let git = if git.is_file() {
+        let text = std::fs::read_to_string(&git).ok()?;
+        let rel = text.strip_prefix("gitdir:")?.trim();
+        git.parent()?.join(rel)
+    } else {
+        git
+    };
+    let head = std::fs::read_to_string(git.join("HEAD")).ok()?;
+    let head = head.trim();
+    let Some(reference) = head.strip_prefix("ref:").map(str::trim) else {
+        return Some(head.to_string());
+    };
+    let common = std::fs::read_to_string(git.join("commondir")).ok().map(|c| git.join(c.trim())).unwrap_or(git.clone());
+    for dir in [&git, &common] {
+        if let Ok(id) = std::fs::read_to_string(dir.join(reference)) {
+            return Some(id.trim().to_string());
+        }
+        if let Ok(packed) = std::fs::read_to_string(dir.join("packed-refs"))
+            && let Some(line) = packed.lines().find(|l| l.ends_with(reference) && !l.starts_with('#'))
+        {
+            return line.split_whitespace().next().map(str::to_string);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::git_commit;
+
+    #[test]
+    fn git_commit_reads_the_checked_out_commit() {
+        let here = crate::checkout("");
+        if here.join(".git").exists() {
+            let c = git_commit(&here.join("Cargo.toml")).expect("a commit");
+            assert!(c.len() == 40 && c.chars().all(|ch| ch.is_ascii_hexdigit()), "{c}");
+        }
+        assert_eq!(git_commit(std::path::Path::new("/")), None);
+    }
 }

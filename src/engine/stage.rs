@@ -163,6 +163,23 @@ pub enum Media {
 }
 
 impl Media {
+    /// The file extension its bytes are shown with (`png`, `html`, `parquet`;
+    /// a model framing named after a file format keeps that name, `pt`,
+    /// `safetensors`, …; anything else `bin`).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Media::Png => "png",
+            Media::Html => "html",
+            Media::Table => "parquet",
+            Media::Model(f)
+                if ["pt", "pth", "safetensors", "onnx", "ckpt", "npz", "npy", "pkl", "joblib", "json"].contains(&f) =>
+            {
+                f
+            }
+            Media::Model(_) | Media::File => "bin",
+        }
+    }
+
     /// How the cache stores it.
     pub fn format(self) -> Format {
         match self {

@@ -193,6 +193,17 @@ impl Stage for ColorLatent {
             .into_iter()
             .collect())
     }
+    fn summary(&self, outputs: &std::collections::BTreeMap<String, std::sync::Arc<Artifact>>) -> Option<String> {
+        let Artifact::Table(t) = outputs.get("metrics")?.as_ref() else {
+            return None;
+        };
+        let (m, v) = (t.strs("metric").ok()?, t.f64s("value").ok()?);
+        let mut text = String::from("latent metric (final snapshot)");
+        for i in 0..m.len() {
+            text.push_str(&format!("\n  {:<28} {:>11.6}", m[i], v[i]));
+        }
+        Some(text)
+    }
 }
 
 #[cfg(test)]

@@ -259,6 +259,18 @@ impl Stage for BoltzmannChecks {
             );
         Ok([("metrics".to_string(), Artifact::Table(table))].into_iter().collect())
     }
+    fn summary(&self, outputs: &std::collections::BTreeMap<String, std::sync::Arc<Artifact>>) -> Option<String> {
+        let Artifact::Table(t) = outputs.get("metrics")?.as_ref() else {
+            return None;
+        };
+        let (m, v, f) = (t.strs("metric").ok()?, t.f64s("value").ok()?, t.f64s("floor").ok()?);
+        let mut text = String::from("metric                   samples vs target   floor (reference vs reference)");
+        for i in 0..m.len() {
+            let floor = if f[i].is_finite() { format!("{:>11.6}", f[i]) } else { "          —".to_string() };
+            text.push_str(&format!("\n  {:<22} {:>11.6}         {floor}", m[i], v[i]));
+        }
+        Some(text)
+    }
 }
 
 #[cfg(test)]

@@ -65,7 +65,10 @@ pub const FIGURES: &[(&str, &str)] = &[
     ("types", "Side and angle types of the valid samples (fraction of each model's valid samples)."),
     (
         "training",
-        "Pre-training loss; tuning tracker: valid fraction of each round's samples, Δ/teach and cos(−teacher, Δ).",
+        "Pre-training loss; tuning tracker: valid fraction of each round's samples, Δ/teach and cos(−teacher, Δ). \
+         The tracker's valid fraction is the tuning's own pool test (`pool_check: seed`: the blog post's strict triangle \
+         inequalities, no range check or margin), which passes more samples than the validate stage's rule (ranges \
+         and tolerance `tol`) behind the valid % above: the two figures measure different things.",
     ),
     ("triangles", "Tuned samples drawn in the plane (A = (0, 0), B = (c, 0))."),
     ("score_field", "Score field (a, b components) on a slice at fixed c and small t."),
@@ -129,7 +132,7 @@ fn field(w: &ScoreNetWeights, grid: usize, c: f64, t: f64) -> Vec<plot::Arrow> {
 }
 
 impl Stage for Smeme {
-    describe!(Kind::Report, "smeme", version 3, params SmemeReportParams, INPUTS, OUTPUTS);
+    describe!(Kind::Report, "smeme", version 4, params SmemeReportParams, INPUTS, OUTPUTS);
     // Over 150 lines: figure assembly — each figure's data read and drawn in order, as
     // the page shows them.
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
@@ -255,8 +258,8 @@ impl Stage for Smeme {
              as a share of the valid samples) from {:.2} % to {:.2} % ({:+.2} points), and the entropy of the (u, v) \
              histogram from {:.4} to {:.4} nats ({:+.4}). Both models were sampled from the same {n} x_T and noise, \
              so these changes are the models' alone: the floor, the change between two paired samples of one \
-             model, is 0. One seed's change is not yet an effect: read it against the spread across seeds (the \
-             README's table over seeds 1–5 at the seed's settings). During tuning Δ/teach went {} and \
+             model, is 0. One RNG seed's change is not yet an effect: read it against the spread across RNG seeds \
+             (the README's table over RNG seeds 1–5 at the blog post's settings). During tuning Δ/teach went {} and \
              cos(−T, Δ) {} (first and last inner epoch).</p>\n",
             100.0 * valid[0],
             100.0 * valid[1],
@@ -270,18 +273,18 @@ impl Stage for Smeme {
             first_last(&ratio),
             first_last(&cos),
         ) + &format!(
-            "<table><caption>This run beside the seed notebook (seed 000)</caption><thead><tr><th></th>\
-             <th>this run: pre-trained</th><th>this run: tuned</th><th>seed: pre-trained</th><th>seed: tuned</th>\
+            "<table><caption>This run beside the S-MEME blog post (seed document 000)</caption><thead><tr><th></th>\
+             <th>this run: pre-trained</th><th>this run: tuned</th><th>blog post: pre-trained</th><th>blog post: tuned</th>\
              </tr></thead><tbody>\
              <tr><td>samples compared</td><td>{n}</td><td>{n} (same x_T and noise)</td><td>4096</td>\
              <td>1024 (the last tuning round's x_T)</td></tr>\
              <tr><td>valid %</td><td>{:.2}</td><td>{:.2}</td><td>89.09</td><td>90.62</td></tr>\
              <tr><td>Δ/teach, first → last inner epoch</td><td></td><td>{}</td><td></td><td>0.049 → 0.109</td></tr>\
              <tr><td>cos(−T, Δ), first → last inner epoch</td><td></td><td>{}</td><td></td><td>0.182 → 0.293</td></tr>\
-             </tbody></table>\n<p>The seed samples its pre-trained model from 4096 x_T and its tuned model from the \
+             </tbody></table>\n<p>The blog post samples its pre-trained model from 4096 x_T and its tuned model from the \
              1024 x_T of the last tuning round (its comment says the same x_T, but the tuning loop reassigned it), so \
              its two numbers differ by sampling noise as well as by tuning; scoreflow pairs the samples. Valid % \
-             of the pre-trained model varies by about ±10 points across training seeds at these settings.</p>\n",
+             of the pre-trained model varies by about ±10 points across training RNG seeds at these settings.</p>\n",
             100.0 * valid[0],
             100.0 * valid[1],
             first_last(&ratio),

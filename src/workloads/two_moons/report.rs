@@ -50,7 +50,7 @@ fn points2(t: &Table) -> Result<Vec<(f64, f64)>, StageError> {
 }
 
 impl Stage for TwoMoons {
-    describe!(Kind::Report, "two_moons", version 3, params MoonsReportParams, MOONS_INPUTS, MOONS_OUTPUTS);
+    describe!(Kind::Report, "two_moons", version 4, params MoonsReportParams, MOONS_INPUTS, MOONS_OUTPUTS);
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let target = points2(ctx.table("target")?)?;
         let samples = points2(ctx.table("samples")?)?;
@@ -117,7 +117,7 @@ impl Stage for TwoMoons {
                 .map_or("—".into(), |x| format!("{x:.6}"))
         };
         let mut intro = format!(
-            "<h2>Result</h2>\n<p>Two-moons DDPM baseline (seed 002): after {} training steps, {} generated points \
+            "<h2>Result</h2>\n<p>Two-moons DDPM baseline (seed document 002): after {} training steps, {} generated points \
              against an independent draw of {} target points score ",
             steps.len(),
             samples.len(),
@@ -137,19 +137,19 @@ impl Stage for TwoMoons {
         intro.push_str(&parts.join("; "));
         intro.push_str(
             ". The floor is what two independent draws of the target score at this n: a perfect model scores about \
-             the floor, not 0. One seed is one draw of the training noise; the README gives medians over seeds 1–3 \
+             the floor, not 0. One RNG seed is one draw of the training noise; the README gives medians over RNG seeds 1–3 \
              for each pipeline.</p>\n",
         );
         let _ = write!(
             intro,
-            "<table><caption>This run beside the seed (seed 002, lower is better)</caption><thead><tr><th></th>\
-             <th>this run</th><th>floor (two target draws)</th><th>the seed's README: 40k steps, Euler, no EMA, \
-             seed 42</th><th>the origin's EMA run: 40k steps, DDPM sampler, seed 42</th></tr></thead><tbody>\
+            "<table><caption>This run beside the baseline's README (seed document 002, lower is better)</caption><thead><tr><th></th>\
+             <th>this run</th><th>floor (two target draws)</th><th>the baseline's README: 40k steps, Euler, no EMA, \
+             RNG seed 42</th><th>the origin's EMA run: 40k steps, DDPM sampler, RNG seed 42</th></tr></thead><tbody>\
              <tr><td>MMD</td><td>{}</td><td>{}</td><td>0.043403</td><td>0.000000</td></tr>\
              <tr><td>energy distance</td><td>{}</td><td>{}</td><td>0.059351</td><td>0.020453</td></tr>\
              <tr><td>sliced W1</td><td>{}</td><td>{}</td><td>0.053859</td><td>0.016328</td></tr>\
              </tbody></table>\n<p>Compare like with like: this run's steps, EMA and sampler are in the spec below; \
-             the seed's row is <code>pipelines/two_moons_40k.yaml</code>'s setting, the EMA row \
+             the README's row is <code>pipelines/two_moons_40k.yaml</code>'s setting, the EMA row \
              <code>pipelines/two_moons_40k_ema.yaml</code>'s.</p>\n",
             cell(row("mmd"), false),
             cell(row("mmd"), true),
