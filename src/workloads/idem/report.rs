@@ -219,7 +219,7 @@ fn study_panels(study: &Table) -> Result<Vec<u8>, StageError> {
 }
 
 impl Stage for IdemReport {
-    describe!(Kind::Report, "idem", version 4, params IdemReportParams, INPUTS, OUTPUTS);
+    describe!(Kind::Report, "idem", version 5, params IdemReportParams, INPUTS, OUTPUTS);
     fn input_columns(&self, input: &str) -> &'static [&'static str] {
         match input {
             "loss" => &["outer", "loss"],
@@ -263,23 +263,35 @@ impl Stage for IdemReport {
         };
         let mut parts = Vec::new();
         for (name, label) in [("x_w2", "x-W2"), ("energy_w2", "energy-W2"), ("tv", "TV")] {
-            if let Some((v, f)) = row(name) {
-                parts.push(format!("{label} {v:.3} (floor {f:.3}, {:.2}× it)", v / f));
+            match row(name) {
+                Some((v, f)) if f.is_finite() => parts.push(format!("{label} {v:.3} (floor {f:.3}, {:.2}× it)", v / f)),
+                Some((v, _)) => parts.push(format!("{label} {v:.3}")),
+                None => {}
             }
         }
-        if let Some((v, f)) = row("modes_5") {
-            parts.push(format!("{v:.0} of 40 modes with at least 5 samples (floor {f:.0})"));
+        match row("modes_5") {
+            Some((v, f)) if f.is_finite() => {
+                parts.push(format!("{v:.0} of 40 modes with at least 5 samples (floor {f:.0})"))
+            }
+            Some((v, _)) => parts.push(format!("{v:.0} of 40 modes with at least 5 samples")),
+            None => {}
         }
+        let floors = rows.floors.iter().any(|f| f.is_finite());
         let intro = format!(
-            "<h2>Result</h2>\n<p>GMM-40 (DEM's 40-mode mixture): {} samples against {} exact reference points: {}. \
-             The floor is the same metric between two independent exact sets of this size: what a perfect \
-             sampler scores. The ratio to it reads the distance in those units: 1× is as close as exact sampling \
-             gets with this many samples, and the further above, the further from the target; at a compact budget \
-             several times the floor is expected (docs/results/idem.md gives the figures over seeds and \
-             budgets).</p>\n",
+            "<h2>Result</h2>\n<p>GMM-40 (DEM's 40-mode mixture): {} samples against {} exact reference points: {}. {}</p>\n",
             samples.len(),
             target.len(),
-            esc(&parts.join("; "))
+            esc(&parts.join("; ")),
+            if floors {
+                "The floor is the same metric between two independent exact sets of this size: what a perfect \
+                 sampler scores. The ratio to it reads the distance in those units: 1× is as close as exact \
+                 sampling gets with this many samples, and the further above, the further from the target; at a \
+                 compact budget several times the floor is expected (docs/results/idem.md gives the figures over \
+                 seeds and budgets)."
+            } else {
+                "No floor was measured (bind a second exact set as the checks' <code>floor</code> input): without \
+                 it these distances have no scale."
+            }
         );
         // Panels whose input is not bound are left off the page (their PNGs
         // are empty frames, kept so every output exists).
@@ -432,8 +444,10 @@ fn particle_report(ctx: &StageCtx, name: &str, sys: &Particles) -> Result<Output
     for (m, label) in
         [("x_w2", "x-W2"), ("energy_w2", "energy-W2"), ("dist_w2", "distance-W2"), ("dist_tv", "distance TV")]
     {
-        if let Some((v, f)) = row(m) {
-            parts.push(format!("{label} {v:.3} (floor {f:.3})"));
+        match row(m) {
+            Some((v, f)) if f.is_finite() => parts.push(format!("{label} {v:.3} (floor {f:.3})")),
+            Some((v, _)) => parts.push(format!("{label} {v:.3}")),
+            None => {}
         }
     }
     if let Some((v, _)) = row("energy_mean") {
