@@ -402,7 +402,8 @@ pub fn render_diff(d: &RunDiff, a: &Manifest, b: &Manifest, json: bool, csv: boo
         ));
     }
     if !d.settings.is_empty() {
-        s.push_str(&format!("{} settings differ\n", d.settings.len()));
+        let n = d.settings.len();
+        s.push_str(&format!("{n} {}\n", if n == 1 { "setting differs" } else { "settings differ" }));
         for (setting, va, vb) in &d.settings {
             s.push_str(&format!("  {setting} {va} → {vb}\n"));
         }

@@ -292,5 +292,20 @@ fn compare_finds_the_latest_runs_options_and_says_when_nothing_matches() {
     let out = ws.cmd(&["compare", "m.yaml", "--runs", "previous", "latest"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("stages.ddpm[seed=1].params.lr 0.001 → 0.002"), "{text}");
-    assert!(text.find("settings differ").unwrap() < text.find("metric").unwrap(), "{text}");
+    assert!(text.find("setting").unwrap() < text.find("metric").unwrap(), "{text}");
+}
+
+/// After a YAML edit of the tuning's β, `compare --runs` names the setting
+/// before the stages and metrics.
+#[test]
+fn compare_runs_names_the_edited_parameter() {
+    let ws = Workspace::new();
+    ws.write("smeme.yaml", &small_smeme());
+    assert!(ws.run_json("smeme.yaml", &[]).0.status.success());
+    ws.write("smeme.yaml", &small_smeme().replace("beta: 0.9", "beta: 2.0"));
+    assert!(ws.run_json("smeme.yaml", &[]).0.status.success());
+    let out = ws.cmd(&["compare", "smeme.yaml", "--runs", "previous", "latest"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("1 setting differs\n  stages.tuned.params.beta 0.9 → 2.0\n"), "{text}");
 }
