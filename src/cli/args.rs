@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "scoreflow", version, about = "Declarative, cached pipelines for diffusion-model experiments")]
 pub struct Cli {
     /// Artifact cache directory [default: `artifacts/` beside the `pipelines/`
-    /// folder holding the spec, else beside the spec; for gc: ./artifacts].
+    /// folder holding the spec, else beside the spec; for gc, tag, tags and
+    /// verify: ./artifacts].
     #[arg(long, global = true, env = "SCOREFLOW_ARTIFACTS", value_name = "DIR")]
     pub artifacts: Option<PathBuf>,
     /// Change the spec for this command: `--set stages.tuned.params.beta=2.0`,
