@@ -179,9 +179,9 @@ impl Cache {
     /// The stage keys a pipeline's runs keep: each stage of its latest run
     /// whose result is in the cache, and for a stage that failed, was skipped
     /// or interrupted there, its result in the newest earlier run that has one
-    /// (a failed run never costs the previous good results). An earlier
-    /// manifest that is needed and does not parse stops gc.
-    fn roots(&self, dir: &Path, latest: &Manifest) -> Result<Vec<Hash>, CacheError> {
+    /// (a failed run never costs the previous good results). `runs` are the
+    /// pipeline's run manifests, oldest first, read once by `gc`.
+    fn roots(&self, runs: &[Manifest], latest: &Manifest) -> Vec<Hash> {
         let key_of = |s: &ManifestStage| s.key.as_ref().and_then(|k| k.parse::<Hash>().ok());
         let mut keys: Vec<Hash> = latest.stages.iter().filter_map(key_of).collect();
         let mut wanted: BTreeSet<&str> = latest
@@ -191,12 +191,10 @@ impl Cache {
             .map(|s| s.name.as_str())
             .collect();
         if wanted.is_empty() {
-            return Ok(keys);
+            return keys;
         }
-        let earlier =
-            crate::engine::manifest::run_manifests(dir).map_err(|(path, why)| CacheError::BadRoot { path, why })?;
         // Newest first.
-        for m in earlier.iter().rev() {
+        for m in runs.iter().rev() {
             for s in &m.stages {
                 if wanted.contains(s.name.as_str())
                     && s.status.settled()
@@ -211,7 +209,7 @@ impl Cache {
                 break;
             }
         }
-        Ok(keys)
+        keys
     }
 
     /// Exclusive hold on the cache (no run holds a [`Lease`] meanwhile); says on
@@ -323,7 +321,7 @@ impl Cache {
                 Ok(bytes) => {
                     let manifest = serde_json::from_slice::<Manifest>(&bytes)
                         .map_err(|e| CacheError::BadRoot { path: latest.clone(), why: e.to_string() })?;
-                    keys.extend(self.roots(&entry, &manifest)?);
+                    keys.extend(self.roots(&all, &manifest));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(CacheError::BadRoot { path: latest, why: e.to_string() }),
