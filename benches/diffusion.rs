@@ -16,6 +16,7 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Tensor, TensorData};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
+use scoreflow::engine::checkpoint::Checkpointing;
 use scoreflow::engine::stage::Backend;
 use scoreflow::numerics::sde::sampler::{PcConfig, Prior, ScoreModel, pc_sample, prior_draw};
 use scoreflow::numerics::sde::{Ou, ou_pairs};
@@ -181,7 +182,12 @@ fn ddpm(c: &mut Criterion) {
         ema_warmup: true,
     };
     g.bench_function("train_1000_steps_512", |bench| {
-        bench.iter(|| train_ddpm(&steps_cfg, &data, vec!["x".into(), "y".into()], 1, &|_| {}).unwrap().loss.len())
+        bench.iter(|| {
+            train_ddpm(&steps_cfg, &data, vec!["x".into(), "y".into()], 1, &|_| {}, &Checkpointing::none())
+                .unwrap()
+                .loss
+                .len()
+        })
     });
 
     let fast = FastEps::new(&cfg, &layers);

@@ -203,9 +203,105 @@ fn particles(c: &mut Criterion) {
     g.finish();
 }
 
+/// Checkpoints of iDEM's training (the checkpoint contract's cost):
+/// GMM-40 training (DEM's MLP, batch 512, K 100, 1000 SDE particles of 100
+/// steps an outer step; 6 outer steps of 10 training steps) and DW-4 training
+/// (DEM's EGNN, 128 wide, 3 layers; batch 64, K 100; 6 × 10), each with no
+/// checkpoints and with one after every outer step — the ratio bounds the
+/// overhead at any interval of an outer step or more; and the cost of one
+/// checkpoint of the state GMM-40 training holds at the end of DEM's budget
+/// (99 074 weights with Adam's two moments, a full buffer of 10 000 points,
+/// 201 snapshots of 1000 points, 100 000 loss rows), written, read back,
+/// verified and decoded — divided by the default interval (5 minutes), the
+/// overhead at DEM's budget.
+fn checkpoints(c: &mut Criterion) {
+    use scoreflow::engine::cache::Cache;
+    use scoreflow::engine::checkpoint::{Checkpointing, Every, decode, encode};
+    use scoreflow::engine::hash::Hash;
+    use scoreflow::engine::params::Value;
+    use scoreflow::workloads::idem::fitting::IdemParams;
+    use scoreflow::workloads::idem::particles_train::fit_particles;
+    use scoreflow::workloads::idem::train::fit;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let params = |extra: &[(&str, Value)]| {
+        let mut m = IdemParams::example();
+        let common = [
+            ("outer", Value::Int(6)),
+            ("inner", Value::Int(10)),
+            ("k", Value::Int(100)),
+            ("n_init", Value::Int(256)),
+            ("samples_per_outer", Value::Int(1000)),
+            ("steps", Value::Int(100)),
+        ];
+        for (k, v) in common.iter().chain(extra) {
+            m.insert(k.to_string(), v.clone());
+        }
+        IdemParams::read(&m)
+    };
+    let mut g = c.benchmark_group("checkpoint");
+    g.sample_size(10);
+    let gmm = Gmm::dem40().unmasked();
+    let energy = Scaled { energy: &gmm, scale: 50.0 };
+    let target: Vec<f64> = gmm.sample(500, &mut scoreflow::numerics::rng::stream(1, "bench/target"));
+    let p = params(&[]);
+    let every_outer = || Checkpointing::for_key(&cache, Hash([1; 32]), Every::Steps(1), false);
+    g.bench_function("gmm40_train_no_checkpoints", |b| {
+        b.iter(|| fit(&p, &energy, &target, 1, &|_| {}, &Checkpointing::none()).unwrap().loss.num_rows())
+    });
+    g.bench_function("gmm40_train_checkpoint_every_outer", |b| {
+        b.iter(|| fit(&p, &energy, &target, 1, &|_| {}, &every_outer()).unwrap().loss.num_rows())
+    });
+    let dw4 = scoreflow::numerics::energy::particles::Particles::by_name("dw4").unwrap();
+    let pd = params(&[
+        ("energy", Value::Str("dw4".into())),
+        ("batch", Value::Int(64)),
+        ("lambda", Value::Str("none".into())),
+        ("max_norm", Value::Float(20.0)),
+        ("sigma_max", Value::Float(3.0)),
+        ("normalization", Value::Float(1.0)),
+        ("samples_per_outer", Value::Int(256)),
+    ]);
+    let dw4_target = vec![0.0; 40 * 8];
+    g.bench_function("dw4_train_no_checkpoints", |b| {
+        b.iter(|| {
+            fit_particles(&pd, &dw4, &dw4_target, None, 1, &|_| {}, &Checkpointing::none()).unwrap().loss.num_rows()
+        })
+    });
+    g.bench_function("dw4_train_checkpoint_every_outer", |b| {
+        b.iter(|| fit_particles(&pd, &dw4, &dw4_target, None, 1, &|_| {}, &every_outer()).unwrap().loss.num_rows())
+    });
+    type Losses = (Vec<i64>, Vec<i64>, Vec<f64>, Vec<f64>, Vec<f64>);
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct DemBudgetState {
+        params: [Vec<f32>; 3],
+        buffer: Vec<f32>,
+        snaps: (Vec<i64>, Vec<f64>, Vec<f64>),
+        losses: Losses,
+    }
+    let n_snap = 201 * 1000;
+    let steps = 100_000;
+    let state = DemBudgetState {
+        params: std::array::from_fn(|k| (0..99_074).map(|i| (i * (k + 1)) as f32 * 1e-5).collect()),
+        buffer: (0..20_000).map(|i| i as f32 * 1e-3).collect(),
+        snaps: ((0..n_snap as i64).collect(), vec![0.5; n_snap], vec![-0.5; n_snap]),
+        losses: ((0..steps as i64).collect(), vec![3; steps], vec![1.5; steps], vec![0.7; steps], vec![5e-4; steps]),
+    };
+    let key = Hash([2; 32]);
+    g.bench_function("gmm40_dem_budget_state_write_and_read", |b| {
+        b.iter(|| {
+            cache.write_checkpoint(&key, 99_000, 100_000, &encode(&state)).unwrap();
+            let back = cache.read_checkpoint(&key).unwrap().unwrap();
+            decode::<DemBudgetState>(&back.state).unwrap().buffer.len()
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = estimator, network, particles
+    targets = estimator, network, particles, checkpoints
 }
 criterion_main!(benches);

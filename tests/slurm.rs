@@ -226,3 +226,43 @@ fn a_command_stage_on_slurm_yields_the_local_hashes() {
     }
     assert_eq!(outcomes[0], outcomes[1], "same keys and content hashes on Slurm as locally");
 }
+
+/// A stage that needs about two minutes, under a one-minute time limit:
+/// warned before the limit (`--signal=B:USR1@30`), the worker saves a
+/// checkpoint and exits, and the coordinator resubmits it until it is done.
+/// The output is the one a local run gives, and the manifest lists every
+/// resubmission.
+#[test]
+fn a_stage_longer_than_its_time_limit_finishes_through_requeues() {
+    if !cluster() {
+        return;
+    }
+    let spec = |step_ms: u64| {
+        format!(
+            "name: long\nseed: 8\nstages:\n  walk:\n    kind: debug\n    params: {{ steps: 120, step_ms: {step_ms} }}\n    resources: {{ time: 1, checkpoint_every: 10 steps }}\n"
+        )
+    };
+    // The table does not depend on the pace: a local run without sleeps.
+    let local = Workspace::new();
+    local.write("p.yaml", &spec(0));
+    assert!(local.run_json("p.yaml", &[]).0.status.success());
+    let ws = Workspace::new();
+    ws.write("p.yaml", &spec(1000));
+    let started = Instant::now();
+    let (out, events) = ws.run_json("p.yaml", &["--executor", "slurm", "--poll", "0.5"]);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("two minutes of work under a one-minute limit: {:.0}s", started.elapsed().as_secs_f64());
+    let line = common::stage_line(&ws, "long", "walk");
+    let requeues = line["requeues"].as_array().expect("requeues in the manifest");
+    assert!(!requeues.is_empty(), "{line}");
+    for r in requeues {
+        assert!(["CHECKPOINTED", "TIMEOUT"].contains(&r["state"].as_str().unwrap()), "{r}");
+        assert!(r["step"].as_u64().is_some_and(|s| s > 0 && s < 120), "{r}");
+    }
+    assert!(line["resumed_from"].as_u64().is_some_and(|s| s > 0), "{line}");
+    assert!(
+        events.iter().any(|e| e["event"] == "warning" && e["message"].as_str().unwrap().contains("resubmitted as job"))
+    );
+    assert_eq!(line["outputs"], common::stage_line(&local, "long", "walk")["outputs"], "the bytes of a local run");
+    assert!(common::checkpoints(&ws).is_empty());
+}

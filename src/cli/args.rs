@@ -119,6 +119,19 @@ pub struct RunArgs {
     /// Seconds between two looks at the Slurm queue [default: 1].
     #[arg(long)]
     pub poll: Option<f64>,
+    /// How often long stages save a checkpoint: a duration (`10m`, `90s`)
+    /// or `N steps` [default: each stage's `resources.checkpoint_every`, else 5m].
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_every)]
+    pub checkpoint_every: Option<crate::engine::checkpoint::Every>,
+    /// Start stages over instead of resuming from their checkpoints (which
+    /// are removed).
+    #[arg(long)]
+    pub no_resume: bool,
+}
+
+fn parse_every(s: &str) -> Result<crate::engine::checkpoint::Every, String> {
+    crate::engine::checkpoint::Every::parse(s)
+        .ok_or_else(|| format!("`{s}` is not an interval: a positive duration (`10m`, `90s`) or `N steps`"))
 }
 
 /// The arguments of `scoreflow worker`.

@@ -11,6 +11,9 @@ use crate::inspect::InspectError;
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
+/// `scoreflow worker`: the stage saved a checkpoint on a stop signal and
+/// exited; resubmitting the job resumes it (EX_TEMPFAIL).
+pub const EXIT_CHECKPOINTED: u8 = 75;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -10,8 +10,12 @@ pub(super) fn run(cli: &Cli, args: &GcArgs) -> Result<ExitCode, Error> {
     let r = cache.gc(*dry_run, policy)?;
     let verb = if *dry_run { "would remove" } else { "removed" };
     let mut text: String = r.removed.iter().map(|line| format!("{verb} {line}\n")).collect();
+    let (gone, kept) = match (r.checkpoints, r.kept_checkpoints) {
+        (0, 0) => (String::new(), String::new()),
+        (g, k) => (format!(", {g} checkpoints"), format!(", {k} checkpoints (work a run resumes)")),
+    };
     text.push_str(&format!(
-        "{verb} {} records, {} objects, {} temporary files: {} freed; kept {} records, {} objects\n",
+        "{verb} {} records, {} objects{gone}, {} temporary files: {} freed; kept {} records, {} objects{kept}\n",
         r.records,
         r.objects,
         r.temp_files,

@@ -39,7 +39,7 @@ mod prelude {
     pub(super) use std::process::ExitCode;
 
     pub(super) use super::args::*;
-    pub(super) use super::error::{EXIT_FAILURE, Error};
+    pub(super) use super::error::{EXIT_CHECKPOINTED, EXIT_FAILURE, Error};
     pub(super) use super::resolve::{refuse_blob_extension, resolve_output};
     pub(super) use super::{cache_for, default_artifacts, human_bytes, load_spec, out, width};
     pub(super) use crate::engine::cache::Cache;

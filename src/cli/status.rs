@@ -17,6 +17,9 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &StatusArgs) ->
                     "fresh": s.fresh,
                     "key": s.key.map(|k| k.hex()),
                     "reasons": s.reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+                    "checkpoint": s.checkpoint.as_ref().map(|h| serde_json::json!({
+                        "step": h.step, "total": h.total, "written_ms": h.written_ms,
+                    })),
                 })
             })
             .collect();
@@ -32,7 +35,11 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &StatusArgs) ->
             let detail = if s.fresh {
                 s.key.map(|k| k.short()).unwrap_or_default()
             } else {
-                s.reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ")
+                let mut why: Vec<String> = s.reasons.iter().map(|r| r.to_string()).collect();
+                if let Some(h) = &s.checkpoint {
+                    why.push(format!("resumes from {}", h.describe()));
+                }
+                why.join("; ")
             };
             text.push_str(&format!("{:w$}  {state}  {detail}\n", s.name));
         }

@@ -11,9 +11,10 @@ pub(super) fn run(cli: &Cli) -> Result<ExitCode, Error> {
         text.push_str(&format!("bad: {}: {} ({fate})\n", p.path, p.what));
     }
     text.push_str(&format!(
-        "verified {} records, {} objects in {}: {}\n",
+        "verified {} records, {} objects{} in {}: {}\n",
         r.records,
         r.objects,
+        if r.checkpoints > 0 { format!(", {} checkpoints", r.checkpoints) } else { String::new() },
         cache.root().display(),
         if r.problems.is_empty() {
             "all good".to_string()

@@ -31,10 +31,18 @@ pub(super) fn run(artifacts: &Option<PathBuf>, args: &WorkerArgs) -> Result<Exit
         crate::engine::cache::host(),
         job.key().short()
     );
+    // A stop signal (Slurm's warning before the time limit, a preemption's
+    // SIGTERM): a stage that checkpoints saves and returns, and this
+    // process reports it below; any other stage is stopped at once.
+    crate::engine::checkpoint::install_signals(std::time::Duration::from_secs(60), move |sig| {
+        if !crate::engine::checkpoint::used() {
+            eprintln!("scoreflow worker: stopped by signal {sig}; nothing was cached");
+            std::process::exit(crate::engine::checkpoint::exit_status(sig).into());
+        }
+    });
     let progress = executor::per_percent(|fraction| println!("{}{fraction:.3}", crate::engine::slurm::PROGRESS_PREFIX));
     let backend = crate::engine::stage::Backend::parse(device).expect("clap checked the value");
     let outcome = worker::execute(&job, imp, &cache, &Memo::default(), backend, &progress);
-    let ok = outcome.is_ok();
     match &outcome {
         Ok(d) if d.fresh => println!("scoreflow worker: already computed (another process finished it)"),
         Ok(d) => println!("scoreflow worker: done in {:.3}s", (d.finished_ms - d.started_ms) as f64 / 1000.0),
@@ -44,8 +52,13 @@ pub(super) fn run(artifacts: &Option<PathBuf>, args: &WorkerArgs) -> Result<Exit
         Err(worker::WorkError::InputCorrupt { input }) => {
             eprintln!("scoreflow worker: input `{input}` is corrupt or missing; removed it")
         }
+        Err(e @ worker::WorkError::Interrupted { .. }) => println!("scoreflow worker: {e}"),
     }
     let bytes = serde_json::to_vec(&worker::outcome_to_json(&outcome)).expect("json");
     cache.write_atomic(result, &bytes)?;
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) })
+    Ok(match outcome {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(worker::WorkError::Interrupted { .. }) => ExitCode::from(EXIT_CHECKPOINTED),
+        Err(_) => ExitCode::from(EXIT_FAILURE),
+    })
 }

@@ -30,6 +30,7 @@ use crate::engine::dag::Dag;
 pub use crate::engine::fingerprint::Reason;
 use crate::engine::fingerprint::{Assessment, OutputMap, assess, key_inputs, outputs_of};
 use crate::engine::hash::Hash;
+pub use crate::engine::progress::per_percent;
 use crate::engine::progress::{Event, Reporter};
 use crate::engine::slurm::{self, SlurmOptions};
 use crate::engine::spec::Spec;
@@ -91,6 +92,8 @@ pub fn interrupt() -> Option<String> {
             computed_ms: None,
             outputs: BTreeMap::new(),
             error: Some("interrupted".into()),
+            resumed_from: None,
+            requeues: Vec::new(),
         });
     }
     manifest.ok = false;
@@ -138,6 +141,11 @@ pub struct RunOptions {
     pub executor: Executor,
     /// The command-line changes applied to the spec, as given (recorded in the manifest).
     pub overrides: Vec<String>,
+    /// How often checkpointing stages save (`--checkpoint-every`; else each
+    /// stage's `resources.checkpoint_every`, else 5 minutes).
+    pub checkpoint_every: Option<crate::engine::checkpoint::Every>,
+    /// Start over instead of resuming from checkpoints (`--no-resume`).
+    pub no_resume: bool,
 }
 
 /// Where the stages that must run are computed.
@@ -189,8 +197,12 @@ enum Settle {
     Done {
         outputs: OutputMap,
         fresh: bool,
+        resumed_from: Option<u64>,
+        requeues: Vec<crate::engine::manifest::Requeue>,
     },
     Failed(String),
+    /// Stopped by a signal after saving a checkpoint (the next run resumes).
+    Interrupted(String),
     Skipped(String),
 }
 
@@ -227,13 +239,15 @@ impl<'a> Board<'a> {
         let name = stage.name.clone();
         let key = self.keys[i];
         let mut computed = None;
+        let (mut resumed, mut requeued) = (None, Vec::new());
         let (state, outcome, outputs, reasons, error) = match how {
             Settle::Cached(outputs, when) => {
                 self.reporter.event(&Event::Fresh { stage: name, key: key.expect("assessed").hex() });
                 computed = Some(when);
                 (StageState::Fresh, Outcome::Fresh, Some(outputs), Vec::new(), None)
             }
-            Settle::Done { outputs, fresh } => {
+            Settle::Done { outputs, fresh, resumed_from, requeues } => {
+                (resumed, requeued) = (resumed_from, requeues);
                 let seconds = finished_ms.saturating_sub(started_ms) as f64 / 1000.0;
                 self.reporter.event(&Event::Finished {
                     stage: name,
@@ -250,6 +264,11 @@ impl<'a> Board<'a> {
             Settle::Failed(error) => {
                 self.reporter.event(&Event::Failed { stage: name, error: error.clone() });
                 (StageState::Failed, Outcome::Failed(error.clone()), None, self.reasons[i].clone(), Some(error))
+            }
+            Settle::Interrupted(error) => {
+                self.reporter.event(&Event::Failed { stage: name, error: error.clone() });
+                let reasons = self.reasons[i].clone();
+                (StageState::Interrupted, Outcome::Failed(error.clone()), None, reasons, Some(error))
             }
             Settle::Skipped(because) => {
                 self.reporter.event(&Event::Skipped { stage: name, because: because.clone() });
@@ -273,24 +292,13 @@ impl<'a> Board<'a> {
                 .map(|o| o.iter().map(|(k, (h, _))| (k.clone(), h.hex())).collect())
                 .unwrap_or_default(),
             error,
+            resumed_from: resumed,
+            requeues: requeued,
         });
         if let Some(outputs) = outputs {
             self.done.insert(stage.name.clone(), outputs);
         }
         self.outcomes[i] = Some(outcome);
-    }
-}
-
-/// A stage's progress callback that passes on at most one fraction per percent.
-pub fn per_percent<'a>(emit: impl Fn(f64) + Sync + 'a) -> impl Fn(f64) + Sync + 'a {
-    let last = Mutex::new(-1i64);
-    move |fraction: f64| {
-        let pct = (fraction * 100.0) as i64;
-        let mut last = last.lock().expect("not poisoned");
-        if pct != *last {
-            *last = pct;
-            emit(fraction);
-        }
     }
 }
 
@@ -331,6 +339,8 @@ struct Coordinator<'a> {
     corrupt_retries: HashMap<usize, u32>,
     /// Producers being recomputed because a consumer found their output corrupt.
     recompute: HashMap<usize, String>,
+    checkpoint_every: Option<crate::engine::checkpoint::Every>,
+    no_resume: bool,
 }
 
 impl<'a> Coordinator<'a> {
@@ -373,6 +383,8 @@ impl<'a> Coordinator<'a> {
             summaries: Vec::new(),
             corrupt_retries: HashMap::new(),
             recompute: HashMap::new(),
+            checkpoint_every: opts.checkpoint_every,
+            no_resume: opts.no_resume,
         })
     }
 
@@ -458,6 +470,11 @@ impl<'a> Coordinator<'a> {
             spec_file: spec_id.to_string(),
             forced: self.is_forced(i),
             time_limit_s: stage.resources.time_seconds(),
+            checkpoint_every: self
+                .checkpoint_every
+                .or(stage.resources.checkpoint_every)
+                .unwrap_or(crate::engine::checkpoint::DEFAULT_EVERY),
+            resume: !self.no_resume,
         })
     }
 
@@ -472,11 +489,24 @@ impl<'a> Coordinator<'a> {
                 if let Some(text) = d.summary {
                     self.summaries.push((stage.name.clone(), text));
                 }
-                let how = Settle::Done { outputs: d.outputs, fresh: d.fresh };
+                for message in d.warnings {
+                    self.reporter.event(&Event::Warning { message });
+                }
+                let how = Settle::Done {
+                    outputs: d.outputs,
+                    fresh: d.fresh,
+                    resumed_from: d.resumed_from,
+                    requeues: d.requeues,
+                };
                 board.settle(idx, how, (d.started_ms, d.finished_ms));
                 return;
             }
             Err(WorkError::Failed { error, started_ms, finished_ms }) => (error, started_ms, finished_ms),
+            Err(e @ WorkError::Interrupted { .. }) => {
+                let WorkError::Interrupted { started_ms, finished_ms, .. } = e else { unreachable!() };
+                board.settle(idx, Settle::Interrupted(e.to_string()), (started_ms, finished_ms));
+                return;
+            }
             Err(WorkError::InputCorrupt { input }) => {
                 let producer = stage
                     .inputs
@@ -581,8 +611,8 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
         // worker thread would.
         let (submit_tx, submit_rx) = mpsc::channel::<slurm::Submitted>();
         if let Executor::Slurm(s) = &opts.executor {
-            let (tx, poll) = (tx.clone(), s.poll);
-            scope.spawn(move || slurm::watch(submit_rx, tx, cache, reporter, poll));
+            let tx = tx.clone();
+            scope.spawn(move || slurm::watch(submit_rx, tx, cache, reporter, s));
         }
         let job_dir = slurm::run_dir(cache, &template.run_id);
         let mut running = 0usize;
@@ -591,7 +621,9 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
             co.assess_ready()?;
             // Start workers.
             let mut refused = false;
-            while running < jobs {
+            // Asked to stop (a signal): start nothing more; the running
+            // stages checkpoint and return.
+            while running < jobs && crate::engine::checkpoint::stop_requested().is_none() {
                 let Some((i, a)) = co.waiting.pop_front() else {
                     break;
                 };
@@ -612,7 +644,8 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
                         });
                     }
                     Executor::Slurm(s) => {
-                        match slurm::submit(s, cache, &job_dir, i, job, &stage.resources, opts.backend) {
+                        let checkpoints = stage.imp.checkpoints();
+                        match slurm::submit(s, cache, &job_dir, i, job, &stage.resources, opts.backend, checkpoints) {
                             Ok(sub) => {
                                 reporter.event(&Event::Submitted { stage: stage.name.clone(), job: sub.id.clone() });
                                 submit_tx.send(sub).expect("the poller lives as long as the run");

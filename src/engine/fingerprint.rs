@@ -355,6 +355,8 @@ pub struct StageStatus {
     pub key: Option<Hash>,
     pub fresh: bool,
     pub reasons: Vec<Reason>,
+    /// The checkpoint a run would resume this stage from.
+    pub checkpoint: Option<crate::engine::checkpoint::Header>,
 }
 
 /// `scoreflow status`: what a run would do, and why.
@@ -372,6 +374,7 @@ pub fn status(spec: &Spec, cache: &Cache, home: &str) -> Result<Vec<StageStatus>
                 key: Some(a.key),
                 fresh: a.record.is_some(),
                 reasons: a.reasons.clone(),
+                checkpoint: if a.record.is_some() { None } else { cache.checkpoint_header(&a.key) },
             },
             None => {
                 let waits = stage.inputs.values().map(|r| r.stage.clone()).find(|s| !fresh(s)).expect("an upstream");
@@ -380,6 +383,7 @@ pub fn status(spec: &Spec, cache: &Cache, home: &str) -> Result<Vec<StageStatus>
                     key: None,
                     fresh: false,
                     reasons: vec![Reason::UpstreamDirty { stage: waits }],
+                    checkpoint: None,
                 }
             }
         })

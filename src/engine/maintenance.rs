@@ -30,6 +30,7 @@ pub struct Problem {
 pub struct VerifyReport {
     pub records: usize,
     pub objects: usize,
+    pub checkpoints: usize,
     pub problems: Vec<Problem>,
 }
 
@@ -69,6 +70,10 @@ pub struct GcReport {
     pub bytes: u64,
     pub kept_records: usize,
     pub kept_objects: usize,
+    /// Checkpoints removed (their stage finished, they do not verify, or
+    /// they are older than the cut-off) and kept (work a run can resume).
+    pub checkpoints: usize,
+    pub kept_checkpoints: usize,
 }
 
 impl Cache {
@@ -136,6 +141,18 @@ impl Cache {
                 let _ = fs::remove_file(&file);
                 report.problems.push(Problem { path: rel.clone(), what: verdict, removed: true });
                 bad_objects.insert(rel);
+            }
+        }
+        // Checkpoints: each must verify and be the key its name states.
+        for (file, key) in self.checkpoint_files()? {
+            report.checkpoints += 1;
+            let verdict = match key {
+                None => Some("not a checkpoint name".to_string()),
+                Some(k) => self.read_checkpoint(&k).err().map(|e| format!("checkpoint: {e}")),
+            };
+            if let Some(what) = verdict {
+                let _ = fs::remove_file(&file);
+                report.problems.push(Problem { path: self.rel(&file), what, removed: true });
             }
         }
         for (file, key, readable, looked) in records {
@@ -373,6 +390,25 @@ impl Cache {
                     report.removed.push(format!("object {} ({size} bytes)", self.rel(&file)));
                     remove(&file, &mut report.objects, &mut report.bytes)?;
                 }
+            }
+        }
+        // Checkpoints are work a run can resume: kept unless their stage has
+        // its record, they do not verify, or nobody resumed them before the
+        // cut-off.
+        for (file, key) in self.checkpoint_files()? {
+            let header = key.and_then(|k| self.read_checkpoint(&k).ok().flatten()).map(|c| c.header);
+            let why = match (&header, key) {
+                (None, _) => Some("does not verify".to_string()),
+                (Some(_), Some(k)) if self.record_path(&k).exists() => Some("its stage finished".to_string()),
+                (Some(h), _) if h.written_ms < cutoff => Some(format!("{}, never resumed", h.describe())),
+                _ => None,
+            };
+            match why {
+                Some(why) => {
+                    report.removed.push(format!("checkpoint {} ({why})", self.rel(&file)));
+                    remove(&file, &mut report.checkpoints, &mut report.bytes)?;
+                }
+                None => report.kept_checkpoints += 1,
             }
         }
         // A temporary file of a live process is a write in progress (a run that

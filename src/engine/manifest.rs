@@ -68,6 +68,26 @@ pub struct ManifestStage {
     pub outputs: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The checkpoint step it continued from, when it resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<u64>,
+    /// The Slurm jobs of this stage that stopped (time limit, preemption)
+    /// and were resubmitted, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requeues: Vec<Requeue>,
+}
+
+/// One resubmission of a stage's Slurm job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Requeue {
+    /// The job that stopped, and how (`TIMEOUT`, `PREEMPTED`, `NODE_FAIL`,
+    /// or `CHECKPOINTED` when it saved on the warning signal and exited).
+    pub job: String,
+    pub state: String,
+    /// The checkpoint step it left, if any.
+    pub step: Option<u64>,
+    /// The job that took over.
+    pub next_job: String,
 }
 
 /// What one `scoreflow run` did.

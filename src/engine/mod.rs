@@ -12,6 +12,7 @@
 //! in `crate::workloads` and reach the engine only through the registry.
 
 pub mod cache;
+pub mod checkpoint;
 pub mod command;
 pub mod dag;
 pub mod executor;

@@ -225,6 +225,19 @@ impl Reporter for Silent {
     fn event(&self, _event: &Event) {}
 }
 
+/// A stage's progress callback that passes on at most one fraction per percent.
+pub fn per_percent<'a>(emit: impl Fn(f64) + Sync + 'a) -> impl Fn(f64) + Sync + 'a {
+    let last = std::sync::Mutex::new(-1i64);
+    move |fraction: f64| {
+        let pct = (fraction * 100.0) as i64;
+        let mut last = last.lock().expect("not poisoned");
+        if pct != *last {
+            *last = pct;
+            emit(fraction);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,6 +101,11 @@ pub struct Submitted {
     pub id: String,
     pub job: Job,
     pub files: JobFiles,
+    /// How many times the job may be resubmitted after it stopped with a
+    /// checkpoint saved (`resources.max_requeues`).
+    pub max_requeues: u32,
+    /// When the current job was submitted.
+    pub submitted_ms: u64,
 }
 
 /// The job ids this process submitted that have not finished (for Ctrl-C).
@@ -141,7 +146,16 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// How long before its time limit a checkpointing stage's job is warned
+/// (SIGUSR1, `--signal=B:USR1@…`): two minutes, or half a shorter limit.
+pub fn warning_seconds(time_limit_s: u64) -> u64 {
+    (time_limit_s / 2).clamp(1, 120)
+}
+
 /// The batch script of one job: its `#SBATCH` lines, then the worker command.
+/// A stage that checkpoints (`checkpoints`) is warned before its time limit,
+/// so that it saves and exits for the coordinator to resubmit; the log of
+/// every submission is kept in one file (appended).
 pub fn batch_script(
     opts: &SlurmOptions,
     cache: &Cache,
@@ -149,11 +163,16 @@ pub fn batch_script(
     files: &JobFiles,
     resources: &Resources,
     backend: Backend,
+    checkpoints: bool,
 ) -> String {
     let mut s = String::from("#!/bin/sh\n");
     let _ = writeln!(s, "#SBATCH --job-name={name}");
     let _ = writeln!(s, "#SBATCH --output={}", files.log.display());
+    let _ = writeln!(s, "#SBATCH --open-mode=append");
     let _ = writeln!(s, "#SBATCH --ntasks=1");
+    if checkpoints && let Some(limit) = resources.time_seconds() {
+        let _ = writeln!(s, "#SBATCH --signal=B:USR1@{}", warning_seconds(limit));
+    }
     for flag in resources.sbatch_flags() {
         let _ = writeln!(s, "#SBATCH {flag}");
     }
@@ -177,6 +196,7 @@ pub fn batch_script(
 }
 
 /// Write `job`'s description and batch script under `dir`, and `sbatch` it.
+#[allow(clippy::too_many_arguments)]
 pub fn submit(
     opts: &SlurmOptions,
     cache: &Cache,
@@ -185,6 +205,7 @@ pub fn submit(
     job: Job,
     resources: &Resources,
     backend: Backend,
+    checkpoints: bool,
 ) -> Result<Submitted, String> {
     let files = JobFiles::under(dir, idx, &job.stage);
     // A stage resubmitted in one run (its input was recomputed) starts afresh.
@@ -194,12 +215,19 @@ pub fn submit(
     let text = serde_json::to_vec_pretty(&job.to_json()).expect("json");
     cache.write_atomic(&files.job, &text).map_err(|e| e.to_string())?;
     let name = format!("sf-{}-{}", file_safe(&job.pipeline), file_safe(&job.stage));
-    let body = batch_script(opts, cache, &name, &files, resources, backend);
+    let body = batch_script(opts, cache, &name, &files, resources, backend, checkpoints);
     cache.write_atomic(&files.script, body.as_bytes()).map_err(|e| e.to_string())?;
+    let id = sbatch(opts, &files.script)?;
+    let max_requeues = resources.max_requeues.unwrap_or(crate::engine::spec::resources::DEFAULT_MAX_REQUEUES);
+    Ok(Submitted { idx, id, job, files, max_requeues, submitted_ms: now_ms() })
+}
+
+/// `sbatch` a written script; its job id.
+fn sbatch(opts: &SlurmOptions, script: &Path) -> Result<String, String> {
     let out = Command::new("sbatch")
         .arg("--parsable")
         .args(&opts.sbatch_args)
-        .arg(&files.script)
+        .arg(script)
         .output()
         .map_err(|e| format!("cannot run sbatch ({e}): is Slurm installed and is this a submit host?"))?;
     if !out.status.success() {
@@ -212,7 +240,7 @@ pub fn submit(
         return Err(format!("sbatch printed no job id: {:?}", stdout.trim()));
     }
     outstanding(&id, true);
-    Ok(Submitted { idx, id, job, files })
+    Ok(id)
 }
 
 /// What the scheduler says of a job.
@@ -302,6 +330,37 @@ struct Watched {
     failed: Option<(String, u64, u64)>,
     /// When the scheduler first did not know the job.
     unknown_since: Option<u64>,
+    /// The submissions of this stage that stopped and were resubmitted.
+    requeues: Vec<crate::engine::manifest::Requeue>,
+}
+
+impl Watched {
+    fn new(sub: Submitted) -> Watched {
+        Watched { sub, log_offset: 0, failed: None, unknown_since: None, requeues: Vec::new() }
+    }
+}
+
+/// Resubmit a job that stopped (`state`) with its checkpoint at `step`: the
+/// same script, so the worker resumes from the checkpoint. `None` when the
+/// job may not be resubmitted again; else whether sbatch took it.
+fn requeue(opts: &SlurmOptions, w: &mut Watched, state: &str, step: Option<u64>) -> Option<Result<(), String>> {
+    if w.requeues.len() as u32 >= w.sub.max_requeues {
+        return None;
+    }
+    let _ = std::fs::remove_file(&w.sub.files.result);
+    outstanding(&w.sub.id, false);
+    Some(sbatch(opts, &w.sub.files.script).map(|id| {
+        w.requeues.push(crate::engine::manifest::Requeue {
+            job: w.sub.id.clone(),
+            state: state.to_string(),
+            step,
+            next_job: id.clone(),
+        });
+        w.sub.id = id;
+        w.sub.submitted_ms = now_ms();
+        w.failed = None;
+        w.unknown_since = None;
+    }))
 }
 
 /// The newest progress fraction in the log since the last look.
@@ -339,6 +398,66 @@ fn ended_without_result(w: &Watched, state: &JobState) -> String {
     format!("Slurm job {} {what} ({}{reason}){tail}", w.sub.id, state.state)
 }
 
+/// What to do with a watched job after reading its worker's report.
+enum Next {
+    /// It is done: this is its outcome.
+    Settled(Result<Done, WorkError>),
+    /// It was resubmitted (or is still running): look again next time.
+    Wait,
+    /// No report, or a failure to confirm: see how the scheduler ended it.
+    AskScheduler,
+}
+
+/// Read the report of `w`'s worker, if it wrote one. A stage that saved a
+/// checkpoint on the warning signal is resubmitted (up to its
+/// `max_requeues`); a failure waits for the scheduler's word on the job.
+fn read_report(opts: &SlurmOptions, reporter: &dyn Reporter, w: &mut Watched) -> Next {
+    if w.failed.is_some() {
+        return Next::AskScheduler;
+    }
+    let Some(outcome) = std::fs::read(&w.sub.files.result)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(|v| outcome_from_json(&v))
+    else {
+        return Next::AskScheduler;
+    };
+    match outcome {
+        Err(WorkError::Failed { error, started_ms, finished_ms }) => w.failed = Some((error, started_ms, finished_ms)),
+        Err(WorkError::Interrupted { step, total, signal, started_ms, finished_ms }) => {
+            // Saved on the warning signal: resubmit, and it resumes.
+            let old = w.sub.id.clone();
+            match requeue(opts, w, "CHECKPOINTED", Some(step)) {
+                Some(Ok(())) => {
+                    reporter.event(&Event::Warning {
+                        message: format!(
+                            "{}: Slurm job {old} saved a checkpoint at step {step} of {total} before its time limit; resubmitted as job {}",
+                            w.sub.job.stage, w.sub.id
+                        ),
+                    });
+                    return Next::Wait;
+                }
+                Some(Err(e)) => {
+                    w.failed = Some((format!("resubmitting after a checkpoint: {e}"), started_ms, finished_ms))
+                }
+                None => {
+                    let error = format!(
+                        "stopped at step {step} of {total} (signal {signal}) after {} resubmissions (max_requeues); its checkpoint is kept and the next run resumes there",
+                        w.requeues.len()
+                    );
+                    w.failed = Some((error, started_ms, finished_ms))
+                }
+            }
+        }
+        Ok(mut d) => {
+            d.requeues = std::mem::take(&mut w.requeues);
+            return Next::Settled(Ok(d));
+        }
+        other => return Next::Settled(other),
+    }
+    Next::AskScheduler
+}
+
 /// Watch submitted jobs until the coordinator stops sending them and all have
 /// settled; send each one's outcome to `done`. When `submissions` closes with
 /// jobs still watched (the coordinator is gone: an error), cancel them.
@@ -347,21 +466,22 @@ pub fn watch(
     done: Sender<(usize, Result<Done, WorkError>)>,
     cache: &Cache,
     reporter: &dyn Reporter,
-    poll: Duration,
+    opts: &SlurmOptions,
 ) {
+    let poll = opts.poll;
     let mut watched: Vec<Watched> = Vec::new();
     let mut closed = false;
     loop {
         if watched.is_empty() {
             // Nothing to poll: wait for the next submission.
             match submissions.recv() {
-                Ok(sub) => watched.push(Watched { sub, log_offset: 0, failed: None, unknown_since: None }),
+                Ok(sub) => watched.push(Watched::new(sub)),
                 Err(_) => return,
             }
         }
         loop {
             match submissions.try_recv() {
-                Ok(sub) => watched.push(Watched { sub, log_offset: 0, failed: None, unknown_since: None }),
+                Ok(sub) => watched.push(Watched::new(sub)),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     closed = true;
@@ -383,21 +503,13 @@ pub fn watch(
             let state = states.get(&w.sub.id);
             // The worker's own report comes first: a finished stage is done
             // whatever the scheduler does next (COMPLETING takes a while).
-            if w.failed.is_none()
-                && let Some(outcome) = std::fs::read(&w.sub.files.result)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                    .and_then(|v| outcome_from_json(&v))
-            {
-                match outcome {
-                    Err(WorkError::Failed { error, started_ms, finished_ms }) => {
-                        w.failed = Some((error, started_ms, finished_ms))
-                    }
-                    other => {
-                        settled.insert(n, other);
-                        continue;
-                    }
+            match read_report(opts, reporter, w) {
+                Next::Settled(outcome) => {
+                    settled.insert(n, outcome);
+                    continue;
                 }
+                Next::Wait => continue,
+                Next::AskScheduler => {}
             }
             let ended = match state {
                 Some(s) if s.ended() => s.clone(),
@@ -414,6 +526,32 @@ pub fn watch(
                     JobState { state: "UNKNOWN".into(), reason: "the scheduler no longer knows the job".into() }
                 }
             };
+            // Stopped by the scheduler after saving a checkpoint this
+            // submission (the time limit, a preemption, a node that died):
+            // resubmit, and it resumes there.
+            if w.failed.is_none()
+                && matches!(ended.state.as_str(), "TIMEOUT" | "PREEMPTED" | "NODE_FAIL")
+                && let Some(h) = cache.checkpoint_header(&w.sub.job.key())
+                && h.written_ms >= w.sub.submitted_ms
+            {
+                let old = w.sub.id.clone();
+                match requeue(opts, w, &ended.state, Some(h.step)) {
+                    Some(Ok(())) => {
+                        reporter.event(&Event::Warning {
+                            message: format!(
+                                "{}: Slurm job {old} ended ({}) after a checkpoint at step {}; resubmitted as job {}",
+                                w.sub.job.stage, ended.state, h.step, w.sub.id
+                            ),
+                        });
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        let t = now_ms();
+                        w.failed = Some((format!("resubmitting after {}: {e}", ended.state), t, t));
+                    }
+                    None => {}
+                }
+            }
             let outcome = if let Some((error, started_ms, finished_ms)) = w.failed.take() {
                 let code = if ended.reason.is_empty() { String::new() } else { format!(", {}", ended.reason) };
                 Err(WorkError::Failed {
@@ -431,7 +569,16 @@ pub fn watch(
             {
                 // The record is the result; only the report was lost.
                 let t = now_ms();
-                Ok(Done { outputs, fresh: false, started_ms: t, finished_ms: t, summary: None })
+                Ok(Done {
+                    outputs,
+                    fresh: false,
+                    started_ms: t,
+                    finished_ms: t,
+                    summary: None,
+                    resumed_from: None,
+                    warnings: Vec::new(),
+                    requeues: std::mem::take(&mut w.requeues),
+                })
             } else {
                 let t = now_ms();
                 Err(WorkError::Failed { error: ended_without_result(w, &ended), started_ms: t, finished_ms: t })
@@ -476,7 +623,11 @@ mod tests {
         let cache = Cache::new("/shared/artifacts");
         let r = Resources { cpus: Some(8), time: Some("1:00:00".into()), ..Default::default() };
         let files = JobFiles::under(Path::new("/shared/artifacts/slurm/1"), 1, "train");
-        let s = batch_script(&opts, &cache, "sf-p-train", &files, &r, Backend::Flex);
+        let s = batch_script(&opts, &cache, "sf-p-train", &files, &r, Backend::Flex, false);
+        assert!(!s.contains("--signal"), "{s}");
+        let warned = batch_script(&opts, &cache, "sf-p-train", &files, &r, Backend::Flex, true);
+        assert!(warned.lines().any(|l| l == "#SBATCH --signal=B:USR1@120"), "{warned}");
+        assert_eq!((warning_seconds(60), warning_seconds(3600)), (30, 120));
         assert!(s.starts_with("#!/bin/sh\n#SBATCH --job-name=sf-p-train\n"), "{s}");
         for line in ["#SBATCH --cpus-per-task=8", "#SBATCH --time=1:00:00", "#SBATCH --partition=gpu"] {
             assert!(s.lines().any(|l| l == line), "{line} in {s}");

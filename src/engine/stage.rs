@@ -302,6 +302,9 @@ pub struct StageCtx<'a> {
     pub progress: &'a (dyn Fn(f64) + Sync),
     /// Where the job runs (`None` in unit tests that call `run` directly).
     pub job: Option<&'a JobCtx<'a>>,
+    /// Where a stage that [`Stage::checkpoints`] saves its state and finds
+    /// it again ([`crate::engine::checkpoint`]).
+    pub checkpoint: &'a crate::engine::checkpoint::Checkpointing<'a>,
 }
 
 impl StageCtx<'_> {
@@ -342,6 +345,10 @@ pub enum StageError {
         "{bad} of {total} samples are not finite (more than max_nonfinite = {max}); the sampler diverged; nothing was cached"
     )]
     NonFiniteSamples { bad: usize, total: usize, max: f64 },
+    /// The process was asked to stop (a signal); the stage saved a
+    /// checkpoint at `step` first.
+    #[error("interrupted by signal {signal} at step {step} of {total}; checkpoint saved, the next run resumes there")]
+    Interrupted { step: u64, total: u64, signal: i32 },
     #[error(transparent)]
     Frame(#[from] FrameError),
 }
@@ -352,7 +359,7 @@ pub const DIVERGENCE: f64 = 1e6;
 /// Watches a training loss step by step: a non-finite loss, or one more than
 /// [`DIVERGENCE`] times the first step's, stops the stage with the step and the
 /// value — a diverging run fails instead of caching a broken model.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LossGuard {
     first: Option<f64>,
 }
@@ -392,6 +399,11 @@ pub trait Stage: Sync {
     fn inputs(&self) -> &'static [InputDef];
     fn outputs(&self) -> &'static [OutputDef];
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError>;
+    /// Whether `run` saves checkpoints through `ctx.checkpoint` and resumes
+    /// from them with identical output ([`crate::engine::checkpoint`]).
+    fn checkpoints(&self) -> bool {
+        false
+    }
     /// Lines worth printing at the end of `scoreflow run` (e.g. a validity summary),
     /// derived from this stage's outputs.
     fn summary(&self, _outputs: &BTreeMap<String, Arc<Artifact>>) -> Option<String> {

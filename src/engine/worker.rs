@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use crate::engine::cache::{Cache, ObjectError, OutputEntry, RECORD_FORMAT, Record, now_ms};
+use crate::engine::checkpoint::{Checkpointing, DEFAULT_EVERY, Every};
 use crate::engine::fingerprint::{OutputMap, outputs_of};
 use crate::engine::hash::{Hash, KeyInputs};
 use crate::engine::params::params_to_json;
@@ -34,6 +35,11 @@ pub struct Job {
     /// Not hashed: the wall-clock limit in seconds (`resources.time`), which
     /// a command stage enforces wherever it runs.
     pub time_limit_s: Option<u64>,
+    /// Not hashed: how often a checkpointing stage saves its state.
+    pub checkpoint_every: Every,
+    /// Not hashed: resume from the key's checkpoint when there is one
+    /// (`run --no-resume`: start over).
+    pub resume: bool,
 }
 
 impl Job {
@@ -49,6 +55,8 @@ impl Job {
             "spec_file": self.spec_file,
             "forced": self.forced,
             "time_limit_s": self.time_limit_s,
+            "checkpoint_every": self.checkpoint_every.describe(),
+            "resume": self.resume,
         })
     }
 
@@ -60,6 +68,11 @@ impl Job {
             spec_file: json.get("spec_file")?.as_str()?.to_string(),
             forced: json.get("forced")?.as_bool()?,
             time_limit_s: json.get("time_limit_s").and_then(serde_json::Value::as_u64),
+            checkpoint_every: match json.get("checkpoint_every") {
+                None => DEFAULT_EVERY,
+                Some(v) => Every::parse(v.as_str()?)?,
+            },
+            resume: json.get("resume").and_then(serde_json::Value::as_bool).unwrap_or(true),
         })
     }
 
@@ -108,21 +121,29 @@ pub struct Done {
     pub finished_ms: u64,
     /// What the implementation wants printed at the end of the run.
     pub summary: Option<String>,
+    /// The step it resumed from, when it continued from a checkpoint.
+    pub resumed_from: Option<u64>,
+    /// What the user should hear (a bad checkpoint discarded).
+    pub warnings: Vec<String>,
+    /// The Slurm jobs that stopped and were resubmitted before this one finished.
+    pub requeues: Vec<crate::engine::manifest::Requeue>,
 }
 
 /// Why a job did not produce a record.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum WorkError {
-    Failed {
-        error: String,
-        started_ms: u64,
-        finished_ms: u64,
-    },
+    #[error("{error}")]
+    Failed { error: String, started_ms: u64, finished_ms: u64 },
     /// The object of input `input` is missing or corrupt; it has been removed,
     /// so its producer can be recomputed.
-    InputCorrupt {
-        input: String,
-    },
+    #[error("input `{input}` is corrupt or missing")]
+    InputCorrupt { input: String },
+    /// The process was asked to stop; the stage saved a checkpoint at `step`
+    /// of `total` first (it resumes there).
+    #[error(
+        "interrupted by signal {signal} at step {step} of {total}; its checkpoint is saved and the next run resumes there"
+    )]
+    Interrupted { step: u64, total: u64, signal: i32, started_ms: u64, finished_ms: u64 },
 }
 
 /// A worker's outcome as JSON: what `scoreflow worker` writes to its result
@@ -135,6 +156,8 @@ pub fn outcome_to_json(outcome: &Result<Done, WorkError>) -> serde_json::Value {
             "started_ms": d.started_ms,
             "finished_ms": d.finished_ms,
             "summary": d.summary,
+            "resumed_from": d.resumed_from,
+            "warnings": d.warnings,
             "outputs": d.outputs.iter().map(|(name, (hash, format))| {
                 (name.clone(), serde_json::json!({"hash": hash.hex(), "format": format.name()}))
             }).collect::<serde_json::Map<_, _>>(),
@@ -143,6 +166,10 @@ pub fn outcome_to_json(outcome: &Result<Done, WorkError>) -> serde_json::Value {
             "ok": false, "error": error, "started_ms": started_ms, "finished_ms": finished_ms,
         }),
         Err(WorkError::InputCorrupt { input }) => serde_json::json!({"ok": false, "input_corrupt": input}),
+        Err(WorkError::Interrupted { step, total, signal, started_ms, finished_ms }) => serde_json::json!({
+            "ok": false, "interrupted": {"step": step, "total": total, "signal": signal},
+            "started_ms": started_ms, "finished_ms": finished_ms,
+        }),
     }
 }
 
@@ -166,6 +193,22 @@ pub fn outcome_from_json(v: &serde_json::Value) -> Option<Result<Done, WorkError
             started_ms: ms("started_ms")?,
             finished_ms: ms("finished_ms")?,
             summary: v.get("summary").and_then(|s| s.as_str()).map(str::to_string),
+            resumed_from: v.get("resumed_from").and_then(serde_json::Value::as_u64),
+            warnings: v
+                .get("warnings")
+                .and_then(|w| w.as_array())
+                .map(|w| w.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+            requeues: Vec::new(),
+        }));
+    }
+    if let Some(i) = v.get("interrupted") {
+        return Some(Err(WorkError::Interrupted {
+            step: i.get("step")?.as_u64()?,
+            total: i.get("total")?.as_u64()?,
+            signal: i.get("signal")?.as_i64()? as i32,
+            started_ms: ms("started_ms")?,
+            finished_ms: ms("finished_ms")?,
         }));
     }
     if let Some(input) = v.get("input_corrupt").and_then(|i| i.as_str()) {
@@ -245,7 +288,17 @@ fn execute_unguarded(
         match cache.load_record(&key) {
             Ok(Some(rec)) if matches!(cache.bad_output(&rec), Ok(None)) => {
                 if let Some(outputs) = outputs_of(&rec) {
-                    return Ok(Done { outputs, fresh: true, started_ms, finished_ms: now_ms(), summary: None });
+                    cache.remove_checkpoint(&key);
+                    return Ok(Done {
+                        outputs,
+                        fresh: true,
+                        started_ms,
+                        finished_ms: now_ms(),
+                        summary: None,
+                        resumed_from: None,
+                        warnings: Vec::new(),
+                        requeues: Vec::new(),
+                    });
                 }
             }
             Ok(_) => {}
@@ -276,8 +329,26 @@ fn execute_unguarded(
         time_limit: job.time_limit_s.map(std::time::Duration::from_secs),
         threads: rayon::current_num_threads(),
     };
-    let ctx = StageCtx { params: &ki.params, seed: ki.seed, backend, inputs, progress, job: Some(&job_ctx) };
-    let outputs = imp.run(&ctx).map_err(|e| fail(e.to_string()))?;
+    let checkpoint = if imp.checkpoints() {
+        Checkpointing::for_key(cache, key, job.checkpoint_every, job.resume)
+    } else {
+        Checkpointing::none()
+    };
+    let ctx = StageCtx {
+        params: &ki.params,
+        seed: ki.seed,
+        backend,
+        inputs,
+        progress,
+        job: Some(&job_ctx),
+        checkpoint: &checkpoint,
+    };
+    let outputs = imp.run(&ctx).map_err(|e| match e {
+        crate::engine::stage::StageError::Interrupted { step, total, signal } => {
+            WorkError::Interrupted { step, total, signal, started_ms, finished_ms: now_ms() }
+        }
+        e => fail(e.to_string()),
+    })?;
     // Store objects, then the record.
     let params_json = params_to_json(&ki.params).to_string();
     let inputs_json = serde_json::Value::Object(
@@ -325,8 +396,19 @@ fn execute_unguarded(
         scoreflow_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     cache.write_record(&record).map_err(|e| fail(e.to_string()))?;
+    // The result is recorded: the state that led to it is of no more use.
+    cache.remove_checkpoint(&key);
     let summary = imp.summary(&produced);
-    Ok(Done { outputs: hashes, fresh: false, started_ms, finished_ms, summary })
+    Ok(Done {
+        outputs: hashes,
+        fresh: false,
+        started_ms,
+        finished_ms,
+        summary,
+        resumed_from: checkpoint.resumed_from(),
+        warnings: checkpoint.warnings.clone(),
+        requeues: Vec::new(),
+    })
 }
 
 #[cfg(test)]
@@ -353,6 +435,8 @@ mod tests {
             spec_file: "pipelines/p.yaml".into(),
             forced: false,
             time_limit_s: Some(90),
+            checkpoint_every: Every::Steps(50),
+            resume: false,
         };
         let text = job.to_json().to_string();
         let back = Job::from_json(&serde_json::from_str(&text).unwrap()).unwrap();
@@ -370,11 +454,20 @@ mod tests {
             started_ms: 5,
             finished_ms: 9,
             summary: Some("valid 90%".into()),
+            resumed_from: Some(40),
+            warnings: vec!["w".into()],
+            requeues: Vec::new(),
         };
         let back = outcome_from_json(&outcome_to_json(&Ok(done))).unwrap().unwrap();
         assert_eq!(back.outputs.len(), 2);
         assert_eq!(back.outputs["model"], (h, Format::Blob));
         assert_eq!((back.started_ms, back.finished_ms, back.summary.as_deref()), (5, 9, Some("valid 90%")));
+        assert_eq!((back.resumed_from, back.warnings), (Some(40), vec!["w".to_string()]));
+        let stopped = WorkError::Interrupted { step: 7, total: 9, signal: 10, started_ms: 1, finished_ms: 2 };
+        assert!(matches!(
+            outcome_from_json(&outcome_to_json(&Err(stopped))),
+            Some(Err(WorkError::Interrupted { step: 7, total: 9, signal: 10, .. }))
+        ));
         let failed = WorkError::Failed { error: "boom".into(), started_ms: 1, finished_ms: 2 };
         assert!(
             matches!(outcome_from_json(&outcome_to_json(&Err(failed))), Some(Err(WorkError::Failed { error, .. })) if error == "boom")

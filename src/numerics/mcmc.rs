@@ -38,6 +38,8 @@ use rayon::prelude::*;
 
 use crate::numerics::energy::Energy;
 use crate::numerics::energy::particles::remove_mean;
+use crate::numerics::rng::Position;
+use rand_chacha::ChaCha8Rng;
 
 /// MALA's asymptotically optimal acceptance rate (Roberts & Rosenthal 1998).
 pub const MALA_TARGET_ACCEPT: f64 = 0.574;
@@ -90,121 +92,231 @@ pub fn mala<R: Rng + Send>(
     assert_eq!(init.len(), rngs.len() * dim);
     let n_chains = rngs.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let result: Result<Vec<Chain>, McmcError> = init
-        .par_chunks(dim)
+    let total = cfg.burn_in + cfg.draws * cfg.thin;
+    init.par_chunks(dim)
         .zip(rngs.into_par_iter())
         .enumerate()
-        .map(|(c, (x0, rng))| {
-            let out = run_chain(energy, x0, cfg, rng, c);
+        .map(|(c, (x0, mut rng))| {
+            let mut state = ChainState::start(energy, x0, cfg, c)?;
+            state.advance(energy, cfg, &mut rng, c, total)?;
             let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress(k as f64 / n_chains as f64);
-            out
+            state.finish(cfg, c)
         })
-        .collect();
-    result
+        .collect()
 }
 
-fn run_chain<R: Rng>(
+/// Why [`mala_in_segments`] stopped: a chain failed, or the boundary
+/// callback asked to stop.
+#[derive(Debug)]
+pub enum Stopped<E> {
+    Mcmc(McmcError),
+    At(E),
+}
+
+/// What [`mala_in_segments`] calls at each boundary: step `t`, the chains.
+pub type Boundary<'a, E> = dyn FnMut(usize, &[ChainState]) -> Result<(), E> + 'a;
+
+/// [`mala`] with ChaCha streams, in segments of `segment` steps of every
+/// chain: before each segment, `boundary(t, states)` sees the chains at step
+/// `t` (each with its stream's position, so a caller can save them and, given
+/// them back as `resume`, continue exactly); its error stops the run. The
+/// result is [`mala`]'s, whatever the segments, the resumes and the threads.
+#[allow(clippy::too_many_arguments)]
+pub fn mala_in_segments<E: Send>(
     energy: &dyn Energy,
-    x0: &[f64],
+    init: &[f64],
     cfg: &MalaConfig,
-    mut rng: R,
-    chain: usize,
-) -> Result<Chain, McmcError> {
+    mut rngs: Vec<ChaCha8Rng>,
+    resume: Option<Vec<ChainState>>,
+    segment: usize,
+    progress: &(dyn Fn(f64) + Sync),
+    boundary: &mut Boundary<'_, E>,
+) -> Result<Vec<Chain>, Stopped<E>> {
     let dim = energy.dim();
-    let particles = energy.particles();
-    let mut x = x0.to_vec();
-    if let Some((n, d)) = particles {
-        remove_mean(&mut x, n, d);
-    }
-    let mut g = vec![0.0; dim];
-    let mut lp = energy.grad_log_prob(&x, &mut g);
-    let bad = |v: &[f64]| v.iter().any(|a| !a.is_finite());
-    if !lp.is_finite() || bad(&g) || bad(&x) {
-        return Err(McmcError::Diverged {
-            chain,
-            step: 0,
-            what: format!("the initial state has log-density {lp} (or a non-finite gradient)"),
-        });
-    }
-    let (mut y, mut gy, mut xi) = (vec![0.0; dim], vec![0.0; dim], vec![0.0; dim]);
-    let mut log_step = cfg.step.ln();
+    assert_eq!(init.len(), rngs.len() * dim);
     let total = cfg.burn_in + cfg.draws * cfg.thin;
-    let mut out = Chain { x: Vec::with_capacity(cfg.draws * dim), log_prob: Vec::new(), acceptance: 0.0, step: 0.0 };
-    let mut accepted = 0usize;
-    for t in 0..total {
-        let eps = log_step.exp();
-        xi.iter_mut().for_each(|v| *v = rng.sample(StandardNormal));
-        if let Some((n, d)) = particles {
-            remove_mean(&mut xi, n, d);
+    let mut states = match resume {
+        Some(states) => {
+            for (st, rng) in states.iter().zip(rngs.iter_mut()) {
+                st.rng.seek(rng);
+            }
+            states
         }
-        let s = (2.0 * eps).sqrt();
-        for i in 0..dim {
-            y[i] = x[i] + eps * g[i] + s * xi[i];
+        None => init
+            .par_chunks(dim)
+            .enumerate()
+            .map(|(c, x0)| ChainState::start(energy, x0, cfg, c))
+            .collect::<Result<_, _>>()
+            .map_err(Stopped::Mcmc)?,
+    };
+    let mut t = states.first().map_or(total, |s| s.t);
+    while t < total {
+        for (st, rng) in states.iter_mut().zip(&rngs) {
+            st.rng = Position::of(rng);
         }
-        let lpy = energy.grad_log_prob(&y, &mut gy);
-        if lpy.is_nan() || bad(&gy) && lpy.is_finite() {
+        boundary(t, &states).map_err(Stopped::At)?;
+        let until = (t + segment.max(1)).min(total);
+        states
+            .par_iter_mut()
+            .zip(rngs.par_iter_mut())
+            .enumerate()
+            .try_for_each(|(c, (st, rng))| st.advance(energy, cfg, rng, c, until))
+            .map_err(Stopped::Mcmc)?;
+        t = until;
+        progress(t as f64 / total as f64);
+    }
+    states.into_iter().enumerate().map(|(c, st)| st.finish(cfg, c)).collect::<Result<_, _>>().map_err(Stopped::Mcmc)
+}
+
+/// One MALA chain between two steps: everything its next steps depend on.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChainState {
+    /// Steps taken.
+    pub t: usize,
+    x: Vec<f64>,
+    g: Vec<f64>,
+    lp: f64,
+    log_step: f64,
+    accepted: usize,
+    kept_x: Vec<f64>,
+    kept_lp: Vec<f64>,
+    /// Where the chain's stream is (set at each segment boundary).
+    pub rng: Position,
+}
+
+impl ChainState {
+    fn start(energy: &dyn Energy, x0: &[f64], cfg: &MalaConfig, chain: usize) -> Result<ChainState, McmcError> {
+        let dim = energy.dim();
+        let mut x = x0.to_vec();
+        if let Some((n, d)) = energy.particles() {
+            remove_mean(&mut x, n, d);
+        }
+        let mut g = vec![0.0; dim];
+        let lp = energy.grad_log_prob(&x, &mut g);
+        let bad = |v: &[f64]| v.iter().any(|a| !a.is_finite());
+        if !lp.is_finite() || bad(&g) || bad(&x) {
             return Err(McmcError::Diverged {
                 chain,
-                step: t + 1,
-                what: format!("the log-density or its gradient is not finite at a proposal (log p = {lpy})"),
+                step: 0,
+                what: format!("the initial state has log-density {lp} (or a non-finite gradient)"),
             });
         }
-        // log q(x|y) − log q(y|x); −∞ proposals (zero density) are rejected.
-        let alpha = if lpy == f64::NEG_INFINITY {
-            0.0
-        } else {
-            let (mut fwd, mut rev) = (0.0, 0.0);
-            for i in 0..dim {
-                let a = y[i] - x[i] - eps * g[i];
-                let b = x[i] - y[i] - eps * gy[i];
-                fwd += a * a;
-                rev += b * b;
+        Ok(ChainState {
+            t: 0,
+            x,
+            g,
+            lp,
+            log_step: cfg.step.ln(),
+            accepted: 0,
+            kept_x: Vec::with_capacity(cfg.draws * dim),
+            kept_lp: Vec::new(),
+            rng: Position::default(),
+        })
+    }
+
+    /// Take steps until `until`.
+    fn advance<R: Rng>(
+        &mut self,
+        energy: &dyn Energy,
+        cfg: &MalaConfig,
+        rng: &mut R,
+        chain: usize,
+        until: usize,
+    ) -> Result<(), McmcError> {
+        let dim = energy.dim();
+        let particles = energy.particles();
+        let bad = |v: &[f64]| v.iter().any(|a| !a.is_finite());
+        let (mut y, mut gy, mut xi) = (vec![0.0; dim], vec![0.0; dim], vec![0.0; dim]);
+        let ChainState { t: t0, x, g, lp, log_step, accepted, kept_x, kept_lp, .. } = self;
+        for t in *t0..until {
+            let eps = log_step.exp();
+            xi.iter_mut().for_each(|v| *v = rng.sample(StandardNormal));
+            if let Some((n, d)) = particles {
+                remove_mean(&mut xi, n, d);
             }
-            let log_a = lpy - lp + (fwd - rev) / (4.0 * eps);
-            if log_a.is_nan() {
+            let s = (2.0 * eps).sqrt();
+            for i in 0..dim {
+                y[i] = x[i] + eps * g[i] + s * xi[i];
+            }
+            let lpy = energy.grad_log_prob(&y, &mut gy);
+            if lpy.is_nan() || bad(&gy) && lpy.is_finite() {
                 return Err(McmcError::Diverged {
                     chain,
                     step: t + 1,
-                    what: format!("the acceptance ratio is NaN (log p = {lp} → {lpy})"),
+                    what: format!("the log-density or its gradient is not finite at a proposal (log p = {lpy})"),
                 });
             }
-            log_a.min(0.0).exp()
-        };
-        if rng.random::<f64>() < alpha {
-            std::mem::swap(&mut x, &mut y);
-            std::mem::swap(&mut g, &mut gy);
-            lp = lpy;
-            if t >= cfg.burn_in {
-                accepted += 1;
+            // log q(x|y) − log q(y|x); −∞ proposals (zero density) are rejected.
+            let alpha = if lpy == f64::NEG_INFINITY {
+                0.0
+            } else {
+                let (mut fwd, mut rev) = (0.0, 0.0);
+                for i in 0..dim {
+                    let a = y[i] - x[i] - eps * g[i];
+                    let b = x[i] - y[i] - eps * gy[i];
+                    fwd += a * a;
+                    rev += b * b;
+                }
+                let log_a = lpy - *lp + (fwd - rev) / (4.0 * eps);
+                if log_a.is_nan() {
+                    return Err(McmcError::Diverged {
+                        chain,
+                        step: t + 1,
+                        what: format!("the acceptance ratio is NaN (log p = {lp} → {lpy})"),
+                    });
+                }
+                log_a.min(0.0).exp()
+            };
+            if rng.random::<f64>() < alpha {
+                std::mem::swap(x, &mut y);
+                std::mem::swap(g, &mut gy);
+                *lp = lpy;
+                if t >= cfg.burn_in {
+                    *accepted += 1;
+                }
+            }
+            if bad(x) || !lp.is_finite() {
+                return Err(McmcError::Diverged {
+                    chain,
+                    step: t + 1,
+                    what: format!("the state ran off to log p = {lp}"),
+                });
+            }
+            if t < cfg.burn_in {
+                if let Some(target) = cfg.target_accept {
+                    *log_step += (alpha - target) / (1.0 + t as f64).powf(0.6);
+                }
+            } else if (t + 1 - cfg.burn_in).is_multiple_of(cfg.thin) {
+                kept_x.extend_from_slice(x);
+                kept_lp.push(*lp);
             }
         }
-        if bad(&x) || !lp.is_finite() {
-            return Err(McmcError::Diverged { chain, step: t + 1, what: format!("the state ran off to log p = {lp}") });
-        }
-        if t < cfg.burn_in {
-            if let Some(target) = cfg.target_accept {
-                log_step += (alpha - target) / (1.0 + t as f64).powf(0.6);
-            }
-        } else if (t + 1 - cfg.burn_in).is_multiple_of(cfg.thin) {
-            out.x.extend_from_slice(&x);
-            out.log_prob.push(lp);
-        }
+        *t0 = until.max(*t0);
+        Ok(())
     }
-    let kept_steps = total - cfg.burn_in;
-    if kept_steps >= 100 && accepted == 0 {
-        return Err(McmcError::Diverged {
-            chain,
-            step: total,
-            what: format!(
-                "it accepted no proposal in the {kept_steps} steps after burn-in (step size {:.3e})",
-                log_step.exp()
-            ),
-        });
+
+    /// The chain's result once every step is taken.
+    fn finish(self, cfg: &MalaConfig, chain: usize) -> Result<Chain, McmcError> {
+        let total = cfg.burn_in + cfg.draws * cfg.thin;
+        let kept_steps = total - cfg.burn_in;
+        if kept_steps >= 100 && self.accepted == 0 {
+            return Err(McmcError::Diverged {
+                chain,
+                step: total,
+                what: format!(
+                    "it accepted no proposal in the {kept_steps} steps after burn-in (step size {:.3e})",
+                    self.log_step.exp()
+                ),
+            });
+        }
+        Ok(Chain {
+            x: self.kept_x,
+            log_prob: self.kept_lp,
+            acceptance: if kept_steps > 0 { self.accepted as f64 / kept_steps as f64 } else { f64::NAN },
+            step: self.log_step.exp(),
+        })
     }
-    out.acceptance = if kept_steps > 0 { accepted as f64 / kept_steps as f64 } else { f64::NAN };
-    out.step = log_step.exp();
-    Ok(out)
 }
 
 /// Split-R̂ and the multi-chain effective sample size of one scalar statistic,
@@ -280,7 +392,6 @@ fn autocov(x: &[f64]) -> Vec<f64> {
 mod tests {
     use super::*;
     use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
 
     /// A correlated 2-D Gaussian, `N(μ, Σ)`.
     struct Gauss2 {
@@ -334,6 +445,42 @@ mod tests {
         let se = |var: f64| 4.0 * (var / ess).sqrt();
         assert!((mean[0] - 3.0).abs() < se(2.0) && (mean[1] + 1.0).abs() < se(1.0), "{mean:?}, ESS {ess}");
         assert!((cov(0, 0) - 2.0).abs() < 0.15 && (cov(1, 1) - 1.0).abs() < 0.08 && (cov(0, 1) - 1.2).abs() < 0.1);
+    }
+
+    /// In segments, stopped and resumed from the saved states (through CBOR,
+    /// as a checkpoint does), the chains are the ones `mala` gives.
+    #[test]
+    fn segments_and_resumes_give_malas_chains() {
+        let target = Gauss2 { mu: [1.0, -0.5], prec: [[2.0, 0.5], [0.5, 1.0]] };
+        let cfg = MalaConfig { burn_in: 150, draws: 40, thin: 5, step: 0.3, target_accept: Some(0.574) };
+        let init: Vec<f64> = (0..6).flat_map(|c| [c as f64 * 0.3 - 1.0, 1.5]).collect();
+        let streams = || (0..6).map(|c| ChaCha8Rng::seed_from_u64(100 + c)).collect::<Vec<_>>();
+        let want = mala(&target, &init, &cfg, streams(), &|_| {}).unwrap();
+        for segment in [1, 7, 100, 1000] {
+            let got =
+                mala_in_segments::<()>(&target, &init, &cfg, streams(), None, segment, &|_| {}, &mut |_, _| Ok(()))
+                    .unwrap();
+            assert_eq!(got, want, "segment {segment}");
+        }
+        // Stop at step 200, keep the states as bytes, resume from them.
+        let mut saved = None;
+        let stop = |t: usize, st: &[ChainState]| {
+            if t == 200 {
+                let mut bytes = Vec::new();
+                ciborium::into_writer(&st, &mut bytes).unwrap();
+                saved = Some(bytes);
+                return Err(t);
+            }
+            Ok(())
+        };
+        let mut stop = stop;
+        let r = mala_in_segments(&target, &init, &cfg, streams(), None, 50, &|_| {}, &mut stop);
+        assert!(matches!(r, Err(Stopped::At(200))));
+        let states: Vec<ChainState> = ciborium::from_reader(saved.unwrap().as_slice()).unwrap();
+        let got =
+            mala_in_segments::<()>(&target, &init, &cfg, streams(), Some(states), 50, &|_| {}, &mut |_, _| Ok(()))
+                .unwrap();
+        assert_eq!(got, want);
     }
 
     /// Independent draws have ESS ≈ their number; stuck chains have R̂ ≫ 1.

@@ -16,7 +16,42 @@ crate::params! {
         fail: bool = (ParamType::Bool, Default::Bool(false), "fail after sleeping"),
         nan: bool = (ParamType::Bool, Default::Bool(false), "report a non-finite loss"),
         panic: bool = (ParamType::Bool, Default::Bool(false), "panic after sleeping (a stage's bug)"),
+        steps: u64 = (ParamType::Int { min: 0, max: 10_000_000 }, Default::Int(0), "> 0: take this many steps instead, each a draw from the stage's random stream, checkpointing as a long stage does (output: step, draw)"),
+        step_ms: u64 = (ParamType::Int { min: 0, max: 600_000 }, Default::Int(10), "with steps: sleep per step (does not change the output)"),
     }
+}
+
+/// The state of `steps` at a step boundary: the draws so far and the
+/// stream's position.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StepsState {
+    draws: Vec<f64>,
+    rng: crate::numerics::rng::Position,
+}
+
+/// `steps` steps of `step_ms` each, every one a draw from the stage's random
+/// stream, checkpointing as a long stage does: the engine's checkpoint,
+/// resume and Slurm requeue tests run it.
+fn steps(ctx: &StageCtx, steps: u64, step_ms: u64) -> Result<Outputs, StageError> {
+    use crate::engine::checkpoint::{decode, encode};
+    use crate::numerics::rng::Position;
+    use rand::Rng;
+    let mut rng = crate::numerics::rng::stream(ctx.seed, "steps");
+    let mut draws = Vec::with_capacity(steps as usize);
+    if let Some((_, s)) = ctx.checkpoint.resume_with(decode::<StepsState>) {
+        draws = s.draws;
+        s.rng.seek(&mut rng);
+    }
+    for step in draws.len() as u64..steps {
+        ctx.checkpoint
+            .at_boundary(step, steps, || encode(&StepsState { draws: draws.clone(), rng: Position::of(&rng) }))?;
+        std::thread::sleep(std::time::Duration::from_millis(step_ms));
+        draws.push(rng.random::<f64>());
+        (ctx.progress)((step + 1) as f64 / steps as f64);
+    }
+    let table =
+        Table::new().with("step", ColumnData::I64((0..steps as i64).collect())).with("draw", ColumnData::F64(draws));
+    Ok([("table".to_string(), Artifact::Table(table))].into_iter().collect())
 }
 static INPUTS: &[InputDef] =
     &[InputDef { name: "data", media: Media::Table, required: false, doc: "a table with an i64 column `value`" }];
@@ -24,8 +59,14 @@ static OUTPUTS: &[OutputDef] = &[OutputDef { name: "table", media: Media::Table,
 
 impl Stage for Debug {
     describe!(Kind::Debug, "echo", version 1, params DebugParams, INPUTS, OUTPUTS);
+    fn checkpoints(&self) -> bool {
+        true
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = DebugParams::read(ctx.params);
+        if p.steps > 0 {
+            return steps(ctx, p.steps, p.step_ms);
+        }
         let sleep = p.sleep_ms;
         let steps = 10;
         for i in 0..steps {

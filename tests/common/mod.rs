@@ -136,3 +136,125 @@ pub fn panics() -> &'static std::sync::atomic::AtomicUsize {
     });
     &COUNT
 }
+
+/// The manifest line of `stage` in the latest run of `pipeline`.
+pub fn stage_line(ws: &Workspace, pipeline: &str, stage: &str) -> serde_json::Value {
+    let m = ws.latest_manifest(pipeline);
+    m["stages"].as_array().unwrap().iter().find(|s| s["name"] == stage).cloned().unwrap_or_else(|| {
+        panic!("no stage {stage} in {m}");
+    })
+}
+
+/// Checkpoint files in the workspace's cache.
+pub fn checkpoints(ws: &Workspace) -> Vec<String> {
+    ws.files_under("artifacts/checkpoints").into_iter().filter(|f| f.ends_with(".ckpt")).collect()
+}
+
+/// Start `scoreflow run SPEC --json ARGS` with `-j threads`, wait until it
+/// has written its first, second or third checkpoint (at random), then a
+/// random 0–`max_extra_ms` more (both printed, so a failure can be replayed),
+/// and send `signal`. Panics when the run ended before it could be signalled
+/// (give its stage more checkpoints). Returns how the process ended.
+pub fn signal_after_checkpoint(
+    ws: &Workspace,
+    spec: &str,
+    args: &[&str],
+    threads: usize,
+    signal: i32,
+    max_extra_ms: u64,
+) -> std::process::ExitStatus {
+    use std::time::{Duration, Instant};
+    let before = checkpoints(ws);
+    let bin = assert_cmd::cargo::cargo_bin("scoreflow");
+    let mut child = std::process::Command::new(bin)
+        .current_dir(ws.path())
+        .env_remove("SCOREFLOW_ARTIFACTS")
+        .args(["run", spec, "--json", "-j", &threads.to_string()])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn scoreflow");
+    let started = Instant::now();
+    let path_of = |f: &str| ws.path().join("artifacts/checkpoints").join(f);
+    // Checkpoints are replaced by a rename: a new modification time is a new one.
+    let mtime = |f: &str| std::fs::metadata(path_of(f)).and_then(|m| m.modified()).ok();
+    let nanos = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    let wanted = 1 + nanos() % 3;
+    let mut seen: Vec<_> = before.iter().map(|f| (f.clone(), mtime(f))).collect();
+    let mut written = 0;
+    loop {
+        for f in checkpoints(ws) {
+            let t = mtime(&f);
+            if !seen.iter().any(|(o, s)| *o == f && *s == t) {
+                seen.retain(|(o, _)| *o != f);
+                seen.push((f, t));
+                written += 1;
+            }
+        }
+        if written >= wanted {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child.stderr.take().unwrap().read_to_string(&mut err).ok();
+            panic!("the run ended ({status}) before its first checkpoint: {err}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(180), "no checkpoint within 3 minutes");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let extra = if max_extra_ms == 0 { 0 } else { nanos() % max_extra_ms };
+    std::thread::sleep(Duration::from_millis(extra));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run finished before signal {signal} ({extra} ms after checkpoint {written}): give the stage more checkpoints"
+    );
+    eprintln!("signal {signal} at {extra} ms after checkpoint {written}, {threads} thread(s)");
+    // SAFETY: a plain kill(2) of our own child.
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+    child.wait().unwrap()
+}
+
+/// The resume contract for one checkpointing stage of `spec` (pipeline
+/// `pipeline`): an uninterrupted run's outputs of `stage`, then, for SIGKILL
+/// and SIGTERM at 1 and 2 threads, a run of the stage stopped at a random
+/// point after its first checkpoint and run again: the second run resumes
+/// (its manifest says from which step) and its output content hashes equal
+/// the uninterrupted run's.
+pub fn assert_resumes_identically(spec: &str, pipeline: &str, stage: &str, every: &str, max_extra_ms: u64) {
+    let ws = Workspace::new();
+    ws.write("p.yaml", spec);
+    resumes_identically_in(&ws, "p.yaml", pipeline, stage, every, max_extra_ms);
+}
+
+/// [`assert_resumes_identically`] for the spec file `spec` of a prepared workspace.
+pub fn resumes_identically_in(ws: &Workspace, spec: &str, pipeline: &str, stage: &str, every: &str, max_extra_ms: u64) {
+    let (out, _) = ws.run_json(spec, &["-j", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let control = stage_line(ws, pipeline, stage)["outputs"].clone();
+    assert!(checkpoints(ws).is_empty(), "a finished stage leaves no checkpoint: {:?}", checkpoints(ws));
+    let args = ["--only", stage, "--force", stage, "--checkpoint-every", every];
+    for (signal, threads) in [(libc::SIGKILL, 1), (libc::SIGTERM, 1), (libc::SIGKILL, 2), (libc::SIGTERM, 2)] {
+        let status = signal_after_checkpoint(ws, spec, &args, threads, signal, max_extra_ms);
+        if signal == libc::SIGTERM {
+            assert_eq!(status.code(), Some(143), "SIGTERM: exit 128 + 15 after the checkpoint");
+            assert_eq!(stage_line(ws, pipeline, stage)["status"], "interrupted");
+        } else {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(status.signal(), Some(libc::SIGKILL));
+        }
+        assert_eq!(checkpoints(ws).len(), 1, "the stopped stage's checkpoint is kept");
+        let mut again = vec!["-j".to_string(), threads.to_string()];
+        again.extend(args.iter().map(|s| s.to_string()));
+        let again: Vec<&str> = again.iter().map(String::as_str).collect();
+        let (out, _) = ws.run_json(spec, &again);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let line = stage_line(ws, pipeline, stage);
+        assert!(line["resumed_from"].as_u64().is_some_and(|s| s > 0), "it resumed: {line}");
+        assert_eq!(line["outputs"], control, "signal {signal}, {threads} thread(s): the same bytes as uninterrupted");
+        assert!(checkpoints(ws).is_empty(), "the recorded stage's checkpoint is removed");
+    }
+}

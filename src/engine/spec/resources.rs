@@ -30,9 +30,18 @@ pub struct Resources {
     pub time: Option<String>,
     /// GPUs: a count, or `type:count`.
     pub gpus: Option<String>,
+    /// How often a checkpointing stage saves its state (`10m`, `500 steps`;
+    /// default 5 minutes; [`crate::engine::checkpoint`]).
+    pub checkpoint_every: Option<crate::engine::checkpoint::Every>,
+    /// How many times the Slurm executor resubmits a job that stopped at its
+    /// time limit or was preempted after saving a checkpoint (default 10).
+    pub max_requeues: Option<u32>,
 }
 
-const KEYS: &[&str] = &["cpus", "mem", "time", "gpus"];
+const KEYS: &[&str] = &["cpus", "mem", "time", "gpus", "checkpoint_every", "max_requeues"];
+
+/// Resubmissions of one stage, when `max_requeues` is not given.
+pub const DEFAULT_MAX_REQUEUES: u32 = 10;
 
 impl Resources {
     /// `self`'s fields, falling back to `defaults`' field by field.
@@ -42,6 +51,8 @@ impl Resources {
             mem: self.mem.clone().or_else(|| defaults.mem.clone()),
             time: self.time.clone().or_else(|| defaults.time.clone()),
             gpus: self.gpus.clone().or_else(|| defaults.gpus.clone()),
+            checkpoint_every: self.checkpoint_every.or(defaults.checkpoint_every),
+            max_requeues: self.max_requeues.or(defaults.max_requeues),
         }
     }
 
@@ -165,6 +176,14 @@ pub(super) fn parse(c: &mut Collector, node: &Node, whose: &str) -> Resources {
                     r.gpus = Some(s)
                 }
                 _ => bad(c, v.pos, "a number of GPUs, or `type:count`"),
+            },
+            "checkpoint_every" => match scalar(v).as_deref().and_then(crate::engine::checkpoint::Every::parse) {
+                Some(e) => r.checkpoint_every = Some(e),
+                None => bad(c, v.pos, "a positive duration (`10m`, `90s`, seconds as a number) or `N steps`"),
+            },
+            "max_requeues" => match v.to_raw() {
+                Raw::Int(i) if (0..=1000).contains(&i) => r.max_requeues = Some(i as u32),
+                _ => bad(c, v.pos, "a whole number of resubmissions from 0 to 1000"),
             },
             other => c.err(
                 k.pos,

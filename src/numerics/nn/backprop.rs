@@ -266,7 +266,7 @@ pub fn clip_grad_norm(grad: &mut [f32], max_norm: f64) -> f64 {
 /// better when it is below `best · (1 − 10⁻⁴)`; after more than `patience`
 /// validations in a row that are not, the rate is multiplied by `factor` and
 /// the count starts again.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Plateau {
     pub lr: f64,
     pub factor: f64,
@@ -302,8 +302,9 @@ impl Plateau {
     }
 }
 
-/// `torch.optim.AdamW` over a flat parameter vector.
-#[derive(Debug, Clone)]
+/// `torch.optim.AdamW` over a flat parameter vector (its moments and step
+/// count serialise, for checkpoints).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamW {
     pub beta1: f64,
     pub beta2: f64,

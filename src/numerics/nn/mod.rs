@@ -27,6 +27,7 @@
 pub mod backprop;
 pub mod fast;
 pub mod format;
+pub mod state;
 
 use burn::module::{Module, Param, ParamId};
 use burn::nn::Linear;

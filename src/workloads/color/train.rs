@@ -89,7 +89,12 @@ impl Stage for ColorAe {
             _ => None,
         }
     }
+    fn checkpoints(&self) -> bool {
+        true
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
+        use crate::engine::checkpoint::{decode, encode};
+        use crate::numerics::rng::Position;
         let p = ColorAeParams::read(ctx.params);
         let data = ctx.table("data")?;
         let xs: Vec<[f32; 3]> = {
@@ -127,18 +132,37 @@ impl Stage for ColorAe {
         let mut epoch: Vec<usize> = Vec::new();
         let mut at_in_epoch = 0;
         let mut loss_rows: Vec<[f64; 9]> = Vec::with_capacity(steps);
-        let (mut snap_step, mut snap_rgb, mut snap_z) = (Vec::new(), Vec::new(), Vec::new());
-        let mut snapshot = |step: usize, params: &[f32]| {
+        let mut snaps: Snaps = (Vec::new(), Vec::new(), Vec::new());
+        let snapshot = |snaps: &mut Snaps, step: usize, params: &[f32]| {
             for c in &grid {
                 let z = forward(params, *c).z;
-                snap_step.push(step as i64);
-                snap_rgb.push(*c);
-                snap_z.push(z);
+                snaps.0.push(step as i64);
+                snaps.1.push(*c);
+                snaps.2.push(z);
             }
         };
+        let mut start = 0;
+        if let Some((at, s)) = ctx.checkpoint.resume_with(decode::<ColorState>) {
+            (params, opt, epoch, at_in_epoch, snaps, start) =
+                (s.params, s.opt, s.epoch, s.at_in_epoch, s.snaps, at as usize);
+            loss_rows = s.loss_bits.iter().map(|r| r.map(f64::from_bits)).collect();
+            s.draws.seek(&mut draws);
+        }
         let (mut bx, mut br, mut bv) = (Vec::new(), Vec::new(), Vec::new());
         #[allow(clippy::needless_range_loop)] // s is the step, which also indexes the schedule
-        for s in 0..steps {
+        for s in start..steps {
+            ctx.checkpoint.at_boundary(s as u64, steps as u64, || {
+                encode(&ColorState {
+                    params: params.clone(),
+                    opt: opt.clone(),
+                    draws: Position::of(&draws),
+                    epoch: epoch.clone(),
+                    at_in_epoch,
+                    // As bits: the unused terms are NaN, kept exactly.
+                    loss_bits: loss_rows.iter().map(|r| r.map(f64::to_bits)).collect(),
+                    snaps: snaps.clone(),
+                })
+            })?;
             if at_in_epoch >= epoch.len() {
                 epoch = (0..p.epoch)
                     .map(|_| {
@@ -159,7 +183,7 @@ impl Stage for ColorAe {
             }
             at_in_epoch = end;
             if s % p.snapshot_every == 0 {
-                snapshot(s, &params);
+                snapshot(&mut snaps, s, &params);
             }
             let w = Weights {
                 polar: at(&w_polar, s),
@@ -191,7 +215,8 @@ impl Stage for ColorAe {
                 (ctx.progress)((s + 1) as f64 / steps as f64);
             }
         }
-        snapshot(steps, &params);
+        snapshot(&mut snaps, steps, &params);
+        let (snap_step, snap_rgb, snap_z) = snaps;
         if params.iter().any(|v| !v.is_finite()) {
             return Err(StageError::Failed("the weights are not finite after training".into()));
         }
@@ -245,6 +270,21 @@ fn loss_table(loss_rows: &[[f64; 9]]) -> Table {
 }
 
 /// The `latents` table: the grid's latent codes at every snapshot.
+/// The latent snapshots so far: step, colour, latent.
+type Snaps = (Vec<i64>, Vec<[f32; 3]>, Vec<[f32; LATENT]>);
+
+/// Everything the training loop needs to continue from a step boundary.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ColorState {
+    params: Vec<f32>,
+    opt: AdamW,
+    draws: crate::numerics::rng::Position,
+    epoch: Vec<usize>,
+    at_in_epoch: usize,
+    loss_bits: Vec<[u64; 9]>,
+    snaps: Snaps,
+}
+
 fn latents_table(snap_step: Vec<i64>, snap_rgb: &[[f32; 3]], snap_z: &[[f32; LATENT]]) -> Table {
     let mut latents = Table::new()
         .with("step", ColumnData::I64(snap_step))

@@ -74,11 +74,17 @@ impl IdemParams {
 }
 
 /// One tracker row: outer step, training step, `checks: boltzmann`'s metrics.
-pub(crate) type Tracked = (usize, usize, Vec<(&'static str, f64)>);
+pub(crate) type Tracked = (usize, usize, Vec<(String, f64)>);
+
+/// A tracker row from the metrics of one outer step.
+pub(crate) fn tracked(outer: usize, step: usize, m: Vec<(&'static str, f64)>) -> Tracked {
+    (outer, step, m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
 
 /// The replay buffer: FIFO of fixed capacity, uniform sampling with replacement
 /// over what it holds (DEM's `SimpleBuffer` with `sample_with_replacement`);
 /// points of `dim` coordinates, stored flat.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Buffer {
     pub(super) x: Vec<f32>,
     dim: usize,
@@ -156,7 +162,7 @@ pub(crate) fn val_table(rows: Vec<(usize, f64, f64)>) -> Table {
 
 /// The `tracker` output: outer, step, then one column per metric.
 pub(crate) fn tracker_table(track: &[Tracked]) -> Table {
-    let names: Vec<&'static str> = track[0].2.iter().map(|r| r.0).filter(|n| *n != "n").collect();
+    let names: Vec<&str> = track[0].2.iter().map(|r| r.0.as_str()).filter(|n| *n != "n").collect();
     let mut tracker = Table::new()
         .with("outer", ColumnData::I64(track.iter().map(|r| r.0 as i64).collect()))
         .with("step", ColumnData::I64(track.iter().map(|r| r.1 as i64).collect()));
@@ -173,6 +179,7 @@ pub(crate) fn tracker_table(track: &[Tracked]) -> Table {
 /// `grad_clip` (0: not clipped, its norm still logged); AdamW steps at the
 /// decayed rate; DEM's `EMAWrapper` shadow (from the initial weights, decay
 /// `min(ema, (1 + n)/(10 + n))`) follows; the step is logged.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Stepper {
     opt: AdamW,
     ema: Option<Vec<f32>>,

@@ -3,13 +3,14 @@
 //! the target has an exact sampler (GMM-40), by MCMC otherwise (DW-4, LJ-13,
 //! LJ-55, where DEM downloads MCMC sets we cannot fetch).
 
+use crate::engine::checkpoint::{decode, encode};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::numerics::energy::Energy;
 use crate::numerics::energy::gmm::Gmm;
 use crate::numerics::energy::particles::{Particles, icosahedron, relax, remove_mean};
-use crate::numerics::mcmc::{MALA_TARGET_ACCEPT, MalaConfig, mala, rhat_ess};
+use crate::numerics::mcmc::{ChainState, MALA_TARGET_ACCEPT, MalaConfig, Stopped, mala_in_segments, rhat_ess};
 use crate::numerics::rng::particle as particle_rng;
 use crate::numerics::rng::stream as rng;
 use rand::Rng;
@@ -129,6 +130,10 @@ fn summary(energies: &[f64]) -> Vec<(String, f64)> {
 
 impl Stage for Boltzmann {
     describe!(Kind::Generate, "boltzmann", version 2, params BoltzmannParams, INPUTS, OUTPUTS);
+    /// MCMC references checkpoint between segments of their chains.
+    fn checkpoints(&self) -> bool {
+        true
+    }
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         (output == "diagnostics").then_some(&["statistic", "value"][..])
     }
@@ -225,7 +230,17 @@ fn run_mcmc(p: &BoltzmannParams, target: &Target, ctx: &StageCtx) -> Result<(Tab
     };
     let name = format!("boltzmann/{}/{}/chain", p.energy, p.draw);
     let rngs = (0..p.chains).map(|c| particle_rng(ctx.seed, &name, c)).collect();
-    let chains = mala(energy, &init, &cfg, rngs, ctx.progress).map_err(|e| StageError::Failed(e.to_string()))?;
+    // In segments of 100 steps of every chain, each boundary a checkpoint
+    // (the chains' states and streams' positions) when one is due.
+    let total = (cfg.burn_in + cfg.draws * cfg.thin) as u64;
+    let resume = ctx.checkpoint.resume_with(decode::<Vec<ChainState>>).map(|(_, s)| s);
+    let mut boundary =
+        |t: usize, states: &[ChainState]| ctx.checkpoint.at_boundary(t as u64, total, || encode(&states));
+    let chains =
+        mala_in_segments(energy, &init, &cfg, rngs, resume, 100, ctx.progress, &mut boundary).map_err(|e| match e {
+            Stopped::Mcmc(e) => StageError::Failed(e.to_string()),
+            Stopped::At(e) => e,
+        })?;
 
     let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(p.n_samples); dim];
     let mut chain_col = Vec::with_capacity(p.n_samples);

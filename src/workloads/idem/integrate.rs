@@ -70,11 +70,29 @@ pub fn mc_score_particles(
     tag: &str,
     progress: &(dyn Fn(f64) + Sync),
 ) -> Result<Vec<f64>, String> {
+    mc_score_range(energy, est, schedule, steps, diffusion_scale, 0..n, seed, tag, progress)
+}
+
+/// Particles `range` of [`mc_score_particles`] (each from its own stream, so
+/// a run in ranges gives the same particles as one run).
+#[allow(clippy::too_many_arguments)]
+pub fn mc_score_range(
+    energy: &(dyn crate::numerics::energy::Energy + Sync),
+    est: &Estimator,
+    schedule: &Geometric,
+    steps: usize,
+    diffusion_scale: f64,
+    range: std::ops::Range<usize>,
+    seed: u64,
+    tag: &str,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Result<Vec<f64>, String> {
     let prior_sd = schedule.h(1.0).sqrt();
     let dim = energy.dim();
     let mean_free = energy.particles();
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let rows: Vec<Vec<f64>> = (0..n)
+    let n = range.len();
+    let rows: Vec<Vec<f64>> = range
         .into_par_iter()
         .map(|i| {
             let mut rng = crate::numerics::rng::particle(seed, tag, i);

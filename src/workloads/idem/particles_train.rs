@@ -36,11 +36,13 @@ use rayon::prelude::*;
 use super::egnn::{EgnnConfig, EgnnModel, EgnnRun};
 use super::egnn_backprop::{EgnnBackprop, unflatten};
 use super::estimator::{Estimator, Scratch};
-use super::fitting::{Buffer, Fitted, FittedModel, IdemParams, Stepper, Tracked, tracker_table, val_table};
+use super::fitting::{Buffer, Fitted, FittedModel, IdemParams, Stepper, Tracked, tracked, tracker_table, val_table};
 use super::generate::particle_columns;
 use super::integrate::{NegativeTime, egnn_sde_particles, mc_score_particles, prior_draw};
 use super::mlp::flatten;
 use super::validate::{BoltzmannChecksParams, particle_metrics};
+use crate::engine::checkpoint::{Checkpointing, decode, encode};
+use crate::numerics::rng::Position;
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::stage::StageError;
@@ -116,7 +118,8 @@ fn batch_loss(
 
 /// DEM's validation loss (its `eval_step` on the validation set): `p.val_batch`
 /// configurations of `val` drawn without replacement, noised at uniform
-/// times, centred, scored against fresh Monte Carlo targets.
+/// times, centred, scored against fresh Monte Carlo targets; a loss that is
+/// not finite is an error.
 #[allow(clippy::too_many_arguments)]
 fn validation_loss(
     p: &IdemParams,
@@ -144,7 +147,52 @@ fn validation_loss(
             noise_at_uniform_time(r, schedule, &val[k * dim..(k + 1) * dim], &mut xt[i * dim..(i + 1) * dim]);
     }
     remove_mean(&mut xt, sys.n, sys.d);
-    batch_loss(p, sys, est, backprop, params, (&xt, &tt, &hs), (seed, "idem/val_estimate", count * b), None)
+    let v = batch_loss(p, sys, est, backprop, params, (&xt, &tt, &hs), (seed, "idem/val_estimate", count * b), None)?;
+    if !v.is_finite() {
+        return Err(format!("the loss is {v}; nothing was kept"));
+    }
+    Ok(v)
+}
+
+/// The initial buffer on a particle system: `n_init` prior draws (mean-free),
+/// or (DEM's default) the Monte Carlo score's reverse-SDE particles.
+fn initial_particles(
+    p: &IdemParams,
+    sys: &Particles,
+    est: &Estimator,
+    schedule: &Geometric,
+    seed: u64,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Result<Vec<f32>, StageError> {
+    let dim = sys.n * sys.d;
+    if p.init_from_prior {
+        let prior_sd = schedule.h(1.0).sqrt();
+        let mut r = rng(seed, "idem/prior_init");
+        return Ok((0..p.n_init)
+            .flat_map(|_| prior_draw(&mut r, dim, prior_sd, Some((sys.n, sys.d))))
+            .map(|v| v as f32)
+            .collect());
+    }
+    Ok(mc_score_particles(sys, est, schedule, p.steps, p.diffusion_scale, p.n_init, seed, "idem/init", progress)
+        .map_err(|e| StageError::Failed(format!("the initial buffer (mc_score): {e}")))?
+        .into_iter()
+        .map(|v| v as f32)
+        .collect())
+}
+
+/// Everything `fit_particles` needs to continue from a training step's start.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ParticlesState {
+    params: Vec<f32>,
+    stepper: Stepper,
+    buffer: Buffer,
+    snaps: (Vec<i64>, Vec<f32>),
+    batch_rng: Position,
+    val_rng: Position,
+    track: Vec<Tracked>,
+    plateau: crate::numerics::nn::backprop::Plateau,
+    lr: f64,
+    vals: Vec<(usize, f64, f64)>,
 }
 
 /// The training loop on a particle system (see the module documentation),
@@ -156,6 +204,7 @@ pub fn fit_particles(
     val: Option<&[f64]>,
     seed: u64,
     progress: &(dyn Fn(f64) + Sync),
+    ck: &Checkpointing,
 ) -> Result<Fitted, StageError> {
     let cfg = egnn_config(p, sys);
     let dim = sys.n * sys.d;
@@ -166,42 +215,53 @@ pub fn fit_particles(
     let mut params = flatten(&cfg.init(&mut rng(seed, "idem/weights")));
     let mut grad = vec![0f32; params.len()];
     let mut stepper = Stepper::new(p, &params);
-    let prior_sd = schedule.h(1.0).sqrt();
     let units = (p.outer + 1) as f64;
+    let prior_sd = schedule.h(1.0).sqrt();
     let prior_draw = |r: &mut rand_chacha::ChaCha8Rng| prior_draw(r, dim, prior_sd, Some((sys.n, sys.d)));
-
     let mut buffer = Buffer::new(dim, p.buffer_size);
     let mut snaps: (Vec<i64>, Vec<f32>) = (Vec::new(), Vec::new());
-    let mut snapshot = |outer: usize, pts: &[f32]| {
+    let snapshot = |snaps: &mut (Vec<i64>, Vec<f32>), outer: usize, pts: &[f32]| {
         snaps.0.extend(std::iter::repeat_n(outer as i64, pts.len() / dim));
         snaps.1.extend_from_slice(pts);
     };
-    if p.use_buffer {
-        let init: Vec<f32> = if p.init_from_prior {
-            let mut r = rng(seed, "idem/prior_init");
-            (0..p.n_init).flat_map(|_| prior_draw(&mut r)).map(|v| v as f32).collect()
-        } else {
-            mc_score_particles(sys, &est, &schedule, p.steps, p.diffusion_scale, p.n_init, seed, "idem/init", &|f| {
-                progress(f / units)
-            })
-            .map_err(|e| StageError::Failed(format!("the initial buffer (mc_score): {e}")))?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect()
-        };
-        buffer.add(&init);
-        snapshot(0, &init);
-    }
-
-    let mut batch_rng = rng(seed, "idem/batch");
-    let b = p.batch;
+    let (mut batch_rng, mut val_rng) = (rng(seed, "idem/batch"), rng(seed, "idem/val"));
     let mut track: Vec<Tracked> = Vec::new();
     let mut plateau = Plateau::new(p.lr, p.plateau_factor, p.plateau_patience);
-    let mut val_rng = rng(seed, "idem/val");
     let (mut lr, mut vals) = (p.lr, Vec::new());
-    for outer in 0..p.outer {
-        for inner in 0..p.inner {
+    let resumed = ck.resume_with(decode::<ParticlesState>);
+    // The state is saved at training-step boundaries: `start` is the step
+    // to continue from (its outer step's earlier steps are done).
+    let start = resumed.as_ref().map_or(0, |(step, _)| *step as usize);
+    if let Some((_, s)) = resumed {
+        (params, stepper, buffer, snaps, track, plateau, lr, vals) =
+            (s.params, s.stepper, s.buffer, s.snaps, s.track, s.plateau, s.lr, s.vals);
+        s.batch_rng.seek(&mut batch_rng);
+        s.val_rng.seek(&mut val_rng);
+    } else if p.use_buffer {
+        let init = initial_particles(p, sys, &est, &schedule, seed, &|f| progress(f / units))?;
+        buffer.add(&init);
+        snapshot(&mut snaps, 0, &init);
+    }
+    let b = p.batch;
+    let total = (p.outer * p.inner) as u64;
+    for outer in start / p.inner..p.outer {
+        let first = if outer == start / p.inner { start % p.inner } else { 0 };
+        for inner in first..p.inner {
             let step = outer * p.inner + inner;
+            ck.at_boundary(step as u64, total, || {
+                encode(&ParticlesState {
+                    params: params.clone(),
+                    stepper: stepper.clone(),
+                    buffer: buffer.clone(),
+                    snaps: snaps.clone(),
+                    batch_rng: Position::of(&batch_rng),
+                    val_rng: Position::of(&val_rng),
+                    track: track.clone(),
+                    plateau: plateau.clone(),
+                    lr,
+                    vals: vals.clone(),
+                })
+            })?;
             let mut xt = vec![0f64; b * dim];
             let mut tt = vec![0f32; b];
             let mut hs = vec![0f64; b];
@@ -233,11 +293,6 @@ pub fn fit_particles(
                 let v =
                     validation_loss(p, sys, &est, &backprop, &schedule, &params, val, &mut val_rng, (seed, vals.len()))
                         .map_err(|e| StageError::Failed(format!("validation after training step {step}: {e}")))?;
-                if !v.is_finite() {
-                    return Err(StageError::Failed(format!(
-                        "validation after training step {step}: the loss is {v}; nothing was kept"
-                    )));
-                }
                 lr = plateau.step(v);
                 vals.push((step + 1, v, lr));
             }
@@ -258,12 +313,12 @@ pub fn fit_particles(
         buffer.add(&new);
         let last = outer + 1 == p.outer;
         if (outer + 1) % p.snapshot_every == 0 || last {
-            snapshot(outer + 1, &new);
+            snapshot(&mut snaps, outer + 1, &new);
         }
         if (outer + 1) % p.track_every == 0 || last {
             let pts: Vec<f64> = new.iter().map(|v| *v as f64).collect();
             let m = particle_metrics(sys, &pts, target, &checks).map_err(StageError::Failed)?;
-            track.push((outer + 1, (outer + 1) * p.inner, m));
+            track.push(tracked(outer + 1, (outer + 1) * p.inner, m));
         }
         progress((outer as f64 + 2.0) / units);
     }

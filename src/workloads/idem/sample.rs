@@ -5,9 +5,10 @@
 use super::egnn::{EgnnModel, EgnnRun};
 use super::estimator::Estimator;
 use super::generate::Target;
-use super::integrate::{NegativeTime, egnn_sde_particles, mc_score_particles, schedule_errors, ve_sde_particles};
+use super::integrate::{NegativeTime, egnn_sde_particles, mc_score_range, schedule_errors, ve_sde_particles};
 use super::mlp::{DemMlpRun, flatten};
 use super::net::DemModel;
+use crate::engine::checkpoint::{decode, encode};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
@@ -49,6 +50,9 @@ static OUTPUTS: &[OutputDef] = &[OutputDef {
 
 impl Stage for McScore {
     describe!(Kind::Sample, "mc_score", version 3, params McScoreParams, INPUTS, OUTPUTS);
+    fn checkpoints(&self) -> bool {
+        true
+    }
     fn check_params(&self, p: &crate::engine::params::Params) -> Vec<(&'static str, String)> {
         let p = McScoreParams::read(p);
         schedule_errors(&p.energy, p.sigma_min, p.sigma_max, p.normalization)
@@ -66,11 +70,34 @@ impl Stage for McScore {
         let est = Estimator::from_params(&p.estimator, p.k, p.max_norm);
         let schedule = Geometric { sigma_min: p.sigma_min, sigma_max: p.sigma_max };
         let n = p.n_samples;
-        let xs =
-            mc_score_particles(&energy, &est, &schedule, p.steps, p.diffusion_scale, n, ctx.seed, "mc_score", &|f| {
-                (ctx.progress)(f)
-            })
-            .map_err(StageError::Failed)?;
+        // In chunks of particles, each particle from its own stream: a
+        // checkpoint holds the finished particles, and a resumed run adds the
+        // rest as an uninterrupted one would.
+        let chunk = 64.max(8 * rayon::current_num_threads());
+        let dim = crate::numerics::energy::Energy::dim(&energy);
+        let mut xs: Vec<f64> = ctx.checkpoint.resume_with(decode::<Vec<f64>>).map(|(_, s)| s).unwrap_or_default();
+        let mut i = xs.len() / dim;
+        while i < n {
+            ctx.checkpoint.at_boundary(i as u64, n as u64, || encode(&xs))?;
+            let end = (i + chunk).min(n);
+            let progress = |f: f64| (ctx.progress)((i as f64 + f * (end - i) as f64) / n as f64);
+            let range = i..end;
+            xs.extend(
+                mc_score_range(
+                    &energy,
+                    &est,
+                    &schedule,
+                    p.steps,
+                    p.diffusion_scale,
+                    range,
+                    ctx.seed,
+                    "mc_score",
+                    &progress,
+                )
+                .map_err(StageError::Failed)?,
+            );
+            i = end;
+        }
         Ok([("samples".to_string(), Artifact::Table(points_table(&target, &xs, p.normalization)))]
             .into_iter()
             .collect())

@@ -43,16 +43,18 @@ use rayon::prelude::*;
 
 use super::estimator::{Estimator, Scratch};
 pub use super::fitting::IdemParams;
-use super::fitting::{Buffer, Fitted, FittedModel, Stepper, Tracked, tracker_table, val_table};
+use super::fitting::{Buffer, Fitted, FittedModel, Stepper, Tracked, tracked, tracker_table, val_table};
 use super::generate::{Target, particle_columns};
 use super::integrate::{mc_score_particles, ve_sde_particles};
 use super::mlp::{DemMlpRun, flatten, unflatten};
 use super::net::{DemMlpConfig, DemModel};
 use super::particles_train::fit_particles;
 use super::validate::{BoltzmannChecksParams, metrics};
+use crate::engine::checkpoint::{Checkpointing, decode, encode};
 use crate::engine::frame::{ColumnData, Table};
 use crate::numerics::energy::gmm::Gmm;
 use crate::numerics::energy::{Energy, Scaled};
+use crate::numerics::rng::Position;
 
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 
@@ -102,6 +104,9 @@ static OUTPUTS: &[OutputDef] = &[
 
 impl Stage for Idem {
     describe!(Kind::Train, "idem", version 5, params IdemParams, INPUTS, OUTPUTS);
+    fn checkpoints(&self) -> bool {
+        true
+    }
     /// The largest of: the network (DEM's MLP for GMM-40, an EGNN of `hidden`
     /// × `layers` for a particle system, with its per-chunk edge activations),
     /// the replay buffer, and the Monte Carlo estimate of one batch (`k` noisy
@@ -180,7 +185,7 @@ impl Stage for Idem {
                 let energy = Scaled { energy: &gmm, scale: p.normalization };
                 let xy = ["x".to_string(), "y".to_string()];
                 let target = ctx.table("target")?.rows_f64(&xy)?;
-                fit(&p, &energy, &target, ctx.seed, ctx.progress)?
+                fit(&p, &energy, &target, ctx.seed, ctx.progress, ctx.checkpoint)?
             }
             Some(Target::Particles(sys)) => {
                 let cols = particle_columns(sys.n, sys.d);
@@ -189,7 +194,7 @@ impl Stage for Idem {
                     true => Some(ctx.table("val")?.rows_f64(&cols)?),
                     false => None,
                 };
-                fit_particles(&p, &sys, &target, val.as_deref(), ctx.seed, ctx.progress)?
+                fit_particles(&p, &sys, &target, val.as_deref(), ctx.seed, ctx.progress, ctx.checkpoint)?
             }
             None => return Err(StageError::Failed(format!("unknown energy `{}`", p.energy))),
         };
@@ -209,12 +214,51 @@ impl Stage for Idem {
 /// coordinates: the energy's own ÷ `p.normalization`), tracked against
 /// `target` (GMM-40's coordinates, `n × 2`). Errors name the outer and
 /// training step.
+/// The initial buffer on GMM-40: `n_init` prior draws, or (DEM's default)
+/// the Monte Carlo score's reverse-SDE particles, in the network's coordinates.
+fn initial_buffer(
+    p: &IdemParams,
+    energy: &dyn Energy,
+    est: &Estimator,
+    schedule: &Geometric,
+    seed: u64,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Result<Vec<[f32; 2]>, StageError> {
+    if p.init_from_prior {
+        let prior_sd = schedule.h(1.0).sqrt();
+        let mut r = rng(seed, "idem/prior_init");
+        return Ok((0..p.n_init)
+            .map(|_| {
+                let mut q = [0f32; 2];
+                q.iter_mut().for_each(|v| *v = (prior_sd * r.sample::<f64, _>(StandardNormal)) as f32);
+                q
+            })
+            .collect());
+    }
+    let pts =
+        mc_score_particles(energy, est, schedule, p.steps, p.diffusion_scale, p.n_init, seed, "idem/init", progress)
+            .map_err(|e| StageError::Failed(format!("the initial buffer (mc_score): {e}")))?;
+    Ok(pts.chunks_exact(2).map(|q| [q[0] as f32, q[1] as f32]).collect())
+}
+
+/// Everything `fit` needs to continue from a training step's start.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct GmmState {
+    params: Vec<f32>,
+    stepper: Stepper,
+    buffer: Buffer,
+    snaps: (Vec<i64>, Vec<f64>, Vec<f64>),
+    batch_rng: crate::numerics::rng::Position,
+    track: Vec<Tracked>,
+}
+
 pub fn fit(
     p: &IdemParams,
     energy: &dyn Energy,
     target: &[f64],
     seed: u64,
     progress: &(dyn Fn(f64) + Sync),
+    ck: &Checkpointing,
 ) -> Result<Fitted, StageError> {
     let gmm_exact = Gmm::dem40();
     let est = Estimator::from_params(&p.estimator, p.k, p.max_norm);
@@ -232,51 +276,47 @@ pub fn fit(
 
     let mut buffer = Buffer::new(2, p.buffer_size);
     let mut snaps: (Vec<i64>, Vec<f64>, Vec<f64>) = std::default::Default::default();
-    let mut snapshot = |outer: usize, pts: &[[f32; 2]]| {
+    let snapshot = |snaps: &mut (Vec<i64>, Vec<f64>, Vec<f64>), outer: usize, pts: &[[f32; 2]]| {
         for q in pts {
             snaps.0.push(outer as i64);
             snaps.1.push(q[0] as f64 * p.normalization);
             snaps.2.push(q[1] as f64 * p.normalization);
         }
     };
-    if p.use_buffer {
-        let init: Vec<[f32; 2]> = if p.init_from_prior {
-            let mut r = rng(seed, "idem/prior_init");
-            (0..p.n_init)
-                .map(|_| {
-                    let mut q = [0f32; 2];
-                    q.iter_mut().for_each(|v| *v = (prior_sd * r.sample::<f64, _>(StandardNormal)) as f32);
-                    q
-                })
-                .collect()
-        } else {
-            let pts = mc_score_particles(
-                energy,
-                &est,
-                &schedule,
-                p.steps,
-                p.diffusion_scale,
-                p.n_init,
-                seed,
-                "idem/init",
-                &|f| progress(f / units),
-            )
-            .map_err(|e| StageError::Failed(format!("the initial buffer (mc_score): {e}")))?;
-            pts.chunks_exact(2).map(|q| [q[0] as f32, q[1] as f32]).collect()
-        };
+    let mut batch_rng = rng(seed, "idem/batch");
+    let mut track: Vec<Tracked> = Vec::new();
+    let resumed = ck.resume_with(decode::<GmmState>);
+    // The state is saved at training-step boundaries: `start` is the step
+    // to continue from (its outer step's earlier steps are done).
+    let start = resumed.as_ref().map_or(0, |(step, _)| *step as usize);
+    if let Some((_, s)) = resumed {
+        (params, stepper, buffer, snaps, track) = (s.params, s.stepper, s.buffer, s.snaps, s.track);
+        s.batch_rng.seek(&mut batch_rng);
+    } else if p.use_buffer {
+        let init = initial_buffer(p, energy, &est, &schedule, seed, &|f| progress(f / units))?;
         buffer.add(init.as_flattened());
-        snapshot(0, &init);
+        snapshot(&mut snaps, 0, &init);
     }
 
-    let mut batch_rng = rng(seed, "idem/batch");
     let (b, dim) = (p.batch, 2);
     let (mut xt, mut tt, mut wt) = (vec![0f32; b * dim], vec![0f32; b], vec![0f32; b]);
     let mut hs = vec![0f64; b];
     let mut target_s = vec![0f32; b * dim];
-    let mut track: Vec<Tracked> = Vec::new();
-    for outer in 0..p.outer {
-        for inner in 0..p.inner {
+    let total = (p.outer * p.inner) as u64;
+    for outer in start / p.inner..p.outer {
+        let first = if outer == start / p.inner { start % p.inner } else { 0 };
+        for inner in first..p.inner {
             let step = outer * p.inner + inner;
+            ck.at_boundary(step as u64, total, || {
+                encode(&GmmState {
+                    params: params.clone(),
+                    stepper: stepper.clone(),
+                    buffer: buffer.clone(),
+                    snaps: snaps.clone(),
+                    batch_rng: Position::of(&batch_rng),
+                    track: track.clone(),
+                })
+            })?;
             for i in 0..b {
                 let x0 = if p.use_buffer {
                     let q = buffer.draw(&mut batch_rng);
@@ -326,12 +366,12 @@ pub fn fit(
         buffer.add(new.as_flattened());
         let last = outer + 1 == p.outer;
         if (outer + 1) % p.snapshot_every == 0 || last {
-            snapshot(outer + 1, &new);
+            snapshot(&mut snaps, outer + 1, &new);
         }
         if (outer + 1) % p.track_every == 0 || last {
             let pts: Vec<f64> = new.iter().flat_map(|q| q.map(|v| v as f64 * p.normalization)).collect();
             let m = metrics(&gmm_exact, &pts, target, &checks).map_err(StageError::Failed)?;
-            track.push((outer + 1, (outer + 1) * p.inner, m));
+            track.push(tracked(outer + 1, (outer + 1) * p.inner, m));
         }
         progress((outer as f64 + 2.0) / units);
     }
@@ -404,17 +444,27 @@ mod tests {
         let target = vec![0.0; 20];
         // Everywhere: the initial buffer (mc_score particles) fails first.
         let everywhere = NanBeyond { edge: f64::NEG_INFINITY };
-        let e = fit(&tiny(&[]), &everywhere, &target, 1, &|_| {}).err().expect("an error").to_string();
-        assert!(e.contains("initial buffer") && e.contains("step 0 of 10") && e.contains("not finite"), "{e}");
-        // From the prior instead: the first training step fails.
-        let e = fit(&tiny(&[("init_from_prior", Value::Bool(true))]), &everywhere, &target, 1, &|_| {})
+        let e = fit(&tiny(&[]), &everywhere, &target, 1, &|_| {}, &Checkpointing::none())
             .err()
             .expect("an error")
             .to_string();
+        assert!(e.contains("initial buffer") && e.contains("step 0 of 10") && e.contains("not finite"), "{e}");
+        // From the prior instead: the first training step fails.
+        let e = fit(
+            &tiny(&[("init_from_prior", Value::Bool(true))]),
+            &everywhere,
+            &target,
+            1,
+            &|_| {},
+            &Checkpointing::none(),
+        )
+        .err()
+        .expect("an error")
+        .to_string();
         assert!(e.contains("training step 0 (outer 0)") && e.contains("not finite"), "{e}");
         // A healthy energy trains.
         let fine = NanBeyond { edge: f64::INFINITY };
-        let f = fit(&tiny(&[]), &fine, &target, 1, &|_| {}).expect("trains");
+        let f = fit(&tiny(&[]), &fine, &target, 1, &|_| {}, &Checkpointing::none()).expect("trains");
         assert_eq!(f.loss.f64s("loss").unwrap().len(), 6);
         assert!(f.loss.f64s("loss").unwrap().iter().all(|v| v.is_finite()));
     }
@@ -427,7 +477,7 @@ mod tests {
         let fine = NanBeyond { edge: f64::INFINITY };
         let target = vec![0.0; 20];
         let cos = tiny(&[("lr_decay", Value::Str("cosine".into())), ("lr", Value::Float(0.01))]);
-        let f = fit(&cos, &fine, &target, 1, &|_| {}).expect("trains");
+        let f = fit(&cos, &fine, &target, 1, &|_| {}, &Checkpointing::none()).expect("trains");
         let lrs = f.loss.f64s("lr").unwrap();
         assert_eq!(lrs.len(), 6);
         for (i, lr) in lrs.iter().enumerate() {
@@ -436,7 +486,8 @@ mod tests {
         }
         assert_eq!(lrs[0], 0.01);
         assert!(lrs[5] < 0.001);
-        let plain = fit(&tiny(&[("lr", Value::Float(0.01))]), &fine, &target, 1, &|_| {}).expect("trains");
+        let plain = fit(&tiny(&[("lr", Value::Float(0.01))]), &fine, &target, 1, &|_| {}, &Checkpointing::none())
+            .expect("trains");
         assert!(plain.loss.f64s("lr").unwrap().iter().all(|v| *v == 0.01));
         assert_ne!(plain.model.to_bytes(), f.model.to_bytes(), "the decay changes training");
     }

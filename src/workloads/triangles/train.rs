@@ -68,13 +68,29 @@ pub struct DsmConfig {
 /// Train from scratch on `pool` (already scaled, row-major, `net.dim` columns).
 /// Returns the weights and the per-step losses.
 /// `device` must be an autodiff device ([`crate::workloads::train_device`]).
+/// Everything `train_dsm` needs to continue from a step boundary: the
+/// weights, the ids burn keys Adam's state by, that state, the pairs
+/// stream's position, the losses so far.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DsmState {
+    weights: Vec<u8>,
+    ids: Vec<u64>,
+    optim: Vec<u8>,
+    data_rng: crate::numerics::rng::Position,
+    losses: Vec<f32>,
+    guard: crate::engine::stage::LossGuard,
+}
+
 pub fn train_dsm(
     cfg: &DsmConfig,
     pool: &[f32],
     seed: u64,
     device: &Device,
     progress: &(dyn Fn(f64) + Sync),
+    ck: &crate::engine::checkpoint::Checkpointing,
 ) -> Result<(ScoreNetWeights, Vec<f32>), StageError> {
+    use crate::engine::checkpoint::{decode, encode};
+    use crate::numerics::nn::state::{load_optimizer, optimizer_bytes, param_ids, with_param_ids};
     let device = device.clone();
     let init = ScoreNetWeights::init(cfg.net.clone(), cfg.meta.clone(), &mut rng(seed, "init"));
     let mut model = ScoreNet::from_weights(&init, &device);
@@ -85,9 +101,28 @@ pub fn train_dsm(
     let total = cfg.epochs * cfg.batches_per_epoch;
     let mut losses = Vec::with_capacity(total);
     let mut guard = crate::engine::stage::LossGuard::default();
+    let mut start = 0;
+    if let Some((step, s)) = ck.resume_with(decode::<DsmState>) {
+        let bad = || StageError::Failed("a checkpoint of another network; remove it or run with --no-resume".into());
+        let weights = ScoreNetWeights::from_bytes(&s.weights).map_err(|_| bad())?;
+        model = with_param_ids(ScoreNet::from_weights(&weights, &device), &s.ids).ok_or_else(bad)?;
+        optim = load_optimizer(optim, &s.optim).ok_or_else(bad)?;
+        s.data_rng.seek(&mut data_rng);
+        (losses, guard, start) = (s.losses, s.guard, step as usize);
+    }
     // One pass more than the steps: the final weights' loss on a fresh batch
     // is checked and nothing else (the last update can diverge too).
-    for step in 0..=total {
+    for step in start..=total {
+        ck.at_boundary(step as u64, total as u64, || {
+            encode(&DsmState {
+                weights: ScoreNetWeights::from_module(&model.valid(), cfg.net.clone(), cfg.meta.clone()).to_bytes(),
+                ids: param_ids(&model),
+                optim: optimizer_bytes(&optim),
+                data_rng: crate::numerics::rng::Position::of(&data_rng),
+                losses: losses.clone(),
+                guard: guard.clone(),
+            })
+        })?;
         let p = ou_pairs(pool, dim, cfg.batch_size, ou, cfg.meta.t_max, &mut data_rng);
         let b = cfg.batch_size;
         let mean_var = p.var.iter().map(|v| *v as f64).sum::<f64>() / b as f64;
@@ -154,6 +189,9 @@ impl DsmConfig {
 
 impl Stage for DsmOu {
     describe!(Kind::Train, "dsm_ou", version 2, params DsmParams, INPUTS, OUTPUTS);
+    fn checkpoints(&self) -> bool {
+        true
+    }
     fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
         let p = DsmParams::read(p);
         // Triangles are 6 coordinates; the time embedding adds 2 per frequency.
@@ -166,7 +204,8 @@ impl Stage for DsmOu {
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let cfg = DsmConfig::from_params(ctx.params);
         let pool = scaled_pool(ctx.table("data")?, &cfg.meta)?;
-        let (weights, losses) = train_dsm(&cfg, &pool, ctx.seed, &train_device(ctx.backend), ctx.progress)?;
+        let (weights, losses) =
+            train_dsm(&cfg, &pool, ctx.seed, &train_device(ctx.backend), ctx.progress, ctx.checkpoint)?;
         let per = cfg.batches_per_epoch;
         let table = Table::new()
             .with("epoch", ColumnData::I64((0..losses.len()).map(|s| (s / per) as i64).collect()))
@@ -218,8 +257,10 @@ mod tests {
     #[test]
     fn training_is_deterministic_and_lowers_the_loss() {
         let dev = crate::workloads::backend_device(Backend::Flex).autodiff();
-        let (w1, l1) = train_dsm(&small(), &pool(), 7, &dev, &|_| {}).unwrap();
-        let (w2, l2) = train_dsm(&small(), &pool(), 7, &dev, &|_| {}).unwrap();
+        let (w1, l1) =
+            train_dsm(&small(), &pool(), 7, &dev, &|_| {}, &crate::engine::checkpoint::Checkpointing::none()).unwrap();
+        let (w2, l2) =
+            train_dsm(&small(), &pool(), 7, &dev, &|_| {}, &crate::engine::checkpoint::Checkpointing::none()).unwrap();
         assert_eq!(w1, w2);
         assert_eq!(l1, l2);
         let first: f32 = l1[..10].iter().sum::<f32>() / 10.0;
@@ -229,11 +270,24 @@ mod tests {
 
     #[test]
     fn flex_and_ndarray_agree_within_float_tolerance() {
-        let a = train_dsm(&small(), &pool(), 3, &crate::workloads::backend_device(Backend::Flex).autodiff(), &|_| {})
-            .unwrap();
-        let b =
-            train_dsm(&small(), &pool(), 3, &crate::workloads::backend_device(Backend::NdArray).autodiff(), &|_| {})
-                .unwrap();
+        let a = train_dsm(
+            &small(),
+            &pool(),
+            3,
+            &crate::workloads::backend_device(Backend::Flex).autodiff(),
+            &|_| {},
+            &crate::engine::checkpoint::Checkpointing::none(),
+        )
+        .unwrap();
+        let b = train_dsm(
+            &small(),
+            &pool(),
+            3,
+            &crate::workloads::backend_device(Backend::NdArray).autodiff(),
+            &|_| {},
+            &crate::engine::checkpoint::Checkpointing::none(),
+        )
+        .unwrap();
         for (x, y) in a.1.iter().zip(&b.1) {
             assert!((x - y).abs() <= 1e-3 * (1.0 + x.abs()), "loss {x} vs {y}");
         }
@@ -249,7 +303,8 @@ mod tests {
         let dev = crate::workloads::backend_device(Backend::Flex).autodiff();
         let mut cfg = small();
         cfg.lr = 1e30;
-        let err = train_dsm(&cfg, &pool(), 1, &dev, &|_| {}).unwrap_err();
+        let err =
+            train_dsm(&cfg, &pool(), 1, &dev, &|_| {}, &crate::engine::checkpoint::Checkpointing::none()).unwrap_err();
         assert!(matches!(err, StageError::NonFinite { .. }), "{err}");
         assert!(err.to_string().contains("at step"));
     }

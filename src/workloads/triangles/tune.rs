@@ -99,8 +99,37 @@ static OUTPUTS: &[OutputDef] = &[
     },
 ];
 
+/// Everything the tuning loop needs to continue from an outer epoch's start.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TuneState {
+    delta: crate::numerics::nn::Layers,
+    optim: Vec<u8>,
+    pair_rng: crate::numerics::rng::Position,
+    rows: Vec<Row>,
+    step: usize,
+}
+
+/// The `tracker` output: one row per inner epoch.
+fn tracker_table(rows: &[Row]) -> Table {
+    let col_i = |f: fn(&Row) -> i64| ColumnData::I64(rows.iter().map(f).collect());
+    let col_f = |f: fn(&Row) -> f64| ColumnData::F64(rows.iter().map(f).collect());
+    Table::new()
+        .with("outer", col_i(|r| r.outer))
+        .with("inner", col_i(|r| r.inner))
+        .with("valid", col_i(|r| r.valid))
+        .with("valid_fraction", col_f(|r| r.valid_fraction))
+        .with("mean_margin", col_f(|r| r.mean_margin))
+        .with("min_margin", col_f(|r| r.min_margin))
+        .with("loss", col_f(|r| r.loss))
+        .with("score_loss", col_f(|r| r.score_loss))
+        .with("delta_loss", col_f(|r| r.delta_loss))
+        .with("direction_loss", col_f(|r| r.direction_loss))
+        .with("delta_ratio", col_f(|r| r.delta_ratio))
+        .with("cos", col_f(|r| r.cos))
+}
+
 /// One tracker row.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Row {
     outer: i64,
     inner: i64,
@@ -193,7 +222,12 @@ impl Stage for Smeme {
         let name = if p.dataset_size > p.batch_size { "dataset_size" } else { "batch_size" };
         Some(crate::numerics::nn::dense_estimate(&shapes, rows, "hidden", name))
     }
+    fn checkpoints(&self) -> bool {
+        true
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
+        use crate::engine::checkpoint::{decode, encode};
+        use crate::numerics::nn::state::{load_optimizer, optimizer_bytes};
         let p = &TuneParams::read(ctx.params);
         let base = ScoreNetWeights::from_bytes(ctx.blob("model")?)?;
         if !base.delta.is_empty() {
@@ -222,8 +256,27 @@ impl Stage for Smeme {
         let mut rows: Vec<Row> = Vec::new();
         let total = (outer_n * (inner_n + 1)) as f64;
         let mut step = 0usize;
+        let mut start = 0;
+        // The delta network's parameter ids are fixed (`linears` from 0), so
+        // Adam's state, keyed by them, applies to the rebuilt network as is.
+        if let Some((at, s)) = ctx.checkpoint.resume_with(decode::<TuneState>) {
+            delta = DeltaNet { layers: linears(&s.delta, &dev, 0) };
+            optim = load_optimizer(optim, &s.optim)
+                .ok_or_else(|| StageError::Failed("a checkpoint whose optimiser state does not load".into()))?;
+            s.pair_rng.seek(&mut pair_rng);
+            (rows, step, start) = (s.rows, s.step, at as usize);
+        }
 
-        for outer in 0..outer_n {
+        for outer in start..outer_n {
+            ctx.checkpoint.at_boundary(outer as u64, outer_n as u64, || {
+                encode(&TuneState {
+                    delta: layers_of(&delta.layers),
+                    optim: optimizer_bytes(&optim),
+                    pair_rng: crate::numerics::rng::Position::of(&pair_rng),
+                    rows: rows.clone(),
+                    step,
+                })
+            })?;
             // Sample the current student.
             let current = ScoreNetWeights { delta: layers_of(&delta.layers), ..base.clone() };
             let fast = FastMlp::new(&current);
@@ -310,21 +363,7 @@ impl Stage for Smeme {
             }
         }
         let tuned = ScoreNetWeights { delta: layers_of(&delta.valid().layers), ..base };
-        let col_i = |f: fn(&Row) -> i64| ColumnData::I64(rows.iter().map(f).collect());
-        let col_f = |f: fn(&Row) -> f64| ColumnData::F64(rows.iter().map(f).collect());
-        let tracker = Table::new()
-            .with("outer", col_i(|r| r.outer))
-            .with("inner", col_i(|r| r.inner))
-            .with("valid", col_i(|r| r.valid))
-            .with("valid_fraction", col_f(|r| r.valid_fraction))
-            .with("mean_margin", col_f(|r| r.mean_margin))
-            .with("min_margin", col_f(|r| r.min_margin))
-            .with("loss", col_f(|r| r.loss))
-            .with("score_loss", col_f(|r| r.score_loss))
-            .with("delta_loss", col_f(|r| r.delta_loss))
-            .with("direction_loss", col_f(|r| r.direction_loss))
-            .with("delta_ratio", col_f(|r| r.delta_ratio))
-            .with("cos", col_f(|r| r.cos));
+        let tracker = tracker_table(&rows);
         Ok([("model".to_string(), Artifact::Blob(tuned.to_bytes())), ("tracker".to_string(), Artifact::Table(tracker))]
             .into_iter()
             .collect())

@@ -152,6 +152,18 @@ impl EpochBatches {
         EpochBatches { order: (0..n).collect(), at: n, batch: batch.min(n).max(1), drop_last, rng }
     }
 
+    /// Where the epochs are: the current permutation, the next row, and the
+    /// shuffling stream's position (for checkpoints).
+    pub fn state(&self) -> (Vec<usize>, usize, crate::numerics::rng::Position) {
+        (self.order.clone(), self.at, crate::numerics::rng::Position::of(&self.rng))
+    }
+
+    /// Continue from [`EpochBatches::state`] (the same stream, derived again).
+    pub fn restore(&mut self, order: Vec<usize>, at: usize, rng: crate::numerics::rng::Position) {
+        (self.order, self.at) = (order, at);
+        rng.seek(&mut self.rng);
+    }
+
     pub fn next_batch(&mut self) -> &[usize] {
         use rand::seq::SliceRandom;
         let n = self.order.len();
@@ -165,16 +177,36 @@ impl EpochBatches {
     }
 }
 
-/// Train an ε-network on `data` (row-major, `cfg.net.dim` columns).
+/// Everything a DDPM training run needs to continue from a step boundary.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DdpmState {
+    params: Vec<f32>,
+    ema: Option<Vec<f32>>,
+    opt: crate::numerics::nn::backprop::AdamW,
+    noise: crate::numerics::rng::Position,
+    order: Vec<usize>,
+    at: usize,
+    epochs: crate::numerics::rng::Position,
+    losses: Vec<f32>,
+    lrs: Vec<f32>,
+    norms: Vec<f32>,
+    guard: crate::engine::stage::LossGuard,
+}
+
+/// Train an ε-network on `data` (row-major, `cfg.net.dim` columns); with
+/// `ck`, checkpoint at step boundaries and resume from its state.
 pub fn train_ddpm(
     cfg: &DdpmConfig,
     data: &[f32],
     columns: Vec<String>,
     seed: u64,
     progress: &(dyn Fn(f64) + Sync),
+    ck: &crate::engine::checkpoint::Checkpointing,
 ) -> Result<DdpmRun, StageError> {
     use super::backprop::EpsBackprop;
+    use crate::engine::checkpoint::{decode, encode};
     use crate::numerics::nn::backprop::{AdamW, clip_grad_norm, diffusers_ema_decay, ema_update};
+    use crate::numerics::rng::Position;
     use crate::workloads::two_moons::net::{EpsLayers, EpsModelWeights};
     use rand::Rng;
     use rand_distr::{Distribution, StandardNormal};
@@ -211,10 +243,33 @@ pub fn train_ddpm(
     let (mut losses, mut lrs, mut norms) =
         (Vec::with_capacity(cfg.steps), Vec::with_capacity(cfg.steps), Vec::with_capacity(cfg.steps));
     let mut guard = crate::engine::stage::LossGuard::default();
+    let mut start = 0;
+    if let Some((step, s)) = ck.resume_with(decode::<DdpmState>) {
+        (params, ema, opt, losses, lrs, norms, guard) = (s.params, s.ema, s.opt, s.losses, s.lrs, s.norms, s.guard);
+        s.noise.seek(&mut noise_rng);
+        batches.restore(s.order, s.at, s.epochs);
+        start = step as usize;
+    }
     // One pass more than the steps: its loss, of the final weights on a fresh
     // batch, is checked and nothing else (the last update can diverge too, and
     // a single step's loss is the initial weights').
-    for step in 0..=cfg.steps {
+    for step in start..=cfg.steps {
+        ck.at_boundary(step as u64, cfg.steps as u64, || {
+            let (order, at, epochs) = batches.state();
+            encode(&DdpmState {
+                params: params.clone(),
+                ema: ema.clone(),
+                opt: opt.clone(),
+                noise: Position::of(&noise_rng),
+                order,
+                at,
+                epochs,
+                losses: losses.clone(),
+                lrs: lrs.clone(),
+                norms: norms.clone(),
+                guard: guard.clone(),
+            })
+        })?;
         let batch = batches.next_batch();
         let rows = batch.len();
         for (r, &row) in batch.iter().enumerate() {
@@ -265,6 +320,9 @@ pub fn train_ddpm(
 
 impl Stage for DdpmEps {
     describe!(Kind::Train, "ddpm_eps", version 2, params DdpmParams, DDPM_INPUTS, DDPM_OUTPUTS);
+    fn checkpoints(&self) -> bool {
+        true
+    }
     fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
         let p = DdpmParams::read(p);
         use crate::workloads::two_moons::net::EpsNetConfig;
@@ -298,7 +356,7 @@ impl Stage for DdpmEps {
         }
         let data: Vec<f32> = table.rows_f64(&columns)?.into_iter().map(|v| v as f32).collect();
         let cfg = DdpmConfig::from_params(ctx.params, columns.len());
-        let run = train_ddpm(&cfg, &data, columns, ctx.seed, ctx.progress)?;
+        let run = train_ddpm(&cfg, &data, columns, ctx.seed, ctx.progress, ctx.checkpoint)?;
         let loss = Table::new()
             .with("step", ColumnData::I64((0..run.loss.len() as i64).collect()))
             .with("loss", ColumnData::F32(run.loss))
@@ -327,6 +385,7 @@ impl Stage for DdpmEps {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::checkpoint::Checkpointing;
 
     fn small_ddpm() -> DdpmConfig {
         let params: crate::engine::params::Params =
@@ -347,8 +406,8 @@ mod tests {
     #[test]
     fn ddpm_training_is_deterministic_lowers_the_loss_and_keeps_both_weight_sets() {
         let cols = vec!["x".to_string(), "y".to_string()];
-        let a = train_ddpm(&small_ddpm(), &moons(), cols.clone(), 4, &|_| {}).unwrap();
-        let b = train_ddpm(&small_ddpm(), &moons(), cols, 4, &|_| {}).unwrap();
+        let a = train_ddpm(&small_ddpm(), &moons(), cols.clone(), 4, &|_| {}, &Checkpointing::none()).unwrap();
+        let b = train_ddpm(&small_ddpm(), &moons(), cols, 4, &|_| {}, &Checkpointing::none()).unwrap();
         assert_eq!(a.weights, b.weights);
         assert_eq!(a.loss, b.loss);
         // At zero output the loss is E[ε²] = 1.
@@ -401,7 +460,8 @@ mod tests {
         let mut cfg = small_ddpm();
         cfg.lr = 1e30;
         cfg.grad_clip = 0.0;
-        let err = train_ddpm(&cfg, &moons(), vec!["x".into(), "y".into()], 1, &|_| {}).unwrap_err();
+        let err =
+            train_ddpm(&cfg, &moons(), vec!["x".into(), "y".into()], 1, &|_| {}, &Checkpointing::none()).unwrap_err();
         assert!(matches!(err, StageError::NonFinite { .. }), "{err}");
     }
 }

@@ -1,0 +1,117 @@
+//! Checkpoints, through the engine alone: the test-only `debug` stage with
+//! `steps` (a draw from its random stream per step, a sleep per step) is
+//! killed, stopped, corrupted and resumed, and must give the bytes an
+//! uninterrupted run gives. The real stages' resume tests are in
+//! `tests/resume.rs`.
+
+mod common;
+
+use common::{Workspace, assert_resumes_identically, checkpoints, signal_after_checkpoint, stage_line};
+
+const SPEC: &str = "name: ck\nseed: 3\nstages:\n  walk:\n    kind: debug\n    params: { steps: 150, step_ms: 10 }\n";
+
+#[test]
+fn a_killed_or_stopped_stage_resumes_with_the_same_bytes() {
+    assert_resumes_identically(SPEC, "ck", "walk", "10 steps", 150);
+}
+
+/// A workspace whose `walk` was killed after a checkpoint, and the outputs
+/// of an uninterrupted run in another workspace.
+fn killed() -> (Workspace, serde_json::Value) {
+    let control = Workspace::new();
+    control.write("p.yaml", SPEC);
+    assert!(control.run_json("p.yaml", &[]).0.status.success());
+    let ws = Workspace::new();
+    ws.write("p.yaml", SPEC);
+    signal_after_checkpoint(&ws, "p.yaml", &["--checkpoint-every", "10 steps"], 2, libc::SIGKILL, 200);
+    assert_eq!(checkpoints(&ws).len(), 1);
+    (ws, stage_line(&control, "ck", "walk")["outputs"].clone())
+}
+
+#[test]
+fn status_says_where_a_stage_resumes_and_gc_keeps_its_checkpoint() {
+    let (ws, control) = killed();
+    let out = ws.cmd(&["status", "p.yaml"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("walk")).unwrap();
+    assert!(line.contains("dirty") && line.contains("resumes from step "), "{line}");
+    assert!(line.contains(" of 150 (checkpoint "), "{line}");
+    let json = ws.cmd(&["status", "p.yaml", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v[0]["checkpoint"]["total"], 150);
+    // gc keeps work a run can resume; verify checks it.
+    let gc = ws.cmd(&["gc"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&gc.stdout).contains("1 checkpoints (work a run resumes)"), "{gc:?}");
+    assert_eq!(checkpoints(&ws).len(), 1);
+    let verify = ws.cmd(&["verify"]).output().unwrap();
+    assert!(verify.status.success(), "{verify:?}");
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("1 checkpoints"), "{verify:?}");
+    let (out, _) = ws.run_json("p.yaml", &[]);
+    assert!(out.status.success());
+    assert_eq!(stage_line(&ws, "ck", "walk")["outputs"], control);
+    assert!(stage_line(&ws, "ck", "walk")["resumed_from"].as_u64().is_some());
+}
+
+#[test]
+fn a_corrupt_or_truncated_checkpoint_is_discarded_and_the_stage_starts_over() {
+    for damage in ["flip", "truncate"] {
+        let (ws, control) = killed();
+        let file = ws.path().join("artifacts/checkpoints").join(&checkpoints(&ws)[0]);
+        let mut bytes = std::fs::read(&file).unwrap();
+        if damage == "flip" {
+            let n = bytes.len();
+            bytes[n - 3] ^= 0x40;
+        } else {
+            bytes.truncate(bytes.len() - 7);
+        }
+        std::fs::write(&file, &bytes).unwrap();
+        let status = ws.cmd(&["status", "p.yaml"]).output().unwrap();
+        assert!(!String::from_utf8_lossy(&status.stdout).contains("resumes"), "{damage}: {status:?}");
+        let (out, events) = ws.run_json("p.yaml", &[]);
+        assert!(out.status.success(), "{damage}");
+        let warned = events
+            .iter()
+            .any(|e| e["event"] == "warning" && e["message"].as_str().unwrap().contains("discarded the checkpoint"));
+        assert!(warned, "{damage}: {events:?}");
+        let line = stage_line(&ws, "ck", "walk");
+        assert!(line.get("resumed_from").is_none(), "{damage}: started over: {line}");
+        assert_eq!(line["outputs"], control, "{damage}");
+    }
+    // verify removes a bad checkpoint.
+    let (ws, _) = killed();
+    let file = ws.path().join("artifacts/checkpoints").join(&checkpoints(&ws)[0]);
+    std::fs::write(&file, b"SFCKPT1\nnonsense").unwrap();
+    let verify = ws.cmd(&["verify"]).output().unwrap();
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("bad: checkpoints/"), "{verify:?}");
+    assert!(checkpoints(&ws).is_empty());
+}
+
+#[test]
+fn no_resume_starts_over_and_other_inputs_never_use_the_checkpoint() {
+    let (ws, control) = killed();
+    // Other params: another key, so the checkpoint is not this stage's.
+    let (out, _) = ws.run_json("p.yaml", &["--set", "stages.walk.params.steps=151"]);
+    assert!(out.status.success());
+    assert!(stage_line(&ws, "ck", "walk").get("resumed_from").is_none());
+    assert_eq!(checkpoints(&ws).len(), 1, "the other key's checkpoint is left for its own run");
+    let (out, _) = ws.run_json("p.yaml", &["--no-resume"]);
+    assert!(out.status.success());
+    let line = stage_line(&ws, "ck", "walk");
+    assert!(line.get("resumed_from").is_none(), "{line}");
+    assert_eq!(line["outputs"], control);
+    assert!(checkpoints(&ws).is_empty());
+}
+
+#[test]
+fn a_bad_interval_is_refused_before_anything_runs() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &SPEC.replace("step_ms: 10 }", "step_ms: 10 }\n    resources: { checkpoint_every: often }"));
+    let out = ws.cmd(&["run", "p.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("p.yaml:7:") && err.contains("`resources.checkpoint_every` of stage `walk`"), "{err}");
+    assert!(!ws.artifacts().join("records").exists());
+    let out = ws.cmd(&["run", "p.yaml", "--checkpoint-every", "0 steps"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
