@@ -206,7 +206,8 @@ fn particles(c: &mut Criterion) {
 /// Checkpoints of iDEM's training (the checkpoint contract's cost):
 /// GMM-40 training (DEM's MLP, batch 512, K 100, 1000 SDE particles of 100
 /// steps an outer step; 6 outer steps of 10 training steps) and DW-4 training
-/// (DEM's EGNN, 128 wide, 3 layers; batch 64, K 100; 6 × 10), each with no
+/// (DEM's EGNN, 128 wide, 3 layers; batch 64, K 100, 256 particles of 50
+/// steps; 6 × 10), each with no
 /// checkpoints and with one after every outer step — the ratio bounds the
 /// overhead at any interval of an outer step or more; and the cost of one
 /// checkpoint of the state GMM-40 training holds at the end of DEM's budget
@@ -246,7 +247,8 @@ fn checkpoints(c: &mut Criterion) {
     let energy = Scaled { energy: &gmm, scale: 50.0 };
     let target: Vec<f64> = gmm.sample(500, &mut scoreflow::numerics::rng::stream(1, "bench/target"));
     let p = params(&[]);
-    let every_outer = || Checkpointing::for_key(&cache, Hash([1; 32]), Every::Steps(1), false);
+    // Every outer step: after each 10 training steps.
+    let every_outer = || Checkpointing::for_key(&cache, Hash([1; 32]), Every::Steps(10), false);
     g.bench_function("gmm40_train_no_checkpoints", |b| {
         b.iter(|| fit(&p, &energy, &target, 1, &|_| {}, &Checkpointing::none()).unwrap().loss.num_rows())
     });
@@ -262,6 +264,7 @@ fn checkpoints(c: &mut Criterion) {
         ("sigma_max", Value::Float(3.0)),
         ("normalization", Value::Float(1.0)),
         ("samples_per_outer", Value::Int(256)),
+        ("steps", Value::Int(50)),
     ]);
     let dw4_target = vec![0.0; 40 * 8];
     g.bench_function("dw4_train_no_checkpoints", |b| {

@@ -270,24 +270,11 @@ mod tests {
 
     #[test]
     fn flex_and_ndarray_agree_within_float_tolerance() {
-        let a = train_dsm(
-            &small(),
-            &pool(),
-            3,
-            &crate::workloads::backend_device(Backend::Flex).autodiff(),
-            &|_| {},
-            &crate::engine::checkpoint::Checkpointing::none(),
-        )
-        .unwrap();
-        let b = train_dsm(
-            &small(),
-            &pool(),
-            3,
-            &crate::workloads::backend_device(Backend::NdArray).autodiff(),
-            &|_| {},
-            &crate::engine::checkpoint::Checkpointing::none(),
-        )
-        .unwrap();
+        let on = |backend| {
+            let dev = crate::workloads::backend_device(backend).autodiff();
+            train_dsm(&small(), &pool(), 3, &dev, &|_| {}, &crate::engine::checkpoint::Checkpointing::none()).unwrap()
+        };
+        let (a, b) = (on(Backend::Flex), on(Backend::NdArray));
         for (x, y) in a.1.iter().zip(&b.1) {
             assert!((x - y).abs() <= 1e-3 * (1.0 + x.abs()), "loss {x} vs {y}");
         }
