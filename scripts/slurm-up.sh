@@ -30,9 +30,20 @@ munge -n 2>/dev/null | unmunge >/dev/null 2>&1 || runuser -u munge -- /usr/sbin/
 for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
 munge -n | unmunge >/dev/null || { echo "slurm-up: munge does not work" >&2; exit 1; }
 
-if [ -f "$D/slurmctld.pid" ] && kill -0 "$(cat "$D/slurmctld.pid")" 2>/dev/null &&
-   [ "$(sinfo -h -n localhost -o %T 2>/dev/null)" = idle ]; then
-  echo "slurm-up: already running"; sinfo; exit 0
+if [ -f "$D/slurmctld.pid" ] && kill -0 "$(cat "$D/slurmctld.pid")" 2>/dev/null; then
+  # A busy controller may miss a call: ask for 10 s before starting afresh.
+  for _ in $(seq 20); do
+    [ "$(sinfo -h -n localhost -o %T 2>/dev/null)" = idle ] && { echo "slurm-up: already running"; sinfo; exit 0; }
+    sleep 0.5
+  done
+fi
+# Daemons of an earlier start that is not usable hold the ports: stop them first.
+DAEMONS="slurmctld slurmd slurmscriptd"
+running() { for n in $DAEMONS; do pgrep -x "$n" >/dev/null && return 0; done; return 1; }
+if running; then
+  for n in $DAEMONS; do pkill -x "$n" || true; done
+  for _ in $(seq 100); do running || break; sleep 0.1; done
+  for n in $DAEMONS; do pkill -9 -x "$n" || true; done
 fi
 rm -rf "$D" && mkdir -p "$D"/{state,spool,log}
 # The node as the hardware describes it, named `localhost`: the sandbox's hostname
