@@ -356,8 +356,10 @@ pub struct Checkpointing<'a> {
 }
 
 impl<'a> Checkpointing<'a> {
-    /// No checkpoints: nothing to resume, never due (unit tests, `--no-resume`
-    /// with saving off is not a thing: see [`Checkpointing::for_key`]).
+    /// No checkpoints: nothing to resume, never due — for a stage that does
+    /// not checkpoint, and for callers outside a run (unit tests, benches).
+    /// `--no-resume` still saves: it is [`Checkpointing::for_key`] with
+    /// `resume` false.
     pub fn none() -> Checkpointing<'static> {
         Checkpointing {
             at: None,
