@@ -251,9 +251,13 @@ fn a_stage_longer_than_its_time_limit_finishes_through_requeues() {
     let started = Instant::now();
     let (out, events) = ws.run_json("p.yaml", &["--executor", "slurm", "--poll", "0.5"]);
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    eprintln!("two minutes of work under a one-minute limit: {:.0}s", started.elapsed().as_secs_f64());
     let line = common::stage_line(&ws, "long", "walk");
     let requeues = line["requeues"].as_array().expect("requeues in the manifest");
+    eprintln!(
+        "two minutes of work under a one-minute limit: {:.0}s, resubmitted {} times: {requeues:?}",
+        started.elapsed().as_secs_f64(),
+        requeues.len()
+    );
     assert!(!requeues.is_empty(), "{line}");
     for r in requeues {
         assert!(["CHECKPOINTED", "TIMEOUT"].contains(&r["state"].as_str().unwrap()), "{r}");
