@@ -59,7 +59,13 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &RunArgs) -> Re
         }
     });
     cache.clean_stale_tmp();
-    let mut report = executor::run(&spec, &cache, &opts, reporter)?;
+    let mut report = match executor::run(&spec, &cache, &opts, reporter) {
+        // The signal handler recorded the run and is ending the process.
+        Err(crate::engine::executor::ExecError::Interrupted) => loop {
+            std::thread::park();
+        },
+        other => other?,
+    };
     let published = match crate::publish::reports(&spec, &cache, &report.manifest)? {
         Ok(pages) => pages,
         Err(fault) => {

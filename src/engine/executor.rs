@@ -45,6 +45,10 @@ pub enum ExecError {
     /// An unknown stage name (the message names it and the nearest known one).
     #[error("{0}")]
     UnknownStage(String),
+    /// [`interrupt`] took the run meanwhile (a signal): it has written the
+    /// run's manifest, and its caller ends the process.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// What the run in progress has settled so far, so that an interrupt (Ctrl-C)
@@ -682,7 +686,11 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
 
     let mut report = co.finish(template);
     // From here on an interrupt has nothing to add: the manifest is complete.
-    *IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    if IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner()).take().is_none() {
+        // An interrupt recorded the run while its stages settled: its
+        // manifest stands, and this one must not replace it.
+        return Err(ExecError::Interrupted);
+    }
     report.manifest_path = cache.write_manifest(&report.manifest)?;
     // The job files of a successful run are of no more use; a failed run's are
     // kept beside their logs (gc removes them).
