@@ -45,8 +45,7 @@ pub enum ExecError {
     /// An unknown stage name (the message names it and the nearest known one).
     #[error("{0}")]
     UnknownStage(String),
-    /// [`interrupt`] took the run meanwhile (a signal): it has written the
-    /// run's manifest, and its caller ends the process.
+    /// [`interrupt`] took the run meanwhile: its manifest stands; its caller exits.
     #[error("interrupted")]
     Interrupted,
 }
@@ -625,8 +624,7 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
             co.assess_ready()?;
             // Start workers.
             let mut refused = false;
-            // Asked to stop (a signal): start nothing more; the running
-            // stages checkpoint and return.
+            // Asked to stop (a signal): start nothing more; running stages checkpoint and return.
             while running < jobs && crate::engine::checkpoint::stop_requested().is_none() {
                 let Some((i, a)) = co.waiting.pop_front() else {
                     break;
@@ -687,9 +685,7 @@ pub fn run(spec: &Spec, cache: &Cache, opts: &RunOptions, reporter: &dyn Reporte
     let mut report = co.finish(template);
     // From here on an interrupt has nothing to add: the manifest is complete.
     if IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner()).take().is_none() {
-        // An interrupt recorded the run while its stages settled: its
-        // manifest stands, and this one must not replace it.
-        return Err(ExecError::Interrupted);
+        return Err(ExecError::Interrupted); // an interrupt recorded the run meanwhile
     }
     report.manifest_path = cache.write_manifest(&report.manifest)?;
     // The job files of a successful run are of no more use; a failed run's are
