@@ -309,12 +309,6 @@ pub fn stop_requested() -> Option<i32> {
     }
 }
 
-/// Ask, as a signal would (tests, and a coordinator stopping its workers).
-pub fn request_stop(sig: i32) {
-    STOP.store(sig, Ordering::SeqCst);
-    STOPS.fetch_add(1, Ordering::SeqCst);
-}
-
 /// The exit status of a process stopped by `sig` (128 + its number).
 pub fn exit_status(sig: i32) -> u8 {
     (128 + sig).clamp(0, 255) as u8
@@ -350,7 +344,6 @@ pub struct Checkpointing<'a> {
     last: Mutex<Instant>,
     /// Warnings for the run's output (a bad checkpoint discarded).
     pub warnings: Vec<String>,
-    saved: Mutex<Option<Header>>,
     /// Held once the stage uses its checkpoints: a stop signal waits for it.
     active: Mutex<Option<ActiveJob>>,
 }
@@ -368,7 +361,6 @@ impl<'a> Checkpointing<'a> {
             resumed_at: Mutex::new(None),
             last: Mutex::new(Instant::now()),
             warnings: Vec::new(),
-            saved: Mutex::new(None),
             active: Mutex::new(None),
         }
     }
@@ -401,7 +393,6 @@ impl<'a> Checkpointing<'a> {
             resumed_at: Mutex::new(None),
             last: Mutex::new(Instant::now()),
             warnings,
-            saved: Mutex::new(None),
             active: Mutex::new(None),
         }
     }
@@ -468,20 +459,14 @@ impl<'a> Checkpointing<'a> {
             return Ok(());
         }
         let (cache, key) = self.at.expect("due only with a key");
-        let header = cache
+        cache
             .write_checkpoint(&key, step, total, &state())
             .map_err(|e| StageError::Failed(format!("writing a checkpoint: {e}")))?;
         *self.last.lock().expect("not poisoned") = Instant::now();
-        *self.saved.lock().expect("not poisoned") = Some(header);
         if let Some(sig) = stop_requested() {
             return Err(StageError::Interrupted { step, total, signal: sig });
         }
         Ok(())
-    }
-
-    /// The last checkpoint this run saved.
-    pub fn last_saved(&self) -> Option<Header> {
-        self.saved.lock().expect("not poisoned").clone()
     }
 }
 
