@@ -250,10 +250,10 @@ fn checkpoints(c: &mut Criterion) {
     // Every outer step: after each 10 training steps.
     let every_outer = || Checkpointing::for_key(&cache, Hash([1; 32]), Every::Steps(10), false);
     g.bench_function("gmm40_train_no_checkpoints", |b| {
-        b.iter(|| fit(&p, &energy, &target, 1, &|_| {}, &Checkpointing::none()).unwrap().loss.num_rows())
+        b.iter(|| fit(&p, &energy, (&target, None), 1, &|_| {}, &Checkpointing::none()).unwrap().loss.num_rows())
     });
     g.bench_function("gmm40_train_checkpoint_every_outer", |b| {
-        b.iter(|| fit(&p, &energy, &target, 1, &|_| {}, &every_outer()).unwrap().loss.num_rows())
+        b.iter(|| fit(&p, &energy, (&target, None), 1, &|_| {}, &every_outer()).unwrap().loss.num_rows())
     });
     let dw4 = scoreflow::numerics::energy::particles::Particles::by_name("dw4").unwrap();
     let pd = params(&[

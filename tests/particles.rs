@@ -78,11 +78,120 @@ fn particle_references_samples_and_metrics() {
         assert!((0.3..0.8).contains(&diag["acceptance"]), "{energy}: acceptance {}", diag["acceptance"]);
         let out = ws.cmd(&["compare", "p.yaml", "--json"]).output().unwrap();
         let row: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        for m in ["x_w2", "energy_w2", "energy_emd2", "dist_w2", "dist_tv", "energy_mean"] {
+        for m in [
+            "x_w2",
+            "energy_w1",
+            "energy_w2",
+            "energy_w2_sq",
+            "dist_w1",
+            "dist_w2",
+            "dist_w2_sq",
+            "dist_tv",
+            "energy_mean",
+        ] {
             let v = row[format!("metrics.{m}")].as_f64().unwrap_or_else(|| panic!("{m}: {row}"));
             assert!(v.is_finite(), "{energy}: {m} = {v}");
         }
     }
+}
+
+/// DEM's evaluation sets (`data/dem/`, copied from DEM's repository) load as
+/// DEM loads them: every configuration mean-free after loading and the test
+/// splits' mean energies DEM's (DW-4 −22.45, LJ-13 −43.13, to 0.05); a
+/// `validate` stage compares against them, with the blog's batches.
+#[test]
+fn dems_evaluation_sets_load_mean_free_with_dems_energies() {
+    for (energy, file, n, d, want) in
+        [("dw4", "test_split_DW4.npy", 4, 2, -22.45), ("lj13", "test_split_LJ13-1000.npy", 13, 3, -43.13)]
+    {
+        let ws = Workspace::new();
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::copy(repo.join("data/dem").join(file), ws.path().join(file)).unwrap();
+        ws.write(
+            "p.yaml",
+            &format!(
+                "name: dem\nseed: 3\nstages:
+  test:
+    kind: generate
+    inputs: {{ data: {{ file: {file} }} }}
+    params: {{ dataset: boltzmann, energy: {energy}, method: file, n_samples: 10000 }}
+  part:
+    kind: generate
+    inputs: {{ data: {{ file: {file} }} }}
+    params: {{ dataset: boltzmann, energy: {energy}, method: file, n_samples: 3000 }}
+  metrics:
+    kind: validate
+    inputs: {{ samples: part.samples, target: test.samples }}
+    params: {{ checks: boltzmann, energy: {energy}, max_points: 500, batches: 3, batch_size: 500 }}
+"
+            ),
+        );
+        let (out, _) = ws.run_json("p.yaml", &[]);
+        assert!(out.status.success(), "{energy}: {}", String::from_utf8_lossy(&out.stderr));
+        let rows = export_csv(&ws, "test.samples");
+        assert_eq!(rows.len() - 1, 10_000);
+        for row in rows.iter().skip(1) {
+            let x: Vec<f64> = row[..n * d].iter().map(|v| v.parse().unwrap()).collect();
+            for k in 0..d {
+                let com: f64 = (0..n).map(|i| x[i * d + k]).sum::<f64>() / n as f64;
+                assert!(com.abs() < 1e-12, "{energy}: centre of mass {com}");
+            }
+        }
+        let energies: Vec<f64> = rows.iter().skip(1).map(|r| r[n * d].parse().unwrap()).collect();
+        let mean = energies.iter().sum::<f64>() / energies.len() as f64;
+        assert!((mean - want).abs() < 0.05, "{energy}: mean energy {mean}, DEM's {want}");
+        // the metrics: the set's own first 3000 against the whole (a random
+        // subset of it): small but not zero, and the batches' columns there
+        let m = export_csv(&ws, "metrics.metrics");
+        assert_eq!(
+            m[0],
+            ["metric", "value", "floor", "batch_mean", "batch_std", "floor_batch_mean", "floor_batch_std"]
+        );
+        let row = |name: &str| m.iter().find(|r| r[0] == name).unwrap_or_else(|| panic!("{name}")).clone();
+        for name in ["energy_w1", "energy_w2", "dist_w1", "x_w2"] {
+            let r = row(name);
+            let (v, mean, std): (f64, f64, f64) = (r[1].parse().unwrap(), r[3].parse().unwrap(), r[4].parse().unwrap());
+            assert!(v > 0.0 && mean > 0.0 && std > 0.0, "{energy} {name}: {r:?}");
+        }
+        let (w2, w2_sq): (f64, f64) = (row("energy_w2")[1].parse().unwrap(), row("energy_w2_sq")[1].parse().unwrap());
+        assert!((w2 * w2 - w2_sq).abs() < 1e-12 * w2_sq.max(1.0));
+        assert_eq!(row("n_compared")[1], "500");
+    }
+}
+
+/// The iDEM pipelines of DW-4 and LJ-13 evaluate against DEM's test split by
+/// default (their `metrics` stage's target reads `data/dem/test_split_*`,
+/// its floor DEM's validation split), and train with DEM's checkpoint rule
+/// on the validation split.
+#[test]
+fn dw4_and_lj13_pipelines_evaluate_against_dems_test_split() {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    for entry in std::fs::read_dir(repo.join("pipelines")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let split = match name.as_str() {
+            n if n.starts_with("idem_dw4") => "DW4",
+            n if n.starts_with("idem_lj13") => "LJ13-1000",
+            _ => continue,
+        };
+        let doc = &YamlLoader::load_from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()[0];
+        let stages = &doc["stages"];
+        let file_of = |input: &Yaml| -> String {
+            let stage = input.as_str().unwrap().trim_end_matches(".samples");
+            let s = &stages[stage];
+            assert_eq!(s["params"]["method"].as_str(), Some("file"), "{name}: {stage}");
+            s["inputs"]["data"]["file"].as_str().unwrap().to_string()
+        };
+        let metrics = &stages["metrics"]["inputs"];
+        assert_eq!(file_of(&metrics["target"]), format!("../data/dem/test_split_{split}.npy"), "{name}");
+        assert_eq!(file_of(&metrics["floor"]), format!("../data/dem/val_split_{split}.npy"), "{name}");
+        assert_eq!(file_of(&stages["train"]["inputs"]["val"]), format!("../data/dem/val_split_{split}.npy"), "{name}");
+        assert!(stages["train"]["params"]["select"].is_badvalue(), "{name}: DEM's rule, the default");
+        seen += 1;
+    }
+    assert!(seen >= 10, "{seen} pipelines");
 }
 
 /// Same spec and seed, one thread or two: the same bytes, chains included.
@@ -129,7 +238,7 @@ fn idem_trains_an_egnn_on_dw4_and_reports() {
         "  train:
     kind: train
     inputs: { target: reference.samples }
-    params: { objective: idem, energy: dw4, outer: 2, inner: 3, batch: 16, k: 8, hidden: 8, steps: 10, samples_per_outer: 16, n_init: 16, init_from_prior: true, lambda: none, max_norm: 20.0, sigma_max: 3.0, normalization: 1.0, lr: 0.001, snapshot_every: 1 }
+    params: { objective: idem, energy: dw4, outer: 2, inner: 3, batch: 16, k: 8, hidden: 8, steps: 10, samples_per_outer: 16, n_init: 16, init_from_prior: true, lambda: none, max_norm: 20.0, sigma_max: 3.0, normalization: 1.0, lr: 0.001, snapshot_every: 1, select: last }
   samples:
     kind: sample
     inputs: { model: train.model }
@@ -281,7 +390,7 @@ fn ema_and_the_negative_time_tail_on_particles() {
             "  train:
     kind: train
     inputs: {{ target: reference.samples }}
-    params: {{ objective: idem, energy: dw4, outer: 2, inner: 3, batch: 8, k: 8, hidden: 8, steps: 10, samples_per_outer: 8, n_init: 8, init_from_prior: true, lambda: none, max_norm: 20.0, sigma_max: 3.0, normalization: 1.0, ema: {ema}, negative_time_steps: {tail} }}
+    params: {{ objective: idem, energy: dw4, outer: 2, inner: 3, batch: 8, k: 8, hidden: 8, steps: 10, samples_per_outer: 8, n_init: 8, init_from_prior: true, lambda: none, max_norm: 20.0, sigma_max: 3.0, normalization: 1.0, ema: {ema}, negative_time_steps: {tail}, select: last }}
   samples:
     kind: sample
     inputs: {{ model: train.model }}
@@ -312,7 +421,7 @@ fn ema_and_the_negative_time_tail_on_particles() {
     let ws = Workspace::new();
     ws.write(
         "p.yaml",
-        "name: g\nstages:\n  t:\n    kind: train\n    params: { objective: idem, negative_time_steps: 3 }\n",
+        "name: g\nstages:\n  t:\n    kind: train\n    params: { objective: idem, negative_time_steps: 3, select: last }\n",
     );
     let out = ws.cmd(&["check", "p.yaml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -383,7 +492,7 @@ fn train_dw4_tiny(val: bool, patience: usize, decay: &str) -> (Vec<Vec<f64>>, Ve
         "  train:
     kind: train
     inputs: {{ {inputs} }}
-    params: {{ objective: idem, energy: dw4, outer: 2, inner: 4, batch: 8, k: 8, hidden: 8, steps: 10, samples_per_outer: 8, n_init: 8, init_from_prior: true, lambda: none, max_norm: 20.0, sigma_max: 3.0, normalization: 1.0, lr: 0.01, plateau_every: 1, plateau_patience: {patience}, plateau_factor: 0.5, val_batch: 6, lr_decay: {decay} }}
+    params: {{ objective: idem, energy: dw4, outer: 2, inner: 4, batch: 8, k: 8, hidden: 8, steps: 10, samples_per_outer: 8, n_init: 8, init_from_prior: true, lambda: none, max_norm: 20.0, sigma_max: 3.0, normalization: 1.0, lr: 0.01, plateau_every: 1, plateau_patience: {patience}, plateau_factor: 0.5, val_batch: 6, lr_decay: {decay}, select: last }}
 "
     ));
     let ws = Workspace::new();
@@ -410,7 +519,7 @@ fn network_score_on_a_gmm_model_is_a_clear_error() {
     let ws = Workspace::new();
     ws.write(
         "p.yaml",
-        "name: mlp\nseed: 5\nstages:\n  target:\n    kind: generate\n    params: { dataset: boltzmann, n_samples: 40, draw: 1 }\n  train:\n    kind: train\n    inputs: { target: target.samples }\n    params: { objective: idem, outer: 1, inner: 2, batch: 8, k: 4, n_init: 8, samples_per_outer: 8, steps: 5 }\n  score_fit:\n    kind: validate\n    inputs: { model: train.model, target: target.samples }\n    params: { checks: network_score, points: 4, repeats: 2, k: 4 }\n",
+        "name: mlp\nseed: 5\nstages:\n  target:\n    kind: generate\n    params: { dataset: boltzmann, n_samples: 40, draw: 1 }\n  train:\n    kind: train\n    inputs: { target: target.samples }\n    params: { objective: idem, outer: 1, inner: 2, batch: 8, k: 4, n_init: 8, samples_per_outer: 8, steps: 5, select: last }\n  score_fit:\n    kind: validate\n    inputs: { model: train.model, target: target.samples }\n    params: { checks: network_score, points: 4, repeats: 2, k: 4 }\n",
     );
     let (out, events) = ws.run_json("p.yaml", &[]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));

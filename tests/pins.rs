@@ -100,8 +100,8 @@ fn cases() -> Vec<(&'static str, String)> {
     params: { dataset: boltzmann, n_samples: 80, draw: 1 }
   train:
     kind: train
-    inputs: { target: target.samples }
-    params: { objective: idem, outer: 2, inner: 3, batch: 40, k: 8, n_init: 48, samples_per_outer: 30, steps: 20, snapshot_every: 1 }
+    inputs: { target: target.samples, val: target.samples }
+    params: { objective: idem, outer: 2, inner: 3, batch: 40, k: 8, n_init: 48, samples_per_outer: 30, steps: 20, snapshot_every: 1, val_every: 1, val_batch: 30 }
   samples:
     kind: sample
     inputs: { model: train.model }

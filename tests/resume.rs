@@ -26,8 +26,8 @@ fn idem_on_gmm_resumes_identically() {
     params: { dataset: boltzmann, n_samples: 80, draw: 1 }
   train:
     kind: train
-    inputs: { target: target.samples }
-    params: { objective: idem, outer: 40, inner: 4, batch: 40, k: 8, n_init: 48, samples_per_outer: 100, steps: 100, snapshot_every: 3, ema: 0.99 }
+    inputs: { target: target.samples, val: target.samples }
+    params: { objective: idem, outer: 40, inner: 4, batch: 40, k: 8, n_init: 48, samples_per_outer: 100, steps: 100, snapshot_every: 3, ema: 0.99, val_every: 3, val_batch: 40 }
 ";
     assert_resumes_identically(spec, "gmm", "train", "16 steps", 150);
 }

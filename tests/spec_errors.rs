@@ -159,12 +159,13 @@ fn check_applies_cross_parameter_rules() {
     ));
 }
 
-/// A `val` input on a GMM-40 iDEM training (whose DEM config has no plateau
-/// schedule to step) is refused at the input, before anything runs.
+/// Inputs that parameter values need: DEM's checkpoint rule (the default
+/// `select: best_val_w2`) without a validation set, and `method: file`
+/// without its `data`, are refused at the stage, before anything runs.
 #[test]
-fn check_refuses_a_validation_set_on_gmm40() {
+fn check_refuses_parameters_that_need_a_missing_input() {
     insta::assert_snapshot!(errors(
-        "name: x\nstages:\n  ref:\n    kind: generate\n    params: { dataset: boltzmann, energy: gmm40, n_samples: 100 }\n  train:\n    kind: train\n    inputs: { target: ref, val: ref }\n    params: { objective: idem }\n"
+        "name: x\nstages:\n  ref:\n    kind: generate\n    params: { dataset: boltzmann, energy: dw4, method: file }\n  train:\n    kind: train\n    inputs: { target: ref }\n    params: { objective: idem }\n  fine:\n    kind: train\n    inputs: { target: ref }\n    params: { objective: idem, select: last }\n"
     ));
 }
 
@@ -229,7 +230,7 @@ fn input_rules_wait_for_well_typed_parameters() {
     let ws = Workspace::new();
     ws.write(
         "p.yaml",
-        "name: x\nstages:\n  reference:\n    kind: generate\n    params: { dataset: boltzmann, energy: dw4, method: mcmc, n_samples: 8, chains: 4, burn_in: 10, thin: 2 }\n  train:\n    kind: train\n    inputs: { target: reference.samples }\n    params: { objective: idem, energy: dw4, outer: 1, inner: 1, batch: 4, k: 4, hidden: 8, steps: 4, samples_per_outer: 4, max_norm: 20.0 }\n",
+        "name: x\nstages:\n  reference:\n    kind: generate\n    params: { dataset: boltzmann, energy: dw4, method: mcmc, n_samples: 8, chains: 4, burn_in: 10, thin: 2 }\n  train:\n    kind: train\n    inputs: { target: reference.samples }\n    params: { objective: idem, energy: dw4, outer: 1, inner: 1, batch: 4, k: 4, hidden: 8, steps: 4, samples_per_outer: 4, max_norm: 20.0, select: last }\n",
     );
     let out = ws.cmd(&["run", "p.yaml", "--set", "stages.train.params.max_norm=none"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));

@@ -432,6 +432,12 @@ pub trait Stage: Sync {
     fn check_params(&self, _params: &Params) -> Vec<(&'static str, String)> {
         Vec::new()
     }
+    /// Optional inputs these parameter values need (`method: file` reads
+    /// `data`): each as (the input, why), reported by `check` when the stage
+    /// does not bind it.
+    fn needs_inputs(&self, _params: &Params) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
     /// Rules between this stage's parameters and those of the stage that
     /// produces input `input` (a sampler's `use_ema` needs a model trained
     /// with `ema`): why the wiring cannot work, reported at the input.

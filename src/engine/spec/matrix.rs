@@ -327,6 +327,18 @@ fn check_combination(
                 format!("in the matrix combination {}: stage `{}`: {why}", label(axes, combo), st.name),
             );
         }
+        for (input, why) in st.imp.needs_inputs(&st.params) {
+            if !st.inputs.contains_key(input) && !st.files.contains_key(input) {
+                c.err(
+                    at(i, None),
+                    format!(
+                        "in the matrix combination {}: stage `{}` needs input `{input}`: {why}",
+                        label(axes, combo),
+                        st.name
+                    ),
+                );
+            }
+        }
         for (input, r) in &st.inputs {
             let up = &stages[base.index(&r.stage).expect("validated")];
             if let Some(why) = st.imp.check_input(&st.params, input, up.imp, &up.params) {

@@ -746,10 +746,30 @@ fn parse_stage(c: &mut Collector, registry: &Registry, spec: &Path, name: String
             (draft.params, draft.params_ok) =
                 check_params(c, &name, imp, params_node.map_or(pos, |p| p.pos), param_entries);
             draft.inputs = check_inputs(c, &name, Some(imp), pos, inputs_node);
+            if draft.params_ok {
+                needed_inputs(c, &name, imp, &draft.params, &draft.inputs, inputs_node.map_or(pos, |n| n.pos));
+            }
             draft.imp = Some(imp);
         }
     }
     draft
+}
+
+/// The optional inputs a stage's parameter values need
+/// ([`Stage::needs_inputs`]) that it does not bind, each an error at `at`.
+fn needed_inputs(
+    c: &mut Collector,
+    stage: &str,
+    imp: &dyn Stage,
+    params: &crate::engine::params::Params,
+    bound: &[(String, InputText, Pos)],
+    at: Pos,
+) {
+    for (input, why) in imp.needs_inputs(params) {
+        if !bound.iter().any(|(n, _, _)| n == input) {
+            c.err(at, format!("stage `{stage}` needs input `{input}`: {why}"));
+        }
+    }
 }
 
 /// A stage's `kind`: given, and one of the seven.

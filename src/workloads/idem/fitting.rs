@@ -47,6 +47,8 @@ crate::params! {
         plateau_patience: usize = (ParamType::Int { min: 0, max: 1_000_000 }, Default::Int(10), "validations without improvement the plateau schedule tolerates before it multiplies the rate by plateau_factor (DEM: 10)"),
         plateau_factor: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.1), "the plateau schedule's factor (DEM: 0.1)"),
         val_batch: usize = (ParamType::Int { min: 1, max: 10_000_000 }, Default::Int(1000), "points of `val` per validation, drawn without replacement (DEM's eval_batch_size: 1000 for dw4, 1024 lj13, 128 lj55)"),
+        select: String = (ParamType::Str { choices: &["best_val_w2", "last"] }, Default::Str("best_val_w2"), "the weights saved: best_val_w2 (DEM's rule: the lowest x-W2 of an outer step's new particles against `val_batch` points of `val`, every val_every outer steps; needs `val`) or last (the final weights)"),
+        val_every: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(10), "outer steps between the x-W2 validations select: best_val_w2 compares (DEM: check_val_every_n_epoch 10); the last outer step is always validated"),
         lr_decay: String = (ParamType::Str { choices: &["none", "cosine"] }, Default::Str("none"), "none: DEM's rate (constant, or the plateau's); cosine (not DEM's): the rate times ½(1 + cos(π·step/steps)) over the outer × inner steps, so a short budget ends at a small rate as DEM's long runs do through the plateau"),
     }
 }
@@ -79,6 +81,72 @@ pub(crate) type Tracked = (usize, usize, Vec<(String, f64)>);
 /// A tracker row from the metrics of one outer step.
 pub(crate) fn tracked(outer: usize, step: usize, m: Vec<(&'static str, f64)>) -> Tracked {
     (outer, step, m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+/// DEM's checkpoint rule (`select`): every `val_every` outer steps (and at
+/// the last), the x-W2 of that step's new particles against a random subset
+/// of `val_batch` points of the validation set (DEM's `eval_step` with
+/// `randperm`, a fresh subset each time), and with `best_val_w2` the weights
+/// of the lowest so far (the first on a tie) replace the final ones
+/// (Lightning's `ModelCheckpoint(monitor="val/2-Wasserstein", mode="min")`,
+/// whose best checkpoint DEM's `train.py` tests).
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Selection {
+    /// (outer step, training step, val x-W2) of every validation.
+    rows: Vec<(usize, usize, f64)>,
+    /// The row that won so far and its weights.
+    best: Option<(usize, Vec<f32>)>,
+}
+
+impl Selection {
+    /// Validate outer step `outer`'s new particles `pts` (`dim` values each)
+    /// against `val` when there is one and the step is due (every
+    /// `val_every`-th and the last); `kept` gives the weights that step would
+    /// save.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn validate(
+        &mut self,
+        p: &IdemParams,
+        outer: usize,
+        pts: &[f64],
+        val: Option<&[f64]>,
+        dim: usize,
+        seed: u64,
+        kept: impl FnOnce() -> Vec<f32>,
+    ) -> Result<(), StageError> {
+        use rand::seq::SliceRandom;
+        let Some(val) = val.filter(|_| (outer + 1).is_multiple_of(p.val_every) || outer + 1 == p.outer) else {
+            return Ok(());
+        };
+        let rows = val.len() / dim;
+        let mut order: Vec<usize> = (0..rows).collect();
+        order.shuffle(&mut crate::numerics::rng::particle(seed, "idem/select", self.rows.len()));
+        let subset: Vec<f64> =
+            order.iter().take(p.val_batch).flat_map(|&i| val[i * dim..(i + 1) * dim].iter().copied()).collect();
+        let w2 = super::validate::w2_exact(pts, &subset, dim).map_err(StageError::Failed)?;
+        if !w2.is_finite() {
+            return Err(StageError::Failed(format!("outer step {outer}: the validation x-W2 is {w2}")));
+        }
+        let better = self.best.as_ref().is_none_or(|(i, _)| w2 < self.rows[*i].2);
+        self.rows.push((outer + 1, (outer + 1) * p.inner, w2));
+        if better && p.select == "best_val_w2" {
+            self.best = Some((self.rows.len() - 1, kept()));
+        }
+        Ok(())
+    }
+
+    /// The weights to save (the best validated ones under `best_val_w2`,
+    /// else `last`) and the `selection` table: outer, step, val_x_w2,
+    /// selected (the row whose weights were saved; none under `last`).
+    pub(crate) fn finish(self, last: Vec<f32>) -> (Vec<f32>, Table) {
+        let chosen = self.best.as_ref().map(|(i, _)| *i);
+        let table = Table::new()
+            .with("outer", ColumnData::I64(self.rows.iter().map(|r| r.0 as i64).collect()))
+            .with("step", ColumnData::I64(self.rows.iter().map(|r| r.1 as i64).collect()))
+            .with("val_x_w2", ColumnData::F64(self.rows.iter().map(|r| r.2).collect()))
+            .with("selected", ColumnData::Bool((0..self.rows.len()).map(|i| Some(i) == chosen).collect()));
+        (self.best.map_or(last, |(_, w)| w), table)
+    }
 }
 
 /// The replay buffer: FIFO of fixed capacity, uniform sampling with replacement
@@ -130,13 +198,14 @@ impl FittedModel {
     }
 }
 
-/// What [`super::train::fit`] produces: the stage's five outputs.
+/// What [`super::train::fit`] produces: the stage's six outputs.
 pub struct Fitted {
     pub model: FittedModel,
     pub loss: Table,
     pub buffer: Table,
     pub tracker: Table,
     pub val: Table,
+    pub selection: Table,
 }
 
 /// Per-step losses: (step, outer, loss, gradient norm).
@@ -162,7 +231,8 @@ pub(crate) fn val_table(rows: Vec<(usize, f64, f64)>) -> Table {
 
 /// The `tracker` output: outer, step, then one column per metric.
 pub(crate) fn tracker_table(track: &[Tracked]) -> Table {
-    let names: Vec<&str> = track[0].2.iter().map(|r| r.0.as_str()).filter(|n| *n != "n").collect();
+    let names: Vec<&str> =
+        track[0].2.iter().map(|r| r.0.as_str()).filter(|n| !matches!(*n, "n" | "n_compared")).collect();
     let mut tracker = Table::new()
         .with("outer", ColumnData::I64(track.iter().map(|r| r.0 as i64).collect()))
         .with("step", ColumnData::I64(track.iter().map(|r| r.1 as i64).collect()));
@@ -237,8 +307,16 @@ impl Stepper {
         Ok(())
     }
 
-    /// The weights to keep (the EMA shadow when there is one) and the loss table.
-    pub(crate) fn finish(self, params: Vec<f32>) -> (Vec<f32>, Table) {
-        (self.ema.unwrap_or(params), loss_table(self.losses, self.lrs))
+    /// The weights a model saved now would have (the EMA shadow when there
+    /// is one).
+    pub(crate) fn kept(&self, params: &[f32]) -> Vec<f32> {
+        self.ema.clone().unwrap_or_else(|| params.to_vec())
+    }
+
+    /// The weights to keep — `selection`'s pick, else the EMA shadow when
+    /// there is one, else `params` — with the selection table, and the loss
+    /// table.
+    pub(crate) fn finish(self, params: Vec<f32>, selection: Selection) -> ((Vec<f32>, Table), Table) {
+        (selection.finish(self.ema.unwrap_or(params)), loss_table(self.losses, self.lrs))
     }
 }

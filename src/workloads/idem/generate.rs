@@ -46,6 +46,15 @@ const BYTES_PER_ROW: u64 = 4096;
 /// to nothing — fail the stage rather than cache a biased reference;
 /// `max_rhat: 0` keeps them.
 ///
+/// * `method: file`: the configurations of a table bound to input `data`
+///   (any format a file input reads: DEM's `.npy` evaluation splits, a
+///   Parquet or CSV file, another stage's table), as DEM loads its test and
+///   validation sets: the first `n_samples` rows, and for particle systems
+///   each configuration's centre of mass removed (DEM's `remove_mean` on
+///   load). The coordinates are the table's columns named as this stage
+///   writes them when it has them, else its float columns in order (an
+///   `.npy` array's `x0, x1, …`), which must number the target's dimension.
+///
 /// `draw` selects an independent stream under the same seed (draw 1 and 2
 /// give two independent reference sets for a floor). Streams are ChaCha8,
 /// not torch's.
@@ -55,8 +64,8 @@ crate::params! {
     /// The parameters of this implementation, read once per run.
     pub struct BoltzmannParams {
         energy: String = (ParamType::Str { choices: &["gmm40", "dw4", "lj13", "lj55"] }, Default::Str("gmm40"), "the target: `gmm40` (DEM's 40-mode mixture in 2-D), `dw4` (4 particles, 2-D double wells), `lj13` / `lj55` (Lennard-Jones clusters in 3-D)"),
-        method: String = (ParamType::Str { choices: &["exact", "mcmc"] }, Default::Str("exact"), "`exact` (GMM-40 only) or `mcmc` (MALA chains)"),
-        n_samples: usize = (ParamType::Int { min: 1, max: 100_000_000 }, Default::Int(1000), "samples (MCMC: a multiple of `chains`)"),
+        method: String = (ParamType::Str { choices: &["exact", "mcmc", "file"] }, Default::Str("exact"), "`exact` (GMM-40 only), `mcmc` (MALA chains) or `file` (the configurations of input `data`, mean removed as DEM loads its sets)"),
+        n_samples: usize = (ParamType::Int { min: 1, max: 100_000_000 }, Default::Int(1000), "samples (MCMC: a multiple of `chains`; file: the first n_samples rows, which the file must have)"),
         draw: i64 = (ParamType::Int { min: 0, max: 1_000_000 }, Default::Int(0), "independent draw number under the same seed"),
         chains: usize = (ParamType::Int { min: 1, max: 10_000_000 }, Default::Int(100), "MCMC: parallel chains"),
         burn_in: usize = (ParamType::Int { min: 0, max: 100_000_000 }, Default::Int(10_000), "MCMC: steps per chain before the first kept draw (the step size adapts during these)"),
@@ -68,7 +77,12 @@ crate::params! {
         max_rhat: f64 = (ParamType::Float { min: 0.0, max: 1e6 }, Default::Float(1.1), "MCMC: fail when the split-R̂ of a reported statistic exceeds this (chains that have not mixed, or are stuck); 0: report only"),
     }
 }
-static INPUTS: &[InputDef] = &[];
+static INPUTS: &[InputDef] = &[InputDef {
+    name: "data",
+    media: Media::Table,
+    required: false,
+    doc: "method: file only: the configurations, one per row (e.g. { file: ../data/dem/test_split_DW4.npy })",
+}];
 static OUTPUTS: &[OutputDef] = &[
     OutputDef {
         name: "samples",
@@ -129,7 +143,24 @@ fn summary(energies: &[f64]) -> Vec<(String, f64)> {
 }
 
 impl Stage for Boltzmann {
-    describe!(Kind::Generate, "boltzmann", version 2, params BoltzmannParams, INPUTS, OUTPUTS);
+    describe!(Kind::Generate, "boltzmann", version 3, params BoltzmannParams, INPUTS, OUTPUTS);
+    fn needs_inputs(&self, p: &crate::engine::params::Params) -> Vec<(&'static str, String)> {
+        match BoltzmannParams::read(p).method == "file" {
+            true => vec![("data", "`method: file` reads its configurations from it".into())],
+            false => Vec::new(),
+        }
+    }
+    fn check_input(
+        &self,
+        p: &crate::engine::params::Params,
+        input: &str,
+        _producer: &dyn Stage,
+        _producer_params: &crate::engine::params::Params,
+    ) -> Option<String> {
+        let p = BoltzmannParams::read(p);
+        (input == "data" && p.method != "file")
+            .then(|| format!("only `method: file` reads `data`; this stage samples by `{}`", p.method))
+    }
     /// MCMC references checkpoint between segments of their chains.
     fn checkpoints(&self) -> bool {
         true
@@ -178,6 +209,7 @@ impl Stage for Boltzmann {
                 (table, summary(&energies))
             }
             (_, "mcmc") => run_mcmc(&p, &target, ctx)?,
+            (_, "file") => from_file(&p, &target, ctx.table("data")?)?,
             _ => return Err(StageError::Failed(format!("`{}` has no exact sampler", p.energy))),
         };
         let diagnostics = Table::new()
@@ -190,6 +222,55 @@ impl Stage for Boltzmann {
         .into_iter()
         .collect())
     }
+}
+
+/// `method: file`: the first `n_samples` configurations of `data`, mean-free
+/// for particle systems, with their energies.
+fn from_file(p: &BoltzmannParams, target: &Target, data: &Table) -> Result<(Table, Vec<(String, f64)>), StageError> {
+    let names = target.columns();
+    let floats = data.float_columns();
+    let cols = match names.iter().all(|n| floats.contains(n)) {
+        true => names.clone(),
+        false => floats,
+    };
+    if cols.len() != names.len() {
+        return Err(StageError::Failed(format!(
+            "`data` has {} float columns ({}); `{}` configurations have {} coordinates (name them {} or give exactly {} float columns)",
+            cols.len(),
+            cols.join(", "),
+            p.energy,
+            names.len(),
+            names.join(", "),
+            names.len()
+        )));
+    }
+    let rows = data.num_rows();
+    if rows < p.n_samples {
+        return Err(StageError::Failed(format!("`data` has {rows} rows; n_samples asks for {}", p.n_samples)));
+    }
+    let dim = names.len();
+    let mut x = data.rows_f64(&cols)?;
+    x.truncate(p.n_samples * dim);
+    if let Some(bad) = x.iter().position(|v| !v.is_finite()) {
+        return Err(StageError::Failed(format!(
+            "row {} of `data` has a coordinate that is not finite ({})",
+            bad / dim,
+            x[bad]
+        )));
+    }
+    let energy = target.energy();
+    if let Some((n, d)) = energy.particles() {
+        remove_mean(&mut x, n, d);
+    }
+    let energies: Vec<f64> = x.chunks(dim).map(|c| -energy.log_prob(c)).collect();
+    let mut table = Table::new();
+    for (j, name) in names.iter().enumerate() {
+        table = table.with(name, ColumnData::F64(x.iter().skip(j).step_by(dim).copied().collect()));
+    }
+    table = table.with("energy", ColumnData::F64(energies.clone()));
+    let mut diagnostics = summary(&energies);
+    diagnostics.push(("rows".into(), p.n_samples as f64));
+    Ok((table, diagnostics))
 }
 
 /// The chains' starting points, `chains × dim`.

@@ -36,7 +36,9 @@ use rayon::prelude::*;
 use super::egnn::{EgnnConfig, EgnnModel, EgnnRun};
 use super::egnn_backprop::{EgnnBackprop, unflatten};
 use super::estimator::{Estimator, Scratch};
-use super::fitting::{Buffer, Fitted, FittedModel, IdemParams, Stepper, Tracked, tracked, tracker_table, val_table};
+use super::fitting::{
+    Buffer, Fitted, FittedModel, IdemParams, Selection, Stepper, Tracked, tracked, tracker_table, val_table,
+};
 use super::generate::particle_columns;
 use super::integrate::{NegativeTime, egnn_sde_particles, mc_score_particles, prior_draw};
 use super::mlp::flatten;
@@ -193,6 +195,7 @@ struct ParticlesState {
     plateau: crate::numerics::nn::backprop::Plateau,
     lr: f64,
     vals: Vec<(usize, f64, f64)>,
+    selection: Selection,
 }
 
 /// The training loop on a particle system (see the module documentation),
@@ -228,13 +231,14 @@ pub fn fit_particles(
     let mut track: Vec<Tracked> = Vec::new();
     let mut plateau = Plateau::new(p.lr, p.plateau_factor, p.plateau_patience);
     let (mut lr, mut vals) = (p.lr, Vec::new());
+    let mut selection = Selection::default();
     let resumed = ck.resume_with(decode::<ParticlesState>);
     // The state is saved at training-step boundaries: `start` is the step
     // to continue from (its outer step's earlier steps are done).
     let start = resumed.as_ref().map_or(0, |(step, _)| *step as usize);
     if let Some((_, s)) = resumed {
-        (params, stepper, buffer, snaps, track, plateau, lr, vals) =
-            (s.params, s.stepper, s.buffer, s.snaps, s.track, s.plateau, s.lr, s.vals);
+        (params, stepper, buffer, snaps, track, plateau, lr, vals, selection) =
+            (s.params, s.stepper, s.buffer, s.snaps, s.track, s.plateau, s.lr, s.vals, s.selection);
         s.batch_rng.seek(&mut batch_rng);
         s.val_rng.seek(&mut val_rng);
     } else if p.use_buffer {
@@ -260,6 +264,7 @@ pub fn fit_particles(
                     plateau: plateau.clone(),
                     lr,
                     vals: vals.clone(),
+                    selection: selection.clone(),
                 })
             })?;
             let mut xt = vec![0f64; b * dim];
@@ -315,15 +320,15 @@ pub fn fit_particles(
         if (outer + 1) % p.snapshot_every == 0 || last {
             snapshot(&mut snaps, outer + 1, &new);
         }
+        let pts: Vec<f64> = new.iter().map(|v| *v as f64).collect();
         if (outer + 1) % p.track_every == 0 || last {
-            let pts: Vec<f64> = new.iter().map(|v| *v as f64).collect();
             let m = particle_metrics(sys, &pts, target, &checks).map_err(StageError::Failed)?;
             track.push(tracked(outer + 1, (outer + 1) * p.inner, m));
         }
+        selection.validate(p, outer, &pts, val, dim, seed, || stepper.kept(&params))?;
         progress((outer as f64 + 2.0) / units);
     }
-
-    let (kept, loss) = stepper.finish(params);
+    let ((kept, selection), loss) = stepper.finish(params, selection);
     let model = EgnnModel {
         config: cfg,
         sigma_min: p.sigma_min,
@@ -342,6 +347,7 @@ pub fn fit_particles(
         buffer: buffer_t,
         tracker: tracker_table(&track),
         val: val_table(vals),
+        selection,
     })
 }
 

@@ -43,7 +43,7 @@ use rayon::prelude::*;
 
 use super::estimator::{Estimator, Scratch};
 pub use super::fitting::IdemParams;
-use super::fitting::{Buffer, Fitted, FittedModel, Stepper, Tracked, tracked, tracker_table, val_table};
+use super::fitting::{Buffer, Fitted, FittedModel, Selection, Stepper, Tracked, tracked, tracker_table, val_table};
 use super::generate::{Target, particle_columns};
 use super::integrate::{mc_score_particles, ve_sde_particles};
 use super::mlp::{DemMlpRun, flatten, unflatten};
@@ -75,7 +75,7 @@ static INPUTS: &[InputDef] = &[
         name: "val",
         media: Media::Table,
         required: false,
-        doc: "particle systems only: DEM's validation set (e.g. the floor's MCMC set; not the reference the metrics use), whose iDEM loss steps the learning-rate plateau; without it the rate stays at lr",
+        doc: "DEM's validation set (e.g. DEM's val split, never the test reference): `select: best_val_w2` keeps the weights whose particles are closest to it in x-W2; on particle systems its iDEM loss also steps the learning-rate plateau",
     },
 ];
 static OUTPUTS: &[OutputDef] = &[
@@ -100,10 +100,24 @@ static OUTPUTS: &[OutputDef] = &[
         media: Media::Table,
         doc: "step, val_loss, lr: each validation's loss on `val` and the rate the plateau schedule set after it (no rows without validations)",
     },
+    OutputDef {
+        name: "selection",
+        media: Media::Table,
+        doc: "outer, step, val_x_w2, selected: every x-W2 validation against `val` and the one whose weights the model holds (none under select: last)",
+    },
 ];
 
 impl Stage for Idem {
-    describe!(Kind::Train, "idem", version 5, params IdemParams, INPUTS, OUTPUTS);
+    describe!(Kind::Train, "idem", version 6, params IdemParams, INPUTS, OUTPUTS);
+    fn needs_inputs(&self, p: &crate::engine::params::Params) -> Vec<(&'static str, String)> {
+        match IdemParams::read(p).select == "best_val_w2" {
+            true => vec![(
+                "val",
+                "`select: best_val_w2` (DEM's rule, the default) keeps the weights validated best against it; bind DEM's validation set, or set `select: last`".into(),
+            )],
+            false => Vec::new(),
+        }
+    }
     fn checkpoints(&self) -> bool {
         true
     }
@@ -147,6 +161,7 @@ impl Stage for Idem {
         match output {
             "loss" => Some(&["step", "outer", "loss", "grad_norm", "lr"]),
             "val" => Some(&["step", "val_loss", "lr"]),
+            "selection" => Some(&["outer", "step", "val_x_w2", "selected"]),
             _ => None,
         }
     }
@@ -165,18 +180,6 @@ impl Stage for Idem {
         }
         errors
     }
-    fn check_input(
-        &self,
-        p: &crate::engine::params::Params,
-        input: &str,
-        _producer: &dyn Stage,
-        _producer_params: &crate::engine::params::Params,
-    ) -> Option<String> {
-        let p = IdemParams::read(p);
-        (input == "val" && p.energy == "gmm40").then(|| {
-            "`val` steps DEM's plateau schedule, which only the particle systems use (DEM's GMM-40 config has no scheduler): remove it, or train a particle system".to_string()
-        })
-    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = IdemParams::read(ctx.params);
         let f = match Target::by_name(&p.energy) {
@@ -185,7 +188,11 @@ impl Stage for Idem {
                 let energy = Scaled { energy: &gmm, scale: p.normalization };
                 let xy = ["x".to_string(), "y".to_string()];
                 let target = ctx.table("target")?.rows_f64(&xy)?;
-                fit(&p, &energy, &target, ctx.seed, ctx.progress, ctx.checkpoint)?
+                let val = match ctx.inputs.contains_key("val") {
+                    true => Some(ctx.table("val")?.rows_f64(&xy)?),
+                    false => None,
+                };
+                fit(&p, &energy, (&target, val.as_deref()), ctx.seed, ctx.progress, ctx.checkpoint)?
             }
             Some(Target::Particles(sys)) => {
                 let cols = particle_columns(sys.n, sys.d);
@@ -204,16 +211,13 @@ impl Stage for Idem {
             ("buffer".to_string(), Artifact::Table(f.buffer)),
             ("tracker".to_string(), Artifact::Table(f.tracker)),
             ("val".to_string(), Artifact::Table(f.val)),
+            ("selection".to_string(), Artifact::Table(f.selection)),
         ]
         .into_iter()
         .collect())
     }
 }
 
-/// The training loop of `objective: idem` on `energy` (in the network's
-/// coordinates: the energy's own ÷ `p.normalization`), tracked against
-/// `target` (GMM-40's coordinates, `n × 2`). Errors name the outer and
-/// training step.
 /// The initial buffer on GMM-40: `n_init` prior draws, or (DEM's default)
 /// the Monte Carlo score's reverse-SDE particles, in the network's coordinates.
 fn initial_buffer(
@@ -250,12 +254,17 @@ struct GmmState {
     snaps: (Vec<i64>, Vec<f64>, Vec<f64>),
     batch_rng: crate::numerics::rng::Position,
     track: Vec<Tracked>,
+    selection: Selection,
 }
 
+/// The training loop of `objective: idem` on GMM-40 (`energy` in the
+/// network's coordinates: the energy's own ÷ `p.normalization`), tracked
+/// against `target` and validated against `val` (GMM-40's coordinates,
+/// `n × 2`). Errors name the outer and training step.
 pub fn fit(
     p: &IdemParams,
     energy: &dyn Energy,
-    target: &[f64],
+    (target, val): (&[f64], Option<&[f64]>),
     seed: u64,
     progress: &(dyn Fn(f64) + Sync),
     ck: &Checkpointing,
@@ -285,12 +294,14 @@ pub fn fit(
     };
     let mut batch_rng = rng(seed, "idem/batch");
     let mut track: Vec<Tracked> = Vec::new();
+    let mut selection = Selection::default();
     let resumed = ck.resume_with(decode::<GmmState>);
     // The state is saved at training-step boundaries: `start` is the step
     // to continue from (its outer step's earlier steps are done).
     let start = resumed.as_ref().map_or(0, |(step, _)| *step as usize);
     if let Some((_, s)) = resumed {
-        (params, stepper, buffer, snaps, track) = (s.params, s.stepper, s.buffer, s.snaps, s.track);
+        (params, stepper, buffer, snaps, track, selection) =
+            (s.params, s.stepper, s.buffer, s.snaps, s.track, s.selection);
         s.batch_rng.seek(&mut batch_rng);
     } else if p.use_buffer {
         let init = initial_buffer(p, energy, &est, &schedule, seed, &|f| progress(f / units))?;
@@ -315,6 +326,7 @@ pub fn fit(
                     snaps: snaps.clone(),
                     batch_rng: Position::of(&batch_rng),
                     track: track.clone(),
+                    selection: selection.clone(),
                 })
             })?;
             for i in 0..b {
@@ -368,14 +380,15 @@ pub fn fit(
         if (outer + 1) % p.snapshot_every == 0 || last {
             snapshot(&mut snaps, outer + 1, &new);
         }
+        let pts: Vec<f64> = new.iter().flat_map(|q| q.map(|v| v as f64 * p.normalization)).collect();
         if (outer + 1) % p.track_every == 0 || last {
-            let pts: Vec<f64> = new.iter().flat_map(|q| q.map(|v| v as f64 * p.normalization)).collect();
             let m = metrics(&gmm_exact, &pts, target, &checks).map_err(StageError::Failed)?;
             track.push(tracked(outer + 1, (outer + 1) * p.inner, m));
         }
+        selection.validate(p, outer, &pts, val, 2, seed, || stepper.kept(&params))?;
         progress((outer as f64 + 2.0) / units);
     }
-    let (kept, loss) = stepper.finish(params);
+    let ((kept, selection), loss) = stepper.finish(params, selection);
     let model = DemModel {
         config: cfg,
         sigma_min: p.sigma_min,
@@ -389,7 +402,14 @@ pub fn fit(
         .with("x", ColumnData::F64(snaps.1))
         .with("y", ColumnData::F64(snaps.2));
     let tracker = tracker_table(&track);
-    Ok(Fitted { model: FittedModel::Mlp(model), loss, buffer: buffer_t, tracker, val: val_table(Vec::new()) })
+    Ok(Fitted {
+        model: FittedModel::Mlp(model),
+        loss,
+        buffer: buffer_t,
+        tracker,
+        val: val_table(Vec::new()),
+        selection,
+    })
 }
 
 #[cfg(test)]
@@ -444,7 +464,7 @@ mod tests {
         let target = vec![0.0; 20];
         // Everywhere: the initial buffer (mc_score particles) fails first.
         let everywhere = NanBeyond { edge: f64::NEG_INFINITY };
-        let e = fit(&tiny(&[]), &everywhere, &target, 1, &|_| {}, &Checkpointing::none())
+        let e = fit(&tiny(&[]), &everywhere, (&target, None), 1, &|_| {}, &Checkpointing::none())
             .err()
             .expect("an error")
             .to_string();
@@ -453,7 +473,7 @@ mod tests {
         let e = fit(
             &tiny(&[("init_from_prior", Value::Bool(true))]),
             &everywhere,
-            &target,
+            (&target, None),
             1,
             &|_| {},
             &Checkpointing::none(),
@@ -464,7 +484,7 @@ mod tests {
         assert!(e.contains("training step 0 (outer 0)") && e.contains("not finite"), "{e}");
         // A healthy energy trains.
         let fine = NanBeyond { edge: f64::INFINITY };
-        let f = fit(&tiny(&[]), &fine, &target, 1, &|_| {}, &Checkpointing::none()).expect("trains");
+        let f = fit(&tiny(&[]), &fine, (&target, None), 1, &|_| {}, &Checkpointing::none()).expect("trains");
         assert_eq!(f.loss.f64s("loss").unwrap().len(), 6);
         assert!(f.loss.f64s("loss").unwrap().iter().all(|v| v.is_finite()));
     }
@@ -477,7 +497,7 @@ mod tests {
         let fine = NanBeyond { edge: f64::INFINITY };
         let target = vec![0.0; 20];
         let cos = tiny(&[("lr_decay", Value::Str("cosine".into())), ("lr", Value::Float(0.01))]);
-        let f = fit(&cos, &fine, &target, 1, &|_| {}, &Checkpointing::none()).expect("trains");
+        let f = fit(&cos, &fine, (&target, None), 1, &|_| {}, &Checkpointing::none()).expect("trains");
         let lrs = f.loss.f64s("lr").unwrap();
         assert_eq!(lrs.len(), 6);
         for (i, lr) in lrs.iter().enumerate() {
@@ -486,8 +506,9 @@ mod tests {
         }
         assert_eq!(lrs[0], 0.01);
         assert!(lrs[5] < 0.001);
-        let plain = fit(&tiny(&[("lr", Value::Float(0.01))]), &fine, &target, 1, &|_| {}, &Checkpointing::none())
-            .expect("trains");
+        let plain =
+            fit(&tiny(&[("lr", Value::Float(0.01))]), &fine, (&target, None), 1, &|_| {}, &Checkpointing::none())
+                .expect("trains");
         assert!(plain.loss.f64s("lr").unwrap().iter().all(|v| *v == 0.01));
         assert_ne!(plain.model.to_bytes(), f.model.to_bytes(), "the decay changes training");
     }
@@ -507,5 +528,60 @@ mod tests {
         for _ in 0..50 {
             assert!([3.0, 4.0, 5.0].contains(&b.draw(&mut r)[0]));
         }
+    }
+
+    /// `select: best_val_w2` writes the weights of the validation it
+    /// records as selected: a run stopped at that outer step under
+    /// `select: last` ends with the same model bytes (the validations draw
+    /// from their own streams, so training is the same either way).
+    #[test]
+    fn best_val_w2_writes_the_selected_steps_weights() {
+        use crate::engine::params::Value;
+        use rand::SeedableRng;
+        let gmm = Gmm::dem40().unmasked();
+        let energy = Scaled { energy: &gmm, scale: 50.0 };
+        let target = gmm.sample(64, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+        let val = gmm.sample(64, &mut rand_chacha::ChaCha8Rng::seed_from_u64(2));
+        let base = [
+            ("outer", Value::Int(5)),
+            ("init_from_prior", Value::Bool(true)),
+            ("val_every", Value::Int(1)),
+            ("val_batch", Value::Int(16)),
+            ("lr", Value::Float(0.02)),
+        ];
+        let mut checked = 0;
+        for seed in 1..=12u64 {
+            let f = fit(&tiny(&base), &energy, (&target, Some(&val)), seed, &|_| {}, &Checkpointing::none()).unwrap();
+            let sel = &f.selection;
+            assert_eq!(sel.i64s("outer").unwrap(), &[1, 2, 3, 4, 5]);
+            let w2 = sel.f64s("val_x_w2").unwrap();
+            let chosen: Vec<usize> =
+                (0..5).filter(|&i| matches!(sel.column("selected").unwrap(), ColumnData::Bool(b) if b[i])).collect();
+            assert_eq!(chosen.len(), 1, "one selected row");
+            let k = chosen[0];
+            let first_min = (0..5).find(|&i| w2[i] == w2.iter().copied().fold(f64::INFINITY, f64::min)).unwrap();
+            assert_eq!(k, first_min, "the first lowest x-W2 wins: {w2:?}");
+            let mut upto: Vec<(&str, Value)> = base.to_vec();
+            upto[0] = ("outer", Value::Int(k as i64 + 1));
+            upto.push(("select", Value::Str("last".into())));
+            let short =
+                fit(&tiny(&upto), &energy, (&target, Some(&val)), seed, &|_| {}, &Checkpointing::none()).unwrap();
+            assert_eq!(short.model.to_bytes(), f.model.to_bytes(), "seed {seed}: outer {} selected", k + 1);
+            if k < 4 {
+                checked += 1;
+                // and the final weights differ from the selected ones
+                let last = fit(
+                    &tiny(&[base.to_vec(), vec![("select", Value::Str("last".into()))]].concat()),
+                    &energy,
+                    (&target, Some(&val)),
+                    seed,
+                    &|_| {},
+                    &Checkpointing::none(),
+                )
+                .unwrap();
+                assert_ne!(last.model.to_bytes(), f.model.to_bytes());
+            }
+        }
+        assert!(checked > 0, "some seed selects an earlier step than the last");
     }
 }
