@@ -131,10 +131,29 @@ pub fn ve_sde_particles(
     seed: u64,
     tag: &str,
 ) -> Result<Vec<[f32; 2]>, String> {
+    ve_sde_range(run, params, schedule, steps, diffusion_scale, 0..n, seed, tag)
+}
+
+/// Particles `range` of [`ve_sde_particles`]'s `n`: particle `i` from its
+/// own stream, so a run in chunks of particles gives each particle as one
+/// run of them all would.
+#[allow(clippy::too_many_arguments)]
+pub fn ve_sde_range(
+    run: &mut DemMlpRun,
+    params: &[f32],
+    schedule: &Geometric,
+    steps: usize,
+    diffusion_scale: f64,
+    range: std::ops::Range<usize>,
+    seed: u64,
+    tag: &str,
+) -> Result<Vec<[f32; 2]>, String> {
     use rand::Rng;
     let dim = 2;
     let prior_sd = schedule.h(1.0).sqrt();
-    let mut rngs: Vec<_> = (0..n).map(|i| crate::numerics::rng::particle(seed, tag, i)).collect();
+    let first = range.start;
+    let mut rngs: Vec<_> = range.map(|i| crate::numerics::rng::particle(seed, tag, i)).collect();
+    let n = rngs.len();
     let mut x: Vec<f32> = rngs
         .iter_mut()
         .flat_map(|r| {
@@ -162,7 +181,7 @@ pub fn ve_sde_particles(
         );
         let check = step % 100 == 99 || step + 1 == steps;
         if check && let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(format!("particle {} is not finite at step {step} of {steps}", i / dim));
+            return Err(format!("particle {} is not finite at step {step} of {steps}", first + i / dim));
         }
     }
     Ok(x.chunks_exact(dim).map(|q| [q[0], q[1]]).collect())
@@ -221,10 +240,28 @@ pub fn egnn_sde_particles(
     seed: u64,
     tag: &str,
 ) -> Result<Vec<f32>, String> {
+    egnn_sde_range(net, schedule, steps, diffusion_scale, tail, 0..n, seed, tag)
+}
+
+/// Particles `range` of [`egnn_sde_particles`]'s `n`, each from its own
+/// stream (see [`ve_sde_range`]).
+#[allow(clippy::too_many_arguments)]
+pub fn egnn_sde_range(
+    net: &EgnnRun,
+    schedule: &Geometric,
+    steps: usize,
+    diffusion_scale: f64,
+    tail: &NegativeTime,
+    range: std::ops::Range<usize>,
+    seed: u64,
+    tag: &str,
+) -> Result<Vec<f32>, String> {
     let cfg = net.config();
     let dim = cfg.n * cfg.d;
     let prior_sd = schedule.h(1.0).sqrt();
-    let mut rngs: Vec<_> = (0..n).map(|i| crate::numerics::rng::particle(seed, tag, i)).collect();
+    let first = range.start;
+    let mut rngs: Vec<_> = range.map(|i| crate::numerics::rng::particle(seed, tag, i)).collect();
+    let n = rngs.len();
     let mut x: Vec<f64> = rngs.iter_mut().flat_map(|r| prior_draw(r, dim, prior_sd, Some((cfg.n, cfg.d)))).collect();
     let dt = 1.0 / steps as f64;
     let mut xs = vec![0f32; n * dim];
@@ -243,7 +280,7 @@ pub fn egnn_sde_particles(
         });
         remove_mean(&mut x, cfg.n, cfg.d);
         if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(format!("particle {} is not finite at step {step} of {steps}", i / dim));
+            return Err(format!("particle {} is not finite at step {step} of {steps}", first + i / dim));
         }
     }
     tail.descend(&mut x)?;

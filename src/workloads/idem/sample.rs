@@ -5,7 +5,7 @@
 use super::egnn::{EgnnModel, EgnnRun};
 use super::estimator::Estimator;
 use super::generate::Target;
-use super::integrate::{NegativeTime, egnn_sde_particles, mc_score_range, schedule_errors, ve_sde_particles};
+use super::integrate::{NegativeTime, egnn_sde_range, mc_score_range, schedule_errors, ve_sde_range};
 use super::mlp::{DemMlpRun, flatten};
 use super::net::DemModel;
 use crate::engine::checkpoint::{decode, encode};
@@ -119,8 +119,8 @@ pub fn points_table(target: &Target, xs: &[f64], normalization: f64) -> Table {
 /// `sampler: ve_sde`: a trained iDEM network's reverse SDE — DEM's sampler —
 /// with the schedule and normalisation the model was trained with; samples
 /// in the energy's coordinates. DEM's MLP (GMM-40) through
-/// [`ve_sde_particles`], its EGNN (particle systems, mean-free) through
-/// [`egnn_sde_particles`].
+/// [`super::integrate::ve_sde_particles`], its EGNN (particle systems, mean-free) through
+/// [`super::integrate::egnn_sde_particles`], in chunks of 1000 particles.
 pub struct VeSde;
 
 crate::params! {
@@ -140,11 +140,38 @@ static VE_INPUTS: &[InputDef] = &[InputDef {
     doc: "a network from train objective: idem (DEM's MLP or EGNN)",
 }];
 
+/// Particles a `ve_sde` chunk holds: a checkpoint falls between chunks. Fixed,
+/// not tied to the thread count, so the networks' batched forwards see the
+/// same batches whatever the threads (and up to 1000 samples are one chunk).
+const VE_CHUNK: usize = 1000;
+
 impl Stage for VeSde {
-    describe!(Kind::Sample, "ve_sde", version 2, params VeSdeParams, VE_INPUTS, OUTPUTS);
+    describe!(Kind::Sample, "ve_sde", version 3, params VeSdeParams, VE_INPUTS, OUTPUTS);
+    /// In chunks of [`VE_CHUNK`] particles, each from its own stream: a
+    /// checkpoint holds the finished particles (network coordinates).
+    fn checkpoints(&self) -> bool {
+        true
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = VeSdeParams::read(ctx.params);
         let blob = ctx.blob("model")?;
+        let n = p.n_samples;
+        // `chunk(range)` integrates particles `range`; the loop saves the
+        // finished ones at each chunk boundary and resumes from them.
+        let chunked = |chunk: &mut dyn FnMut(std::ops::Range<usize>) -> Result<Vec<f32>, String>,
+                       dim: usize|
+         -> Result<Vec<f32>, StageError> {
+            let mut xs: Vec<f32> = ctx.checkpoint.resume_with(decode::<Vec<f32>>).map(|(_, s)| s).unwrap_or_default();
+            let mut i = xs.len() / dim;
+            while i < n {
+                ctx.checkpoint.at_boundary(i as u64, n as u64, || encode(&xs))?;
+                let end = (i + VE_CHUNK).min(n);
+                xs.extend(chunk(i..end).map_err(StageError::Failed)?);
+                (ctx.progress)(end as f64 / n as f64);
+                i = end;
+            }
+            Ok(xs)
+        };
         if blob.starts_with(super::egnn::MAGIC) {
             let model = EgnnModel::from_bytes(blob).map_err(|e| StageError::Failed(e.to_string()))?;
             let net = EgnnRun::new(&model.config, &model.layers);
@@ -158,9 +185,10 @@ impl Stage for VeSde {
                 )));
             };
             let tail = NegativeTime { sys, steps: p.negative_time_steps, max_norm: p.max_norm };
-            let pts =
-                egnn_sde_particles(&net, &schedule, p.steps, p.diffusion_scale, &tail, p.n_samples, ctx.seed, "ve_sde")
-                    .map_err(StageError::Failed)?;
+            let pts = chunked(
+                &mut |r| egnn_sde_range(&net, &schedule, p.steps, p.diffusion_scale, &tail, r, ctx.seed, "ve_sde"),
+                sys.n * sys.d,
+            )?;
             let xs: Vec<f64> = pts.iter().map(|v| *v as f64).collect();
             return Ok([("samples".to_string(), Artifact::Table(points_table(&target, &xs, 1.0)))]
                 .into_iter()
@@ -176,13 +204,17 @@ impl Stage for VeSde {
         let params = flatten(&model.layers);
         let mut run = DemMlpRun::new(&model.config);
         let schedule = Geometric { sigma_min: model.sigma_min, sigma_max: model.sigma_max };
-        let pts =
-            ve_sde_particles(&mut run, &params, &schedule, p.steps, p.diffusion_scale, p.n_samples, ctx.seed, "ve_sde")
-                .map_err(StageError::Failed)?;
+        let pts = chunked(
+            &mut |r| {
+                ve_sde_range(&mut run, &params, &schedule, p.steps, p.diffusion_scale, r, ctx.seed, "ve_sde")
+                    .map(|v| v.into_flattened())
+            },
+            2,
+        )?;
         let s = model.normalization;
         let table = Table::new()
-            .with("x", ColumnData::F64(pts.iter().map(|q| q[0] as f64 * s).collect()))
-            .with("y", ColumnData::F64(pts.iter().map(|q| q[1] as f64 * s).collect()));
+            .with("x", ColumnData::F64(pts.iter().step_by(2).map(|v| *v as f64 * s).collect()))
+            .with("y", ColumnData::F64(pts.iter().skip(1).step_by(2).map(|v| *v as f64 * s).collect()));
         Ok([("samples".to_string(), Artifact::Table(table))].into_iter().collect())
     }
 }
