@@ -15,6 +15,21 @@ fn ddpm_eps_resumes_identically() {
     assert_resumes_identically(&spec, "two_moons", "ddpm", "200 steps", 150);
 }
 
+/// The DDPM-model samplers, in groups of 4096 particles (whole chunks of the
+/// sampler's 256): the finished rows are the state; the ancestral sampler's
+/// noise comes from per-particle streams, so a resumed group draws what an
+/// uninterrupted run draws.
+#[test]
+fn the_ddpm_samplers_resume_identically() {
+    for sampler in ["ddpm", "euler_discrete"] {
+        let spec = small_moons().replace(
+            "sampler: euler_discrete, n_samples: 300, steps: 20",
+            &format!("sampler: {sampler}, n_samples: 20000, steps: 300"),
+        );
+        assert_resumes_identically(&spec, "two_moons", "samples", "4096 steps", 100);
+    }
+}
+
 /// iDEM on GMM-40 (DEM's MLP): the state at a training step is the weights,
 /// Adam's moments, the EMA, the replay buffer, the snapshots, the tracker
 /// rows and the batch stream's position.

@@ -211,6 +211,21 @@ pub fn ancestral_sample<M: EpsModel>(
     seed: u64,
     progress: &(dyn Fn(f64) + Sync),
 ) {
+    ancestral_sample_from(model, sched, x, chunk, (seed, 0), progress)
+}
+
+/// [`ancestral_sample`] on particles `first..` of a larger draw: row `r` of
+/// `x` is particle `first + r` and draws its noise from that particle's
+/// stream, so a run in slices (a multiple of `chunk` rows each) gives the
+/// bytes of one run over them all.
+pub fn ancestral_sample_from<M: EpsModel>(
+    model: &M,
+    sched: &DdpmAncestral,
+    x: &mut [f32],
+    chunk: usize,
+    (seed, first): (u64, usize),
+    progress: &(dyn Fn(f64) + Sync),
+) {
     use rand_distr::{Distribution, StandardNormal};
     let dim = model.dim();
     let chunk = chunk.max(1);
@@ -219,7 +234,7 @@ pub fn ancestral_sample<M: EpsModel>(
     x.par_chunks_mut(chunk * dim).enumerate().for_each(|(ci, xs)| {
         let rows = xs.len() / dim;
         let mut rngs: Vec<_> =
-            (0..rows).map(|r| super::sampler::particle_rng(seed, "ddpm-ancestral", ci * chunk + r)).collect();
+            (0..rows).map(|r| super::sampler::particle_rng(seed, "ddpm-ancestral", first + ci * chunk + r)).collect();
         let mut scratch = model.scratch(rows);
         let mut eps = vec![0f32; xs.len()];
         for st in &sched.steps {

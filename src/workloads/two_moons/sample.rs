@@ -2,10 +2,11 @@
 //! model with diffusers' Euler-discrete scheduler (seed 002); `sampler: ddpm`
 //! ([`Ancestral`]) with diffusers' DDPM ancestral scheduler.
 
+use crate::engine::checkpoint::{decode, encode};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
-use crate::numerics::sde::ddpm::{DdpmSchedule, ancestral_sample, euler_sample};
+use crate::numerics::sde::ddpm::{DdpmSchedule, ancestral_sample_from, euler_sample};
 use crate::numerics::sde::sampler::normal_rows;
 use crate::workloads::two_moons::net::EpsModelWeights;
 use crate::workloads::two_moons::net::FastEps;
@@ -90,31 +91,81 @@ pub struct Ancestral;
 /// schedule, the checks, `x_T` from per-particle streams, the output table;
 /// they differ only in the scheduler that moves `x_T` to samples.
 trait EpsScheduler {
-    /// Move `x` (`N(0, I)` rows) to samples.
-    fn sample(&self, ctx: &StageCtx, p: &EpsSamplerParams, model: &FastEps, sched: &DdpmSchedule, x: &mut [f32]);
+    /// Move `x` (`N(0, I)` rows; row `r` is particle `first + r`) to samples.
+    #[allow(clippy::too_many_arguments)]
+    fn sample(
+        &self,
+        ctx: &StageCtx,
+        p: &EpsSamplerParams,
+        model: &FastEps,
+        sched: &DdpmSchedule,
+        x: &mut [f32],
+        first: usize,
+        progress: &(dyn Fn(f64) + Sync),
+    );
 }
 
 impl EpsScheduler for EulerDiscrete {
-    fn sample(&self, ctx: &StageCtx, p: &EpsSamplerParams, model: &FastEps, sched: &DdpmSchedule, x: &mut [f32]) {
+    fn sample(
+        &self,
+        _ctx: &StageCtx,
+        p: &EpsSamplerParams,
+        model: &FastEps,
+        sched: &DdpmSchedule,
+        x: &mut [f32],
+        _first: usize,
+        progress: &(dyn Fn(f64) + Sync),
+    ) {
         let euler = crate::numerics::sde::ddpm::EulerDiscrete::new(sched, p.steps);
         x.iter_mut().for_each(|v| *v *= euler.init_noise_sigma);
-        euler_sample(model, &euler, x, EULER_CHUNK, ctx.progress);
+        euler_sample(model, &euler, x, EULER_CHUNK, progress);
     }
 }
 
 impl EpsScheduler for Ancestral {
-    fn sample(&self, ctx: &StageCtx, p: &EpsSamplerParams, model: &FastEps, sched: &DdpmSchedule, x: &mut [f32]) {
+    fn sample(
+        &self,
+        ctx: &StageCtx,
+        p: &EpsSamplerParams,
+        model: &FastEps,
+        sched: &DdpmSchedule,
+        x: &mut [f32],
+        first: usize,
+        progress: &(dyn Fn(f64) + Sync),
+    ) {
         let ancestral = crate::numerics::sde::ddpm::DdpmAncestral::new(sched, p.steps);
-        ancestral_sample(model, &ancestral, x, EULER_CHUNK, ctx.seed, ctx.progress);
+        ancestral_sample_from(model, &ancestral, x, EULER_CHUNK, (ctx.seed, first), progress);
     }
 }
 
+/// Particles a checkpoint falls between: whole chunks of [`EULER_CHUNK`], so a
+/// run in groups computes each chunk as one run over all particles does.
+const EPS_GROUP: usize = 16 * EULER_CHUNK;
+
+/// Both samplers: `x_T` for every particle, then groups of [`EPS_GROUP`]
+/// particles, each moved to samples whole; the finished rows are the
+/// checkpoint's state, and a resumed run goes on from the next group.
 fn run_eps_sampler(scheduler: &dyn EpsScheduler, ctx: &StageCtx) -> Result<Outputs, StageError> {
     let p = &EpsSamplerParams::read(ctx.params);
     let (w, model, sched) = eps_model(ctx, p)?;
     let dim = w.config.dim;
     let mut x = normal_rows(p.n_samples, dim, ctx.seed, "x_T");
-    scheduler.sample(ctx, p, &model, &sched, &mut x);
+    let n = p.n_samples;
+    let mut done = 0;
+    if let Some((_, rows)) = ctx.checkpoint.resume_with(decode::<Vec<f32>>)
+        && rows.len() % dim == 0
+        && rows.len() <= x.len()
+    {
+        done = rows.len() / dim;
+        x[..rows.len()].copy_from_slice(&rows);
+    }
+    while done < n {
+        ctx.checkpoint.at_boundary(done as u64, n as u64, || encode(&x[..done * dim].to_vec()))?;
+        let end = (done + EPS_GROUP).min(n);
+        let progress = |f: f64| (ctx.progress)((done as f64 + f * (end - done) as f64) / n as f64);
+        scheduler.sample(ctx, p, &model, &sched, &mut x[done * dim..end * dim], done, &progress);
+        done = end;
+    }
     crate::engine::stage::check_finite_rows(&x, dim, p.max_nonfinite)?;
     Ok(columns_table(&w.columns, &x))
 }
@@ -135,6 +186,9 @@ macro_rules! eps_sampler {
             }
             fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
                 Some(("n_samples", crate::engine::stage::rows_memory(p, EPS_BYTES_PER_ROW)))
+            }
+            fn checkpoints(&self) -> bool {
+                true
             }
             fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
                 run_eps_sampler(self, ctx)
