@@ -114,15 +114,15 @@ impl Selection {
         seed: u64,
         kept: impl FnOnce() -> Vec<f32>,
     ) -> Result<(), StageError> {
-        use rand::seq::SliceRandom;
         let Some(val) = val.filter(|_| (outer + 1).is_multiple_of(p.val_every) || outer + 1 == p.outer) else {
             return Ok(());
         };
-        let rows = val.len() / dim;
-        let mut order: Vec<usize> = (0..rows).collect();
-        order.shuffle(&mut crate::numerics::rng::particle(seed, "idem/select", self.rows.len()));
-        let subset: Vec<f64> =
-            order.iter().take(p.val_batch).flat_map(|&i| val[i * dim..(i + 1) * dim].iter().copied()).collect();
+        let mut subset = super::validate::shuffled(
+            val,
+            dim,
+            &mut crate::numerics::rng::particle(seed, "idem/select", self.rows.len()),
+        );
+        subset.truncate(p.val_batch * dim);
         let w2 = super::validate::w2_exact(pts, &subset, dim).map_err(StageError::Failed)?;
         if !w2.is_finite() {
             return Err(StageError::Failed(format!("outer step {outer}: the validation x-W2 is {w2}")));

@@ -263,11 +263,7 @@ fn from_file(p: &BoltzmannParams, target: &Target, data: &Table) -> Result<(Tabl
         remove_mean(&mut x, n, d);
     }
     let energies: Vec<f64> = x.chunks(dim).map(|c| -energy.log_prob(c)).collect();
-    let mut table = Table::new();
-    for (j, name) in names.iter().enumerate() {
-        table = table.with(name, ColumnData::F64(x.iter().skip(j).step_by(dim).copied().collect()));
-    }
-    table = table.with("energy", ColumnData::F64(energies.clone()));
+    let table = super::sample::points_table(target, &x, 1.0).with("energy", ColumnData::F64(energies.clone()));
     let mut diagnostics = summary(&energies);
     diagnostics.push(("rows".into(), p.n_samples as f64));
     Ok((table, diagnostics))

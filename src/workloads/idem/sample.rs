@@ -70,38 +70,44 @@ impl Stage for McScore {
         let est = Estimator::from_params(&p.estimator, p.k, p.max_norm);
         let schedule = Geometric { sigma_min: p.sigma_min, sigma_max: p.sigma_max };
         let n = p.n_samples;
-        // In chunks of particles, each particle from its own stream: a
-        // checkpoint holds the finished particles, and a resumed run adds the
-        // rest as an uninterrupted one would.
+        // In chunks of particles, each particle from its own stream (each one
+        // integrated alone, so the chunk size may follow the threads).
         let chunk = 64.max(8 * rayon::current_num_threads());
         let dim = crate::numerics::energy::Energy::dim(&energy);
-        let mut xs: Vec<f64> = ctx.checkpoint.resume_with(decode::<Vec<f64>>).map(|(_, s)| s).unwrap_or_default();
-        let mut i = xs.len() / dim;
-        while i < n {
-            ctx.checkpoint.at_boundary(i as u64, n as u64, || encode(&xs))?;
-            let end = (i + chunk).min(n);
-            let progress = |f: f64| (ctx.progress)((i as f64 + f * (end - i) as f64) / n as f64);
-            let range = i..end;
-            xs.extend(
-                mc_score_range(
-                    &energy,
-                    &est,
-                    &schedule,
-                    p.steps,
-                    p.diffusion_scale,
-                    range,
-                    ctx.seed,
-                    "mc_score",
-                    &progress,
-                )
-                .map_err(StageError::Failed)?,
-            );
-            i = end;
-        }
+        let xs = in_chunks(ctx, (n, dim, chunk), &mut |range, progress| {
+            mc_score_range(&energy, &est, &schedule, p.steps, p.diffusion_scale, range, ctx.seed, "mc_score", progress)
+        })?;
         Ok([("samples".to_string(), Artifact::Table(points_table(&target, &xs, p.normalization)))]
             .into_iter()
             .collect())
     }
+}
+
+/// A chunk of particles: `(range, progress)` to the particles' values
+/// (`dim` each), `progress` taking the chunk's fraction done.
+type Chunk<'a, T> = dyn FnMut(std::ops::Range<usize>, &(dyn Fn(f64) + Sync)) -> Result<Vec<T>, String> + 'a;
+
+/// The `n` particles (`dim` values each) of a sampler that integrates them
+/// in chunks of `size`, each particle from its own stream: the rows a
+/// checkpoint holds, then `chunk` on each next range, a checkpoint due at
+/// each boundary holding the rows so far — a resumed run adds the rest as an
+/// uninterrupted one would.
+fn in_chunks<T: serde::Serialize + serde::de::DeserializeOwned>(
+    ctx: &StageCtx,
+    (n, dim, size): (usize, usize, usize),
+    chunk: &mut Chunk<'_, T>,
+) -> Result<Vec<T>, StageError> {
+    let mut xs: Vec<T> = ctx.checkpoint.resume_with(decode::<Vec<T>>).map(|(_, s)| s).unwrap_or_default();
+    let mut i = xs.len() / dim;
+    while i < n {
+        ctx.checkpoint.at_boundary(i as u64, n as u64, || encode(&xs))?;
+        let end = (i + size).min(n);
+        let progress = |f: f64| (ctx.progress)((i as f64 + f * (end - i) as f64) / n as f64);
+        xs.extend(chunk(i..end, &progress).map_err(StageError::Failed)?);
+        progress(1.0);
+        i = end;
+    }
+    Ok(xs)
 }
 
 /// Points (`n × dim`, in the network's coordinates) as the target's sample
@@ -156,22 +162,6 @@ impl Stage for VeSde {
         let p = VeSdeParams::read(ctx.params);
         let blob = ctx.blob("model")?;
         let n = p.n_samples;
-        // `chunk(range)` integrates particles `range`; the loop saves the
-        // finished ones at each chunk boundary and resumes from them.
-        let chunked = |chunk: &mut dyn FnMut(std::ops::Range<usize>) -> Result<Vec<f32>, String>,
-                       dim: usize|
-         -> Result<Vec<f32>, StageError> {
-            let mut xs: Vec<f32> = ctx.checkpoint.resume_with(decode::<Vec<f32>>).map(|(_, s)| s).unwrap_or_default();
-            let mut i = xs.len() / dim;
-            while i < n {
-                ctx.checkpoint.at_boundary(i as u64, n as u64, || encode(&xs))?;
-                let end = (i + VE_CHUNK).min(n);
-                xs.extend(chunk(i..end).map_err(StageError::Failed)?);
-                (ctx.progress)(end as f64 / n as f64);
-                i = end;
-            }
-            Ok(xs)
-        };
         if blob.starts_with(super::egnn::MAGIC) {
             let model = EgnnModel::from_bytes(blob).map_err(|e| StageError::Failed(e.to_string()))?;
             let net = EgnnRun::new(&model.config, &model.layers);
@@ -185,10 +175,9 @@ impl Stage for VeSde {
                 )));
             };
             let tail = NegativeTime { sys, steps: p.negative_time_steps, max_norm: p.max_norm };
-            let pts = chunked(
-                &mut |r| egnn_sde_range(&net, &schedule, p.steps, p.diffusion_scale, &tail, r, ctx.seed, "ve_sde"),
-                sys.n * sys.d,
-            )?;
+            let pts = in_chunks(ctx, (n, sys.n * sys.d, VE_CHUNK), &mut |r, _| {
+                egnn_sde_range(&net, &schedule, p.steps, p.diffusion_scale, &tail, r, ctx.seed, "ve_sde")
+            })?;
             let xs: Vec<f64> = pts.iter().map(|v| *v as f64).collect();
             return Ok([("samples".to_string(), Artifact::Table(points_table(&target, &xs, 1.0)))]
                 .into_iter()
@@ -204,13 +193,10 @@ impl Stage for VeSde {
         let params = flatten(&model.layers);
         let mut run = DemMlpRun::new(&model.config);
         let schedule = Geometric { sigma_min: model.sigma_min, sigma_max: model.sigma_max };
-        let pts = chunked(
-            &mut |r| {
-                ve_sde_range(&mut run, &params, &schedule, p.steps, p.diffusion_scale, r, ctx.seed, "ve_sde")
-                    .map(|v| v.into_flattened())
-            },
-            2,
-        )?;
+        let pts = in_chunks(ctx, (n, 2, VE_CHUNK), &mut |r, _| {
+            ve_sde_range(&mut run, &params, &schedule, p.steps, p.diffusion_scale, r, ctx.seed, "ve_sde")
+                .map(|v| v.into_flattened())
+        })?;
         let s = model.normalization;
         let table = Table::new()
             .with("x", ColumnData::F64(pts.iter().step_by(2).map(|v| *v as f64 * s).collect()))

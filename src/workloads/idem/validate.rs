@@ -165,11 +165,11 @@ pub fn tv(a: &[f64], b: &[f64], bins: usize, range: f64) -> f64 {
     0.5 * ha.iter().zip(&hb).map(|(x, y)| (x - y).abs()).sum::<f64>()
 }
 
-/// The rows of `v` (`dim` values each) in a random order drawn from `seed`.
-fn shuffled(v: &[f64], dim: usize, seed: u64) -> Vec<f64> {
+/// The rows of `v` (`dim` values each) in a random order drawn from `rng`.
+pub(crate) fn shuffled(v: &[f64], dim: usize, rng: &mut impl rand::Rng) -> Vec<f64> {
     use rand::seq::SliceRandom;
     let mut order: Vec<usize> = (0..v.len() / dim).collect();
-    order.shuffle(&mut crate::numerics::rng::stream(seed, "boltzmann/reference"));
+    order.shuffle(rng);
     order.iter().flat_map(|&i| v[i * dim..(i + 1) * dim].iter().copied()).collect()
 }
 
@@ -330,7 +330,8 @@ impl Stage for BoltzmannChecks {
         }
         // DEM's randperm: the reference in a random order from the stage's
         // seed, so a cut to the samples' size is a random subset.
-        let target = shuffled(&load("target")?, cols.len(), ctx.seed);
+        let target =
+            shuffled(&load("target")?, cols.len(), &mut crate::numerics::rng::stream(ctx.seed, "boltzmann/reference"));
         let eval = |set: &[f64], target: &[f64]| match &target_sys {
             Target::Gmm(gmm) => metrics(gmm, set, target, &p),
             Target::Particles(sys) => particle_metrics(sys, set, target, &p),

@@ -91,16 +91,14 @@ pub struct Ancestral;
 /// schedule, the checks, `x_T` from per-particle streams, the output table;
 /// they differ only in the scheduler that moves `x_T` to samples.
 trait EpsScheduler {
-    /// Move `x` (`N(0, I)` rows; row `r` is particle `first + r`) to samples.
-    #[allow(clippy::too_many_arguments)]
+    /// Move `x` (`N(0, I)` rows; row `r` is particle `first + r` of the
+    /// stage seed's streams) to samples.
     fn sample(
         &self,
-        ctx: &StageCtx,
         p: &EpsSamplerParams,
-        model: &FastEps,
-        sched: &DdpmSchedule,
+        model_sched: (&FastEps, &DdpmSchedule),
         x: &mut [f32],
-        first: usize,
+        seed_first: (u64, usize),
         progress: &(dyn Fn(f64) + Sync),
     );
 }
@@ -108,12 +106,10 @@ trait EpsScheduler {
 impl EpsScheduler for EulerDiscrete {
     fn sample(
         &self,
-        _ctx: &StageCtx,
         p: &EpsSamplerParams,
-        model: &FastEps,
-        sched: &DdpmSchedule,
+        (model, sched): (&FastEps, &DdpmSchedule),
         x: &mut [f32],
-        _first: usize,
+        _seed_first: (u64, usize),
         progress: &(dyn Fn(f64) + Sync),
     ) {
         let euler = crate::numerics::sde::ddpm::EulerDiscrete::new(sched, p.steps);
@@ -125,16 +121,14 @@ impl EpsScheduler for EulerDiscrete {
 impl EpsScheduler for Ancestral {
     fn sample(
         &self,
-        ctx: &StageCtx,
         p: &EpsSamplerParams,
-        model: &FastEps,
-        sched: &DdpmSchedule,
+        (model, sched): (&FastEps, &DdpmSchedule),
         x: &mut [f32],
-        first: usize,
+        seed_first: (u64, usize),
         progress: &(dyn Fn(f64) + Sync),
     ) {
         let ancestral = crate::numerics::sde::ddpm::DdpmAncestral::new(sched, p.steps);
-        ancestral_sample_from(model, &ancestral, x, EULER_CHUNK, (ctx.seed, first), progress);
+        ancestral_sample_from(model, &ancestral, x, EULER_CHUNK, seed_first, progress);
     }
 }
 
@@ -163,7 +157,7 @@ fn run_eps_sampler(scheduler: &dyn EpsScheduler, ctx: &StageCtx) -> Result<Outpu
         ctx.checkpoint.at_boundary(done as u64, n as u64, || encode(&x[..done * dim].to_vec()))?;
         let end = (done + EPS_GROUP).min(n);
         let progress = |f: f64| (ctx.progress)((done as f64 + f * (end - done) as f64) / n as f64);
-        scheduler.sample(ctx, p, &model, &sched, &mut x[done * dim..end * dim], done, &progress);
+        scheduler.sample(p, (&model, &sched), &mut x[done * dim..end * dim], (ctx.seed, done), &progress);
         done = end;
     }
     crate::engine::stage::check_finite_rows(&x, dim, p.max_nonfinite)?;
