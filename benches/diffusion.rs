@@ -102,7 +102,7 @@ fn sampler(c: &mut Criterion) {
                 chunk: scoreflow::workloads::triangles::sample::CHUNK,
                 denoise: false,
             };
-            pc_sample(&fast, Ou::SEED, &mut x, cfg, 6, 0, 1, &|_| {});
+            pc_sample(&fast, Ou::SEED, &mut x, cfg, (6, 0), 0, 1, &|_| {});
             x
         })
     });

@@ -82,6 +82,15 @@ fn smeme() -> String {
         .replace("steps: 1000\n", "steps: 60\n")
 }
 
+/// The S-MEME predictor–corrector sampler, in groups of 4096 particles: the
+/// finished samples and trajectory rows are the state.
+#[test]
+fn the_pc_sampler_resumes_identically() {
+    let ws = common::Workspace::new();
+    ws.write("p.yaml", &smeme().replace("n_samples: 300, steps: 40", "n_samples: 20000, steps: 100"));
+    common::resumes_identically_in(&ws, "p.yaml", "smeme", "samples", "4096 steps", 150);
+}
+
 /// `dsm_ou` trains with burn's AdamW: its state, keyed by parameter ids,
 /// is saved with the ids and given back to the rebuilt network. The S-MEME
 /// tuning loop keeps the delta network, burn's Adam state, the pair stream

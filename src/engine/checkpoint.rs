@@ -432,6 +432,38 @@ impl<'a> Checkpointing<'a> {
         }
     }
 
+    /// A loop over `n` items in fixed chunks of `size` (a chunk of particles),
+    /// checkpointed between chunks with its state `S` — the finished items'
+    /// results in order, `done(&state)` of them: the state a checkpoint holds
+    /// (else `S::default()`), then `chunk(&mut state, range, progress)` on each
+    /// next range, `progress` taking the chunk's fraction done. A resumed run
+    /// adds the rest as an uninterrupted one would, given each item draws from
+    /// its own stream. A state that claims more than `n` items is not this
+    /// loop's: the loop starts over.
+    pub fn in_chunks<S, F>(
+        &self,
+        (n, size): (usize, usize),
+        progress: &(dyn Fn(f64) + Sync),
+        done: impl Fn(&S) -> usize,
+        mut chunk: F,
+    ) -> Result<S, StageError>
+    where
+        S: serde::Serialize + serde::de::DeserializeOwned + Default,
+        F: FnMut(&mut S, std::ops::Range<usize>, &(dyn Fn(f64) + Sync)) -> Result<(), StageError>,
+    {
+        let mut state = self.resume_with(decode::<S>).map(|(_, s)| s).filter(|s| done(s) <= n).unwrap_or_default();
+        let mut i = done(&state);
+        while i < n {
+            self.at_boundary(i as u64, n as u64, || encode(&state))?;
+            let end = (i + size.max(1)).min(n);
+            let part = |f: f64| progress((i as f64 + f * (end - i) as f64) / n as f64);
+            chunk(&mut state, i..end, &part)?;
+            part(1.0);
+            i = end;
+        }
+        Ok(state)
+    }
+
     /// Whether to save at `step` (a boundary): the interval has passed, or
     /// the process was asked to stop.
     pub fn due(&self, step: u64) -> bool {

@@ -99,7 +99,7 @@ pub fn normal_rows(n: usize, dim: usize, seed: u64, stream: &str) -> Vec<f32> {
 }
 
 /// Record of a few particles' paths: (particle, step, t, coordinates).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Trajectories {
     pub particle: Vec<i64>,
     pub step: Vec<i64>,
@@ -108,15 +108,18 @@ pub struct Trajectories {
     pub x: Vec<f32>,
 }
 
-/// Run the sampler in place on `x` (row-major, `model.dim()` columns).
-/// `track` particles (the first ones) are recorded every `every` steps.
+/// Run the sampler in place on `x` (row-major, `model.dim()` columns): the
+/// particles `first..` of a run seeded `seed` (particle `p` draws from its own
+/// stream, so a run in groups of particles computes what one run over all of
+/// them does). `track` particles (the first ones of the whole run) are
+/// recorded every `every` steps.
 #[allow(clippy::too_many_arguments)]
 pub fn pc_sample<M: ScoreModel>(
     model: &M,
     ou: Ou,
     x: &mut [f32],
     cfg: PcConfig,
-    seed: u64,
+    (seed, first): (u64, usize),
     track: usize,
     every: usize,
     progress: &(dyn Fn(f64) + Sync),
@@ -137,7 +140,7 @@ pub fn pc_sample<M: ScoreModel>(
         .enumerate()
         .map(|(ci, xs)| {
             let rows = xs.len() / dim;
-            let first = ci * chunk;
+            let first = first + ci * chunk;
             let mut rngs: Vec<ChaCha8Rng> = (0..rows).map(|r| particle_rng(seed, "pc", first + r)).collect();
             let mut scratch = model.scratch(rows);
             let mut s = vec![0f32; xs.len()];
@@ -242,7 +245,7 @@ mod tests {
         let mut x = prior_draw(n, 2, Prior::Standard, ou, t_max, 9);
         x.iter_mut().for_each(|v| *v = 0.5 * c + sd_t * *v);
         let cfg = PcConfig { steps: 500, snr: 0.15, t_max, chunk: 1000, denoise: false };
-        pc_sample(&model, ou, &mut x, cfg, 11, 0, 1, &|_| {});
+        pc_sample(&model, ou, &mut x, cfg, (11, 0), 0, 1, &|_| {});
         let mean = x.iter().map(|v| *v as f64).sum::<f64>() / x.len() as f64;
         let var = x.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / (x.len() - 1) as f64;
         assert!((mean - 0.5).abs() < 0.01, "mean {mean}");
@@ -257,11 +260,22 @@ mod tests {
         let run = |chunk| {
             let mut x = x0.clone();
             let cfg = PcConfig { steps: 20, snr: 0.15, t_max: 1.0, chunk, denoise: false };
-            let tr = pc_sample(&model, ou, &mut x, cfg, 2, 3, 5, &|_| {});
+            let tr = pc_sample(&model, ou, &mut x, cfg, (2, 0), 3, 5, &|_| {});
             (x, tr)
         };
         assert_eq!(run(1), run(16));
         assert_eq!(run(5).1.particle.len(), 3 * 5);
+        // In two groups of particles (as a checkpointed stage runs them).
+        let cfg = PcConfig { steps: 20, snr: 0.15, t_max: 1.0, chunk: 4, denoise: false };
+        let (mut a, mut b) = (x0[..2 * 2].to_vec(), x0[2 * 2..].to_vec());
+        let mut tr = pc_sample(&model, ou, &mut a, cfg, (2, 0), 3, 5, &|_| {});
+        let rest = pc_sample(&model, ou, &mut b, cfg, (2, 2), 3, 5, &|_| {});
+        a.extend(b);
+        tr.particle.extend(rest.particle);
+        tr.step.extend(rest.step);
+        tr.t.extend(rest.t);
+        tr.x.extend(rest.x);
+        assert_eq!((a, tr), run(16));
     }
 
     #[test]
@@ -272,7 +286,7 @@ mod tests {
         let run = |denoise| {
             let mut x = x0.clone();
             let cfg = PcConfig { steps: 3, snr: 0.15, t_max: 1.0, chunk: 16, denoise };
-            let tr = pc_sample(&model, ou, &mut x, cfg, 2, 50, 1, &|_| {});
+            let tr = pc_sample(&model, ou, &mut x, cfg, (2, 0), 50, 1, &|_| {});
             (x, tr)
         };
         let ((noisy, tn), (clean, tc)) = (run(false), run(true));

@@ -8,7 +8,6 @@ use super::generate::Target;
 use super::integrate::{NegativeTime, egnn_sde_range, mc_score_range, schedule_errors, ve_sde_range};
 use super::mlp::{DemMlpRun, flatten};
 use super::net::DemModel;
-use crate::engine::checkpoint::{decode, encode};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
@@ -88,26 +87,22 @@ impl Stage for McScore {
 type Chunk<'a, T> = dyn FnMut(std::ops::Range<usize>, &(dyn Fn(f64) + Sync)) -> Result<Vec<T>, String> + 'a;
 
 /// The `n` particles (`dim` values each) of a sampler that integrates them
-/// in chunks of `size`, each particle from its own stream: the rows a
-/// checkpoint holds, then `chunk` on each next range, a checkpoint due at
-/// each boundary holding the rows so far — a resumed run adds the rest as an
-/// uninterrupted one would.
+/// in chunks of `size`, each particle from its own stream, checkpointed
+/// between chunks with the rows so far ([`crate::engine::checkpoint::Checkpointing::in_chunks`]).
 fn in_chunks<T: serde::Serialize + serde::de::DeserializeOwned>(
     ctx: &StageCtx,
     (n, dim, size): (usize, usize, usize),
     chunk: &mut Chunk<'_, T>,
 ) -> Result<Vec<T>, StageError> {
-    let mut xs: Vec<T> = ctx.checkpoint.resume_with(decode::<Vec<T>>).map(|(_, s)| s).unwrap_or_default();
-    let mut i = xs.len() / dim;
-    while i < n {
-        ctx.checkpoint.at_boundary(i as u64, n as u64, || encode(&xs))?;
-        let end = (i + size).min(n);
-        let progress = |f: f64| (ctx.progress)((i as f64 + f * (end - i) as f64) / n as f64);
-        xs.extend(chunk(i..end, &progress).map_err(StageError::Failed)?);
-        progress(1.0);
-        i = end;
-    }
-    Ok(xs)
+    ctx.checkpoint.in_chunks(
+        (n, size),
+        ctx.progress,
+        |xs: &Vec<T>| xs.len() / dim,
+        |xs, range, progress| {
+            xs.extend(chunk(range, progress).map_err(StageError::Failed)?);
+            Ok(())
+        },
+    )
 }
 
 /// Points (`n × dim`, in the network's coordinates) as the target's sample

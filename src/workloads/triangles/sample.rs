@@ -19,12 +19,16 @@
 //! the validate stage counts them — up to `max_nonfinite` (1 % by default) of
 //! them; more fails the stage (every sampler), so a diverged model is never
 //! cached as samples.
+//!
+//! A long run checkpoints between groups of 4096 particles (whole sampler
+//! chunks): the finished rows and trajectory rows are the state, and a
+//! resumed run gives the bytes of an uninterrupted one.
 
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Decl, Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::numerics::sde::Ou;
-use crate::numerics::sde::sampler::{PcConfig, Prior, pc_sample, prior_draw};
+use crate::numerics::sde::sampler::{PcConfig, Prior, Trajectories, pc_sample, prior_draw};
 use crate::workloads::triangles::net::FastMlp;
 use crate::workloads::triangles::net::ScoreNetWeights;
 
@@ -77,6 +81,11 @@ static OUTPUTS: &[OutputDef] = &[
 /// enough for a chunk's activations to stay in L2.
 pub const CHUNK: usize = 512;
 
+/// Particles a checkpoint falls between: whole chunks of [`CHUNK`], fixed
+/// (not tied to the thread count). Each particle draws from its own stream,
+/// so a run in groups gives the bytes of one run over all particles.
+const PC_GROUP: usize = 8 * CHUNK;
+
 impl Stage for Pc {
     describe!(Kind::Sample, "pc", version 3, params PcParams, INPUTS, OUTPUTS);
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
@@ -89,6 +98,9 @@ impl Stage for Pc {
     fn memory_bytes(&self, p: &crate::engine::params::Params) -> Option<(&'static str, u64)> {
         Some(("n_samples", crate::engine::stage::rows_memory(p, PC_BYTES_PER_ROW)))
     }
+    fn checkpoints(&self) -> bool {
+        true
+    }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = &PcParams::read(ctx.params);
         let weights = ScoreNetWeights::from_bytes(ctx.blob("model")?)?;
@@ -99,9 +111,32 @@ impl Stage for Pc {
         let prior = if p.prior == "standard" { Prior::Standard } else { Prior::OuMarginal };
         let prior_seed = p.prior_seed.unwrap_or(ctx.seed);
         let dim = weights.dim;
-        let mut x = prior_draw(n, dim, prior, ou, meta.t_max, prior_seed);
+        let x_t = prior_draw(n, dim, prior, ou, meta.t_max, prior_seed);
         let cfg = pc_config(p.steps, p.snr, p.denoise, meta.t_max);
-        let traj = pc_sample(&model, ou, &mut x, cfg, ctx.seed, p.trajectories, p.trajectory_every, ctx.progress);
+        let (x, traj) = ctx.checkpoint.in_chunks(
+            (n, PC_GROUP),
+            ctx.progress,
+            |(x, _): &(Vec<f32>, Trajectories)| x.len() / dim,
+            |(x, traj), r, progress| {
+                let mut group = x_t[r.start * dim..r.end * dim].to_vec();
+                let tr = pc_sample(
+                    &model,
+                    ou,
+                    &mut group,
+                    cfg,
+                    (ctx.seed, r.start),
+                    p.trajectories,
+                    p.trajectory_every,
+                    progress,
+                );
+                x.extend(group);
+                traj.particle.extend(tr.particle);
+                traj.step.extend(tr.step);
+                traj.t.extend(tr.t);
+                traj.x.extend(tr.x);
+                Ok(())
+            },
+        )?;
         crate::engine::stage::check_finite_rows(&x, dim, p.max_nonfinite)?;
         let col = |xs: &[f32], j: usize| ColumnData::F32(xs.chunks(dim).map(|r| meta.to_data(r[j]) as f32).collect());
         let samples = Table::new().with("a", col(&x, 0)).with("b", col(&x, 1)).with("c", col(&x, 2));

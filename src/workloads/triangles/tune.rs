@@ -283,7 +283,7 @@ impl Stage for Smeme {
             let prior_seed: u64 = rng(ctx.seed, &format!("outer-{outer}/prior")).random();
             let noise_seed: u64 = rng(ctx.seed, &format!("outer-{outer}/noise")).random();
             let mut x = prior_draw(n_draw, dim, Prior::Standard, ou, meta.t_max, prior_seed);
-            pc_sample(&fast, ou, &mut x, sampler, noise_seed, 0, 1, &|_| {});
+            pc_sample(&fast, ou, &mut x, sampler, (noise_seed, 0), 0, 1, &|_| {});
             let mut pool = Vec::new();
             let mut margins = Vec::new();
             for r in x.chunks(dim) {

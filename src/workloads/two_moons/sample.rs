@@ -2,7 +2,6 @@
 //! model with diffusers' Euler-discrete scheduler (seed 002); `sampler: ddpm`
 //! ([`Ancestral`]) with diffusers' DDPM ancestral scheduler.
 
-use crate::engine::checkpoint::{decode, encode};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
@@ -143,23 +142,18 @@ fn run_eps_sampler(scheduler: &dyn EpsScheduler, ctx: &StageCtx) -> Result<Outpu
     let p = &EpsSamplerParams::read(ctx.params);
     let (w, model, sched) = eps_model(ctx, p)?;
     let dim = w.config.dim;
-    let mut x = normal_rows(p.n_samples, dim, ctx.seed, "x_T");
-    let n = p.n_samples;
-    let mut done = 0;
-    if let Some((_, rows)) = ctx.checkpoint.resume_with(decode::<Vec<f32>>)
-        && rows.len() % dim == 0
-        && rows.len() <= x.len()
-    {
-        done = rows.len() / dim;
-        x[..rows.len()].copy_from_slice(&rows);
-    }
-    while done < n {
-        ctx.checkpoint.at_boundary(done as u64, n as u64, || encode(&x[..done * dim].to_vec()))?;
-        let end = (done + EPS_GROUP).min(n);
-        let progress = |f: f64| (ctx.progress)((done as f64 + f * (end - done) as f64) / n as f64);
-        scheduler.sample(p, (&model, &sched), &mut x[done * dim..end * dim], (ctx.seed, done), &progress);
-        done = end;
-    }
+    let x_t = normal_rows(p.n_samples, dim, ctx.seed, "x_T");
+    let x = ctx.checkpoint.in_chunks(
+        (p.n_samples, EPS_GROUP),
+        ctx.progress,
+        |x: &Vec<f32>| x.len() / dim,
+        |x, r, progress| {
+            let mut group = x_t[r.start * dim..r.end * dim].to_vec();
+            scheduler.sample(p, (&model, &sched), &mut group, (ctx.seed, r.start), progress);
+            x.extend(group);
+            Ok(())
+        },
+    )?;
     crate::engine::stage::check_finite_rows(&x, dim, p.max_nonfinite)?;
     Ok(columns_table(&w.columns, &x))
 }
