@@ -140,7 +140,9 @@ fn cases() -> Vec<(&'static str, String)> {
     params: { checks: network_score, points: 8, repeats: 2, k: 16 }
 "
     .to_string();
-    vec![("smeme", common::small_smeme()), ("two_moons", moons), ("gmm", gmm), ("dw4", dw4)]
+    let smeme = common::small_smeme()
+        + "  tuned_am:\n    kind: tune\n    inputs: { model: pretrain.model }\n    params: { method: smeme_am, iterations: 2, gamma: 0.3, steps_per_iteration: 4, traj_per_batch: 16, am_steps: 20, eval_samples: 200, eval_steps: 20 }\n";
+    vec![("smeme", smeme), ("two_moons", moons), ("gmm", gmm), ("dw4", dw4)]
 }
 
 /// `[mean, sd, min, max]` of a column's values.

@@ -66,6 +66,7 @@ pub fn all() -> Vec<&'static dyn Stage> {
         &idem::study::ScoreEstimatorStudy,
         &idem::network_score::NetworkScore,
         &triangles::tune::Smeme,
+        &triangles::am::SmemeAm,
         &triangles::report::Smeme,
         &two_moons::report::TwoMoons,
         &idem::report::IdemReport,

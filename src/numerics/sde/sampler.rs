@@ -48,7 +48,7 @@ pub trait ScoreModel: Sync {
 }
 
 /// The distribution of `x_T`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Prior {
     /// `N(0, I)`, as the seed samples `x_T = torch.randn(B, D)`. Note that this is
     /// *not* the marginal of the seed's forward process at T = 1, whose variance is
@@ -56,6 +56,9 @@ pub enum Prior {
     Standard,
     /// `N(0, σ²/(2λ)(1 − e^(−2λT))·I)`: the forward process's noise at `T`.
     OuMarginal,
+    /// `N(0, var·I)`: a given Gaussian (the exact marginal at `T` of Gaussian
+    /// data, for checks against closed forms).
+    Normal { var: f64 },
 }
 
 /// Sampler settings.
@@ -79,6 +82,7 @@ pub fn prior_draw(n: usize, dim: usize, prior: Prior, ou: Ou, t_max: f64, seed: 
     let scale = match prior {
         Prior::Standard => 1.0,
         Prior::OuMarginal => ou.var(t_max).sqrt(),
+        Prior::Normal { var } => var.sqrt(),
     } as f32;
     let mut x = normal_rows(n, dim, seed, "prior");
     x.iter_mut().for_each(|v| *v *= scale);

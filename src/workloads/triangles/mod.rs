@@ -3,6 +3,9 @@
 //! predictor–corrector sampler, the seed's validity checks and exploration
 //! metrics, S-MEME tuning, and the report.
 
+pub mod am;
+pub mod backprop;
+pub mod explore;
 pub mod generate;
 pub mod geometry;
 pub mod label;

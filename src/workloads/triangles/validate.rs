@@ -5,7 +5,11 @@
 //! It reports the valid fraction, the count of each rejection reason (a sample can
 //! have several), margin statistics (`a + b − c` of the valid samples), and the
 //! side/angle type distribution of the valid samples (the label stage's
-//! classification, reused).
+//! classification, reused). With a `reference` (the pre-trained model's
+//! samples), the `exploration` table compares the two: the seed's type masses
+//! and (u, v) entropy, and the metrics of [`super::explore`] (kNN entropy,
+//! low-density mass and surprise under the reference's KDE, (u, v) coverage
+//! and uniformity, distance to the uniform-triangle type shares).
 
 use super::label::{classify_all, format_counts, type_counts, type_fractions};
 use crate::engine::frame::{ColumnData, Table};
@@ -46,7 +50,7 @@ static OUTPUTS: &[OutputDef] = &[
     OutputDef {
         name: "exploration",
         media: Media::Table,
-        doc: "metric, reference, samples, change: validity, type masses, (u, v) entropy",
+        doc: "metric, reference, samples, change: validity, type masses, (u, v) entropy; with a reference, kNN entropy, low-density mass, surprise, (u, v) coverage",
     },
 ];
 
@@ -79,7 +83,7 @@ pub fn summarize(v: &[Validity]) -> (Vec<String>, Vec<f64>) {
 }
 
 impl Stage for TriangleChecks {
-    describe!(Kind::Validate, "triangle", version 1, params TriangleChecksParams, INPUTS, OUTPUTS);
+    describe!(Kind::Validate, "triangle", version 2, params TriangleChecksParams, INPUTS, OUTPUTS);
     fn metrics(&self) -> &'static [(&'static str, &'static str)] {
         // The validity summary; with a reference, the exploration metrics of
         // these samples (rare-type mass, (u, v) entropy, …).
@@ -106,20 +110,22 @@ impl Stage for TriangleChecks {
             .with("margin", ColumnData::F64(checks.iter().map(|x| x.margin).collect()));
         let summary = Table::new().with("metric", ColumnData::Str(metric)).with("value", ColumnData::F64(value));
         let types = type_counts(&mine.sides, &mine.angles);
-        let mine = exploration(&mine, p);
-        let reference = match ctx.inputs.get("reference") {
-            Some(_) => {
-                let r = ctx.table("reference")?;
-                Some(exploration(&ValidSet::new(&r.f64s("a")?, &r.f64s("b")?, &r.f64s("c")?, p), p))
+        let ours = exploration(&mine, p);
+        let mut rows: Vec<(&str, f64, f64)> = ours.iter().map(|m| (m.0, f64::NAN, m.1)).collect();
+        if ctx.inputs.contains_key("reference") {
+            let r = ctx.table("reference")?;
+            let theirs = ValidSet::new(&r.f64s("a")?, &r.f64s("b")?, &r.f64s("c")?, p);
+            for (row, (_, value)) in rows.iter_mut().zip(exploration(&theirs, p)) {
+                row.1 = value;
             }
-            None => None,
-        };
-        let refv = |i: usize| reference.as_ref().map_or(f64::NAN, |r| r[i].1);
+            rows.extend(super::explore::exploration_metrics(&mine, &theirs));
+        }
+        let col = |f: fn(&(&str, f64, f64)) -> f64| ColumnData::F64(rows.iter().map(f).collect());
         let exploration = Table::new()
-            .with("metric", ColumnData::Str(mine.iter().map(|m| m.0.to_string()).collect()))
-            .with("reference", ColumnData::F64((0..mine.len()).map(refv).collect()))
-            .with("samples", ColumnData::F64(mine.iter().map(|m| m.1).collect()))
-            .with("change", ColumnData::F64((0..mine.len()).map(|i| mine[i].1 - refv(i)).collect()));
+            .with("metric", ColumnData::Str(rows.iter().map(|m| m.0.to_string()).collect()))
+            .with("reference", col(|m| m.1))
+            .with("samples", col(|m| m.2))
+            .with("change", col(|m| m.2 - m.1));
         Ok([
             ("exploration".to_string(), Artifact::Table(exploration)),
             ("summary".to_string(), Artifact::Table(summary)),
