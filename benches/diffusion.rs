@@ -8,6 +8,9 @@
 //! backward, clipping, AdamW, EMA) and 1000 such steps (×40 is the 40k run), the
 //! Euler-discrete sampler at 5000 × 1000 steps, and each distance on 5000 vs 5000.
 //!
+//! S-MEME with Adjoint Matching: the lean adjoint's step (forward and input
+//! VJP of the score network) at 64 and 4096 rows, and an AM regression step.
+//!
 //! Run with `cargo bench --bench diffusion` (the sampler groups alone take a few
 //! minutes; `cargo bench --bench diffusion -- forward` runs only the forward pass,
 //! `-- ddpm` only the two-moons group).
@@ -226,9 +229,38 @@ fn ddpm(c: &mut Criterion) {
     g.finish();
 }
 
+/// S-MEME with Adjoint Matching: one lean-adjoint step — the base score
+/// network's forward and input VJP `Jₓsᵀ·a` at one shared t — at 64 rows (a
+/// round's trajectories) and 4096, and one AM regression step's loss and
+/// weight gradient at 2816 rows (64 trajectories × 44 times). PyTorch's
+/// `torch.func.vjp` of the same network: `benches/torch/smeme_adjoint.py`.
+fn adjoint(c: &mut Criterion) {
+    use scoreflow::workloads::triangles::backprop::{Features, Mlp};
+    let w = weights();
+    let p = Mlp::flatten(&w.layers);
+    let mut mlp = Mlp::new(3, Features::Sinusoidal(w.freqs.clone()), &w.config.shapes());
+    let mut g = c.benchmark_group("smeme_am");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    for rows in [64usize, 4096] {
+        let x: Vec<f32> = (0..rows * 3).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let a: Vec<f32> = (0..rows * 3).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let (mut out, mut vjp) = (vec![0f32; rows * 3], vec![0f32; rows * 3]);
+        g.bench_with_input(BenchmarkId::new("adjoint_step", rows), &rows, |bench, _| {
+            bench.iter(|| mlp.forward_vjp(&p, &x, 0.37, Some(&a), &mut out, &mut vjp))
+        });
+    }
+    let rows = 2816;
+    let x: Vec<f32> = (0..rows * 3).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let t: Vec<f32> = (0..rows).map(|_| rng.random_range(0.0..1.0)).collect();
+    let y: Vec<f32> = (0..rows * 3).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let mut grad = vec![0f32; mlp.n_params()];
+    g.bench_function("loss_grad_2816", |bench| bench.iter(|| mlp.loss_and_grad(&p, (&x, &t, &y), 0.25, &mut grad)));
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = forward, train_step, sampler, ddpm
+    targets = forward, train_step, sampler, ddpm, adjoint
 }
 criterion_main!(benches);

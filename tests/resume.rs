@@ -104,6 +104,17 @@ fn dsm_ou_and_smeme_tuning_resume_identically() {
     common::resumes_identically_in(&ws, "p.yaml", "smeme", "tuned", "2 steps", 150);
 }
 
+/// S-MEME by mirror descent with Adjoint Matching: the trainable weights, the
+/// previous iterate's, Adam's moments, the tracker and iterations rows and
+/// the evaluation samples; each round's streams derive from (seed, k, round).
+#[test]
+fn smeme_am_tuning_resumes_identically() {
+    let ws = common::Workspace::new();
+    let am = "  tuned_am:\n    kind: tune\n    inputs: { model: pretrain.model }\n    params: { method: smeme_am, iterations: 2, gamma: 0.3, steps_per_iteration: 60, traj_per_batch: 32, am_steps: 50, eval_samples: 300, eval_steps: 40 }\n";
+    ws.write("p.yaml", &(smeme() + am));
+    common::resumes_identically_in(&ws, "p.yaml", "smeme", "tuned_am", "4 steps", 150);
+}
+
 /// The colour autoencoder on the seed's dopesheet (larger batches, so it
 /// runs long enough to be stopped): the weights, Adam, the sampler's epoch
 /// and stream, the loss rows (their NaN terms exactly) and the snapshots.

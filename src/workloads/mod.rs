@@ -68,6 +68,7 @@ pub fn all() -> Vec<&'static dyn Stage> {
         &triangles::tune::Smeme,
         &triangles::am::SmemeAm,
         &triangles::report::Smeme,
+        &triangles::am_report::SmemeAm,
         &two_moons::report::TwoMoons,
         &idem::report::IdemReport,
         &color::report::ColorReport,

@@ -127,6 +127,11 @@ static OUTPUTS: &[OutputDef] = &[
         media: Media::Table,
         doc: "per mirror step k = 0…K: exploration metrics of paired samples",
     },
+    OutputDef {
+        name: "samples",
+        media: Media::Table,
+        doc: "iteration, a, b, c: each mirror step's evaluation samples",
+    },
 ];
 
 /// One `tracker` row.
@@ -153,6 +158,7 @@ struct AmState {
     adam: Option<AdamW>,
     rounds: Vec<Round>,
     iterations: Vec<(i64, Vec<f64>)>,
+    samples: Vec<(i64, Vec<[f64; 3]>)>,
     k: usize,
     round: usize,
     steps: usize,
@@ -368,7 +374,7 @@ fn evaluate(
     (p, prior): (&AmParams, Prior),
     seed: u64,
     reference: &mut Option<ValidSet>,
-) -> Vec<f64> {
+) -> (Vec<f64>, Vec<[f64; 3]>) {
     let meta = &w.meta;
     let ou = Ou { lambda: meta.lambda, sigma: meta.sigma };
     let mut x = prior_draw(p.eval_samples, w.dim, prior, ou, meta.t_max, seed);
@@ -381,7 +387,10 @@ fn evaluate(
     let reference = reference.get_or_insert_with(|| ValidSet::new(&side(0), &side(1), &side(2), &checks));
     let ours: BTreeMap<&str, f64> =
         super::explore::exploration_metrics(&set, reference).into_iter().map(|(n, _, v)| (n, v)).collect();
-    ITERATION_METRICS.iter().map(|m| ours.get(m).or(seed_metrics.get(m)).copied().unwrap_or(f64::NAN)).collect()
+    let metrics =
+        ITERATION_METRICS.iter().map(|m| ours.get(m).or(seed_metrics.get(m)).copied().unwrap_or(f64::NAN)).collect();
+    let (a, b, c) = (side(0), side(1), side(2));
+    (metrics, (0..a.len()).map(|i| [a[i], b[i], c[i]]).collect())
 }
 
 impl Stage for SmemeAm {
@@ -392,8 +401,16 @@ impl Stage for SmemeAm {
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = AmParams::read(ctx.params);
         let pre = ScoreNetWeights::from_bytes(ctx.blob("model")?)?;
-        let (tuned, rounds, iterations) = tune_am(&pre, &p, ctx.seed, ctx.checkpoint, ctx.progress)?;
+        let (tuned, rounds, iterations, samples) = tune_am(&pre, &p, ctx.seed, ctx.checkpoint, ctx.progress)?;
+        let rows = || samples.iter().flat_map(|(k, s)| s.iter().map(move |r| (*k, *r)));
+        let side = |j: usize| ColumnData::F64(rows().map(|(_, r)| r[j]).collect());
+        let samples = Table::new()
+            .with("iteration", ColumnData::I64(rows().map(|(k, _)| k).collect()))
+            .with("a", side(0))
+            .with("b", side(1))
+            .with("c", side(2));
         Ok([
+            ("samples".to_string(), Artifact::Table(samples)),
             ("model".to_string(), Artifact::Blob(tuned.to_bytes())),
             ("tracker".to_string(), Artifact::Table(tracker_table(&rounds))),
             ("iterations".to_string(), Artifact::Table(iterations_table(&iterations))),
@@ -425,8 +442,9 @@ impl Stage for SmemeAm {
     }
 }
 
-/// The tuned model, its tracker rows and its iterations rows.
-pub type Tuned = (ScoreNetWeights, Vec<Round>, Vec<(i64, Vec<f64>)>);
+/// The tuned model, its tracker rows, its iterations rows and each
+/// iteration's evaluation samples (side units).
+pub type Tuned = (ScoreNetWeights, Vec<Round>, Vec<(i64, Vec<f64>)>, Vec<(i64, Vec<[f64; 3]>)>);
 
 /// The mirror loop on a pre-trained model (the stage's work, apart from its
 /// inputs and outputs), checkpointed at every round's start.
@@ -482,7 +500,9 @@ pub fn tune_am_from(
     });
     let mut reference = None;
     if p.eval_every_iteration && st.iterations.is_empty() {
-        st.iterations.push((0, evaluate(pre, (p, prior), seed, &mut reference)));
+        let (metrics, sides) = evaluate(pre, (p, prior), seed, &mut reference);
+        st.iterations.push((0, metrics));
+        st.samples.push((0, sides));
     }
     let total = (p.iterations * p.steps_per_iteration) as u64;
     let mut grad = vec![0f32; n_params];
@@ -542,11 +562,13 @@ pub fn tune_am_from(
                 // Resumed: k = 0's samples again, as the reference.
                 evaluate(pre, (p, prior), seed, &mut reference);
             }
-            st.iterations.push((k as i64, evaluate(&nets.weights(pre, &st.params), (p, prior), seed, &mut reference)));
+            let (metrics, sides) = evaluate(&nets.weights(pre, &st.params), (p, prior), seed, &mut reference);
+            st.iterations.push((k as i64, metrics));
+            st.samples.push((k as i64, sides));
         }
         (st.k, st.steps, st.round) = (k + 1, 0, 0);
     }
-    Ok((nets.weights(pre, &st.params), st.rounds, st.iterations))
+    Ok((nets.weights(pre, &st.params), st.rounds, st.iterations, st.samples))
 }
 
 fn tracker_table(rows: &[Round]) -> Table {

@@ -143,7 +143,7 @@ fn gamma_zero_leaves_the_weights_unchanged() {
     let w = model_t1();
     let mut p = params(0.0);
     p.steps_per_iteration = 6;
-    let (tuned, rounds, _) = tune_am(w, &p, 1, &Checkpointing::none(), &|_| {}).unwrap();
+    let (tuned, rounds, _, _) = tune_am(w, &p, 1, &Checkpointing::none(), &|_| {}).unwrap();
     assert_eq!(tuned.layers, w.layers);
     assert!(rounds.iter().all(|r| r.am_loss == 0.0 && r.grad_norm == 0.0), "{rounds:?}");
 }
@@ -165,6 +165,7 @@ fn tuning_is_bit_identical_at_one_and_two_threads() {
     assert_eq!(a.0.to_bytes(), b.0.to_bytes());
     assert_eq!(format!("{:?}", a.1), format!("{:?}", b.1));
     assert_eq!(format!("{:?}", a.2), format!("{:?}", b.2));
+    assert_eq!(a.3, b.3);
     assert_ne!(a.0.layers, w.layers, "γ = 0.5 moves the weights");
 }
 
@@ -192,7 +193,7 @@ fn a_gaussian_tuned_with_gamma_one_half_widens_as_the_am_optimum() {
             let before = terminal_variance(&w, prior, 4000, 0.0);
             let mut p = params(0.5);
             p.steps_per_iteration = 600;
-            let (tuned, _, _) = tune_am_from(&w, (&p, prior), 4, &Checkpointing::none(), &|_| {}).unwrap();
+            let (tuned, _, _, _) = tune_am_from(&w, (&p, prior), 4, &Checkpointing::none(), &|_| {}).unwrap();
             let after = terminal_variance(&tuned, prior, 4000, 0.0);
             eprintln!("T = {t_max}, {prior:?}: variance {before:.4} → {after:.4} (AM optimum {want:.4})");
             assert!(after > 0.2, "T = {t_max}, {prior:?}: {after}");

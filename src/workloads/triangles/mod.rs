@@ -4,6 +4,7 @@
 //! metrics, S-MEME tuning, and the report.
 
 pub mod am;
+pub mod am_report;
 pub mod backprop;
 pub mod explore;
 pub mod generate;
