@@ -141,7 +141,8 @@ fn cases() -> Vec<(&'static str, String)> {
 "
     .to_string();
     let smeme = common::small_smeme()
-        + "  tuned_am:\n    kind: tune\n    inputs: { model: pretrain.model }\n    params: { method: smeme_am, iterations: 2, gamma: 0.3, steps_per_iteration: 4, traj_per_batch: 16, am_steps: 20, eval_samples: 200, eval_steps: 20 }\n";
+        + "  tuned_am:\n    kind: tune\n    inputs: { model: pretrain.model }\n    params: { method: smeme_am, iterations: 2, gamma: 0.3, steps_per_iteration: 4, traj_per_batch: 16, am_steps: 20, eval_samples: 200, eval_steps: 20 }\n"
+        + "  report_am:\n    kind: report\n    inputs: { iterations: tuned_am.iterations, samples: tuned_am.samples, tracker: tuned_am.tracker }\n    params: { layout: smeme_am }\n";
     vec![("smeme", smeme), ("two_moons", moons), ("gmm", gmm), ("dw4", dw4)]
 }
 
