@@ -81,3 +81,23 @@ fn an_unknown_dopesheet_column_is_a_clear_error() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("train") && text.contains("reg-anchor") && text.contains("does not read"), "{text}");
 }
+
+/// `labels: per_draw` (the origin's stochastic labels) trains through the
+/// binary, differently from the soft labels, and differently per seed: the
+/// draws come from the stage seed's stream.
+#[test]
+fn per_draw_labels_train_and_depend_on_the_seed() {
+    let ws = workspace();
+    let train_hash = |args: &[&str]| {
+        let (out, _) = ws.run_json("pipelines/color.yaml", args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        common::stage_line(&ws, "color", "train")["outputs"].clone()
+    };
+    let soft = train_hash(&["--only", "train"]);
+    let per_draw = train_hash(&["--only", "train", "--set", "stages.train.params.labels=per_draw"]);
+    let other_seed =
+        train_hash(&["--only", "train", "--set", "stages.train.params.labels=per_draw", "--set", "seed=2"]);
+    assert_ne!(soft, per_draw);
+    assert_ne!(per_draw, other_seed);
+    assert_eq!(per_draw, train_hash(&["--only", "train", "--set", "stages.train.params.labels=per_draw"]));
+}

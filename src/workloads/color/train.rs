@@ -11,6 +11,14 @@
 //! their `bias`, cut into batches of 32 — the epoch's last batch has 16. The
 //! draws are a ChaCha8 stream of the stage seed, not torch's.
 //!
+//! Labels: the `data` table's `red` and `vibrant` columns as they are (the
+//! seed's soft probabilities), or with `labels: per_draw` — the origin from
+//! commit 32a7dda ("ex 1.7: using stochastic labels", its `collate_fn`) — a
+//! fresh Bernoulli draw, 1 with probability `label_scale·p`, each time a colour
+//! enters a batch, from a stream of the stage seed (so seeds of a sweep draw
+//! differently). `label scheme: color_soft` with `stochastic: true` is the other
+//! choice: one draw per colour for the whole run.
+//!
 //! Outputs: the model; a loss table (step, lr, total, recon and each term —
 //! NaN where the term was skipped: zero weight or zero affinity); and latent
 //! snapshots: the evaluation grid's latents every `snapshot_every` steps and at
@@ -35,6 +43,8 @@ crate::params! {
         batch: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(32), "colours per batch (the seed: 32)"),
         epoch: usize = (ParamType::Int { min: 1, max: 100_000_000 }, Default::Int(3600), "draws per sampler epoch (the origin: the data set's size, 3600)"),
         snapshot_every: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(50), "steps between latent snapshots of the evaluation grid (the notebook records every step and plots every 200)"),
+        labels: String = (ParamType::Str { choices: &["soft", "per_draw"] }, Default::Str("soft"), "`soft`: the label columns as they are (the seed); `per_draw`: a fresh 0/1 draw, 1 with probability label_scale·p, each time a colour enters a batch (the origin from 32a7dda)"),
+        label_scale: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.5), "labels: per_draw: the probabilities' factor (the origin: 0.5)"),
     }
 }
 static INPUTS: &[InputDef] = &[
@@ -129,6 +139,8 @@ impl Stage for ColorAe {
             cum.push(acc);
         }
         let mut draws = rng(ctx.seed, "color_ae/sampler");
+        let mut label_draws = rng(ctx.seed, "color_ae/labels");
+        let per_draw = (p.labels == "per_draw").then_some(p.label_scale);
         let mut epoch: Vec<usize> = Vec::new();
         let mut at_in_epoch = 0;
         let mut loss_rows: Vec<[f64; 9]> = Vec::with_capacity(steps);
@@ -147,6 +159,9 @@ impl Stage for ColorAe {
                 (s.params, s.opt, s.epoch, s.at_in_epoch, s.snaps, at as usize);
             loss_rows = s.loss_bits.iter().map(|r| r.map(f64::from_bits)).collect();
             s.draws.seek(&mut draws);
+            if let Some(at) = s.label_draws {
+                at.seek(&mut label_draws);
+            }
         }
         let (mut bx, mut br, mut bv) = (Vec::new(), Vec::new(), Vec::new());
         #[allow(clippy::needless_range_loop)] // s is the step, which also indexes the schedule
@@ -156,6 +171,7 @@ impl Stage for ColorAe {
                     params: params.clone(),
                     opt: opt.clone(),
                     draws: Position::of(&draws),
+                    label_draws: Some(Position::of(&label_draws)),
                     epoch: epoch.clone(),
                     at_in_epoch,
                     // As bits: the unused terms are NaN, kept exactly.
@@ -176,10 +192,11 @@ impl Stage for ColorAe {
             bx.clear();
             br.clear();
             bv.clear();
+            let mut label = |p: f64| per_draw.map_or(p as f32, |scale| draw_label(p, scale, &mut label_draws));
             for &i in &epoch[at_in_epoch..end] {
                 bx.push(xs[i]);
-                br.push(red[i] as f32);
-                bv.push(vibrant[i] as f32);
+                br.push(label(red[i]));
+                bv.push(label(vibrant[i]));
             }
             at_in_epoch = end;
             if s % p.snapshot_every == 0 {
@@ -234,6 +251,12 @@ impl Stage for ColorAe {
     }
 }
 
+/// One per-draw label: 1 with probability `scale·p`, else 0 (the origin's
+/// `(torch.rand_like(probs) < probs).float()` on `scale·p`).
+pub fn draw_label(p: f64, scale: f64, rng: &mut impl Rng) -> f32 {
+    f32::from(u8::from(rng.random::<f64>() < scale * p))
+}
+
 /// The dopesheet's timeline as the objective reads it: the learning rate
 /// per step, and each regulariser's weight per step where the sheet has its
 /// column (else 1). A column it does not read is an error.
@@ -279,6 +302,9 @@ struct ColorState {
     params: Vec<f32>,
     opt: AdamW,
     draws: crate::numerics::rng::Position,
+    /// The per-draw labels' stream (absent in a checkpoint from before it).
+    #[serde(default)]
+    label_draws: Option<crate::numerics::rng::Position>,
     epoch: Vec<usize>,
     at_in_epoch: usize,
     loss_bits: Vec<[u64; 9]>,
@@ -304,4 +330,26 @@ pub fn model_bytes(params: &[f32]) -> Vec<u8> {
     let record = record_bytes(linears(&layers, &io_device(), 0));
     let header = serde_json::json!({ "model": "ColorMLP", "shapes": SHAPES });
     crate::numerics::nn::frame_blob(MAGIC, &header, &[&record])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Per-draw labels: the same colour drawn again can get the other label,
+    /// and over many draws the share of 1s is `scale·p`.
+    #[test]
+    fn per_draw_labels_redraw_and_average_to_scale_times_p() {
+        let mut r = rng(3, "color_ae/labels");
+        let (p, scale, n) = (0.6, 0.5, 200_000);
+        let draws: Vec<f32> = (0..n).map(|_| draw_label(p, scale, &mut r)).collect();
+        assert!(draws.iter().all(|d| *d == 0.0 || *d == 1.0));
+        assert!(draws.windows(2).any(|w| w[0] != w[1]), "two draws of one colour differ somewhere");
+        let freq = draws.iter().map(|d| *d as f64).sum::<f64>() / n as f64;
+        // Binomial sd: sqrt(0.3·0.7/200 000) ≈ 0.001.
+        assert!((freq - scale * p).abs() < 0.005, "{freq} vs {}", scale * p);
+        // p = 0 never labels; scale·p = 1 always does.
+        assert!((0..1000).all(|_| draw_label(0.0, 1.0, &mut r) == 0.0));
+        assert!((0..1000).all(|_| draw_label(1.0, 1.0, &mut r) == 1.0));
+    }
 }
