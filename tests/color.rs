@@ -33,7 +33,7 @@ fn the_color_pipeline_runs_and_a_sheet_edit_reruns_only_what_follows() {
     assert_eq!(Workspace::ran(&events), vec!["cube", "labels", "latent", "report", "schedule", "train"]);
     // The page and its figures, the animation an APNG (an acTL chunk).
     let page = ws.path().join("artifacts/reports/color/report");
-    for f in ["index.html", "timeline.png", "loss.png", "latents.png", "checks.png"] {
+    for f in ["index.html", "timeline.png", "loss.png", "latents.png", "final.png", "checks.png"] {
         assert!(page.join(f).exists(), "{f}");
     }
     let apng = std::fs::read(page.join("animation.png")).unwrap();

@@ -574,6 +574,8 @@ pub struct ColoredPanel<'a> {
     pub x_desc: &'a str,
     pub y_desc: &'a str,
     pub points: &'a [ColoredPoint],
+    /// The points' radius in pixels.
+    pub radius: i32,
 }
 
 fn draw_colored(
@@ -581,14 +583,32 @@ fn draw_colored(
     panel: &ColoredPanel,
     range: (f64, f64),
 ) -> Result<(), String> {
+    let inside = |p: &&ColoredPoint| p.0 >= range.0 && p.0 < range.1 && p.1 >= range.0 && p.1 < range.1;
+    let outside = panel.points.len() - panel.points.iter().filter(inside).count();
+    let title = if outside > 0 { format!("{} ({outside} outside the view)", panel.title) } else { panel.title.clone() };
     let mut chart = ChartBuilder::on(area)
-        .caption(&panel.title, (FONT, 18))
-        .margin(10)
-        .x_label_area_size(36)
-        .y_label_area_size(44)
+        .caption(&title, (FONT, 16))
+        .margin(8)
+        .x_label_area_size(32)
+        .y_label_area_size(40)
         .build_cartesian_2d(range.0..range.1, range.0..range.1)
         .map_err(e2s)?;
-    chart.configure_mesh().x_desc(panel.x_desc).y_desc(panel.y_desc).label_style((FONT, 12)).draw().map_err(e2s)?;
+    // A light-grey ground, so whites and pastels show.
+    chart
+        .draw_series(std::iter::once(Rectangle::new(
+            [(range.0, range.0), (range.1, range.1)],
+            RGBColor(228, 228, 228).filled(),
+        )))
+        .map_err(e2s)?;
+    chart
+        .configure_mesh()
+        .x_desc(panel.x_desc)
+        .y_desc(panel.y_desc)
+        .label_style((FONT, 11))
+        .light_line_style(WHITE.mix(0.6))
+        .bold_line_style(WHITE)
+        .draw()
+        .map_err(e2s)?;
     // The unit circle, for reference.
     chart
         .draw_series(LineSeries::new(
@@ -599,24 +619,48 @@ fn draw_colored(
             BLACK.mix(0.3),
         ))
         .map_err(e2s)?;
-    let inside = |p: &&ColoredPoint| p.0 >= range.0 && p.0 < range.1 && p.1 >= range.0 && p.1 < range.1;
+    // Each colour filled in itself with a thin dark outline.
+    let r = panel.radius;
     chart
         .draw_series(
             panel
                 .points
                 .iter()
                 .filter(inside)
-                .map(|(x, y, c)| Circle::new((*x, *y), 3, RGBColor(c[0], c[1], c[2]).filled())),
+                .map(|(x, y, c)| Circle::new((*x, *y), r, RGBColor(c[0], c[1], c[2]).filled())),
+        )
+        .map_err(e2s)?;
+    chart
+        .draw_series(
+            panel.points.iter().filter(inside).map(|(x, y, _)| Circle::new((*x, *y), r, RGBColor(40, 40, 40).mix(0.7))),
         )
         .map_err(e2s)?;
     Ok(())
 }
 
-/// Scatter panels in a grid of `cols` columns, every point in its own colour,
-/// on the square `range²` with the unit circle drawn.
-pub fn colored_scatter(panels: &[ColoredPanel], cols: usize, range: (f64, f64)) -> Result<Vec<u8>, PlotError> {
+/// The square view `(−h, h)` that holds every point of `panels` with a
+/// margin (at least the unit circle's).
+pub fn fitted_view(panels: &[&[ColoredPoint]]) -> (f64, f64) {
+    let h = panels
+        .iter()
+        .flat_map(|p| p.iter())
+        .map(|p| p.0.abs().max(p.1.abs()))
+        .filter(|v| v.is_finite())
+        .fold(1.0, f64::max);
+    (-1.08 * h, 1.08 * h)
+}
+
+/// Scatter panels in a grid of `cols` columns of `size` pixels, every point in
+/// its own colour with a dark outline on a grey ground, on the square `range²`
+/// with the unit circle drawn; a panel's title counts the points outside it.
+pub fn colored_scatter(
+    panels: &[ColoredPanel],
+    cols: usize,
+    size: u32,
+    range: (f64, f64),
+) -> Result<Vec<u8>, PlotError> {
     let rows = panels.len().div_ceil(cols.max(1));
-    render("colored_scatter", 380 * cols as u32, 380 * rows as u32, |root| {
+    render("colored_scatter", size * cols as u32, size * rows as u32, |root| {
         let areas = root.split_evenly((rows, cols));
         for (area, panel) in areas.iter().zip(panels) {
             draw_colored(area, panel, range)?;
@@ -654,12 +698,15 @@ pub struct TimelineSeries<'a> {
 }
 
 /// A dopesheet's timeline as the origin draws it: every property but `lr` in
-/// a tall panel, `lr` below on a log₁₀ axis; keyframes as white-filled circles
-/// edged in the line's colour; phase starts as grey vertical lines.
+/// a tall panel, `lr` below (on a linear axis as the origin's `plot_timeline`,
+/// or log₁₀ with `lr_log`); keyframes as white-filled circles edged in the
+/// line's colour; phase starts as grey vertical lines, actions as red dashed
+/// lines with their names.
 pub fn timeline(
     props: &[TimelineSeries],
     lr: Option<&TimelineSeries>,
-    phases: &[(f64, String)],
+    (phases, actions): (&[(f64, String)], &[(f64, String)]),
+    lr_log: bool,
 ) -> Result<Vec<u8>, PlotError> {
     let palette = PALETTE;
     render("timeline", 1100, 640, |root| {
@@ -684,6 +731,19 @@ pub fn timeline(
                 )))
                 .map_err(e2s)?;
         }
+        let action_colour = RGBColor(200, 30, 30);
+        for (x, name) in actions {
+            chart
+                .draw_series(DashedLineSeries::new([(*x, 0.0), (*x, ymax)], 6, 4, action_colour.stroke_width(2)))
+                .map_err(e2s)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("▸ {name}"),
+                    (*x, ymax * 0.90),
+                    (FONT, 13).into_font().color(&action_colour),
+                )))
+                .map_err(e2s)?;
+        }
         for (i, p) in props.iter().enumerate() {
             let color = palette[i % palette.len()];
             chart
@@ -696,17 +756,21 @@ pub fn timeline(
         }
         legend(&mut chart, 12, SeriesLabelPosition::UpperRight)?;
         if let Some(lr) = lr {
-            let logs: Vec<(f64, f64)> = lr.values.iter().map(|(x, v)| (*x, v.max(1e-12).log10())).collect();
-            let (lo, hi) = logs.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+            let f = |v: f64| if lr_log { v.max(1e-12).log10() } else { v };
+            let vals: Vec<(f64, f64)> = lr.values.iter().map(|(x, v)| (*x, f(*v))).collect();
+            let (lo, hi) = vals.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+            let pad = if lr_log { 0.3 } else { 0.08 * (hi - lo).max(1e-12) };
+            let lo = if lr_log { lo - pad } else { 0.0f64.min(lo) };
             let mut c2 = ChartBuilder::on(&bottom)
                 .margin(12)
                 .x_label_area_size(36)
                 .y_label_area_size(60)
-                .build_cartesian_2d(0.0..x1, (lo - 0.3)..(hi + 0.3))
+                .build_cartesian_2d(0.0..x1, lo..(hi + pad))
                 .map_err(e2s)?;
-            c2.configure_mesh().x_desc("step").y_desc("log10 lr").label_style((FONT, 12)).draw().map_err(e2s)?;
-            c2.draw_series(LineSeries::new(logs, PRE.stroke_width(2))).map_err(e2s)?;
-            let keys: Vec<(f64, f64)> = lr.keys.iter().map(|(x, v)| (*x, v.max(1e-12).log10())).collect();
+            let desc = if lr_log { "log10 lr" } else { "lr" };
+            c2.configure_mesh().x_desc("step").y_desc(desc).label_style((FONT, 12)).draw().map_err(e2s)?;
+            c2.draw_series(LineSeries::new(vals, PRE.stroke_width(2))).map_err(e2s)?;
+            let keys: Vec<(f64, f64)> = lr.keys.iter().map(|(x, v)| (*x, f(*v))).collect();
             c2.draw_series(keys.iter().map(|k| Circle::new(*k, 4, WHITE.filled()))).map_err(e2s)?;
             c2.draw_series(keys.iter().map(|k| Circle::new(*k, 4, PRE.stroke_width(2)))).map_err(e2s)?;
         }

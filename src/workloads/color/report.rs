@@ -1,8 +1,11 @@
 //! `report` / `layout: color`: the colour experiment's page — the dopesheet's
-//! timeline as the origin plots it, the loss terms over training, the latent
-//! space in its dimension pairs (0, 1), (0, 2), (0, 3) at several steps with
-//! every colour drawn in itself, an animation of the (0, 1) plane over
-//! training (APNG), the latent checks over time, and the metric table.
+//! timeline as the origin plots it (lr on a linear axis, actions marked), the
+//! total loss and its terms over training, about ten views of the latent
+//! (0, 1) plane over training and the final latents in the pairs (0, 1),
+//! (0, 2), (0, 3) — every colour drawn in itself with a dark outline on grey,
+//! the view fitted to the points — an animation of the (0, 1) plane whose
+//! frames follow the latents' movement (APNG), the latent checks over time,
+//! and the metric table.
 
 use crate::engine::frame::Table;
 use crate::engine::params::{Default, ParamType};
@@ -18,6 +21,9 @@ crate::params! {
         loss_window: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(100), "moving-mean window of the loss curves (steps)"),
         frames: usize = (ParamType::Int { min: 2, max: 1000 }, Default::Int(100), "at most this many animation frames (evenly spaced snapshots)"),
         frame_ms: usize = (ParamType::Int { min: 10, max: 10_000 }, Default::Int(80), "each frame's duration"),
+        thumbnails: usize = (ParamType::Int { min: 1, max: 100 }, Default::Int(10), "small (z0, z1) views over training (the seed: about 10)"),
+        lr_axis: String = (ParamType::Str { choices: &["linear", "log"] }, Default::Str("linear"), "the timeline's learning-rate axis (the origin's plot_timeline: linear)"),
+        view: Option<f64> = (ParamType::Float { min: 0.01, max: 1000.0 }, Default::Optional, "half-width of the latent views (default: fitted to the points); points outside are counted in each title"),
     }
 }
 static INPUTS: &[InputDef] = &[
@@ -37,18 +43,44 @@ static OUTPUTS: &[OutputDef] = &[
     OutputDef { name: "html", media: Media::Html, doc: "the report page (index.html)" },
     OutputDef { name: "timeline", media: Media::Png, doc: "PNG: the dopesheet's timeline" },
     OutputDef { name: "loss", media: Media::Png, doc: "PNG: the loss terms" },
-    OutputDef { name: "latents", media: Media::Png, doc: "PNG: latent dimension pairs at four steps" },
+    OutputDef { name: "latents", media: Media::Png, doc: "PNG: the (0, 1) plane at `thumbnails` steps" },
+    OutputDef { name: "final", media: Media::Png, doc: "PNG: the final latents in the planes (0, 1), (0, 2), (0, 3)" },
     OutputDef { name: "animation", media: Media::Png, doc: "APNG: the (0, 1) plane over training" },
     OutputDef { name: "checks", media: Media::Png, doc: "PNG: the latent checks over time" },
 ];
 
-const TERMS: [&str; 6] = ["recon", "reg-polar", "reg-separate", "reg-planar", "reg-norm-v", "reg-norm"];
+const TERMS: [&str; 7] = ["total", "recon", "reg-polar", "reg-separate", "reg-planar", "reg-norm-v", "reg-norm"];
 
 /// One snapshot: its step and the points of each dimension pair.
 type Snapshot = (i64, [Vec<ColoredPoint>; 3]);
 
 /// A named line.
 type Series = (&'static str, Vec<(f64, f64)>);
+
+/// At most `frames` snapshot indices, the first and last included, spaced
+/// evenly in how far the latents have moved (the mean distance each colour
+/// moved between snapshots, summed): dense where the latent space forms.
+fn frames_by_movement(snaps: &[Snapshot], frames: usize) -> Vec<usize> {
+    let n = snaps.len();
+    let mut travelled = vec![0.0f64; n];
+    for i in 1..n {
+        let (a, b) = (&snaps[i - 1].1[0], &snaps[i].1[0]);
+        let m = a.iter().zip(b).map(|(p, q)| ((p.0 - q.0).powi(2) + (p.1 - q.1).powi(2)).sqrt()).sum::<f64>()
+            / a.len().max(1) as f64;
+        travelled[i] = travelled[i - 1] + if m.is_finite() { m } else { 0.0 };
+    }
+    let total = travelled[n - 1];
+    let want = frames.max(2);
+    let mut ids: Vec<usize> = if total > 0.0 {
+        (0..want).map(|k| travelled.partition_point(|t| *t < total * k as f64 / (want - 1) as f64).min(n - 1)).collect()
+    } else {
+        (0..want).map(|k| k * (n - 1) / (want - 1)).collect()
+    };
+    ids.push(n - 1);
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
 
 /// Every snapshot, in step order.
 fn snapshots(lat: &Table) -> Result<Vec<Snapshot>, StageError> {
@@ -70,7 +102,7 @@ fn snapshots(lat: &Table) -> Result<Vec<Snapshot>, StageError> {
 }
 
 impl Stage for ColorReport {
-    describe!(Kind::Report, "color", version 2, params ColorReportParams, INPUTS, OUTPUTS);
+    describe!(Kind::Report, "color", version 3, params ColorReportParams, INPUTS, OUTPUTS);
     fn input_columns(&self, input: &str) -> &'static [&'static str] {
         match input {
             "timeline" => &["step", "phase"],
@@ -109,7 +141,12 @@ impl Stage for ColorReport {
             .filter(|&i| !phase[i].is_empty() && (i == 0 || phase[i] != phase[i - 1]))
             .map(|i| (steps[i], phase[i].clone()))
             .collect();
-        let timeline_png = plot::timeline(&props, lr.as_ref(), &phases).map_err(plot_err)?;
+        let actions: Vec<(f64, String)> = match tl.strs("action") {
+            Ok(a) => (0..a.len()).filter(|&i| !a[i].is_empty()).map(|i| (steps[i], a[i].clone())).collect(),
+            Err(_) => Vec::new(),
+        };
+        let timeline_png =
+            plot::timeline(&props, lr.as_ref(), (&phases, &actions), p.lr_axis == "log").map_err(plot_err)?;
         (ctx.progress)(0.2);
 
         // Loss terms, moving means, on a log₁₀ axis.
@@ -134,33 +171,43 @@ impl Stage for ColorReport {
         .map_err(plot_err)?;
         (ctx.progress)(0.4);
 
-        // Latent scatter at four steps, and the animation.
+        // Latent thumbnails over training, the final view, and the animation.
         let snaps = snapshots(ctx.table("latents")?)?;
         if snaps.is_empty() {
             return Err(StageError::Failed("no latent snapshots".into()));
         }
         let n = snaps.len() - 1;
-        let mut picks: Vec<usize> = [0, n / 3, 2 * n / 3, n].to_vec();
+        let k = p.thumbnails.min(snaps.len());
+        let mut picks: Vec<usize> = (0..k).map(|i| if k > 1 { i * n / (k - 1) } else { n }).collect();
         picks.dedup();
+        let view = |pts: &[&[ColoredPoint]]| p.view.map_or_else(|| plot::fitted_view(pts), |h| (-h, h));
+        let thumbs: Vec<ColoredPanel> = picks
+            .iter()
+            .map(|&i| ColoredPanel {
+                title: format!("step {}", snaps[i].0),
+                x_desc: "z0",
+                y_desc: "z1",
+                points: &snaps[i].1[0],
+                radius: 2,
+            })
+            .collect();
+        let thumb_view = view(&thumbs.iter().map(|t| t.points).collect::<Vec<_>>());
+        let latents_png = plot::colored_scatter(&thumbs, 5, 250, thumb_view).map_err(plot_err)?;
         let pairs = [("z0", "z1"), ("z0", "z2"), ("z0", "z3")];
-        let mut panels = Vec::new();
-        for &i in &picks {
-            for (k, (xd, yd)) in pairs.iter().enumerate() {
-                panels.push(ColoredPanel {
-                    title: format!("step {}: ({xd}, {yd})", snaps[i].0),
-                    x_desc: xd,
-                    y_desc: yd,
-                    points: &snaps[i].1[k],
-                });
-            }
-        }
-        let range = (-1.6, 1.6);
-        let latents_png = plot::colored_scatter(&panels, 3, range).map_err(plot_err)?;
-        let stride = snaps.len().div_ceil(p.frames).max(1);
-        let mut frame_ids: Vec<usize> = (0..snaps.len()).step_by(stride).collect();
-        if frame_ids.last() != Some(&n) {
-            frame_ids.push(n);
-        }
+        let last: Vec<ColoredPanel> = pairs
+            .iter()
+            .enumerate()
+            .map(|(j, (xd, yd))| ColoredPanel {
+                title: format!("step {}: ({xd}, {yd})", snaps[n].0),
+                x_desc: xd,
+                y_desc: yd,
+                points: &snaps[n].1[j],
+                radius: 4,
+            })
+            .collect();
+        let final_view = view(&last.iter().map(|t| t.points).collect::<Vec<_>>());
+        let final_png = plot::colored_scatter(&last, 3, 440, final_view).map_err(plot_err)?;
+        let frame_ids = frames_by_movement(&snaps, p.frames);
         let frames: Vec<ColoredPanel> = frame_ids
             .iter()
             .map(|&i| ColoredPanel {
@@ -168,9 +215,11 @@ impl Stage for ColorReport {
                 x_desc: "z0",
                 y_desc: "z1",
                 points: &snaps[i].1[0],
+                radius: 3,
             })
             .collect();
-        let animation = plot::colored_animation(&frames, range, p.frame_ms as u16).map_err(plot_err)?;
+        let anim_view = view(&frames.iter().map(|t| t.points).collect::<Vec<_>>());
+        let animation = plot::colored_animation(&frames, anim_view, p.frame_ms as u16).map_err(plot_err)?;
         (ctx.progress)(0.8);
 
         // The checks over time.
@@ -243,14 +292,18 @@ impl Stage for ColorReport {
             &[
                 (
                     "timeline",
-                    "The dopesheet's timeline: regularizer weights (keyframes circled), learning rate on a log axis below, phases as grey lines.",
+                    "The dopesheet's timeline: regularizer weights (keyframes circled), the learning rate below (linear axis, as the origin; `lr_axis: log` for log₁₀), phases as grey lines, actions as red dashed lines.",
                 ),
-                ("loss", "Each loss term over training (moving mean of its log₁₀)."),
+                ("loss", "The total loss (weighted) and each term (unweighted) over training, moving means of log₁₀."),
                 (
                     "latents",
-                    "The evaluation grid's latents, each colour drawn in itself, in the dimension pairs (0, 1), (0, 2), (0, 3) at four steps; the circle is the unit sphere's trace.",
+                    "The evaluation grid's latents in the (0, 1) plane over training, each colour drawn in itself with a dark outline on grey; the circle is the unit sphere's trace. The view is fitted to the points (a title counts any outside it).",
                 ),
-                ("animation", "The (0, 1) plane over training (animated)."),
+                ("final", "The final latents in the dimension pairs (0, 1), (0, 2), (0, 3)."),
+                (
+                    "animation",
+                    "The (0, 1) plane over training (animated; frames spaced by how far the latents move, so dense early).",
+                ),
                 ("checks", "The latent checks at every snapshot."),
             ],
             &html_table_with(metrics, "Latent checks of the final model", 5),
@@ -260,6 +313,7 @@ impl Stage for ColorReport {
             ("timeline".to_string(), Artifact::Blob(timeline_png)),
             ("loss".to_string(), Artifact::Blob(loss_png)),
             ("latents".to_string(), Artifact::Blob(latents_png)),
+            ("final".to_string(), Artifact::Blob(final_png)),
             ("animation".to_string(), Artifact::Blob(animation)),
             ("checks".to_string(), Artifact::Blob(checks_png)),
         ]
