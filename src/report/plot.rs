@@ -697,6 +697,9 @@ pub struct TimelineSeries<'a> {
     pub keys: Vec<(f64, f64)>,
 }
 
+/// Named marks on a timeline: (step, name).
+pub type Marks<'a> = &'a [(f64, String)];
+
 /// A dopesheet's timeline as the origin draws it: every property but `lr` in
 /// a tall panel, `lr` below (on a linear axis as the origin's `plot_timeline`,
 /// or log₁₀ with `lr_log`); keyframes as white-filled circles edged in the
@@ -705,7 +708,7 @@ pub struct TimelineSeries<'a> {
 pub fn timeline(
     props: &[TimelineSeries],
     lr: Option<&TimelineSeries>,
-    (phases, actions): (&[(f64, String)], &[(f64, String)]),
+    (phases, actions): (Marks, Marks),
     lr_log: bool,
 ) -> Result<Vec<u8>, PlotError> {
     let palette = PALETTE;
