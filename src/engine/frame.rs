@@ -155,6 +155,15 @@ impl Table {
         }
     }
 
+    pub fn bools(&self, name: &str) -> Result<&[bool], FrameError> {
+        match self.column(name)? {
+            ColumnData::Bool(v) => Ok(v),
+            other => {
+                Err(FrameError::ColumnType { name: name.into(), expected: "bool", found: other.type_name().into() })
+            }
+        }
+    }
+
     pub fn i64s(&self, name: &str) -> Result<&[i64], FrameError> {
         match self.column(name)? {
             ColumnData::I64(v) => Ok(v),

@@ -186,5 +186,28 @@ mod tests {
         // step-end: the value jumps at the next key.
         let sep = t.get("reg-separate").unwrap();
         assert_eq!((sep[99], sep[100]), (0.0, 0.15));
+        // Phase flags: each PHASE row starts a phase; it ends the step before the next.
+        let starts: Vec<usize> = (0..t.steps()).filter(|&s| t.phase_start[s]).collect();
+        let ends: Vec<usize> = (0..t.steps()).filter(|&s| t.phase_end[s]).collect();
+        // The sheet repeats "Primary & secondary" at 100 and 300: new phases.
+        assert_eq!(starts, [0, 100, 300, 500, 1000, 5000, 6500]);
+        assert_eq!(ends, [99, 299, 499, 999, 4999, 6499, sheet_last_step(&t)]);
+    }
+
+    /// The last step of the sheet behind a realised timeline (its rows are `0..=len`, len one past it).
+    fn sheet_last_step(t: &super::Timeline) -> usize {
+        t.steps() - 2
+    }
+
+    /// A repeated phase name is a new phase, with its own start and end.
+    #[test]
+    fn a_repeated_phase_name_is_a_new_phase() {
+        let sheet = parse("STEP,PHASE,ACTION,lr\n0,A,,0.1\n10,B,,0.1\n20,A,,0.1\n30,,,0.1\n").unwrap();
+        let t = realize(&sheet);
+        let starts: Vec<usize> = (0..t.steps()).filter(|&s| t.phase_start[s]).collect();
+        let ends: Vec<usize> = (0..t.steps()).filter(|&s| t.phase_end[s]).collect();
+        assert_eq!(starts, [0, 10, 20]);
+        assert_eq!(ends, [9, 19, 30]);
+        assert_eq!((t.phase[9].as_str(), t.phase[10].as_str(), t.phase[20].as_str()), ("A", "B", "A"));
     }
 }

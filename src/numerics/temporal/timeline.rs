@@ -30,6 +30,13 @@ pub struct Timeline {
     pub phase: Vec<String>,
     /// `ACTION` at the steps whose frame is exact ("" elsewhere).
     pub action: Vec<String>,
+    /// Whether a phase starts at this step: a row with a `PHASE` cell keyed
+    /// here (each such row starts a phase, so a repeated name is a new phase).
+    pub phase_start: Vec<bool>,
+    /// Whether a phase ends at this step: the step before the next phase's
+    /// start, or the sheet's last keyed step for the last phase (the origin's
+    /// `is_phase_end`).
+    pub phase_end: Vec<bool>,
     /// `values[p][s]`: property `p` at step `s`.
     pub values: Vec<Vec<f64>>,
 }
@@ -136,8 +143,18 @@ pub fn realize(sheet: &Dopesheet) -> Timeline {
         names: sheet.properties.iter().map(|p| p.name.clone()).collect(),
         phase: Vec::with_capacity(len + 1),
         action: Vec::with_capacity(len + 1),
+        phase_start: vec![false; len + 1],
+        phase_end: vec![false; len + 1],
         values: vec![Vec::with_capacity(len + 1); n_props],
     };
+    let mut starts: Vec<usize> = rows.iter().filter(|r| r.phase.is_some() && r.step <= len).map(|r| r.step).collect();
+    starts.dedup();
+    let last_step = rows.iter().map(|r| r.step).max().unwrap_or(0).min(len);
+    for (i, &at) in starts.iter().enumerate() {
+        out.phase_start[at] = true;
+        let end = starts.get(i + 1).map_or(last_step, |next| next.saturating_sub(1)).max(at);
+        out.phase_end[end] = true;
+    }
     // The phase row in force: the last row at or before the frame with a PHASE.
     let mut last_row: Option<usize> = None;
     #[allow(clippy::needless_range_loop)] // s is the step, not only an index

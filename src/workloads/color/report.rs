@@ -132,13 +132,19 @@ impl Stage for ColorReport {
             .columns
             .iter()
             .map(|c| c.name.clone())
-            .filter(|n| !["step", "phase", "action", "lr"].contains(&n.as_str()))
+            .filter(|n| !["step", "phase", "action", "phase_start", "phase_end", "lr"].contains(&n.as_str()))
             .collect();
         let props: Vec<TimelineSeries> = names.iter().map(|n| series_of(n)).collect::<Result<_, _>>()?;
         let lr = tl.f64s("lr").ok().map(|_| series_of("lr")).transpose()?;
         let phase = tl.strs("phase")?;
+        // Each phase's start (a repeated name is a new phase); from the name's
+        // changes for a timeline without the flags.
+        let starts: Vec<bool> = match tl.bools("phase_start") {
+            Ok(b) => b.to_vec(),
+            Err(_) => (0..phase.len()).map(|i| i == 0 || phase[i] != phase[i - 1]).collect(),
+        };
         let phases: Vec<(f64, String)> = (0..phase.len())
-            .filter(|&i| !phase[i].is_empty() && (i == 0 || phase[i] != phase[i - 1]))
+            .filter(|&i| !phase[i].is_empty() && starts[i])
             .map(|i| (steps[i], phase[i].clone()))
             .collect();
         let actions: Vec<(f64, String)> = match tl.strs("action") {

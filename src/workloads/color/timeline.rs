@@ -16,13 +16,13 @@ static OUTPUTS: &[OutputDef] = &[
     OutputDef {
         name: "timeline",
         media: Media::Table,
-        doc: "step, phase, action, then one column per property (its value at that step)",
+        doc: "step, phase, action, phase_start, phase_end, then one column per property (its value at that step)",
     },
     OutputDef { name: "keys", media: Media::Table, doc: "property, step, value: every keyframe of the sheet" },
 ];
 
 impl Stage for DopesheetTimeline {
-    describe!(Kind::Generate, "dopesheet", version 1, params crate::engine::stage::NoParams, INPUTS, OUTPUTS);
+    describe!(Kind::Generate, "dopesheet", version 2, params crate::engine::stage::NoParams, INPUTS, OUTPUTS);
     /// The whole sheet is parsed and range-checked when the spec is, so a bad
     /// cell stops `check` at its line and column before anything runs.
     fn check_file(&self, _input: &str, bytes: &[u8]) -> Vec<crate::engine::stage::FileProblem> {
@@ -57,7 +57,9 @@ impl Stage for DopesheetTimeline {
         let mut table = Table::new()
             .with("step", ColumnData::I64((0..t.steps() as i64).collect()))
             .with("phase", ColumnData::Str(t.phase.clone()))
-            .with("action", ColumnData::Str(t.action.clone()));
+            .with("action", ColumnData::Str(t.action.clone()))
+            .with("phase_start", ColumnData::Bool(t.phase_start.clone()))
+            .with("phase_end", ColumnData::Bool(t.phase_end.clone()));
         for (name, values) in t.names.iter().zip(&t.values) {
             table = table.with(name, ColumnData::F64(values.clone()));
         }
