@@ -101,3 +101,25 @@ fn per_draw_labels_train_and_depend_on_the_seed() {
     assert_ne!(per_draw, other_seed);
     assert_eq!(per_draw, train_hash(&["--only", "train", "--set", "stages.train.params.labels=per_draw"]));
 }
+
+/// `labels` chooses the label columns: the seed's red and vibrant by default,
+/// the origin's later green, blue and desaturated on request.
+#[test]
+fn the_label_set_is_configurable() {
+    let ws = workspace();
+    let all = "stages.labels.params.labels=[red, green, blue, vibrant, desaturated]";
+    let out = ws.cmd(&["run", "pipelines/color.yaml", "--only", "labels", "--set", all]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        ws.cmd(&["inspect", "labels.labels", "--pipeline", "pipelines/color.yaml", "--set", all]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let schema = &text[text.find("schema:").expect("a schema")..text.find("head(").expect("a head")];
+    for name in ["red: f64", "green: f64", "blue: f64", "vibrant: f64", "desaturated: f64"] {
+        assert!(schema.contains(name), "{name}: {schema}");
+    }
+    let out = ws.cmd(&["run", "pipelines/color.yaml", "--only", "labels"]).output().unwrap();
+    assert!(out.status.success());
+    let out = ws.cmd(&["inspect", "labels.labels", "--pipeline", "pipelines/color.yaml"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("red: f64") && !text.contains("green: f64"), "{text}");
+}

@@ -76,13 +76,47 @@ pub fn rgb_grid(n: usize) -> Vec<[f64; 3]> {
 
 /// The notebook's soft labels: `red = (r·(1 − g/2 − b/2))^10`, `vibrant = vibrancy^100`.
 pub fn soft_labels(rgb: [f64; 3], vibrancy: f64) -> (f64, f64) {
+    (label_value("red", rgb, vibrancy), label_value("vibrant", rgb, vibrancy))
+}
+
+/// The labels `label scheme: color_soft` can compute: the seed's two, and the
+/// three the origin adds later (`src/ex_color/labelling.py`: `desaturated` from
+/// ex 2.8, `green` and `blue` from commit fcc5e9a).
+pub const LABELS: &[&str] = &["red", "green", "blue", "vibrant", "desaturated"];
+
+/// Label `name`'s probability for a colour: `red = (r(1 − g/2 − b/2))^10`
+/// (green and blue alike, channels rotated), `vibrant = vibrancy^100`,
+/// `desaturated = (1 − vibrancy)^10`. An unknown name is NaN.
+pub fn label_value(name: &str, rgb: [f64; 3], vibrancy: f64) -> f64 {
     let [r, g, b] = rgb;
-    ((r * (1.0 - g / 2.0 - b / 2.0)).powi(10), vibrancy.powi(100))
+    match name {
+        "red" => (r * (1.0 - g / 2.0 - b / 2.0)).powi(10),
+        "green" => (g * (1.0 - r / 2.0 - b / 2.0)).powi(10),
+        "blue" => (b * (1.0 - r / 2.0 - g / 2.0)).powi(10),
+        "vibrant" => vibrancy.powi(100),
+        "desaturated" => (1.0 - vibrancy).powi(10),
+        _ => f64::NAN,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each label is 1 on its own pure colour and near 0 on the others.
+    #[test]
+    fn each_label_marks_its_colours() {
+        let (red, green, blue, white, grey) = ([1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0; 3], [0.5; 3]);
+        assert_eq!(label_value("red", red, 1.0), 1.0);
+        assert_eq!(label_value("green", green, 1.0), 1.0);
+        assert_eq!(label_value("blue", blue, 1.0), 1.0);
+        assert_eq!(label_value("red", green, 1.0), 0.0);
+        assert!(label_value("green", white, 0.0) < 1e-3);
+        assert_eq!(label_value("vibrant", red, 1.0), 1.0);
+        assert_eq!(label_value("desaturated", grey, 0.0), 1.0);
+        assert_eq!(label_value("desaturated", red, 1.0), 0.0);
+        assert!(label_value("nothing", red, 1.0).is_nan());
+    }
 
     /// The spec's table of package values (§5).
     #[test]

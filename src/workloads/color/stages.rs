@@ -3,7 +3,7 @@
 
 use rand::Rng;
 
-use super::data::{hsv_cube, rgb_grid, soft_labels};
+use super::data::{hsv_cube, rgb_grid};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
@@ -62,7 +62,9 @@ impl Stage for ColorCube {
 }
 
 /// `scheme: color_soft`: the notebook's soft labels, `red = (r(1 − g/2 − b/2))^10`
-/// and `vibrant = vibrancy^100`, as probabilities (the seed's setting).
+/// and `vibrant = vibrancy^100`, as probabilities (the seed's setting); `labels`
+/// chooses among those and the origin's later `green`, `blue` and
+/// `desaturated` ([`super::data::label_value`]).
 /// `stochastic: true` draws discrete labels instead — the notebook's TODO, as
 /// the origin's later HEAD does it: `1` with probability `scale·p`, else `0`.
 pub struct ColorSoft;
@@ -72,6 +74,7 @@ crate::params! {
     pub struct ColorSoftParams {
         stochastic: bool = (ParamType::Bool, Default::Bool(false), "draw 0/1 labels with probability scale·p instead of the soft p (the seed: false)"),
         scale: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.5), "with stochastic: the probabilities' factor (the origin's HEAD: 0.5)"),
+        labels: Vec<String> = (ParamType::StrList { choices: super::data::LABELS }, Default::StrList(&["red", "vibrant"]), "the label columns to write (the seed: red, vibrant; the origin later adds green, blue, desaturated)"),
     }
 }
 static SOFT_INPUTS: &[InputDef] = &[InputDef {
@@ -80,8 +83,11 @@ static SOFT_INPUTS: &[InputDef] = &[InputDef {
     required: true,
     doc: "colours: r, g, b, vibrancy (and more, kept)",
 }];
-static SOFT_OUTPUTS: &[OutputDef] =
-    &[OutputDef { name: "labels", media: Media::Table, doc: "the input's columns, then red and vibrant" }];
+static SOFT_OUTPUTS: &[OutputDef] = &[OutputDef {
+    name: "labels",
+    media: Media::Table,
+    doc: "the input's columns, then one per label (default: red, vibrant)",
+}];
 
 impl Stage for ColorSoft {
     describe!(Kind::Label, "color_soft", version 1, params ColorSoftParams, SOFT_INPUTS, SOFT_OUTPUTS);
@@ -95,14 +101,17 @@ impl Stage for ColorSoft {
         let mut draws = rng(ctx.seed, "color_soft/labels");
         let mut label =
             |prob: f64| -> f64 { if p.stochastic { f64::from(draws.random::<f64>() < p.scale * prob) } else { prob } };
-        let (mut red, mut vibrant) = (Vec::with_capacity(r.len()), Vec::with_capacity(r.len()));
+        // One draw per colour and label, colour by colour, labels in order.
+        let mut cols: Vec<Vec<f64>> = vec![Vec::with_capacity(r.len()); p.labels.len()];
         for i in 0..r.len() {
-            let (pr, pv) = soft_labels([r[i], g[i], b[i]], vib[i]);
-            red.push(label(pr));
-            vibrant.push(label(pv));
+            for (col, name) in cols.iter_mut().zip(&p.labels) {
+                col.push(label(super::data::label_value(name, [r[i], g[i], b[i]], vib[i])));
+            }
         }
         let mut t = data.clone();
-        t = t.with("red", ColumnData::F64(red)).with("vibrant", ColumnData::F64(vibrant));
+        for (name, col) in p.labels.iter().zip(cols) {
+            t = t.with(name, ColumnData::F64(col));
+        }
         Ok([("labels".to_string(), Artifact::Table(t))].into_iter().collect())
     }
 }
