@@ -669,10 +669,29 @@ pub fn colored_scatter(
     })
 }
 
-/// An animated PNG (APNG): one frame per panel, `delay_ms` each, looping.
-pub fn colored_animation(frames: &[ColoredPanel], range: (f64, f64), delay_ms: u16) -> Result<Vec<u8>, PlotError> {
-    let (w, h) = (480u32, 480u32);
+/// One frame of [`colored_animation`]: its panels side by side, and the step
+/// its cursor marks on the strip below.
+pub struct AnimationFrame<'a> {
+    pub panels: Vec<ColoredPanel<'a>>,
+    pub step: f64,
+}
+
+/// An animated PNG (APNG), `delay_ms` a frame, looping: each frame's panels
+/// side by side on the square `range²`, and below them a strip of `strip`'s
+/// lines (e.g. the schedule's weights) with a cursor at the frame's step.
+pub fn colored_animation(
+    frames: &[AnimationFrame],
+    range: (f64, f64),
+    strip: &[(&str, Vec<(f64, f64)>)],
+    delay_ms: u16,
+) -> Result<Vec<u8>, PlotError> {
+    let cols = frames.iter().map(|f| f.panels.len()).max().unwrap_or(1).max(1) as u32;
+    let (w, top, strip_h) = (400 * cols, 400u32, if strip.is_empty() { 0u32 } else { 170 });
+    let h = top + strip_h;
     let err = |why: String| PlotError { figure: "animation", why };
+    let x1 = strip.iter().flat_map(|s| s.1.last()).map(|p| p.0).fold(1.0f64, f64::max);
+    let ymax = strip.iter().flat_map(|s| s.1.iter().map(|p| p.1)).filter(|v| v.is_finite()).fold(0.0f64, f64::max);
+    let ymax = ymax.max(1e-9) * 1.1;
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, w, h);
@@ -681,8 +700,36 @@ pub fn colored_animation(frames: &[ColoredPanel], range: (f64, f64), delay_ms: u
         enc.set_animated(frames.len().max(1) as u32, 0).map_err(|e| err(e.to_string()))?;
         enc.set_frame_delay(delay_ms, 1000).map_err(|e| err(e.to_string()))?;
         let mut writer = enc.write_header().map_err(|e| err(e.to_string()))?;
-        for panel in frames {
-            let rgb = render_rgb("animation", w, h, |root| draw_colored(root, panel, range))?;
+        for frame in frames {
+            let rgb = render_rgb("animation", w, h, |root| {
+                let (upper, lower) = root.split_vertically(top);
+                let areas = upper.split_evenly((1, cols as usize));
+                for (area, panel) in areas.iter().zip(&frame.panels) {
+                    draw_colored(area, panel, range)?;
+                }
+                if strip.is_empty() {
+                    return Ok(());
+                }
+                let mut chart = ChartBuilder::on(&lower)
+                    .margin(8)
+                    .x_label_area_size(28)
+                    .y_label_area_size(50)
+                    .build_cartesian_2d(0.0..x1, 0.0..ymax)
+                    .map_err(e2s)?;
+                chart.configure_mesh().x_desc("step").label_style((FONT, 11)).draw().map_err(e2s)?;
+                for (i, (name, pts)) in strip.iter().enumerate() {
+                    let color = PALETTE[i % PALETTE.len()];
+                    chart
+                        .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+                        .map_err(e2s)?
+                        .label(*name)
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2)));
+                }
+                chart
+                    .draw_series(LineSeries::new([(frame.step, 0.0), (frame.step, ymax)], BLACK.stroke_width(2)))
+                    .map_err(e2s)?;
+                legend(&mut chart, 10, SeriesLabelPosition::UpperRight)
+            })?;
             writer.write_image_data(&rgb).map_err(|e| err(e.to_string()))?;
         }
         writer.finish().map_err(|e| err(e.to_string()))?;

@@ -3,14 +3,14 @@
 //! total loss and its terms over training, about ten views of the latent
 //! (0, 1) plane over training and the final latents in the pairs (0, 1),
 //! (0, 2), (0, 3) — every colour drawn in itself with a dark outline on grey,
-//! the view fitted to the points — an animation of the (0, 1) plane whose
-//! frames follow the latents' movement (APNG), the latent checks over time,
-//! and the metric table.
+//! the view fitted to the points — an animation of the three planes whose
+//! frames follow the latents' movement, with a cursor on the schedule (APNG),
+//! the latent checks over time, and the metric table.
 
 use crate::engine::frame::Table;
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
-use crate::report::plot::{self, ColoredPanel, ColoredPoint, Lines, TimelineSeries};
+use crate::report::plot::{self, AnimationFrame, ColoredPanel, ColoredPoint, Lines, TimelineSeries};
 use crate::report::{esc, html_table_with, moving_mean, page, plot_err};
 
 pub struct ColorReport;
@@ -19,7 +19,7 @@ crate::params! {
     /// The parameters of this implementation, read once per run.
     pub struct ColorReportParams {
         loss_window: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(100), "moving-mean window of the loss curves (steps)"),
-        frames: usize = (ParamType::Int { min: 2, max: 1000 }, Default::Int(100), "at most this many animation frames (evenly spaced snapshots)"),
+        frames: usize = (ParamType::Int { min: 2, max: 1000 }, Default::Int(60), "at most this many animation frames (spaced by how far the latents move)"),
         frame_ms: usize = (ParamType::Int { min: 10, max: 10_000 }, Default::Int(80), "each frame's duration"),
         thumbnails: usize = (ParamType::Int { min: 1, max: 100 }, Default::Int(10), "small (z0, z1) views over training (the seed: about 10)"),
         lr_axis: String = (ParamType::Str { choices: &["linear", "log"] }, Default::Str("linear"), "the timeline's learning-rate axis (the origin's plot_timeline: linear)"),
@@ -45,7 +45,11 @@ static OUTPUTS: &[OutputDef] = &[
     OutputDef { name: "loss", media: Media::Png, doc: "PNG: the loss terms" },
     OutputDef { name: "latents", media: Media::Png, doc: "PNG: the (0, 1) plane at `thumbnails` steps" },
     OutputDef { name: "final", media: Media::Png, doc: "PNG: the final latents in the planes (0, 1), (0, 2), (0, 3)" },
-    OutputDef { name: "animation", media: Media::Png, doc: "APNG: the (0, 1) plane over training" },
+    OutputDef {
+        name: "animation",
+        media: Media::Png,
+        doc: "APNG: the three latent planes over training, a cursor on the schedule",
+    },
     OutputDef { name: "checks", media: Media::Png, doc: "PNG: the latent checks over time" },
 ];
 
@@ -214,18 +218,33 @@ impl Stage for ColorReport {
         let final_view = view(&last.iter().map(|t| t.points).collect::<Vec<_>>());
         let final_png = plot::colored_scatter(&last, 3, 440, final_view).map_err(plot_err)?;
         let frame_ids = frames_by_movement(&snaps, p.frames);
-        let frames: Vec<ColoredPanel> = frame_ids
+        let frames: Vec<AnimationFrame> = frame_ids
             .iter()
-            .map(|&i| ColoredPanel {
-                title: format!("step {}", snaps[i].0),
-                x_desc: "z0",
-                y_desc: "z1",
-                points: &snaps[i].1[0],
-                radius: 3,
+            .map(|&i| AnimationFrame {
+                panels: pairs
+                    .iter()
+                    .enumerate()
+                    .map(|(j, (xd, yd))| ColoredPanel {
+                        title: format!("step {}: ({xd}, {yd})", snaps[i].0),
+                        x_desc: xd,
+                        y_desc: yd,
+                        points: &snaps[i].1[j],
+                        radius: 3,
+                    })
+                    .collect(),
+                step: snaps[i].0 as f64,
             })
             .collect();
-        let anim_view = view(&frames.iter().map(|t| t.points).collect::<Vec<_>>());
-        let animation = plot::colored_animation(&frames, anim_view, p.frame_ms as u16).map_err(plot_err)?;
+        let anim_view = view(&snaps.iter().flat_map(|s| s.1.iter().map(|v| v.as_slice())).collect::<Vec<_>>());
+        // The schedule's weights under the animation, thinned to ~500 points a line.
+        let strip: Vec<(&str, Vec<(f64, f64)>)> = props
+            .iter()
+            .map(|prop| {
+                let every = prop.values.len().div_ceil(500).max(1);
+                (prop.name, prop.values.iter().step_by(every).copied().collect())
+            })
+            .collect();
+        let animation = plot::colored_animation(&frames, anim_view, &strip, p.frame_ms as u16).map_err(plot_err)?;
         (ctx.progress)(0.8);
 
         // The checks over time.
@@ -325,5 +344,29 @@ impl Stage for ColorReport {
         ]
         .into_iter()
         .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames follow the movement: latents that move in the first tenth of
+    /// training and then stand still get most frames there.
+    #[test]
+    fn animation_frames_are_dense_where_the_latents_move() {
+        let snap = |step: i64, x: f64| -> Snapshot {
+            let pts = vec![(x, 0.0, [0u8; 3]); 4];
+            (step, [pts.clone(), pts.clone(), pts])
+        };
+        // 101 snapshots; the points move by 1 a snapshot for the first 10, then stop.
+        let snaps: Vec<Snapshot> = (0..=100).map(|i| snap(i * 100, (i.min(10)) as f64)).collect();
+        let ids = frames_by_movement(&snaps, 12);
+        assert_eq!((ids[0], *ids.last().unwrap()), (0, 100), "{ids:?}");
+        let early = ids.iter().filter(|&&i| i <= 10).count();
+        assert!(early >= 10, "{ids:?}");
+        // Standing still throughout: evenly spaced.
+        let still: Vec<Snapshot> = (0..=100).map(|i| snap(i, 0.0)).collect();
+        assert_eq!(frames_by_movement(&still, 5), [0, 25, 50, 75, 100]);
     }
 }
