@@ -150,6 +150,22 @@ pub trait ChunkGrad {
     fn loss(&self) -> f64;
 }
 
+/// [`ChunkGrad`] for a workspace whose gradient and loss are its fields
+/// `$grad` and `$loss`.
+#[macro_export]
+macro_rules! chunk_grad {
+    ($ty:ty, $grad:ident, $loss:ident) => {
+        impl $crate::numerics::nn::backprop::ChunkGrad for $ty {
+            fn grad(&self) -> &[f32] {
+                &self.$grad
+            }
+            fn loss(&self) -> f64 {
+                self.$loss
+            }
+        }
+    };
+}
+
 /// Per-chunk workspaces, kept between calls, and the fixed-chunk parallel loop
 /// over a batch (see the module docs): every hand-written forward and backward
 /// pass runs in one.

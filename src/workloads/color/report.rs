@@ -327,7 +327,7 @@ impl Stage for ColorReport {
                 ("final", "The final latents in the dimension pairs (0, 1), (0, 2), (0, 3)."),
                 (
                     "animation",
-                    "The (0, 1) plane over training (animated; frames spaced by how far the latents move, so dense early).",
+                    "The latents in the planes (0, 1), (0, 2), (0, 3) over training (animated; frames spaced by how far the latents move, so dense early), with a cursor on the schedule's weights below.",
                 ),
                 ("checks", "The latent checks at every snapshot."),
             ],

@@ -37,7 +37,7 @@
 use rayon::prelude::*;
 
 use super::egnn::{EgnnConfig, PER_LAYER};
-use crate::numerics::nn::backprop::{ChunkGrad, ChunkPool, Slot, act_backward, act_forward, bias_grad};
+use crate::numerics::nn::backprop::{ChunkPool, Slot, act_backward, act_forward, bias_grad};
 use crate::numerics::nn::fast::{mm, mm_acc};
 
 /// One chunk's weighted squared error and, when asked, its gradient.
@@ -46,14 +46,7 @@ struct Part {
     sq: f64,
 }
 
-impl ChunkGrad for Part {
-    fn grad(&self) -> &[f32] {
-        &self.grad
-    }
-    fn loss(&self) -> f64 {
-        self.sq
-    }
-}
+crate::chunk_grad!(Part, grad, sq);
 
 /// The EGNN's loss and gradient on a flat parameter vector.
 #[derive(Debug, Clone)]

@@ -30,7 +30,7 @@
 
 use super::net::{DemMlpConfig, INPUT_SCALE};
 use crate::numerics::nn::Layers;
-use crate::numerics::nn::backprop::{ChunkGrad, ChunkPool, Slot, bias_grad};
+use crate::numerics::nn::backprop::{ChunkPool, Slot, bias_grad};
 use crate::numerics::nn::fast::{mm, normal_cdf_pdf as phi};
 
 /// Rows per chunk (a fixed property of the computation).
@@ -149,14 +149,7 @@ struct Workspace {
     loss: f64,
 }
 
-impl ChunkGrad for Workspace {
-    fn grad(&self) -> &[f32] {
-        &self.grad
-    }
-    fn loss(&self) -> f64 {
-        self.loss
-    }
-}
+crate::chunk_grad!(Workspace, grad, loss);
 
 /// Loss, gradient and forward passes of one DEM MLP architecture.
 pub struct DemMlpRun {

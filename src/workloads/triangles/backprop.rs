@@ -17,7 +17,7 @@
 //! the loss pass, whose rows carry their own `t`, multiplies the whole input.
 //! Both are checked against burn's autodiff of the same module in the tests.
 
-use crate::numerics::nn::backprop::{CHUNK, ChunkGrad, ChunkPool, Slot, act_backward, act_forward, bias_grad};
+use crate::numerics::nn::backprop::{CHUNK, ChunkPool, Slot, act_backward, act_forward, bias_grad};
 use crate::numerics::nn::fast::mm;
 use crate::numerics::nn::{Layers, sinusoidal_into};
 
@@ -60,14 +60,7 @@ struct Workspace {
     loss: f64,
 }
 
-impl ChunkGrad for Workspace {
-    fn grad(&self) -> &[f32] {
-        &self.grad
-    }
-    fn loss(&self) -> f64 {
-        self.loss
-    }
-}
+crate::chunk_grad!(Workspace, grad, loss);
 
 /// A network's shape and the passes over its flat parameters.
 pub struct Mlp {

@@ -20,7 +20,7 @@
 //! ([`crate::numerics::nn::backprop`]).
 
 use super::net::{EpsNetConfig, Join, timestep_embedding_into};
-use crate::numerics::nn::backprop::{CHUNK, ChunkGrad, ChunkPool, Slot, act_backward, act_forward, bias_grad};
+use crate::numerics::nn::backprop::{CHUNK, ChunkPool, Slot, act_backward, act_forward, bias_grad};
 use crate::numerics::nn::fast::mm;
 
 /// One chunk's activations and gradient.
@@ -39,14 +39,7 @@ struct Workspace {
     loss: f64,
 }
 
-impl ChunkGrad for Workspace {
-    fn grad(&self) -> &[f32] {
-        &self.grad
-    }
-    fn loss(&self) -> f64 {
-        self.loss
-    }
-}
+crate::chunk_grad!(Workspace, grad, loss);
 
 /// Loss and gradient of the ε-network for one architecture.
 pub struct EpsBackprop {
