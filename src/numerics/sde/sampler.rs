@@ -112,6 +112,16 @@ pub struct Trajectories {
     pub x: Vec<f32>,
 }
 
+impl Trajectories {
+    /// Add `other`'s rows after these (a later group of particles).
+    pub fn append(&mut self, other: Trajectories) {
+        self.particle.extend(other.particle);
+        self.step.extend(other.step);
+        self.t.extend(other.t);
+        self.x.extend(other.x);
+    }
+}
+
 /// Run the sampler in place on `x` (row-major, `model.dim()` columns): the
 /// particles `first..` of a run seeded `seed` (particle `p` draws from its own
 /// stream, so a run in groups of particles computes what one run over all of
@@ -275,10 +285,7 @@ mod tests {
         let mut tr = pc_sample(&model, ou, &mut a, cfg, (2, 0), 3, 5, &|_| {});
         let rest = pc_sample(&model, ou, &mut b, cfg, (2, 2), 3, 5, &|_| {});
         a.extend(b);
-        tr.particle.extend(rest.particle);
-        tr.step.extend(rest.step);
-        tr.t.extend(rest.t);
-        tr.x.extend(rest.x);
+        tr.append(rest);
         assert_eq!((a, tr), run(16));
     }
 

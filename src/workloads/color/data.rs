@@ -74,11 +74,6 @@ pub fn rgb_grid(n: usize) -> Vec<[f64; 3]> {
     out
 }
 
-/// The notebook's soft labels: `red = (r·(1 − g/2 − b/2))^10`, `vibrant = vibrancy^100`.
-pub fn soft_labels(rgb: [f64; 3], vibrancy: f64) -> (f64, f64) {
-    (label_value("red", rgb, vibrancy), label_value("vibrant", rgb, vibrancy))
-}
-
 /// The labels `label scheme: color_soft` can compute: the seed's two, and the
 /// three the origin adds later (`src/ex_color/labelling.py`: `desaturated` from
 /// ex 2.8, `green` and `blue` from commit fcc5e9a).
@@ -130,7 +125,10 @@ mod tests {
         assert!(close(c[2].bias, 0.0083333, 1e-7));
         assert_eq!(c[99].rgb, [1.0, 0.0, 0.0]);
         assert_eq!((c[99].vibrancy, c[99].bias), (1.0, 1.0));
-        assert_eq!(soft_labels(c[99].rgb, c[99].vibrancy), (1.0, 1.0));
+        assert_eq!(
+            (label_value("red", c[99].rgb, c[99].vibrancy), label_value("vibrant", c[99].rgb, c[99].vibrancy)),
+            (1.0, 1.0)
+        );
         let want = [[0.77778, 0.0, 0.12963], [0.88889, 0.0, 0.14815], [1.0, 0.0, 0.16667]];
         for (k, idx) in [3597, 3598, 3599].into_iter().enumerate() {
             for (got, w) in c[idx].rgb.iter().zip(want[k]) {
@@ -138,7 +136,7 @@ mod tests {
             }
         }
         assert!(close(c[3597].bias, 0.7783951, 1e-7) && close(c[3598].bias, 0.8891975, 1e-7));
-        assert!(close(soft_labels(c[3599].rgb, 1.0).0, 0.4189, 1e-4));
+        assert!(close(label_value("red", c[3599].rgb, 1.0), 0.4189, 1e-4));
         let total: f64 = c.iter().map(|x| x.bias).sum();
         assert!(close(total, 930.0, 1e-9), "{total}");
         let g = rgb_grid(8);

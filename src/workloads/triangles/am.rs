@@ -62,7 +62,6 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 use super::backprop::{Features, Mlp};
-use super::geometry::{AngleType, Validity, classify_angles};
 use super::net::{FastMlp, ScoreNetWeights};
 use super::validate::{TriangleChecksParams, ValidSet};
 use crate::engine::checkpoint::{Checkpointing, decode, encode};
@@ -192,9 +191,7 @@ impl Nets {
     /// The pre-trained model's `s(x, t)`.
     fn pre_eval(&mut self, x: &[f32], t: f32) -> Vec<f32> {
         let mut out = vec![0f32; x.len()];
-        let pre = std::mem::take(&mut self.pre);
-        self.score.forward_vjp(&pre, x, t, None, &mut out, &mut []);
-        self.pre = pre;
+        self.score.forward_vjp(&self.pre, x, t, None, &mut out, &mut []);
         out
     }
 
@@ -225,12 +222,12 @@ pub(crate) struct Batch {
 }
 
 /// The AM settings one round needs.
-pub(crate) struct Setting {
+pub(crate) struct Setting<'a> {
     ou: Ou,
     t_max: f64,
     gamma: f64,
     prior: Prior,
-    p: AmParams,
+    p: &'a AmParams,
 }
 
 fn mean_norm(v: &[f32], dim: usize) -> f64 {
@@ -336,17 +333,23 @@ pub(crate) fn round_batch(nets: &mut Nets, s: &Setting, (params, base): (&[f32],
     batch
 }
 
-/// The validity and obtuse share of samples in model coordinates.
-fn terminal_stats(x: &[f32], meta: &super::net::ModelMeta, eps: f64, tol: f64) -> (f64, f64) {
-    let (mut valid, mut obtuse) = (0usize, 0usize);
-    for r in x.chunks_exact(3) {
-        let sides = [meta.to_data(r[0]), meta.to_data(r[1]), meta.to_data(r[2])];
-        if Validity::check(sides, eps).valid() {
-            valid += 1;
-            obtuse += (classify_angles(sides[0], sides[1], sides[2], tol) == AngleType::Obtuse) as usize;
-        }
-    }
-    (valid as f64 / (x.len() / 3).max(1) as f64, obtuse as f64 / valid.max(1) as f64)
+/// The validate stage's checks with this stage's margin and tolerance.
+fn checks(p: &AmParams) -> TriangleChecksParams {
+    TriangleChecksParams { bins: 50, uv_max: 2.0, eps: p.eps, tol: p.tol }
+}
+
+/// Samples in model coordinates as side lengths, and their validity and types.
+fn valid_set(x: &[f32], meta: &super::net::ModelMeta, checks: &TriangleChecksParams) -> ([Vec<f64>; 3], ValidSet) {
+    let sides = [0, 1, 2].map(|j| x.chunks_exact(3).map(|r| meta.to_data(r[j])).collect::<Vec<f64>>());
+    let set = ValidSet::new(&sides[0], &sides[1], &sides[2], checks);
+    (sides, set)
+}
+
+/// The valid fraction and obtuse share of samples in model coordinates.
+fn terminal_stats(x: &[f32], meta: &super::net::ModelMeta, p: &AmParams) -> (f64, f64) {
+    let (_, set) = valid_set(x, meta, &checks(p));
+    let obtuse = super::explore::type_shares(&set.sides, &set.angles)[2];
+    (set.valid[0].len() as f64 / (x.len() / 3).max(1) as f64, obtuse)
 }
 
 /// The names of the `iterations` table's metric columns.
@@ -380,16 +383,13 @@ fn evaluate(
     let mut x = prior_draw(p.eval_samples, w.dim, prior, ou, meta.t_max, seed);
     let cfg = super::sample::pc_config(p.eval_steps, p.snr, p.denoise, meta.t_max);
     pc_sample(&FastMlp::new(w), ou, &mut x, cfg, (seed, 0), 0, 1, &|_| {});
-    let side = |j: usize| x.chunks_exact(3).map(|r| meta.to_data(r[j])).collect::<Vec<f64>>();
-    let checks = TriangleChecksParams { bins: 50, uv_max: 2.0, eps: p.eps, tol: p.tol };
-    let set = ValidSet::new(&side(0), &side(1), &side(2), &checks);
-    let seed_metrics: BTreeMap<&str, f64> = super::validate::exploration(&set, &checks).into_iter().collect();
-    let reference = reference.get_or_insert_with(|| ValidSet::new(&side(0), &side(1), &side(2), &checks));
-    let ours: BTreeMap<&str, f64> =
-        super::explore::exploration_metrics(&set, reference).into_iter().map(|(n, _, v)| (n, v)).collect();
-    let metrics =
-        ITERATION_METRICS.iter().map(|m| ours.get(m).or(seed_metrics.get(m)).copied().unwrap_or(f64::NAN)).collect();
-    let (a, b, c) = (side(0), side(1), side(2));
+    let checks = checks(p);
+    let (sides, set) = valid_set(&x, meta, &checks);
+    let reference = reference.get_or_insert_with(|| ValidSet::new(&sides[0], &sides[1], &sides[2], &checks));
+    let rows = super::validate::exploration_rows(&set, Some(reference), &checks);
+    let value = |m: &str| rows.iter().find(|r| r.0 == m).map_or(f64::NAN, |r| r.2);
+    let metrics = ITERATION_METRICS.iter().map(|m| value(m)).collect();
+    let [a, b, c] = &sides;
     (metrics, (0..a.len()).map(|i| [a[i], b[i], c[i]]).collect())
 }
 
@@ -509,7 +509,7 @@ pub fn tune_am_from(
     while st.k <= p.iterations {
         let k = st.k;
         let gamma = if p.gamma_schedule == "harmonic" { p.gamma / k as f64 } else { p.gamma };
-        let setting = Setting { ou, t_max: meta.t_max, gamma, prior, p: p.clone() };
+        let setting = Setting { ou, t_max: meta.t_max, gamma, prior, p };
         while st.steps < p.steps_per_iteration {
             let done = ((k - 1) * p.steps_per_iteration + st.steps) as u64;
             checkpoint.at_boundary(done, total, || encode(&st))?;
@@ -521,7 +521,7 @@ pub fn tune_am_from(
             let mut target = vec![0f32; rows * dim];
             nets.trainable().forward_rows(&st.base, &b.x, &b.t, &mut target);
             target.iter_mut().zip(&b.adjoint).for_each(|(y, a)| *y -= a);
-            let (valid_fraction, obtuse) = terminal_stats(&b.terminal, &meta, p.eps, p.tol);
+            let (valid_fraction, obtuse) = terminal_stats(&b.terminal, &meta, p);
             let (mut loss, mut norm) = (0.0, 0.0);
             let todo = p.grad_steps_per_batch.min(p.steps_per_iteration - st.steps);
             let sigma2 = (ou.sigma * ou.sigma) as f32;

@@ -117,8 +117,7 @@ fn the_data_end_target_is_the_tilted_score() {
     let score = Mlp::new(3, Features::Sinusoidal(w.freqs.clone()), &w.config.shapes());
     let pre = Mlp::flatten(&w.layers);
     let mut nets = Nets { score, delta: None, pre: pre.clone(), dim: 3 };
-    let s =
-        Setting { ou: Ou { lambda: 0.3, sigma: 0.5 }, t_max: 1.0, gamma: 0.5, prior: Prior::OuMarginal, p: p.clone() };
+    let s = Setting { ou: Ou { lambda: 0.3, sigma: 0.5 }, t_max: 1.0, gamma: 0.5, prior: Prior::OuMarginal, p: &p };
     let b = round_batch(&mut nets, &s, (&pre, &pre), 9);
     let first: Vec<usize> = (0..b.t.len()).filter(|i| b.t[*i] == b.t[0]).collect();
     let rows = first.len();

@@ -130,10 +130,7 @@ impl Stage for Pc {
                     progress,
                 );
                 x.extend(group);
-                traj.particle.extend(tr.particle);
-                traj.step.extend(tr.step);
-                traj.t.extend(tr.t);
-                traj.x.extend(tr.x);
+                traj.append(tr);
                 Ok(())
             },
         )?;

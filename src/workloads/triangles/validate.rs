@@ -110,16 +110,14 @@ impl Stage for TriangleChecks {
             .with("margin", ColumnData::F64(checks.iter().map(|x| x.margin).collect()));
         let summary = Table::new().with("metric", ColumnData::Str(metric)).with("value", ColumnData::F64(value));
         let types = type_counts(&mine.sides, &mine.angles);
-        let ours = exploration(&mine, p);
-        let mut rows: Vec<(&str, f64, f64)> = ours.iter().map(|m| (m.0, f64::NAN, m.1)).collect();
-        if ctx.inputs.contains_key("reference") {
-            let r = ctx.table("reference")?;
-            let theirs = ValidSet::new(&r.f64s("a")?, &r.f64s("b")?, &r.f64s("c")?, p);
-            for (row, (_, value)) in rows.iter_mut().zip(exploration(&theirs, p)) {
-                row.1 = value;
+        let theirs = match ctx.inputs.get("reference") {
+            Some(_) => {
+                let r = ctx.table("reference")?;
+                Some(ValidSet::new(&r.f64s("a")?, &r.f64s("b")?, &r.f64s("c")?, p))
             }
-            rows.extend(super::explore::exploration_metrics(&mine, &theirs));
-        }
+            None => None,
+        };
+        let rows = exploration_rows(&mine, theirs.as_ref(), p);
         let col = |f: fn(&(&str, f64, f64)) -> f64| ColumnData::F64(rows.iter().map(f).collect());
         let exploration = Table::new()
             .with("metric", ColumnData::Str(rows.iter().map(|m| m.0.to_string()).collect()))
@@ -178,6 +176,24 @@ impl Stage for TriangleChecks {
         }
         Some(text)
     }
+}
+
+/// The `exploration` table's rows (metric, the reference's value, the
+/// samples' value): [`exploration`] of both sets (the reference's NaN
+/// without one), then, with a reference, [`super::explore::exploration_metrics`].
+pub fn exploration_rows(
+    mine: &ValidSet,
+    theirs: Option<&ValidSet>,
+    p: &TriangleChecksParams,
+) -> Vec<(&'static str, f64, f64)> {
+    let mut rows: Vec<(&str, f64, f64)> = exploration(mine, p).into_iter().map(|(m, v)| (m, f64::NAN, v)).collect();
+    if let Some(theirs) = theirs {
+        for (row, (_, value)) in rows.iter_mut().zip(exploration(theirs, p)) {
+            row.1 = value;
+        }
+        rows.extend(super::explore::exploration_metrics(mine, theirs));
+    }
+    rows
 }
 
 /// A sample set's validity checks and the types of its valid samples.
