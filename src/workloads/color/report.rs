@@ -136,7 +136,7 @@ impl Stage for ColorReport {
             .columns
             .iter()
             .map(|c| c.name.clone())
-            .filter(|n| !["step", "phase", "action", "phase_start", "phase_end", "lr"].contains(&n.as_str()))
+            .filter(|n| n != "lr" && !super::timeline::NOT_PROPERTIES.contains(&n.as_str()))
             .collect();
         let props: Vec<TimelineSeries> = names.iter().map(|n| series_of(n)).collect::<Result<_, _>>()?;
         let lr = tl.f64s("lr").ok().map(|_| series_of("lr")).transpose()?;

@@ -10,6 +10,9 @@ use crate::numerics::temporal::{parse, realize};
 /// ([`crate::numerics::temporal::realize`]: steps `0..=len`), and the keyframes.
 pub struct DopesheetTimeline;
 
+/// The timeline table's columns that are not the sheet's properties.
+pub const NOT_PROPERTIES: &[&str] = &["step", "phase", "action", "phase_start", "phase_end"];
+
 static INPUTS: &[InputDef] =
     &[InputDef { name: "sheet", media: Media::File, required: true, doc: "the dopesheet CSV: `{ file: path }`" }];
 static OUTPUTS: &[OutputDef] = &[

@@ -263,11 +263,8 @@ pub fn draw_label(p: f64, scale: f64, rng: &mut impl Rng) -> f32 {
 #[allow(clippy::type_complexity)]
 fn schedule(timeline: &Table) -> Result<(Vec<f64>, [Option<Vec<f64>>; 5]), StageError> {
     let names: Vec<&str> = timeline.columns.iter().map(|c| c.name.as_str()).collect();
-    let unknown: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| !["step", "phase", "action", "phase_start", "phase_end"].contains(n) && !KNOWN.contains(n))
-        .collect();
+    let unknown: Vec<&str> =
+        names.iter().copied().filter(|n| !super::timeline::NOT_PROPERTIES.contains(n) && !KNOWN.contains(n)).collect();
     if !unknown.is_empty() {
         return Err(StageError::Failed(format!(
             "the dopesheet has {} {}, which objective: color_ae does not read (it reads {})",
