@@ -6,7 +6,8 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
-use scoreflow::workloads::color::model::{N_PARAMS, SHAPES, Weights, loss_and_grad};
+use scoreflow::workloads::color::loss::{Batch, Form, StepWeights, loss_and_grad, seed_regularizers};
+use scoreflow::workloads::color::model::{N_PARAMS, SHAPES};
 
 fn step(c: &mut Criterion) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
@@ -15,9 +16,15 @@ fn step(c: &mut Criterion) {
     let x: Vec<[f32; 3]> = (0..32).map(|_| [rng.random(), rng.random(), rng.random()]).collect();
     let red: Vec<f32> = (0..32).map(|_| rng.random()).collect();
     let vib: Vec<f32> = (0..32).map(|_| rng.random()).collect();
-    let w = Weights { polar: 0.01, separate: 0.005, planar: 0.01, norm_v: 0.01, norm: 0.001 };
+    let labels = vec![red, vib];
+    let regs = seed_regularizers();
+    let ws = [0.01, 0.005, 0.01, 0.01, 0.001];
+    let w = StepWeights { recon: None, regs: &ws, anchor: None };
+    let batch = Batch { x: &x, labels: &labels, weights: None };
     let mut grad = vec![0f32; N_PARAMS];
-    c.bench_function("color/loss_and_grad_32", |b| b.iter(|| loss_and_grad(&p, &x, &red, &vib, &w, &mut grad)));
+    c.bench_function("color/loss_and_grad_32", |b| {
+        b.iter(|| loss_and_grad(&p, Form::Ex17, &regs, &batch, &w, &mut grad))
+    });
 }
 
 criterion_group! {

@@ -232,6 +232,15 @@ fn observe() -> BTreeMap<String, StagePin> {
     std::fs::copy(common::checkout("pipelines/color.yaml"), ws.path().join("pipelines/color.yaml")).unwrap();
     std::fs::copy(common::checkout("data/ex-1.7-dopesheet.csv"), ws.path().join("data/ex-1.7-dopesheet.csv")).unwrap();
     run("color", &ws, "pipelines/color.yaml");
+    // The curricula comparison as shipped, at one seed (its matrix removed).
+    for sheet in ["ex-1.5-dopesheet.csv", "ex-1.6-smooth-dopesheet.csv", "ex-1.6-stepped-dopesheet.csv"] {
+        std::fs::copy(common::checkout(&format!("data/{sheet}")), ws.path().join("data").join(sheet)).unwrap();
+    }
+    let spec = std::fs::read_to_string(common::checkout("pipelines/color_curricula.yaml")).unwrap();
+    let spec = spec.replace("matrix:\n  seed: [1, 2, 3]\n", "");
+    assert!(!spec.contains("matrix:"), "the curricula spec's matrix moved; update this test");
+    ws.write("pipelines/color_curricula.yaml", &spec);
+    run("color_curricula", &ws, "pipelines/color_curricula.yaml");
     stages
 }
 

@@ -175,3 +175,26 @@ fn the_mc_score_sampler_resumes_identically() {
 ";
     assert_resumes_identically(spec, "mcs", "mc", "256 steps", 150);
 }
+
+/// The colour autoencoder on 1.6's stepped curriculum: the anchor's snapshot
+/// (taken at step 500, before the first checkpoint) and the dynamic sampler's
+/// stream survive a stop.
+#[test]
+fn color_ae_curriculum_resumes_identically() {
+    let ws = common::Workspace::new();
+    for dir in ["pipelines", "data"] {
+        std::fs::create_dir_all(ws.path().join(dir)).unwrap();
+    }
+    let spec = std::fs::read_to_string(common::checkout("pipelines/color.yaml"))
+        .unwrap()
+        .replace("ex-1.7-dopesheet.csv", "ex-1.6-stepped-dopesheet.csv")
+        .replace("objective: color_ae, batch: 32", "objective: color_ae, form: ex_1_6, batch: 192");
+    assert!(spec.contains("form: ex_1_6"));
+    ws.write("pipelines/color.yaml", &spec);
+    std::fs::copy(
+        common::checkout("data/ex-1.6-stepped-dopesheet.csv"),
+        ws.path().join("data/ex-1.6-stepped-dopesheet.csv"),
+    )
+    .unwrap();
+    common::resumes_identically_in(&ws, "pipelines/color.yaml", "color", "train", "1000 steps", 150);
+}

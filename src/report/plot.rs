@@ -755,16 +755,46 @@ pub type Marks<'a> = &'a [(f64, String)];
 pub fn timeline(
     props: &[TimelineSeries],
     lr: Option<&TimelineSeries>,
-    (phases, actions): (Marks, Marks),
+    marks: (Marks, Marks),
     lr_log: bool,
 ) -> Result<Vec<u8>, PlotError> {
+    render("timeline", 1100, 640, |root| draw_timeline(root, "Dopesheet timeline", props, lr, marks, lr_log))
+}
+
+/// One [`timeline`] figure in its parts, for [`timelines`].
+pub struct TimelineParts<'a> {
+    pub caption: String,
+    pub props: Vec<TimelineSeries<'a>>,
+    pub lr: Option<TimelineSeries<'a>>,
+    pub phases: Vec<(f64, String)>,
+    pub actions: Vec<(f64, String)>,
+}
+
+/// Several [`timeline`] figures stacked, each with its caption.
+pub fn timelines(parts: &[TimelineParts], lr_log: bool) -> Result<Vec<u8>, PlotError> {
+    render("timelines", 1100, 640 * parts.len().max(1) as u32, |root| {
+        for (area, t) in root.split_evenly((parts.len().max(1), 1)).iter().zip(parts) {
+            draw_timeline(area, &t.caption, &t.props, t.lr.as_ref(), (&t.phases, &t.actions), lr_log)?;
+        }
+        Ok(())
+    })
+}
+
+fn draw_timeline(
+    root: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    caption: &str,
+    props: &[TimelineSeries],
+    lr: Option<&TimelineSeries>,
+    (phases, actions): (Marks, Marks),
+    lr_log: bool,
+) -> Result<(), String> {
     let palette = PALETTE;
-    render("timeline", 1100, 640, |root| {
+    {
         let (top, bottom) = root.split_vertically(420);
         let x1 = props.iter().chain(lr).flat_map(|p| p.values.last()).map(|p| p.0).fold(1.0f64, f64::max);
         let ymax = props.iter().flat_map(|p| p.values.iter().map(|v| v.1)).fold(0.0f64, f64::max).max(1e-9) * 1.08;
         let mut chart = ChartBuilder::on(&top)
-            .caption("Dopesheet timeline", (FONT, 20))
+            .caption(caption, (FONT, 20))
             .margin(12)
             .x_label_area_size(30)
             .y_label_area_size(60)
@@ -825,7 +855,7 @@ pub fn timeline(
             c2.draw_series(keys.iter().map(|k| Circle::new(*k, 4, PRE.stroke_width(2)))).map_err(e2s)?;
         }
         Ok(())
-    })
+    }
 }
 
 #[cfg(test)]

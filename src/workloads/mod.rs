@@ -72,6 +72,7 @@ pub fn all() -> Vec<&'static dyn Stage> {
         &two_moons::report::TwoMoons,
         &idem::report::IdemReport,
         &color::report::ColorReport,
+        &color::compare::ColorCompare,
         #[cfg(feature = "test-stages")]
         &debug::Debug,
     ]

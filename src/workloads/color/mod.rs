@@ -3,7 +3,12 @@
 //! weighted by soft labels and, over time, by a keyframed dopesheet
 //! ([`crate::numerics::temporal`]).
 
+pub mod compare;
+pub mod curriculum;
 pub mod data;
+pub mod loss;
+#[cfg(test)]
+mod loss_tests;
 pub mod model;
 pub mod report;
 pub mod stages;

@@ -10,7 +10,7 @@
 use crate::engine::frame::Table;
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
-use crate::report::plot::{self, AnimationFrame, ColoredPanel, ColoredPoint, Lines, TimelineSeries};
+use crate::report::plot::{self, AnimationFrame, ColoredPanel, ColoredPoint, Lines, TimelineParts, TimelineSeries};
 use crate::report::{esc, html_table_with, moving_mean, page, plot_err};
 
 pub struct ColorReport;
@@ -53,10 +53,8 @@ static OUTPUTS: &[OutputDef] = &[
     OutputDef { name: "checks", media: Media::Png, doc: "PNG: the latent checks over time" },
 ];
 
-const TERMS: [&str; 7] = ["total", "recon", "reg-polar", "reg-separate", "reg-planar", "reg-norm-v", "reg-norm"];
-
 /// One snapshot: its step and the points of each dimension pair.
-type Snapshot = (i64, [Vec<ColoredPoint>; 3]);
+pub(crate) type Snapshot = (i64, [Vec<ColoredPoint>; 3]);
 
 /// A named line.
 type Series = (&'static str, Vec<(f64, f64)>);
@@ -87,7 +85,7 @@ fn frames_by_movement(snaps: &[Snapshot], frames: usize) -> Vec<usize> {
 }
 
 /// Every snapshot, in step order.
-fn snapshots(lat: &Table) -> Result<Vec<Snapshot>, StageError> {
+pub(crate) fn snapshots(lat: &Table) -> Result<Vec<Snapshot>, StageError> {
     let step = lat.i64s("step")?;
     let (r, g, b) = (lat.f64s("r")?, lat.f64s("g")?, lat.f64s("b")?);
     let z: Vec<Vec<f64>> = (0..4).map(|k| lat.f64s(&format!("z{k}"))).collect::<Result<_, _>>()?;
@@ -103,6 +101,65 @@ fn snapshots(lat: &Table) -> Result<Vec<Snapshot>, StageError> {
         }
     }
     Ok(out)
+}
+
+/// The dopesheet's timeline figure in its parts: every property column
+/// (keyframes from `keys` circled), the learning rate, phases and actions.
+pub fn timeline_parts(tl: &Table, keys: Option<&Table>, caption: &str) -> Result<TimelineParts<'static>, StageError> {
+    let steps: Vec<f64> = tl.i64s("step")?.iter().map(|s| *s as f64).collect();
+    let (kp, ks, kv) = match keys {
+        Some(k) => (k.strs("property")?.to_vec(), k.i64s("step")?.to_vec(), k.f64s("value")?),
+        None => (Vec::new(), Vec::new(), Vec::new()),
+    };
+    let series_of = |name: &str| -> Result<TimelineSeries<'static>, StageError> {
+        let v = tl.f64s(name)?;
+        let k = (0..kp.len()).filter(|&i| kp[i] == name).map(|i| (ks[i] as f64, kv[i])).collect();
+        let name: &'static str = Box::leak(name.to_string().into_boxed_str());
+        Ok(TimelineSeries { name, values: steps.iter().copied().zip(v).collect(), keys: k })
+    };
+    let names: Vec<String> = tl
+        .columns
+        .iter()
+        .map(|c| c.name.clone())
+        .filter(|n| n != "lr" && !super::timeline::NOT_PROPERTIES.contains(&n.as_str()))
+        .collect();
+    let props: Vec<TimelineSeries> = names.iter().map(|n| series_of(n)).collect::<Result<_, _>>()?;
+    let lr = tl.f64s("lr").ok().map(|_| series_of("lr")).transpose()?;
+    let phase = tl.strs("phase")?;
+    // Each phase's start (a repeated name is a new phase); from the name's
+    // changes for a timeline without the flags.
+    let starts: Vec<bool> = match tl.bools("phase_start") {
+        Ok(b) => b.to_vec(),
+        Err(_) => (0..phase.len()).map(|i| i == 0 || phase[i] != phase[i - 1]).collect(),
+    };
+    // A phase that repeats the previous one's name gets its line but no label.
+    let mut phases: Vec<(f64, String)> = Vec::new();
+    let mut last: Option<&str> = None;
+    for i in (0..phase.len()).filter(|&i| !phase[i].is_empty() && starts[i]) {
+        let label = if last == Some(phase[i].as_str()) { String::new() } else { phase[i].clone() };
+        phases.push((steps[i], label));
+        last = Some(&phase[i]);
+    }
+    let actions: Vec<(f64, String)> = match tl.strs("action") {
+        Ok(a) => (0..a.len()).filter(|&i| !a[i].is_empty()).map(|i| (steps[i], a[i].clone())).collect(),
+        Err(_) => Vec::new(),
+    };
+    Ok(TimelineParts { caption: caption.to_string(), props, lr, phases, actions })
+}
+
+/// A named line of (x, y) points.
+type NamedLine = (String, Vec<(f64, f64)>);
+
+/// The schedule's weights (every property but lr), for the animation's strip.
+fn weight_strip(tl: &Table) -> Result<Vec<NamedLine>, StageError> {
+    let steps: Vec<f64> = tl.i64s("step")?.iter().map(|s| *s as f64).collect();
+    let every = steps.len().div_ceil(500).max(1);
+    tl.columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|n| *n != "lr" && !super::timeline::NOT_PROPERTIES.contains(n))
+        .map(|n| Ok((n.to_string(), steps.iter().copied().zip(tl.f64s(n)?).step_by(every).collect())))
+        .collect()
 }
 
 impl Stage for ColorReport {
@@ -121,49 +178,18 @@ impl Stage for ColorReport {
     // the page shows them.
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = ColorReportParams::read(ctx.params);
-        // Timeline: every property column, keyframes from `keys`.
-        let tl = ctx.table("timeline")?;
-        let steps: Vec<f64> = tl.i64s("step")?.iter().map(|s| *s as f64).collect();
-        let keys = ctx.table("keys")?;
-        let (kp, ks, kv) = (keys.strs("property")?, keys.i64s("step")?, keys.f64s("value")?);
-        let series_of = |name: &str| -> Result<TimelineSeries<'static>, StageError> {
-            let v = tl.f64s(name)?;
-            let k = (0..kp.len()).filter(|&i| kp[i] == name).map(|i| (ks[i] as f64, kv[i])).collect();
-            let name: &'static str = Box::leak(name.to_string().into_boxed_str());
-            Ok(TimelineSeries { name, values: steps.iter().copied().zip(v).collect(), keys: k })
-        };
-        let names: Vec<String> = tl
-            .columns
-            .iter()
-            .map(|c| c.name.clone())
-            .filter(|n| n != "lr" && !super::timeline::NOT_PROPERTIES.contains(&n.as_str()))
-            .collect();
-        let props: Vec<TimelineSeries> = names.iter().map(|n| series_of(n)).collect::<Result<_, _>>()?;
-        let lr = tl.f64s("lr").ok().map(|_| series_of("lr")).transpose()?;
-        let phase = tl.strs("phase")?;
-        // Each phase's start (a repeated name is a new phase); from the name's
-        // changes for a timeline without the flags.
-        let starts: Vec<bool> = match tl.bools("phase_start") {
-            Ok(b) => b.to_vec(),
-            Err(_) => (0..phase.len()).map(|i| i == 0 || phase[i] != phase[i - 1]).collect(),
-        };
-        let phases: Vec<(f64, String)> = (0..phase.len())
-            .filter(|&i| !phase[i].is_empty() && starts[i])
-            .map(|i| (steps[i], phase[i].clone()))
-            .collect();
-        let actions: Vec<(f64, String)> = match tl.strs("action") {
-            Ok(a) => (0..a.len()).filter(|&i| !a[i].is_empty()).map(|i| (steps[i], a[i].clone())).collect(),
-            Err(_) => Vec::new(),
-        };
+        let t = timeline_parts(ctx.table("timeline")?, Some(ctx.table("keys")?), "Dopesheet timeline")?;
         let timeline_png =
-            plot::timeline(&props, lr.as_ref(), (&phases, &actions), p.lr_axis == "log").map_err(plot_err)?;
+            plot::timeline(&t.props, t.lr.as_ref(), (&t.phases, &t.actions), p.lr_axis == "log").map_err(plot_err)?;
         (ctx.progress)(0.2);
 
         // Loss terms, moving means, on a log₁₀ axis.
         let loss = ctx.table("loss")?;
         let lsteps = loss.i64s("step")?;
         let mut series = Vec::new();
-        for term in TERMS {
+        // The total, the reconstruction and each regularizer the training recorded.
+        for c in loss.columns.iter().filter(|c| c.name != "step" && c.name != "lr") {
+            let term: &str = &c.name;
             let v = loss.f64s(term)?;
             let (s, v): (Vec<i64>, Vec<f64>) =
                 lsteps.iter().zip(&v).filter(|(_, v)| v.is_finite() && **v > 0.0).map(|(s, v)| (*s, v.log10())).unzip();
@@ -237,13 +263,8 @@ impl Stage for ColorReport {
             .collect();
         let anim_view = view(&snaps.iter().flat_map(|s| s.1.iter().map(|v| v.as_slice())).collect::<Vec<_>>());
         // The schedule's weights under the animation, thinned to ~500 points a line.
-        let strip: Vec<(&str, Vec<(f64, f64)>)> = props
-            .iter()
-            .map(|prop| {
-                let every = prop.values.len().div_ceil(500).max(1);
-                (prop.name, prop.values.iter().step_by(every).copied().collect())
-            })
-            .collect();
+        let strip_owned = weight_strip(ctx.table("timeline")?)?;
+        let strip: Vec<(&str, Vec<(f64, f64)>)> = strip_owned.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
         let animation = plot::colored_animation(&frames, anim_view, &strip, p.frame_ms as u16).map_err(plot_err)?;
         (ctx.progress)(0.8);
 

@@ -1,34 +1,48 @@
-//! `train` / `objective: color_ae`: experiment 1.7's training loop (the seed's
-//! `train_color_model`, spec §6).
+//! `train` / `objective: color_ae`: the colour autoencoder's training loop —
+//! experiment 1.7's (the seed's `train_color_model`, spec §6) by default, 1.5's
+//! or 1.6's with `form` (their curricula: [`super::curriculum`]).
 //!
 //! For every step `s` of the timeline (its length: the sheet's last step + 1;
 //! 10 001 for the 1.7 sheet): read the schedule at `s` — Adam's learning rate
-//! from `lr`, each regularizer's weight from its column (1 without one;
-//! `loss-recon` is never read, as in the origin) — take the next batch, compute
-//! the loss ([`super::model::loss_and_grad`]) and step Adam only when the total
-//! is positive. Batches come from the origin's `WeightedRandomSampler`: each
-//! epoch draws 3600 colours with replacement, with probability proportional to
-//! their `bias`, cut into batches of 32 — the epoch's last batch has 16. The
-//! draws are a ChaCha8 stream of the stage seed, not torch's.
+//! from `lr`, each regularizer's weight from its column (without one: 1 in
+//! `ex_1_7`, 0 in the others), the reconstruction's from `loss-recon` (never
+//! read by 1.7) — run the sheet's actions (`anchor`: snapshot the six
+//! primaries' latents for the `anchor` criterion), take the next batch, compute
+//! the loss ([`super::loss::loss_and_grad`]) and step Adam only when the total
+//! is positive. Batches: a phase in `primary_phases` trains on the six primary
+//! and secondary colours; otherwise `ex_1_7` uses the origin's
+//! `WeightedRandomSampler` — each epoch draws 3600 colours with replacement,
+//! with probability proportional to their `bias`, cut into batches of 32, the
+//! epoch's last batch 16 — and `ex_1_5`/`ex_1_6` the origin's dynamic sampler,
+//! steered by the sheet's `data-*` columns one step late. The draws are a
+//! ChaCha8 stream of the stage seed, not torch's.
 //!
-//! Labels: the `data` table's `red` and `vibrant` columns as they are (the
-//! seed's soft probabilities), or with `labels: per_draw` — the origin from
-//! commit 32a7dda ("ex 1.7: using stochastic labels", its `collate_fn`) — a
-//! fresh Bernoulli draw, 1 with probability `label_scale·p`, each time a colour
-//! enters a batch, from a stream of the stage seed (so seeds of a sweep draw
-//! differently). `label scheme: color_soft` with `stochastic: true` is the other
-//! choice: one draw per colour for the whole run.
+//! Regularizers: `regularizers` lists them (criterion, column, affinity); the
+//! default is the form's notebook's (the seed's five for 1.7, 1.5/1.6's four).
+//! Labels: an affinity names label columns of `data` (the primaries' labels
+//! are computed); used as they are (the seed's soft probabilities), or with
+//! `labels: per_draw` — the origin from commit 32a7dda ("ex 1.7: using
+//! stochastic labels", its `collate_fn`) — a fresh Bernoulli draw, 1 with
+//! probability `label_scale·p`, each time a colour enters a batch, from a
+//! stream of the stage seed (so seeds of a sweep draw differently). `label
+//! scheme: color_soft` with `stochastic: true` is the other choice: one draw
+//! per colour for the whole run.
 //!
-//! Outputs: the model; a loss table (step, lr, total, recon and each term —
-//! NaN where the term was skipped: zero weight or zero affinity); and latent
-//! snapshots: the evaluation grid's latents every `snapshot_every` steps and at
-//! the last, one long table (step, r, g, b, z0..z3).
+//! Outputs: the model; a loss table (step, lr, total, recon and one column per
+//! regularizer — NaN where the term was skipped: zero weight or zero
+//! affinity); and latent snapshots: the evaluation grid's latents every
+//! `snapshot_every` steps and at the last, one long table (step, r, g, b,
+//! z0..z3).
+
+use std::collections::BTreeMap;
 
 use rand::Rng;
 
-use super::model::{LATENT, N_PARAMS, SHAPES, Weights, forward, loss_and_grad};
+use super::curriculum::{self, Cube, DATA_COLUMNS, Focus};
+use super::loss::{Batch, Criterion, Form, Regularizer, StepWeights, Terms, loss_and_grad};
+use super::model::{LATENT, N_PARAMS, SHAPES, forward};
 use crate::engine::frame::{ColumnData, Table};
-use crate::engine::params::{Default, ParamType};
+use crate::engine::params::{Default, ParamType, Params, Value};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
 use crate::numerics::nn::backprop::AdamW;
 use crate::numerics::nn::{init_layers, io_device, linears, record_bytes};
@@ -37,14 +51,27 @@ use crate::numerics::rng::stream as rng;
 /// `objective: color_ae` (see the module documentation).
 pub struct ColorAe;
 
+/// One `regularizers` item.
+static REGULARIZER: ParamType = ParamType::Record {
+    fields: &[
+        ("column", ParamType::Str { choices: &[] }),
+        ("criterion", ParamType::Str { choices: Criterion::NAMES }),
+        ("affinity", ParamType::FloatMap { keys: super::data::LABELS, min: -100.0, max: 100.0 }),
+    ],
+};
+static PHASE_NAME: ParamType = ParamType::Str { choices: &[] };
+
 crate::params! {
     /// The parameters of this implementation, read once per run.
     pub struct ColorAeParams {
-        batch: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(32), "colours per batch (the seed: 32)"),
-        epoch: usize = (ParamType::Int { min: 1, max: 100_000_000 }, Default::Int(3600), "draws per sampler epoch (the origin: the data set's size, 3600)"),
+        batch: usize = (ParamType::Int { min: 1, max: 100_000 }, Default::Int(32), "colours per batch (the seed and 1.6: 32; 1.5: 256)"),
+        epoch: usize = (ParamType::Int { min: 1, max: 100_000_000 }, Default::Int(3600), "form ex_1_7: draws per sampler epoch (the origin: the data set's size, 3600)"),
         snapshot_every: usize = (ParamType::Int { min: 1, max: 1_000_000 }, Default::Int(50), "steps between latent snapshots of the evaluation grid (the notebook records every step and plots every 200)"),
         labels: String = (ParamType::Str { choices: &["soft", "per_draw"] }, Default::Str("soft"), "`soft`: the label columns as they are (the seed); `per_draw`: a fresh 0/1 draw, 1 with probability label_scale·p, each time a colour enters a batch (the origin from 32a7dda)"),
         label_scale: f64 = (ParamType::Float { min: 0.0, max: 1.0 }, Default::Float(0.5), "labels: per_draw: the probabilities' factor (the origin: 0.5)"),
+        form: String = (ParamType::Str { choices: Form::NAMES }, Default::Str("ex_1_7"), "whose training loop: `ex_1_7` (the seed: per-sample regularization), `ex_1_5` (batch means, the dynamic sampler, loss-recon read), `ex_1_6` (per-sample losses × the sampler's batch weights)"),
+        regularizers: Option<Vec<BTreeMap<String, Value>>> = (ParamType::List { item: &REGULARIZER, min_len: 0 }, Default::Optional, "each `{ column, criterion, affinity }`: the sheet column weighting it; polar, planar, norm, separate (the seed's), separate_cosine (the origin's later form), separate_inverse (1.5/1.6's), anchor; label strengths, `{}` for none [default: the form's notebook's]"),
+        primary_phases: Option<Vec<String>> = (ParamType::List { item: &PHASE_NAME, min_len: 0 }, Default::Optional, "phases that train on the six primary and secondary colours [default: Primary & secondary]"),
     }
 }
 static INPUTS: &[InputDef] = &[
@@ -52,7 +79,7 @@ static INPUTS: &[InputDef] = &[
         name: "data",
         media: Media::Table,
         required: true,
-        doc: "labelled colours: r, g, b, bias, red, vibrant",
+        doc: "labelled colours: h, r, g, b, vibrancy, bias and the label columns the affinities name",
     },
     InputDef { name: "timeline", media: Media::Table, required: true, doc: "generate dataset: dopesheet's timeline" },
     InputDef { name: "grid", media: Media::Table, required: true, doc: "the evaluation colours (r, g, b)" },
@@ -62,62 +89,140 @@ static OUTPUTS: &[OutputDef] = &[
     OutputDef {
         name: "loss",
         media: Media::Table,
-        doc: "step, lr, total, recon, reg-polar, reg-separate, reg-planar, reg-norm-v, reg-norm",
+        doc: "step, lr, total, recon, then one column per regularizer (the seed's: reg-polar, reg-separate, reg-planar, reg-norm-v, reg-norm)",
     },
     OutputDef { name: "latents", media: Media::Table, doc: "step, r, g, b, z0, z1, z2, z3" },
 ];
 
-/// The dopesheet columns this objective reads (any other is an error).
-const KNOWN: &[&str] = &["lr", "loss-recon", "reg-polar", "reg-separate", "reg-planar", "reg-norm-v", "reg-norm"];
-
 pub const MAGIC: &[u8; 8] = b"SFCOL001";
 
+/// The training setup the params describe.
+struct Setup {
+    form: Form,
+    regs: Vec<Regularizer>,
+    /// The label columns the affinities index.
+    labels: Vec<String>,
+    primary_phases: Vec<String>,
+}
+
+/// Read the params into a [`Setup`], or each broken rule.
+fn setup(p: &ColorAeParams) -> Result<Setup, Vec<(&'static str, String)>> {
+    let form = Form::parse(&p.form).expect("choices checked");
+    let primary_phases = p.primary_phases.clone().unwrap_or_else(|| vec![curriculum::PRIMARY_PHASE.to_string()]);
+    let Some(items) = &p.regularizers else {
+        let (regs, labels) = match form {
+            Form::Ex17 => (super::loss::seed_regularizers(), vec!["red".to_string(), "vibrant".to_string()]),
+            _ => (super::loss::curriculum_regularizers(), vec![]),
+        };
+        return Ok(Setup { form, regs, labels, primary_phases });
+    };
+    let mut errors = Vec::new();
+    let (mut regs, mut labels): (Vec<Regularizer>, Vec<String>) = (Vec::new(), Vec::new());
+    for (i, item) in items.iter().enumerate() {
+        let (Some(Value::Str(column)), Some(Value::Str(criterion)), Some(Value::Map(affinity))) =
+            (item.get("column"), item.get("criterion"), item.get("affinity"))
+        else {
+            errors.push(("regularizers", format!("item {i}: expected column, criterion and affinity")));
+            continue;
+        };
+        let criterion = Criterion::parse(criterion).expect("choices checked");
+        if column == "lr" || column == "loss-recon" || DATA_COLUMNS.contains(&column.as_str()) {
+            errors.push(("regularizers", format!("item {i}: column `{column}` is not a regularizer's")));
+        }
+        if regs.iter().any(|r: &Regularizer| &r.column == column) {
+            errors.push(("regularizers", format!("item {i}: column `{column}` weights two regularizers")));
+        }
+        let mut aff = Vec::new();
+        for (name, v) in affinity {
+            let Value::Float(v) = v else { continue };
+            if *v == 0.0 {
+                continue;
+            }
+            let k = labels.iter().position(|l| l == name).unwrap_or_else(|| {
+                labels.push(name.clone());
+                labels.len() - 1
+            });
+            aff.push((k, *v as f32));
+        }
+        if criterion.is_scalar() && !aff.is_empty() {
+            errors.push((
+                "regularizers",
+                format!(
+                    "item {i}: criterion `{}` is one value per batch and takes no affinity",
+                    Criterion::NAMES[criterion as usize]
+                ),
+            ));
+        }
+        regs.push(Regularizer { column: column.clone(), criterion, affinity: aff });
+    }
+    if errors.is_empty() { Ok(Setup { form, regs, labels, primary_phases }) } else { Err(errors) }
+}
+
 impl Stage for ColorAe {
-    describe!(Kind::Train, "color_ae", version 1, params ColorAeParams, INPUTS, OUTPUTS);
+    describe!(Kind::Train, "color_ae", version 2, params ColorAeParams, INPUTS, OUTPUTS);
     fn input_columns(&self, input: &str) -> &'static [&'static str] {
         match input {
-            "data" => &["r", "g", "b", "bias", "red", "vibrant"],
-            "timeline" => &["step"],
+            "data" => &["r", "g", "b", "bias"],
+            "timeline" => &["step", "phase"],
             "grid" => &["r", "g", "b"],
             _ => &[],
         }
     }
     fn output_columns(&self, output: &str) -> Option<&'static [&'static str]> {
         match output {
-            "loss" => Some(&[
-                "step",
-                "lr",
-                "total",
-                "recon",
-                "reg-polar",
-                "reg-separate",
-                "reg-planar",
-                "reg-norm-v",
-                "reg-norm",
-            ]),
+            "loss" => Some(&["step", "lr", "total", "recon"]),
             "latents" => Some(&["step", "r", "g", "b", "z0", "z1", "z2", "z3"]),
             _ => None,
         }
     }
+    fn check_params(&self, params: &Params) -> Vec<(&'static str, String)> {
+        setup(&ColorAeParams::read(params)).err().unwrap_or_default()
+    }
     fn checkpoints(&self) -> bool {
         true
     }
+    // Over 150 lines: the training loop — read the inputs, resume, then per
+    // step: checkpoint, actions, batch (by phase and form), loss, Adam, record.
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         use crate::engine::checkpoint::{decode, encode};
         use crate::numerics::rng::Position;
         let p = ColorAeParams::read(ctx.params);
+        let setup = setup(&p).map_err(|e| {
+            StageError::Failed(e.iter().map(|(k, m)| format!("{k}: {m}")).collect::<Vec<_>>().join("; "))
+        })?;
+        let form = setup.form;
         let data = ctx.table("data")?;
         let xs: Vec<[f32; 3]> = {
             let (r, g, b) = (data.f64s("r")?, data.f64s("g")?, data.f64s("b")?);
             (0..r.len()).map(|i| [r[i] as f32, g[i] as f32, b[i] as f32]).collect()
         };
-        let (bias, red, vibrant) = (data.f64s("bias")?, data.f64s("red")?, data.f64s("vibrant")?);
+        let bias = data.f64s("bias")?;
         if xs.is_empty() || bias.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || bias.iter().sum::<f64>() <= 0.0 {
             return Err(StageError::Failed("the data's bias must be finite, non-negative and not all 0".into()));
         }
+        let label_cols: Vec<Vec<f64>> = setup
+            .labels
+            .iter()
+            .map(|l| {
+                data.f64s(l).map_err(|_| {
+                    StageError::Failed(format!(
+                        "a regularizer's affinity names label `{l}`, which the data lacks (label scheme: color_soft writes it when its `labels` list it)"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let timeline = ctx.table("timeline")?;
-        let (lr, [w_polar, w_sep, w_planar, w_norm_v, w_norm]) = schedule(timeline)?;
-        let at = |w: &Option<Vec<f64>>, s: usize| w.as_ref().map_or(1.0, |v| v[s]);
+        let sched = Schedule::read(timeline, &setup)?;
+        let cube = if sched.steers() {
+            let hue = data.f64s("h").map_err(|_| StageError::Failed("data-hues needs the data's `h` column".into()))?;
+            Some(Cube {
+                bias: bias.clone(),
+                vibrancy: data.f64s("vibrancy")?,
+                hue_focus: hue.iter().map(|h| curriculum::hue_focus(*h)).collect(),
+            })
+        } else {
+            None
+        };
         // The timeline has steps 0..=len; training runs 0..len.
         let steps = timeline.num_rows().saturating_sub(1).max(1);
         let grid = ctx.table("grid")?;
@@ -125,13 +230,19 @@ impl Stage for ColorAe {
             let (r, g, b) = (grid.f64s("r")?, grid.f64s("g")?, grid.f64s("b")?);
             (0..r.len()).map(|i| [r[i] as f32, g[i] as f32, b[i] as f32]).collect()
         };
+        let primaries = curriculum::primaries();
+        let primary_labels: Vec<Vec<f64>> = setup
+            .labels
+            .iter()
+            .map(|l| primaries.iter().map(|c| super::data::label_value(l, c.map(f64::from), 1.0)).collect())
+            .collect();
 
         let layers = init_layers(&SHAPES, false, &mut rng(ctx.seed, "color_ae/weights"));
         let mut params: Vec<f32> = layers.iter().flat_map(|(w, b, _, _)| w.iter().chain(b).copied()).collect();
         debug_assert_eq!(params.len(), N_PARAMS);
         let mut opt = AdamW::new(N_PARAMS, 0.0);
         let mut grad = vec![0f32; N_PARAMS];
-        // The weighted sampler: cumulative weights, one uniform draw per colour.
+        // The epoch sampler: cumulative weights, one uniform draw per colour.
         let mut cum = Vec::with_capacity(bias.len());
         let mut acc = 0.0;
         for w in &bias {
@@ -143,7 +254,8 @@ impl Stage for ColorAe {
         let per_draw = (p.labels == "per_draw").then_some(p.label_scale);
         let mut epoch: Vec<usize> = Vec::new();
         let mut at_in_epoch = 0;
-        let mut loss_rows: Vec<[f64; 9]> = Vec::with_capacity(steps);
+        let mut anchor: Option<Vec<[f32; LATENT]>> = None;
+        let mut loss_rows: Vec<Vec<f64>> = Vec::with_capacity(steps);
         let mut snaps: Snaps = (Vec::new(), Vec::new(), Vec::new());
         let snapshot = |snaps: &mut Snaps, step: usize, params: &[f32]| {
             for c in &grid {
@@ -155,79 +267,127 @@ impl Stage for ColorAe {
         };
         let mut start = 0;
         if let Some((at, s)) = ctx.checkpoint.resume_with(decode::<ColorState>) {
-            (params, opt, epoch, at_in_epoch, snaps, start) =
-                (s.params, s.opt, s.epoch, s.at_in_epoch, s.snaps, at as usize);
-            loss_rows = s.loss_bits.iter().map(|r| r.map(f64::from_bits)).collect();
+            (params, opt, epoch, at_in_epoch, snaps, anchor, start) =
+                (s.params, s.opt, s.epoch, s.at_in_epoch, s.snaps, s.anchor, at as usize);
+            loss_rows = s.loss_bits.iter().map(|r| r.iter().map(|b| f64::from_bits(*b)).collect()).collect();
             s.draws.seek(&mut draws);
-            if let Some(at) = s.label_draws {
-                at.seek(&mut label_draws);
-            }
+            s.label_draws.seek(&mut label_draws);
         }
-        let (mut bx, mut br, mut bv) = (Vec::new(), Vec::new(), Vec::new());
-        #[allow(clippy::needless_range_loop)] // s is the step, which also indexes the schedule
+        // The focus weights, recomputed only when the sheet's fractions change.
+        let mut focus_cache: Option<(Focus, Vec<f64>)> = None;
+        let (mut bx, mut blabels, mut bw) = (Vec::new(), vec![Vec::new(); setup.labels.len()], Vec::new());
+        let mut reg_w = vec![0.0; setup.regs.len()];
         for s in start..steps {
             ctx.checkpoint.at_boundary(s as u64, steps as u64, || {
                 encode(&ColorState {
                     params: params.clone(),
                     opt: opt.clone(),
                     draws: Position::of(&draws),
-                    label_draws: Some(Position::of(&label_draws)),
+                    label_draws: Position::of(&label_draws),
                     epoch: epoch.clone(),
                     at_in_epoch,
+                    anchor: anchor.clone(),
                     // As bits: the unused terms are NaN, kept exactly.
-                    loss_bits: loss_rows.iter().map(|r| r.map(f64::to_bits)).collect(),
+                    loss_bits: loss_rows.iter().map(|r| r.iter().map(|v| v.to_bits()).collect()).collect(),
                     snaps: snaps.clone(),
                 })
             })?;
-            if at_in_epoch >= epoch.len() {
-                epoch = (0..p.epoch)
-                    .map(|_| {
-                        let u = draws.random::<f64>() * acc;
-                        cum.partition_point(|c| *c <= u).min(bias.len() - 1)
-                    })
-                    .collect();
-                at_in_epoch = 0;
-            }
-            let end = (at_in_epoch + p.batch).min(epoch.len());
+            // The batch (drawn before the step's events, as the origin).
             bx.clear();
-            br.clear();
-            bv.clear();
+            blabels.iter_mut().for_each(|l: &mut Vec<f32>| l.clear());
+            let mut batch_weights = None;
             let mut label = |p: f64| per_draw.map_or(p as f32, |scale| draw_label(p, scale, &mut label_draws));
-            for &i in &epoch[at_in_epoch..end] {
-                bx.push(xs[i]);
-                br.push(label(red[i]));
-                bv.push(label(vibrant[i]));
+            if setup.primary_phases.contains(&sched.phase[s]) {
+                for (i, c) in primaries.iter().enumerate() {
+                    bx.push(*c);
+                    for (k, col) in primary_labels.iter().enumerate() {
+                        blabels[k].push(label(col[i]));
+                    }
+                }
+            } else if form == Form::Ex17 {
+                if at_in_epoch >= epoch.len() {
+                    epoch = (0..p.epoch)
+                        .map(|_| {
+                            let u = draws.random::<f64>() * acc;
+                            cum.partition_point(|c| *c <= u).min(bias.len() - 1)
+                        })
+                        .collect();
+                    at_in_epoch = 0;
+                }
+                let end = (at_in_epoch + p.batch).min(epoch.len());
+                for &i in &epoch[at_in_epoch..end] {
+                    bx.push(xs[i]);
+                    for (k, col) in label_cols.iter().enumerate() {
+                        blabels[k].push(label(col[i]));
+                    }
+                }
+                at_in_epoch = end;
+            } else {
+                // The dynamic sampler with the weights set at the previous step.
+                let focus = sched.sampler_focus(s);
+                let w = match (&cube, &focus_cache) {
+                    (None, _) => None,
+                    (Some(_), Some((f, w))) if *f == focus => Some(w),
+                    (Some(cube), _) => {
+                        focus_cache = Some((focus, cube.weights(focus)));
+                        focus_cache.as_ref().map(|(_, w)| w)
+                    }
+                };
+                let ones;
+                let w = match w {
+                    Some(w) => w,
+                    None => {
+                        ones = vec![1.0; bias.len()];
+                        &ones
+                    }
+                };
+                let drawn = curriculum::draw_batch(&bias, w, p.batch, &mut draws);
+                for &i in &drawn {
+                    bx.push(xs[i]);
+                    for (k, col) in label_cols.iter().enumerate() {
+                        blabels[k].push(label(col[i]));
+                    }
+                }
+                if form == Form::Ex16 {
+                    bw.clear();
+                    bw.extend(curriculum::batch_weights(w, &drawn));
+                    batch_weights = Some(&bw[..]);
+                }
             }
-            at_in_epoch = end;
+            // The step's actions, then its loss.
+            for action in sched.actions(s) {
+                match action {
+                    "anchor" => anchor = Some(primaries.iter().map(|c| forward(&params, *c).z).collect()),
+                    other => {
+                        return Err(StageError::Failed(format!(
+                            "step {s}: the sheet's action `{other}` is not one objective: color_ae knows (anchor)"
+                        )));
+                    }
+                }
+            }
             if s % p.snapshot_every == 0 {
                 snapshot(&mut snaps, s, &params);
             }
-            let w = Weights {
-                polar: at(&w_polar, s),
-                separate: at(&w_sep, s),
-                planar: at(&w_planar, s),
-                norm_v: at(&w_norm_v, s),
-                norm: at(&w_norm, s),
+            for (k, r) in setup.regs.iter().enumerate() {
+                reg_w[k] = sched.regs[k].as_ref().map_or(form.missing_weight(), |v| v[s]);
+                debug_assert!(!r.column.is_empty());
+            }
+            let sw = StepWeights {
+                recon: sched.recon.as_ref().map(|v| v[s]),
+                regs: &reg_w,
+                anchor: anchor.as_deref().map(|a| (&primaries[..], a)),
             };
-            let t = loss_and_grad(&params, &bx, &br, &bv, &w, &mut grad);
+            let batch = Batch { x: &bx, labels: &blabels, weights: batch_weights };
+            let t: Terms = loss_and_grad(&params, form, &setup.regs, &batch, &sw, &mut grad);
             if !t.total.is_finite() {
                 return Err(StageError::Failed(format!("step {s}: the loss is {}; nothing was kept", t.total)));
             }
             if t.total > 0.0 {
-                opt.step(&mut params, &grad, lr[s]);
+                opt.step(&mut params, &grad, sched.lr[s]);
             }
-            let nan = f64::NAN;
-            loss_rows.push([
-                s as f64,
-                lr[s],
-                t.total,
-                t.recon,
-                t.polar.unwrap_or(nan),
-                t.separate.unwrap_or(nan),
-                t.planar.unwrap_or(nan),
-                t.norm_v.unwrap_or(nan),
-                t.norm.unwrap_or(nan),
-            ]);
+            let mut row = vec![s as f64, sched.lr[s], t.total, t.recon];
+            row.extend(t.regs.iter().map(|v| v.unwrap_or(f64::NAN)));
+            loss_rows.push(row);
             if s % 100 == 99 {
                 (ctx.progress)((s + 1) as f64 / steps as f64);
             }
@@ -238,7 +398,8 @@ impl Stage for ColorAe {
             return Err(StageError::Failed("the weights are not finite after training".into()));
         }
 
-        let loss = loss_table(&loss_rows);
+        let columns: Vec<&str> = setup.regs.iter().map(|r| r.column.as_str()).collect();
+        let loss = loss_table(&loss_rows, &columns);
         let latents = latents_table(snap_step, &snap_rgb, &snap_z);
         let model = model_bytes(&params);
         Ok([
@@ -257,36 +418,95 @@ pub fn draw_label(p: f64, scale: f64, rng: &mut impl Rng) -> f32 {
     f32::from(u8::from(rng.random::<f64>() < scale * p))
 }
 
-/// The dopesheet's timeline as the objective reads it: the learning rate
-/// per step, and each regulariser's weight per step where the sheet has its
-/// column (else 1). A column it does not read is an error.
-#[allow(clippy::type_complexity)]
-fn schedule(timeline: &Table) -> Result<(Vec<f64>, [Option<Vec<f64>>; 5]), StageError> {
-    let names: Vec<&str> = timeline.columns.iter().map(|c| c.name.as_str()).collect();
-    let unknown: Vec<&str> =
-        names.iter().copied().filter(|n| !super::timeline::NOT_PROPERTIES.contains(n) && !KNOWN.contains(n)).collect();
-    if !unknown.is_empty() {
-        return Err(StageError::Failed(format!(
-            "the dopesheet has {} {}, which objective: color_ae does not read (it reads {})",
-            if unknown.len() == 1 { "column" } else { "columns" },
-            unknown.join(", "),
-            KNOWN.join(", ")
-        )));
+/// The dopesheet's timeline as the objective reads it.
+struct Schedule {
+    lr: Vec<f64>,
+    /// The reconstruction's weight per step (`None`: 1.7, unweighted).
+    recon: Option<Vec<f64>>,
+    /// Each regularizer's weight per step, where the sheet has its column.
+    regs: Vec<Option<Vec<f64>>>,
+    phase: Vec<String>,
+    action: Vec<String>,
+    vibrancy: Option<Vec<f64>>,
+    hues: Option<Vec<f64>>,
+}
+
+impl Schedule {
+    /// Read the timeline for `setup`; a column it does not read is an error.
+    fn read(timeline: &Table, setup: &Setup) -> Result<Schedule, StageError> {
+        let fail = |m: String| StageError::Failed(m);
+        let names: Vec<&str> = timeline.columns.iter().map(|c| c.name.as_str()).collect();
+        let mut known: Vec<&str> = vec!["lr", "loss-recon"];
+        known.extend(setup.regs.iter().map(|r| r.column.as_str()));
+        if setup.form != Form::Ex17 {
+            known.extend(DATA_COLUMNS);
+        }
+        let unknown: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !super::timeline::NOT_PROPERTIES.contains(n) && !known.contains(n))
+            .collect();
+        if !unknown.is_empty() {
+            let data = unknown.iter().filter(|n| DATA_COLUMNS.contains(n)).count();
+            return Err(fail(format!(
+                "the dopesheet has {} {}, which objective: color_ae does not read{} (it reads {})",
+                if unknown.len() == 1 { "column" } else { "columns" },
+                unknown.join(", "),
+                if data > 0 {
+                    " with form ex_1_7 (the data-* columns steer form ex_1_5's and ex_1_6's sampler)"
+                } else {
+                    ""
+                },
+                known.join(", ")
+            )));
+        }
+        let lr = timeline.f64s("lr").map_err(|_| fail("the dopesheet must have an `lr` column".into()))?;
+        let col = |name: &str| timeline.f64s(name).ok();
+        let recon = match setup.form {
+            Form::Ex17 => None,
+            _ => Some(col("loss-recon").ok_or_else(|| {
+                fail("form ex_1_5 and ex_1_6 weight the reconstruction by the sheet's `loss-recon` column, which this sheet lacks".into())
+            })?),
+        };
+        if col("data-fraction").is_some() && col("data-vibrancies").is_some() {
+            return Err(fail(
+                "the sheet has both data-fraction and data-vibrancies, which steer the same weights".into(),
+            ));
+        }
+        Ok(Schedule {
+            lr,
+            recon,
+            regs: setup.regs.iter().map(|r| col(&r.column)).collect(),
+            phase: timeline.strs("phase")?.to_vec(),
+            action: timeline.strs("action").map(|a| a.to_vec()).unwrap_or_default(),
+            vibrancy: col("data-fraction").or_else(|| col("data-vibrancies")),
+            hues: col("data-hues"),
+        })
     }
-    let lr = timeline.f64s("lr").map_err(|_| StageError::Failed("the dopesheet must have an `lr` column".into()))?;
-    let weight = |name: &str| timeline.f64s(name).ok();
-    Ok((
-        lr,
-        [weight("reg-polar"), weight("reg-separate"), weight("reg-planar"), weight("reg-norm-v"), weight("reg-norm")],
-    ))
+    /// Whether the sheet steers the sampler.
+    fn steers(&self) -> bool {
+        self.vibrancy.is_some() || self.hues.is_some()
+    }
+    /// The sampler's focus for the batch of step `s`: the sheet's values at
+    /// `s − 1` (the origin's pre-step handler runs after the batch is drawn),
+    /// none at step 0.
+    fn sampler_focus(&self, s: usize) -> Focus {
+        if s == 0 {
+            return Focus { vibrancy: None, hues: None };
+        }
+        Focus { vibrancy: self.vibrancy.as_ref().map(|v| v[s - 1]), hues: self.hues.as_ref().map(|v| v[s - 1]) }
+    }
+    /// The actions at step `s` (a cell may list several, comma-separated).
+    fn actions(&self, s: usize) -> impl Iterator<Item = &str> {
+        self.action.get(s).into_iter().flat_map(|a| a.split(',')).map(str::trim).filter(|a| !a.is_empty())
+    }
 }
 
 /// The `loss` table: one row per step.
-fn loss_table(loss_rows: &[[f64; 9]]) -> Table {
+fn loss_table(loss_rows: &[Vec<f64>], regs: &[&str]) -> Table {
     let mut loss = Table::new().with("step", ColumnData::I64(loss_rows.iter().map(|r| r[0] as i64).collect()));
-    for (k, name) in
-        ["lr", "total", "recon", "reg-polar", "reg-separate", "reg-planar", "reg-norm-v", "reg-norm"].iter().enumerate()
-    {
+    let names = ["lr", "total", "recon"].into_iter().chain(regs.iter().copied());
+    for (k, name) in names.enumerate() {
         loss = loss.with(name, ColumnData::F64(loss_rows.iter().map(|r| r[k + 1]).collect()));
     }
     loss
@@ -302,12 +522,12 @@ struct ColorState {
     params: Vec<f32>,
     opt: AdamW,
     draws: crate::numerics::rng::Position,
-    /// The per-draw labels' stream (absent in a checkpoint from before it).
-    #[serde(default)]
-    label_draws: Option<crate::numerics::rng::Position>,
+    label_draws: crate::numerics::rng::Position,
     epoch: Vec<usize>,
     at_in_epoch: usize,
-    loss_bits: Vec<[u64; 9]>,
+    /// The primaries' latents at the last `anchor` action.
+    anchor: Option<Vec<[f32; LATENT]>>,
+    loss_bits: Vec<Vec<u64>>,
     snaps: Snaps,
 }
 
@@ -335,6 +555,83 @@ pub fn model_bytes(params: &[f32]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A timeline table: steps 0..=n, one phase, the given property columns.
+    fn timeline(n: usize, action_at: Option<(usize, &str)>, props: &[(&str, Vec<f64>)]) -> Table {
+        let mut action = vec![String::new(); n + 1];
+        if let Some((s, a)) = action_at {
+            action[s] = a.to_string();
+        }
+        let mut t = Table::new()
+            .with("step", ColumnData::I64((0..=n as i64).collect()))
+            .with("phase", ColumnData::Str(vec!["All hues".into(); n + 1]))
+            .with("action", ColumnData::Str(action))
+            .with("phase_start", ColumnData::Bool((0..=n).map(|s| s == 0).collect()))
+            .with("phase_end", ColumnData::Bool((0..=n).map(|s| s == n).collect()));
+        for (name, v) in props {
+            t = t.with(name, ColumnData::F64(v.clone()));
+        }
+        t
+    }
+
+    fn setup_for(form: &str) -> Setup {
+        let mut p: Params =
+            ColorAeParams::DEFS.iter().filter_map(|d| d.default.value().map(|v| (d.name.to_string(), v))).collect();
+        p.insert("form".into(), Value::Str(form.into()));
+        setup(&ColorAeParams::read(&p)).unwrap()
+    }
+
+    /// Each sampler column steers the focus one step late: `data-fraction`
+    /// and `data-vibrancies` the vibrancy, `data-hues` the hue; `loss-recon`
+    /// weights the reconstruction in the curriculum forms; actions split on
+    /// commas.
+    #[test]
+    fn the_schedule_reads_each_curriculum_column() {
+        let ramp: Vec<f64> = (0..=4).map(|s| s as f64 / 4.0).collect();
+        let ones = vec![1.0; 5];
+        let t = timeline(
+            4,
+            Some((2, "anchor, anchor")),
+            &[
+                ("lr", ones.clone()),
+                ("loss-recon", ramp.clone()),
+                ("data-vibrancies", ramp.clone()),
+                ("data-hues", ones.clone()),
+            ],
+        );
+        let sched = Schedule::read(&t, &setup_for("ex_1_6")).unwrap();
+        assert_eq!(sched.sampler_focus(0), Focus { vibrancy: None, hues: None });
+        assert_eq!(sched.sampler_focus(3), Focus { vibrancy: Some(0.5), hues: Some(1.0) });
+        assert_eq!(sched.recon.as_ref().unwrap()[2], 0.5);
+        assert_eq!(sched.actions(2).collect::<Vec<_>>(), ["anchor", "anchor"]);
+        assert_eq!(sched.actions(1).count(), 0);
+        // data-fraction is 1.5's name for the vibrancy focus.
+        let t =
+            timeline(4, None, &[("lr", ones.clone()), ("loss-recon", ones.clone()), ("data-fraction", ramp.clone())]);
+        let sched = Schedule::read(&t, &setup_for("ex_1_5")).unwrap();
+        assert_eq!(sched.sampler_focus(1), Focus { vibrancy: Some(0.0), hues: None });
+        assert!(sched.regs.iter().all(Option::is_none), "the sheet has no regularizer columns");
+        // Both vibrancy columns, a data column under 1.7, a curriculum without
+        // loss-recon: errors.
+        let both = timeline(
+            4,
+            None,
+            &[
+                ("lr", ones.clone()),
+                ("loss-recon", ones.clone()),
+                ("data-fraction", ramp.clone()),
+                ("data-vibrancies", ramp.clone()),
+            ],
+        );
+        assert!(Schedule::read(&both, &setup_for("ex_1_5")).is_err());
+        let t = timeline(4, None, &[("lr", ones.clone()), ("data-fraction", ramp.clone())]);
+        let err = Schedule::read(&t, &setup_for("ex_1_7")).err().unwrap().to_string();
+        assert!(err.contains("data-fraction") && err.contains("form ex_1_7"), "{err}");
+        let err = Schedule::read(&t, &setup_for("ex_1_5")).err().unwrap().to_string();
+        assert!(err.contains("loss-recon"), "{err}");
+        // 1.7 weights a missing regularizer column 1, the curricula 0.
+        assert_eq!((Form::Ex17.missing_weight(), Form::Ex15.missing_weight()), (1.0, 0.0));
+    }
 
     /// Per-draw labels: the same colour drawn again can get the other label,
     /// and over many draws the share of 1s is `scale·p`.
