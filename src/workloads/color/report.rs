@@ -163,7 +163,7 @@ fn weight_strip(tl: &Table) -> Result<Vec<NamedLine>, StageError> {
 }
 
 impl Stage for ColorReport {
-    describe!(Kind::Report, "color", version 3, params ColorReportParams, INPUTS, OUTPUTS);
+    describe!(Kind::Report, "color", version 4, params ColorReportParams, INPUTS, OUTPUTS);
     fn input_columns(&self, input: &str) -> &'static [&'static str] {
         match input {
             "timeline" => &["step", "phase"],
@@ -328,7 +328,7 @@ impl Stage for ColorReport {
             parts.push(format!("hue order {o:.2} in {t:.0} turn(s)"));
         }
         let intro = format!(
-            "<h2>Result</h2>\n<p>The colour autoencoder (seed document 003, experiment 1.7) after {} steps: {}.</p>\n",
+            "<h2>Result</h2>\n<p>The colour autoencoder (seed document 003) after {} steps: {}.</p>\n",
             lsteps.len(),
             esc(&parts.join("; "))
         );
