@@ -355,15 +355,8 @@ impl Stage for ColorAe {
                 }
             }
             // The step's actions, then its loss.
-            for action in sched.actions(s) {
-                match action {
-                    "anchor" => anchor = Some(primaries.iter().map(|c| forward(&params, *c).z).collect()),
-                    other => {
-                        return Err(StageError::Failed(format!(
-                            "step {s}: the sheet's action `{other}` is not one objective: color_ae knows (anchor)"
-                        )));
-                    }
-                }
+            if sched.actions(s).any(|a| a == "anchor") {
+                anchor = Some(primaries.iter().map(|c| forward(&params, *c).z).collect());
             }
             if s % p.snapshot_every == 0 {
                 snapshot(&mut snaps, s, &params);
@@ -473,12 +466,31 @@ impl Schedule {
                 "the sheet has both data-fraction and data-vibrancies, which steer the same weights".into(),
             ));
         }
+        let action = timeline.strs("action").map(|a| a.to_vec()).unwrap_or_default();
+        let unknown: Vec<String> = action
+            .iter()
+            .enumerate()
+            .flat_map(|(s, a)| {
+                a.split(',').map(str::trim).filter(|a| !a.is_empty() && *a != "anchor").map(move |a| (s, a))
+            })
+            .map(|(s, a)| format!("`{a}` at step {s}"))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(fail(format!(
+                "the dopesheet has {}, which objective: color_ae does not know (its action: anchor)",
+                if unknown.len() == 1 {
+                    format!("action {}", unknown[0])
+                } else {
+                    format!("actions {}", unknown.join(", "))
+                }
+            )));
+        }
         Ok(Schedule {
             lr,
             recon,
             regs: setup.regs.iter().map(|r| col(&r.column)).collect(),
             phase: timeline.strs("phase")?.to_vec(),
-            action: timeline.strs("action").map(|a| a.to_vec()).unwrap_or_default(),
+            action,
             vibrancy: col("data-fraction").or_else(|| col("data-vibrancies")),
             hues: col("data-hues"),
         })
@@ -629,6 +641,10 @@ mod tests {
         assert!(err.contains("data-fraction") && err.contains("form ex_1_7"), "{err}");
         let err = Schedule::read(&t, &setup_for("ex_1_5")).err().unwrap().to_string();
         assert!(err.contains("loss-recon"), "{err}");
+        // An action the objective does not know stops the run before it trains.
+        let t = timeline(4, Some((3, "anchor, freeze")), &[("lr", ones.clone())]);
+        let err = Schedule::read(&t, &setup_for("ex_1_7")).err().unwrap().to_string();
+        assert!(err.contains("action `freeze` at step 3"), "{err}");
         // 1.7 weights a missing regularizer column 1, the curricula 0.
         assert_eq!((Form::Ex17.missing_weight(), Form::Ex15.missing_weight()), (1.0, 0.0));
     }
