@@ -21,6 +21,11 @@
 //!   weights in a pre-step handler, after that step's batch was drawn: the
 //!   batch of step `s` uses the sheet's values at `s − 1` (all ones at step 0).
 //!
+//! Two choices of ours where the origin is lax: a sheet cell may list several
+//! actions separated by commas (trimmed), and an action the objective does not
+//! know is an error; a curriculum form needs the sheet's `loss-recon` column
+//! (the origin would weigh a missing one 0 and train nothing).
+//!
 //! Note: the `data-fraction` column does not choose the primary/secondary
 //! subset — the phase name does; `data-fraction` only reshapes the cube's
 //! vibrancy weights once a cube phase begins.

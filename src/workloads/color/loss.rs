@@ -44,7 +44,9 @@
 //!   primaries; missing columns weigh 0, `loss-recon` is read.
 //!
 //! A term is skipped when its weight is 0; it is recorded, and added as
-//! `w·term` when finite. The optimiser steps only when the total is positive.
+//! `w·term` when finite (1.6's and 1.7's rule; 1.5's loop would add a NaN term
+//! and so skip the whole step). The optimiser steps only when the total is
+//! positive.
 
 use super::model::{LATENT, N_PARAMS, Row, backward_row, forward};
 
@@ -104,6 +106,10 @@ impl Criterion {
     /// A batch scalar takes no affinity.
     pub fn is_scalar(self) -> bool {
         matches!(self, Criterion::SeparateInverse | Criterion::Anchor)
+    }
+    /// Whether it compares every pair of the batch (B² work a step).
+    pub fn is_pairwise(self) -> bool {
+        matches!(self, Criterion::Separate | Criterion::SeparateCosine | Criterion::SeparateInverse)
     }
 }
 

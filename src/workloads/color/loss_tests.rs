@@ -148,6 +148,15 @@ fn gradients_match_burn_autodiff() {
             }
         }
     }
+    // 1.6's primaries phase (no sampler weights) and a reconstruction weighed 0.
+    cases.push(Case {
+        form: Form::Ex16,
+        regs: curriculum_regularizers(),
+        weights: vec![0.3, 0.2, 0.25, 0.6],
+        recon: Some(0.0),
+        batch_weights: false,
+        anchor: true,
+    });
     for case in &cases {
         gradients_match(case);
     }
@@ -159,7 +168,10 @@ fn gradients_match(case: &Case) {
     let p: Vec<f32> = layers.iter().flat_map(|(w, b, _, _)| w.iter().chain(b).copied()).collect();
     assert_eq!(p.len(), N_PARAMS);
     let b = 7;
-    let x: Vec<[f32; 3]> = (0..b).map(|_| [rng.random(), rng.random(), rng.random()]).collect();
+    let mut x: Vec<[f32; 3]> = (0..b).map(|_| [rng.random(), rng.random(), rng.random()]).collect();
+    // A colour drawn twice (the samplers draw with replacement): the pairwise
+    // criteria's masks and the inverse separation's 10⁶ duplicate term.
+    x[6] = x[2];
     let red: Vec<f32> = (0..b).map(|i| if i % 3 == 0 { 0.0 } else { rng.random() }).collect();
     let vib: Vec<f32> = (0..b).map(|_| rng.random()).collect();
     let labels = vec![red, vib];
@@ -172,6 +184,8 @@ fn gradients_match(case: &Case) {
         (0..6).map(|k| super::data::hsv_to_rgb(k as f64 / 6.0, 1.0, 1.0).map(|v| v as f32)).collect();
     let snap: Vec<[f32; LATENT]> = (0..6).map(|_| std::array::from_fn(|_| rng.random::<f32>() - 0.5)).collect();
     let batch = Batch { x: &x, labels: &labels, weights: case.batch_weights.then_some(&bw[..]) };
+    // The weights the reference applies: ones where the batch has none.
+    let bw: Vec<f32> = if case.batch_weights { bw.clone() } else { vec![1.0; b] };
     let sw =
         StepWeights { recon: case.recon, regs: &case.weights, anchor: case.anchor.then_some((&refs[..], &snap[..])) };
     let mut grad = vec![0f32; N_PARAMS];
@@ -258,7 +272,6 @@ fn gradients_match(case: &Case) {
     let want_total: f32 = total.clone().into_scalar();
     let what =
         format!("{:?} {:?}", case.form, case.regs.iter().map(|r| (r.criterion, r.affinity.len())).collect::<Vec<_>>());
-    // The inverse separation's 10⁶/B constant: compare its value loosely.
     assert!(close(terms.total as f32, want_total, 1e-5), "{what}: {} vs burn {want_total}", terms.total);
     let grads = total.backward();
     let mut want = Vec::new();

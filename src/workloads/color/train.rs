@@ -109,16 +109,13 @@ struct Setup {
 fn setup(p: &ColorAeParams) -> Result<Setup, Vec<(&'static str, String)>> {
     let form = Form::parse(&p.form).expect("choices checked");
     let primary_phases = p.primary_phases.clone().unwrap_or_else(|| vec![curriculum::PRIMARY_PHASE.to_string()]);
-    let Some(items) = &p.regularizers else {
-        let (regs, labels) = match form {
-            Form::Ex17 => (super::loss::seed_regularizers(), vec!["red".to_string(), "vibrant".to_string()]),
-            _ => (super::loss::curriculum_regularizers(), vec![]),
-        };
-        return Ok(Setup { form, regs, labels, primary_phases });
-    };
     let mut errors = Vec::new();
-    let (mut regs, mut labels): (Vec<Regularizer>, Vec<String>) = (Vec::new(), Vec::new());
-    for (i, item) in items.iter().enumerate() {
+    let (mut regs, mut labels): (Vec<Regularizer>, Vec<String>) = match (&p.regularizers, form) {
+        (Some(_), _) => (Vec::new(), Vec::new()),
+        (None, Form::Ex17) => (super::loss::seed_regularizers(), vec!["red".to_string(), "vibrant".to_string()]),
+        (None, _) => (super::loss::curriculum_regularizers(), vec![]),
+    };
+    for (i, item) in p.regularizers.iter().flatten().enumerate() {
         let (Some(Value::Str(column)), Some(Value::Str(criterion)), Some(Value::Map(affinity))) =
             (item.get("column"), item.get("criterion"), item.get("affinity"))
         else {
@@ -126,8 +123,14 @@ fn setup(p: &ColorAeParams) -> Result<Setup, Vec<(&'static str, String)>> {
             continue;
         };
         let criterion = Criterion::parse(criterion).expect("choices checked");
-        if column == "lr" || column == "loss-recon" || DATA_COLUMNS.contains(&column.as_str()) {
-            errors.push(("regularizers", format!("item {i}: column `{column}` is not a regularizer's")));
+        // The loss table's own columns, the timeline's and the sampler's are no regularizer's.
+        let reserved = ["lr", "loss-recon", "total", "recon"];
+        if column.trim().is_empty()
+            || reserved.contains(&column.as_str())
+            || DATA_COLUMNS.contains(&column.as_str())
+            || super::timeline::NOT_PROPERTIES.contains(&column.as_str())
+        {
+            errors.push(("regularizers", format!("item {i}: column `{column}` cannot weigh a regularizer")));
         }
         if regs.iter().any(|r: &Regularizer| &r.column == column) {
             errors.push(("regularizers", format!("item {i}: column `{column}` weights two regularizers")));
@@ -155,8 +158,17 @@ fn setup(p: &ColorAeParams) -> Result<Setup, Vec<(&'static str, String)>> {
         }
         regs.push(Regularizer { column: column.clone(), criterion, affinity: aff });
     }
+    if p.batch > MAX_PAIRWISE_BATCH && regs.iter().any(|r| r.criterion.is_pairwise()) {
+        errors.push((
+            "batch",
+            format!("a pairwise regularizer (separate…) costs batch² a step: at most {MAX_PAIRWISE_BATCH} colours"),
+        ));
+    }
     if errors.is_empty() { Ok(Setup { form, regs, labels, primary_phases }) } else { Err(errors) }
 }
+
+/// The largest batch a pairwise criterion may see (its B × B work per step).
+const MAX_PAIRWISE_BATCH: usize = 4096;
 
 impl Stage for ColorAe {
     describe!(Kind::Train, "color_ae", version 2, params ColorAeParams, INPUTS, OUTPUTS);
@@ -361,9 +373,8 @@ impl Stage for ColorAe {
             if s % p.snapshot_every == 0 {
                 snapshot(&mut snaps, s, &params);
             }
-            for (k, r) in setup.regs.iter().enumerate() {
-                reg_w[k] = sched.regs[k].as_ref().map_or(form.missing_weight(), |v| v[s]);
-                debug_assert!(!r.column.is_empty());
+            for (k, w) in reg_w.iter_mut().enumerate() {
+                *w = sched.regs[k].as_ref().map_or(form.missing_weight(), |v| v[s]);
             }
             let sw = StepWeights {
                 recon: sched.recon.as_ref().map(|v| v[s]),
@@ -591,6 +602,32 @@ mod tests {
             ColorAeParams::DEFS.iter().filter_map(|d| d.default.value().map(|v| (d.name.to_string(), v))).collect();
         p.insert("form".into(), Value::Str(form.into()));
         setup(&ColorAeParams::read(&p)).unwrap()
+    }
+
+    /// Regularizer columns that are not free for one, and a batch too large for
+    /// a pairwise criterion, are refused with the parameter to point at.
+    #[test]
+    fn setup_refuses_reserved_columns_and_huge_pairwise_batches() {
+        let mut p: Params =
+            ColorAeParams::DEFS.iter().filter_map(|d| d.default.value().map(|v| (d.name.to_string(), v))).collect();
+        let reg = |column: &str, criterion: &str| {
+            let mut m = BTreeMap::new();
+            m.insert("column".to_string(), Value::Str(column.into()));
+            m.insert("criterion".to_string(), Value::Str(criterion.into()));
+            m.insert("affinity".to_string(), Value::Map(BTreeMap::new()));
+            Value::Map(m)
+        };
+        let list = ["", "phase", "total", "data-hues", "reg-ok"].map(|c| reg(c, "norm")).to_vec();
+        p.insert("regularizers".into(), Value::List(list));
+        let errors = setup(&ColorAeParams::read(&p)).err().unwrap();
+        assert_eq!(errors.iter().filter(|(k, m)| *k == "regularizers" && m.contains("cannot weigh")).count(), 4);
+        // The seed's own set includes `separate`: batch 5000 is refused, 4096 is not.
+        let mut p: Params =
+            ColorAeParams::DEFS.iter().filter_map(|d| d.default.value().map(|v| (d.name.to_string(), v))).collect();
+        p.insert("batch".into(), Value::Int(5000));
+        assert_eq!(setup(&ColorAeParams::read(&p)).err().unwrap()[0].0, "batch");
+        p.insert("batch".into(), Value::Int(4096));
+        assert!(setup(&ColorAeParams::read(&p)).is_ok());
     }
 
     /// Each sampler column steers the focus one step late: `data-fraction`
