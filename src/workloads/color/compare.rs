@@ -9,7 +9,7 @@
 //! Run `k` (1 to 4) binds `timeline_k`, `latents_k`, `over_time_k` and
 //! `metrics_k` (run 1 is required; a run binds all four or none).
 
-use super::report::{Snapshot, snapshots, timeline_parts};
+use super::report::{Snapshot, plane_panels, snapshots, timeline_parts};
 use crate::engine::frame::{ColumnData, Table};
 use crate::engine::params::{Default, ParamType};
 use crate::engine::stage::{Artifact, InputDef, Kind, Media, OutputDef, Outputs, Stage, StageCtx, StageError};
@@ -102,19 +102,10 @@ impl Stage for ColorCompare {
         if snaps.iter().any(|s| s.is_empty()) {
             return Err(StageError::Failed("a run has no latent snapshots".into()));
         }
-        let pairs = [("z0", "z1"), ("z0", "z2"), ("z0", "z3")];
         let mut finals: Vec<ColoredPanel> = Vec::new();
         for (r, s) in snaps.iter().enumerate() {
             let last = s.last().expect("not empty");
-            for (j, (xd, yd)) in pairs.iter().enumerate() {
-                finals.push(ColoredPanel {
-                    title: format!("{}: step {} ({xd}, {yd})", name(runs[r]), last.0),
-                    x_desc: xd,
-                    y_desc: yd,
-                    points: &last.1[j],
-                    radius: 3,
-                });
-            }
+            finals.extend(plane_panels(last, 3, |xd, yd| format!("{}: step {} ({xd}, {yd})", name(runs[r]), last.0)));
         }
         let all: Vec<&[ColoredPoint]> = finals.iter().map(|f| f.points).collect();
         let final_png = plot::colored_scatter(&finals, 3, 380, plot::fitted_view(&all)).map_err(plot_err)?;

@@ -105,17 +105,23 @@ impl Cube {
     }
 }
 
-/// One batch of the origin's `DynamicWeightedRandomBatchSampler` with focus
-/// weights `w`: `k` indices drawn with replacement, ∝ `max(wᵢ·biasᵢ, 0)`, or
-/// uniformly when that sums to ≤ 10⁻⁹.
-pub fn draw_batch(bias: &[f64], w: &[f64], k: usize, rng: &mut impl rand::Rng) -> Vec<usize> {
-    let mut cum = Vec::with_capacity(bias.len());
+/// The cumulative sums of `max(wᵢ·biasᵢ, 0)`, the sampler's table.
+fn cumulative(bias: &[f64], w: &[f64]) -> Vec<f64> {
     let mut acc = 0.0;
-    for (b, w) in bias.iter().zip(w) {
-        acc += (w * b).max(0.0);
-        cum.push(acc);
-    }
-    let n = bias.len();
+    bias.iter()
+        .zip(w)
+        .map(|(b, w)| {
+            acc += (w * b).max(0.0);
+            acc
+        })
+        .collect()
+}
+
+/// `k` indices from the cumulative table `cum`, or uniformly when its total is
+/// ≤ 10⁻⁹.
+fn draw_from(cum: &[f64], k: usize, rng: &mut impl rand::Rng) -> Vec<usize> {
+    let n = cum.len();
+    let acc = cum.last().copied().unwrap_or(0.0);
     if acc <= 1e-9 {
         return (0..k).map(|_| ((rng.random::<f64>() * n as f64) as usize).min(n - 1)).collect();
     }
@@ -125,6 +131,38 @@ pub fn draw_batch(bias: &[f64], w: &[f64], k: usize, rng: &mut impl rand::Rng) -
             cum.partition_point(|c| *c <= u).min(n - 1)
         })
         .collect()
+}
+
+/// One batch of the origin's `DynamicWeightedRandomBatchSampler` with focus
+/// weights `w`: `k` indices drawn with replacement, ∝ `max(wᵢ·biasᵢ, 0)`, or
+/// uniformly when that sums to ≤ 10⁻⁹.
+pub fn draw_batch(bias: &[f64], w: &[f64], k: usize, rng: &mut impl rand::Rng) -> Vec<usize> {
+    draw_from(&cumulative(bias, w), k, rng)
+}
+
+/// The dynamic sampler over a cube, its focus weights and their table
+/// recomputed only when the sheet's fractions change.
+pub struct DynamicSampler {
+    cube: Cube,
+    /// The focus, its weights and their cumulative table, last computed.
+    cached: Option<(Focus, Vec<f64>, Vec<f64>)>,
+}
+
+impl DynamicSampler {
+    pub fn new(cube: Cube) -> DynamicSampler {
+        DynamicSampler { cube, cached: None }
+    }
+    /// One batch at `focus`: the drawn indices and the focus weights they
+    /// were drawn with ([`draw_batch`]).
+    pub fn draw(&mut self, focus: Focus, k: usize, rng: &mut impl rand::Rng) -> (Vec<usize>, &[f64]) {
+        if self.cached.as_ref().is_none_or(|(f, _, _)| *f != focus) {
+            let w = self.cube.weights(focus);
+            let cum = cumulative(&self.cube.bias, &w);
+            self.cached = Some((focus, w, cum));
+        }
+        let (_, w, cum) = self.cached.as_ref().expect("set above");
+        (draw_from(cum, k, rng), w)
+    }
 }
 
 /// 1.6's weighted collate: the drawn colours' focus weights, normalised to sum

@@ -147,18 +147,19 @@ pub fn timeline_parts(tl: &Table, keys: Option<&Table>, caption: &str) -> Result
     Ok(TimelineParts { caption: caption.to_string(), props, lr, phases, actions })
 }
 
-/// A named line of (x, y) points.
-type NamedLine = (String, Vec<(f64, f64)>);
+/// The latent planes every figure shows: (z0, z1), (z0, z2), (z0, z3).
+const PLANES: [(&str, &str); 3] = [("z0", "z1"), ("z0", "z2"), ("z0", "z3")];
 
-/// The schedule's weights (every property but lr), for the animation's strip.
-fn weight_strip(tl: &Table) -> Result<Vec<NamedLine>, StageError> {
-    let steps: Vec<f64> = tl.i64s("step")?.iter().map(|s| *s as f64).collect();
-    let every = steps.len().div_ceil(500).max(1);
-    tl.columns
+/// A snapshot's three planes as panels, each titled `title(x, y)`.
+pub(crate) fn plane_panels(
+    snap: &Snapshot,
+    radius: i32,
+    title: impl Fn(&str, &str) -> String,
+) -> Vec<ColoredPanel<'_>> {
+    PLANES
         .iter()
-        .map(|c| c.name.as_str())
-        .filter(|n| *n != "lr" && !super::timeline::NOT_PROPERTIES.contains(n))
-        .map(|n| Ok((n.to_string(), steps.iter().copied().zip(tl.f64s(n)?).step_by(every).collect())))
+        .enumerate()
+        .map(|(j, (xd, yd))| ColoredPanel { title: title(xd, yd), x_desc: xd, y_desc: yd, points: &snap.1[j], radius })
         .collect()
 }
 
@@ -229,42 +230,27 @@ impl Stage for ColorReport {
             .collect();
         let thumb_view = view(&thumbs.iter().map(|t| t.points).collect::<Vec<_>>());
         let latents_png = plot::colored_scatter(&thumbs, 5, 250, thumb_view).map_err(plot_err)?;
-        let pairs = [("z0", "z1"), ("z0", "z2"), ("z0", "z3")];
-        let last: Vec<ColoredPanel> = pairs
-            .iter()
-            .enumerate()
-            .map(|(j, (xd, yd))| ColoredPanel {
-                title: format!("step {}: ({xd}, {yd})", snaps[n].0),
-                x_desc: xd,
-                y_desc: yd,
-                points: &snaps[n].1[j],
-                radius: 4,
-            })
-            .collect();
+        let last = plane_panels(&snaps[n], 4, |xd, yd| format!("step {}: ({xd}, {yd})", snaps[n].0));
         let final_view = view(&last.iter().map(|t| t.points).collect::<Vec<_>>());
         let final_png = plot::colored_scatter(&last, 3, 440, final_view).map_err(plot_err)?;
         let frame_ids = frames_by_movement(&snaps, p.frames);
         let frames: Vec<AnimationFrame> = frame_ids
             .iter()
             .map(|&i| AnimationFrame {
-                panels: pairs
-                    .iter()
-                    .enumerate()
-                    .map(|(j, (xd, yd))| ColoredPanel {
-                        title: format!("step {}: ({xd}, {yd})", snaps[i].0),
-                        x_desc: xd,
-                        y_desc: yd,
-                        points: &snaps[i].1[j],
-                        radius: 3,
-                    })
-                    .collect(),
+                panels: plane_panels(&snaps[i], 3, |xd, yd| format!("step {}: ({xd}, {yd})", snaps[i].0)),
                 step: snaps[i].0 as f64,
             })
             .collect();
         let anim_view = view(&snaps.iter().flat_map(|s| s.1.iter().map(|v| v.as_slice())).collect::<Vec<_>>());
         // The schedule's weights under the animation, thinned to ~500 points a line.
-        let strip_owned = weight_strip(ctx.table("timeline")?)?;
-        let strip: Vec<(&str, Vec<(f64, f64)>)> = strip_owned.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+        let strip: Vec<(&str, Vec<(f64, f64)>)> = t
+            .props
+            .iter()
+            .map(|prop| {
+                let every = prop.values.len().div_ceil(500).max(1);
+                (prop.name, prop.values.iter().step_by(every).copied().collect())
+            })
+            .collect();
         let animation = plot::colored_animation(&frames, anim_view, &strip, p.frame_ms as u16).map_err(plot_err)?;
         (ctx.progress)(0.8);
 

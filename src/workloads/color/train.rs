@@ -38,7 +38,7 @@ use std::collections::BTreeMap;
 
 use rand::Rng;
 
-use super::curriculum::{self, Cube, DATA_COLUMNS, Focus};
+use super::curriculum::{self, Cube, DATA_COLUMNS, DynamicSampler, Focus};
 use super::loss::{Batch, Criterion, Form, Regularizer, StepWeights, Terms, loss_and_grad};
 use super::model::{LATENT, N_PARAMS, SHAPES, forward};
 use crate::engine::frame::{ColumnData, Table};
@@ -225,16 +225,20 @@ impl Stage for ColorAe {
             .collect::<Result<_, _>>()?;
         let timeline = ctx.table("timeline")?;
         let sched = Schedule::read(timeline, &setup)?;
-        let cube = if sched.steers() {
-            let hue = data.f64s("h").map_err(|_| StageError::Failed("data-hues needs the data's `h` column".into()))?;
-            Some(Cube {
-                bias: bias.clone(),
-                vibrancy: data.f64s("vibrancy")?,
-                hue_focus: hue.iter().map(|h| curriculum::hue_focus(*h)).collect(),
-            })
-        } else {
-            None
-        };
+        // The curricula's sampler: the columns the sheet steers it by.
+        let mut sampler = DynamicSampler::new(Cube {
+            bias: bias.clone(),
+            vibrancy: if sched.vibrancy.is_some() { data.f64s("vibrancy")? } else { Vec::new() },
+            hue_focus: match sched.hues {
+                Some(_) => data
+                    .f64s("h")
+                    .map_err(|_| StageError::Failed("data-hues needs the data's `h` column".into()))?
+                    .iter()
+                    .map(|h| curriculum::hue_focus(*h))
+                    .collect(),
+                None => Vec::new(),
+            },
+        });
         // The timeline has steps 0..=len; training runs 0..len.
         let steps = timeline.num_rows().saturating_sub(1).max(1);
         let grid = ctx.table("grid")?;
@@ -285,8 +289,6 @@ impl Stage for ColorAe {
             s.draws.seek(&mut draws);
             s.label_draws.seek(&mut label_draws);
         }
-        // The focus weights, recomputed only when the sheet's fractions change.
-        let mut focus_cache: Option<(Focus, Vec<f64>)> = None;
         let (mut bx, mut blabels, mut bw) = (Vec::new(), vec![Vec::new(); setup.labels.len()], Vec::new());
         let mut reg_w = vec![0.0; setup.regs.len()];
         for s in start..steps {
@@ -336,24 +338,7 @@ impl Stage for ColorAe {
                 at_in_epoch = end;
             } else {
                 // The dynamic sampler with the weights set at the previous step.
-                let focus = sched.sampler_focus(s);
-                let w = match (&cube, &focus_cache) {
-                    (None, _) => None,
-                    (Some(_), Some((f, w))) if *f == focus => Some(w),
-                    (Some(cube), _) => {
-                        focus_cache = Some((focus, cube.weights(focus)));
-                        focus_cache.as_ref().map(|(_, w)| w)
-                    }
-                };
-                let ones;
-                let w = match w {
-                    Some(w) => w,
-                    None => {
-                        ones = vec![1.0; bias.len()];
-                        &ones
-                    }
-                };
-                let drawn = curriculum::draw_batch(&bias, w, p.batch, &mut draws);
+                let (drawn, w) = sampler.draw(sched.sampler_focus(s), p.batch, &mut draws);
                 for &i in &drawn {
                     bx.push(xs[i]);
                     for (k, col) in label_cols.iter().enumerate() {
@@ -505,10 +490,6 @@ impl Schedule {
             vibrancy: col("data-fraction").or_else(|| col("data-vibrancies")),
             hues: col("data-hues"),
         })
-    }
-    /// Whether the sheet steers the sampler.
-    fn steers(&self) -> bool {
-        self.vibrancy.is_some() || self.hues.is_some()
     }
     /// The sampler's focus for the batch of step `s`: the sheet's values at
     /// `s − 1` (the origin's pre-step handler runs after the batch is drawn),
