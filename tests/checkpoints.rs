@@ -52,6 +52,50 @@ fn status_says_where_a_stage_resumes_and_gc_keeps_its_checkpoint() {
     assert!(stage_line(&ws, "ck", "walk")["resumed_from"].as_u64().is_some());
 }
 
+/// Stopped twice (killed, then told to stop) and finished by a third run:
+/// each run says where it resumes, and the manifest of the run that finished
+/// lists both resumes, oldest first — how many stops the result took.
+#[test]
+fn the_manifest_counts_every_resume_on_the_way_to_the_result() {
+    let (ws, control) = killed();
+    let args = ["--checkpoint-every", "10 steps"];
+    let first = checkpoint_step(&ws);
+    let status = signal_after_checkpoint(&ws, "p.yaml", &args, 2, libc::SIGTERM, 200);
+    assert_eq!(status.code(), Some(143));
+    let line = stage_line(&ws, "ck", "walk");
+    assert_eq!(line["status"], "interrupted");
+    let second = checkpoint_step(&ws);
+    let said = format!("by signal 15 at step {second} of 150; its checkpoint is saved and the next run resumes there");
+    assert_eq!(line["error"], said.as_str());
+    assert!(second > first, "{first} then {second}");
+    let out = ws.cmd(&["status", "p.yaml"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("resumes from step {second} of 150 (checkpoint ")), "{text}");
+    assert!(text.contains("; resumed once before)"), "{text}");
+    let (out, events) = ws.run_json("p.yaml", &args);
+    assert!(out.status.success());
+    let started = events.iter().find(|e| e["event"] == "started").unwrap();
+    assert_eq!(started["resumes_from"]["step"], second, "{started}");
+    let line = stage_line(&ws, "ck", "walk");
+    assert_eq!(line["outputs"], control, "twice stopped, the same bytes");
+    let steps: Vec<u64> = line["resumes"].as_array().unwrap().iter().map(|r| r["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [first, second], "{line}");
+    assert_eq!(line["resumed_from"], second);
+    // Without --json the run's line says it too.
+    let (ws, _) = killed();
+    let out = ws.cmd(&["run", "p.yaml"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("walk") && l.contains("running")).unwrap();
+    assert!(line.contains("because ") && line.contains("; resumes from step "), "{line}");
+}
+
+/// The step the workspace's one checkpoint is at (from `status --json`).
+fn checkpoint_step(ws: &Workspace) -> u64 {
+    let json = ws.cmd(&["status", "p.yaml", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    v[0]["checkpoint"]["step"].as_u64().expect("a checkpoint")
+}
+
 #[test]
 fn a_corrupt_or_truncated_checkpoint_is_discarded_and_the_stage_starts_over() {
     for damage in ["flip", "truncate"] {

@@ -264,6 +264,10 @@ fn a_stage_longer_than_its_time_limit_finishes_through_requeues() {
         assert!(r["step"].as_u64().is_some_and(|s| s > 0 && s < 120), "{r}");
     }
     assert!(line["resumed_from"].as_u64().is_some_and(|s| s > 0), "{line}");
+    // Each resubmitted job continued from the checkpoint its predecessor left.
+    let resumed: Vec<_> =
+        line["resumes"].as_array().expect("resumes in the manifest").iter().map(|r| &r["step"]).collect();
+    assert_eq!(resumed, requeues.iter().map(|r| &r["step"]).collect::<Vec<_>>(), "{line}");
     assert!(
         events.iter().any(|e| e["event"] == "warning" && e["message"].as_str().unwrap().contains("resubmitted as job"))
     );

@@ -82,7 +82,10 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &RunArgs) -> Re
     let count = |f: fn(&Outcome) -> bool| report.outcomes.iter().filter(|(_, o)| f(o)).count();
     let ran = count(|o| matches!(o, Outcome::Ran));
     let fresh = count(|o| matches!(o, Outcome::Fresh));
-    let failed = count(|o| matches!(o, Outcome::Failed(_)));
+    // Stopped by a signal with its checkpoint saved: not a failure of the stage.
+    let stopped =
+        report.manifest.stages.iter().filter(|s| s.status == crate::engine::cache::StageState::Interrupted).count();
+    let failed = count(|o| matches!(o, Outcome::Failed(_))) - stopped;
     let skipped = count(|o| matches!(o, Outcome::Skipped(_)));
     let secs = (report.manifest.finished_ms - report.manifest.started_ms) as f64 / 1000.0;
     if !*json {
@@ -91,9 +94,10 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &RunArgs) -> Re
             text.push_str(&format!("\n[{stage}]\n{summary}\n"));
         }
         text.push_str(&format!(
-            "\n{}: {} stages — {ran} ran, {fresh} fresh{}{} in {secs:.2}s\nmanifest: {}\n",
+            "\n{}: {} stages — {ran} ran, {fresh} fresh{}{}{} in {secs:.2}s\nmanifest: {}\n",
             spec.name,
             report.outcomes.len(),
+            if stopped > 0 { format!(", {stopped} stopped (the next run resumes)") } else { String::new() },
             if failed > 0 { format!(", {failed} failed") } else { String::new() },
             if skipped > 0 { format!(", {skipped} skipped") } else { String::new() },
             report.manifest_path.display()
@@ -103,7 +107,7 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &RunArgs) -> Re
         }
         out(&text);
     } else {
-        out(&(serde_json::json!({"event": "run_finished", "ok": report.ok(), "ran": ran, "fresh": fresh, "failed": failed, "skipped": skipped, "seconds": secs, "manifest": report.manifest_path.display().to_string()}).to_string() + "\n"));
+        out(&(serde_json::json!({"event": "run_finished", "ok": report.ok(), "ran": ran, "fresh": fresh, "failed": failed, "stopped": stopped, "skipped": skipped, "seconds": secs, "manifest": report.manifest_path.display().to_string()}).to_string() + "\n"));
     }
     if let Some(sig) = crate::engine::checkpoint::stop_requested() {
         // Stopped by a signal, with the checkpoints saved and the manifest

@@ -18,7 +18,7 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &StatusArgs) ->
                     "key": s.key.map(|k| k.hex()),
                     "reasons": s.reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
                     "checkpoint": s.checkpoint.as_ref().map(|h| serde_json::json!({
-                        "step": h.step, "total": h.total, "written_ms": h.written_ms,
+                        "step": h.step, "total": h.total, "written_ms": h.written_ms, "resumes": h.resumes,
                     })),
                 })
             })

@@ -94,19 +94,39 @@ pub struct Header {
     pub state_bytes: u64,
     /// blake3 of the state (hex).
     pub state_hash: String,
+    /// The runs that continued from an earlier checkpoint on the way to this
+    /// state, oldest first (how many times the stage was stopped and resumed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumes: Vec<Resume>,
+}
+
+/// One run that continued a stage from its checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resume {
+    /// The step it continued from.
+    pub step: u64,
+    /// When (ms since the epoch).
+    pub at_ms: u64,
 }
 
 impl Header {
-    /// `step 41 000 of 100 000 (checkpoint 3 min old)`.
+    /// `step 41 000 of 100 000 (checkpoint 3m old)`, or with `; resumed
+    /// 2 times before` when it was reached through resumes.
     pub fn describe(&self) -> String {
         let age = Duration::from_millis(now_ms().saturating_sub(self.written_ms) / 1000 * 1000);
         let age =
             if age.is_zero() { "just now".to_string() } else { format!("{} old", humantime::format_duration(age)) };
-        format!("step {} of {} (checkpoint {age})", thousands(self.step), thousands(self.total))
+        let before = match self.resumes.len() {
+            0 => String::new(),
+            1 => "; resumed once before".to_string(),
+            n => format!("; resumed {n} times before"),
+        };
+        format!("step {} of {} (checkpoint {age}{before})", thousands(self.step), thousands(self.total))
     }
 }
 
-fn thousands(n: u64) -> String {
+/// `41 000`: a count with its thousands apart.
+pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -149,8 +169,15 @@ impl Cache {
         self.root.join("checkpoints").join(&hex[..2]).join(format!("{hex}.ckpt"))
     }
 
-    /// Write `state` as the checkpoint of `key` at `step` of `total`, atomically.
-    pub fn write_checkpoint(&self, key: &Hash, step: u64, total: u64, state: &[u8]) -> Result<Header, CacheError> {
+    /// Write `state` as the checkpoint of `key` at `step` of `total`, reached
+    /// through `resumes`, atomically.
+    pub fn write_checkpoint(
+        &self,
+        key: &Hash,
+        (step, total): (u64, u64),
+        resumes: &[Resume],
+        state: &[u8],
+    ) -> Result<Header, CacheError> {
         let header = Header {
             key: key.hex(),
             step,
@@ -158,6 +185,7 @@ impl Cache {
             written_ms: now_ms(),
             state_bytes: state.len() as u64,
             state_hash: blake3::hash(state).to_hex().to_string(),
+            resumes: resumes.to_vec(),
         };
         let head = serde_json::to_vec(&header)
             .map_err(|e| CacheError::Encode { what: "checkpoint".into(), why: e.to_string() })?;
@@ -339,8 +367,8 @@ pub struct Checkpointing<'a> {
     at: Option<(&'a Cache, Hash)>,
     every: Every,
     resume: Mutex<Option<Checkpoint>>,
-    /// The step the stage resumed from (no need to save it again).
-    resumed_at: Mutex<Option<u64>>,
+    /// The resumes that led here, this run's last (its step needs no second save).
+    resumes: Mutex<Vec<Resume>>,
     last: Mutex<Instant>,
     /// Warnings for the run's output (a bad checkpoint discarded).
     pub warnings: Vec<String>,
@@ -358,7 +386,7 @@ impl<'a> Checkpointing<'a> {
             at: None,
             every: DEFAULT_EVERY,
             resume: Mutex::new(None),
-            resumed_at: Mutex::new(None),
+            resumes: Mutex::new(Vec::new()),
             last: Mutex::new(Instant::now()),
             warnings: Vec::new(),
             active: Mutex::new(None),
@@ -390,7 +418,7 @@ impl<'a> Checkpointing<'a> {
             at: Some((cache, key)),
             every,
             resume: Mutex::new(found),
-            resumed_at: Mutex::new(None),
+            resumes: Mutex::new(Vec::new()),
             last: Mutex::new(Instant::now()),
             warnings,
             active: Mutex::new(None),
@@ -401,7 +429,9 @@ impl<'a> Checkpointing<'a> {
     pub fn resume(&self) -> Option<Checkpoint> {
         self.in_use();
         let ck = self.resume.lock().expect("not poisoned").take()?;
-        *self.resumed_at.lock().expect("not poisoned") = Some(ck.header.step);
+        let mut resumes = ck.header.resumes.clone();
+        resumes.push(Resume { step: ck.header.step, at_ms: now_ms() });
+        *self.resumes.lock().expect("not poisoned") = resumes;
         Some(ck)
     }
 
@@ -415,7 +445,14 @@ impl<'a> Checkpointing<'a> {
 
     /// The step the stage resumed from, if it did.
     pub fn resumed_from(&self) -> Option<u64> {
-        *self.resumed_at.lock().expect("not poisoned")
+        self.resumes.lock().expect("not poisoned").last().map(|r| r.step)
+    }
+
+    /// Every resume on the way to this run's result, oldest first (empty when
+    /// it ran from the start): the earlier runs' from the checkpoint, then
+    /// this run's.
+    pub fn resumes(&self) -> Vec<Resume> {
+        self.resumes.lock().expect("not poisoned").clone()
     }
 
     /// Decode the state to resume from with `decode`; a state that does not
@@ -491,8 +528,9 @@ impl<'a> Checkpointing<'a> {
             return Ok(());
         }
         let (cache, key) = self.at.expect("due only with a key");
+        let resumes = self.resumes();
         cache
-            .write_checkpoint(&key, step, total, &state())
+            .write_checkpoint(&key, (step, total), &resumes, &state())
             .map_err(|e| StageError::Failed(format!("writing a checkpoint: {e}")))?;
         *self.last.lock().expect("not poisoned") = Instant::now();
         if let Some(sig) = stop_requested() {
@@ -526,7 +564,7 @@ mod tests {
         let cache = Cache::new(dir.path());
         let key = Hash([4; 32]);
         let state: Vec<u8> = (0..1000u32).flat_map(|i| i.to_le_bytes()).collect();
-        cache.write_checkpoint(&key, 41, 100, &state).unwrap();
+        cache.write_checkpoint(&key, (41, 100), &[], &state).unwrap();
         let back = cache.read_checkpoint(&key).unwrap().unwrap();
         assert_eq!((back.header.step, back.header.total, back.state), (41, 100, state));
         let path = cache.checkpoint_path(&key);
@@ -551,5 +589,40 @@ mod tests {
         assert_eq!(ck.warnings.len(), 1, "{:?}", ck.warnings);
         assert!(ck.resume().is_none());
         assert!(!cache.checkpoint_path(&Hash([5; 32])).exists());
+    }
+
+    /// Each resume is carried in the checkpoints after it, so the run that
+    /// finishes knows every stop on the way; a header from before the
+    /// history was kept reads as one without resumes.
+    #[test]
+    fn checkpoints_carry_the_resumes_that_led_to_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let key = Hash([6; 32]);
+        let earlier = Resume { step: 10, at_ms: 1 };
+        cache.write_checkpoint(&key, (40, 100), std::slice::from_ref(&earlier), b"state").unwrap();
+        let ck = Checkpointing::for_key(&cache, key, Every::Steps(10), true);
+        assert!(ck.resumes().is_empty(), "nothing resumed before the stage asks");
+        assert_eq!(ck.resume().map(|c| c.state), Some(b"state".to_vec()));
+        let resumes = ck.resumes();
+        assert_eq!((resumes.len(), &resumes[0], resumes[1].step), (2, &earlier, 40));
+        assert_eq!(ck.resumed_from(), Some(40));
+        ck.at_boundary(40, 100, || unreachable!("the resumed step is not saved again")).unwrap();
+        ck.at_boundary(50, 100, || b"later".to_vec()).unwrap();
+        let back = cache.read_checkpoint(&key).unwrap().unwrap();
+        assert_eq!((back.header.step, &back.header.resumes), (50, &resumes));
+        assert!(back.header.describe().ends_with("; resumed 2 times before)"), "{}", back.header.describe());
+        // The header as written before resumes were kept.
+        let old = format!(
+            r#"{{"key":"{}","step":3,"total":9,"written_ms":5,"state_bytes":2,"state_hash":"{}"}}"#,
+            key.hex(),
+            blake3::hash(b"ab").to_hex()
+        );
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&(old.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(old.as_bytes());
+        bytes.extend_from_slice(b"ab");
+        let back = parse(&bytes).unwrap();
+        assert_eq!((back.header.step, back.header.resumes.len(), back.state), (3, 0, b"ab".to_vec()));
     }
 }

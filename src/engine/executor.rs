@@ -96,6 +96,7 @@ pub fn interrupt() -> Option<String> {
             outputs: BTreeMap::new(),
             error: Some("interrupted".into()),
             resumed_from: None,
+            resumes: Vec::new(),
             requeues: Vec::new(),
         });
     }
@@ -200,7 +201,7 @@ enum Settle {
     Done {
         outputs: OutputMap,
         fresh: bool,
-        resumed_from: Option<u64>,
+        resumes: Vec<crate::engine::checkpoint::Resume>,
         requeues: Vec<crate::engine::manifest::Requeue>,
     },
     Failed(String),
@@ -242,15 +243,15 @@ impl<'a> Board<'a> {
         let name = stage.name.clone();
         let key = self.keys[i];
         let mut computed = None;
-        let (mut resumed, mut requeued) = (None, Vec::new());
+        let (mut resumed, mut requeued) = (Vec::new(), Vec::new());
         let (state, outcome, outputs, reasons, error) = match how {
             Settle::Cached(outputs, when) => {
                 self.reporter.event(&Event::Fresh { stage: name, key: key.expect("assessed").hex() });
                 computed = Some(when);
                 (StageState::Fresh, Outcome::Fresh, Some(outputs), Vec::new(), None)
             }
-            Settle::Done { outputs, fresh, resumed_from, requeues } => {
-                (resumed, requeued) = (resumed_from, requeues);
+            Settle::Done { outputs, fresh, resumes, requeues } => {
+                (resumed, requeued) = (resumes, requeues);
                 let seconds = finished_ms.saturating_sub(started_ms) as f64 / 1000.0;
                 self.reporter.event(&Event::Finished {
                     stage: name,
@@ -269,7 +270,7 @@ impl<'a> Board<'a> {
                 (StageState::Failed, Outcome::Failed(error.clone()), None, self.reasons[i].clone(), Some(error))
             }
             Settle::Interrupted(error) => {
-                self.reporter.event(&Event::Failed { stage: name, error: error.clone() });
+                self.reporter.event(&Event::Stopped { stage: name, error: error.clone() });
                 let reasons = self.reasons[i].clone();
                 (StageState::Interrupted, Outcome::Failed(error.clone()), None, reasons, Some(error))
             }
@@ -295,7 +296,8 @@ impl<'a> Board<'a> {
                 .map(|o| o.iter().map(|(k, (h, _))| (k.clone(), h.hex())).collect())
                 .unwrap_or_default(),
             error,
-            resumed_from: resumed,
+            resumed_from: resumed.last().map(|r| r.step),
+            resumes: resumed,
             requeues: requeued,
         });
         if let Some(outputs) = outputs {
@@ -457,6 +459,7 @@ impl<'a> Coordinator<'a> {
             stage: stage.name.clone(),
             key: a.key.hex(),
             reasons: a.reasons.iter().map(|r| r.to_string()).collect(),
+            resumes: if self.no_resume { None } else { self.cache.checkpoint_header(&a.key) },
         });
         if let Some(error) = stage
             .files
@@ -495,12 +498,7 @@ impl<'a> Coordinator<'a> {
                 for message in d.warnings {
                     self.reporter.event(&Event::Warning { message });
                 }
-                let how = Settle::Done {
-                    outputs: d.outputs,
-                    fresh: d.fresh,
-                    resumed_from: d.resumed_from,
-                    requeues: d.requeues,
-                };
+                let how = Settle::Done { outputs: d.outputs, fresh: d.fresh, resumes: d.resumes, requeues: d.requeues };
                 board.settle(idx, how, (d.started_ms, d.finished_ms));
                 return;
             }

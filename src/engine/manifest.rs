@@ -68,9 +68,14 @@ pub struct ManifestStage {
     pub outputs: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The checkpoint step it continued from, when it resumed.
+    /// The checkpoint step it last continued from, when it resumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<u64>,
+    /// Every time it was stopped and continued from its checkpoint on the way
+    /// to this result (in this run or earlier ones, here or on a cluster),
+    /// oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumes: Vec<crate::engine::checkpoint::Resume>,
     /// The Slurm jobs of this stage that stopped (time limit, preemption)
     /// and were resubmitted, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -26,6 +26,8 @@ pub enum Event {
         stage: String,
         key: String,
         reasons: Vec<String>,
+        /// The checkpoint it continues from, if it has one.
+        resumes: Option<crate::engine::checkpoint::Header>,
     },
     /// A stage handed to a cluster scheduler as job `job`.
     Submitted {
@@ -43,6 +45,11 @@ pub enum Event {
         fresh: bool,
     },
     Failed {
+        stage: String,
+        error: String,
+    },
+    /// Stopped by a signal after saving its checkpoint (the next run resumes).
+    Stopped {
         stage: String,
         error: String,
     },
@@ -126,8 +133,12 @@ impl Reporter for Human {
         let w = self.width;
         match event {
             Event::Fresh { stage, key } => self.line(format!("{stage:w$}  fresh    {}", &key[..12])),
-            Event::Started { stage, reasons, .. } => {
-                self.line(format!("{stage:w$}  running  because {}", reasons.join("; ")));
+            Event::Started { stage, reasons, resumes, .. } => {
+                let mut why = reasons.join("; ");
+                if let Some(h) = resumes {
+                    why.push_str(&format!("; resumes from {}", h.describe()));
+                }
+                self.line(format!("{stage:w$}  running  because {why}"));
                 if let Some(m) = &self.multi {
                     let bar = m.add(ProgressBar::new(1000));
                     bar.set_style(
@@ -159,12 +170,13 @@ impl Reporter for Human {
                 let what = if *fresh { "fresh    (computed by a concurrent run)" } else { "done    " };
                 self.line(format!("{stage:w$}  {what} {seconds:.3}s"));
             }
-            Event::Failed { stage, error } => {
+            Event::Failed { stage, error } | Event::Stopped { stage, error } => {
                 if let Some(bar) = self.bars.lock().expect("not poisoned").remove(stage) {
                     bar.finish_and_clear();
                 }
                 self.plain.lock().expect("not poisoned").remove(stage);
-                self.line(format!("{stage:w$}  FAILED   {error}"));
+                let what = if matches!(event, Event::Failed { .. }) { "FAILED " } else { "stopped" };
+                self.line(format!("{stage:w$}  {what}  {error}"));
             }
             Event::Skipped { stage, because } => self.line(format!("{stage:w$}  skipped  {because}")),
             Event::Warning { message } => {
@@ -187,8 +199,13 @@ impl Reporter for Json {
             Event::Fresh { stage, key } => {
                 serde_json::json!({"event": "fresh", "stage": stage, "key": key})
             }
-            Event::Started { stage, key, reasons } => {
-                serde_json::json!({"event": "started", "stage": stage, "key": key, "reasons": reasons})
+            Event::Started { stage, key, reasons, resumes } => {
+                let mut v = serde_json::json!({"event": "started", "stage": stage, "key": key, "reasons": reasons});
+                if let Some(h) = resumes {
+                    v["resumes_from"] =
+                        serde_json::json!({"step": h.step, "total": h.total, "written_ms": h.written_ms});
+                }
+                v
             }
             Event::Submitted { stage, job } => {
                 serde_json::json!({"event": "submitted", "stage": stage, "job": job})
@@ -201,6 +218,9 @@ impl Reporter for Json {
             }
             Event::Failed { stage, error } => {
                 serde_json::json!({"event": "failed", "stage": stage, "error": error})
+            }
+            Event::Stopped { stage, error } => {
+                serde_json::json!({"event": "stopped", "stage": stage, "error": error})
             }
             Event::Skipped { stage, because } => {
                 serde_json::json!({"event": "skipped", "stage": stage, "because": because})
@@ -243,7 +263,7 @@ mod tests {
     use super::*;
 
     fn started(stage: &str) -> Event {
-        Event::Started { stage: stage.into(), key: "0".repeat(64), reasons: vec!["no record".into()] }
+        Event::Started { stage: stage.into(), key: "0".repeat(64), reasons: vec!["no record".into()], resumes: None }
     }
 
     #[test]

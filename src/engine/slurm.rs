@@ -575,7 +575,7 @@ pub fn watch(
                     started_ms: t,
                     finished_ms: t,
                     summary: None,
-                    resumed_from: None,
+                    resumes: Vec::new(),
                     warnings: Vec::new(),
                     requeues: std::mem::take(&mut w.requeues),
                 })

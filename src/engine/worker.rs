@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use crate::engine::cache::{Cache, ObjectError, OutputEntry, RECORD_FORMAT, Record, now_ms};
-use crate::engine::checkpoint::{Checkpointing, DEFAULT_EVERY, Every};
+use crate::engine::checkpoint::{Checkpointing, DEFAULT_EVERY, Every, Resume, thousands};
 use crate::engine::fingerprint::{OutputMap, outputs_of};
 use crate::engine::hash::{Hash, KeyInputs};
 use crate::engine::params::params_to_json;
@@ -121,8 +121,9 @@ pub struct Done {
     pub finished_ms: u64,
     /// What the implementation wants printed at the end of the run.
     pub summary: Option<String>,
-    /// The step it resumed from, when it continued from a checkpoint.
-    pub resumed_from: Option<u64>,
+    /// The resumes on the way to the result, oldest first (empty when it
+    /// ran from the start).
+    pub resumes: Vec<Resume>,
     /// What the user should hear (a bad checkpoint discarded).
     pub warnings: Vec<String>,
     /// The Slurm jobs that stopped and were resubmitted before this one finished.
@@ -141,7 +142,9 @@ pub enum WorkError {
     /// The process was asked to stop; the stage saved a checkpoint at `step`
     /// of `total` first (it resumes there).
     #[error(
-        "interrupted by signal {signal} at step {step} of {total}; its checkpoint is saved and the next run resumes there"
+        "by signal {signal} at step {} of {}; its checkpoint is saved and the next run resumes there",
+        thousands(*.step),
+        thousands(*.total)
     )]
     Interrupted { step: u64, total: u64, signal: i32, started_ms: u64, finished_ms: u64 },
 }
@@ -156,7 +159,7 @@ pub fn outcome_to_json(outcome: &Result<Done, WorkError>) -> serde_json::Value {
             "started_ms": d.started_ms,
             "finished_ms": d.finished_ms,
             "summary": d.summary,
-            "resumed_from": d.resumed_from,
+            "resumes": d.resumes,
             "warnings": d.warnings,
             "outputs": d.outputs.iter().map(|(name, (hash, format))| {
                 (name.clone(), serde_json::json!({"hash": hash.hex(), "format": format.name()}))
@@ -193,7 +196,7 @@ pub fn outcome_from_json(v: &serde_json::Value) -> Option<Result<Done, WorkError
             started_ms: ms("started_ms")?,
             finished_ms: ms("finished_ms")?,
             summary: v.get("summary").and_then(|s| s.as_str()).map(str::to_string),
-            resumed_from: v.get("resumed_from").and_then(serde_json::Value::as_u64),
+            resumes: v.get("resumes").and_then(|r| serde_json::from_value(r.clone()).ok()).unwrap_or_default(),
             warnings: v
                 .get("warnings")
                 .and_then(|w| w.as_array())
@@ -295,7 +298,7 @@ fn execute_unguarded(
                         started_ms,
                         finished_ms: now_ms(),
                         summary: None,
-                        resumed_from: None,
+                        resumes: Vec::new(),
                         warnings: Vec::new(),
                         requeues: Vec::new(),
                     });
@@ -405,7 +408,7 @@ fn execute_unguarded(
         started_ms,
         finished_ms,
         summary,
-        resumed_from: checkpoint.resumed_from(),
+        resumes: checkpoint.resumes(),
         warnings: checkpoint.warnings.clone(),
         requeues: Vec::new(),
     })
@@ -454,7 +457,7 @@ mod tests {
             started_ms: 5,
             finished_ms: 9,
             summary: Some("valid 90%".into()),
-            resumed_from: Some(40),
+            resumes: vec![Resume { step: 20, at_ms: 3 }, Resume { step: 40, at_ms: 4 }],
             warnings: vec!["w".into()],
             requeues: Vec::new(),
         };
@@ -462,7 +465,8 @@ mod tests {
         assert_eq!(back.outputs.len(), 2);
         assert_eq!(back.outputs["model"], (h, Format::Blob));
         assert_eq!((back.started_ms, back.finished_ms, back.summary.as_deref()), (5, 9, Some("valid 90%")));
-        assert_eq!((back.resumed_from, back.warnings), (Some(40), vec!["w".to_string()]));
+        assert_eq!(back.resumes.iter().map(|r| (r.step, r.at_ms)).collect::<Vec<_>>(), [(20, 3), (40, 4)]);
+        assert_eq!(back.warnings, ["w"]);
         let stopped = WorkError::Interrupted { step: 7, total: 9, signal: 10, started_ms: 1, finished_ms: 2 };
         assert!(matches!(
             outcome_from_json(&outcome_to_json(&Err(stopped))),

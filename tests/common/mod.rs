@@ -254,6 +254,8 @@ pub fn resumes_identically_in(ws: &Workspace, spec: &str, pipeline: &str, stage:
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let line = stage_line(ws, pipeline, stage);
         assert!(line["resumed_from"].as_u64().is_some_and(|s| s > 0), "it resumed: {line}");
+        assert_eq!(line["resumes"].as_array().map(|r| r.len()), Some(1), "one stop, one resume: {line}");
+        assert_eq!(line["resumes"][0]["step"], line["resumed_from"]);
         assert_eq!(line["outputs"], control, "signal {signal}, {threads} thread(s): the same bytes as uninterrupted");
         assert!(checkpoints(ws).is_empty(), "the recorded stage's checkpoint is removed");
     }
