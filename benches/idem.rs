@@ -294,7 +294,7 @@ fn checkpoints(c: &mut Criterion) {
     let key = Hash([2; 32]);
     g.bench_function("gmm40_dem_budget_state_write_and_read", |b| {
         b.iter(|| {
-            cache.write_checkpoint(&key, (99_000, 100_000), &[], &encode(&state)).unwrap();
+            cache.write_checkpoint(&key, (99_000, 100_000), (&[], None), &encode(&state)).unwrap();
             let back = cache.read_checkpoint(&key).unwrap().unwrap();
             decode::<DemBudgetState>(&back.state).unwrap().buffer.len()
         })

@@ -36,9 +36,13 @@ fn status_says_where_a_stage_resumes_and_gc_keeps_its_checkpoint() {
     let line = text.lines().find(|l| l.starts_with("walk")).unwrap();
     assert!(line.contains("dirty") && line.contains("resumes from step "), "{line}");
     assert!(line.contains(" of 150 (checkpoint "), "{line}");
+    assert!(line.ends_with(" of work left at the pace so far)"), "{line}");
     let json = ws.cmd(&["status", "p.yaml", "--json"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v[0]["checkpoint"]["total"], 150);
+    // 10 ms a step: the steps left take about 10 ms each (the run's start-up counts as work).
+    let (step, left) = (v[0]["checkpoint"]["step"].as_u64().unwrap(), v[0]["checkpoint"]["left_ms"].as_u64().unwrap());
+    assert!(left >= (150 - step) * 10, "{step}: {left} ms left");
     // gc keeps work a run can resume; verify checks it.
     let gc = ws.cmd(&["gc"]).output().unwrap();
     assert!(String::from_utf8_lossy(&gc.stdout).contains("1 checkpoints (work a run resumes)"), "{gc:?}");
@@ -71,7 +75,7 @@ fn the_manifest_counts_every_resume_on_the_way_to_the_result() {
     let out = ws.cmd(&["status", "p.yaml"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("resumes from step {second} of 150 (checkpoint ")), "{text}");
-    assert!(text.contains("; resumed once before)"), "{text}");
+    assert!(text.contains("; resumed once before; about "), "{text}");
     let (out, events) = ws.run_json("p.yaml", &args);
     assert!(out.status.success());
     let started = events.iter().find(|e| e["event"] == "started").unwrap();

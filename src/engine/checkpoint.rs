@@ -98,6 +98,12 @@ pub struct Header {
     /// state, oldest first (how many times the stage was stopped and resumed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resumes: Vec<Resume>,
+    /// The pace so far: `work.1` ms of wall-clock time, across the runs that
+    /// led here, took the stage from step `work.0` to `step` (`work.0` is 0,
+    /// or the step of a resumed checkpoint that did not say). `None` in a
+    /// checkpoint written before the pace was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work: Option<(u64, u64)>,
 }
 
 /// One run that continued a stage from its checkpoint.
@@ -110,8 +116,9 @@ pub struct Resume {
 }
 
 impl Header {
-    /// `step 41 000 of 100 000 (checkpoint 3m old)`, or with `; resumed
-    /// 2 times before` when it was reached through resumes.
+    /// `step 41 000 of 100 000 (checkpoint 3m old)`, with `; resumed 2
+    /// times before` when it was reached through resumes and `; about 2h 10m
+    /// of work left at the pace so far` when its pace is known.
     pub fn describe(&self) -> String {
         let age = Duration::from_millis(now_ms().saturating_sub(self.written_ms) / 1000 * 1000);
         let age =
@@ -121,8 +128,27 @@ impl Header {
             1 => "; resumed once before".to_string(),
             n => format!("; resumed {n} times before"),
         };
-        format!("step {} of {} (checkpoint {age}{before})", thousands(self.step), thousands(self.total))
+        let left = match self.left_ms() {
+            Some(ms) => format!("; about {} of work left at the pace so far", humantime::format_duration(rounded(ms))),
+            None => String::new(),
+        };
+        format!("step {} of {} (checkpoint {age}{before}{left})", thousands(self.step), thousands(self.total))
     }
+
+    /// The wall-clock time the remaining steps take at the pace so far
+    /// (`None` before a step was timed).
+    pub fn left_ms(&self) -> Option<u64> {
+        let (from, ms) = self.work?;
+        let done = self.step.checked_sub(from).filter(|d| *d > 0)?;
+        let _ = self.total.checked_sub(self.step).filter(|l| *l > 0)?;
+        Some((ms as f64 * self.total.saturating_sub(self.step) as f64 / done as f64).round() as u64)
+    }
+}
+
+/// `ms` to the minute above an hour, to the second below.
+fn rounded(ms: u64) -> Duration {
+    let unit = if ms >= 3_600_000 { 60_000 } else { 1000 };
+    Duration::from_millis((ms + unit / 2) / unit * unit)
 }
 
 /// `41 000`: a count with its thousands apart.
@@ -170,12 +196,12 @@ impl Cache {
     }
 
     /// Write `state` as the checkpoint of `key` at `step` of `total`, reached
-    /// through `resumes`, atomically.
+    /// through `resumes` at the pace `work` (see [`Header::work`]), atomically.
     pub fn write_checkpoint(
         &self,
         key: &Hash,
         (step, total): (u64, u64),
-        resumes: &[Resume],
+        (resumes, work): (&[Resume], Option<(u64, u64)>),
         state: &[u8],
     ) -> Result<Header, CacheError> {
         let header = Header {
@@ -186,6 +212,7 @@ impl Cache {
             state_bytes: state.len() as u64,
             state_hash: blake3::hash(state).to_hex().to_string(),
             resumes: resumes.to_vec(),
+            work,
         };
         let head = serde_json::to_vec(&header)
             .map_err(|e| CacheError::Encode { what: "checkpoint".into(), why: e.to_string() })?;
@@ -369,6 +396,10 @@ pub struct Checkpointing<'a> {
     resume: Mutex<Option<Checkpoint>>,
     /// The resumes that led here, this run's last (its step needs no second save).
     resumes: Mutex<Vec<Resume>>,
+    /// The pace before this run: from which step, in how many ms (see [`Header::work`]).
+    work_before: Mutex<(u64, u64)>,
+    /// When this run's work began.
+    began: Instant,
     last: Mutex<Instant>,
     /// Warnings for the run's output (a bad checkpoint discarded).
     pub warnings: Vec<String>,
@@ -387,6 +418,8 @@ impl<'a> Checkpointing<'a> {
             every: DEFAULT_EVERY,
             resume: Mutex::new(None),
             resumes: Mutex::new(Vec::new()),
+            work_before: Mutex::new((0, 0)),
+            began: Instant::now(),
             last: Mutex::new(Instant::now()),
             warnings: Vec::new(),
             active: Mutex::new(None),
@@ -419,6 +452,8 @@ impl<'a> Checkpointing<'a> {
             every,
             resume: Mutex::new(found),
             resumes: Mutex::new(Vec::new()),
+            work_before: Mutex::new((0, 0)),
+            began: Instant::now(),
             last: Mutex::new(Instant::now()),
             warnings,
             active: Mutex::new(None),
@@ -432,6 +467,7 @@ impl<'a> Checkpointing<'a> {
         let mut resumes = ck.header.resumes.clone();
         resumes.push(Resume { step: ck.header.step, at_ms: now_ms() });
         *self.resumes.lock().expect("not poisoned") = resumes;
+        *self.work_before.lock().expect("not poisoned") = ck.header.work.unwrap_or((ck.header.step, 0));
         Some(ck)
     }
 
@@ -529,8 +565,10 @@ impl<'a> Checkpointing<'a> {
         }
         let (cache, key) = self.at.expect("due only with a key");
         let resumes = self.resumes();
+        let (from, before) = *self.work_before.lock().expect("not poisoned");
+        let work = Some((from, before + self.began.elapsed().as_millis() as u64));
         cache
-            .write_checkpoint(&key, (step, total), &resumes, &state())
+            .write_checkpoint(&key, (step, total), (&resumes, work), &state())
             .map_err(|e| StageError::Failed(format!("writing a checkpoint: {e}")))?;
         *self.last.lock().expect("not poisoned") = Instant::now();
         if let Some(sig) = stop_requested() {
@@ -564,7 +602,7 @@ mod tests {
         let cache = Cache::new(dir.path());
         let key = Hash([4; 32]);
         let state: Vec<u8> = (0..1000u32).flat_map(|i| i.to_le_bytes()).collect();
-        cache.write_checkpoint(&key, (41, 100), &[], &state).unwrap();
+        cache.write_checkpoint(&key, (41, 100), (&[], None), &state).unwrap();
         let back = cache.read_checkpoint(&key).unwrap().unwrap();
         assert_eq!((back.header.step, back.header.total, back.state), (41, 100, state));
         let path = cache.checkpoint_path(&key);
@@ -600,7 +638,8 @@ mod tests {
         let cache = Cache::new(dir.path());
         let key = Hash([6; 32]);
         let earlier = Resume { step: 10, at_ms: 1 };
-        cache.write_checkpoint(&key, (40, 100), std::slice::from_ref(&earlier), b"state").unwrap();
+        let pace = Some((0, 40 * 60_000));
+        cache.write_checkpoint(&key, (40, 100), (std::slice::from_ref(&earlier), pace), b"state").unwrap();
         let ck = Checkpointing::for_key(&cache, key, Every::Steps(10), true);
         assert!(ck.resumes().is_empty(), "nothing resumed before the stage asks");
         assert_eq!(ck.resume().map(|c| c.state), Some(b"state".to_vec()));
@@ -611,7 +650,10 @@ mod tests {
         ck.at_boundary(50, 100, || b"later".to_vec()).unwrap();
         let back = cache.read_checkpoint(&key).unwrap().unwrap();
         assert_eq!((back.header.step, &back.header.resumes), (50, &resumes));
-        assert!(back.header.describe().ends_with("; resumed 2 times before)"), "{}", back.header.describe());
+        // 40 minutes for the first 40 steps (and a moment for ten more): 50 steps left take 40.
+        assert_eq!(back.header.work.map(|w| (w.0, w.1 / 1000)), Some((0, 2400)));
+        let said = back.header.describe();
+        assert!(said.ends_with("; resumed 2 times before; about 40m of work left at the pace so far)"), "{said}");
         // The header as written before resumes were kept.
         let old = format!(
             r#"{{"key":"{}","step":3,"total":9,"written_ms":5,"state_bytes":2,"state_hash":"{}"}}"#,
@@ -624,5 +666,13 @@ mod tests {
         bytes.extend_from_slice(b"ab");
         let back = parse(&bytes).unwrap();
         assert_eq!((back.header.step, back.header.resumes.len(), back.state), (3, 0, b"ab".to_vec()));
+        assert_eq!((back.header.work, back.header.left_ms()), (None, None));
+        // Resumed, it times its pace from its own step on.
+        std::fs::write(cache.checkpoint_path(&key), &bytes).unwrap();
+        let ck = Checkpointing::for_key(&cache, key, Every::Steps(1), true);
+        assert!(ck.resume().is_some());
+        ck.at_boundary(4, 9, || b"cd".to_vec()).unwrap();
+        let back = cache.read_checkpoint(&key).unwrap().unwrap();
+        assert_eq!((back.header.resumes.len(), back.header.work.map(|w| w.0)), (1, Some(3)));
     }
 }
