@@ -140,8 +140,8 @@ impl Header {
     pub fn left_ms(&self) -> Option<u64> {
         let (from, ms) = self.work?;
         let done = self.step.checked_sub(from).filter(|d| *d > 0)?;
-        let _ = self.total.checked_sub(self.step).filter(|l| *l > 0)?;
-        Some((ms as f64 * self.total.saturating_sub(self.step) as f64 / done as f64).round() as u64)
+        let left = self.total.checked_sub(self.step).filter(|l| *l > 0)?;
+        Some((ms as f64 * left as f64 / done as f64).round() as u64)
     }
 }
 

@@ -5,7 +5,8 @@
 //! progress; elsewhere (CI logs, pipes, a run left in the background) it prints
 //! plain lines, and a stage that reports progress gets a line like
 //! `train  running  42% after 21m04s` at most once a minute, so a log shows
-//! how far an hour-long stage has come. `--json` prints one JSON object per
+//! how far an hour-long stage has come (`… (resumed at 12%)` when this run
+//! took over from a checkpoint). `--json` prints one JSON object per
 //! event on stdout and nothing else there.
 
 use std::collections::HashMap;
@@ -77,7 +78,9 @@ pub struct Human {
     multi: Option<MultiProgress>,
     bars: Mutex<HashMap<String, ProgressBar>>,
     /// Without a terminal: each running stage's start and its last progress line.
-    plain: Mutex<HashMap<String, (Instant, Instant)>>,
+    /// Without a terminal: each running stage's start, its last progress line
+    /// and, when it resumed, the fraction its checkpoint had reached.
+    plain: Mutex<HashMap<String, (Instant, Instant, Option<f64>)>>,
     /// Without a terminal: the least time between two progress lines of a stage.
     every: Duration,
     width: usize,
@@ -115,7 +118,7 @@ impl Human {
     /// last one is at least `every` old (then it counts as written).
     fn plain_progress(&self, stage: &str, fraction: f64) -> Option<String> {
         let mut plain = self.plain.lock().expect("not poisoned");
-        let (start, last) = plain.get_mut(stage)?;
+        let (start, last, from) = plain.get_mut(stage)?;
         let now = Instant::now();
         if now.duration_since(*last) < self.every {
             return None;
@@ -124,7 +127,11 @@ impl Human {
         let secs = now.duration_since(*start).as_secs();
         let pct = (fraction.clamp(0.0, 1.0) * 100.0).floor();
         let w = self.width;
-        Some(format!("{stage:w$}  running  {pct:.0}% after {}m{:02}s", secs / 60, secs % 60))
+        let resumed = match from {
+            Some(f) => format!(" (resumed at {:.0}%)", (f.clamp(0.0, 1.0) * 100.0).floor()),
+            None => String::new(),
+        };
+        Some(format!("{stage:w$}  running  {pct:.0}% after {}m{:02}s{resumed}", secs / 60, secs % 60))
     }
 }
 
@@ -150,7 +157,8 @@ impl Reporter for Human {
                     self.bars.lock().expect("not poisoned").insert(stage.clone(), bar);
                 } else {
                     let now = Instant::now();
-                    self.plain.lock().expect("not poisoned").insert(stage.clone(), (now, now));
+                    let from = resumes.as_ref().filter(|h| h.total > 0).map(|h| h.step as f64 / h.total as f64);
+                    self.plain.lock().expect("not poisoned").insert(stage.clone(), (now, now, from));
                 }
             }
             Event::Submitted { stage, job } => self.line(format!("{stage:w$}  queued   as Slurm job {job}")),
@@ -281,5 +289,26 @@ mod tests {
         let h = Human::with(None, 6, Duration::from_secs(3600));
         h.event(&started("sample"));
         assert_eq!(h.plain_progress("sample", 0.9), None);
+    }
+
+    /// A resumed stage's line says where this run took over, so `14% after
+    /// 4m` is not read as 14% in four minutes.
+    #[test]
+    fn a_resumed_stage_says_where_it_resumed() {
+        let h = Human::with(None, 6, Duration::ZERO);
+        let header = crate::engine::checkpoint::Header {
+            key: "0".repeat(64),
+            step: 12_751,
+            total: 100_000,
+            written_ms: 0,
+            state_bytes: 0,
+            state_hash: String::new(),
+            resumes: Vec::new(),
+            work: None,
+        };
+        let Event::Started { stage, key, reasons, .. } = started("train") else { unreachable!() };
+        h.event(&Event::Started { stage, key, reasons, resumes: Some(header) });
+        let line = h.plain_progress("train", 0.14);
+        assert_eq!(line.as_deref(), Some("train   running  14% after 0m00s (resumed at 12%)"));
     }
 }
