@@ -78,12 +78,19 @@ pub struct Human {
     multi: Option<MultiProgress>,
     bars: Mutex<HashMap<String, ProgressBar>>,
     /// Without a terminal: each running stage's start and its last progress line.
-    /// Without a terminal: each running stage's start, its last progress line
-    /// and, when it resumed, the fraction its checkpoint had reached.
-    plain: Mutex<HashMap<String, (Instant, Instant, Option<f64>)>>,
+    /// Without a terminal: each running stage's progress lines.
+    plain: Mutex<HashMap<String, Plain>>,
     /// Without a terminal: the least time between two progress lines of a stage.
     every: Duration,
     width: usize,
+}
+
+/// A running stage's plain progress lines: when it started, when the last
+/// line was written and, when it resumed, the fraction its checkpoint had reached.
+struct Plain {
+    start: Instant,
+    last: Instant,
+    from: Option<f64>,
 }
 
 impl Human {
@@ -118,7 +125,7 @@ impl Human {
     /// last one is at least `every` old (then it counts as written).
     fn plain_progress(&self, stage: &str, fraction: f64) -> Option<String> {
         let mut plain = self.plain.lock().expect("not poisoned");
-        let (start, last, from) = plain.get_mut(stage)?;
+        let Plain { start, last, from } = plain.get_mut(stage)?;
         let now = Instant::now();
         if now.duration_since(*last) < self.every {
             return None;
@@ -158,7 +165,10 @@ impl Reporter for Human {
                 } else {
                     let now = Instant::now();
                     let from = resumes.as_ref().filter(|h| h.total > 0).map(|h| h.step as f64 / h.total as f64);
-                    self.plain.lock().expect("not poisoned").insert(stage.clone(), (now, now, from));
+                    self.plain
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(stage.clone(), Plain { start: now, last: now, from });
                 }
             }
             Event::Submitted { stage, job } => self.line(format!("{stage:w$}  queued   as Slurm job {job}")),
