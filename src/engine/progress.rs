@@ -77,7 +77,6 @@ pub trait Reporter: Sync {
 pub struct Human {
     multi: Option<MultiProgress>,
     bars: Mutex<HashMap<String, ProgressBar>>,
-    /// Without a terminal: each running stage's start and its last progress line.
     /// Without a terminal: each running stage's progress lines.
     plain: Mutex<HashMap<String, Plain>>,
     /// Without a terminal: the least time between two progress lines of a stage.
