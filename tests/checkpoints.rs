@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Workspace, assert_resumes_identically, checkpoints, signal_after_checkpoint, stage_line};
+use common::{SIGNALLED, Workspace, assert_resumes_identically, checkpoints, signal_after_checkpoint, stage_line};
 
 const SPEC: &str = "name: ck\nseed: 3\nstages:\n  walk:\n    kind: debug\n    params: { steps: 150, step_ms: 10 }\n";
 
@@ -72,6 +72,15 @@ fn the_manifest_counts_every_resume_on_the_way_to_the_result() {
     let said = format!("by signal 15 at step {second} of 150; its checkpoint is saved and the next run resumes there");
     assert_eq!(line["error"], said.as_str());
     assert!(second > first, "{first} then {second}");
+    // The run says it stopped, not that it failed.
+    let events = std::fs::read_to_string(ws.path().join(SIGNALLED)).unwrap();
+    let last: serde_json::Value = serde_json::from_str(events.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (&last["event"], &last["stopped"], &last["failed"], &last["ok"]),
+        (&"run_finished".into(), &1.into(), &0.into(), &false.into()),
+        "{last}"
+    );
+    assert!(events.lines().any(|l| l.contains(r#""event":"stopped""#)), "{events}");
     let out = ws.cmd(&["status", "p.yaml"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("resumes from step {second} of 150 (checkpoint ")), "{text}");
@@ -80,6 +89,7 @@ fn the_manifest_counts_every_resume_on_the_way_to_the_result() {
     assert!(out.status.success());
     let started = events.iter().find(|e| e["event"] == "started").unwrap();
     assert_eq!(started["resumes_from"]["step"], second, "{started}");
+    assert_eq!(started["resumes_from"]["resumes"].as_array().map(Vec::len), Some(1), "{started}");
     let line = stage_line(&ws, "ck", "walk");
     assert_eq!(line["outputs"], control, "twice stopped, the same bytes");
     let steps: Vec<u64> = line["resumes"].as_array().unwrap().iter().map(|r| r["step"].as_u64().unwrap()).collect();

@@ -82,10 +82,8 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &RunArgs) -> Re
     let count = |f: fn(&Outcome) -> bool| report.outcomes.iter().filter(|(_, o)| f(o)).count();
     let ran = count(|o| matches!(o, Outcome::Ran));
     let fresh = count(|o| matches!(o, Outcome::Fresh));
-    // Stopped by a signal with its checkpoint saved: not a failure of the stage.
-    let stopped =
-        report.manifest.stages.iter().filter(|s| s.status == crate::engine::cache::StageState::Interrupted).count();
-    let failed = count(|o| matches!(o, Outcome::Failed(_))) - stopped;
+    let stopped = count(|o| matches!(o, Outcome::Stopped(_)));
+    let failed = count(|o| matches!(o, Outcome::Failed(_)));
     let skipped = count(|o| matches!(o, Outcome::Skipped(_)));
     let secs = (report.manifest.finished_ms - report.manifest.started_ms) as f64 / 1000.0;
     if !*json {

@@ -17,10 +17,7 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &StatusArgs) ->
                     "fresh": s.fresh,
                     "key": s.key.map(|k| k.hex()),
                     "reasons": s.reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
-                    "checkpoint": s.checkpoint.as_ref().map(|h| serde_json::json!({
-                        "step": h.step, "total": h.total, "written_ms": h.written_ms, "resumes": h.resumes,
-                        "left_ms": h.left_ms(),
-                    })),
+                    "checkpoint": s.checkpoint.as_ref().map(|h| h.to_json()),
                 })
             })
             .collect();

@@ -135,6 +135,16 @@ impl Header {
         format!("step {} of {} (checkpoint {age}{before}{left})", thousands(self.step), thousands(self.total))
     }
 
+    /// Where a stage resumes, for `status --json` and the run's `started`
+    /// event: `step`, `total`, `written_ms`, `resumes` and `left_ms` (the
+    /// file's own fields, the key and the state's hash, stay out).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "step": self.step, "total": self.total, "written_ms": self.written_ms,
+            "resumes": self.resumes, "left_ms": self.left_ms(),
+        })
+    }
+
     /// The wall-clock time the remaining steps take at the pace so far
     /// (`None` before a step was timed).
     pub fn left_ms(&self) -> Option<u64> {

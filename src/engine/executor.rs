@@ -12,7 +12,7 @@
 //! comes back through the same channel, so everything below is the same. A corrupt input object is removed,
 //! reported, and its producer recomputed before the consumer runs again. A
 //! failed stage skips its dependents and leaves no record; the others run on.
-//! Every way a stage settles goes through one place (`Board`), which tells the
+//! Every way a stage settles goes through one place (the `board`), which tells the
 //! reporter and writes the stage's manifest line (status and reasons
 //! structured, with the reasons also in words).
 //!
@@ -28,13 +28,16 @@ use std::sync::mpsc;
 use crate::engine::cache::{Cache, CacheError, Manifest, ManifestStage, StageState, Verify, now_ms};
 use crate::engine::dag::Dag;
 pub use crate::engine::fingerprint::Reason;
-use crate::engine::fingerprint::{Assessment, OutputMap, assess, key_inputs, outputs_of};
-use crate::engine::hash::Hash;
+use crate::engine::fingerprint::{Assessment, assess, key_inputs, outputs_of};
 pub use crate::engine::progress::per_percent;
 use crate::engine::progress::{Event, Reporter};
 use crate::engine::slurm::{self, SlurmOptions};
 use crate::engine::spec::Spec;
 use crate::engine::worker::{self, Job, Memo, WorkError};
+
+mod board;
+use board::{Board, Settle};
+pub use board::{Outcome, RunReport};
 
 /// Errors that stop a run before or around stages (a failing stage is not one:
 /// it is reported and recorded in the manifest).
@@ -162,151 +165,6 @@ pub enum Executor {
     Slurm(SlurmOptions),
 }
 
-/// What happened to one stage.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Fresh,
-    Ran,
-    Failed(String),
-    Skipped(String),
-    NotSelected,
-}
-
-/// The result of a run.
-#[derive(Debug)]
-pub struct RunReport {
-    pub manifest: Manifest,
-    pub manifest_path: PathBuf,
-    /// Per stage, in file order.
-    pub outcomes: Vec<(String, Outcome)>,
-    /// Stage summaries (e.g. validity tables) to print at the end.
-    pub summaries: Vec<(String, String)>,
-    /// The manifest of the spec's run before this one (what the views show
-    /// until this run updates them).
-    pub previous: Option<Manifest>,
-}
-
-impl RunReport {
-    pub fn ok(&self) -> bool {
-        self.manifest.ok
-    }
-}
-
-/// How a stage settled, for [`Board::settle`].
-enum Settle {
-    /// Its record was found when its key became known (`computed`: the
-    /// record's start and end).
-    Cached(OutputMap, [u64; 2]),
-    /// A worker finished it (`fresh`: another process computed it meanwhile).
-    Done {
-        outputs: OutputMap,
-        fresh: bool,
-        resumes: Vec<crate::engine::checkpoint::Resume>,
-        requeues: Vec<crate::engine::manifest::Requeue>,
-    },
-    Failed(String),
-    /// Stopped by a signal after saving a checkpoint (the next run resumes).
-    Interrupted(String),
-    Skipped(String),
-}
-
-/// The coordinator's view of every stage: its key once known, why it runs,
-/// what it settled to and its manifest line. Every way a stage settles goes
-/// through [`Board::settle`], which also tells the reporter.
-struct Board<'a> {
-    spec: &'a Spec,
-    reporter: &'a dyn Reporter,
-    keys: Vec<Option<Hash>>,
-    reasons: Vec<Vec<Reason>>,
-    outcomes: Vec<Option<Outcome>>,
-    lines: Vec<Option<ManifestStage>>,
-    /// The outputs of every settled stage, for its dependents' keys.
-    done: HashMap<String, OutputMap>,
-}
-
-impl<'a> Board<'a> {
-    fn new(spec: &'a Spec, reporter: &'a dyn Reporter) -> Board<'a> {
-        let n = spec.stages.len();
-        Board {
-            spec,
-            reporter,
-            keys: vec![None; n],
-            reasons: vec![Vec::new(); n],
-            outcomes: vec![None; n],
-            lines: vec![None; n],
-            done: HashMap::new(),
-        }
-    }
-
-    fn settle(&mut self, i: usize, how: Settle, (started_ms, finished_ms): (u64, u64)) {
-        let stage = &self.spec.stages[i];
-        let name = stage.name.clone();
-        let key = self.keys[i];
-        let mut computed = None;
-        let (mut resumed, mut requeued) = (Vec::new(), Vec::new());
-        let (state, outcome, outputs, reasons, error) = match how {
-            Settle::Cached(outputs, when) => {
-                self.reporter.event(&Event::Fresh { stage: name, key: key.expect("assessed").hex() });
-                computed = Some(when);
-                (StageState::Fresh, Outcome::Fresh, Some(outputs), Vec::new(), None)
-            }
-            Settle::Done { outputs, fresh, resumes, requeues } => {
-                (resumed, requeued) = (resumes, requeues);
-                let seconds = finished_ms.saturating_sub(started_ms) as f64 / 1000.0;
-                self.reporter.event(&Event::Finished {
-                    stage: name,
-                    key: key.expect("assessed").hex(),
-                    seconds,
-                    fresh,
-                });
-                if fresh {
-                    (StageState::Fresh, Outcome::Fresh, Some(outputs), Vec::new(), None)
-                } else {
-                    (StageState::Ran, Outcome::Ran, Some(outputs), self.reasons[i].clone(), None)
-                }
-            }
-            Settle::Failed(error) => {
-                self.reporter.event(&Event::Failed { stage: name, error: error.clone() });
-                (StageState::Failed, Outcome::Failed(error.clone()), None, self.reasons[i].clone(), Some(error))
-            }
-            Settle::Interrupted(error) => {
-                self.reporter.event(&Event::Stopped { stage: name, error: error.clone() });
-                let reasons = self.reasons[i].clone();
-                (StageState::Interrupted, Outcome::Failed(error.clone()), None, reasons, Some(error))
-            }
-            Settle::Skipped(because) => {
-                self.reporter.event(&Event::Skipped { stage: name, because: because.clone() });
-                (StageState::Skipped, Outcome::Skipped(because.clone()), None, Vec::new(), Some(because))
-            }
-        };
-        self.lines[i] = Some(ManifestStage {
-            name: stage.name.clone(),
-            kind: stage.imp.kind().name().into(),
-            method: stage.imp.method().into(),
-            status: state,
-            key: if state == StageState::Skipped { None } else { key.map(|k| k.hex()) },
-            reasons: reasons.iter().map(|r| r.to_string()).collect(),
-            why: reasons,
-            started_ms,
-            finished_ms,
-            duration_ms: finished_ms.saturating_sub(started_ms),
-            computed_ms: computed,
-            outputs: outputs
-                .as_ref()
-                .map(|o| o.iter().map(|(k, (h, _))| (k.clone(), h.hex())).collect())
-                .unwrap_or_default(),
-            error,
-            resumed_from: resumed.last().map(|r| r.step),
-            resumes: resumed,
-            requeues: requeued,
-        });
-        if let Some(outputs) = outputs {
-            self.done.insert(stage.name.clone(), outputs);
-        }
-        self.outcomes[i] = Some(outcome);
-    }
-}
-
 /// A cached validate stage's summary (its headline metrics), from its
 /// recorded outputs, so a run that computes nothing still answers "did it
 /// work?". Other kinds print theirs only when they run; an output that
@@ -413,7 +271,7 @@ impl<'a> Coordinator<'a> {
                     .dag
                     .upstream(i)
                     .into_iter()
-                    .find(|u| matches!(board.outcomes[*u], Some(Outcome::Failed(_)) | Some(Outcome::Skipped(_))));
+                    .find(|u| board.outcomes[*u].as_ref().is_some_and(Outcome::incomplete));
                 if let Some(bad) = failed_upstream {
                     let because = format!("upstream stage {} did not complete", spec.stages[bad].name);
                     board.settle(i, Settle::Skipped(because), (now_ms(), now_ms()));
@@ -555,7 +413,7 @@ impl<'a> Coordinator<'a> {
             }
         }
         let Board { lines, outcomes, .. } = self.board;
-        let ok = outcomes.iter().all(|o| !matches!(o, Some(Outcome::Failed(_)) | Some(Outcome::Skipped(_))));
+        let ok = !outcomes.iter().flatten().any(Outcome::incomplete);
         let previous = self.previous;
         let stages = (0..n)
             .filter_map(|i| match &outcomes[i] {

@@ -219,8 +219,7 @@ impl Reporter for Json {
             Event::Started { stage, key, reasons, resumes } => {
                 let mut v = serde_json::json!({"event": "started", "stage": stage, "key": key, "reasons": reasons});
                 if let Some(h) = resumes {
-                    v["resumes_from"] =
-                        serde_json::json!({"step": h.step, "total": h.total, "written_ms": h.written_ms});
+                    v["resumes_from"] = h.to_json();
                 }
                 v
             }

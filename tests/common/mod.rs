@@ -150,10 +150,14 @@ pub fn checkpoints(ws: &Workspace) -> Vec<String> {
     ws.files_under("artifacts/checkpoints").into_iter().filter(|f| f.ends_with(".ckpt")).collect()
 }
 
+/// Where [`signal_after_checkpoint`] puts the stopped run's `--json` events
+/// (in the workspace, outside `artifacts/`).
+pub const SIGNALLED: &str = "signalled.jsonl";
+
 /// Start `scoreflow run SPEC --json ARGS` with `-j threads`, wait until it
 /// has written its first, second or third checkpoint (at random), then a
 /// random 0–`max_extra_ms` more (both printed, so a failure can be replayed),
-/// and send `signal`. Panics when the run ended before it could be signalled
+/// and send `signal` (its events go to [`SIGNALLED`]). Panics when the run ended before it could be signalled
 /// (give its stage more checkpoints). Returns how the process ended.
 pub fn signal_after_checkpoint(
     ws: &Workspace,
@@ -171,7 +175,7 @@ pub fn signal_after_checkpoint(
         .env_remove("SCOREFLOW_ARTIFACTS")
         .args(["run", spec, "--json", "-j", &threads.to_string()])
         .args(args)
-        .stdout(std::process::Stdio::null())
+        .stdout(std::fs::File::create(ws.path().join(SIGNALLED)).expect("stdout file"))
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn scoreflow");
