@@ -18,6 +18,10 @@ fn pipeline_runs_through_validation_and_snr_reruns_only_sampling() {
     assert!(text.contains("mean loss per epoch: "), "{text}");
     let (_, ev) = ws.run_json("smeme.yaml", &[]);
     assert!(Workspace::ran(&ev).is_empty());
+    // --json says the cached checks' headlines too, before its last event.
+    let summary = ev.iter().position(|e| e["event"] == "summary" && e["stage"] == "validity").expect("a summary");
+    assert!(ev[summary]["text"].as_str().unwrap().contains("Total: 300"), "{:?}", ev[summary]);
+    assert_eq!((summary < ev.len() - 1, &ev[ev.len() - 1]["event"]), (true, &"run_finished".into()));
     // Only the first sample stage's snr: it, its validation and the comparison rerun.
     ws.write("smeme.yaml", &small_smeme().replacen("snr: 0.15, prior", "snr: 0.2, prior", 1));
     let (out, ev) = ws.run_json("smeme.yaml", &[]);

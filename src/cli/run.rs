@@ -105,6 +105,9 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &RunArgs) -> Re
         }
         out(&text);
     } else {
+        for (stage, text) in &report.summaries {
+            reporter.event(&crate::engine::progress::Event::Summary { stage: stage.clone(), text: text.clone() });
+        }
         out(&(serde_json::json!({"event": "run_finished", "ok": report.ok(), "ran": ran, "fresh": fresh, "failed": failed, "stopped": stopped, "skipped": skipped, "seconds": secs, "manifest": report.manifest_path.display().to_string()}).to_string() + "\n"));
     }
     if let Some(sig) = crate::engine::checkpoint::stop_requested() {

@@ -212,7 +212,16 @@ pub struct Json;
 
 impl Reporter for Json {
     fn event(&self, event: &Event) {
-        let value = match event {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", Json::of(event));
+        let _ = out.flush();
+    }
+}
+
+impl Json {
+    /// The JSON object of `event` (the table in docs/spec.md, "Machine-readable output").
+    pub fn of(event: &Event) -> serde_json::Value {
+        match event {
             Event::Fresh { stage, key } => {
                 serde_json::json!({"event": "fresh", "stage": stage, "key": key})
             }
@@ -247,10 +256,7 @@ impl Reporter for Json {
             Event::Summary { stage, text } => {
                 serde_json::json!({"event": "summary", "stage": stage, "text": text})
             }
-        };
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{value}");
-        let _ = out.flush();
+        }
     }
 }
 
@@ -299,21 +305,59 @@ mod tests {
         assert_eq!(h.plain_progress("sample", 0.9), None);
     }
 
-    /// A resumed stage's line says where this run took over, so `14% after
-    /// 4m` is not read as 14% in four minutes.
+    /// Every event `--json` prints, and every field of it, is in the table
+    /// the docs give scripts to read.
     #[test]
-    fn a_resumed_stage_says_where_it_resumed() {
-        let h = Human::with(None, 6, Duration::ZERO);
-        let header = crate::engine::checkpoint::Header {
+    fn the_json_events_are_the_documented_ones() {
+        let doc = include_str!("../../docs/spec.md");
+        let (s, k) = (|| "s".to_string(), || "k".to_string());
+        let events = [
+            Event::Fresh { stage: s(), key: k() },
+            Event::Started { stage: s(), key: k(), reasons: vec![], resumes: Some(header(7, 10)) },
+            Event::Submitted { stage: s(), job: "1".into() },
+            Event::Progress { stage: s(), fraction: 0.5 },
+            Event::Finished { stage: s(), key: k(), seconds: 1.0, fresh: false },
+            Event::Failed { stage: s(), error: "e".into() },
+            Event::Stopped { stage: s(), error: "e".into() },
+            Event::Skipped { stage: s(), because: "b".into() },
+            Event::Warning { message: "m".into() },
+            Event::Summary { stage: s(), text: "t".into() },
+        ];
+        for event in &events {
+            let v = Json::of(event);
+            let name = v["event"].as_str().unwrap();
+            let row = doc.lines().find(|l| l.starts_with(&format!("| `{name}` |"))).unwrap_or_else(|| {
+                panic!("docs/spec.md has no row for the `{name}` event");
+            });
+            let mut fields: Vec<&String> = v.as_object().unwrap().keys().collect();
+            if let Some(nested) = v.get("resumes_from").and_then(|r| r.as_object()) {
+                fields.extend(nested.keys());
+            }
+            for field in fields.into_iter().filter(|f| *f != "event") {
+                assert!(row.contains(&format!("`{field}`")), "the `{name}` row lacks `{field}`: {row}");
+            }
+        }
+    }
+
+    fn header(step: u64, total: u64) -> crate::engine::checkpoint::Header {
+        crate::engine::checkpoint::Header {
             key: "0".repeat(64),
-            step: 12_751,
-            total: 100_000,
+            step,
+            total,
             written_ms: 0,
             state_bytes: 0,
             state_hash: String::new(),
             resumes: Vec::new(),
             work: None,
-        };
+        }
+    }
+
+    /// A resumed stage's line says where this run took over, so `14% after
+    /// 4m` is not read as 14% in four minutes.
+    #[test]
+    fn a_resumed_stage_says_where_it_resumed() {
+        let h = Human::with(None, 6, Duration::ZERO);
+        let header = header(12_751, 100_000);
         let Event::Started { stage, key, reasons, .. } = started("train") else { unreachable!() };
         h.event(&Event::Started { stage, key, reasons, resumes: Some(header) });
         let line = h.plain_progress("train", 0.14);
