@@ -81,6 +81,14 @@ fn the_manifest_counts_every_resume_on_the_way_to_the_result() {
         "{last}"
     );
     assert!(events.lines().any(|l| l.contains(r#""event":"stopped""#)), "{events}");
+    let runs = ws.cmd(&["runs", "p.yaml", "--json"]).output().unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&runs.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (&last["stopped"], &last["failed"], &last["result"]),
+        (&1.into(), &0.into(), &"interrupted".into()),
+        "{last}"
+    );
     let out = ws.cmd(&["status", "p.yaml"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("resumes from step {second} of 150 (checkpoint ")), "{text}");

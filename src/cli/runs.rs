@@ -12,7 +12,7 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &RunsArgs) -> R
     if !*json {
         text.push_str(&format!(
             "cache: {}
-{:<22} {:<20} {:>9} {:>5} {:>5} {:>6} {:>7}  result\n",
+{:<22} {:<20} {:>9} {:>5} {:>5} {:>6} {:>7} {:>7}  result\n",
             cache.root().display(),
             "run",
             "started (UTC)",
@@ -20,6 +20,7 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &RunsArgs) -> R
             "ran",
             "fresh",
             "failed",
+            "stopped",
             "skipped"
         ));
     }
@@ -27,7 +28,10 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &RunsArgs) -> R
         let count = |s: StageState| m.stages.iter().filter(|l| l.status == s).count();
         let (ran, fresh, failed) = (count(StageState::Ran), count(StageState::Fresh), count(StageState::Failed));
         let skipped = count(StageState::Skipped);
-        let interrupted = count(StageState::Interrupted) > 0;
+        // Stopped by a signal while running (a stage that checkpoints saved its
+        // state first, and the next run resumes it).
+        let stopped = count(StageState::Interrupted);
+        let interrupted = stopped > 0;
         let result = if m.ok {
             "ok"
         } else if interrupted {
@@ -39,14 +43,14 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &RunsArgs) -> R
         if *json {
             text.push_str(
                 &(serde_json::json!({"run": m.run_id, "started_ms": m.started_ms, "seconds": seconds, "ran": ran,
-                        "fresh": fresh, "failed": failed, "skipped": skipped, "result": result,
+                        "fresh": fresh, "failed": failed, "stopped": stopped, "skipped": skipped, "result": result,
                         "git_commit": m.git_commit, "overrides": m.overrides})
                 .to_string()
                     + "\n"),
             );
         } else {
             text.push_str(&format!(
-                "{:<22} {:<20} {seconds:>9.2} {ran:>5} {fresh:>5} {failed:>6} {skipped:>7}  {result}\n",
+                "{:<22} {:<20} {seconds:>9.2} {ran:>5} {fresh:>5} {failed:>6} {stopped:>7} {skipped:>7}  {result}\n",
                 m.run_id,
                 crate::report::utc(m.started_ms).trim_end_matches(" UTC"),
             ));
