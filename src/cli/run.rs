@@ -86,12 +86,13 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &RunArgs) -> Re
     let failed = count(|o| matches!(o, Outcome::Failed(_)));
     let skipped = count(|o| matches!(o, Outcome::Skipped(_)));
     let secs = (report.manifest.finished_ms - report.manifest.started_ms) as f64 / 1000.0;
+    // Each validate stage's headline, through the reporter: a `[stage]`
+    // block in text, a `summary` event in JSON.
+    for (stage, text) in &report.summaries {
+        reporter.event(&crate::engine::progress::Event::Summary { stage: stage.clone(), text: text.clone() });
+    }
     if !*json {
-        let mut text = String::new();
-        for (stage, summary) in &report.summaries {
-            text.push_str(&format!("\n[{stage}]\n{summary}\n"));
-        }
-        text.push_str(&format!(
+        let mut text = format!(
             "\n{}: {} stages — {ran} ran, {fresh} fresh{}{}{} in {secs:.2}s\nmanifest: {}\n",
             spec.name,
             report.outcomes.len(),
@@ -99,15 +100,12 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &RunArgs) -> Re
             if failed > 0 { format!(", {failed} failed") } else { String::new() },
             if skipped > 0 { format!(", {skipped} skipped") } else { String::new() },
             report.manifest_path.display()
-        ));
+        );
         for path in &published {
             text.push_str(&format!("report: {}\n", path.display()));
         }
         out(&text);
     } else {
-        for (stage, text) in &report.summaries {
-            reporter.event(&crate::engine::progress::Event::Summary { stage: stage.clone(), text: text.clone() });
-        }
         out(&(serde_json::json!({"event": "run_finished", "ok": report.ok(), "ran": ran, "fresh": fresh, "failed": failed, "stopped": stopped, "skipped": skipped, "seconds": secs, "manifest": report.manifest_path.display().to_string()}).to_string() + "\n"));
     }
     if let Some(sig) = crate::engine::checkpoint::stop_requested() {

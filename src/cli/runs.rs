@@ -31,10 +31,9 @@ pub(super) fn run(cli: &Cli, overrides: &[spec::Override], args: &RunsArgs) -> R
         // Stopped by a signal while running (a stage that checkpoints saved its
         // state first, and the next run resumes it).
         let stopped = count(StageState::Interrupted);
-        let interrupted = stopped > 0;
         let result = if m.ok {
             "ok"
-        } else if interrupted {
+        } else if stopped > 0 {
             "interrupted"
         } else {
             "failed"

@@ -202,7 +202,7 @@ impl Reporter for Human {
                     eprintln!("warning: {message}");
                 }
             }
-            Event::Summary { stage, text } => self.line(format!("{stage:w$}  {text}")),
+            Event::Summary { stage, text } => self.line(format!("\n[{stage}]\n{text}")),
         }
     }
 }
