@@ -118,19 +118,36 @@ fn checkpoint_step(ws: &Workspace) -> u64 {
     v[0]["checkpoint"]["step"].as_u64().expect("a checkpoint")
 }
 
+/// A corrupt checkpoint, or something other than a file in its place: a
+/// flipped state byte, a cut, a step in its header changed (the file's hash
+/// covers the header: step 20's state must not resume as step 80's), a
+/// directory, a FIFO (reading it would hang), a link to /dev/zero (reading
+/// it would never end).
 #[test]
 fn a_corrupt_or_truncated_checkpoint_is_discarded_and_the_stage_starts_over() {
-    for damage in ["flip", "truncate"] {
+    for damage in ["flip", "truncate", "header", "directory", "fifo", "link"] {
         let (ws, control) = killed();
         let file = ws.path().join("artifacts/checkpoints").join(&checkpoints(&ws)[0]);
         let mut bytes = std::fs::read(&file).unwrap();
-        if damage == "flip" {
-            let n = bytes.len();
-            bytes[n - 3] ^= 0x40;
-        } else {
-            bytes.truncate(bytes.len() - 7);
+        match damage {
+            "flip" => {
+                let n = bytes.len();
+                bytes[n - 40] ^= 0x40;
+            }
+            "truncate" => bytes.truncate(bytes.len() - 7),
+            "header" => {
+                let at = bytes.windows(7).position(|w| w == b"\"step\":").expect("a step in the header") + 7;
+                bytes[at] = if bytes[at] == b'8' { b'9' } else { b'8' };
+            }
+            _ => {}
         }
-        std::fs::write(&file, &bytes).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        match damage {
+            "directory" => std::fs::create_dir_all(file.join("inside")).unwrap(),
+            "fifo" => assert!(std::process::Command::new("mkfifo").arg(&file).status().unwrap().success()),
+            "link" => std::os::unix::fs::symlink("/dev/zero", &file).unwrap(),
+            _ => std::fs::write(&file, &bytes).unwrap(),
+        }
         let status = ws.cmd(&["status", "p.yaml"]).output().unwrap();
         assert!(!String::from_utf8_lossy(&status.stdout).contains("resumes"), "{damage}: {status:?}");
         let (out, events) = ws.run_json("p.yaml", &[]);
@@ -150,6 +167,39 @@ fn a_corrupt_or_truncated_checkpoint_is_discarded_and_the_stage_starts_over() {
     let verify = ws.cmd(&["verify"]).output().unwrap();
     assert_eq!(verify.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&verify.stdout).contains("bad: checkpoints/"), "{verify:?}");
+    assert!(checkpoints(&ws).is_empty());
+    // A stray file beside the shards, a directory in a checkpoint's place:
+    // `verify` reports both and goes on, `gc` removes both.
+    let root = ws.artifacts().join("checkpoints");
+    std::fs::write(root.join("stray"), b"x").unwrap();
+    let dir = root.join("ab").join(format!("ab{}.ckpt", "0".repeat(62)));
+    std::fs::create_dir_all(dir.join("inside")).unwrap();
+    let verify = ws.cmd(&["verify"]).output().unwrap();
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert_eq!(verify.status.code(), Some(1), "{verify:?}");
+    assert!(said.contains("checkpoints/stray") && said.contains("not a checkpoint name"), "{said}");
+    assert!(
+        said.contains(&format!("checkpoints/ab/ab{}.ckpt", "0".repeat(62))) && said.contains("not a file"),
+        "{said}"
+    );
+    assert!(!root.join("stray").exists() && dir.exists(), "the stray file removed, the directory left: {said}");
+    let gc = ws.cmd(&["gc", "--older-than", "0s"]).output().unwrap();
+    assert!(gc.status.success(), "{gc:?}");
+    assert!(!dir.exists(), "{gc:?}");
+}
+
+/// A stage that panics (a bug) takes its checkpoint with it: resumed, the
+/// same state would lead to the same panic, or be what the stage could not
+/// take.
+#[test]
+fn a_panicking_stage_leaves_no_checkpoint() {
+    let ws = Workspace::new();
+    ws.write("p.yaml", &SPEC.replace("step_ms: 10 }", "step_ms: 0, panic: true }"));
+    let (out, events) = ws.run_json("p.yaml", &["--checkpoint-every", "10 steps"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let failed = events.iter().find(|e| e["event"] == "failed").expect("a failed event");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("panicked") && error.contains("its checkpoint was discarded"), "{error}");
     assert!(checkpoints(&ws).is_empty());
 }
 

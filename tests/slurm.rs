@@ -249,7 +249,9 @@ fn a_stage_longer_than_its_time_limit_finishes_through_requeues() {
     let ws = Workspace::new();
     ws.write("p.yaml", &spec(1000));
     let started = Instant::now();
-    let (out, events) = ws.run_json("p.yaml", &["--executor", "slurm", "--poll", "0.5"]);
+    // `--no-resume`: the first job starts over, and its resubmissions still
+    // continue from what it saved.
+    let (out, events) = ws.run_json("p.yaml", &["--executor", "slurm", "--poll", "0.5", "--no-resume"]);
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let line = common::stage_line(&ws, "long", "walk");
     let requeues = line["requeues"].as_array().expect("requeues in the manifest");

@@ -649,6 +649,32 @@ fn same_file(file: &File, path: &Path) -> bool {
 }
 
 /// Entries of a directory, sorted; a missing directory has none.
+/// The files of a sharded directory (`records/`, `objects/`, `checkpoints/`:
+/// `<2 hex>/<name>`), sorted. An entry of `dir` that is not a directory — a
+/// stray file, a link — is listed itself (its name is no key's, so the
+/// caller reports it), never followed.
+pub(crate) fn sharded(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
+    let mut out = Vec::new();
+    for shard in read_dir(dir)? {
+        if fs::symlink_metadata(&shard).is_ok_and(|m| m.is_dir()) {
+            out.extend(read_dir(&shard)?);
+        } else {
+            out.push(shard);
+        }
+    }
+    Ok(out)
+}
+
+/// Remove what is at `path` in the cache: a file or a link (never what it
+/// points to), or a directory in a file's place with what it holds.
+pub(crate) fn remove_entry(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) => Err(e),
+    }
+}
+
 pub(crate) fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
     match fs::read_dir(dir) {
         Ok(rd) => {

@@ -16,9 +16,16 @@
 //!
 //! ```text
 //! artifacts/checkpoints/<2 hex>/<stage key>.ckpt
-//!   "SFCKPT1\n" ‖ u32 LE header length ‖ header (JSON: key, step, total,
-//!   written_ms, state length, blake3 of the state) ‖ state bytes
+//!   "SFCKPT2\n" ‖ u32 LE header length ‖ header (JSON: key, step, total,
+//!   written_ms, state length, blake3 of the state, resumes, pace) ‖ state
+//!   bytes ‖ blake3 of everything before it (32 bytes)
 //! ```
+//!
+//! The trailing hash covers the header too: a flipped digit in `step` would
+//! otherwise resume step 41's state as step 45's. A file of the first format
+//! (`SFCKPT1`, the state's hash only) still resumes, so that a run stopped by
+//! the build before this one is not lost; every checkpoint written now is of
+//! the second.
 //!
 //! A checkpoint is keyed like the result it leads to: another implementation
 //! version, other params, another seed or other inputs give another key, so
@@ -39,14 +46,15 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::engine::cache::{Cache, CacheError, now_ms};
 use crate::engine::hash::Hash;
 use crate::engine::stage::StageError;
 
-const MAGIC: &[u8; 8] = b"SFCKPT1\n";
+const MAGIC: &[u8; 8] = b"SFCKPT2\n";
+/// The first format, read only: no hash over the header.
+const MAGIC_V1: &[u8; 8] = b"SFCKPT1\n";
 
 /// The default interval: about five minutes of work.
 pub const DEFAULT_EVERY: Every = Every::Time(Duration::from_secs(300));
@@ -68,7 +76,8 @@ impl Every {
             return n.trim().parse::<u64>().ok().filter(|n| *n > 0).map(Every::Steps);
         }
         if let Ok(secs) = s.parse::<f64>() {
-            return (secs.is_finite() && secs > 0.0).then(|| Every::Time(Duration::from_secs_f64(secs)));
+            // `try_`: a number of seconds too large for a duration is no interval.
+            return Duration::try_from_secs_f64(secs).ok().filter(|d| !d.is_zero()).map(Every::Time);
         }
         humantime::parse_duration(s).ok().filter(|d| !d.is_zero()).map(Every::Time)
     }
@@ -158,7 +167,7 @@ impl Header {
 /// `ms` to the minute above an hour, to the second below.
 fn rounded(ms: u64) -> Duration {
     let unit = if ms >= 3_600_000 { 60_000 } else { 1000 };
-    Duration::from_millis((ms + unit / 2) / unit * unit)
+    Duration::from_millis(ms.saturating_add(unit / 2) / unit * unit)
 }
 
 /// `41 000`: a count with its thousands apart.
@@ -186,13 +195,15 @@ pub struct Checkpoint {
 pub enum CheckpointError {
     #[error("not a scoreflow checkpoint")]
     NotACheckpoint,
+    #[error("not a file")]
+    NotAFile,
     #[error("its header does not parse ({0})")]
     Header(String),
     #[error("it was written for stage key {found}, not {wanted}")]
     OtherKey { found: String, wanted: String },
     #[error("truncated: {found} of {wanted} state bytes")]
     Truncated { found: u64, wanted: u64 },
-    #[error("its state does not match its hash")]
+    #[error("its bytes do not match their hash")]
     HashMismatch,
     #[error(transparent)]
     Cache(#[from] CacheError),
@@ -226,11 +237,13 @@ impl Cache {
         };
         let head = serde_json::to_vec(&header)
             .map_err(|e| CacheError::Encode { what: "checkpoint".into(), why: e.to_string() })?;
-        let mut bytes = Vec::with_capacity(MAGIC.len() + 4 + head.len() + state.len());
+        let mut bytes = Vec::with_capacity(MAGIC.len() + 4 + head.len() + state.len() + 32);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&(head.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&head);
         bytes.extend_from_slice(state);
+        let whole = blake3::hash(&bytes);
+        bytes.extend_from_slice(whole.as_bytes());
         self.write_atomic(&self.checkpoint_path(key), &bytes)?;
         Ok(header)
     }
@@ -239,11 +252,15 @@ impl Cache {
     /// the file is there and cannot be trusted.
     pub fn read_checkpoint(&self, key: &Hash) -> Result<Option<Checkpoint>, CheckpointError> {
         let path = self.checkpoint_path(key);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        // Only a plain file is read: a directory, a FIFO or a link (to
+        // /dev/zero, say) in its place is reported, never followed.
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Err(CheckpointError::NotAFile),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(CacheError::Io { action: "read", path, source: e }.into()),
-        };
+        }
+        let bytes = std::fs::read(&path).map_err(|e| CacheError::Io { action: "read", path, source: e })?;
         let ck = parse(&bytes)?;
         if ck.header.key != key.hex() {
             return Err(CheckpointError::OtherKey { found: ck.header.key, wanted: key.hex() });
@@ -256,30 +273,40 @@ impl Cache {
         self.read_checkpoint(key).ok().flatten().map(|c| c.header)
     }
 
+    /// Remove `key`'s checkpoint — or whatever is in its place, a directory
+    /// included (a link is removed, never what it points to).
     pub fn remove_checkpoint(&self, key: &Hash) {
-        let _ = std::fs::remove_file(self.checkpoint_path(key));
+        let _ = crate::engine::cache::remove_entry(&self.checkpoint_path(key));
     }
 
     /// Every checkpoint file in the cache, with the key its name states.
     pub fn checkpoint_files(&self) -> Result<Vec<(PathBuf, Option<Hash>)>, CacheError> {
-        let mut out = Vec::new();
-        for shard in crate::engine::cache::read_dir(&self.root.join("checkpoints"))? {
-            for file in crate::engine::cache::read_dir(&shard)? {
+        Ok(crate::engine::cache::sharded(&self.root.join("checkpoints"))?
+            .into_iter()
+            .map(|file| {
                 let key = file
                     .file_name()
                     .and_then(|n| n.to_str())
                     .and_then(|n| n.strip_suffix(".ckpt"))
                     .and_then(|n| n.parse::<Hash>().ok());
-                out.push((file, key));
-            }
-        }
-        Ok(out)
+                (file, key)
+            })
+            .collect())
     }
 }
 
-/// A checkpoint file's bytes, verified against the hash its header states.
+/// A checkpoint file's bytes, verified against their hash (the first
+/// format's: the state's, which its header states).
 pub fn parse(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
-    let rest = bytes.strip_prefix(MAGIC.as_slice()).ok_or(CheckpointError::NotACheckpoint)?;
+    let rest = if let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) {
+        let (body, whole) = bytes.split_last_chunk::<32>().ok_or(CheckpointError::NotACheckpoint)?;
+        if body.len() < MAGIC.len() || blake3::hash(body).as_bytes() != whole {
+            return Err(CheckpointError::HashMismatch);
+        }
+        &rest[..rest.len() - 32]
+    } else {
+        bytes.strip_prefix(MAGIC_V1.as_slice()).ok_or(CheckpointError::NotACheckpoint)?
+    };
     let (len, rest) = rest.split_first_chunk::<4>().ok_or(CheckpointError::NotACheckpoint)?;
     let len = u32::from_le_bytes(*len) as usize;
     if rest.len() < len {
@@ -308,93 +335,9 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     ciborium::from_reader(bytes).ok()
 }
 
-// ---------------------------------------------------------------------------
-// Stopping on a signal.
-
-/// The signal that asked this process to stop (0: none).
-static STOP: AtomicI32 = AtomicI32::new(0);
-/// How many stop signals arrived (a second Ctrl-C does not wait).
-static STOPS: AtomicU32 = AtomicU32::new(0);
-/// Jobs of checkpointing stages now running in this process.
-static ACTIVE: AtomicUsize = AtomicUsize::new(0);
-/// Whether any stage in this process has used its checkpoints.
-static USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether a stage of this process has used its checkpoints (it then saves
-/// and returns on a stop signal, and its caller exits).
-pub fn used() -> bool {
-    USED.load(Ordering::SeqCst)
-}
-
-extern "C" fn on_signal(sig: libc::c_int) {
-    // Only atomics: async-signal-safe.
-    STOP.store(sig, Ordering::SeqCst);
-    STOPS.fetch_add(1, Ordering::SeqCst);
-}
-
-/// Catch SIGINT, SIGTERM and SIGUSR1 (Slurm's warning before the time limit,
-/// `--signal=B:USR1@…`): each asks the running checkpointing stages to save
-/// and stop. `then(signal)` runs on a watcher thread once they have (or at
-/// once when none runs, or after `grace`, or on a second signal); it is the
-/// caller's to exit. A SIGUSR1 with no checkpointing stage running is
-/// ignored: the job goes on until the scheduler ends it.
-pub fn install_signals(grace: Duration, then: impl Fn(i32) + Send + 'static) {
-    // SAFETY: the handler only stores to atomics.
-    unsafe {
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1] {
-            libc::signal(s, on_signal as *const () as libc::sighandler_t);
-        }
-    }
-    std::thread::spawn(move || {
-        loop {
-            std::thread::sleep(Duration::from_millis(20));
-            let sig = STOP.load(Ordering::SeqCst);
-            if sig == 0 {
-                continue;
-            }
-            if sig == libc::SIGUSR1 && ACTIVE.load(Ordering::SeqCst) == 0 {
-                STOP.store(0, Ordering::SeqCst);
-                continue;
-            }
-            let asked = Instant::now();
-            while ACTIVE.load(Ordering::SeqCst) > 0 && asked.elapsed() < grace && STOPS.load(Ordering::SeqCst) < 2 {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            then(sig);
-            return;
-        }
-    });
-}
-
-/// Whether this process was asked to stop (the signal's number).
-pub fn stop_requested() -> Option<i32> {
-    match STOP.load(Ordering::SeqCst) {
-        0 => None,
-        s => Some(s),
-    }
-}
-
-/// The exit status of a process stopped by `sig` (128 + its number).
-pub fn exit_status(sig: i32) -> u8 {
-    (128 + sig).clamp(0, 255) as u8
-}
-
-/// Counts one running job that checkpoints for as long as it lives.
-struct ActiveJob(());
-
-impl ActiveJob {
-    fn start() -> ActiveJob {
-        USED.store(true, Ordering::SeqCst);
-        ACTIVE.fetch_add(1, Ordering::SeqCst);
-        ActiveJob(())
-    }
-}
-
-impl Drop for ActiveJob {
-    fn drop(&mut self) {
-        ACTIVE.fetch_sub(1, Ordering::SeqCst);
-    }
-}
+mod signals;
+use signals::ActiveJob;
+pub use signals::{exit_status, install_signals, stop_requested, used};
 
 // ---------------------------------------------------------------------------
 // The stage's side.
@@ -411,8 +354,10 @@ pub struct Checkpointing<'a> {
     /// When this run's work began.
     began: Instant,
     last: Mutex<Instant>,
+    /// The step of the last checkpoint saved or resumed (for `N steps`).
+    last_step: Mutex<u64>,
     /// Warnings for the run's output (a bad checkpoint discarded).
-    pub warnings: Vec<String>,
+    warnings: Mutex<Vec<String>>,
     /// Held once the stage uses its checkpoints: a stop signal waits for it.
     active: Mutex<Option<ActiveJob>>,
 }
@@ -431,7 +376,8 @@ impl<'a> Checkpointing<'a> {
             work_before: Mutex::new((0, 0)),
             began: Instant::now(),
             last: Mutex::new(Instant::now()),
-            warnings: Vec::new(),
+            last_step: Mutex::new(0),
+            warnings: Mutex::new(Vec::new()),
             active: Mutex::new(None),
         }
     }
@@ -465,20 +411,34 @@ impl<'a> Checkpointing<'a> {
             work_before: Mutex::new((0, 0)),
             began: Instant::now(),
             last: Mutex::new(Instant::now()),
-            warnings,
+            last_step: Mutex::new(0),
+            warnings: Mutex::new(warnings),
             active: Mutex::new(None),
         }
     }
 
-    /// The state to resume from, once (the stage calls it before its first step).
+    /// The state to resume from, once (the stage calls it before its first
+    /// step), counted as a resume; [`Checkpointing::resume_with`] decodes it
+    /// first.
     pub fn resume(&self) -> Option<Checkpoint> {
         self.in_use();
         let ck = self.resume.lock().expect("not poisoned").take()?;
+        self.resumed(&ck);
+        Some(ck)
+    }
+
+    /// Count `ck` as this run's resume: the resumes and the pace it carries.
+    fn resumed(&self, ck: &Checkpoint) {
         let mut resumes = ck.header.resumes.clone();
         resumes.push(Resume { step: ck.header.step, at_ms: now_ms() });
         *self.resumes.lock().expect("not poisoned") = resumes;
         *self.work_before.lock().expect("not poisoned") = ck.header.work.unwrap_or((ck.header.step, 0));
-        Some(ck)
+        *self.last_step.lock().expect("not poisoned") = ck.header.step;
+    }
+
+    /// The warnings of this stage's checkpoints (one discarded), for the run's output.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().expect("not poisoned").clone()
     }
 
     /// Count this job among those a stop signal waits for (from its first
@@ -501,15 +461,26 @@ impl<'a> Checkpointing<'a> {
         self.resumes.lock().expect("not poisoned").clone()
     }
 
-    /// Decode the state to resume from with `decode`; a state that does not
-    /// decode (it verified, so this is a bug in the stage's encoding) is
-    /// reported and the stage starts over.
+    /// Decode the state to resume from with `decode`, which also checks it
+    /// fits the stage (its shapes and counts against the params). A state
+    /// that does not is not resumed: the checkpoint is removed with a
+    /// warning, the run counts no resume, and the stage starts over.
     pub fn resume_with<T>(&self, decode: impl FnOnce(&[u8]) -> Option<T>) -> Option<(u64, T)> {
-        let ck = self.resume()?;
+        self.in_use();
+        let ck = self.resume.lock().expect("not poisoned").take()?;
         match decode(&ck.state) {
-            Some(t) => Some((ck.header.step, t)),
+            Some(t) => {
+                self.resumed(&ck);
+                Some((ck.header.step, t))
+            }
             None => {
-                eprintln!("warning: a checkpoint's state does not decode; the stage starts over");
+                if let Some((cache, key)) = self.at {
+                    self.warnings.lock().expect("not poisoned").push(format!(
+                        "discarded the checkpoint {}: its state does not fit the stage; the stage starts over",
+                        cache.rel(&cache.checkpoint_path(&key))
+                    ));
+                    cache.remove_checkpoint(&key);
+                }
                 None
             }
         }
@@ -534,7 +505,8 @@ impl<'a> Checkpointing<'a> {
         S: serde::Serialize + serde::de::DeserializeOwned + Default,
         F: FnMut(&mut S, std::ops::Range<usize>, &(dyn Fn(f64) + Sync)) -> Result<(), StageError>,
     {
-        let mut state = self.resume_with(decode::<S>).map(|(_, s)| s).filter(|s| done(s) <= n).unwrap_or_default();
+        let mut state =
+            self.resume_with(|b| decode::<S>(b).filter(|s| done(s) <= n)).map(|(_, s)| s).unwrap_or_default();
         let mut i = done(&state);
         while i < n {
             self.at_boundary(i as u64, n as u64, || encode(&state))?;
@@ -560,7 +532,10 @@ impl<'a> Checkpointing<'a> {
             return false;
         }
         match self.every {
-            Every::Steps(n) => step > 0 && step.is_multiple_of(n),
+            // Past the next multiple of `n` since the last save: a loop whose
+            // boundaries step by more than one (chunks of 4096 particles)
+            // still saves about every `n`.
+            Every::Steps(n) => step / n.max(1) > *self.last_step.lock().expect("not poisoned") / n.max(1),
             Every::Time(d) => self.last.lock().expect("not poisoned").elapsed() >= d,
         }
     }
@@ -581,6 +556,7 @@ impl<'a> Checkpointing<'a> {
             .write_checkpoint(&key, (step, total), (&resumes, work), &state())
             .map_err(|e| StageError::Failed(format!("writing a checkpoint: {e}")))?;
         *self.last.lock().expect("not poisoned") = Instant::now();
+        *self.last_step.lock().expect("not poisoned") = step;
         if let Some(sig) = stop_requested() {
             return Err(StageError::Interrupted { step, total, signal: sig });
         }
@@ -589,100 +565,4 @@ impl<'a> Checkpointing<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn intervals_parse() {
-        assert_eq!(Every::parse("500 steps"), Some(Every::Steps(500)));
-        assert_eq!(Every::parse("1step"), Some(Every::Steps(1)));
-        assert_eq!(Every::parse("5m"), Some(Every::Time(Duration::from_secs(300))));
-        assert_eq!(Every::parse("0.5"), Some(Every::Time(Duration::from_millis(500))));
-        assert_eq!(Every::parse("0 steps"), None);
-        assert_eq!(Every::parse("soon"), None);
-        assert_eq!(thousands(41000), "41 000");
-        assert_eq!(thousands(100), "100");
-    }
-
-    /// A checkpoint reads back as written; any flipped or missing byte is
-    /// caught before its state is used.
-    #[test]
-    fn checkpoints_verify() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(dir.path());
-        let key = Hash([4; 32]);
-        let state: Vec<u8> = (0..1000u32).flat_map(|i| i.to_le_bytes()).collect();
-        cache.write_checkpoint(&key, (41, 100), (&[], None), &state).unwrap();
-        let back = cache.read_checkpoint(&key).unwrap().unwrap();
-        assert_eq!((back.header.step, back.header.total, back.state), (41, 100, state));
-        let path = cache.checkpoint_path(&key);
-        let good = std::fs::read(&path).unwrap();
-        for cut in [3, 10, good.len() / 2, good.len() - 1] {
-            std::fs::write(&path, &good[..cut]).unwrap();
-            assert!(cache.read_checkpoint(&key).is_err(), "cut at {cut}");
-        }
-        for at in [2, 20, good.len() - 5] {
-            let mut bad = good.clone();
-            bad[at] ^= 0x10;
-            std::fs::write(&path, &bad).unwrap();
-            assert!(cache.read_checkpoint(&key).is_err(), "flip at {at}");
-        }
-        std::fs::write(&path, &good).unwrap();
-        assert!(matches!(cache.read_checkpoint(&Hash([5; 32])), Ok(None)));
-        // A file in another key's place is not that key's state.
-        std::fs::create_dir_all(cache.checkpoint_path(&Hash([5; 32])).parent().unwrap()).unwrap();
-        std::fs::write(cache.checkpoint_path(&Hash([5; 32])), &good).unwrap();
-        assert!(matches!(cache.read_checkpoint(&Hash([5; 32])), Err(CheckpointError::OtherKey { .. })));
-        let ck = Checkpointing::for_key(&cache, Hash([5; 32]), DEFAULT_EVERY, true);
-        assert_eq!(ck.warnings.len(), 1, "{:?}", ck.warnings);
-        assert!(ck.resume().is_none());
-        assert!(!cache.checkpoint_path(&Hash([5; 32])).exists());
-    }
-
-    /// Each resume is carried in the checkpoints after it, so the run that
-    /// finishes knows every stop on the way; a header from before the
-    /// history was kept reads as one without resumes.
-    #[test]
-    fn checkpoints_carry_the_resumes_that_led_to_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(dir.path());
-        let key = Hash([6; 32]);
-        let earlier = Resume { step: 10, at_ms: 1 };
-        let pace = Some((0, 40 * 60_000));
-        cache.write_checkpoint(&key, (40, 100), (std::slice::from_ref(&earlier), pace), b"state").unwrap();
-        let ck = Checkpointing::for_key(&cache, key, Every::Steps(10), true);
-        assert!(ck.resumes().is_empty(), "nothing resumed before the stage asks");
-        assert_eq!(ck.resume().map(|c| c.state), Some(b"state".to_vec()));
-        let resumes = ck.resumes();
-        assert_eq!((resumes.len(), &resumes[0], resumes[1].step), (2, &earlier, 40));
-        assert_eq!(ck.resumed_from(), Some(40));
-        ck.at_boundary(40, 100, || unreachable!("the resumed step is not saved again")).unwrap();
-        ck.at_boundary(50, 100, || b"later".to_vec()).unwrap();
-        let back = cache.read_checkpoint(&key).unwrap().unwrap();
-        assert_eq!((back.header.step, &back.header.resumes), (50, &resumes));
-        // 40 minutes for the first 40 steps (and a moment for ten more): 50 steps left take 40.
-        assert_eq!(back.header.work.map(|w| (w.0, w.1 / 1000)), Some((0, 2400)));
-        let said = back.header.describe();
-        assert!(said.ends_with("; resumed 2 times before; about 40m of work left at the pace so far)"), "{said}");
-        // The header as written before resumes were kept.
-        let old = format!(
-            r#"{{"key":"{}","step":3,"total":9,"written_ms":5,"state_bytes":2,"state_hash":"{}"}}"#,
-            key.hex(),
-            blake3::hash(b"ab").to_hex()
-        );
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend_from_slice(&(old.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(old.as_bytes());
-        bytes.extend_from_slice(b"ab");
-        let back = parse(&bytes).unwrap();
-        assert_eq!((back.header.step, back.header.resumes.len(), back.state), (3, 0, b"ab".to_vec()));
-        assert_eq!((back.header.work, back.header.left_ms()), (None, None));
-        // Resumed, it times its pace from its own step on.
-        std::fs::write(cache.checkpoint_path(&key), &bytes).unwrap();
-        let ck = Checkpointing::for_key(&cache, key, Every::Steps(1), true);
-        assert!(ck.resume().is_some());
-        ck.at_boundary(4, 9, || b"cd".to_vec()).unwrap();
-        let back = cache.read_checkpoint(&key).unwrap().unwrap();
-        assert_eq!((back.header.resumes.len(), back.header.work.map(|w| w.0)), (1, Some(3)));
-    }
-}
+mod tests;

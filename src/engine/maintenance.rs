@@ -11,6 +11,7 @@ use std::path::Path;
 
 use crate::engine::cache::{
     Cache, CacheError, Lease, Lookup, Manifest, ManifestStage, ObjectError, Record, check_file_hash, io_err, read_dir,
+    remove_entry, sharded,
 };
 use crate::engine::hash::Hash;
 use crate::engine::stage::Format;
@@ -88,13 +89,11 @@ impl Cache {
         // Every record file, read once: its key (from its name), whether it is
         // a file at all, and what it holds.
         let mut records = Vec::new();
-        for shard in read_dir(&self.root.join("records"))? {
-            for file in read_dir(&shard)? {
-                let key = file.file_stem().and_then(|n| n.to_str()).and_then(|n| n.parse::<Hash>().ok());
-                let readable = !fs::metadata(&file).is_ok_and(|m| !m.is_file());
-                let looked = if readable { key.map(|k| self.lookup(&k)) } else { None };
-                records.push((file, key, readable, looked));
-            }
+        for file in sharded(&self.root.join("records"))? {
+            let key = file.file_stem().and_then(|n| n.to_str()).and_then(|n| n.parse::<Hash>().ok());
+            let readable = !fs::metadata(&file).is_ok_and(|m| !m.is_file());
+            let looked = if readable { key.map(|k| self.lookup(&k)) } else { None };
+            records.push((file, key, readable, looked));
         }
         // The file hashes records give each object: its bytes are checked
         // against them before any decoder reads it (an object no record names
@@ -109,39 +108,37 @@ impl Cache {
                 }
             }
         }
-        for shard in read_dir(&self.root.join("objects"))? {
-            for file in read_dir(&shard)? {
-                report.objects += 1;
-                let rel = self.rel(&file);
-                let name = file.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let format = if file.extension().is_some_and(|e| e == "bin") { Format::Blob } else { Format::Table };
-                let by_file_hash = recorded.get(&rel).map(|hashes| match fs::read(&file) {
-                    Ok(bytes) => check_file_hash(&bytes, hashes.iter().map(String::as_str)),
-                    Err(e) => Err(ObjectError::Cache(CacheError::Io { action: "read", path: file.clone(), source: e })),
-                });
-                let verdict = match name.parse::<Hash>() {
-                    Ok(hash) => match by_file_hash.unwrap_or_else(|| self.read(&hash, format).map(|_| ())) {
-                        Ok(()) => continue,
-                        // Not readable as a file (a directory in its place, say):
-                        // reported, left for a person to look at, and the
-                        // check goes on with the next entry.
-                        Err(ObjectError::Cache(e)) => {
-                            report.problems.push(Problem {
-                                path: rel.clone(),
-                                what: format!("unreadable ({e})"),
-                                removed: false,
-                            });
-                            bad_objects.insert(rel);
-                            continue;
-                        }
-                        Err(e) => e.to_string(),
-                    },
-                    Err(_) => "not an object name".to_string(),
-                };
-                let _ = fs::remove_file(&file);
-                report.problems.push(Problem { path: rel.clone(), what: verdict, removed: true });
-                bad_objects.insert(rel);
-            }
+        for file in sharded(&self.root.join("objects"))? {
+            report.objects += 1;
+            let rel = self.rel(&file);
+            let name = file.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let format = if file.extension().is_some_and(|e| e == "bin") { Format::Blob } else { Format::Table };
+            let by_file_hash = recorded.get(&rel).map(|hashes| match fs::read(&file) {
+                Ok(bytes) => check_file_hash(&bytes, hashes.iter().map(String::as_str)),
+                Err(e) => Err(ObjectError::Cache(CacheError::Io { action: "read", path: file.clone(), source: e })),
+            });
+            let verdict = match name.parse::<Hash>() {
+                Ok(hash) => match by_file_hash.unwrap_or_else(|| self.read(&hash, format).map(|_| ())) {
+                    Ok(()) => continue,
+                    // Not readable as a file (a directory in its place, say):
+                    // reported, left for a person to look at, and the
+                    // check goes on with the next entry.
+                    Err(ObjectError::Cache(e)) => {
+                        report.problems.push(Problem {
+                            path: rel.clone(),
+                            what: format!("unreadable ({e})"),
+                            removed: false,
+                        });
+                        bad_objects.insert(rel);
+                        continue;
+                    }
+                    Err(e) => e.to_string(),
+                },
+                Err(_) => "not an object name".to_string(),
+            };
+            let _ = fs::remove_file(&file);
+            report.problems.push(Problem { path: rel.clone(), what: verdict, removed: true });
+            bad_objects.insert(rel);
         }
         // Checkpoints: each must verify and be the key its name states.
         for (file, key) in self.checkpoint_files()? {
@@ -151,8 +148,11 @@ impl Cache {
                 Some(k) => self.read_checkpoint(&k).err().map(|e| format!("checkpoint: {e}")),
             };
             if let Some(what) = verdict {
-                let _ = fs::remove_file(&file);
-                report.problems.push(Problem { path: self.rel(&file), what, removed: true });
+                // Not a file (a directory in its place, say): reported and
+                // left for a person, like a record; a run of its stage
+                // replaces it.
+                let removed = fs::symlink_metadata(&file).is_ok_and(|m| !m.is_dir()) && fs::remove_file(&file).is_ok();
+                report.problems.push(Problem { path: self.rel(&file), what, removed });
             }
         }
         for (file, key, readable, looked) in records {
@@ -357,39 +357,33 @@ impl Cache {
             *bytes += fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             *counter += 1;
             if !dry_run {
-                fs::remove_file(path).map_err(io_err("remove", path))?;
+                remove_entry(path).map_err(io_err("remove", path))?;
             }
             Ok(())
         };
-        for shard in read_dir(&self.root.join("records"))? {
-            for file in read_dir(&shard)? {
-                if keep_records.contains(&file) {
-                    report.kept_records += 1;
-                } else {
-                    let key = file.file_stem().and_then(|n| n.to_str()).and_then(|n| n.parse::<Hash>().ok());
-                    let stage = match key.and_then(|k| last_use.get(&k)) {
-                        Some(used) => used.clone(),
-                        None => {
-                            fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Record>(&b).ok()).map_or_else(
-                                || "not a record".to_string(),
-                                |r| format!("stage `{}`, in no run", r.stage_name),
-                            )
-                        }
-                    };
-                    report.removed.push(format!("record {} ({stage})", self.rel(&file)));
-                    remove(&file, &mut report.records, &mut report.bytes)?;
-                }
+        for file in sharded(&self.root.join("records"))? {
+            if keep_records.contains(&file) {
+                report.kept_records += 1;
+            } else {
+                let key = file.file_stem().and_then(|n| n.to_str()).and_then(|n| n.parse::<Hash>().ok());
+                let stage = match key.and_then(|k| last_use.get(&k)) {
+                    Some(used) => used.clone(),
+                    None => fs::read(&file)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+                        .map_or_else(|| "not a record".to_string(), |r| format!("stage `{}`, in no run", r.stage_name)),
+                };
+                report.removed.push(format!("record {} ({stage})", self.rel(&file)));
+                remove(&file, &mut report.records, &mut report.bytes)?;
             }
         }
-        for shard in read_dir(&self.root.join("objects"))? {
-            for file in read_dir(&shard)? {
-                if keep_objects.contains(&file) {
-                    report.kept_objects += 1;
-                } else {
-                    let size = fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-                    report.removed.push(format!("object {} ({size} bytes)", self.rel(&file)));
-                    remove(&file, &mut report.objects, &mut report.bytes)?;
-                }
+        for file in sharded(&self.root.join("objects"))? {
+            if keep_objects.contains(&file) {
+                report.kept_objects += 1;
+            } else {
+                let size = fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+                report.removed.push(format!("object {} ({size} bytes)", self.rel(&file)));
+                remove(&file, &mut report.objects, &mut report.bytes)?;
             }
         }
         // Checkpoints are work a run can resume: kept unless their stage has

@@ -343,9 +343,24 @@ impl Watched {
 /// Resubmit a job that stopped (`state`) with its checkpoint at `step`: the
 /// same script, so the worker resumes from the checkpoint. `None` when the
 /// job may not be resubmitted again; else whether sbatch took it.
-fn requeue(opts: &SlurmOptions, w: &mut Watched, state: &str, step: Option<u64>) -> Option<Result<(), String>> {
+fn requeue(
+    opts: &SlurmOptions,
+    cache: &Cache,
+    w: &mut Watched,
+    state: &str,
+    step: Option<u64>,
+) -> Option<Result<(), String>> {
     if w.requeues.len() as u32 >= w.sub.max_requeues {
         return None;
+    }
+    // `--no-resume` means this run's first submission starts over; the
+    // resubmissions continue from what it saved.
+    if !w.sub.job.resume {
+        w.sub.job.resume = true;
+        let text = serde_json::to_vec_pretty(&w.sub.job.to_json()).expect("json");
+        if let Err(e) = cache.write_atomic(&w.sub.files.job, &text) {
+            return Some(Err(e.to_string()));
+        }
     }
     let _ = std::fs::remove_file(&w.sub.files.result);
     outstanding(&w.sub.id, false);
@@ -411,7 +426,7 @@ enum Next {
 /// Read the report of `w`'s worker, if it wrote one. A stage that saved a
 /// checkpoint on the warning signal is resubmitted (up to its
 /// `max_requeues`); a failure waits for the scheduler's word on the job.
-fn read_report(opts: &SlurmOptions, reporter: &dyn Reporter, w: &mut Watched) -> Next {
+fn read_report(opts: &SlurmOptions, cache: &Cache, reporter: &dyn Reporter, w: &mut Watched) -> Next {
     if w.failed.is_some() {
         return Next::AskScheduler;
     }
@@ -427,7 +442,7 @@ fn read_report(opts: &SlurmOptions, reporter: &dyn Reporter, w: &mut Watched) ->
         Err(WorkError::Interrupted { step, total, signal, started_ms, finished_ms }) => {
             // Saved on the warning signal: resubmit, and it resumes.
             let old = w.sub.id.clone();
-            match requeue(opts, w, "CHECKPOINTED", Some(step)) {
+            match requeue(opts, cache, w, "CHECKPOINTED", Some(step)) {
                 Some(Ok(())) => {
                     reporter.event(&Event::Warning {
                         message: format!(
@@ -503,7 +518,7 @@ pub fn watch(
             let state = states.get(&w.sub.id);
             // The worker's own report comes first: a finished stage is done
             // whatever the scheduler does next (COMPLETING takes a while).
-            match read_report(opts, reporter, w) {
+            match read_report(opts, cache, reporter, w) {
                 Next::Settled(outcome) => {
                     settled.insert(n, outcome);
                     continue;
@@ -535,7 +550,7 @@ pub fn watch(
                 && h.written_ms >= w.sub.submitted_ms
             {
                 let old = w.sub.id.clone();
-                match requeue(opts, w, &ended.state, Some(h.step)) {
+                match requeue(opts, cache, w, &ended.state, Some(h.step)) {
                     Some(Ok(())) => {
                         reporter.event(&Event::Warning {
                             message: format!(

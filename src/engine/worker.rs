@@ -266,8 +266,18 @@ pub fn execute(
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic without a message".to_string());
+        // The stage's checkpoint goes too: resumed, it may be what the stage
+        // could not take (state that verifies but does not fit), and a
+        // checkpoint the panicking code wrote would lead to the same panic.
+        let path = cache.checkpoint_path(&job.key());
+        let discarded = if std::fs::symlink_metadata(&path).is_ok() {
+            cache.remove_checkpoint(&job.key());
+            " and its checkpoint was discarded (the next run starts over)"
+        } else {
+            ""
+        };
         Err(WorkError::Failed {
-            error: format!("the stage panicked (a bug, please report it): {why}; nothing was cached"),
+            error: format!("the stage panicked (a bug, please report it): {why}; nothing was cached{discarded}"),
             started_ms,
             finished_ms: now_ms(),
         })
@@ -409,7 +419,7 @@ fn execute_unguarded(
         finished_ms,
         summary,
         resumes: checkpoint.resumes(),
-        warnings: checkpoint.warnings.clone(),
+        warnings: checkpoint.warnings(),
         requeues: Vec::new(),
     })
 }

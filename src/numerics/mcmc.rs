@@ -186,6 +186,21 @@ pub struct ChainState {
 }
 
 impl ChainState {
+    /// Whether `states` (from a checkpoint) are `chains` chains in `dim`
+    /// dimensions at one step at most `total`, their kept draws whole: the
+    /// state a run of these params could have saved.
+    pub fn fit(states: &[ChainState], chains: usize, dim: usize, total: usize) -> bool {
+        states.len() == chains
+            && states.iter().all(|s| {
+                s.t == states[0].t
+                    && s.t <= total
+                    && s.x.len() == dim
+                    && s.g.len() == dim
+                    && s.kept_x.len() == s.kept_lp.len() * dim
+                    && s.log_step.is_finite()
+            })
+    }
+
     fn start(energy: &dyn Energy, x0: &[f64], cfg: &MalaConfig, chain: usize) -> Result<ChainState, McmcError> {
         let dim = energy.dim();
         let mut x = x0.to_vec();

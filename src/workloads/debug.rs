@@ -15,7 +15,7 @@ crate::params! {
         sleep_ms: u64 = (ParamType::Int { min: 0, max: 600_000 }, Default::Int(0), "sleep before returning (does not change the output)"),
         fail: bool = (ParamType::Bool, Default::Bool(false), "fail after sleeping"),
         nan: bool = (ParamType::Bool, Default::Bool(false), "report a non-finite loss"),
-        panic: bool = (ParamType::Bool, Default::Bool(false), "panic after sleeping (a stage's bug)"),
+        panic: bool = (ParamType::Bool, Default::Bool(false), "panic after sleeping, or after the steps (a stage's bug)"),
         steps: u64 = (ParamType::Int { min: 0, max: 10_000_000 }, Default::Int(0), "> 0: take this many steps instead, each a draw from the stage's random stream, checkpointing as a long stage does (output: step, draw)"),
         step_ms: u64 = (ParamType::Int { min: 0, max: 600_000 }, Default::Int(10), "with steps: sleep per step (does not change the output)"),
     }
@@ -32,13 +32,15 @@ struct StepsState {
 /// `steps` steps of `step_ms` each, every one a draw from the stage's random
 /// stream, checkpointing as a long stage does: the engine's checkpoint,
 /// resume and Slurm requeue tests run it.
-fn steps(ctx: &StageCtx, steps: u64, step_ms: u64) -> Result<Outputs, StageError> {
+fn steps(ctx: &StageCtx, steps: u64, step_ms: u64, panic: bool) -> Result<Outputs, StageError> {
     use crate::engine::checkpoint::{decode, encode};
     use crate::numerics::rng::Position;
     use rand::Rng;
     let mut rng = crate::numerics::rng::stream(ctx.seed, "steps");
     let mut draws = Vec::with_capacity(steps as usize);
-    if let Some((_, s)) = ctx.checkpoint.resume_with(decode::<StepsState>) {
+    if let Some((_, s)) =
+        ctx.checkpoint.resume_with(|b| decode::<StepsState>(b).filter(|s| s.draws.len() as u64 <= steps))
+    {
         draws = s.draws;
         s.rng.seek(&mut rng);
     }
@@ -48,6 +50,9 @@ fn steps(ctx: &StageCtx, steps: u64, step_ms: u64) -> Result<Outputs, StageError
         std::thread::sleep(std::time::Duration::from_millis(step_ms));
         draws.push(rng.random::<f64>());
         (ctx.progress)((step + 1) as f64 / steps as f64);
+    }
+    if panic {
+        panic!("debug stage asked to panic after its steps");
     }
     let table =
         Table::new().with("step", ColumnData::I64((0..steps as i64).collect())).with("draw", ColumnData::F64(draws));
@@ -65,7 +70,7 @@ impl Stage for Debug {
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
         let p = DebugParams::read(ctx.params);
         if p.steps > 0 {
-            return steps(ctx, p.steps, p.step_ms);
+            return steps(ctx, p.steps, p.step_ms, p.panic);
         }
         let sleep = p.sleep_ms;
         let steps = 10;

@@ -49,9 +49,8 @@ pub fn optimizer_bytes(optim: &ModuleOptimizer) -> Vec<u8> {
     optim.to_record().into_bytes().expect("an optimiser record encodes in memory").to_vec()
 }
 
-/// The optimiser with the state [`optimizer_bytes`] wrote; `None` when the
-/// bytes are not such a state.
-pub fn load_optimizer(optim: ModuleOptimizer, bytes: &[u8]) -> Option<ModuleOptimizer> {
-    let record = OptimizerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec())).ok()?;
-    Some(optim.load_record(record))
+/// The optimiser state [`optimizer_bytes`] wrote; `None` when the bytes are
+/// not such a state (load it with `optim.load_record`).
+pub fn optimizer_record(bytes: &[u8]) -> Option<OptimizerRecord> {
+    OptimizerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec())).ok()
 }

@@ -310,7 +310,10 @@ fn run_mcmc(p: &BoltzmannParams, target: &Target, ctx: &StageCtx) -> Result<(Tab
     // In segments of 100 steps of every chain, each boundary a checkpoint
     // (the chains' states and streams' positions) when one is due.
     let total = (cfg.burn_in + cfg.draws * cfg.thin) as u64;
-    let resume = ctx.checkpoint.resume_with(decode::<Vec<ChainState>>).map(|(_, s)| s);
+    let resume = ctx
+        .checkpoint
+        .resume_with(|b| decode::<Vec<ChainState>>(b).filter(|s| ChainState::fit(s, p.chains, dim, total as usize)))
+        .map(|(_, s)| s);
     let mut boundary =
         |t: usize, states: &[ChainState]| ctx.checkpoint.at_boundary(t as u64, total, || encode(&states));
     let chains =

@@ -90,7 +90,7 @@ pub fn train_dsm(
     ck: &crate::engine::checkpoint::Checkpointing,
 ) -> Result<(ScoreNetWeights, Vec<f32>), StageError> {
     use crate::engine::checkpoint::{decode, encode};
-    use crate::numerics::nn::state::{load_optimizer, optimizer_bytes, param_ids, with_param_ids};
+    use crate::numerics::nn::state::{optimizer_bytes, optimizer_record, param_ids, with_param_ids};
     let device = device.clone();
     let init = ScoreNetWeights::init(cfg.net.clone(), cfg.meta.clone(), &mut rng(seed, "init"));
     let mut model = ScoreNet::from_weights(&init, &device);
@@ -102,11 +102,17 @@ pub fn train_dsm(
     let mut losses = Vec::with_capacity(total);
     let mut guard = crate::engine::stage::LossGuard::default();
     let mut start = 0;
-    if let Some((step, s)) = ck.resume_with(decode::<DsmState>) {
-        let bad = || StageError::Failed("a checkpoint of another network; remove it or run with --no-resume".into());
-        let weights = ScoreNetWeights::from_bytes(&s.weights).map_err(|_| bad())?;
-        model = with_param_ids(ScoreNet::from_weights(&weights, &device), &s.ids).ok_or_else(bad)?;
-        optim = load_optimizer(optim, &s.optim).ok_or_else(bad)?;
+    // A state of another network (it verified, but does not fit) is not
+    // resumed: the checkpoint is discarded and the training starts over.
+    let resumed = ck.resume_with(|bytes| {
+        let s = decode::<DsmState>(bytes)?;
+        let weights = ScoreNetWeights::from_bytes(&s.weights).ok().filter(|w| w.config == cfg.net)?;
+        let model = with_param_ids(ScoreNet::from_weights(&weights, &device), &s.ids)?;
+        Some((model, optimizer_record(&s.optim)?, s))
+    });
+    if let Some((step, (resumed, record, s))) = resumed {
+        model = resumed;
+        optim = optim.load_record(record);
         s.data_rng.seek(&mut data_rng);
         (losses, guard, start) = (s.losses, s.guard, step as usize);
     }

@@ -109,6 +109,28 @@ struct TuneState {
     step: usize,
 }
 
+impl TuneState {
+    /// The state to resume from and its optimiser record. A state of another
+    /// shape than `shapes` (it verified, but does not fit) is not resumed:
+    /// the checkpoint is discarded and the tuning starts over.
+    fn resume(
+        ck: &crate::engine::checkpoint::Checkpointing,
+        shapes: &[(usize, usize)],
+    ) -> Option<(u64, (burn::optim::OptimizerRecord, TuneState))> {
+        let fits = |layers: &crate::numerics::nn::Layers| {
+            layers.len() == shapes.len()
+                && layers
+                    .iter()
+                    .zip(shapes)
+                    .all(|((w, b, i, o), &(si, so))| (*i, *o) == (si, so) && w.len() == si * so && b.len() == so)
+        };
+        ck.resume_with(|bytes| {
+            let s = crate::engine::checkpoint::decode::<TuneState>(bytes).filter(|s| fits(&s.delta))?;
+            Some((crate::numerics::nn::state::optimizer_record(&s.optim)?, s))
+        })
+    }
+}
+
 /// The `tracker` output: one row per inner epoch.
 fn tracker_table(rows: &[Row]) -> Table {
     let col_i = |f: fn(&Row) -> i64| ColumnData::I64(rows.iter().map(f).collect());
@@ -226,8 +248,8 @@ impl Stage for Smeme {
         true
     }
     fn run(&self, ctx: &StageCtx) -> Result<Outputs, StageError> {
-        use crate::engine::checkpoint::{decode, encode};
-        use crate::numerics::nn::state::{load_optimizer, optimizer_bytes};
+        use crate::engine::checkpoint::encode;
+        use crate::numerics::nn::state::optimizer_bytes;
         let p = &TuneParams::read(ctx.params);
         let base = ScoreNetWeights::from_bytes(ctx.blob("model")?)?;
         if !base.delta.is_empty() {
@@ -259,10 +281,10 @@ impl Stage for Smeme {
         let mut start = 0;
         // The delta network's parameter ids are fixed (`linears` from 0), so
         // Adam's state, keyed by them, applies to the rebuilt network as is.
-        if let Some((at, s)) = ctx.checkpoint.resume_with(decode::<TuneState>) {
+        let resumed = TuneState::resume(ctx.checkpoint, &shapes);
+        if let Some((at, (record, s))) = resumed {
             delta = DeltaNet { layers: linears(&s.delta, &dev, 0) };
-            optim = load_optimizer(optim, &s.optim)
-                .ok_or_else(|| StageError::Failed("a checkpoint whose optimiser state does not load".into()))?;
+            optim = optim.load_record(record);
             s.pair_rng.seek(&mut pair_rng);
             (rows, step, start) = (s.rows, s.step, at as usize);
         }
