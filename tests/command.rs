@@ -220,7 +220,7 @@ fn every_failure_of_a_command_caches_nothing() {
 #[test]
 fn command_spec_errors_are_reported_at_their_place() {
     let ws = Workspace::new();
-    let spec = "name: bad\nstages:\n  a:\n    kind: generate\n    run: [sh, -c, \"echo {params.nope} {env.HOME}\"]\n    code: [missing.py]\n    outputs: { t: table, m: model/ }\n  b:\n    kind: generate\n    code: [x.py]\n    params: { dataset: two_moons }\n  c:\n    kind: train\n    run: [sh, \"{outputs.weights}\"]\n    outputs: { w: model/pt }\n    params: { bad: .nan }\n";
+    let spec = "name: bad\nstages:\n  a:\n    kind: generate\n    run: [sh, -c, \"echo {params.nope} {env.HOME}\"]\n    code: [missing.py]\n    outputs: { t: table, m: model/ }\n  b:\n    kind: generate\n    code: [x.py]\n    params: { dataset: two_moons }\n  c:\n    kind: train\n    run: [sh, \"{outputs.weights}\"]\n    outputs: { w: model/pt }\n    params: { bad: .nan }\n  d:\n    kind: generate\n    run: \"echo '{params.x}' \\\\{seed}\"\n    shell: true\n    outputs: { t: table }\n    params: { x: 1 }\n";
     ws.write("bad.yaml", spec);
     let out = ws.cmd(&["run", "bad.yaml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -242,6 +242,9 @@ fn no_spec_value_reaches_a_shell_unquoted() {
     for (shell, run) in [
         (false, format!("[sh, -c, {}, sh, \"{{params.v}}\"]", serde_json::to_string(check).unwrap())),
         (true, serde_json::to_string(&format!("set -- {{params.v}}; {check}")).unwrap()),
+        // Inside double quotes too: the value is never part of the script.
+        (true, serde_json::to_string(&format!("set -- \"{{params.v}}\"; {check}")).unwrap()),
+        (true, serde_json::to_string("set -- \"[{params.v}]\"; test \"$1\" = \"[$SCOREFLOW_PARAM_V]\" && printf 'v\\n1\\n' > $SCOREFLOW_OUTPUT_DIR/t.csv").unwrap()),
     ] {
         let spec = format!(
             "name: inj\nstages:\n  s:\n    kind: generate\n    run: {run}\n    shell: {shell}\n    outputs: {{ t: table }}\n    params: {{ v: {} }}\n",
@@ -252,6 +255,33 @@ fn no_spec_value_reaches_a_shell_unquoted() {
         assert!(out.status.success(), "shell {shell}: {}", stderr(&out));
         assert!(!pwned.exists(), "shell {shell}: a value ran as a command");
     }
+}
+
+/// A `code:` folder is walked once, inside the project: a link back up
+/// the tree is not followed round, a folder outside the project is refused.
+#[test]
+fn a_code_folder_with_a_link_loop_is_walked_once() {
+    let ws = Workspace::new();
+    std::fs::create_dir(ws.path().join("lib")).unwrap();
+    ws.write("lib/a.py", "print(1)\n");
+    std::os::unix::fs::symlink(".", ws.path().join("lib/self")).unwrap();
+    std::os::unix::fs::symlink("..", ws.path().join("lib/up")).unwrap();
+    let spec = |code: &str| {
+        format!(
+            "name: loop\nstages:\n  s:\n    kind: generate\n    run: [sh, -c, \"true\"]\n    code: [{code}]\n    outputs: {{ t: table }}\n"
+        )
+    };
+    ws.write("p.yaml", &spec("lib"));
+    let out = ws.cmd(&["check", "p.yaml"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    ws.write("p.yaml", &spec("/"));
+    let out = ws.cmd(&["check", "p.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("p.yaml:6:12: `code` of stage `s`: `/` lies outside the project"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Tables from outside: written by polars (zstd), by pandas (snappy) and as a

@@ -181,8 +181,9 @@ impl CommandDef {
                 _ => None,
             })
             .collect::<Option<_>>()?;
-        let env = map_of("env")?.iter().map(|(k, v)| (k.clone(), str_of(v))).collect();
-        Some(CommandDef {
+        let env: BTreeMap<String, Option<String>> =
+            map_of("env")?.iter().map(|(k, v)| (k.clone(), str_of(v))).collect();
+        let def = CommandDef {
             kind,
             run,
             shell,
@@ -192,7 +193,17 @@ impl CommandDef {
             workdir: str_of(m.get("workdir")?)?,
             env,
             version: str_of(m.get("version")?)?,
-        })
+        };
+        // A job file is read from the cache, which someone else may have
+        // written: it must say what a spec could (a command, plain names,
+        // paths that stay inside the sandbox's project), or it is not one.
+        let names = def.outputs.keys().chain(def.inputs.keys());
+        let fits = def.run.first().is_some_and(|c| !c.is_empty())
+            && names.into_iter().all(|n| plain_name(n))
+            && def.env.keys().all(|k| !k.is_empty() && !k.contains(['=', '\0']))
+            && def.code.iter().all(|c| !c.is_empty() && inside(c))
+            && (def.workdir.is_empty() || inside(&def.workdir));
+        fits.then_some(def)
     }
 }
 
@@ -362,6 +373,82 @@ pub fn param_text(v: &Value) -> String {
     }
 }
 
+/// A `shell: true` template as the script `sh -c` runs: each placeholder
+/// becomes a reference to a positional parameter — `"${1}"` outside quotes,
+/// `${1}` inside double quotes — so a value is one word and is never read
+/// as shell code, whatever it holds (`$(…)`, quotes, newlines). Returns the
+/// script and the placeholders in order (the parameters' values). A
+/// placeholder inside single quotes (where the shell substitutes nothing) or
+/// right after a backslash is an error.
+pub fn shell_script(template: &str) -> Result<(String, Vec<Placeholder>), String> {
+    #[derive(PartialEq)]
+    enum Quote {
+        None,
+        Single,
+        Double,
+    }
+    let (mut quote, mut escaped) = (Quote::None, false);
+    let (mut script, mut placeholders) = (String::new(), Vec::new());
+    for part in parse_template(template)? {
+        match part {
+            Ok(lit) => {
+                for ch in lit.chars() {
+                    match (&quote, ch) {
+                        _ if escaped => escaped = false,
+                        (Quote::None | Quote::Double, '\\') => escaped = true,
+                        (Quote::None, '\'') => quote = Quote::Single,
+                        (Quote::None, '"') => quote = Quote::Double,
+                        (Quote::Single, '\'') | (Quote::Double, '"') => quote = Quote::None,
+                        _ => {}
+                    }
+                }
+                script.push_str(&lit);
+            }
+            Err(p) => {
+                let k = placeholders.len() + 1;
+                match quote {
+                    _ if escaped => {
+                        return Err(format!("{} stands right after a backslash; write it without one", p.text()));
+                    }
+                    Quote::Single => {
+                        return Err(format!(
+                            "{} stands inside single quotes, where the shell substitutes nothing; write it outside them (each value is one word as it is)",
+                            p.text()
+                        ));
+                    }
+                    Quote::Double => script.push_str(&format!("${{{k}}}")),
+                    Quote::None => script.push_str(&format!("\"${{{k}}}\"")),
+                }
+                placeholders.push(p);
+            }
+        }
+    }
+    Ok((script, placeholders))
+}
+
+impl Placeholder {
+    /// As written in a template: `{params.lr}`.
+    pub fn text(&self) -> String {
+        match self {
+            Placeholder::Param(n) => format!("`{{params.{n}}}`"),
+            Placeholder::Input(n) => format!("`{{inputs.{n}}}`"),
+            Placeholder::Output(n) => format!("`{{outputs.{n}}}`"),
+            Placeholder::Seed => "`{seed}`".to_string(),
+        }
+    }
+}
+
+/// A relative path that stays where it is joined: plain components only (no
+/// root, no `..`, no `.`).
+fn inside(path: &str) -> bool {
+    Path::new(path).components().all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
+/// A stage's input or output name as a spec may write it.
+fn plain_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// `s` quoted for a POSIX shell: one word whatever it holds.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -511,19 +598,32 @@ fn argv(def: &CommandDef, ctx: &StageCtx, l: &Layout) -> Result<(Vec<String>, St
             }
         })
     };
-    let mut argv = Vec::new();
-    for arg in &def.run {
-        let mut out = String::new();
-        for part in parse_template(arg)? {
-            match part {
-                Ok(lit) => out.push_str(&lit),
-                Err(p) if def.shell => out.push_str(&shell_quote(&fill(&p)?)),
-                Err(p) => out.push_str(&fill(&p)?),
-            }
+    let argv = if def.shell {
+        // The values never enter the script's text: each placeholder is a
+        // positional parameter, the values `sh`'s arguments after the script.
+        let (script, placeholders) = shell_script(&def.run.concat())?;
+        let mut argv = vec!["sh".to_string(), "-c".to_string(), script, "sh".to_string()];
+        for p in &placeholders {
+            argv.push(fill(p)?);
         }
-        argv.push(out);
+        argv
+    } else {
+        let mut argv = Vec::new();
+        for arg in &def.run {
+            let mut out = String::new();
+            for part in parse_template(arg)? {
+                match part {
+                    Ok(lit) => out.push_str(&lit),
+                    Err(p) => out.push_str(&fill(&p)?),
+                }
+            }
+            argv.push(out);
+        }
+        argv
+    };
+    if argv.first().is_none_or(String::is_empty) {
+        return Err("the command is empty".into());
     }
-    let argv = if def.shell { vec!["sh".to_string(), "-c".to_string(), argv.concat()] } else { argv };
     let shown = argv
         .iter()
         .map(|a| if a.contains([' ', '\'', '"', '\n']) { shell_quote(a) } else { a.clone() })
@@ -897,5 +997,35 @@ mod tests {
         assert_eq!(parse_media("model/pt"), Some(Media::Model("pt")));
         assert_eq!(parse_media("model/"), None);
         assert_eq!(parse_media("image/jpeg"), None);
+        // A job file from a cache someone else wrote says what a spec could,
+        // or it is no definition: code and working folder inside the sandbox,
+        // a command, plain names.
+        let hostile = [
+            CommandDef { code: vec!["../../../pwned".into()], ..def.clone() },
+            CommandDef { code: vec!["/tmp/pwned".into()], ..def.clone() },
+            CommandDef { workdir: "../../..".into(), ..def.clone() },
+            CommandDef { workdir: "/tmp".into(), ..def.clone() },
+            CommandDef { run: Vec::new(), ..def.clone() },
+            CommandDef { outputs: [("../m".to_string(), Media::Table)].into(), ..def.clone() },
+            CommandDef { env: [("A=B".to_string(), None)].into(), ..def.clone() },
+        ];
+        for bad in hostile {
+            assert!(CommandDef::from_value(Kind::Train, &bad.to_value(), bad.code.clone()).is_none(), "{bad:?}");
+        }
+    }
+
+    /// In a `shell: true` script a value is a positional parameter, quoted
+    /// as its place needs; where the shell would not substitute it, an error.
+    #[test]
+    fn shell_placeholders_are_positional_parameters() {
+        let (script, ps) = shell_script("cp {inputs.a} \"{outputs.b}\" && echo \"n={params.n}\" {seed}").unwrap();
+        assert_eq!(script, r#"cp "${1}" "${2}" && echo "n=${3}" "${4}""#);
+        assert_eq!(ps.len(), 4);
+        // Quotes and escapes in the literal text keep their meaning.
+        let (script, _) = shell_script(r#"echo 'it''s' "a \" b" \' {params.n}"#).unwrap();
+        assert!(script.ends_with(r#"\' "${1}""#), "{script}");
+        assert!(shell_script("echo '{params.n}'").unwrap_err().contains("inside single quotes"));
+        assert!(shell_script("echo \\{params.n}").unwrap_err().contains("after a backslash"));
+        assert!(shell_script("echo \"\\{params.n}\"").unwrap_err().contains("after a backslash"));
     }
 }

@@ -60,12 +60,29 @@ fn from_root(spec_folder_rel: &Path, written: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// The most files one `code:` entry may hold.
+const MAX_CODE_FILES: usize = 10_000;
+
 /// Files of a `code:` entry: the file, or every file under the folder (sorted;
 /// hidden entries, `__pycache__` and `.pyc` files left out: they change when
-/// the code runs, not when it is edited).
-fn code_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// the code runs, not when it is edited). Each folder is walked once and only
+/// inside the project `root` (a link back up the tree is not walked again, a
+/// link out of the project is an error), and at most [`MAX_CODE_FILES`] files.
+fn code_files(
+    path: &Path,
+    root: &Path,
+    seen: &mut std::collections::HashSet<PathBuf>,
+    out: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
     if path.is_file() {
         out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let real = std::fs::canonicalize(path)?;
+    if !real.starts_with(root) {
+        return Err(std::io::Error::other(format!("{} leads outside the project", path.display())));
+    }
+    if !seen.insert(real) {
         return Ok(());
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
@@ -76,9 +93,14 @@ fn code_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
             continue;
         }
         if e.is_dir() {
-            code_files(&e, out)?;
+            code_files(&e, root, seen, out)?;
         } else if e.is_file() {
             out.push(e);
+            if out.len() > MAX_CODE_FILES {
+                return Err(std::io::Error::other(format!(
+                    "more than {MAX_CODE_FILES} files; name the files or folders the stage runs"
+                )));
+            }
         }
     }
     Ok(())
@@ -135,6 +157,17 @@ pub(super) fn parse(
     }
     let outputs = parse_outputs(c, stage, fields.get("outputs").copied(), run_node.pos);
     check_placeholders(c, stage, &run, params, input_names, &outputs);
+    if shell {
+        // Where a placeholder stands in the script: never where the shell
+        // would not substitute it.
+        for (arg, pos) in &run {
+            if command::parse_template(arg).is_ok()
+                && let Err(why) = command::shell_script(arg)
+            {
+                c.err(*pos, format!("`run` of stage `{stage}`: {why}"));
+            }
+        }
+    }
     let (code, workdir_rel) = parse_code(c, spec, stage, fields.get("code").copied());
     let env = parse_env(c, stage, fields.get("env").copied());
     let version = match fields.get("version") {
@@ -284,8 +317,15 @@ fn parse_code(
     if let Some(node) = node {
         for (written, pos) in strings(c, node, &format!("`code` of stage `{stage}`")) {
             let full = spec_folder.join(&written);
+            if std::fs::canonicalize(&full).is_ok_and(|real| !real.starts_with(&root)) {
+                c.err(
+                    pos,
+                    format!("`code` of stage `{stage}`: `{written}` lies outside the project ({})", root.display()),
+                );
+                continue;
+            }
             let mut files = Vec::new();
-            if let Err(e) = code_files(&full, &mut files) {
+            if let Err(e) = code_files(&full, &root, &mut Default::default(), &mut files) {
                 c.err(pos, format!("`code` of stage `{stage}`: cannot read `{written}` ({}): {e}", full.display()));
                 continue;
             }
