@@ -256,7 +256,8 @@ pub fn link_latest(
     // of an earlier sweep keeps its links (its latest run).
     if let Some(info) = &spec.matrix {
         for inst in &info.combinations {
-            let values: Vec<String> = inst.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let values: Vec<String> =
+                inst.values.iter().map(|(k, v)| format!("{k}={}", crate::engine::spec::matrix::name_text(v))).collect();
             let dir = format!("{}[{}]", home(manifest), values.join(","));
             for (base, merged) in &inst.stages {
                 let (Some(stage), Some(line)) = (spec.stage(merged), manifest.stage(merged)) else { continue };

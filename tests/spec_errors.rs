@@ -99,6 +99,21 @@ fn the_binary_reports_every_error_at_once_exits_2_and_writes_nothing() {
     assert!(!ws.artifacts().exists(), "nothing may be written for a bad spec");
 }
 
+/// A second YAML document is an error at its start, not dropped unread;
+/// a spec's control characters (a colour, a terminal title) are shown
+/// escaped in its errors, never sent to the terminal.
+#[test]
+fn a_second_document_and_control_characters() {
+    let two = format!("name: x\nstages:\n{GOOD_GEN}---\nfoo: [\n");
+    let err = errors(&two);
+    assert!(err.contains("spec.yaml:8:1: this is not valid YAML"), "the second document is read: {err}");
+    let two = format!("name: x\nstages:\n{GOOD_GEN}---\nname: y\n");
+    assert!(errors(&two).contains("spec.yaml:6:1: a second YAML document starts here"), "{}", errors(&two));
+    let err = errors("name: x\nstages:\n  \"\\e[31mred\\e]0;title\\a\":\n    kind: generate\n");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    assert!(err.contains("\\u{1b}[31mred"), "{err}");
+}
+
 #[test]
 fn empty_stages_tabs_aliases_and_a_byte_order_mark() {
     insta::assert_snapshot!("empty_stages", errors("name: x\nstages: {}\n"));

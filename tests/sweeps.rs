@@ -309,3 +309,27 @@ fn compare_runs_names_the_edited_parameter() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("1 setting differs\n  stages.tuned.params.beta 0.9 → 2.0\n"), "{text}");
 }
+
+/// A swept value is text in a stage's name, and the name is a folder's
+/// (`latest/<pipeline>/<stage>/`): `/` and control characters are
+/// percent-encoded, so a value like `../../esc` stays one folder name
+/// inside `latest/`.
+#[test]
+fn a_swept_value_never_makes_a_path_of_its_own() {
+    let ws = Workspace::new();
+    ws.write(
+        "m.yaml",
+        "name: m\nstages:\n  c:\n    kind: generate\n    run: [sh, -c, \"printf 'v\\\\n1\\\\n' > $SCOREFLOW_OUTPUT_DIR/t.csv\"]\n    outputs: { t: table }\n    params: { p: a }\n",
+    );
+    let (out, events) = ws.run_json("m.yaml", &["--matrix", "stages.c.params.p=[a, \"../../../../esc\", \"\\e[31m\"]"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut ran = Workspace::ran(&events);
+    ran.sort();
+    assert_eq!(ran, ["c[p=%1B[31m]", "c[p=..%2F..%2F..%2F..%2Fesc]", "c[p=a]"]);
+    let latest = ws.artifacts().join("latest");
+    assert!(latest.join("m/c[p=..%2F..%2F..%2F..%2Fesc]/t.parquet").symlink_metadata().is_ok());
+    assert!(latest.join("m[p=..%2F..%2F..%2F..%2Fesc]/c/t.parquet").symlink_metadata().is_ok());
+    assert!(!ws.path().join("esc]").exists() && !ws.artifacts().join("esc]").exists());
+    let outside: Vec<_> = std::fs::read_dir(ws.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(outside.iter().all(|n| n != "esc]"), "{outside:?}");
+}

@@ -397,7 +397,7 @@ fn names(
                 .iter()
                 .enumerate()
                 .filter(|(k, _)| users.iter().all(|u| combos[*u][*k] == combos[users[0]][*k]))
-                .map(|(k, a)| format!("{}={}", a.label, a.values[combos[users[0]][k]].0))
+                .map(|(k, a)| format!("{}={}", a.label, name_text(&a.values[combos[users[0]][k]].0)))
                 .collect();
             format!("{base_name}[{}]", fixed.join(","))
         };
@@ -405,6 +405,29 @@ fn names(
     final_names
 }
 
+/// A swept value as it stands in a stage's name, which is also a folder's
+/// (`latest/<pipeline>/train[data=a%2Fb.csv]/`): `/`, `\\`, `%`, control
+/// and text-direction characters percent-encoded, so a value never makes a
+/// path of its own (`../..`) or rewrites the terminal it is printed on.
+pub fn name_text(v: &Value) -> String {
+    let mut out = String::new();
+    for ch in v.to_string().chars() {
+        if matches!(ch, '/' | '\\' | '%' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') || ch.is_control() {
+            let mut buf = [0; 4];
+            for b in ch.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
 fn label(axes: &[Axis], combo: &[usize]) -> String {
-    axes.iter().zip(combo).map(|(a, &j)| format!("{}={}", a.label, a.values[j].0)).collect::<Vec<_>>().join(", ")
+    axes.iter()
+        .zip(combo)
+        .map(|(a, &j)| format!("{}={}", a.label, name_text(&a.values[j].0)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -50,13 +50,30 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A message quotes the spec, which may be someone else's: its
+        // control and text-direction characters are shown escaped, never
+        // sent to the terminal (a colour, a title, a line of its own).
+        let message = printable(&self.message);
         if self.pos.line == 0 {
             // From a command-line option; `file` names it.
-            write!(f, "{}: {}", self.file, self.message)
+            write!(f, "{}: {message}", printable(&self.file))
         } else {
-            write!(f, "{}:{}:{}: {}", self.file, self.pos.line, self.pos.col, self.message)
+            write!(f, "{}:{}:{}: {message}", printable(&self.file), self.pos.line, self.pos.col)
         }
     }
+}
+
+/// `s` with its control and text-direction characters escaped (`\u{1b}`).
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if ch.is_control() || matches!(ch, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            out.extend(ch.escape_unicode());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
 }
 
 /// All problems found in a spec, sorted by position.

@@ -132,6 +132,9 @@ struct Builder {
     /// Where the tree outgrew [`MAX_NODES`] or [`MAX_DEPTH`], and which
     /// (nothing is copied or nested after it).
     overflow: Option<(Pos, String)>,
+    /// Documents begun so far, and where a second one began (a spec is one).
+    docs: usize,
+    second: Option<Pos>,
     /// Levels opened past [`MAX_DEPTH`] and not yet closed.
     deep: usize,
 }
@@ -225,6 +228,12 @@ impl Builder {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
+            Event::DocumentStart => {
+                self.docs += 1;
+                if self.docs == 2 {
+                    self.second = Some(pos(mark));
+                }
+            }
             Event::Scalar(text, style, anchor, _) => {
                 let plain = matches!(style, TScalarStyle::Plain);
                 self.push_anchored(Node { pos: pos(mark), value: NodeValue::Scalar { text, plain } }, anchor);
@@ -275,14 +284,23 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
-/// Parse YAML text into a positioned tree (the first document only). A UTF-8
-/// byte-order mark at the start is ignored.
+/// Parse YAML text into a positioned tree: one document (a second is an
+/// error). A UTF-8 byte-order mark at the start is ignored.
 pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut builder =
-        Builder { stack: Vec::new(), root: None, anchors: Default::default(), nodes: 0, overflow: None, deep: 0 };
+    let mut builder = Builder {
+        stack: Vec::new(),
+        root: None,
+        anchors: Default::default(),
+        nodes: 0,
+        overflow: None,
+        deep: 0,
+        docs: 0,
+        second: None,
+    };
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| {
+    // Every document is read (a second one is an error, not dropped unread).
+    parser.load(&mut builder, true).map_err(|e| {
         let mut at = pos(*e.marker());
         // The scanner reports tab errors after the tab on its line, or at the end
         // of the token before it (a line early); point at the tab itself: the
@@ -305,6 +323,10 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
         SyntaxError { pos: at, message: e.info().to_string(), limit: false }
     })?;
     if let Some((pos, message)) = builder.overflow {
+        return Err(SyntaxError { pos, message, limit: true });
+    }
+    if let Some(pos) = builder.second {
+        let message = "a second YAML document starts here; a spec is one document".to_string();
         return Err(SyntaxError { pos, message, limit: true });
     }
     Ok(builder.root)
